@@ -1,0 +1,137 @@
+"""``lnn-control``: the command line of the package.
+
+demo    PD-only vs adaptive on a bundled MuJoCo plant; writes summary.json and
+        tracking.png.
+params  the parameter schema as Markdown (docs) or a ROS 2 parameter file.
+gains   the honest PD baseline gains of a bundled plant.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Sequence
+
+PLANT_CHOICES = ('pendulum', 'arm2', 'cartpole')
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from . import closed_loop as CL
+    from .plotting import tracking_figure
+
+    if args.payload_change_at is not None and not 0 < args.payload_change_at < args.duration:
+        raise SystemExit('--payload-change-at must lie inside (0, --duration)')
+    overrides = CL.plant_params(args.plant, {'reservoir.neuron_model': args.neuron,
+                                             'reservoir.seed': args.seed})
+    for item in args.param:
+        name, _, value = item.partition('=')
+        overrides[name] = json.loads(value) if value[:1] in '[{0123456789-tf' else value
+    os.makedirs(args.out, exist_ok=True)
+    traces = []
+    for learning in (False, True):
+        label = 'adaptive' if learning else 'PD only'
+        with tqdm(total=args.duration, desc=f'{label:>8}', unit='sim s',
+                  bar_format='{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} {unit}',
+                  disable=args.quiet) as bar:
+            def progress(t, bar=bar):
+                bar.update(t - bar.n)
+            traces.append(CL.run(args.plant, overrides, args.duration, learning=learning,
+                                 payload_change_at=args.payload_change_at, progress=progress))
+            bar.update(args.duration - bar.n)
+    pd, adaptive = traces
+    summary = {'mode': 'offline', 'plant': args.plant, 'neuron': args.neuron,
+               'duration_s': args.duration, 'payload_change_at_s': args.payload_change_at,
+               'payload_scale_after': CL.PAYLOAD_SCALE if args.payload_change_at else 1.0,
+               'seed': args.seed,
+               **CL.summarize(pd, adaptive, args.duration, args.payload_change_at)}
+    with open(os.path.join(args.out, 'summary.json'), 'w', encoding='utf-8') as f:
+        json.dump(summary, f, indent=2)
+    tracking_figure(traces, os.path.join(args.out, 'tracking.png'),
+                    title=f'{args.plant}, {args.neuron} reservoir: ratio {summary["ratio"]:.3f}',
+                    payload_change_at=args.payload_change_at,
+                    joint_names=overrides.get('joints', ()))
+    print(json.dumps(summary, indent=2))
+    print(f'wrote {args.out}/summary.json and {args.out}/tracking.png')
+    return 0
+
+
+def _params(args: argparse.Namespace) -> int:
+    from . import params as P
+
+    if args.format == 'markdown':
+        print('# Parameters\n\nGenerated from `lnn_control/params.py` by '
+              '`lnn-control params --format markdown`; do not edit.\n')
+        print(P.markdown(P.CONTROLLER, 'lnn_controller'))
+        print(P.markdown(P.SIMULATOR, 'lnn_sim'))
+    else:
+        import yaml
+        values = {k: v for k, v in P.defaults(P.SCHEMAS[args.node]).items()}
+        node = 'lnn_controller' if args.node == 'controller' else 'lnn_sim'
+        print(yaml.safe_dump({node: {'ros__parameters': values}}, sort_keys=False), end='')
+    return 0
+
+
+def _gains(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .plants import Plant, pd_gains
+
+    plant = Plant(args.plant)
+    wn = 2 * np.pi * args.max_reference_hz * args.bandwidth_factor
+    kp, kd = pd_gains(plant.nominal_inertia(), wn, args.damping_ratio)
+    print(json.dumps({'plant': args.plant, 'joints': list(plant.joint_names),
+                      'nominal_inertia': plant.nominal_inertia().round(5).tolist(),
+                      'natural_frequency_rad_s': round(float(wn), 3),
+                      'damping_ratio': args.damping_ratio,
+                      'kp': kp.round(3).tolist(), 'kd': kd.round(3).tolist()}, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog='lnn-control', description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest='command', required=True)
+
+    demo = sub.add_parser('demo', help='PD-only vs adaptive closed loop on a MuJoCo plant')
+    demo.add_argument('--plant', choices=PLANT_CHOICES, default='pendulum')
+    demo.add_argument('--neuron', choices=('esn', 'ltc', 'lif'), default='esn')
+    demo.add_argument('--duration', type=float, default=60.0, help='simulated seconds')
+    demo.add_argument('--payload-change-at', type=float, default=None,
+                      help='time [s] at which the end-link mass doubles')
+    demo.add_argument('--seed', type=int, default=0, help='reservoir and reference seed')
+    demo.add_argument('--param', action='append', default=[], metavar='NAME=VALUE',
+                      help='override a controller parameter (repeatable), e.g. '
+                           'rls.forgetting_factor=0.999')
+    demo.add_argument('--out', default='runs/demo', help='output directory')
+    demo.add_argument('--quiet', action='store_true', help='no progress bar')
+    demo.set_defaults(func=_demo)
+
+    params = sub.add_parser('params', help='print the parameter schema')
+    params.add_argument('--format', choices=('markdown', 'yaml'), default='markdown')
+    params.add_argument('--node', choices=('controller', 'simulator'), default='controller',
+                        help='with --format yaml: which node')
+    params.set_defaults(func=_params)
+
+    gains = sub.add_parser('gains', help='honest PD baseline gains for a bundled plant')
+    gains.add_argument('--plant', choices=PLANT_CHOICES, default='pendulum')
+    gains.add_argument('--max-reference-hz', type=float, default=0.55)
+    gains.add_argument('--bandwidth-factor', type=float, default=4.0)
+    gains.add_argument('--damping-ratio', type=float, default=0.8)
+    gains.set_defaults(func=_gains)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f'lnn-control: error: {exc}', file=sys.stderr)
+        return 2
+
+
+if __name__ == '__main__':
+    sys.exit(main())

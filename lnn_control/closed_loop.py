@@ -1,0 +1,120 @@
+"""Offline closed loop: a controller against a MuJoCo plant, no ROS in between.
+
+Runs PD-only and adaptive on the same plant, reference and payload change so
+their tracking errors compare directly, and computes the summary figures.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from . import params as P
+from .controller import AdaptiveController
+from .plants import Plant
+from .trajectories import make_reference
+
+PAYLOAD_SCALE = 2.0          # the payload change multiplies the end-link mass by this
+WINDOW_S = 10.0              # RMS window before the change / at the end
+AFTER_WINDOW_S = (5.0, 10.0)  # RMS window after the change, seconds after it
+
+
+def config_path(plant: str) -> str:
+    """The packaged parameter file of a bundled plant (``config/<plant>.yaml``)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    for base in (os.path.join(here, '..', 'config'), _share_config()):
+        if base and os.path.isfile(os.path.join(base, f'{plant}.yaml')):
+            return os.path.normpath(os.path.join(base, f'{plant}.yaml'))
+    raise FileNotFoundError(f'no config/{plant}.yaml installed for plant {plant!r}')
+
+
+def _share_config() -> str | None:
+    try:
+        from ament_index_python.packages import get_package_share_directory
+        return os.path.join(get_package_share_directory('lnn_control'), 'config')
+    except Exception:   # not on an ament prefix: the source tree has it
+        return None
+
+
+def plant_params(plant: str, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Controller parameters for a bundled plant: its config file plus ``extra``."""
+    overrides = P.load_yaml_overrides(config_path(plant), 'lnn_controller')
+    overrides.update(extra or {})
+    return overrides
+
+
+@dataclass
+class Trace:
+    """Per-tick log of one run (arrays of shape (ticks,) or (ticks, n_joints))."""
+
+    t: np.ndarray
+    q_d: np.ndarray
+    q: np.ndarray
+    command: np.ndarray
+    learning_error: np.ndarray
+    label: str = ''
+    meta: dict = field(default_factory=dict)
+
+
+def run(plant_name: str, controller_params: Mapping[str, Any], duration: float,
+        learning: bool = True, payload_change_at: float | None = None,
+        progress: Callable[[float], None] | None = None) -> Trace:
+    """One closed-loop run; ``learning=False`` is the PD-only arm (same gains)."""
+    ctrl = AdaptiveController(controller_params)
+    plant = Plant(plant_name, joints=ctrl.joints)
+    cfg = ctrl.params
+    ref = make_reference('sum_of_sines' if cfg['reference.mode'] == 'topic' else cfg['reference.mode'],
+                         ctrl.n, cfg['reference.amplitude'], cfg['reference.frequency_hz'],
+                         cfg['reference.offset'], seed=cfg['reservoir.seed'])
+    dt = ctrl.dt
+    ticks = int(round(duration / dt))
+    n = ctrl.n
+    log_q_d, log_q, log_u = (np.zeros((ticks, n)) for _ in range(3))
+    log_e = np.zeros(ticks)
+    q_d, qd_d, qdd_d = np.zeros(n), np.zeros(n), np.zeros(n)
+    ref.sample(0.0, q_d, qd_d, qdd_d)
+    plant.reset(q=q_d)
+    zero = np.zeros(n)
+    for k in range(ticks):
+        t = k * dt
+        if payload_change_at is not None and abs(t - payload_change_at) < dt / 2:
+            plant.payload_scale = PAYLOAD_SCALE
+        ref.sample(t, q_d, qd_d, qdd_d)
+        q, qd = plant.position(), plant.velocity()
+        if learning:
+            u = ctrl.step((q, qd), (q_d, qd_d, qdd_d))
+        else:
+            u = np.clip(ctrl.kp * (q_d - q) + ctrl.kd * (qd_d - qd),
+                        -ctrl.command_limit, ctrl.command_limit)
+        plant.step(u, dt)
+        log_q_d[k], log_q[k], log_u[k] = q_d, q, u
+        log_e[k] = ctrl.learning_error if learning else float(np.linalg.norm(
+            ctrl.kp * (q_d - q) + ctrl.kd * (qd_d - qd)))
+        if progress is not None and k % 100 == 0:
+            progress(t)
+    del zero
+    return Trace(np.arange(ticks) * dt, log_q_d, log_q, log_u, log_e,
+                 label='adaptive' if learning else 'PD only')
+
+
+def rms(trace: Trace, start: float, stop: float) -> float:
+    """RMS over joints and time of the tracking error in [start, stop)."""
+    sel = (trace.t >= start) & (trace.t < stop)
+    return float(np.sqrt(np.mean((trace.q_d[sel] - trace.q[sel]) ** 2)))
+
+
+def summarize(pd: Trace, adaptive: Trace, duration: float,
+              payload_change_at: float | None) -> dict[str, float]:
+    end = payload_change_at if payload_change_at is not None else duration
+    out = {'rms_pd': rms(pd, end - WINDOW_S, end),
+           'rms_adaptive': rms(adaptive, end - WINDOW_S, end)}
+    out['ratio'] = out['rms_adaptive'] / out['rms_pd']
+    if payload_change_at is not None:
+        a, b = (payload_change_at + w for w in AFTER_WINDOW_S)
+        out['rms_pd_after'] = rms(pd, a, b)
+        out['rms_adaptive_after'] = rms(adaptive, a, b)
+        out['ratio_after_change'] = out['rms_adaptive_after'] / out['rms_pd_after']
+        out['recovery_ratio'] = out['rms_adaptive_after'] / out['rms_adaptive']
+    return out

@@ -1,0 +1,287 @@
+"""The adaptive controller: PD feedback plus a feedforward learned online.
+
+feedback_error mode (Kawato's feedback-error learning): the reservoir sees the
+desired trajectory and the measured state; a readout of it is added to the PD
+command and trained by RLS with the PD output as its error, so whatever the
+PD loop still has to correct is learned as feedforward and the PD part fades.
+
+inverse_model mode (Waegeman et al. 2012): the readout learns the command
+u(t-1) from the states at t-1 and t; applied to (state now, desired next
+state) it gives the command that should reach the desired state.
+
+Two readouts share the features: a slow one (lambda ~ 0.9999) holds the model,
+a fast-forgetting one trained on the slow one's a-posteriori residual follows
+plant changes (payload, friction) within seconds.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from . import kernels as K
+from . import params as P
+from .reservoir import Reservoir
+from .rls import RLSReadout, load_npz, save_npz
+
+_WARMUP_TICKS = 300
+
+# Settings that change live without losing what was learned.
+LIVE = frozenset(p.name for p in P.CONTROLLER if not p.read_only)
+
+
+class AdaptiveController:
+    """``command = controller.step(measured, desired)`` once per control tick.
+
+    measured: (position, velocity); desired: (position, velocity, acceleration);
+    each an array of one value per joint. The returned command is a read-only
+    view of a buffer the controller reuses: copy it to keep it.
+    Invalid input raises ValueError and leaves every learned quantity untouched.
+    """
+
+    def __init__(self, overrides: Mapping[str, Any] | None = None, dt: float | None = None):
+        cfg = P.resolve(overrides)
+        self.params = cfg
+        self.joints: tuple[str, ...] = tuple(cfg['joints'])
+        self.n = n = len(self.joints)
+        if n == 0:
+            raise ValueError('joints must name at least one joint')
+        self.dt = float(dt) if dt is not None else 1.0 / cfg['control_rate_hz']
+        self.mode = cfg['controller.mode']
+        self._scale = np.concatenate([cfg['input.position_scale'],
+                                      cfg['input.velocity_scale'],
+                                      cfg['input.acceleration_scale']])
+        # Reservoir input layout, one block of n per quantity:
+        # feedback_error: q_d, qd_d, qdd_d, sin q_d, cos q_d, q, qd
+        # inverse_model:  q(t-1), qd(t-1), q, qd, sin, cos of q(t-1) (training);
+        #                 q, qd, q_d(t+1), qd_d(t+1), sin, cos of q (control)
+        m = 7 * n if self.mode == 'feedback_error' else 6 * n
+        self.reservoir = Reservoir(
+            m, size=cfg['reservoir.size'], neuron_model=cfg['reservoir.neuron_model'],
+            spectral_radius=cfg['reservoir.spectral_radius'],
+            leak_rate=cfg['reservoir.leak_rate'], input_scaling=cfg['reservoir.input_scaling'],
+            bias_scaling=cfg['reservoir.bias_scaling'], density=cfg['reservoir.density'],
+            seed=cfg['reservoir.seed'], dt=self.dt, ltc_unfolds=cfg['reservoir.ltc_unfolds'],
+            lif_substeps=cfg['reservoir.lif_substeps'],
+            lif_trace_time_constant_s=cfg['reservoir.lif_trace_time_constant_s'])
+        self._train_reservoir = self.reservoir.twin() if self.mode == 'inverse_model' else None
+        self._u = np.zeros(m)
+        self._u_train = np.zeros(m)
+        self._phi = np.zeros(m + self.reservoir.size)
+        self._phi_train = np.zeros_like(self._phi)
+        self._io = np.zeros((5, n))            # q, qd, q_d, qd_d, qdd_d of this tick
+        self._prev = np.zeros((3, n))          # q, qd, command of the previous tick
+        self._has_prev = False
+        self._pd = np.zeros(n)
+        self._ff = np.zeros(n)
+        self._ff_fast = np.zeros(n)
+        self._err = np.zeros(n)
+        self._command = np.zeros(n)
+        self._command_view = self._command.view()
+        self._command_view.flags.writeable = False
+        self.feature_power, self.input_power = self._estimate_feature_power()
+        # P0 = delta I with delta relative to the mean squared feature norm, so the
+        # same setting means the same first-step gain for every neuron model.
+        self.slow = RLSReadout(len(self._phi), n, cfg['rls.forgetting_factor'],
+                               cfg['rls.initial_covariance'] / self.feature_power)
+        # The fast readout sees only the direct inputs: few features, all excited by
+        # the reference, so forgetting acts on every direction of its covariance.
+        self.fast = (RLSReadout(m, n, cfg['rls.fast_forgetting_factor'],
+                                cfg['rls.initial_covariance'] / self.input_power,
+                                forgetting='directional')
+                     if cfg['rls.fast_learner'] else None)
+        self.kp = self.kd = self.command_limit = None
+        self.learning_enabled = True
+        self.update_params(cfg)
+        self.ticks = 0
+        self.learning_error = 0.0     # |PD output| (feedback_error) or |a-priori error|
+        self.reset_state()
+
+    # -- configuration -----------------------------------------------------------
+    def _estimate_feature_power(self) -> float:
+        """Mean |[1, phi]|^2 and |[1, u]|^2 under smooth unit-scale inputs.
+
+        Running the reservoir here is also its JIT warm-up.
+        """
+        t = np.arange(_WARMUP_TICKS) * self.dt
+        freqs = np.linspace(0.2, 1.0, self._u.size)
+        total = total_u = 0.0
+        for k in range(_WARMUP_TICKS):
+            self._u[:] = np.sin(2 * np.pi * freqs * t[k] + freqs)
+            self._features(self.reservoir, self._u, self._phi)
+            if k >= _WARMUP_TICKS // 3:
+                total += 1.0 + float(self._phi @ self._phi)
+                total_u += 1.0 + float(self._u @ self._u)
+        self.reservoir.reset()
+        count = _WARMUP_TICKS - _WARMUP_TICKS // 3
+        return total / count, total_u / count
+
+    def update_params(self, changes: Mapping[str, Any]) -> None:
+        """Apply live settings (gains, limits, forgetting, learning on/off).
+
+        Validates everything first, so a refused change applies nothing.
+        Read-only settings are refused once the controller exists.
+        """
+        table = P.by_name()
+        for name, value in changes.items():
+            p = table.get(name)
+            if p is None:
+                raise ValueError(f'unknown parameter {name!r}')
+            if p.read_only and hasattr(self, 'ticks'):
+                if np.any(np.asarray(value) != np.asarray(self.params[name])):
+                    raise ValueError(f'{name} is read-only: it needs a restart')
+                continue
+            reason = P.check(p, value, self.n)
+            if reason:
+                raise ValueError(reason)
+        for name, value in changes.items():
+            if name in ('kp', 'kd', 'command_limit'):
+                arr = np.asarray(value, dtype=float)
+                setattr(self, name, np.broadcast_to(arr, (self.n,)).copy())
+            elif name == 'learning_enabled':
+                self.learning_enabled = bool(value)
+            elif name == 'rls.forgetting_factor':
+                self.slow.forgetting_factor = float(value)
+            elif name == 'rls.fast_forgetting_factor' and self.fast is not None:
+                self.fast.forgetting_factor = float(value)
+            if name in LIVE or not hasattr(self, 'ticks'):
+                self.params[name] = value
+
+    def readouts(self) -> Sequence[RLSReadout]:
+        return (self.slow,) if self.fast is None else (self.slow, self.fast)
+
+    # -- learning state ----------------------------------------------------------
+    def reset_state(self) -> None:
+        """Forget the reservoir state and the previous tick (not the readout)."""
+        self.reservoir.reset()
+        if self._train_reservoir is not None:
+            self._train_reservoir.reset()
+        self._has_prev = False
+
+    def reset_learning(self) -> None:
+        """Forget the learned readouts (P back to its initial value)."""
+        relative = self.params['rls.initial_covariance']
+        self.slow.reset(relative / self.feature_power)
+        if self.fast is not None:
+            self.fast.reset(relative / self.input_power)
+
+    def save(self, path: str) -> None:
+        arrays = {f'{name}/{k}': v for name, r in zip(('slow', 'fast'), self.readouts())
+                  for k, v in r.state_dict().items()}
+        arrays['joints'] = np.array(self.joints)
+        arrays['mode'] = np.array(self.mode)
+        save_npz(path, arrays)
+
+    def load(self, path: str) -> None:
+        """Load readouts saved by ``save``; refuses a file for other joints or shapes."""
+        data = load_npz(path)
+        if tuple(str(j) for j in data.get('joints', ())) != self.joints:
+            raise ValueError(f"{path} was saved for joints {list(data.get('joints', []))}, "
+                             f'not {list(self.joints)}')
+        if str(data.get('mode')) != self.mode:
+            raise ValueError(f"{path} was saved in {data.get('mode')} mode, not {self.mode}")
+        states = []
+        for name, r in zip(('slow', 'fast'), self.readouts()):
+            state = {k.split('/', 1)[1]: v for k, v in data.items() if k.startswith(name + '/')}
+            if not state:
+                raise ValueError(f'{path} has no {name} readout')
+            states.append(state)
+        backup = [r.state_dict() for r in self.readouts()]
+        try:
+            for r, s in zip(self.readouts(), states):
+                r.load_state_dict(s)
+        except (ValueError, KeyError):
+            for r, s in zip(self.readouts(), backup):
+                r.load_state_dict(s)
+            raise
+
+    # -- the control tick ----------------------------------------------------------
+    def _features(self, reservoir: Reservoir, u: np.ndarray, phi: np.ndarray) -> None:
+        m = u.size
+        phi[:m] = u
+        phi[m:] = reservoir.step(u)
+
+    def _load_io(self, measured, desired) -> np.ndarray:
+        io, n = self._io, self.n
+        if len(measured) != 2 or len(desired) != 3:
+            raise ValueError('measured is (position, velocity), desired is '
+                             '(position, velocity, acceleration)')
+        for row, value in enumerate((*measured, *desired)):
+            a = np.asarray(value, dtype=float)
+            if a.shape != (n,):
+                raise ValueError(f'expected {n} values per quantity (joints {list(self.joints)}), '
+                                 f'got shape {a.shape}')
+            io[row] = a
+        if not K.all_finite(io.reshape(-1)):
+            raise ValueError('non-finite measurement or reference refused')
+        return io
+
+    def step(self, measured, desired) -> np.ndarray:
+        io = self._load_io(measured, desired)
+        n, s = self.n, self._scale
+        q, qd, q_d, qd_d, qdd_d = io
+        np.subtract(q_d, q, out=self._pd)
+        self._pd *= self.kp
+        np.subtract(qd_d, qd, out=self._err)
+        self._err *= self.kd
+        self._pd += self._err
+        u = self._u
+        if self.mode == 'feedback_error':
+            np.divide(q_d, s[:n], out=u[:n])
+            np.divide(qd_d, s[n:2 * n], out=u[n:2 * n])
+            np.divide(qdd_d, s[2 * n:], out=u[2 * n:3 * n])
+            np.sin(q_d, out=u[3 * n:4 * n])
+            np.cos(q_d, out=u[4 * n:5 * n])
+            np.divide(q, s[:n], out=u[5 * n:6 * n])
+            np.divide(qd, s[n:2 * n], out=u[6 * n:])
+            self._features(self.reservoir, u, self._phi)
+            self._predict()
+            if self.learning_enabled:
+                self._learn(self._phi, self._pd)
+            self.learning_error = float(np.sqrt(self._pd @ self._pd))
+        else:
+            self._inverse_model_tick(q, qd, q_d, qd_d, qdd_d)
+        np.add(self._pd, self._ff, out=self._command)
+        np.clip(self._command, -self.command_limit, self.command_limit, out=self._command)
+        self._prev[0], self._prev[1], self._prev[2] = q, qd, self._command
+        self._has_prev = True
+        self.ticks += 1
+        return self._command_view
+
+    def _predict(self, phi: np.ndarray | None = None) -> None:
+        phi = self._phi if phi is None else phi
+        self.slow.predict(phi, self._ff)
+        if self.fast is not None:
+            self.fast.predict(phi[:self._u.size], self._ff_fast)
+            self._ff += self._ff_fast
+
+    def _learn(self, phi: np.ndarray, error: np.ndarray) -> None:
+        factor = self.slow.update(phi, error)
+        if self.fast is not None:
+            np.multiply(error, factor, out=self._err)   # residual the slow readout left
+            self.fast.update(phi[:self._u.size], self._err)
+
+    def _inverse_model_tick(self, q, qd, q_d, qd_d, qdd_d) -> None:
+        n, s, dt = self.n, self._scale, self.dt
+        if self._has_prev and self.learning_enabled:
+            ut = self._u_train
+            np.divide(self._prev[0], s[:n], out=ut[:n])
+            np.divide(self._prev[1], s[n:2 * n], out=ut[n:2 * n])
+            np.divide(q, s[:n], out=ut[2 * n:3 * n])
+            np.divide(qd, s[n:2 * n], out=ut[3 * n:4 * n])
+            np.sin(self._prev[0], out=ut[4 * n:5 * n])
+            np.cos(self._prev[0], out=ut[5 * n:])
+            self._features(self._train_reservoir, ut, self._phi_train)
+            self._predict(self._phi_train)
+            np.subtract(self._prev[2], self._ff, out=self._ff)   # a-priori error
+            self.learning_error = float(np.sqrt(self._ff @ self._ff))
+            self._learn(self._phi_train, self._ff.copy())
+        u = self._u
+        np.divide(q, s[:n], out=u[:n])
+        np.divide(qd, s[n:2 * n], out=u[n:2 * n])
+        np.divide(q_d + qd_d * dt, s[:n], out=u[2 * n:3 * n])
+        np.divide(qd_d + qdd_d * dt, s[n:2 * n], out=u[3 * n:4 * n])
+        np.sin(q, out=u[4 * n:5 * n])
+        np.cos(q, out=u[5 * n:])
+        self._features(self.reservoir, u, self._phi)
+        self._predict()

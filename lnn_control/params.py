@@ -1,0 +1,273 @@
+"""The one parameter schema: names, types, defaults, ranges and descriptions.
+
+The ROS node declares its parameters from here, the YAML files in ``config/``
+are checked against it, the CLI resolves its settings through it and
+``docs/parameters.md`` is generated from it, so a default lives in one place.
+Defaults are those of the bundled pendulum, so a node started without a
+parameter file controls it; ``config/pendulum.yaml`` states the plant-specific
+ones explicitly and a test keeps the two equal. ROS-free.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+
+# Parameter kinds (mirroring ROS parameter types).
+BOOL, INT, DOUBLE, STRING, DOUBLE_ARRAY, STRING_ARRAY = (
+    'bool', 'int', 'double', 'string', 'double[]', 'string[]')
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter.
+
+    ``per_joint`` arrays hold one value per entry of ``joints`` (a single value
+    applies to every joint). ``read_only`` marks settings whose change would
+    need the reservoir or readout rebuilt; they are fixed once a node starts.
+    """
+
+    name: str
+    kind: str
+    default: Any
+    description: str
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[str, ...] = ()
+    read_only: bool = False
+    per_joint: bool = False
+    open_low: bool = False   # value must be strictly greater than ``low``
+
+
+CONTROLLER = (
+    Param('joints', STRING_ARRAY, ['joint1'],
+          'Controlled joints, in command order; joint_states are matched by name.',
+          read_only=True),
+    Param('control_rate_hz', DOUBLE, 100.0,
+          'Control loop rate on the node clock (sim time with use_sim_time).',
+          1.0, 2000.0, read_only=True),
+    Param('kp', DOUBLE_ARRAY, [16.64],
+          'PD proportional gain per joint [effort/rad]. Also the learning signal scale.',
+          0.0, 1e6, per_joint=True),
+    Param('kd', DOUBLE_ARRAY, [1.926],
+          'PD derivative gain per joint [effort*s/rad].', 0.0, 1e5, per_joint=True),
+    Param('command_limit', DOUBLE_ARRAY, [20.0],
+          'Symmetric saturation of the published effort per joint.',
+          0.0, 1e6, per_joint=True, open_low=True),
+    Param('learning_enabled', BOOL, True,
+          'Adapt the readout online; off keeps applying the learned feedforward.'),
+    Param('controller.mode', STRING, 'feedback_error',
+          'feedback_error: PD + learned feedforward trained by the PD output; '
+          'inverse_model: readout learns u(t-1) from states at t-1 and t (Waegeman 2012).',
+          choices=('feedback_error', 'inverse_model'), read_only=True),
+    Param('input.position_scale', DOUBLE_ARRAY, [1.0],
+          'Normalisation of positions fed to the reservoir (typical |q| range).',
+          0.0, 1e6, per_joint=True, open_low=True, read_only=True),
+    Param('input.velocity_scale', DOUBLE_ARRAY, [1.0],
+          'Normalisation of velocities fed to the reservoir.',
+          0.0, 1e6, per_joint=True, open_low=True, read_only=True),
+    Param('input.acceleration_scale', DOUBLE_ARRAY, [2.0],
+          'Normalisation of accelerations fed to the reservoir.',
+          0.0, 1e6, per_joint=True, open_low=True, read_only=True),
+    Param('reservoir.size', INT, 300, 'Number of reservoir neurons N.', 10, 5000,
+          read_only=True),
+    Param('reservoir.neuron_model', STRING, 'esn',
+          'esn: leaky tanh; ltc: liquid time-constant; lif: spiking leaky integrate-and-fire.',
+          choices=('esn', 'ltc', 'lif'), read_only=True),
+    Param('reservoir.spectral_radius', DOUBLE, 0.9,
+          'Spectral radius the sparse recurrent matrix is scaled to.', 0.0, 2.0,
+          read_only=True),
+    Param('reservoir.leak_rate', DOUBLE, 0.3, 'Leak rate of the esn neurons.',
+          0.0, 1.0, open_low=True, read_only=True),
+    Param('reservoir.input_scaling', DOUBLE, 0.5, 'Scale of the random input weights.',
+          0.0, 100.0, open_low=True, read_only=True),
+    Param('reservoir.bias_scaling', DOUBLE, 0.2, 'Scale of the random neuron biases.',
+          0.0, 100.0, read_only=True),
+    Param('reservoir.density', DOUBLE, 0.05,
+          'Fraction of non-zero recurrent weights.', 0.0, 1.0, open_low=True,
+          read_only=True),
+    Param('reservoir.seed', INT, 0, 'Seed of the random reservoir (reproducible).',
+          0, 2**31 - 1, read_only=True),
+    Param('reservoir.ltc_unfolds', INT, 6,
+          'Fused semi-implicit solver steps per control tick (ltc).', 1, 100,
+          read_only=True),
+    Param('reservoir.lif_substeps', INT, 5, 'Integration sub-steps per tick (lif).',
+          1, 100, read_only=True),
+    Param('reservoir.lif_trace_time_constant_s', DOUBLE, 0.05,
+          'Time constant of the filtered spike traces the readout sees (lif).',
+          0.0, 10.0, open_low=True, read_only=True),
+    Param('rls.forgetting_factor', DOUBLE, 0.9999,
+          'Forgetting factor lambda of the slow readout (1 = no forgetting).',
+          0.9, 1.0),
+    Param('rls.initial_covariance', DOUBLE, 1.0,
+          'Initial covariance P0 = delta*I, relative to the mean squared feature '
+          'norm; applies at the next reset. Large values destabilise the loop.',
+          0.0, 1e6, open_low=True),
+    Param('rls.fast_learner', BOOL, True,
+          'Add a fast-forgetting readout on top of the slow one for quick '
+          're-adaptation after plant changes.', read_only=True),
+    Param('rls.fast_forgetting_factor', DOUBLE, 0.9,
+          'Forgetting factor of the fast readout (directional forgetting, so no '
+          'windup even this low).', 0.5, 1.0),
+    Param('sensor_timeout_s', DOUBLE, 0.1,
+          'joint_states older than this make the sensor stale.', 0.0, 60.0,
+          open_low=True),
+    Param('stale_sensor_action', STRING, 'zero',
+          'Command while sensors are stale: zero effort or hold the last command.',
+          choices=('zero', 'hold')),
+    Param('readout_path', STRING, '',
+          'File (.npz) the readout is loaded from at start and saved to at shutdown '
+          'and by ~/save_readout; empty disables.'),
+    Param('reference.mode', STRING, 'topic',
+          'topic: follow ~/reference; hold, sine, sum_of_sines: generated internally.',
+          choices=('topic', 'hold', 'sine', 'sum_of_sines')),
+    Param('reference.amplitude', DOUBLE_ARRAY, [0.5],
+          'Amplitude per joint of the generated reference [rad or m].',
+          0.0, 1e3, per_joint=True),
+    Param('reference.frequency_hz', DOUBLE, 0.55,
+          'Frequency of sine; highest component of sum_of_sines.', 0.0, 50.0),
+    Param('reference.offset', DOUBLE_ARRAY, [0.0],
+          'Offset per joint of the generated reference (hold position).',
+          -1e3, 1e3, per_joint=True),
+)
+
+SIMULATOR = (
+    Param('model', STRING, 'pendulum',
+          'Bundled plant (pendulum, arm2, cartpole) or a path to an MJCF file.',
+          read_only=True),
+    Param('joints', STRING_ARRAY, [],
+          'Actuated joints, in command order; empty: every motor-driven joint.',
+          read_only=True),
+    Param('lockstep', BOOL, True,
+          'Advance one control period per received command and publish /clock '
+          '(deterministic); false: run in real time.', read_only=True),
+    Param('control_period_s', DOUBLE, 0.01,
+          'Simulated time advanced per command in lock-step mode.', 0.0, 1.0,
+          open_low=True, read_only=True),
+    Param('physics_rate_hz', DOUBLE, 1000.0, 'Physics rate in real-time mode.',
+          1.0, 100000.0, read_only=True),
+    Param('publish_rate_hz', DOUBLE, 100.0, 'joint_states rate in real-time mode.',
+          1.0, 10000.0, read_only=True),
+    Param('payload_scale', DOUBLE, 1.0,
+          'Mass and inertia scale of the end link (watch the controller re-adapt).',
+          0.0, 100.0, open_low=True),
+    Param('initial_positions', DOUBLE_ARRAY, [],
+          'Start positions of the actuated joints (empty: zeros).', -1e3, 1e3),
+)
+
+SCHEMAS = {'controller': CONTROLLER, 'simulator': SIMULATOR}
+
+
+def by_name(schema: Iterable[Param] = CONTROLLER) -> dict[str, Param]:
+    return {p.name: p for p in schema}
+
+
+def defaults(schema: Iterable[Param] = CONTROLLER) -> dict[str, Any]:
+    return {p.name: (list(p.default) if isinstance(p.default, list) else p.default)
+            for p in schema}
+
+
+def check(param: Param, value: Any, n_joints: int | None = None) -> str | None:
+    """Return why ``value`` is not valid for ``param``, or None when it is."""
+    kind = param.kind
+    if kind == BOOL:
+        return None if isinstance(value, (bool, np.bool_)) else f'{param.name} must be a bool'
+    if kind == STRING:
+        if not isinstance(value, str):
+            return f'{param.name} must be a string'
+        if param.choices and value not in param.choices:
+            return f"{param.name} must be one of {', '.join(param.choices)}; got {value!r}"
+        return None
+    if kind == STRING_ARRAY:
+        if isinstance(value, str) or not all(isinstance(v, str) for v in value):
+            return f'{param.name} must be a list of strings'
+        if param.name == 'joints' and len(set(value)) != len(value):
+            return 'joints must not repeat a name'
+        return None
+    values = list(value) if kind == DOUBLE_ARRAY else [value]
+    if kind == INT and (isinstance(value, bool) or not isinstance(value, (int, np.integer))):
+        return f'{param.name} must be an integer'
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+            return f'{param.name} must be numeric'
+        if not math.isfinite(v):
+            return f'{param.name} must be finite; got {v}'
+        if param.low is not None and (v <= param.low if param.open_low else v < param.low):
+            op = '>' if param.open_low else '>='
+            return f'{param.name} must be {op} {param.low}; got {v}'
+        if param.high is not None and v > param.high:
+            return f'{param.name} must be <= {param.high}; got {v}'
+    if param.per_joint and n_joints is not None and len(values) not in (1, n_joints):
+        return (f'{param.name} needs one value per joint ({n_joints}) or a single '
+                f'value for all; got {len(values)}')
+    return None
+
+
+def resolve(overrides: Mapping[str, Any] | None = None,
+            schema: Iterable[Param] = CONTROLLER) -> dict[str, Any]:
+    """Defaults updated by ``overrides``, validated; per-joint arrays broadcast.
+
+    Raises ValueError naming every unknown or invalid entry.
+    """
+    schema = tuple(schema)
+    table = by_name(schema)
+    values = defaults(schema)
+    errors = [f'unknown parameter {k!r}' for k in (overrides or {}) if k not in table]
+    values.update({k: v for k, v in (overrides or {}).items() if k in table})
+    n = len(values['joints']) if 'joints' in values else None
+    errors += [r for p in schema if (r := check(p, values[p.name], n))]
+    if errors:
+        raise ValueError('; '.join(errors))
+    for p in schema:
+        if p.kind == DOUBLE_ARRAY:
+            arr = np.asarray(values[p.name], dtype=np.float64)
+            values[p.name] = np.full(n, arr[0]) if p.per_joint and arr.size == 1 and n else arr
+    return values
+
+
+def load_yaml_overrides(path: str, node_name: str) -> dict[str, Any]:
+    """Parameters for ``node_name`` from a ROS 2 parameter file.
+
+    Accepts the ``/**:``, ``<node>:`` and ``/<ns>/<node>:`` forms and merges
+    them in that order (more specific wins), as ROS does.
+    """
+    import yaml
+
+    with open(path, encoding='utf-8') as f:
+        doc = yaml.safe_load(f) or {}
+    merged: dict[str, Any] = {}
+    for key in sorted(doc, key=lambda k: (k != '/**', k.count('/'))):
+        if key == '/**' or key.rstrip('/').split('/')[-1] == node_name:
+            merged.update(_flatten(doc[key].get('ros__parameters', {})))
+    return merged
+
+
+def _flatten(tree: Mapping[str, Any], prefix: str = '') -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f'{prefix}{key}'
+        if isinstance(value, Mapping):
+            out.update(_flatten(value, name + '.'))
+        else:
+            out[name] = value
+    return out
+
+
+def markdown(schema: Iterable[Param], title: str) -> str:
+    """A Markdown table of ``schema`` for the docs."""
+    rows = [f'## {title}', '',
+            '| name | type | default | range / choices | live | description |',
+            '|---|---|---|---|---|---|']
+    for p in schema:
+        if p.choices:
+            rng = ' \\| '.join(p.choices)
+        elif p.low is not None:
+            rng = f"{'(' if p.open_low else '['}{p.low}, {p.high}]"
+        else:
+            rng = ''
+        live = 'no' if p.read_only else 'yes'
+        kind = p.kind + (' (per joint)' if p.per_joint else '')
+        rows.append(f'| `{p.name}` | {kind} | `{p.default}` | {rng} | {live} | {p.description} |')
+    return '\n'.join(rows) + '\n'

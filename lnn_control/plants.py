@@ -1,0 +1,193 @@
+"""MuJoCo plants driven by joint efforts, plus the PD gain rule for honest baselines.
+
+ROS-free on purpose: the node, benchmarks and tests all share this one simulator wrapper.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Sequence
+
+import mujoco
+import numpy as np
+
+PLANTS = ('pendulum', 'arm2', 'cartpole')
+_MODEL_DIR = Path(__file__).resolve().parent / 'models'
+# Plain ints: numpy ints do not compare equal to mujoco's enum objects.
+_ONE_DOF = (int(mujoco.mjtJoint.mjJNT_HINGE), int(mujoco.mjtJoint.mjJNT_SLIDE))
+_TRN_JOINT = int(mujoco.mjtTrn.mjTRN_JOINT)
+
+
+def model_path(name_or_path: str) -> str:
+    """Resolve a bundled plant name or an existing MJCF file to an absolute path."""
+    if name_or_path in PLANTS:
+        return str(_MODEL_DIR / f'{name_or_path}.xml')
+    path = Path(name_or_path).expanduser()
+    if path.is_file():
+        return str(path.resolve())
+    raise ValueError(
+        f'unknown plant {name_or_path!r}: expected one of {", ".join(PLANTS)} '
+        'or a path to an existing MJCF file')
+
+
+def pd_gains(inertia: np.ndarray, natural_frequency: float,
+             damping_ratio: float) -> tuple[np.ndarray, np.ndarray]:
+    """Kp = I wn^2, Kd = 2 zeta wn I: a critically-ish damped loop per joint.
+
+    The honest-baseline rule picks wn >= 4x the highest reference frequency (rad/s)
+    and zeta in [0.7, 1], so PD is tuned well rather than made weak for the learner.
+    """
+    if not (natural_frequency > 0 and damping_ratio >= 0):
+        raise ValueError('natural_frequency must be > 0 and damping_ratio >= 0')
+    inertia = np.asarray(inertia, dtype=float)
+    return inertia * natural_frequency ** 2, 2.0 * damping_ratio * natural_frequency * inertia
+
+
+def _name(model: mujoco.MjModel, obj: mujoco.mjtObj, i: int) -> str:
+    return mujoco.mj_id2name(model, obj, i) or ''
+
+
+class Plant:
+    """A MuJoCo plant driven by joint efforts with zero-order hold."""
+
+    def __init__(self, model: str = 'pendulum', joints: Sequence[str] | None = None,
+                 payload_body: str | None = None):
+        self.model = mujoco.MjModel.from_xml_path(model_path(model))
+        self.data = mujoco.MjData(self.model)
+        m = self.model
+        jnt = mujoco.mjtObj.mjOBJ_JOINT
+
+        # Motor actuators acting directly on a joint, keyed by joint id (actuator order kept).
+        motors = {int(m.actuator_trnid[a, 0]): a for a in range(m.nu)
+                  if m.actuator_trntype[a] == _TRN_JOINT
+                  and m.jnt_type[m.actuator_trnid[a, 0]] in _ONE_DOF}
+        by_name = {_name(m, jnt, j): j for j in motors}
+        if joints is None:
+            joints = list(by_name)
+        elif isinstance(joints, str):
+            joints = [joints]
+        if len(set(joints)) != len(joints):
+            raise ValueError(f'duplicate joint names in {list(joints)}')
+        missing = [j for j in joints if j not in by_name]
+        if missing or not joints:
+            raise ValueError(f'joints {missing or list(joints)} are not actuated; '
+                             f'available: {", ".join(by_name)}')
+        jids = [by_name[j] for j in joints]
+        self.joint_names = tuple(joints)
+        self.n = len(jids)
+        self._qadr = m.jnt_qposadr[jids].copy()
+        self._vadr = m.jnt_dofadr[jids].copy()
+        self._act = np.array([motors[j] for j in jids])
+        upper = np.abs(m.actuator_ctrlrange[self._act, 1])
+        self.effort_limit = np.where(m.actuator_ctrllimited[self._act] > 0, upper, np.inf)
+
+        all_ids = [j for j in range(m.njnt) if m.jnt_type[j] in _ONE_DOF]
+        self.all_joint_names = tuple(_name(m, jnt, j) for j in all_ids)
+        self._all_qadr = m.jnt_qposadr[all_ids].copy()
+        self._all_vadr = m.jnt_dofadr[all_ids].copy()
+        self._in_all = np.array([all_ids.index(j) for j in jids])
+
+        if payload_body is None:
+            self._payload_id = m.nbody - 1  # bodies are stored depth-first: last = end link
+        else:
+            self._payload_id = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, payload_body)
+            if self._payload_id < 1:
+                bodies = [_name(m, mujoco.mjtObj.mjOBJ_BODY, b) for b in range(1, m.nbody)]
+                raise ValueError(f'unknown payload body {payload_body!r}; '
+                                 f'available: {", ".join(bodies)}')
+        self.payload_body = _name(m, mujoco.mjtObj.mjOBJ_BODY, self._payload_id)
+        self._mass0 = float(m.body_mass[self._payload_id])
+        self._inertia0 = m.body_inertia[self._payload_id].copy()
+        self._payload_scale = 1.0
+
+        self._effort = np.zeros(self.n)
+        self._scratch = mujoco.MjData(m)
+        self._full_m = np.zeros((m.nv, m.nv))
+        self._nominal = np.diag(self._mass_matrix_at(np.zeros(self.n))).copy()
+        self.reset()
+
+    @property
+    def timestep(self) -> float:
+        return float(self.model.opt.timestep)
+
+    @property
+    def time(self) -> float:
+        return float(self.data.time)
+
+    def reset(self, q=None, qd=None) -> None:
+        """Restart from rest (or the given controlled-joint state); the payload is kept."""
+        mujoco.mj_resetData(self.model, self.data)
+        self.data.qpos[self._qadr] = 0.0 if q is None else np.broadcast_to(q, (self.n,))
+        self.data.qvel[self._vadr] = 0.0 if qd is None else np.broadcast_to(qd, (self.n,))
+        self._effort[:] = 0.0
+        mujoco.mj_forward(self.model, self.data)
+
+    def step(self, effort: np.ndarray, duration: float) -> None:
+        """Clip the effort to the limits and hold it for round(duration / timestep) steps."""
+        if not math.isfinite(duration) or duration < 0:
+            raise ValueError(f'duration must be finite and >= 0, got {duration}')
+        np.clip(effort, -self.effort_limit, self.effort_limit, out=self._effort)
+        if not np.isfinite(self._effort).all():  # NaN would silently poison the simulation
+            self._effort[:] = 0.0
+            raise ValueError(f'effort must be finite, got {effort}')
+        self.data.ctrl[self._act] = self._effort
+        mujoco.mj_step(self.model, self.data, max(1, round(duration / self.model.opt.timestep)))
+
+    def position(self) -> np.ndarray:
+        return self.data.qpos[self._qadr]  # fancy indexing already copies
+
+    def velocity(self) -> np.ndarray:
+        return self.data.qvel[self._vadr]
+
+    def effort(self) -> np.ndarray:
+        """Last applied (clipped) effort."""
+        return self._effort.copy()
+
+    def all_positions(self) -> np.ndarray:
+        return self.data.qpos[self._all_qadr]
+
+    def all_velocities(self) -> np.ndarray:
+        return self.data.qvel[self._all_vadr]
+
+    def all_efforts(self) -> np.ndarray:
+        """Actuator effort on every 1-dof joint (0 on passive joints)."""
+        out = np.zeros(len(self.all_joint_names))
+        out[self._in_all] = self._effort
+        return out
+
+    @property
+    def payload_scale(self) -> float:
+        return self._payload_scale
+
+    @payload_scale.setter
+    def payload_scale(self, scale: float) -> None:
+        """Scale mass and inertia of the payload body relative to nominal (not cumulative).
+
+        No mj_setConst: it would overwrite the live state; the change acts at the next step.
+        """
+        scale = float(scale)
+        if not (math.isfinite(scale) and scale > 0):
+            raise ValueError(f'payload_scale must be finite and > 0, got {scale}')
+        self.model.body_mass[self._payload_id] = self._mass0 * scale
+        self.model.body_inertia[self._payload_id] = self._inertia0 * scale
+        self._payload_scale = scale
+
+    def mass_matrix(self) -> np.ndarray:
+        """(n, n) joint-space mass matrix of the controlled joints at the current state.
+
+        Computed on a scratch MjData so a payload change is reflected immediately.
+        """
+        self._scratch.qpos[:] = self.data.qpos
+        return self._mass_matrix_at(None)
+
+    def nominal_inertia(self) -> np.ndarray:
+        """Diagonal of the mass matrix at q = 0 with payload 1 (for PD gain design)."""
+        return self._nominal.copy()
+
+    def _mass_matrix_at(self, q: np.ndarray | None) -> np.ndarray:
+        if q is not None:
+            mujoco.mj_resetData(self.model, self._scratch)
+            self._scratch.qpos[self._qadr] = q
+        mujoco.mj_forward(self.model, self._scratch)
+        mujoco.mj_fullM(self.model, self._scratch, self._full_m)
+        return self._full_m[np.ix_(self._vadr, self._vadr)]

@@ -1,0 +1,47 @@
+"""The tracking figure: reference vs measured, error, command, learning signal."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+
+def tracking_figure(traces: Sequence, path: str, title: str = '',
+                    payload_change_at: float | None = None,
+                    joint_names: Sequence[str] = ()) -> None:
+    """Write a PNG comparing runs (each with t, q_d, q, command, learning_error)."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(4, 1, figsize=(11, 11), sharex=True)
+    colors = ('tab:red', 'tab:blue', 'tab:green', 'tab:purple')
+    n_joints = traces[0].q.shape[1]
+    names = list(joint_names) or [f'joint {j + 1}' for j in range(n_joints)]
+    axes[0].plot(traces[0].t, traces[0].q_d[:, 0], 'k--', lw=1.2, label=f'reference ({names[0]})')
+    for tr, color in zip(traces, colors):
+        axes[0].plot(tr.t, tr.q[:, 0], color=color, lw=0.9, label=f'{tr.label} ({names[0]})')
+        err = np.sqrt(np.mean((tr.q_d - tr.q) ** 2, axis=1))
+        axes[1].semilogy(tr.t, np.maximum(err, 1e-7), color=color, lw=0.7, label=tr.label)
+        for j in range(n_joints):
+            axes[2].plot(tr.t, tr.command[:, j], color=color, lw=0.7,
+                         ls='-' if j == 0 else ':', label=f'{tr.label} ({names[j]})')
+        axes[3].semilogy(tr.t, np.maximum(tr.learning_error, 1e-7), color=color, lw=0.7,
+                         label=tr.label)
+    axes[0].set_ylabel('position')
+    axes[1].set_ylabel('|tracking error| (RMS over joints)')
+    axes[2].set_ylabel('command (effort)')
+    axes[3].set_ylabel('|PD output| = learning error')
+    axes[3].set_xlabel('time [s]')
+    for ax in axes:
+        if payload_change_at is not None:
+            ax.axvline(payload_change_at, color='gray', ls='--', lw=1)
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc='upper right', fontsize=8)
+    if payload_change_at is not None:
+        axes[0].annotate('payload x2', (payload_change_at, axes[0].get_ylim()[1]),
+                         fontsize=8, color='gray', va='top')
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,207 @@
+"""Linear readout trained online by recursive least squares.
+
+Two forgetting schemes, both free of covariance windup:
+
+- exponential (the classic lambda): with lambda < 1 and no excitation P grows
+  as lambda^-t, so trace(P) is capped at its initial value (constant-trace
+  RLS, Lozano-Leal & Goodwin). The cap keeps the adaptation gain bounded and
+  the direction information P has gathered (a reset would lose it), and costs
+  O(1) per step because the trace of the rank-1 update is known in closed form.
+  Its weakness: with correlated features the capped trace drifts into the
+  unexcited directions and the excited ones stop forgetting, so it suits a
+  slow learner (lambda ~ 0.9999), not a fast one.
+- directional (Kulhavy): information is forgotten only along the current
+  feature direction and never more than the sample adds, so P never grows
+  (bounded by P0 without any cap) while every excited direction keeps a
+  lambda-like memory. The fast learner uses it.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+
+import numpy as np
+
+from . import kernels as K
+
+
+class RLSReadout:
+    """Multi-output readout ``y = W.T @ [1, phi]`` adapted by exponentially weighted RLS.
+
+    P is symmetric: only its upper triangle is stored and updated (see
+    ``kernels.rls_update``). ``update`` allocates nothing.
+    """
+
+    FORGETTING = ('exponential', 'directional')
+
+    def __init__(self, n_inputs: int, n_outputs: int, forgetting_factor: float = 1.0,
+                 initial_covariance: float = 1.0, bias: bool = True,
+                 forgetting: str = 'exponential'):
+        if forgetting not in self.FORGETTING:
+            raise ValueError(f"forgetting must be one of {', '.join(self.FORGETTING)}; "
+                             f'got {forgetting!r}')
+        if n_inputs < 1 or n_outputs < 1:
+            raise ValueError('RLSReadout needs at least one input and one output')
+        self.n_inputs, self.n_outputs, self.bias = int(n_inputs), int(n_outputs), bool(bias)
+        self.n_features = self.n_inputs + int(self.bias)
+        self._check_positive('initial_covariance', initial_covariance)
+        self.initial_covariance = float(initial_covariance)
+        n = self.n_features
+        self.p = np.empty((n, n))
+        self.w = np.zeros((n, self.n_outputs))
+        self._g = np.zeros(n)
+        self._y = np.zeros(n)
+        self._phi = np.zeros(n)
+        self._err = np.zeros(self.n_outputs)
+        self._st = np.zeros(K.ST_SIZE)
+        self.frozen = False
+        self.updates = 0
+        self.rejected = 0
+        self.forgetting = forgetting
+        self._st[K.ST_DIRECTIONAL] = float(forgetting == 'directional')
+        self.forgetting_factor = forgetting_factor
+        self.reset()
+
+    @staticmethod
+    def _check_positive(name, value):
+        if not (np.isfinite(value) and value > 0):
+            raise ValueError(f'{name} must be finite and > 0; got {value}')
+
+    @property
+    def forgetting_factor(self) -> float:
+        return float(self._st[K.ST_LAMBDA])
+
+    @forgetting_factor.setter
+    def forgetting_factor(self, lam: float) -> None:
+        if not (np.isfinite(lam) and 0.0 < lam <= 1.0):
+            raise ValueError(f'forgetting_factor must be in (0, 1]; got {lam}')
+        self._st[K.ST_LAMBDA] = lam
+
+    def reset(self, initial_covariance: float | None = None) -> None:
+        """Forget everything learned: W = 0, P = delta I."""
+        if initial_covariance is not None:
+            self._check_positive('initial_covariance', initial_covariance)
+            self.initial_covariance = float(initial_covariance)
+        d = self.initial_covariance
+        self.p[:] = 0.0
+        np.fill_diagonal(self.p, d)
+        self.w[:] = 0.0
+        self._g[:] = 0.0
+        self._st[K.ST_PENDING_GAIN] = 0.0
+        self._st[K.ST_PENDING_SCALE] = 1.0
+        self._st[K.ST_TRACE] = d * self.n_features
+        self._st[K.ST_TRACE_CAP] = d * self.n_features
+        self.updates = 0
+
+    def _load_features(self, phi: np.ndarray) -> np.ndarray:
+        if phi.shape != (self.n_inputs,):
+            raise ValueError(f'readout expects {self.n_inputs} features, got shape {phi.shape}')
+        if self.bias:
+            self._phi[0] = 1.0
+            self._phi[1:] = phi
+        else:
+            self._phi[:] = phi
+        return self._phi
+
+    def predict(self, phi: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        out = np.empty(self.n_outputs) if out is None else out
+        K.readout(self.w, self._load_features(phi), out)
+        return out
+
+    def update(self, phi: np.ndarray, error: np.ndarray) -> float:
+        """Adapt with the a-priori ``error`` (target minus the prediction for ``phi``).
+
+        Returns the a-posteriori error factor (error left after the step over
+        error before it, in (0, 1]), or 1.0 when frozen. Non-finite or mis-shaped data raise ValueError and leave W and
+        P untouched.
+        """
+        x = self._load_features(phi)
+        if error.shape != (self.n_outputs,):
+            raise ValueError(f'readout expects {self.n_outputs} errors, got shape {error.shape}')
+        if not (K.all_finite(x) and K.all_finite(error)):
+            self.rejected += 1
+            raise ValueError('non-finite features or error refused; readout unchanged')
+        if self.frozen:
+            return 1.0
+        post = K.rls_update(self.p, self.w, x, error, self._g, self._y, self._st)
+        if post < 0.0:
+            self.rejected += 1
+            raise ValueError('RLS step numerically unusable (phi.T P phi not finite and >= 0); '
+                             'weights unchanged')
+        self.updates += 1
+        return post
+
+    def train(self, phi: np.ndarray, target: np.ndarray) -> np.ndarray:
+        """Convenience: one update towards ``target``; returns the a-priori error."""
+        target = np.asarray(target, dtype=float)
+        if target.shape != (self.n_outputs,):
+            raise ValueError(f'readout expects {self.n_outputs} targets, got shape {target.shape}')
+        self.predict(phi, self._err)
+        np.subtract(target, self._err, out=self._err)
+        err = self._err.copy()
+        self.update(phi, self._err)
+        return err
+
+    @property
+    def trace(self) -> float:
+        return float(self._st[K.ST_TRACE])
+
+    def covariance(self) -> np.ndarray:
+        """The full symmetric P (applies the pending update first)."""
+        K.rls_flush(self.p, self._g, self._st)
+        return self.p.copy()
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        return {'w': self.w.copy(), 'p': self.covariance(),
+                'forgetting_factor': np.float64(self.forgetting_factor),
+                'initial_covariance': np.float64(self.initial_covariance),
+                'trace_cap': np.float64(self._st[K.ST_TRACE_CAP]),
+                'directional': np.float64(self._st[K.ST_DIRECTIONAL]),
+                'shape': np.array([self.n_inputs, self.n_outputs, int(self.bias)])}
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        """Restore a readout; refuses one of another shape or with non-finite values."""
+        shape = tuple(int(v) for v in np.asarray(state['shape']).ravel())
+        if float(state.get('directional', 0.0)) != self._st[K.ST_DIRECTIONAL]:
+            raise ValueError(f'saved readout uses other forgetting than {self.forgetting}')
+        if shape != (self.n_inputs, self.n_outputs, int(self.bias)):
+            raise ValueError(f'saved readout has (inputs, outputs, bias) = {shape}, this one '
+                             f'{(self.n_inputs, self.n_outputs, int(self.bias))}')
+        w, p = np.asarray(state['w'], float), np.asarray(state['p'], float)
+        if not (np.isfinite(w).all() and np.isfinite(p).all()):
+            raise ValueError('saved readout holds non-finite values')
+        self.w[:] = w
+        self.p[:] = p
+        self._g[:] = 0.0
+        self._st[K.ST_PENDING_GAIN] = 0.0
+        self._st[K.ST_PENDING_SCALE] = 1.0
+        self._st[K.ST_TRACE] = float(np.trace(p))
+        self._st[K.ST_TRACE_CAP] = float(state['trace_cap'])
+        self.initial_covariance = float(state['initial_covariance'])
+        self.forgetting_factor = float(state['forgetting_factor'])
+
+    def save(self, path: str) -> None:
+        save_npz(path, self.state_dict())
+
+    def load(self, path: str) -> None:
+        self.load_state_dict(load_npz(path))
+
+
+def save_npz(path: str, arrays: dict[str, np.ndarray]) -> None:
+    """Write ``arrays`` atomically: a crash mid-write never leaves a torn file."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix='.readout-', suffix='.npz')
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def load_npz(path: str) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}

@@ -1,0 +1,129 @@
+"""Joint-space references with analytic derivatives.
+
+Controllers need q, qd and qdd of the desired trajectory (feedforward inputs and PD error),
+so every reference writes all three into preallocated arrays without allocating per tick.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+
+def _finite(name: str, a: np.ndarray) -> np.ndarray:
+    if not np.isfinite(a).all():
+        raise ValueError(f'{name} must be finite, got {a}')
+    return a
+
+
+class SumOfSines:
+    """Smooth multi-sine reference with analytic velocity and acceleration.
+
+    q_i(t) = offset_i + sum_k A_ik sin(2 pi f_ik t + phi_ik). amplitudes, frequencies_hz and
+    phases have shape (n_joints, k); a 1-D (k,) input means one joint. offsets: (n_joints,).
+    """
+
+    def __init__(self, amplitudes, frequencies_hz, phases=None, offsets=None):
+        amp = np.atleast_2d(np.asarray(amplitudes, dtype=float))
+        freq = np.broadcast_to(np.atleast_2d(np.asarray(frequencies_hz, dtype=float)), amp.shape)
+        phase = np.zeros(amp.shape) if phases is None else np.broadcast_to(
+            np.atleast_2d(np.asarray(phases, dtype=float)), amp.shape)
+        self.n_joints = amp.shape[0]
+        off = np.broadcast_to(np.asarray(0.0 if offsets is None else offsets, dtype=float),
+                              (self.n_joints,))
+        self.amplitudes = _finite('amplitudes', amp.copy())
+        self.frequencies_hz = _finite('frequencies_hz', freq.copy())
+        self.phases = _finite('phases', phase.copy())
+        self.offsets = _finite('offsets', off.copy())
+        self.max_frequency_hz = float(np.abs(freq).max(initial=0.0))
+        w = 2.0 * np.pi * self.frequencies_hz
+        self._w = w
+        self._aw = amp * w
+        self._aw2 = -amp * w * w
+        self._arg = np.empty(amp.shape)  # scratch, reused every sample
+        self._sin = np.empty(amp.shape)
+        self._cos = np.empty(amp.shape)
+
+    def sample(self, t: float, out_q, out_qd, out_qdd) -> None:
+        """Write q, qd, qdd at time t into the given (n_joints,) arrays."""
+        np.multiply(self._w, t, out=self._arg)
+        self._arg += self.phases
+        np.sin(self._arg, out=self._sin)
+        np.cos(self._arg, out=self._cos)
+        np.multiply(self.amplitudes, self._sin, out=self._arg)
+        self._arg.sum(axis=1, out=out_q)
+        out_q += self.offsets
+        np.multiply(self._aw, self._cos, out=self._arg)
+        self._arg.sum(axis=1, out=out_qd)
+        np.multiply(self._aw2, self._sin, out=self._arg)
+        self._arg.sum(axis=1, out=out_qdd)
+
+    def __call__(self, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        out = np.empty((3, self.n_joints))
+        self.sample(t, out[0], out[1], out[2])
+        return out[0], out[1], out[2]
+
+    @classmethod
+    def standard(cls, n_joints: int, amplitude: float | Sequence[float] = 0.5,
+                 max_frequency_hz: float = 0.55, seed: int = 0,
+                 offsets=None) -> 'SumOfSines':
+        """The demo reference: per joint 3 sines at (0.15, 0.3, 0.55) * max / 0.55 Hz.
+
+        Amplitude is split 0.5/0.3/0.2 so the peak never exceeds `amplitude`; random
+        phases (seeded, different per joint) keep the joints from moving in lockstep.
+        """
+        if n_joints < 1:
+            raise ValueError(f'n_joints must be >= 1, got {n_joints}')
+        amp = np.broadcast_to(np.asarray(amplitude, dtype=float), (n_joints,))
+        freq = np.array([0.15, 0.3, 0.55]) * (max_frequency_hz / 0.55)
+        phases = np.random.default_rng(seed).uniform(0.0, 2.0 * np.pi, (n_joints, 3))
+        return cls(amp[:, None] * np.array([0.5, 0.3, 0.2]), np.tile(freq, (n_joints, 1)),
+                   phases, offsets)
+
+
+class Sine(SumOfSines):
+    """One sine per joint: q = offset + amplitude sin(2 pi f t)."""
+
+    def __init__(self, amplitude, frequency_hz, offset=None):
+        amp, freq = np.broadcast_arrays(np.atleast_1d(np.asarray(amplitude, dtype=float)),
+                                        np.atleast_1d(np.asarray(frequency_hz, dtype=float)))
+        super().__init__(amp[:, None], freq[:, None], offsets=offset)
+
+
+class Hold:
+    """Constant position with zero velocity and acceleration (regulation tests)."""
+
+    max_frequency_hz = 0.0
+
+    def __init__(self, position):
+        position = np.atleast_1d(np.asarray(position, dtype=float)).copy()
+        self.position = _finite('position', position)
+        self.n_joints = self.position.shape[0]
+
+    def sample(self, t: float, out_q, out_qd, out_qdd) -> None:
+        out_q[:] = self.position
+        out_qd[:] = 0.0
+        out_qdd[:] = 0.0
+
+    def __call__(self, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self.position.copy(), np.zeros(self.n_joints), np.zeros(self.n_joints)
+
+
+MODES = ('hold', 'sine', 'sum_of_sines')
+
+
+def make_reference(mode: str, n_joints: int, amplitude, frequency_hz, offset=None, seed=0):
+    """Build a reference by name; amplitude/frequency/offset are scalars or per joint.
+
+    'hold' stays at `offset`; 'sum_of_sines' uses frequency_hz as its highest frequency.
+    """
+    offsets = np.broadcast_to(np.asarray(0.0 if offset is None else offset, dtype=float),
+                              (n_joints,))
+    if mode == 'hold':
+        return Hold(offsets)
+    if mode == 'sine':
+        return Sine(np.broadcast_to(amplitude, (n_joints,)),
+                    np.broadcast_to(frequency_hz, (n_joints,)), offsets)
+    if mode == 'sum_of_sines':
+        return SumOfSines.standard(n_joints, amplitude, float(frequency_hz), seed, offsets)
+    raise ValueError(f'unknown reference mode {mode!r}; choose one of {", ".join(MODES)}')

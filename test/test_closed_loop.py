@@ -1,0 +1,58 @@
+"""Closed-loop targets on the bundled MuJoCo plants (offline, deterministic).
+
+Several seeds each (the seed changes the reservoir and the reference phases),
+so a pass is not one lucky draw.
+"""
+import numpy as np
+import pytest
+
+from lnn_control import closed_loop as CL
+
+
+def _summary(plant, neuron, seed, duration, change_at=None):
+    params = CL.plant_params(plant, {'reservoir.neuron_model': neuron, 'reservoir.seed': seed})
+    pd = CL.run(plant, params, duration, learning=False, payload_change_at=change_at)
+    adaptive = CL.run(plant, params, duration, learning=True, payload_change_at=change_at)
+    return CL.summarize(pd, adaptive, duration, change_at)
+
+
+@pytest.mark.parametrize('seed', [0, 1, 2])
+def test_pendulum_esn_learns_and_readapts_after_payload_change(seed):
+    s = _summary('pendulum', 'esn', seed, 60.0, change_at=40.0)
+    assert s['ratio'] <= 0.05, s
+    assert s['ratio_after_change'] <= 0.1, s
+    assert np.isfinite(s['recovery_ratio']), s
+
+
+@pytest.mark.parametrize('seed', [0, 1])
+def test_arm2_esn_learns_coupled_dynamics(seed):
+    s = _summary('arm2', 'esn', seed, 40.0)
+    assert s['ratio'] <= 0.1, s
+
+
+@pytest.mark.parametrize('neuron', ['ltc', 'lif'])
+@pytest.mark.parametrize('seed', [0, 1])
+def test_ltc_and_lif_reservoirs_learn_the_pendulum(neuron, seed):
+    s = _summary('pendulum', neuron, seed, 40.0)
+    assert s['ratio'] <= 0.2, s
+
+
+def test_inverse_model_mode_improves_on_pd():
+    params = CL.plant_params('pendulum', {'controller.mode': 'inverse_model'})
+    pd = CL.run('pendulum', params, 30.0, learning=False)
+    adaptive = CL.run('pendulum', params, 30.0, learning=True)
+    s = CL.summarize(pd, adaptive, 30.0, None)
+    assert s['ratio'] < 0.5, s
+
+
+def test_summary_windows_follow_the_definition():
+    t = np.arange(0, 30, 0.01)
+    zeros = np.zeros((t.size, 1))
+    err_pd = np.where(t[:, None] < 20, 2.0, 4.0)
+    err_ad = np.where(t[:, None] < 20, 1.0, 1.0)
+    pd = CL.Trace(t, zeros, err_pd, zeros, t * 0)
+    ad = CL.Trace(t, zeros, err_ad, zeros, t * 0)
+    s = CL.summarize(pd, ad, 30.0, 20.0)
+    assert s['rms_pd'] == pytest.approx(2.0) and s['rms_pd_after'] == pytest.approx(4.0)
+    assert s['ratio'] == pytest.approx(0.5) and s['ratio_after_change'] == pytest.approx(0.25)
+    assert s['recovery_ratio'] == pytest.approx(1.0)

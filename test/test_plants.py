@@ -1,0 +1,146 @@
+"""Plant wrapper: bundled models, effort limits, payload scaling, mass matrix."""
+import numpy as np
+import pytest
+
+from lnn_control.plants import PLANTS, Plant, model_path, pd_gains
+
+SPEC = {  # joints, all 1-dof joints, effort limits
+    'pendulum': (('joint1',), ('joint1',), [20.0]),
+    'arm2': (('joint1', 'joint2'), ('joint1', 'joint2'), [40.0, 20.0]),
+    'cartpole': (('cart',), ('cart', 'pole'), [50.0]),
+}
+
+
+@pytest.fixture(params=PLANTS)
+def plant(request):
+    return Plant(request.param)
+
+
+@pytest.mark.parametrize('name', PLANTS)
+def test_bundled_plants_match_spec(name):
+    plant = Plant(name)
+    joints, all_joints, limits = SPEC[name]
+    assert plant.joint_names == joints
+    assert plant.all_joint_names == all_joints
+    assert plant.n == len(joints)
+    assert plant.timestep == pytest.approx(0.001)
+    np.testing.assert_allclose(plant.effort_limit, limits)
+
+
+def test_rest_is_equilibrium(plant):
+    plant.step(np.zeros(plant.n), 0.5)
+    assert plant.time == pytest.approx(0.5)
+    np.testing.assert_allclose(plant.all_positions(), 0.0, atol=1e-9)
+    np.testing.assert_allclose(plant.all_velocities(), 0.0, atol=1e-9)
+
+
+def test_positive_effort_moves_positive(plant):
+    for i in range(plant.n):
+        plant.reset()
+        u = np.zeros(plant.n)
+        u[i] = 1.0
+        plant.step(u, 0.05)
+        assert plant.position()[i] > 0 and plant.velocity()[i] > 0
+
+
+def test_effort_is_clipped(plant):
+    plant.step(np.full(plant.n, 1e6), 0.001)
+    np.testing.assert_allclose(plant.effort(), plant.effort_limit)
+    plant.step(np.full(plant.n, -1e6), 0.001)
+    np.testing.assert_allclose(plant.effort(), -plant.effort_limit)
+    efforts = plant.all_efforts()
+    assert efforts.shape == (len(plant.all_joint_names),)
+    if plant.all_joint_names == ('cart', 'pole'):
+        np.testing.assert_allclose(efforts, [-50.0, 0.0])
+
+
+def test_step_rounds_duration_to_physics_steps():
+    p = Plant('pendulum')
+    p.step(np.zeros(1), 0.01)
+    assert p.time == pytest.approx(0.01)
+    p.step(np.zeros(1), 0.0)  # at least one step
+    assert p.time == pytest.approx(0.011)
+    with pytest.raises(ValueError):
+        p.step(np.array([np.nan]), 0.01)
+
+
+def test_reset_sets_state_and_keeps_payload():
+    p = Plant('arm2')
+    p.payload_scale = 1.5
+    p.step(np.ones(2), 0.1)
+    p.reset(q=[0.3, -0.2], qd=[0.1, 0.0])
+    np.testing.assert_allclose(p.position(), [0.3, -0.2])
+    np.testing.assert_allclose(p.velocity(), [0.1, 0.0])
+    np.testing.assert_allclose(p.effort(), 0.0)
+    assert p.time == 0.0 and p.payload_scale == 1.5
+
+
+def test_accessors_return_copies():
+    p = Plant('pendulum')
+    p.position()[:] = 5.0
+    p.effort()[:] = 5.0
+    assert p.position()[0] == 0.0 and p.effort()[0] == 0.0
+
+
+def test_default_payload_body_is_end_link():
+    assert Plant('pendulum').payload_body == 'link1'
+    assert Plant('arm2').payload_body == 'link2'
+    assert Plant('cartpole').payload_body == 'pole'
+
+
+def test_payload_scale_is_relative_to_nominal(plant):
+    b = plant.model.nbody - 1
+    m0, i0 = plant.model.body_mass[b], plant.model.body_inertia[b].copy()
+    plant.payload_scale = 2.0
+    plant.payload_scale = 2.0
+    assert plant.payload_scale == 2.0
+    assert plant.model.body_mass[b] == pytest.approx(2 * m0)
+    np.testing.assert_allclose(plant.model.body_inertia[b], 2 * i0)
+    for bad in (0.0, -1.0, np.nan, np.inf):
+        with pytest.raises(ValueError):
+            plant.payload_scale = bad
+    assert plant.payload_scale == 2.0
+
+
+def test_mass_matrix_grows_with_payload(plant):
+    m1 = plant.mass_matrix()
+    assert m1.shape == (plant.n, plant.n)
+    plant.payload_scale = 2.0
+    assert np.all(np.diag(plant.mass_matrix()) > np.diag(m1))
+
+
+def test_nominal_inertia_pendulum_and_live_state_untouched():
+    p = Plant('pendulum')
+    p.reset(q=[0.7], qd=[0.2])
+    p.payload_scale = 3.0
+    inertia = p.nominal_inertia()
+    assert inertia == pytest.approx(0.086, rel=0.1)
+    np.testing.assert_allclose(p.position(), [0.7])
+    np.testing.assert_allclose(p.velocity(), [0.2])
+
+
+def test_joint_selection_and_validation():
+    p = Plant('arm2', joints=['joint2'])
+    assert p.joint_names == ('joint2',) and p.effort_limit.tolist() == [20.0]
+    with pytest.raises(ValueError, match='joint1'):
+        Plant('arm2', joints=['elbow'])
+    with pytest.raises(ValueError, match='cart'):
+        Plant('cartpole', joints=['pole'])  # passive joint
+    with pytest.raises(ValueError, match='duplicate'):
+        Plant('arm2', joints=['joint1', 'joint1'])
+    with pytest.raises(ValueError, match='link1'):
+        Plant('pendulum', payload_body='nope')
+
+
+def test_model_path():
+    for name in PLANTS:
+        path = model_path(name)
+        assert path.endswith(f'{name}.xml') and model_path(path) == path
+    with pytest.raises(ValueError, match='pendulum.*arm2.*cartpole'):
+        model_path('double_pendulum')
+
+
+def test_pd_gains():
+    kp, kd = pd_gains(np.array([0.086, 1.0]), 10.0, 0.8)
+    np.testing.assert_allclose(kp, [8.6, 100.0])
+    np.testing.assert_allclose(kd, [2 * 0.8 * 10 * 0.086, 16.0])
