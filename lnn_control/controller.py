@@ -207,43 +207,33 @@ class AdaptiveController:
             raise ValueError('measured is (position, velocity), desired is '
                              '(position, velocity, acceleration)')
         for row, value in enumerate((*measured, *desired)):
-            a = np.asarray(value, dtype=float)
-            if a.shape != (n,):
+            if np.shape(value) != (n,):
                 raise ValueError(f'expected {n} values per quantity (joints {list(self.joints)}), '
-                                 f'got shape {a.shape}')
-            io[row] = a
+                                 f'got shape {np.shape(value)}')
+            io[row] = value
         if not K.all_finite(io.reshape(-1)):
             raise ValueError('non-finite measurement or reference refused')
         return io
 
     def step(self, measured, desired) -> np.ndarray:
         io = self._load_io(measured, desired)
-        n, s = self.n, self._scale
-        q, qd, q_d, qd_d, qdd_d = io
-        np.subtract(q_d, q, out=self._pd)
-        self._pd *= self.kp
-        np.subtract(qd_d, qd, out=self._err)
-        self._err *= self.kd
-        self._pd += self._err
-        u = self._u
         if self.mode == 'feedback_error':
-            np.divide(q_d, s[:n], out=u[:n])
-            np.divide(qd_d, s[n:2 * n], out=u[n:2 * n])
-            np.divide(qdd_d, s[2 * n:], out=u[2 * n:3 * n])
-            np.sin(q_d, out=u[3 * n:4 * n])
-            np.cos(q_d, out=u[4 * n:5 * n])
-            np.divide(q, s[:n], out=u[5 * n:6 * n])
-            np.divide(qd, s[n:2 * n], out=u[6 * n:])
-            self._features(self.reservoir, u, self._phi)
+            K.feedback_error_inputs(io, self._scale, self.kp, self.kd, self._pd, self._u)
+            self._features(self.reservoir, self._u, self._phi)
             self._predict()
             if self.learning_enabled:
                 self._learn(self._phi, self._pd)
             self.learning_error = float(np.sqrt(self._pd @ self._pd))
         else:
-            self._inverse_model_tick(q, qd, q_d, qd_d, qdd_d)
-        np.add(self._pd, self._ff, out=self._command)
-        np.clip(self._command, -self.command_limit, self.command_limit, out=self._command)
-        self._prev[0], self._prev[1], self._prev[2] = q, qd, self._command
+            q, qd, q_d, qd_d, _ = io
+            np.subtract(q_d, q, out=self._pd)
+            self._pd *= self.kp
+            np.subtract(qd_d, qd, out=self._err)
+            self._err *= self.kd
+            self._pd += self._err
+            self._inverse_model_tick(*io)
+        K.saturated_sum(self._pd, self._ff, self.command_limit, self._command)
+        self._prev[0], self._prev[1], self._prev[2] = io[0], io[1], self._command
         self._has_prev = True
         self.ticks += 1
         return self._command_view

@@ -112,6 +112,35 @@ def lif_step(trace, v, refractory, spikes, u, w_in, indptr, indices, data, bias,
 
 
 @njit(cache=True)
+def feedback_error_inputs(io, scale, kp, kd, pd, u):
+    """PD output and reservoir inputs of one feedback-error-learning tick.
+
+    io rows: q, qd, q_d, qd_d, qdd_d. scale: position, velocity, acceleration
+    normalisers (3n). u blocks: q_d, qd_d, qdd_d (normalised), sin q_d,
+    cos q_d, q, qd (normalised).
+    """
+    n = io.shape[1]
+    for j in range(n):
+        q, qd, q_d, qd_d, qdd_d = io[0, j], io[1, j], io[2, j], io[3, j], io[4, j]
+        pd[j] = kp[j] * (q_d - q) + kd[j] * (qd_d - qd)
+        u[j] = q_d / scale[j]
+        u[n + j] = qd_d / scale[n + j]
+        u[2 * n + j] = qdd_d / scale[2 * n + j]
+        u[3 * n + j] = np.sin(q_d)
+        u[4 * n + j] = np.cos(q_d)
+        u[5 * n + j] = q / scale[j]
+        u[6 * n + j] = qd / scale[n + j]
+
+
+@njit(cache=True)
+def saturated_sum(a, b, limit, out):
+    """out = clip(a + b, -limit, limit)."""
+    for j in range(out.shape[0]):
+        v = a[j] + b[j]
+        out[j] = min(max(v, -limit[j]), limit[j])
+
+
+@njit(cache=True)
 def readout(w, phi, out):
     """out = w.T @ phi for w of shape (n_features, n_outputs)."""
     n, m = w.shape
@@ -147,16 +176,18 @@ def rls_update(p, w, phi, err, g, y, st):
     for i in range(n):
         gi = a * g[i]
         pi = phi[i]
-        d = s * (p[i, i] - gi * g[i])
-        p[i, i] = d
-        tr += d
-        acc = d * pi
-        for j in range(i + 1, n):
-            q = s * (p[i, j] - gi * g[j])
-            p[i, j] = q
-            acc += q * phi[j]
-            y[j] += q * pi
-        y[i] += acc
+        # Row i from the diagonal on, as slices indexed from 0: numba then
+        # drops its negative-index checks and LLVM vectorises the loop (5x).
+        row, gr, xr, yr = p[i, i:], g[i:], phi[i:], y[i:]
+        acc = 0.0
+        for j in range(row.shape[0]):
+            q = s * (row[j] - gi * gr[j])
+            row[j] = q
+            acc += q * xr[j]
+            yr[j] += q * pi
+        # j = 0 is the diagonal: it belongs to acc once, not also to yr[0].
+        y[i] += acc - row[0] * pi
+        tr += row[0]
     st[ST_PENDING_GAIN] = 0.0
     st[ST_PENDING_SCALE] = 1.0
     st[ST_TRACE] = tr
@@ -208,10 +239,12 @@ def rls_flush(p, g, st):
     s = st[ST_PENDING_SCALE]
     for i in range(n):
         gi = a * g[i]
-        for j in range(i, n):
-            q = s * (p[i, j] - gi * g[j])
-            p[i, j] = q
-            p[j, i] = q
+        row, gr = p[i, i:], g[i:]
+        for j in range(row.shape[0]):
+            row[j] = s * (row[j] - gi * gr[j])
+    for i in range(n):
+        for j in range(i + 1, n):
+            p[j, i] = p[i, j]
     st[ST_PENDING_GAIN] = 0.0
     st[ST_PENDING_SCALE] = 1.0
 

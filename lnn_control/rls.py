@@ -160,25 +160,43 @@ class RLSReadout:
                 'shape': np.array([self.n_inputs, self.n_outputs, int(self.bias)])}
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
-        """Restore a readout; refuses one of another shape or with non-finite values."""
-        shape = tuple(int(v) for v in np.asarray(state['shape']).ravel())
-        if float(state.get('directional', 0.0)) != self._st[K.ST_DIRECTIONAL]:
-            raise ValueError(f'saved readout uses other forgetting than {self.forgetting}')
+        """Restore a readout. Everything is checked before anything is changed,
+        so a file of another shape or with bad values leaves this one intact."""
+        try:
+            shape = tuple(int(v) for v in np.asarray(state['shape']).ravel())
+            directional = float(state.get('directional', 0.0))
+            w = np.asarray(state['w'], dtype=float)
+            p = np.asarray(state['p'], dtype=float)
+            scalars = {k: float(state[k]) for k in
+                       ('forgetting_factor', 'initial_covariance', 'trace_cap')}
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f'not a readout state: {exc}') from None
         if shape != (self.n_inputs, self.n_outputs, int(self.bias)):
             raise ValueError(f'saved readout has (inputs, outputs, bias) = {shape}, this one '
                              f'{(self.n_inputs, self.n_outputs, int(self.bias))}')
-        w, p = np.asarray(state['w'], float), np.asarray(state['p'], float)
+        if directional != self._st[K.ST_DIRECTIONAL]:
+            raise ValueError(f'saved readout uses other forgetting than {self.forgetting}')
+        if w.shape != self.w.shape or p.shape != self.p.shape:
+            raise ValueError(f'saved readout arrays have shapes {w.shape}, {p.shape}; '
+                             f'expected {self.w.shape}, {self.p.shape}')
         if not (np.isfinite(w).all() and np.isfinite(p).all()):
             raise ValueError('saved readout holds non-finite values')
+        if not np.allclose(p, p.T, rtol=1e-9, atol=1e-12 * max(1.0, np.abs(p).max())):
+            raise ValueError('saved covariance is not symmetric')
+        lam = scalars['forgetting_factor']
+        if not (np.isfinite(lam) and 0.0 < lam <= 1.0):
+            raise ValueError(f'saved forgetting_factor {lam} is not in (0, 1]')
+        for name in ('initial_covariance', 'trace_cap'):
+            self._check_positive(f'saved {name}', scalars[name])
         self.w[:] = w
         self.p[:] = p
         self._g[:] = 0.0
         self._st[K.ST_PENDING_GAIN] = 0.0
         self._st[K.ST_PENDING_SCALE] = 1.0
         self._st[K.ST_TRACE] = float(np.trace(p))
-        self._st[K.ST_TRACE_CAP] = float(state['trace_cap'])
-        self.initial_covariance = float(state['initial_covariance'])
-        self.forgetting_factor = float(state['forgetting_factor'])
+        self._st[K.ST_TRACE_CAP] = scalars['trace_cap']
+        self.initial_covariance = scalars['initial_covariance']
+        self._st[K.ST_LAMBDA] = lam
 
     def save(self, path: str) -> None:
         save_npz(path, self.state_dict())
