@@ -128,7 +128,10 @@ class AdaptiveController:
             if p is None:
                 raise ValueError(f'unknown parameter {name!r}')
             if p.read_only and hasattr(self, 'ticks'):
-                if np.any(np.asarray(value) != np.asarray(self.params[name])):
+                new, old = np.asarray(value), np.asarray(self.params[name])
+                if p.per_joint and new.size == 1:
+                    new = np.broadcast_to(new.ravel(), old.shape)
+                if new.shape != old.shape or np.any(new != old):
                     raise ValueError(f'{name} is read-only: it needs a restart')
                 continue
             reason = P.check(p, value, self.n)
@@ -194,6 +197,10 @@ class AdaptiveController:
             for r, s in zip(self.readouts(), backup):
                 r.load_state_dict(s)
             raise
+        # the live parameters stay the source of truth for the forgetting factors
+        self.slow.forgetting_factor = float(self.params['rls.forgetting_factor'])
+        if self.fast is not None:
+            self.fast.forgetting_factor = float(self.params['rls.fast_forgetting_factor'])
 
     # -- the control tick ----------------------------------------------------------
     def _features(self, reservoir: Reservoir, u: np.ndarray, phi: np.ndarray) -> None:

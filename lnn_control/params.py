@@ -9,6 +9,7 @@ ones explicitly and a test keeps the two equal. ROS-free.
 """
 from __future__ import annotations
 
+import array
 import math
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
@@ -172,6 +173,11 @@ def defaults(schema: Iterable[Param] = CONTROLLER) -> dict[str, Any]:
 def check(param: Param, value: Any, n_joints: int | None = None) -> str | None:
     """Return why ``value`` is not valid for ``param``, or None when it is."""
     kind = param.kind
+    if kind in (DOUBLE_ARRAY, STRING_ARRAY) and (
+            isinstance(value, (str, bytes))
+            or not isinstance(value, (list, tuple, np.ndarray, array.array))
+            or np.ndim(value) != 1):
+        return f'{param.name} must be a list'
     if kind == BOOL:
         return None if isinstance(value, (bool, np.bool_)) else f'{param.name} must be a bool'
     if kind == STRING:
@@ -216,7 +222,8 @@ def resolve(overrides: Mapping[str, Any] | None = None,
     values = defaults(schema)
     errors = [f'unknown parameter {k!r}' for k in (overrides or {}) if k not in table]
     values.update({k: v for k, v in (overrides or {}).items() if k in table})
-    n = len(values['joints']) if 'joints' in values else None
+    joints = values.get('joints')
+    n = len(joints) if isinstance(joints, (list, tuple, np.ndarray)) else None
     errors += [r for p in schema if (r := check(p, values[p.name], n))]
     if errors:
         raise ValueError('; '.join(errors))

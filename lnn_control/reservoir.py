@@ -36,6 +36,18 @@ class Reservoir:
             raise ValueError(f'density must be in (0, 1]; got {density}')
         if not dt > 0:
             raise ValueError(f'dt must be > 0; got {dt}')
+        for name, value in (('spectral_radius', spectral_radius),
+                            ('input_scaling', input_scaling), ('bias_scaling', bias_scaling)):
+            if not (np.isfinite(value) and value >= 0):
+                raise ValueError(f'{name} must be finite and >= 0; got {value}')
+        if not 0.0 < leak_rate <= 1.0:
+            raise ValueError(f'leak_rate must be in (0, 1]; got {leak_rate}')
+        if ltc_unfolds < 1 or lif_substeps < 1:
+            raise ValueError(f'ltc_unfolds and lif_substeps must be >= 1; '
+                             f'got {ltc_unfolds}, {lif_substeps}')
+        if not (np.isfinite(lif_trace_time_constant_s) and lif_trace_time_constant_s > 0):
+            raise ValueError(f'lif_trace_time_constant_s must be > 0; '
+                             f'got {lif_trace_time_constant_s}')
         self.n_inputs, self.size, self.neuron_model = int(n_inputs), int(size), neuron_model
         self.dt, self.leak_rate = float(dt), float(leak_rate)
         self.ltc_unfolds, self.lif_substeps = int(ltc_unfolds), int(lif_substeps)

@@ -1,0 +1,350 @@
+"""AdaptiveController (ROS-free): the tick, refusals, live parameters, persistence."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from lnn_control import params as P
+from lnn_control.controller import AdaptiveController
+
+JOINTS = ['j1', 'j2']
+BASE = {'joints': JOINTS, 'reservoir.size': 40, 'kp': [20.0, 10.0], 'kd': [2.0, 1.0],
+        'command_limit': [5.0, 3.0]}
+
+
+def make(**overrides):
+    cfg = dict(BASE)
+    cfg.update(overrides)
+    return AdaptiveController(cfg, dt=0.01)
+
+
+def signals(ticks, n=2, seed=0):
+    """(measured, desired) per tick: a sine reference, a lagging noisy measurement."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for k in range(ticks):
+        t = k * 0.01
+        w = 2 * np.pi * np.linspace(0.4, 0.8, n)
+        q_d, qd_d, qdd_d = 0.5 * np.sin(w * t), 0.5 * w * np.cos(w * t), -0.5 * w**2 * np.sin(w * t)
+        q = 0.4 * np.sin(w * (t - 0.05)) + 0.01 * rng.standard_normal(n)
+        qd = 0.4 * w * np.cos(w * (t - 0.05)) + 0.01 * rng.standard_normal(n)
+        out.append(((q, qd), (q_d, qd_d, qdd_d)))
+    return out
+
+
+def learned_state(ctrl):
+    """Copies of everything learned or carried between ticks (no flush of P)."""
+    import copy
+    return {'slow.w': ctrl.slow.w.copy(), 'fast.w': ctrl.fast.w.copy(),
+            'slow.p': copy.deepcopy(ctrl.slow).covariance(),
+            'fast.p': copy.deepcopy(ctrl.fast).covariance(),
+            'state': ctrl.reservoir.state.copy(), 'ticks': ctrl.ticks,
+            'slow.updates': ctrl.slow.updates}
+
+
+def assert_unchanged(ctrl, snap):
+    now = learned_state(ctrl)
+    for key, value in snap.items():
+        np.testing.assert_array_equal(now[key], value, err_msg=key)
+
+
+@pytest.fixture(scope='module')
+def trained_ctrl_factory():
+    def factory(**overrides):
+        ctrl = make(**overrides)
+        for measured, desired in signals(100, n=ctrl.n):
+            ctrl.step(measured, desired)
+        return ctrl
+    return factory
+
+
+# -- the tick -----------------------------------------------------------------------
+@pytest.mark.parametrize('model', ['esn', 'ltc', 'lif'])
+def test_step_returns_finite_limited_commands(model):
+    ctrl = make(**{'reservoir.neuron_model': model})
+    limit = np.array(BASE['command_limit'])
+    clipped = 0
+    for k, (measured, desired) in enumerate(signals(200)):
+        if k % 50 == 49:   # a large tracking error drives the PD part into the limit
+            measured = (measured[0] - 3.0, measured[1])
+        cmd = ctrl.step(measured, desired)
+        assert cmd.shape == (2,)
+        assert np.isfinite(cmd).all()
+        assert (np.abs(cmd) <= limit).all()
+        clipped += int((np.abs(cmd) == limit).any())
+    assert clipped >= 4
+    assert ctrl.ticks == 200
+    assert ctrl.slow.updates == 200
+    assert np.abs(ctrl.slow.w).max() > 0      # it learned something
+
+
+def test_command_is_read_only_view():
+    ctrl = make()
+    (measured, desired), = signals(1)
+    cmd = ctrl.step(measured, desired)
+    with pytest.raises(ValueError):
+        cmd[0] = 1.0
+
+
+def test_pd_part_without_learning():
+    """With zero readouts the command is kp (q_d - q) + kd (qd_d - qd), clipped."""
+    ctrl = make(**{'learning_enabled': False})
+    q, qd = np.array([0.1, -0.2]), np.array([0.0, 0.3])
+    q_d, qd_d = np.array([0.15, -0.1]), np.array([0.2, 0.1])
+    cmd = ctrl.step((q, qd), (q_d, qd_d, np.zeros(2))).copy()
+    expected = np.array([20.0, 10.0]) * (q_d - q) + np.array([2.0, 1.0]) * (qd_d - qd)
+    np.testing.assert_allclose(cmd, np.clip(expected, -5.0, 5.0), rtol=1e-12)
+
+
+BAD_INPUTS = {
+    'measured-short': (([0.0], [0.0, 0.0]), ([0.0] * 2,) * 3),
+    'measured-long': (([0.0] * 3, [0.0] * 2), ([0.0] * 2,) * 3),
+    'desired-2d': (([0.0] * 2,) * 2, (np.zeros((2, 1)), [0.0] * 2, [0.0] * 2)),
+    'measured-missing-velocity': (([0.0] * 2,), ([0.0] * 2,) * 3),
+    'desired-missing-accel': (([0.0] * 2,) * 2, ([0.0] * 2,) * 2),
+    'nan-position': (([np.nan, 0.0], [0.0] * 2), ([0.0] * 2,) * 3),
+    'inf-velocity': (([0.0] * 2, [0.0, np.inf]), ([0.0] * 2,) * 3),
+    'nan-desired': (([0.0] * 2,) * 2, ([0.0] * 2, [np.nan, 0.0], [0.0] * 2)),
+    'inf-accel': (([0.0] * 2,) * 2, ([0.0] * 2, [0.0] * 2, [-np.inf, 0.0])),
+}
+
+
+@pytest.mark.parametrize('mode', ['feedback_error', 'inverse_model'])
+@pytest.mark.parametrize('case', list(BAD_INPUTS))
+def test_bad_input_raises_and_changes_nothing(trained_ctrl_factory, case, mode):
+    ctrl = trained_ctrl_factory(**{'controller.mode': mode})
+    snap = learned_state(ctrl)
+    measured, desired = BAD_INPUTS[case]
+    with pytest.raises(ValueError):
+        ctrl.step(measured, desired)
+    assert_unchanged(ctrl, snap)
+    # and the controller carries on
+    (m, d), = signals(1)
+    assert np.isfinite(ctrl.step(m, d)).all()
+
+
+# -- live parameters ------------------------------------------------------------------
+def test_update_params_applies_live_settings_without_touching_weights(trained_ctrl_factory):
+    ctrl = trained_ctrl_factory()
+    snap = learned_state(ctrl)
+    lam_slow = _valid_other('rls.forgetting_factor', ctrl.slow.forgetting_factor)
+    lam_fast = _valid_other('rls.fast_forgetting_factor', ctrl.fast.forgetting_factor)
+    ctrl.update_params({'kp': [1.0, 2.0], 'kd': [0.5], 'command_limit': [70.0, 80.0],
+                        'learning_enabled': False, 'rls.forgetting_factor': lam_slow,
+                        'rls.fast_forgetting_factor': lam_fast})
+    np.testing.assert_array_equal(ctrl.kp, [1.0, 2.0])
+    np.testing.assert_array_equal(ctrl.kd, [0.5, 0.5])           # broadcast
+    np.testing.assert_array_equal(ctrl.command_limit, [70.0, 80.0])
+    assert ctrl.learning_enabled is False
+    assert ctrl.slow.forgetting_factor == lam_slow
+    assert ctrl.fast.forgetting_factor == lam_fast
+    assert ctrl.params['rls.forgetting_factor'] == lam_slow
+    assert_unchanged(ctrl, snap)
+    # the new gains act on the next tick
+    cmd = ctrl.step((np.zeros(2), np.zeros(2)), (np.full(2, 0.1), np.zeros(2), np.zeros(2)))
+    ff = ctrl._ff.copy()
+    assert (np.abs(cmd) < [70.0, 80.0]).all()
+    np.testing.assert_allclose(cmd, np.array([0.1, 0.2]) + ff, rtol=1e-12)
+
+
+@pytest.mark.parametrize('changes,name', [
+    ({'reservoir.size': 60}, 'reservoir.size'),
+    ({'reservoir.neuron_model': 'lif'}, 'reservoir.neuron_model'),
+    ({'controller.mode': 'inverse_model'}, 'controller.mode'),
+    ({'joints': ['j1']}, 'joints'),
+    ({'joints': ['j1', 'j2', 'j3']}, 'joints'),
+    ({'input.position_scale': [2.0, 2.0]}, 'input.position_scale'),
+    ({'rls.fast_learner': False}, 'rls.fast_learner'),
+], ids=lambda v: str(v) if isinstance(v, str) else None)
+def test_update_params_refuses_read_only(trained_ctrl_factory, changes, name):
+    ctrl = trained_ctrl_factory()
+    before = np.array(ctrl.params[name], copy=True)
+    snap = learned_state(ctrl)
+    with pytest.raises(ValueError, match=name.replace('.', r'\.')):
+        ctrl.update_params(changes)
+    np.testing.assert_array_equal(ctrl.params[name], before)
+    assert_unchanged(ctrl, snap)
+
+
+def test_update_params_accepts_read_only_at_current_value(trained_ctrl_factory):
+    """Re-sending the configured value of a read-only setting (a full parameter
+    file) is not a change."""
+    ctrl = trained_ctrl_factory()
+    ctrl.update_params({'reservoir.size': 40, 'joints': list(JOINTS), 'kp': [3.0, 3.0]})
+    np.testing.assert_array_equal(ctrl.kp, [3.0, 3.0])
+
+
+def _out_of_range(name):
+    p = P.by_name()[name]
+    return p.high + 1.0
+
+
+def _valid_other(name, current):
+    """A valid value of the live double ``name`` different from ``current``."""
+    p = P.by_name()[name]
+    value = 0.5 * (p.low + p.high)
+    assert value != current
+    return value
+
+
+@pytest.mark.parametrize('bad,name', [
+    ({'kp': [1.0, 2.0, 3.0]}, 'kp'),               # wrong length
+    ({'kd': []}, 'kd'),
+    ({'kp': [np.nan, 1.0]}, 'kp'),                  # NaN
+    ({'command_limit': [0.0, 1.0]}, 'command_limit'),   # out of range (open low)
+    ({'kd': [-1.0]}, 'kd'),
+    ({'rls.forgetting_factor': _out_of_range('rls.forgetting_factor')},
+     'rls.forgetting_factor'),
+    ({'rls.fast_forgetting_factor': -0.5}, 'rls.fast_forgetting_factor'),
+    ({'rls.forgetting_factor': np.inf}, 'rls.forgetting_factor'),
+    ({'learning_enabled': 'yes'}, 'learning_enabled'),
+    ({'no.such.parameter': 1.0}, 'no.such.parameter'),
+    ({'reservoir.size': 41}, 'reservoir.size'),     # read-only next to valid ones
+    ({'kp': 5.0}, 'kp'),                            # a scalar for an array parameter
+], ids=lambda v: None if isinstance(v, dict) else v)
+def test_update_params_refuses_invalid_and_applies_nothing(trained_ctrl_factory, bad, name):
+    ctrl = trained_ctrl_factory()
+    snap = learned_state(ctrl)
+    kp, kd, limit = ctrl.kp.copy(), ctrl.kd.copy(), ctrl.command_limit.copy()
+    lam_slow, lam_fast = ctrl.slow.forgetting_factor, ctrl.fast.forgetting_factor
+    params = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in ctrl.params.items()}
+    # valid entries before and after the invalid one must not be applied either
+    changes = {'kp': [1.0, 1.0], 'learning_enabled': False,
+               'rls.forgetting_factor': _valid_other('rls.forgetting_factor', lam_slow)}
+    changes.update(bad)
+    changes.setdefault('command_limit', [9.0, 9.0])
+    changes.setdefault('rls.fast_forgetting_factor',
+                       _valid_other('rls.fast_forgetting_factor', lam_fast))
+    with pytest.raises(ValueError, match=name.replace('.', r'\.')):
+        ctrl.update_params(changes)
+    np.testing.assert_array_equal(ctrl.kp, kp)
+    np.testing.assert_array_equal(ctrl.kd, kd)
+    np.testing.assert_array_equal(ctrl.command_limit, limit)
+    assert ctrl.learning_enabled is True
+    assert ctrl.slow.forgetting_factor == lam_slow
+    assert ctrl.fast.forgetting_factor == lam_fast
+    assert set(ctrl.params) == set(params)
+    for k, v in params.items():
+        np.testing.assert_array_equal(ctrl.params[k], v, err_msg=k)
+    assert_unchanged(ctrl, snap)
+
+
+@pytest.mark.parametrize('mode', ['feedback_error', 'inverse_model'])
+def test_learning_disabled_keeps_weights(trained_ctrl_factory, mode):
+    ctrl = trained_ctrl_factory(**{'controller.mode': mode})
+    ctrl.update_params({'learning_enabled': False})
+    w_slow, w_fast = ctrl.slow.w.copy(), ctrl.fast.w.copy()
+    updates = ctrl.slow.updates
+    commands = [ctrl.step(m, d).copy() for m, d in signals(100, seed=1)]
+    np.testing.assert_array_equal(ctrl.slow.w, w_slow)
+    np.testing.assert_array_equal(ctrl.fast.w, w_fast)
+    assert ctrl.slow.updates == updates
+    assert np.isfinite(commands).all()
+    # the learned feedforward is still applied
+    assert np.abs(ctrl._ff).max() > 0
+    ctrl.update_params({'learning_enabled': True})
+    for m, d in signals(5, seed=2):
+        ctrl.step(m, d)
+    assert not np.array_equal(ctrl.slow.w, w_slow)
+
+
+# -- persistence ----------------------------------------------------------------------
+@pytest.mark.parametrize('mode', ['feedback_error', 'inverse_model'])
+def test_save_load_gives_identical_commands(tmp_path, trained_ctrl_factory, mode):
+    a = trained_ctrl_factory(**{'controller.mode': mode})
+    path = str(tmp_path / 'ctrl.npz')
+    a.save(path)
+    b = make(**{'controller.mode': mode})
+    assert not np.array_equal(a.slow.w, b.slow.w)
+    b.load(path)
+    a.reset_state()
+    for m, d in signals(150, seed=4):   # learning stays on: updates must match too
+        np.testing.assert_array_equal(a.step(m, d), b.step(m, d))
+    np.testing.assert_array_equal(a.slow.w, b.slow.w)
+    np.testing.assert_array_equal(a.fast.w, b.fast.w)
+
+
+def test_load_keeps_forgetting_factors_consistent_with_parameters(tmp_path,
+                                                                   trained_ctrl_factory):
+    """The readouts must run with the forgetting factors the parameters report,
+    whatever factors the loaded file was saved with."""
+    path = str(tmp_path / 'lam.npz')
+    saved = trained_ctrl_factory(**{'rls.forgetting_factor': 0.95,
+                                    'rls.fast_forgetting_factor': 1.0})
+    saved.save(path)
+    target = make()
+    target.load(path)
+    np.testing.assert_array_equal(target.slow.w, saved.slow.w)
+    assert target.slow.forgetting_factor == target.params['rls.forgetting_factor']
+    assert target.fast.forgetting_factor == target.params['rls.fast_forgetting_factor']
+
+
+@pytest.mark.parametrize('other', [
+    {'joints': ['j1', 'x2']},                               # same shape, other names
+    {'joints': ['j1'], 'kp': [1.0], 'kd': [1.0], 'command_limit': [1.0]},
+    {'controller.mode': 'inverse_model'},
+    {'rls.fast_learner': False},
+])
+def test_load_refuses_file_for_other_controller(tmp_path, trained_ctrl_factory, other):
+    path = str(tmp_path / 'other.npz')
+    trained_ctrl_factory(**other).save(path)
+    target = trained_ctrl_factory()
+    snap = learned_state(target)
+    with pytest.raises(ValueError):
+        target.load(path)
+    assert_unchanged(target, snap)
+
+
+def test_load_refuses_other_joints_with_message(tmp_path, trained_ctrl_factory):
+    path = str(tmp_path / 'other.npz')
+    trained_ctrl_factory(joints=['j1', 'x2']).save(path)
+    with pytest.raises(ValueError, match='joints'):
+        make().load(path)
+
+
+def test_inverse_model_runs_and_learns():
+    ctrl = make(**{'controller.mode': 'inverse_model'})
+    commands = [ctrl.step(m, d).copy() for m, d in signals(200)]
+    assert np.isfinite(commands).all()
+    assert (np.abs(commands) <= np.array(BASE['command_limit'])).all()
+    assert ctrl.slow.updates == 199          # no training pair on the first tick
+    assert np.abs(ctrl.slow.w).max() > 0
+    assert np.isfinite(ctrl.learning_error)
+
+
+@pytest.mark.parametrize('overrides', [{'joints': []}, {'reservoir.size': 5},
+                                       {'kp': [1.0, 2.0, 3.0]}, {'bogus': 1}])
+def test_constructor_refuses_invalid_configuration(overrides):
+    with pytest.raises(ValueError):
+        make(**overrides)
+
+
+# -- no ROS in the core -------------------------------------------------------------------
+CORE = ['params', 'kernels', 'reference', 'reservoir', 'rls', 'controller',
+        'trajectories', 'plants', 'closed_loop']
+
+
+def test_core_modules_do_not_import_rclpy():
+    procs = {
+        name: subprocess.Popen(
+            [sys.executable, '-c',
+             f"import lnn_control.{name}, sys; assert 'rclpy' not in sys.modules, "
+             f"'lnn_control.{name} imports rclpy'"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=dict(os.environ))
+        for name in CORE}
+    failures = {}
+    for name, proc in procs.items():
+        out, _ = proc.communicate(timeout=120)
+        if proc.returncode != 0:
+            failures[name] = out.decode(errors='replace')[-500:]
+    assert not failures, failures
+
+
+def test_rclpy_import_would_be_detected():
+    """The check above can fail: rclpy is importable in this environment."""
+    out = subprocess.run([sys.executable, '-c',
+                          "import rclpy, sys; assert 'rclpy' in sys.modules"],
+                         capture_output=True, env=dict(os.environ))
+    assert out.returncode == 0, out.stderr.decode()

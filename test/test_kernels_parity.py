@@ -1,0 +1,193 @@
+"""Numba kernels against the plain numpy reference (lnn_control/reference.py).
+
+The reservoir kernels are driven through ``Reservoir.step`` and compared tick by
+tick with the reference on the dense recurrent matrix. The fused lazy RLS
+kernel is driven through ``RLSReadout`` (bias=False, so its features are the
+reference's) and compared with ``reference.RLS`` (exponential forgetting with
+the trace cap) and with a textbook directional-forgetting RLS written below.
+"""
+import copy
+
+import numpy as np
+import pytest
+
+from lnn_control import reference as R
+from lnn_control.reservoir import Reservoir
+from lnn_control.rls import RLSReadout
+
+TOL = dict(rtol=1e-10, atol=1e-10)
+TICKS = 50
+
+
+def _inputs(n_inputs, ticks, seed, scale=1.0):
+    rng = np.random.default_rng(seed)
+    return scale * rng.uniform(-1.0, 1.0, (ticks, n_inputs))
+
+
+@pytest.mark.parametrize('seed', [0, 7])
+def test_esn_step_matches_reference(seed):
+    res = Reservoir(4, size=60, neuron_model='esn', seed=seed, leak_rate=0.4)
+    w = res.dense_recurrent()
+    x = np.zeros(res.size)
+    moved = 0.0
+    for u in _inputs(4, TICKS, seed):
+        got = res.step(u)
+        x = R.esn_step(x, u, res.w_in, w, res.bias, res.leak_rate)
+        np.testing.assert_allclose(got, x, **TOL)
+        moved = max(moved, np.abs(x).max())
+    assert moved > 0.1   # the comparison is not between two zero vectors
+
+
+@pytest.mark.parametrize('seed', [0, 7])
+def test_ltc_step_matches_reference(seed):
+    res = Reservoir(4, size=60, neuron_model='ltc', seed=seed, ltc_unfolds=4)
+    w = res.dense_recurrent()
+    x = np.zeros(res.size)
+    for u in _inputs(4, TICKS, seed):
+        got = res.step(u)
+        x = R.ltc_step(x, u, res.w_in, w, res.bias, res.tau, res.reversal, res.dt,
+                       res.ltc_unfolds)
+        np.testing.assert_allclose(got, x, **TOL)
+    assert np.abs(x).max() > 0.05
+
+
+@pytest.mark.parametrize('seed', [0, 7])
+def test_lif_step_matches_reference(seed):
+    res = Reservoir(4, size=60, neuron_model='lif', seed=seed, input_scaling=1.0)
+    w = res.dense_recurrent()
+    n = res.size
+    trace, v, refractory, spikes = (np.zeros(n) for _ in range(4))
+    total_spikes = np.zeros(n)
+    for u in _inputs(4, TICKS, seed):
+        got_trace = res.step(u)
+        trace, v, refractory, spikes = R.lif_step(
+            trace, v, refractory, spikes, u, res.w_in, w, res.bias, res.dt,
+            res.lif_substeps, res.tau_m, res.t_ref, res.lif_trace_time_constant_s)
+        np.testing.assert_allclose(got_trace, trace, **TOL)
+        np.testing.assert_allclose(res._v, v, **TOL)
+        np.testing.assert_allclose(res._refractory, refractory, **TOL)
+        np.testing.assert_array_equal(res._spikes, spikes)
+        total_spikes += spikes
+    # The inputs made neurons fire, but not all of them on every tick.
+    assert total_spikes.sum() > 0.1 * n
+    assert (total_spikes < TICKS).any()
+
+
+# -- RLS ----------------------------------------------------------------------------
+
+def _phi_sequence(rng, steps, n):
+    """Random features in phases of 40 steps: none, one direction only (with
+    exponential forgetting the trace of P grows there, so the cap binds), rich
+    excitation, small features."""
+    out = []
+    for t in range(steps):
+        phase = (t // 40) % 4
+        if phase == 0:
+            out.append(np.zeros(n))
+        elif phase == 1:
+            phi = np.zeros(n)
+            phi[0] = rng.standard_normal()
+            out.append(phi)
+        elif phase == 2:
+            out.append(rng.standard_normal(n))
+        else:
+            out.append(0.05 * rng.standard_normal(n))
+    return out
+
+
+def _covariance(readout):
+    """The full P without flushing the readout's pending update."""
+    return copy.deepcopy(readout).covariance()
+
+
+def test_rls_exponential_matches_reference():
+    n, m, lam, delta = 4, 2, 0.99, 2.0
+    rng = np.random.default_rng(3)
+    ours = RLSReadout(n, m, forgetting_factor=lam, initial_covariance=delta, bias=False)
+    ref = R.RLS(n, m, delta, lam)
+    w_true = rng.standard_normal((n, m))
+    capped = uncapped = 0
+    for t, phi in enumerate(_phi_sequence(rng, 400, n)):
+        target = w_true.T @ phi + 0.1 * rng.standard_normal(m)
+        p_before = ref.p.copy()
+        err_ours = ours.train(phi, target)
+        err_ref = ref.update(phi, target)
+        # Did the cap bind on this step? (trace before capping above the cap)
+        pphi = p_before @ phi
+        free = (p_before - np.outer(pphi, pphi) / (lam + phi @ pphi)) / lam
+        if np.trace(free) > ref.trace_cap * (1 + 1e-9):
+            capped += 1
+        else:
+            uncapped += 1
+        np.testing.assert_allclose(err_ours, err_ref, **TOL)
+        np.testing.assert_allclose(ours.w, ref.w, **TOL)
+        np.testing.assert_allclose(ours.trace, np.trace(ref.p), **TOL)
+        if t % 7 == 0 or t > 380:
+            np.testing.assert_allclose(_covariance(ours), ref.p, **TOL)
+    np.testing.assert_allclose(ours.covariance(), ref.p, **TOL)
+    assert capped > 20 and uncapped > 20, (capped, uncapped)
+
+
+class DirectionalRLS:
+    """Textbook directional forgetting (Kulhavy), non-negative beta."""
+
+    def __init__(self, n, m, delta, lam):
+        self.p = np.eye(n) * delta
+        self.w = np.zeros((n, m))
+        self.lam = lam
+
+    def update(self, phi, target):
+        err = target - self.w.T @ phi
+        pphi = self.p @ phi
+        r = phi @ pphi
+        if r > 1.0 - self.lam:
+            c = self.lam + r
+            k = pphi / c
+            self.p = self.p - np.outer(pphi, pphi) * (r - 1.0 + self.lam) / (r * c)
+            forgot = True
+        else:
+            k = pphi
+            forgot = False
+        self.w += np.outer(k, err)
+        return err, forgot
+
+
+@pytest.mark.parametrize('lam', [0.9, 0.99])
+def test_rls_directional_matches_textbook(lam):
+    n, m, delta = 4, 2, 1.5
+    rng = np.random.default_rng(11)
+    ours = RLSReadout(n, m, forgetting_factor=lam, initial_covariance=delta, bias=False,
+                      forgetting='directional')
+    ref = DirectionalRLS(n, m, delta, lam)
+    w_true = rng.standard_normal((n, m))
+    branches = {True: 0, False: 0}
+    for t, phi in enumerate(_phi_sequence(rng, 400, n)):
+        target = w_true.T @ phi + 0.1 * rng.standard_normal(m)
+        err_ours = ours.train(phi, target)
+        err_ref, forgot = ref.update(phi, target)
+        branches[forgot] += 1
+        np.testing.assert_allclose(err_ours, err_ref, **TOL)
+        np.testing.assert_allclose(ours.w, ref.w, **TOL)
+        np.testing.assert_allclose(ours.trace, np.trace(ref.p), **TOL)
+        if t % 7 == 0 or t > 380:
+            np.testing.assert_allclose(_covariance(ours), ref.p, **TOL)
+    np.testing.assert_allclose(ours.covariance(), ref.p, **TOL)
+    # Both branches (forgetting along phi, and phi too weak to forget) were exercised.
+    assert branches[True] > 20 and branches[False] > 20, branches
+
+
+def test_rls_post_factor_is_a_posteriori_error_ratio():
+    """update() returns (error after the step) / (error before) for both schemes."""
+    rng = np.random.default_rng(5)
+    for forgetting in RLSReadout.FORGETTING:
+        r = RLSReadout(3, 1, forgetting_factor=0.95, bias=False, forgetting=forgetting)
+        for phi in _phi_sequence(rng, 200, 3):
+            target = np.array([phi.sum() + 0.3])
+            before = target - r.predict(phi)
+            if abs(before[0]) < 1e-6:
+                r.update(phi, before)
+                continue
+            factor = r.update(phi, before.copy())
+            after = target - r.predict(phi)
+            np.testing.assert_allclose(after, factor * before, rtol=1e-9, atol=1e-12)
+            assert 0.0 < factor <= 1.0
