@@ -1,7 +1,10 @@
 """``lnn-control``: the command line of the package.
 
-demo    PD-only vs adaptive on a bundled MuJoCo plant; writes summary.json and
-        tracking.png.
+demo    PD-only vs adaptive on a bundled MuJoCo plant. --mode ros (default) runs
+        lnn_sim and lnn_controller as ROS 2 nodes over real topics (lock-step)
+        and records run.mcap; --mode offline runs the same loop without ROS.
+        Writes summary.json and tracking.png.
+plot    redraw tracking.png from a run.mcap recording.
 params  the parameter schema as Markdown (docs) or a ROS 2 parameter file.
 gains   the honest PD baseline gains of a bundled plant.
 """
@@ -17,19 +20,52 @@ PLANT_CHOICES = ('pendulum', 'arm2', 'cartpole')
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from . import closed_loop as CL
     from .plotting import tracking_figure
 
     if args.payload_change_at is not None and not 0 < args.payload_change_at < args.duration:
         raise SystemExit('--payload-change-at must lie inside (0, --duration)')
-    overrides = CL.plant_params(args.plant, {'reservoir.neuron_model': args.neuron,
-                                             'reservoir.seed': args.seed})
+    extra = {}
     for item in args.param:
         name, _, value = item.partition('=')
-        overrides[name] = json.loads(value) if value[:1] in '[{0123456789-tf' else value
+        extra[name] = json.loads(value) if value[:1] in '[{0123456789-tf' else value
     os.makedirs(args.out, exist_ok=True)
+    if args.mode == 'offline':
+        traces, summary = _offline(args, extra)
+    else:
+        from .ros import demo as ros_demo
+        summary = ros_demo.run(args.plant, args.neuron, args.duration, args.out,
+                               payload_change_at=args.payload_change_at, seed=args.seed,
+                               lockstep=args.mode == 'ros', extra=extra,
+                               progress=not args.quiet)
+        traces, _ = ros_demo.traces_from_mcap(os.path.join(args.out, 'run.mcap'))
+    with open(os.path.join(args.out, 'summary.json'), 'w', encoding='utf-8') as f:
+        json.dump(summary, f, indent=2)
+    tracking_figure(traces, os.path.join(args.out, 'tracking.png'),
+                    title=f'{args.plant}, {args.neuron} reservoir ({summary["mode"]}): '
+                          f'ratio {summary["ratio"]:.3f}',
+                    payload_change_at=args.payload_change_at,
+                    joint_names=_plant_joints(args.plant))
+    print(json.dumps(summary, indent=2))
+    written = ['summary.json', 'tracking.png'] + (['run.mcap'] if args.mode != 'offline' else [])
+    print(f'wrote {", ".join(os.path.join(args.out, w) for w in written)}')
+    return 0
+
+
+def _plant_joints(plant: str) -> list[str]:
+    from . import closed_loop as CL
+    from . import params as P
+    return list(P.resolve(CL.plant_params(plant))['joints'])
+
+
+def _offline(args: argparse.Namespace, extra: dict):
+    from tqdm import tqdm
+
+    from . import closed_loop as CL
+
+    overrides = CL.plant_params(args.plant, {'reservoir.neuron_model': args.neuron,
+                                             'reservoir.seed': args.seed,
+                                             'reference.seed': args.seed, **extra})
     traces = []
     for learning in (False, True):
         label = 'adaptive' if learning else 'PD only'
@@ -41,20 +77,26 @@ def _demo(args: argparse.Namespace) -> int:
             traces.append(CL.run(args.plant, overrides, args.duration, learning=learning,
                                  payload_change_at=args.payload_change_at, progress=progress))
             bar.update(args.duration - bar.n)
-    pd, adaptive = traces
     summary = {'mode': 'offline', 'plant': args.plant, 'neuron': args.neuron,
                'duration_s': args.duration, 'payload_change_at_s': args.payload_change_at,
                'payload_scale_after': CL.PAYLOAD_SCALE if args.payload_change_at else 1.0,
                'seed': args.seed,
-               **CL.summarize(pd, adaptive, args.duration, args.payload_change_at)}
-    with open(os.path.join(args.out, 'summary.json'), 'w', encoding='utf-8') as f:
-        json.dump(summary, f, indent=2)
-    tracking_figure(traces, os.path.join(args.out, 'tracking.png'),
-                    title=f'{args.plant}, {args.neuron} reservoir: ratio {summary["ratio"]:.3f}',
-                    payload_change_at=args.payload_change_at,
-                    joint_names=overrides.get('joints', ()))
-    print(json.dumps(summary, indent=2))
-    print(f'wrote {args.out}/summary.json and {args.out}/tracking.png')
+               **CL.summarize(traces[0], traces[1], args.duration, args.payload_change_at)}
+    return traces, summary
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from .plotting import tracking_figure
+    from .ros.demo import traces_from_mcap
+
+    traces, meta = traces_from_mcap(args.recording)
+    out = args.out or os.path.join(os.path.dirname(os.path.abspath(args.recording)),
+                                   'tracking.png')
+    change = float(meta.get('payload_change_at_s', 0.0)) or None
+    tracking_figure(traces, out, title=f"{meta.get('plant', '')}, {meta.get('neuron', '')} "
+                                       f"reservoir ({meta.get('mode', '')})",
+                    payload_change_at=change, joint_names=meta['joints'].split(','))
+    print(f'wrote {out}')
     return 0
 
 
@@ -96,18 +138,27 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest='command', required=True)
 
     demo = sub.add_parser('demo', help='PD-only vs adaptive closed loop on a MuJoCo plant')
+    demo.add_argument('--mode', choices=('ros', 'ros-realtime', 'offline'), default='ros',
+                      help='ros: ROS 2 nodes in lock-step (reproducible, default); '
+                           'ros-realtime: nodes in real time; offline: no ROS')
     demo.add_argument('--plant', choices=PLANT_CHOICES, default='pendulum')
     demo.add_argument('--neuron', choices=('esn', 'ltc', 'lif'), default='esn')
     demo.add_argument('--duration', type=float, default=60.0, help='simulated seconds')
     demo.add_argument('--payload-change-at', type=float, default=None,
                       help='time [s] at which the end-link mass doubles')
-    demo.add_argument('--seed', type=int, default=0, help='reservoir and reference seed')
+    demo.add_argument('--seed', type=int, default=0,
+                      help='reservoir.seed and reference.seed (reservoir and reference phases)')
     demo.add_argument('--param', action='append', default=[], metavar='NAME=VALUE',
                       help='override a controller parameter (repeatable), e.g. '
                            'rls.forgetting_factor=0.999')
     demo.add_argument('--out', default='runs/demo', help='output directory')
     demo.add_argument('--quiet', action='store_true', help='no progress bar')
     demo.set_defaults(func=_demo)
+
+    plot = sub.add_parser('plot', help='redraw tracking.png from a run.mcap')
+    plot.add_argument('recording', help='run.mcap written by lnn-control demo')
+    plot.add_argument('--out', default=None, help='PNG path (default: beside the recording)')
+    plot.set_defaults(func=_plot)
 
     params = sub.add_parser('params', help='print the parameter schema')
     params.add_argument('--format', choices=('markdown', 'yaml'), default='markdown')
@@ -128,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError, TimeoutError, RuntimeError) as exc:
         print(f'lnn-control: error: {exc}', file=sys.stderr)
         return 2
 

@@ -67,7 +67,7 @@ def run(plant_name: str, controller_params: Mapping[str, Any], duration: float,
     cfg = ctrl.params
     ref = make_reference('sum_of_sines' if cfg['reference.mode'] == 'topic' else cfg['reference.mode'],
                          ctrl.n, cfg['reference.amplitude'], cfg['reference.frequency_hz'],
-                         cfg['reference.offset'], seed=cfg['reservoir.seed'])
+                         cfg['reference.offset'], seed=cfg['reference.seed'])
     dt = ctrl.dt
     ticks = int(round(duration / dt))
     n = ctrl.n

@@ -115,6 +115,11 @@ CONTROLLER = (
     Param('sensor_timeout_s', DOUBLE, 0.1,
           'joint_states older than this make the sensor stale.', 0.0, 60.0,
           open_low=True),
+    Param('sync_to_joint_state_stamps', BOOL, False,
+          'Sim time only: the tick of time t waits (at most one period) for the '
+          'joint_states stamped t. For lock-step simulators such as lnn_sim, which '
+          'publish the state of t just before /clock(t) (it may arrive after it).',
+          read_only=True),
     Param('stale_sensor_action', STRING, 'zero',
           'Command while sensors are stale: zero effort or hold the last command.',
           choices=('zero', 'hold')),
@@ -129,6 +134,8 @@ CONTROLLER = (
           0.0, 1e3, per_joint=True),
     Param('reference.frequency_hz', DOUBLE, 0.55,
           'Frequency of sine; highest component of sum_of_sines.', 0.0, 50.0),
+    Param('reference.seed', INT, 0,
+          'Seed of the sum_of_sines phases (reproducible references).', 0, 2**31 - 1),
     Param('reference.offset', DOUBLE_ARRAY, [0.0],
           'Offset per joint of the generated reference (hold position).',
           -1e3, 1e3, per_joint=True),
@@ -154,6 +161,13 @@ SIMULATOR = (
     Param('payload_scale', DOUBLE, 1.0,
           'Mass and inertia scale of the end link (watch the controller re-adapt).',
           0.0, 100.0, open_low=True),
+    Param('payload_change.time_s', DOUBLE, 0.0,
+          'Lock-step: simulated seconds after the first command at which payload_scale '
+          'becomes payload_change.scale (a reproducible plant change); 0 disables.',
+          0.0, 1e6, read_only=True),
+    Param('payload_change.scale', DOUBLE, 2.0,
+          'payload_scale applied at payload_change.time_s.', 0.0, 100.0, open_low=True,
+          read_only=True),
     Param('initial_positions', DOUBLE_ARRAY, [],
           'Start positions of the actuated joints (empty: zeros).', -1e3, 1e3),
 )

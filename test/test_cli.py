@@ -10,7 +10,7 @@ from lnn_control import params as P
 
 def test_offline_demo_writes_summary_and_figure(tmp_path):
     out = tmp_path / 'run'
-    code = cli.main(['demo', '--plant', 'pendulum', '--neuron', 'esn', '--duration', '16',
+    code = cli.main(['demo', '--mode', 'offline', '--plant', 'pendulum', '--neuron', 'esn', '--duration', '16',
                      '--payload-change-at', '4', '--out', str(out), '--quiet'])
     assert code == 0
     summary = json.loads((out / 'summary.json').read_text())

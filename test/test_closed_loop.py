@@ -10,7 +10,8 @@ from lnn_control import closed_loop as CL
 
 
 def _summary(plant, neuron, seed, duration, change_at=None):
-    params = CL.plant_params(plant, {'reservoir.neuron_model': neuron, 'reservoir.seed': seed})
+    params = CL.plant_params(plant, {'reservoir.neuron_model': neuron, 'reservoir.seed': seed,
+                                     'reference.seed': seed})
     pd = CL.run(plant, params, duration, learning=False, payload_change_at=change_at)
     adaptive = CL.run(plant, params, duration, learning=True, payload_change_at=change_at)
     return CL.summarize(pd, adaptive, duration, change_at)

@@ -1,0 +1,513 @@
+#!/usr/bin/env python3
+"""Per-tick cost of the adaptive readout: reservoir step + RLS update.
+
+Compares, in one run and on one thread, for N in {100, 300, 1000, 2000}
+reservoir neurons, 14 inputs (2 joints x 7) and 2 outputs, float64:
+
+- ``lnn_control``: ``Reservoir.step`` (Numba, CSR) + ``RLSReadout.predict`` /
+  ``update`` (fused lazy rank-1 RLS over the upper triangle of P);
+- ``reservoirpy``: ``(Reservoir >> RLS).partial_fit`` on one time step
+  (reservoirpy 0.4.x, an optional benchmark dependency), with the very same
+  W_in, W (scipy CSR), bias and leak as lnn_control's reservoir;
+- ``numpy``: the naive version from ``lnn_control.reference`` (dense W tanh
+  step + textbook RLS on the full P).
+
+Also measures the memory-bandwidth floor of one pass over P (a streaming
+``np.copyto`` of an N_f x N_f float64 array, N_f = N + m + 1: one read and one
+write) and prints lnn_control's N=2000 median over it.
+
+Each tick is timed with ``time.perf_counter_ns`` after a warm-up, with the
+garbage collector off. The implementations and the copy are timed in
+interleaved rounds (order rotated each round) so that load drift on a shared
+machine hits them alike. Before timing, lnn_control's predictions are checked
+against the numpy reference and reservoirpy's reservoir states against
+lnn_control's (N <= 300).
+
+Usage::
+
+    python benchmarks/bench_tick.py [--json OUT] [--quick] [--sizes 100,300]
+
+Targets are reported as text; the exit code does not depend on them.
+"""
+# One thread for everyone: must be set before numpy / numba are imported.
+import os
+
+_THREAD_VARS = ('OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS',
+                'NUMBA_NUM_THREADS')
+for _var in _THREAD_VARS:
+    os.environ[_var] = '1'
+
+import argparse  # noqa: E402
+import ctypes  # noqa: E402
+import datetime  # noqa: E402
+import gc  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+try:
+    import lnn_control  # noqa: F401
+except ImportError:  # run from a source checkout without PYTHONPATH
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import lnn_control  # noqa: E402
+from lnn_control import reference  # noqa: E402
+from lnn_control.reservoir import Reservoir  # noqa: E402
+from lnn_control.rls import RLSReadout  # noqa: E402
+
+SIZES = (100, 300, 1000, 2000)
+N_INPUTS = 14          # 2 joints x 7 controller inputs
+N_OUTPUTS = 2
+DENSITY = 0.05         # recurrent connectivity (lnn_control's default)
+LEAK = 0.3
+FORGETTING = 0.9999
+DELTA = 1.0            # initial covariance P0 = DELTA * I (reservoirpy: alpha = 1/DELTA)
+RPY_SKIP_STEP_S = 1.0  # skip reservoirpy at a size where one step takes longer
+
+# (timed ticks, warm-up ticks) per N; --quick uses the second table.
+TICKS = {100: (2000, 200), 300: (2000, 200), 1000: (1000, 100), 2000: (300, 30)}
+TICKS_QUICK = {100: (200, 20), 300: (200, 20), 1000: (40, 5), 2000: (20, 3)}
+ROUNDS = (10, 2)       # (full, quick) interleaved rounds per size
+
+IMPLS = ('lnn_control', 'reservoirpy', 'numpy')
+
+
+# --------------------------------------------------------------------------
+# environment report
+# --------------------------------------------------------------------------
+
+def _openblas_ctypes_info():
+    """OpenBLAS libraries mapped into this process, with their thread counts.
+
+    Fallback for when threadpoolctl is not installed: finds the loaded
+    OpenBLAS shared objects in /proc/self/maps and asks each one directly
+    (numpy >= 2 ships scipy-openblas with prefixed, ILP64-suffixed symbols).
+    """
+    paths = []
+    try:
+        with open('/proc/self/maps') as f:
+            for line in f:
+                fields = line.split()
+                path = fields[5] if len(fields) >= 6 else ''
+                if 'openblas' in os.path.basename(path).lower() and path not in paths:
+                    paths.append(path)
+    except OSError:
+        return []
+    spellings = ('scipy_openblas_{}64_', 'scipy_openblas_{}', 'openblas_{}64_', 'openblas_{}')
+    info = []
+    for path in paths:
+        try:
+            lib = ctypes.CDLL(path, mode=getattr(os, 'RTLD_NOLOAD', 0) | ctypes.RTLD_GLOBAL)
+        except OSError:
+            continue
+        entry = {'filepath': path}
+        for what, restype in (('get_num_threads', ctypes.c_int),
+                              ('get_corename', ctypes.c_char_p),
+                              ('get_config', ctypes.c_char_p)):
+            for spelling in spellings:
+                fn = getattr(lib, spelling.format(what), None)
+                if fn is None:
+                    continue
+                fn.restype = restype
+                value = fn()
+                entry[what] = value.decode() if isinstance(value, bytes) else value
+                break
+        info.append(entry)
+    return info
+
+
+def report_threads():
+    """Print what the BLAS and numba thread pools use; return a short summary."""
+    print('thread settings:', ', '.join(f'{v}={os.environ.get(v)}' for v in _THREAD_VARS))
+    for var in ('OPENBLAS_CORETYPE', 'OPENBLAS_L2_SIZE'):
+        print(f'{var}={os.environ.get(var, "(unset)")}  (left as found)')
+    import numba
+    print(f'numba threads: {numba.get_num_threads()} '
+          f'(NUMBA_NUM_THREADS={numba.config.NUMBA_NUM_THREADS})')
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        threadpool_info = None
+    if threadpool_info is not None:
+        pools = threadpool_info()
+        print('threadpoolctl:')
+        for p in pools:
+            print(f"  {p.get('internal_api')} {p.get('version')} "
+                  f"num_threads={p.get('num_threads')} arch={p.get('architecture')} "
+                  f"({os.path.basename(p.get('filepath', ''))})")
+        return [p.get('num_threads') for p in pools]
+    pools = _openblas_ctypes_info()
+    print('threadpoolctl not installed; asking the loaded OpenBLAS libraries directly:')
+    if not pools:
+        print('  (no OpenBLAS library found in this process)')
+    for p in pools:
+        print(f"  {os.path.basename(p['filepath'])}: num_threads={p.get('get_num_threads', '?')} "
+              f"core={p.get('get_corename', '?')} config={p.get('get_config', '?')}")
+    return [p.get('get_num_threads') for p in pools]
+
+
+def machine_summary():
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('model name'):
+                    cpu = line.split(':', 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f'{cpu}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.release()}'
+
+
+def versions():
+    out = {'python': platform.python_version(), 'numpy': np.__version__}
+    import numba
+    out['numba'] = numba.__version__
+    for mod in ('reservoirpy', 'scipy'):
+        try:
+            out[mod] = __import__(mod).__version__
+        except ImportError:
+            out[mod] = None
+    return out
+
+
+# --------------------------------------------------------------------------
+# the three implementations: each returns a tick(u, y) closure
+# --------------------------------------------------------------------------
+
+def make_lnn(res, m):
+    readout = RLSReadout(m + res.size, N_OUTPUTS, forgetting_factor=FORGETTING,
+                         initial_covariance=DELTA)
+    phi = np.empty(m + res.size)
+    out = np.empty(N_OUTPUTS)
+    err = np.empty(N_OUTPUTS)
+    step, predict, update, subtract = res.step, readout.predict, readout.update, np.subtract
+
+    def tick(u, y):
+        x = step(u)
+        phi[:m] = u
+        phi[m:] = x
+        predict(phi, out)
+        subtract(y, out, out=err)
+        update(phi, err)
+        return out
+    return tick
+
+
+def make_numpy(res, m):
+    w_in, w, bias = res.w_in, res.dense_recurrent(), res.bias
+    rls = reference.RLS(m + res.size + 1, N_OUTPUTS, DELTA, FORGETTING)
+    state = {'x': np.zeros(res.size)}
+    esn_step, concatenate, one = reference.esn_step, np.concatenate, np.ones(1)
+
+    def tick(u, y):
+        x = esn_step(state['x'], u, w_in, w, bias, LEAK)
+        state['x'] = x
+        return rls.update(concatenate((one, u, x)), y)
+    return tick
+
+
+def make_reservoirpy(res, m):
+    """(Reservoir >> RLS) with lnn_control's W_in, W (CSR), bias and leak.
+
+    RLS sees the N reservoir states (reservoirpy's ``>>`` feeds it only the
+    reservoir), so its P is N x N, slightly smaller than lnn_control's
+    (N+m+1) x (N+m+1); its bias is learned outside P (running mean).
+    """
+    import scipy.sparse
+    from reservoirpy.nodes import RLS as RpyRLS, Reservoir as RpyReservoir
+    w = scipy.sparse.csr_array((res.data.copy(), res.indices.copy(), res.indptr.copy()),
+                               shape=(res.size, res.size))
+    reservoir = RpyReservoir(units=res.size, lr=LEAK, Win=res.w_in.copy(), W=w,
+                             bias=res.bias.copy(), input_dim=m, seed=0)
+    readout = RpyRLS(alpha=1.0 / DELTA, forgetting=FORGETTING)
+    model = reservoir >> readout
+    partial_fit = model.partial_fit
+
+    def tick(u, y):
+        # one time step as a (1, dim) time series: the documented online path
+        return partial_fit(u, y)
+    tick.two_d = True
+    tick.model = model
+    return tick
+
+
+# --------------------------------------------------------------------------
+# timing
+# --------------------------------------------------------------------------
+
+def signals(n_ticks, m, seed=1):
+    """Smooth, persistently exciting inputs and targets, shape (T, 1, dim)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n_ticks)[:, None] * 0.01
+    freq = rng.uniform(0.2, 3.0, (1, m))
+    phase = rng.uniform(0, 2 * np.pi, (1, m))
+    u = np.sin(2 * np.pi * freq * t + phase) + 0.05 * rng.standard_normal((n_ticks, m))
+    y = np.stack([np.sin(2 * np.pi * 0.7 * t[:, 0]), np.cos(2 * np.pi * 1.3 * t[:, 0])], 1)
+    return np.ascontiguousarray(u[:, None, :]), np.ascontiguousarray(y[:, None, :])
+
+
+class TickRunner:
+    """Runs one implementation's ticks in chunks; keeps its state between chunks."""
+
+    def __init__(self, name, tick, u, y):
+        self.name, self.tick = name, tick
+        two_d = getattr(tick, 'two_d', False)
+        self.u = u if two_d else u[:, 0, :]
+        self.y = y if two_d else y[:, 0, :]
+        self.next = 0
+        self.times = []
+
+    def warm_up(self, n):
+        for _ in range(n):
+            self.tick(self.u[self.next], self.y[self.next])
+            self.next += 1
+
+    def timed(self, n):
+        """Time ``n`` ticks one by one (perf_counter_ns around each call)."""
+        tick, uu, yy, clock = self.tick, self.u, self.y, time.perf_counter_ns
+        times = np.empty(n, dtype=np.int64)
+        start = self.next
+        for k in range(n):
+            i = start + k
+            t0 = clock()
+            tick(uu[i], yy[i])
+            times[k] = clock() - t0
+        self.next += n
+        self.times.append(times)
+
+
+class CopyRunner:
+    """Streaming copy of an nf x nf float64 array: one read + one write pass over P."""
+
+    name = 'copy_floor'
+
+    def __init__(self, nf):
+        self.src = np.random.default_rng(0).standard_normal((nf, nf))
+        self.dst = np.empty_like(self.src)
+        self.nbytes = self.src.nbytes
+        self.times = []
+
+    def warm_up(self, n):
+        for _ in range(n):
+            np.copyto(self.dst, self.src)
+
+    def timed(self, n):
+        src, dst, clock = self.src, self.dst, time.perf_counter_ns
+        times = np.empty(n, dtype=np.int64)
+        for k in range(n):
+            t0 = clock()
+            np.copyto(dst, src)
+            times[k] = clock() - t0
+        self.times.append(times)
+
+
+def run_interleaved(runners, counts, rounds):
+    """Time every runner in ``rounds`` interleaved chunks (rotating the order).
+
+    On a shared machine the load drifts; interleaving makes a slow period hit
+    every implementation (and the copy floor) alike, so the ratios hold up
+    better than with one long block per implementation.
+    """
+    chunks = {r.name: np.diff(np.linspace(0, counts[r.name], rounds + 1).astype(int))
+              for r in runners}
+    gc_was_enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        for k in range(rounds):
+            shift = k % len(runners)
+            for r in runners[shift:] + runners[:shift]:
+                if chunks[r.name][k]:
+                    r.timed(int(chunks[r.name][k]))
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    return {r.name: np.concatenate(r.times) for r in runners}
+
+
+def stats_us(times_ns):
+    t = np.asarray(times_ns, dtype=float) / 1e3
+    return float(np.median(t)), float(np.percentile(t, 99))
+
+
+def rpy_reservoir_check(res, m, n_ticks=50):
+    """reservoirpy's reservoir states vs lnn_control's on the same inputs."""
+    tick, twin = make_reservoirpy(res, m), res.twin()
+    u, y = signals(n_ticks, m, seed=7)
+    worst = 0.0
+    for k in range(n_ticks):
+        tick(u[k], y[k])
+        x = twin.step(u[k, 0])
+        worst = max(worst, float(np.max(np.abs(tick.model.nodes[0].state['out'] - x))))
+    return worst
+
+
+def parity_check(res, m, n_ticks=50):
+    """lnn_control vs the numpy reference on the same data: max |prediction diff|."""
+    a, b = make_lnn(res.twin(), m), make_numpy(res, m)
+    u, y = signals(n_ticks, m, seed=7)
+    worst = 0.0
+    for k in range(n_ticks):
+        pa = a(u[k, 0], y[k, 0]).copy()
+        err_b = b(u[k, 0], y[k, 0])          # reference returns the a-priori error
+        worst = max(worst, float(np.max(np.abs(pa - (y[k, 0] - err_b)))))
+    return worst
+
+
+# --------------------------------------------------------------------------
+# main
+# --------------------------------------------------------------------------
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    ap.add_argument('--json', metavar='OUT', help='write the result rows to OUT (JSON list)')
+    ap.add_argument('--quick', action='store_true', help='few ticks (smoke test)')
+    ap.add_argument('--sizes', default=','.join(map(str, SIZES)),
+                    help='comma-separated reservoir sizes (default: %(default)s)')
+    ap.add_argument('--impls', default=','.join(IMPLS),
+                    help='comma-separated subset of %(default)s')
+    args = ap.parse_args(argv)
+    sizes = [int(s) for s in args.sizes.split(',') if s]
+    impls = [s for s in args.impls.split(',') if s]
+    for name in impls:
+        if name not in IMPLS:
+            ap.error(f'unknown impl {name!r}; choose from {", ".join(IMPLS)}')
+    ticks = TICKS_QUICK if args.quick else TICKS
+    m = N_INPUTS
+
+    print(f'bench_tick  {datetime.datetime.now().isoformat(timespec="seconds")}')
+    print(f'machine: {machine_summary()}')
+    print('versions:', ', '.join(f'{k} {v}' for k, v in versions().items()))
+    print(f'lnn_control from {os.path.dirname(lnn_control.__file__)}')
+    report_threads()
+    load0 = os.getloadavg()
+    print(f'load average at start: {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}'
+          + ('  (WARNING: busy machine, expect noisy timings)' if load0[0] > 1.0 else ''))
+    print(f'inputs m={m}, outputs {N_OUTPUTS}, density {DENSITY}, lambda {FORGETTING}, '
+          f'P0 = {DELTA} I, float64{", QUICK run" if args.quick else ""}')
+
+    have_rpy = True
+    if 'reservoirpy' in impls:
+        try:
+            import reservoirpy  # noqa: F401
+        except ImportError:
+            have_rpy = False
+            print('reservoirpy not installed (pip install -r requirements-bench.txt): skipped')
+
+    rows, floors, skipped = [], {}, {}
+    rounds = ROUNDS[1] if args.quick else ROUNDS[0]
+    for n in sizes:
+        n_timed, n_warm = ticks.get(n, (200, 20) if not args.quick else (20, 3))
+        res = Reservoir(n_inputs=m, size=n, neuron_model='esn', density=DENSITY,
+                        leak_rate=LEAK, seed=0)
+        u, y = signals(n_warm + n_timed + 2, m)
+        if 'lnn_control' in impls and 'numpy' in impls and n <= 300:
+            print(f'N={n}: parity lnn_control vs numpy reference, max |pred diff| over 50 '
+                  f'ticks = {parity_check(res, m):.2e}')
+        if 'reservoirpy' in impls and have_rpy and n <= 300:
+            print(f'N={n}: reservoirpy reservoir states vs lnn_control, max |diff| over 50 '
+                  f'ticks = {rpy_reservoir_check(res, m):.2e}')
+        runners = []
+        for name in impls:
+            if name == 'reservoirpy':
+                if not have_rpy:
+                    continue
+                runner = TickRunner(name, make_reservoirpy(res, m), u, y)
+                t0 = time.perf_counter()
+                runner.warm_up(2)                    # the first call initialises the model
+                one = (time.perf_counter() - t0) / 2
+                if one > RPY_SKIP_STEP_S:
+                    skipped[n] = f'one step took {one:.2f} s > {RPY_SKIP_STEP_S} s'
+                    print(f'N={n}: reservoirpy skipped ({skipped[n]})')
+                    continue
+            elif name == 'lnn_control':
+                runner = TickRunner(name, make_lnn(res.twin(), m), u, y)
+            else:
+                runner = TickRunner(name, make_numpy(res, m), u, y)
+            runner.warm_up(n_warm)
+            runners.append(runner)
+        copier = CopyRunner(n + m + 1)
+        copier.warm_up(3)
+        runners.append(copier)
+        counts = {r.name: n_timed for r in runners}
+        counts['copy_floor'] = max(rounds, n_timed // 2)
+        t_start = time.perf_counter()
+        times = run_interleaved(runners, counts, rounds)
+        for r in runners:
+            med_i, p99_i = stats_us(times[r.name])
+            row = {'n': n, 'impl': r.name, 'median_us': round(med_i, 3),
+                   'p99_us': round(p99_i, 3)}
+            if r is copier:
+                gbps = 2 * copier.nbytes / (med_i * 1e-6) / 1e9
+                floors[n] = (med_i, gbps)
+                row.update(gb_per_s=round(gbps, 2), bytes=int(copier.nbytes))
+            rows.append(row)
+            print(f'N={n:5d} {r.name:12s} median {med_i:10.1f} us  p99 {p99_i:10.1f} us  '
+                  f'({counts[r.name]} timed)')
+        print(f'N={n:5d}: {n_timed} ticks per impl after {n_warm} warm-up, in {rounds} '
+              f'interleaved rounds, {time.perf_counter() - t_start:.1f} s', flush=True)
+    load1 = os.getloadavg()
+    print(f'load average at end: {load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f}')
+
+    # ---- table ----
+    by = {(r['n'], r['impl']): r for r in rows}
+    print()
+    print(f'{"N":>5} {"impl":12} {"median us":>11} {"p99 us":>11} {"x vs rpy":>9} '
+          f'{"x vs numpy":>10}')
+    for n in sizes:
+        for name in impls:
+            r = by.get((n, name))
+            if r is None:
+                continue
+            sp = []
+            for ref in ('reservoirpy', 'numpy'):
+                o = by.get((n, ref))
+                sp.append(f'{o["median_us"] / r["median_us"]:.1f}x' if o else '-')
+            print(f'{n:5d} {name:12} {r["median_us"]:11.1f} {r["p99_us"]:11.1f} '
+                  f'{sp[0]:>9} {sp[1]:>10}')
+    print()
+    for n in sizes:
+        med, gbps = floors[n]
+        print(f'N={n:5d}: copy of P ({n + m + 1}^2 float64, {8 * (n + m + 1) ** 2 / 1e6:.1f} MB) '
+              f'{med:9.1f} us = {gbps:5.1f} GB/s (read+write)')
+
+    # ---- targets (report only) ----
+    print('\ntargets:')
+
+    def ratio(n, a, b):
+        ra, rb = by.get((n, a)), by.get((n, b))
+        return rb['median_us'] / ra['median_us'] if ra and rb else None
+
+    for n, want in ((300, 10.0), (1000, 12.0)):
+        got = ratio(n, 'lnn_control', 'reservoirpy')
+        if got is None:
+            why = skipped.get(n, 'not measured')
+            print(f'  N={n}: lnn_control >= {want:.0f}x faster than reservoirpy: n/a ({why})')
+        else:
+            print(f'  N={n}: lnn_control >= {want:.0f}x faster than reservoirpy: '
+                  f'{got:.1f}x -> {"MET" if got >= want else "NOT MET"}')
+    if 2000 in floors and (2000, 'lnn_control') in by:
+        med, gbps = floors[2000]
+        r = by[(2000, 'lnn_control')]['median_us'] / med
+        print(f'  N=2000: lnn_control within 1.3x of the bandwidth floor ({med:.0f} us at '
+              f'{gbps:.1f} GB/s): {by[(2000, "lnn_control")]["median_us"]:.0f} us = {r:.2f}x '
+              f'-> {"MET" if r <= 1.3 else "NOT MET"}')
+    else:
+        print('  N=2000: floor ratio n/a (N=2000 or lnn_control not measured)')
+
+    if args.json:
+        directory = os.path.dirname(os.path.abspath(args.json))
+        os.makedirs(directory, exist_ok=True)
+        with open(args.json, 'w') as f:
+            json.dump(rows, f, indent=1)
+            f.write('\n')
+        print(f'\nwrote {len(rows)} rows to {args.json}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

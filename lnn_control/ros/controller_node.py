@@ -1,0 +1,545 @@
+"""``lnn_controller``: the adaptive reservoir controller as a ROS 2 node.
+
+Drops into a ros2_control graph beside joint_state_broadcaster and a
+forward_command_controller (``interface_name: effort``)::
+
+    joint_states  (sensor_msgs/JointState, sensor-data QoS)   -> node
+    ~/reference   (sensor_msgs/JointState, optional)          -> node
+    node -> commands (std_msgs/Float64MultiArray, RELIABLE, one value per joint)
+    node -> /diagnostics (diagnostic_msgs/DiagnosticArray, 1 Hz)
+
+    ros2 run lnn_control lnn_controller --ros-args \\
+        --params-file config/pendulum.yaml -r commands:=/effort_controller/commands
+
+The control loop is a timer on the node clock, so ``use_sim_time`` with
+``/clock`` drives it deterministically. Each tick uses the latest valid
+joint_states (stored by the subscription) and a reference that is either
+generated (``reference.mode`` hold/sine/sum_of_sines, time measured from the
+first valid joint_states) or the last ``~/reference`` message. In topic mode,
+before the first reference message the node holds the first measured position:
+the one set point that cannot make the robot move.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import sys
+import time
+import zipfile
+from typing import Any, Optional
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.clock import JumpThreshold
+from rclpy.duration import Duration
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64MultiArray
+from std_srvs.srv import SetBool, Trigger
+
+from .. import params as P
+from ..controller import LIVE, AdaptiveController
+from ..trajectories import make_reference
+from . import conversions as C
+from . import parameters as RP
+
+NODE_NAME = 'lnn_controller'
+# Node-level failure counted alongside the message rejections.
+CONTROLLER_REFUSED = 'controller_refused'
+RCLError = _rclpy.RCLError     # as rclpy.subscription does; not re-exported publicly
+# What reading a missing, foreign or corrupt readout file can raise.
+LOAD_ERRORS = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
+
+
+class TickStats:
+    """Ring buffers of per-tick timings (wall clock), read by diagnostics and benchmarks.
+
+    Preallocated so recording costs no allocation on the control path.
+    """
+
+    def __init__(self, capacity: int):
+        self.capacity = int(capacity)
+        self.starts_ns = np.zeros(self.capacity, dtype=np.int64)    # timer callback entry
+        self.compute_ns = np.zeros(self.capacity, dtype=np.int64)   # entry -> published
+        self.latency_ns = np.zeros(self.capacity, dtype=np.int64)   # sensor arrival -> published
+        self.count = 0          # ticks recorded (timer callbacks that published)
+        self.callbacks = 0      # every timer callback, including before the first sensor data
+        self.overruns = 0       # ticks whose compute time exceeded the control period
+
+    def record(self, start_ns: int, end_ns: int, sensor_arrival_ns: int, period_ns: int) -> None:
+        i = self.count % self.capacity
+        self.starts_ns[i] = start_ns
+        self.compute_ns[i] = end_ns - start_ns
+        self.latency_ns[i] = end_ns - sensor_arrival_ns
+        if end_ns - start_ns > period_ns:
+            self.overruns += 1
+        self.count += 1
+
+    def last(self, series: np.ndarray, k: int) -> np.ndarray:
+        """The most recent ``k`` (at most ``capacity``) entries of a series, oldest first."""
+        k = min(k, self.count, self.capacity)
+        end = self.count % self.capacity
+        if k <= end:
+            return series[end - k:end].copy()
+        return np.concatenate((series[self.capacity - (k - end):], series[:end]))
+
+
+class LnnControllerNode(Node):
+    """Adaptive reservoir controller node; see the module docstring for its interface.
+
+    Parameters come from ROS (``-p``, ``--params-file``) and are declared from
+    ``lnn_control.params.CONTROLLER``; invalid values raise ValueError here
+    (``main`` turns that into an error message and exit code 1).
+    ``stats_window``: ticks kept for the timing statistics (not a ROS parameter).
+    """
+
+    def __init__(self, node_name: str = NODE_NAME, *, stats_window: Optional[int] = None,
+                 **kwargs: Any):
+        super().__init__(node_name, **kwargs)
+        try:
+            self._setup(stats_window)
+        except BaseException:
+            self.destroy_node()       # no half-built node left in the graph
+            raise
+
+    def _setup(self, stats_window: Optional[int]) -> None:
+        values = RP.declare(self, P.CONTROLLER)
+        self.controller = AdaptiveController(values)
+        ctrl = self.controller
+        self._warm_up()
+        self.joints = ctrl.joints
+        n = ctrl.n
+        self.period_ns = int(round(1e9 / values['control_rate_hz']))
+        self._readout_path = values['readout_path']
+        self._timeout_ns = int(values['sensor_timeout_s'] * 1e9)
+        self._stale_action = values['stale_sensor_action']
+        if self._readout_path and os.path.exists(self._readout_path):
+            try:
+                self._load(self._readout_path)
+            except LOAD_ERRORS as e:
+                # Refuse to start rather than overwrite the file with fresh weights at exit.
+                raise ValueError(f'cannot load readout_path {self._readout_path!r}: {e}') from e
+            self.get_logger().info(f'loaded readout from {self._readout_path}')
+
+        # Latest valid measurement and this tick's desired state.
+        self._q = np.zeros(n)
+        self._qd = np.zeros(n)
+        self._q_d = np.zeros(n)
+        self._qd_d = np.zeros(n)
+        self._qdd_d = np.zeros(n)
+        self._hold = np.zeros(n)       # topic mode before the first reference message
+        self._have_sensor = False
+        self._sensor_time_ns = 0       # node clock at arrival of the latest valid joint_states
+        self._sensor_wall_ns = 0       # monotonic clock, for the latency statistics
+        self._t0_ns = None             # node clock at the first commanding tick
+        # sync_to_joint_state_stamps (sim time): the tick of time t waits, at most
+        # until the next tick, for the joint_states stamped t, which a lock-step
+        # simulator publishes just before /clock(t) but which may arrive after it.
+        self._sync_stamps = (bool(values['sync_to_joint_state_stamps'])
+                             and bool(self.get_parameter('use_sim_time').value))
+        self._sensor_stamp_ns = 0      # header stamp of the latest valid joint_states
+        self._deferred_tick_ns = None
+        self._stale = False
+        self._sensor = C.JointStateReader(self.joints, require_velocity=True)
+        self._reference = C.ReferenceFromMessages(self.joints)
+        self._generator = None
+        self._configure_reference()
+        self._command = C.CommandMessage(n)
+
+        self.rejected = {reason: 0 for reason in (*C.REASONS, CONTROLLER_REFUSED)}
+        self.rejected_reference = {reason: 0 for reason in C.REASONS}
+        self.sensor_messages = 0
+        self.reference_messages = 0
+        self.commands_published = 0
+        self.stale_episodes = 0
+        rate = values['control_rate_hz']
+        self.stats = TickStats(stats_window or max(256, int(2 * rate)))
+        # (stats.count, stats.callbacks, node clock ns) at the previous diagnostics
+        self._diag_mark = (0, 0, self.get_clock().now().nanoseconds)
+
+        RP.attach(self, P.CONTROLLER, n, self._apply_parameters)
+        # Depth 100: a recorder that falls behind for a moment still gets every command.
+        self._commands_pub = self.create_publisher(Float64MultiArray, 'commands', 100)
+        self._diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self._desired_pub = self.create_publisher(JointState, '~/desired', 100)
+        self._desired_msg = JointState()
+        self._desired_msg.name = list(self.joints)
+        self.create_subscription(JointState, 'joint_states', self._on_joint_states,
+                                 qos_profile_sensor_data)
+        self.create_subscription(JointState, '~/reference', self._on_reference,
+                                 qos_profile_sensor_data)
+        self.create_service(Trigger, '~/reset_learning', self._srv_reset_learning)
+        self.create_service(SetBool, '~/set_learning', self._srv_set_learning)
+        self.create_service(Trigger, '~/save_readout', self._srv_save_readout)
+        self.create_service(Trigger, '~/load_readout', self._srv_load_readout)
+        self._jump_handle = self.get_clock().create_jump_callback(
+            JumpThreshold(min_forward=None, min_backward=Duration(nanoseconds=-1),
+                          on_clock_change=True),
+            post_callback=self._on_clock_jump)
+        self._timer = self.create_timer(1.0 / rate, self._on_tick)
+        self._diagnostics_timer = self.create_timer(1.0, self.publish_diagnostics)
+        self.get_logger().info(
+            f'controlling {list(self.joints)} at {rate:g} Hz '
+            f'({values["reservoir.neuron_model"]}, N={values["reservoir.size"]}, '
+            f'{values["controller.mode"]}, reference {values["reference.mode"]}, '
+            f'learning {"on" if ctrl.learning_enabled else "off"})')
+
+    def destroy_node(self) -> None:
+        handle = getattr(self, '_jump_handle', None)
+        if handle is not None:
+            handle.unregister()
+            self._jump_handle = None
+        super().destroy_node()
+
+    def _warm_up(self) -> None:
+        """Run the tick's code paths once on a throwaway copy.
+
+        The core JIT-warms the reservoir but not the readout update, whose first
+        call costs tens of ms (loading it from numba's cache) -- an overrun on the
+        first real tick. A deep copy leaves the real controller untouched.
+        """
+        twin = copy.deepcopy(self.controller)
+        z = np.zeros(twin.n)
+        for _ in range(2):
+            twin.step((z, z), (z, z, z))
+
+    # -- parameters ------------------------------------------------------------------
+    def _apply_parameters(self, changes: dict[str, Any]) -> None:
+        """Post-set callback: the values were validated, apply them without a rebuild."""
+        live = {k: v for k, v in changes.items() if k in LIVE}
+        try:
+            self.controller.update_params(live)
+        except ValueError as e:    # validated already; would be a schema/core mismatch
+            self.get_logger().error(f'parameter change not applied: {e}')
+            return
+        if 'sensor_timeout_s' in changes:
+            self._timeout_ns = int(changes['sensor_timeout_s'] * 1e9)
+        if 'stale_sensor_action' in changes:
+            self._stale_action = changes['stale_sensor_action']
+        if 'readout_path' in changes:
+            self._readout_path = changes['readout_path']
+        if any(k.startswith('reference.') for k in changes):
+            self._configure_reference()
+
+    def _configure_reference(self) -> None:
+        cfg = self.controller.params
+        if cfg['reference.mode'] == 'topic':
+            self._generator = None
+            return
+        n = self.controller.n
+        self._generator = make_reference(
+            cfg['reference.mode'], n,
+            np.broadcast_to(np.asarray(cfg['reference.amplitude'], float), (n,)),
+            float(cfg['reference.frequency_hz']),
+            np.broadcast_to(np.asarray(cfg['reference.offset'], float), (n,)),
+            seed=int(cfg['reference.seed']))
+
+    # -- inputs ------------------------------------------------------------------------
+    def _on_joint_states(self, msg: JointState) -> None:
+        reason = self._sensor.read(msg, self._q, self._qd)
+        if reason:
+            self._refuse(self.rejected, reason, 'a joint_states message')
+            return
+        self.sensor_messages += 1
+        self._sensor_stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        self._sensor_time_ns = self.get_clock().now().nanoseconds
+        self._sensor_wall_ns = time.perf_counter_ns()
+        if not self._have_sensor:
+            self._have_sensor = True
+            self._hold[:] = self._q
+            self.get_logger().info('first valid joint_states: control starts')
+        if self._deferred_tick_ns is not None:
+            self._tick(self._deferred_tick_ns)
+
+    def _on_reference(self, msg: JointState) -> None:
+        reason = self._reference.update(msg, self.get_clock().now().nanoseconds)
+        if reason:
+            self._refuse(self.rejected_reference, reason, 'a ~/reference message')
+            return
+        self.reference_messages += 1
+
+    def _refuse(self, counts: dict, reason: str, what: str) -> None:
+        counts[reason] += 1
+        self.get_logger().warning(f'dropped {what} ({reason}); {counts[reason]} so far',
+                                  throttle_duration_sec=5.0)
+
+    def _on_clock_jump(self, jump) -> None:
+        """Time went backwards (simulation reset, bag loop) or the clock type changed.
+
+        Old stamps and arrival times are meaningless now: wait for fresh
+        joint_states (no commands until then) and restart the reservoir state;
+        what was learned is kept.
+        """
+        self._sensor.reset()
+        self._reference.reader.reset()
+        self._have_sensor = False
+        self._stale = False
+        self._t0_ns = None
+        self._sensor_stamp_ns = 0
+        self._deferred_tick_ns = None
+        self.controller.reset_state()
+        self.get_logger().warning('clock jumped backwards or changed: waiting for joint_states')
+
+    # -- the control tick ----------------------------------------------------------
+    def _desired(self, now_ns: int) -> None:
+        if self._t0_ns is None:
+            self._t0_ns = now_ns         # generated references start at the first command
+        if self._generator is not None:
+            self._generator.sample((now_ns - self._t0_ns) * 1e-9,
+                                   self._q_d, self._qd_d, self._qdd_d)
+        elif self._reference.received:
+            self._q_d[:] = self._reference.q
+            self._qd_d[:] = self._reference.qd
+            self._qdd_d[:] = self._reference.qdd
+        else:
+            self._q_d[:] = self._hold
+            self._qd_d[:] = 0.0
+            self._qdd_d[:] = 0.0
+
+    def _on_tick(self) -> None:
+        self.stats.callbacks += 1
+        if not self._have_sensor:
+            return          # never command a robot we have not heard from
+        now = self.get_clock().now().nanoseconds
+        if self._deferred_tick_ns is not None:
+            self._tick(self._deferred_tick_ns)     # its joint_states never came
+        if self._sync_stamps and self._sensor_stamp_ns < now:
+            self._deferred_tick_ns = now
+            return
+        self._tick(now)
+
+    def _tick(self, now: int) -> None:
+        start = time.perf_counter_ns()
+        self._deferred_tick_ns = None
+        view = self._command.view
+        if now - self._sensor_time_ns > self._timeout_ns:
+            if not self._stale:
+                self._stale = True
+                self.stale_episodes += 1
+                self.get_logger().warning(
+                    f'no valid joint_states for {(now - self._sensor_time_ns) * 1e-9:.3f} s '
+                    f'(sensor_timeout_s {self._timeout_ns * 1e-9:g}): publishing '
+                    f'{"zero effort" if self._stale_action == "zero" else "the last command"}')
+            if self._stale_action == 'zero':
+                view[:] = 0.0
+        else:
+            if self._stale:
+                self._stale = False
+                self.controller.reset_state()   # the reservoir must not bridge the gap
+                self.get_logger().info('joint_states resumed: control resumes')
+            self._desired(now)
+            try:
+                view[:] = self.controller.step((self._q, self._qd),
+                                               (self._q_d, self._qd_d, self._qdd_d))
+            except ValueError as e:
+                view[:] = 0.0
+                self._refuse(self.rejected, CONTROLLER_REFUSED, f'a tick: {e}')
+            self._publish_desired(now)
+        if not np.isfinite(view).all():     # cannot happen with a finite readout; be sure
+            view[:] = 0.0
+        self._commands_pub.publish(self._command.msg)
+        self.commands_published += 1
+        self.stats.record(start, time.perf_counter_ns(), self._sensor_wall_ns, self.period_ns)
+
+    def _publish_desired(self, now: int) -> None:
+        """The desired state this tick tracked, stamped with the tick time, so a
+        recording or a plot can set it against the joint_states of that time."""
+        msg = self._desired_msg
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(now, 1_000_000_000)
+        msg.position = self._q_d
+        msg.velocity = self._qd_d
+        self._desired_pub.publish(msg)
+
+    # -- services ----------------------------------------------------------------------
+    def _srv_reset_learning(self, request, response):
+        self.controller.reset_learning()
+        response.success = True
+        response.message = 'learned readout reset'
+        self.get_logger().info(response.message)
+        return response
+
+    def _srv_set_learning(self, request, response):
+        # Through the parameter, so `ros2 param get ... learning_enabled` agrees.
+        result = self.set_parameters([Parameter('learning_enabled', Parameter.Type.BOOL,
+                                                bool(request.data))])[0]
+        response.success = result.successful
+        response.message = (f'learning {"on" if request.data else "off"}'
+                            if result.successful else result.reason)
+        return response
+
+    def _srv_save_readout(self, request, response):
+        response.success, response.message = self.save_readout()
+        return response
+
+    def _srv_load_readout(self, request, response):
+        path = self._readout_path
+        if not path:
+            response.success, response.message = False, 'readout_path is empty'
+            return response
+        try:
+            self._load(path)
+        except LOAD_ERRORS as e:
+            response.success, response.message = False, f'not loaded ({e}); nothing changed'
+            return response
+        response.success, response.message = True, f'loaded {path}'
+        self.get_logger().info(response.message)
+        return response
+
+    def _load(self, path: str) -> None:
+        self.controller.load(path)
+        # The file carries forgetting factors too; the parameters are the truth.
+        live = self.controller.params
+        self.controller.update_params({k: live[k] for k in
+                                       ('rls.forgetting_factor', 'rls.fast_forgetting_factor')})
+
+    def save_readout(self, log: bool = True) -> tuple[bool, str]:
+        """Write the learned readout to ``readout_path`` atomically; (ok, message)."""
+        path = self._readout_path
+        if not path:
+            return False, 'readout_path is empty'
+        try:
+            self.controller.save(path)
+        except (OSError, ValueError) as e:
+            ok, message = False, f'saving readout to {path} failed: {e}'
+        else:
+            ok, message = True, f'saved readout to {path}'
+        if log:
+            (self.get_logger().info if ok else self.get_logger().error)(message)
+        return ok, message
+
+    def on_shutdown(self) -> Optional[tuple[bool, str]]:
+        """Save the readout (when ``readout_path`` is set) so learning survives a restart.
+
+        Does not log: after Ctrl-C the context is gone and logging through the
+        node's /rosout publisher would fail; the caller logs the returned message.
+        """
+        return self.save_readout(log=False) if self._readout_path else None
+
+    # -- diagnostics ---------------------------------------------------------------------
+    def diagnostics(self) -> DiagnosticArray:
+        """Build the status since the previous call (rates and percentiles over that window)."""
+        now = self.get_clock().now()
+        count0, callbacks0, t0 = self._diag_mark
+        s = self.stats
+        self._diag_mark = (s.count, s.callbacks, now.nanoseconds)
+        elapsed = (now.nanoseconds - t0) * 1e-9
+        rate = (s.callbacks - callbacks0) / elapsed if elapsed > 0 else 0.0
+        compute = s.last(s.compute_ns, s.count - count0) * 1e-6
+        if compute.size:
+            p50, p99, worst = np.percentile(compute, 50), np.percentile(compute, 99), compute.max()
+        else:
+            p50 = p99 = worst = float('nan')
+        age = ((now.nanoseconds - self._sensor_time_ns) * 1e-9 if self._have_sensor
+               else float('nan'))
+        status = DiagnosticStatus(name=f'{self.get_name()}: adaptive controller',
+                                  hardware_id=self.get_fully_qualified_name())
+        problems = []
+        if not self._have_sensor:
+            problems.append('waiting for joint_states')
+        if self._stale:
+            problems.append('joint_states stale')
+        if compute.size and worst > self.period_ns * 1e-6:
+            problems.append('tick overran the control period')
+        status.level = DiagnosticStatus.WARN if problems else DiagnosticStatus.OK
+        status.message = '; '.join(problems) or (
+            'learning' if self.controller.learning_enabled else 'running, learning off')
+        values = [
+            ('control rate target [Hz]', 1e9 / self.period_ns),
+            ('control rate achieved [Hz]', rate),
+            ('tick compute p50 [ms]', p50),
+            ('tick compute p99 [ms]', p99),
+            ('tick compute max [ms]', worst),
+            ('overruns', s.overruns),
+            ('commands published', self.commands_published),
+            ('learning', 'on' if self.controller.learning_enabled else 'off'),
+            ('learning error', self.controller.learning_error),
+            ('sensor age [s]', age),
+            ('sensor stale', self._stale),
+            ('stale episodes', self.stale_episodes),
+            ('joint_states received', self.sensor_messages),
+            *((f'joint_states rejected: {k}', v) for k, v in self.rejected.items()),
+            ('reference received', self.reference_messages),
+            *((f'reference rejected: {k}', v) for k, v in self.rejected_reference.items()),
+            ('readout updates', self.controller.slow.updates),
+        ]
+        status.values = [KeyValue(key=k, value=(f'{v:.6g}' if isinstance(v, float) else str(v)))
+                         for k, v in values]
+        array_msg = DiagnosticArray(status=[status])
+        array_msg.header.stamp = now.to_msg()
+        return array_msg
+
+    def publish_diagnostics(self) -> None:
+        self._diagnostics_pub.publish(self.diagnostics())
+
+
+def _parse_cli(argv: list) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog='lnn_controller', description='Adaptive reservoir-computing controller node.',
+        epilog='Node settings are ROS parameters: --ros-args -p name:=value / --params-file.')
+    parser.add_argument(
+        '--executor', choices=('single', 'events'), default='single',
+        help='single: rclpy SingleThreadedExecutor (default); events: rclpy.experimental.'
+             'EventsExecutor, far less overhead per callback, for rates near 1 kHz')
+    return parser.parse_args(argv)
+
+
+def _executor(kind: str):
+    if kind == 'events':
+        from rclpy.experimental import EventsExecutor
+        return EventsExecutor()
+    return SingleThreadedExecutor()
+
+
+def main(args: Optional[list] = None) -> int:
+    """Console script ``lnn_controller``: spin until Ctrl-C / SIGTERM, then save and exit 0.
+
+    rclpy's signal handlers shut the context down on SIGINT and SIGTERM, so the
+    executor returns (or raises KeyboardInterrupt / ExternalShutdownException) and
+    the readout is saved before the process exits. Invalid parameters: exit 1.
+    """
+    argv = sys.argv if args is None else [sys.argv[0], *args]
+    cli = _parse_cli(rclpy.utilities.remove_ros_args(args=argv)[1:])
+    try:
+        with rclpy.init(args=argv):
+            try:
+                node = LnnControllerNode()
+            except ValueError as e:
+                rclpy.logging.get_logger(NODE_NAME).fatal(str(e))
+                return 1
+            except RCLError:
+                if rclpy.ok():
+                    raise
+                return 0                # SIGTERM while starting: nothing learned yet
+            executor = _executor(cli.executor)
+            executor.add_node(node)
+            try:
+                # Not executor.spin(): the EventsExecutor's spin() of rclpy 9.1 does not
+                # return on SIGINT/SIGTERM, a spin_once loop does (with either executor).
+                while rclpy.ok():
+                    try:
+                        executor.spin_once(timeout_sec=0.5)
+                    except RCLError:
+                        # SIGTERM shut the context down under a running callback
+                        # (e.g. mid-publish): that is the shutdown, not a failure.
+                        if rclpy.ok():
+                            raise
+            finally:
+                saved = node.on_shutdown()
+                executor.shutdown()
+                node.destroy_node()
+                if saved:
+                    logger = rclpy.logging.get_logger(NODE_NAME)
+                    (logger.info if saved[0] else logger.error)(saved[1])
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

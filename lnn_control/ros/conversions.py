@@ -1,0 +1,222 @@
+"""Message <-> numpy conversions for the controller node.
+
+Readers never raise on bad input: they return one of a few short reason keys
+(``REASONS``) so the node can drop the message, count it by reason and keep
+running, and they write their output arrays only when the whole message is
+valid, so a rejected message can never leave half-updated state behind.
+"""
+from __future__ import annotations
+
+import array
+from typing import Optional, Sequence
+
+import numpy as np
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64MultiArray
+
+NON_FINITE = 'non_finite'
+MISSING_JOINT = 'missing_joint'
+LENGTH_MISMATCH = 'length_mismatch'
+STAMP_BACKWARDS = 'stamp_backwards'
+MALFORMED = 'malformed'
+REASONS = (NON_FINITE, MISSING_JOINT, LENGTH_MISMATCH, STAMP_BACKWARDS, MALFORMED)
+
+
+def stamp_to_ns(stamp) -> int:
+    """builtin_interfaces/Time -> integer nanoseconds (0 means 'not stamped')."""
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def _as_float_array(values) -> Optional[np.ndarray]:
+    """Zero-copy float64 view of a message array field, or None if it is not numeric."""
+    if len(values) == 0:
+        return np.empty(0)
+    try:
+        if isinstance(values, array.array) and values.typecode == 'd':
+            return np.frombuffer(values, dtype=np.float64)
+        return np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+
+
+class JointStateReader:
+    """Picks the controller's joints out of JointState messages, by name.
+
+    Joints may come in any order and extra joints are ignored (a
+    joint_state_broadcaster publishes every joint of the robot). The
+    name -> index map is cached while the publisher keeps the same name list,
+    so the usual case is a list comparison plus a gather.
+
+    ``require_velocity``: the joint_states the controller runs on must carry
+    velocity (the D term and the reservoir use it); an empty velocity array
+    then counts as a length mismatch. For references velocity is optional and
+    ``has_velocity`` says whether the last accepted message had one.
+
+    Rejections, in the order they are checked: ``length_mismatch``
+    (position/velocity/effort neither empty nor as long as ``name``; position is
+    always required), ``malformed`` (a name listed twice, or a field that is not
+    numeric), ``missing_joint``,
+    ``non_finite`` (NaN/Inf in a value of one of OUR joints; other joints' values
+    are not looked at) and ``stamp_backwards`` (a non-zero header stamp older
+    than the last accepted one; unstamped messages skip this check).
+    """
+
+    def __init__(self, joints: Sequence[str], require_velocity: bool = True):
+        self.joints = tuple(joints)
+        self.n = len(self.joints)
+        self.require_velocity = bool(require_velocity)
+        self.last_stamp_ns = 0
+        self.has_velocity = False
+        self._names: Optional[list] = None
+        self._index = np.zeros(self.n, dtype=np.intp)
+        self._state = np.zeros((2, self.n))    # position, velocity: one finiteness check
+        self._q, self._qd = self._state
+
+    def reset(self) -> None:
+        """Forget the last stamp (e.g. after the clock was reset)."""
+        self.last_stamp_ns = 0
+
+    def _lookup(self, names) -> Optional[str]:
+        if self._names is not None and names == self._names:
+            return None
+        table = {}
+        for i, name in enumerate(names):
+            if name in table:
+                return MALFORMED
+            table[name] = i
+        try:
+            for j, joint in enumerate(self.joints):
+                self._index[j] = table[joint]
+        except KeyError:
+            return MISSING_JOINT
+        self._names = list(names)
+        return None
+
+    def read(self, msg: JointState, out_position: np.ndarray,
+             out_velocity: np.ndarray) -> Optional[str]:
+        """Write our joints' position/velocity into the outputs; None or a reason.
+
+        Without velocity (allowed only if not ``require_velocity``) the velocity
+        output is set to zero. Outputs are untouched when the message is refused.
+        """
+        try:
+            names = msg.name
+            k = len(names)
+            pos = _as_float_array(msg.position)
+            vel = _as_float_array(msg.velocity)
+            n_effort = len(msg.effort)
+            stamp = stamp_to_ns(msg.header.stamp)
+        except (AttributeError, TypeError):
+            return MALFORMED
+        if pos is None or vel is None:
+            return MALFORMED
+        if (pos.size != k or vel.size not in (0, k) or n_effort not in (0, k)
+                or (self.require_velocity and vel.size != k)):
+            return LENGTH_MISMATCH
+        reason = self._lookup(names)
+        if reason:
+            return reason
+        np.take(pos, self._index, out=self._q)
+        has_velocity = vel.size == k
+        if has_velocity:
+            np.take(vel, self._index, out=self._qd)
+        else:
+            self._qd[:] = 0.0
+        if not np.isfinite(self._state).all():
+            return NON_FINITE
+        if stamp and stamp < self.last_stamp_ns:
+            return STAMP_BACKWARDS
+        if stamp:
+            self.last_stamp_ns = stamp
+        self.has_velocity = has_velocity
+        out_position[:] = self._q
+        out_velocity[:] = self._qd
+        return None
+
+
+class ReferenceFromMessages:
+    """Desired (position, velocity, acceleration) from ``~/reference`` messages.
+
+    Position is required, velocity optional (absent: zero). The message has no
+    acceleration, so it is estimated as a first-order low-pass filtered finite
+    difference of successive reference velocities (time constant
+    ``acceleration_time_constant_s``; dt from the header stamps when both are
+    set, else from the arrival times). Without velocity it is zero: a
+    position-only reference is treated as a sequence of set points.
+    """
+
+    def __init__(self, joints: Sequence[str], acceleration_time_constant_s: float = 0.05):
+        self.reader = JointStateReader(joints, require_velocity=False)
+        n = self.reader.n
+        self.q = np.zeros(n)
+        self.qd = np.zeros(n)
+        self.qdd = np.zeros(n)
+        self.tau = float(acceleration_time_constant_s)
+        self.received = False
+        self._q_in = np.zeros(n)
+        self._qd_in = np.zeros(n)
+        self._raw = np.zeros(n)
+        self._prev_time_ns = 0
+        self._prev_had_velocity = False
+
+    def update(self, msg: JointState, arrival_ns: int) -> Optional[str]:
+        """Take one message; returns None or the reason it was refused."""
+        reason = self.reader.read(msg, self._q_in, self._qd_in)
+        if reason:
+            return reason
+        stamp = stamp_to_ns(msg.header.stamp)
+        t = stamp if stamp else arrival_ns
+        has_velocity = self.reader.has_velocity
+        dt = (t - self._prev_time_ns) * 1e-9
+        if has_velocity and self._prev_had_velocity and dt > 0.0:
+            np.subtract(self._qd_in, self.qd, out=self._raw)
+            self._raw /= dt
+            self._raw -= self.qdd
+            self._raw *= dt / (self.tau + dt)
+            self.qdd += self._raw
+        elif not has_velocity:
+            self.qdd[:] = 0.0
+        self.q[:] = self._q_in
+        self.qd[:] = self._qd_in
+        self._prev_time_ns = t
+        self._prev_had_velocity = has_velocity
+        self.received = True
+        return None
+
+
+class CommandMessage:
+    """A Float64MultiArray reused every tick: ``set`` copies into its data in place.
+
+    The message's ``data`` is an ``array.array('d')`` and ``view`` a numpy view
+    of the same memory, so publishing a command allocates nothing.
+    """
+
+    def __init__(self, n: int):
+        self.msg = Float64MultiArray()
+        self.msg.data = array.array('d', bytes(8 * int(n)))
+        # The setter may copy (it does unless ROS_PYTHON_CHECK_FIELDS=1): view what it kept.
+        self.view = np.frombuffer(self.msg.data, dtype=np.float64)
+
+    def set(self, values) -> Float64MultiArray:
+        self.view[:] = values
+        return self.msg
+
+
+def to_float64_multiarray(values, msg: Optional[Float64MultiArray] = None) -> Float64MultiArray:
+    """One-off numpy -> Float64MultiArray (``CommandMessage`` for the hot path)."""
+    msg = Float64MultiArray() if msg is None else msg
+    msg.data = array.array('d', np.ascontiguousarray(values, dtype=np.float64).tobytes())
+    return msg
+
+
+def joint_state(names: Sequence[str], position, velocity=(), effort=(),
+                stamp_ns: int = 0) -> JointState:
+    """Build a JointState (tests, demos, benchmarks)."""
+    msg = JointState()
+    msg.name = list(names)
+    msg.position = [float(v) for v in position]
+    msg.velocity = [float(v) for v in velocity]
+    msg.effort = [float(v) for v in effort]
+    msg.header.stamp.sec = int(stamp_ns // 1_000_000_000)
+    msg.header.stamp.nanosec = int(stamp_ns % 1_000_000_000)
+    return msg

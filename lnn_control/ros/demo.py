@@ -1,0 +1,235 @@
+"""The closed-loop demo over ROS 2: ``lnn_sim`` + ``lnn_controller`` as real processes.
+
+Both arms run at once, each in a namespace of its own (``/pd`` and
+``/adaptive``) with ``/clock`` remapped into it, exactly as two robots would
+share one DDS domain. PD-only is the same controller with learning off (its
+feedforward stays zero), so both arms share the gains of ``config/<plant>.yaml``.
+In lock-step each simulator advances one control period per command, so the
+figures do not depend on machine load. Everything is recorded from the live
+topics into ``run.mcap``; the summary is computed from that recording.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from .. import closed_loop as CL
+from .. import mcap_io
+from .. import params as P
+
+ARMS = (('pd', False), ('adaptive', True))
+CONTROL_PERIOD_S = 0.01
+
+
+def _executable(name: str) -> list[str]:
+    """The console script next to this interpreter (venv), else on PATH, else ``-m``."""
+    local = os.path.join(os.path.dirname(sys.executable), name)
+    if os.path.exists(local):
+        return [local]
+    found = shutil.which(name)
+    if found:
+        return [found]
+    module = {'lnn_controller': 'lnn_control.ros.controller_node',
+              'lnn_sim': 'lnn_control.ros.sim_node'}[name]
+    return [sys.executable, '-m', module]
+
+
+def _ros_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return 'true' if value else 'false'
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return '[' + ','.join(_ros_value(v) for v in value) + ']'
+    return str(value)
+
+
+def _args(ns: str, params: Mapping[str, Any], params_file: str | None = None) -> list[str]:
+    args = ['--ros-args', '-r', f'__ns:=/{ns}', '-r', f'/clock:=/{ns}/clock']
+    if params_file:
+        args += ['--params-file', params_file]
+    for name, value in params.items():
+        args += ['-p', f'{name}:={_ros_value(value)}']
+    return args
+
+
+def controller_command(ns: str, plant: str, learning: bool, extra: Mapping[str, Any]) -> list[str]:
+    params = {'use_sim_time': True, 'sync_to_joint_state_stamps': True,
+              'reference.mode': 'sum_of_sines',
+              'learning_enabled': learning, 'control_rate_hz': 1.0 / CONTROL_PERIOD_S, **extra}
+    return _executable('lnn_controller') + _args(ns, params, CL.config_path(plant))
+
+
+def sim_command(ns: str, plant: str, joints: Sequence[str], lockstep: bool,
+                payload_change_at: float | None) -> list[str]:
+    params = {'model': plant, 'joints': list(joints), 'lockstep': lockstep,
+              'control_period_s': CONTROL_PERIOD_S}
+    if payload_change_at:
+        params['payload_change.time_s'] = payload_change_at
+        params['payload_change.scale'] = CL.PAYLOAD_SCALE
+    return _executable('lnn_sim') + _args(ns, params)
+
+
+def run(plant: str, neuron: str, duration: float, out: str, payload_change_at: float | None = None,
+        seed: int = 0, lockstep: bool = True, extra: Mapping[str, Any] | None = None,
+        progress: bool = True, timeout_s: float | None = None) -> dict[str, Any]:
+    """Run both arms over ROS 2, record ``out/run.mcap``, return the summary."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+
+    from .recorder import BEST_EFFORT_QOS, DEFAULT_QOS, McapRecorder
+
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rosgraph_msgs.msg import Clock
+    from sensor_msgs.msg import JointState
+    from std_msgs.msg import Float64MultiArray
+
+    os.makedirs(out, exist_ok=True)
+    overrides = {'reservoir.neuron_model': neuron, 'reservoir.seed': seed,
+                 'reference.seed': seed, **(extra or {})}
+    cfg = P.resolve(CL.plant_params(plant, overrides))
+    joints = list(cfg['joints'])
+    # The simulators' states are transient-local: a recorder matched late still gets them.
+    states_qos = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE,
+                            durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    topics = [('/diagnostics', DiagnosticArray, DEFAULT_QOS)]
+    for ns, _ in ARMS:
+        topics += [(f'/{ns}/joint_states', JointState, states_qos),
+                   (f'/{ns}/commands', Float64MultiArray, DEFAULT_QOS),
+                   (f'/{ns}/lnn_controller/desired', JointState, DEFAULT_QOS)]
+    mcap_path = os.path.join(out, 'run.mcap')
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = rclpy.create_node('lnn_demo_recorder', context=context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    latest = {ns: 0.0 for ns, _ in ARMS}
+
+    def clock_watch(ns):
+        def cb(msg):
+            latest[ns] = msg.clock.sec + msg.clock.nanosec * 1e-9
+        return cb
+    for ns, _ in ARMS:
+        node.create_subscription(Clock, f'/{ns}/clock', clock_watch(ns), BEST_EFFORT_QOS)
+    recorder = McapRecorder(node, mcap_path, topics, metadata={
+        'plant': plant, 'neuron': neuron, 'duration_s': duration,
+        'payload_change_at_s': payload_change_at or 0.0, 'seed': seed,
+        'mode': 'ros-lockstep' if lockstep else 'ros-realtime', 'joints': ','.join(joints),
+        'kp': json.dumps(list(cfg['kp'])), 'kd': json.dumps(list(cfg['kd']))})
+    procs: list[subprocess.Popen] = []
+    log = open(os.path.join(out, 'nodes.log'), 'w', encoding='utf-8')
+    env = dict(os.environ, PYTHONUNBUFFERED='1')
+    timeout_s = timeout_s or 120.0 + 3.0 * duration
+    try:
+        # Controllers first: the recorder must be matched before anything moves.
+        for ns, learning in ARMS:
+            procs.append(subprocess.Popen(controller_command(ns, plant, learning, overrides),
+                                          stdout=log, stderr=subprocess.STDOUT, env=env))
+        _spin_until(executor, lambda: all(
+            recorder.publisher_counts()[f'/{ns}/commands'] >= 1 and
+            recorder.publisher_counts()[f'/{ns}/lnn_controller/desired'] >= 1
+            for ns, _ in ARMS), timeout=90.0, procs=procs, what='controllers to come up')
+        for ns, _ in ARMS:
+            procs.append(subprocess.Popen(sim_command(ns, plant, joints, lockstep,
+                                                      payload_change_at),
+                                          stdout=log, stderr=subprocess.STDOUT, env=env))
+        _spin_until(executor, lambda: all(
+            recorder.publisher_counts()[f'/{ns}/joint_states'] >= 1 for ns, _ in ARMS),
+            timeout=90.0, procs=procs, what='simulators to come up')
+        bar = None
+        if progress:
+            from tqdm import tqdm
+            bar = tqdm(total=duration, unit='sim s', desc='PD + adaptive over ROS 2',
+                       bar_format='{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} {unit}')
+        # The loop clock starts at the first command: wait for duration past it.
+        start = {}
+
+        def done():
+            for ns, _ in ARMS:
+                if ns not in start and recorder.counts.get(f'/{ns}/commands', 0) > 0:
+                    start[ns] = latest[ns]
+            ready = [latest[ns] - start[ns] for ns, _ in ARMS if ns in start]
+            if bar is not None and len(ready) == len(ARMS):
+                bar.update(max(0.0, min(ready)) - bar.n)
+            return len(ready) == len(ARMS) and min(ready) >= duration + 2 * CONTROL_PERIOD_S
+        _spin_until(executor, done, timeout=timeout_s, procs=procs, what='the run to finish')
+        if bar is not None:
+            bar.update(duration - bar.n)
+            bar.close()
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)
+        deadline = time.monotonic() + 15.0
+        for p in procs:
+            try:
+                p.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+        recorder.close()
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown(context=context)
+        log.close()
+    traces, meta = traces_from_mcap(mcap_path)
+    summary = {'mode': 'ros-lockstep' if lockstep else 'ros-realtime', 'plant': plant,
+               'neuron': neuron, 'duration_s': duration, 'payload_change_at_s': payload_change_at,
+               'payload_scale_after': CL.PAYLOAD_SCALE if payload_change_at else 1.0,
+               'seed': seed, **CL.summarize(traces[0], traces[1], duration, payload_change_at),
+               'messages': mcap_io.message_counts(mcap_path)}
+    return summary
+
+
+def _spin_until(executor, condition, timeout: float, procs, what: str) -> None:
+    end = time.monotonic() + timeout
+    while not condition():
+        dead = [p for p in procs if p.poll() is not None]
+        if dead:
+            raise RuntimeError(f'a node exited (code {dead[0].returncode}) while waiting for '
+                               f'{what}; see nodes.log')
+        if time.monotonic() > end:
+            raise TimeoutError(f'timed out after {timeout:.0f} s waiting for {what}')
+        executor.spin_once(timeout_sec=0.05)
+
+
+def traces_from_mcap(path: str) -> tuple[list[CL.Trace], dict[str, str]]:
+    """PD and adaptive traces from a demo recording, on the loop's own time axis.
+
+    Time zero is each arm's first control tick (its first ``desired``); the
+    measured state of tick t is the joint_states stamped t. The learning error
+    is recomputed as the PD output from the recorded gains.
+    """
+    meta = mcap_io.metadata(path)
+    joints = meta['joints'].split(',')
+    kp, kd = np.array(json.loads(meta['kp'])), np.array(json.loads(meta['kd']))
+    data = mcap_io.read(path)
+    traces = []
+    for ns, learning in ARMS:
+        desired = mcap_io.joint_states(data.get(f'/{ns}/lnn_controller/desired', []), joints)
+        measured = mcap_io.joint_states(data.get(f'/{ns}/joint_states', []), joints)
+        commands = data.get(f'/{ns}/commands', [])
+        if desired['stamp_ns'].size == 0:
+            raise ValueError(f'{path} holds no /{ns}/lnn_controller/desired messages')
+        index = {int(s): k for k, s in enumerate(measured['stamp_ns'])}
+        # The run is ``duration_s`` long from the first tick; an arm that ran on while
+        # the other finished must not add ticks to its windows.
+        end_ns = desired['stamp_ns'][0] + int(round(float(meta['duration_s']) * 1e9))
+        rows = [(k, index[int(s)]) for k, s in enumerate(desired['stamp_ns'])
+                if int(s) in index and s < end_ns]
+        d, m = np.array([r[0] for r in rows]), np.array([r[1] for r in rows])
+        t = (desired['stamp_ns'][d] - desired['stamp_ns'][0]) * 1e-9
+        q_d, qd_d = desired['position'][d], desired['velocity'][d]
+        q, qd = measured['position'][m], measured['velocity'][m]
+        u = np.array([np.asarray(msg.data) for _, msg in commands[:len(t)]])
+        if len(u) < len(t):
+            u = np.vstack([u.reshape(-1, len(joints)), np.full((len(t) - len(u), len(joints)), np.nan)])
+        err = np.linalg.norm(kp * (q_d - q) + kd * (qd_d - qd), axis=1)
+        traces.append(CL.Trace(t, q_d, q, u, err, label='adaptive' if learning else 'PD only'))
+    return traces, meta

@@ -1,0 +1,219 @@
+"""Declare a core parameter schema (``lnn_control.params``) as ROS 2 parameters.
+
+One schema, so ``ros2 param describe`` shows the same description, range and
+read-only flag the CLI and the docs use. What a ROS descriptor cannot express
+(open intervals, NaN/Inf, choices, one value per joint) is checked by
+``lnn_control.params.check`` in the on-set-parameters callback and stated in
+``additional_constraints``.
+
+Integers where doubles are expected (``kp: [20]`` in YAML, ``ros2 param set
+... kp "[20]"``) are accepted and widened to doubles: rclpy would otherwise
+refuse them as the wrong type (its static typing does not widen), which is a
+needless trap for users. Nothing else is converted.
+"""
+from __future__ import annotations
+
+import array
+from typing import Any, Callable, Iterable, Mapping, Optional, Union
+
+from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
+                                SetParametersResult)
+from rclpy.exceptions import (InvalidParameterTypeException, InvalidParameterValueException,
+                              ParameterException)
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+
+from .. import params as P
+
+ROS_TYPES = {
+    P.BOOL: Parameter.Type.BOOL,
+    P.INT: Parameter.Type.INTEGER,
+    P.DOUBLE: Parameter.Type.DOUBLE,
+    P.STRING: Parameter.Type.STRING,
+    P.DOUBLE_ARRAY: Parameter.Type.DOUBLE_ARRAY,
+    P.STRING_ARRAY: Parameter.Type.STRING_ARRAY,
+}
+
+JointCount = Union[None, int, Callable[[], Optional[int]]]
+
+
+def descriptor(p: P.Param) -> ParameterDescriptor:
+    """The ParameterDescriptor of one schema entry."""
+    d = ParameterDescriptor(description=p.description, read_only=p.read_only)
+    d.type = ROS_TYPES[p.kind].value
+    notes = []
+    if p.low is not None and p.high is not None:
+        if p.kind == P.INT:
+            d.integer_range = [IntegerRange(from_value=int(p.low), to_value=int(p.high),
+                                            step=1)]
+        elif p.kind in (P.DOUBLE, P.DOUBLE_ARRAY):
+            d.floating_point_range = [FloatingPointRange(
+                from_value=float(p.low), to_value=float(p.high), step=0.0)]
+            if p.kind == P.DOUBLE_ARRAY:
+                notes.append(f'every element in [{p.low}, {p.high}]')
+    if p.open_low:
+        notes.append(f'must be > {p.low} (lower bound excluded)')
+    if p.kind in (P.DOUBLE, P.DOUBLE_ARRAY):
+        notes.append('finite (no NaN/Inf); integers are accepted')
+    if p.choices:
+        notes.append('one of: ' + ', '.join(p.choices))
+    if p.per_joint:
+        notes.append('one value per entry of joints, or a single value for all joints')
+    if p.name == 'joints':
+        notes.append('unique names')
+    if p.read_only:
+        notes.append('read-only: set at start (-p / --params-file); changing it needs a restart')
+    d.additional_constraints = '; '.join(notes)
+    return d
+
+
+def to_python(value: Any) -> Any:
+    """Parameter value -> plain Python (array.array and tuples become lists)."""
+    if isinstance(value, (array.array, tuple)):
+        return list(value)
+    return value
+
+
+def _widen(kind: str, value: Any) -> Any:
+    """int -> float and [int] -> [float] for double kinds; None if not applicable."""
+    if kind == P.DOUBLE and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if (kind == P.DOUBLE_ARRAY and isinstance(value, (list, tuple, array.array))
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
+        return [float(v) for v in value]
+    return None
+
+
+def _declare_one(node: Node, p: P.Param) -> Any:
+    default: Any = p.default
+    if isinstance(default, list) and not default:
+        # rclpy infers BYTE_ARRAY from [], so declare by type: uninitialised unless set.
+        default = ROS_TYPES[p.kind]
+    try:
+        return node.declare_parameter(p.name, default, descriptor(p)).value
+    except InvalidParameterTypeException:
+        if p.kind not in (P.DOUBLE, P.DOUBLE_ARRAY):
+            raise
+        original = node.declare_parameter(
+            p.name, None, ParameterDescriptor(dynamic_typing=True)).value
+        node.undeclare_parameter(p.name)
+        widened = _widen(p.kind, original)
+        if widened is None:
+            raise ValueError(f'{p.name} must be of type {p.kind}; got {original!r}') from None
+        return node.declare_parameter(p.name, widened, descriptor(p),
+                                      ignore_override=True).value
+
+
+def _reason(p: P.Param, error: Exception) -> str:
+    """A one-line reason from rclpy's exception text ('<message>: <name>')."""
+    text = str(error)
+    if isinstance(error, ParameterException) and text.endswith(f': {p.name}'):
+        text = text[:-len(p.name) - 2]
+    if isinstance(error, InvalidParameterValueException):
+        return text.split('Reason: ', 1)[-1]       # refused by the descriptor's range
+    if isinstance(error, InvalidParameterTypeException):
+        return f'{p.name} must be of type {p.kind} ({text})'
+    return text if text.startswith(p.name) else f'{p.name}: {text}'
+
+
+def _joint_count(values: Mapping[str, Any]) -> Optional[int]:
+    joints = values.get('joints')
+    return len(joints) if joints else None
+
+
+def declare(node: Node, schema: Iterable[P.Param]) -> dict[str, Any]:
+    """Declare every schema parameter on ``node`` and return their values.
+
+    Values come from the overrides (``-p``, ``--params-file``) or the schema
+    default. Raises ValueError naming every invalid override, so a bad launch
+    fails at once with one message listing all problems.
+    """
+    schema = tuple(schema)
+    values: dict[str, Any] = {}
+    errors = []
+    for p in schema:
+        try:
+            value = _declare_one(node, p)
+        except (ParameterException, ValueError, TypeError) as e:
+            errors.append(_reason(p, e))
+            continue
+        values[p.name] = P.defaults([p])[p.name] if value is None else to_python(value)
+    n = _joint_count(values)
+    errors += [r for p in schema if p.name in values and (r := P.check(p, values[p.name], n))]
+    if errors:
+        raise ValueError('invalid parameters: ' + '; '.join(errors))
+    return values
+
+
+def read(node: Node, schema: Iterable[P.Param]) -> dict[str, Any]:
+    """Current values of the declared schema parameters, as plain Python."""
+    out = {}
+    for p in schema:
+        param = node.get_parameter_or(p.name, Parameter(p.name, value=None))
+        out[p.name] = (P.defaults([p])[p.name] if param.value is None
+                       else to_python(param.value))
+    return out
+
+
+def widening_callback(schema: Iterable[P.Param]) -> Callable[[list], list]:
+    """Pre-set-parameters callback widening integers to doubles for double parameters."""
+    kinds = {p.name: p.kind for p in schema if p.kind in (P.DOUBLE, P.DOUBLE_ARRAY)}
+
+    def widen(parameters: list) -> list:
+        out = []
+        for param in parameters:
+            kind = kinds.get(param.name)
+            if kind is not None and param.type_ in (Parameter.Type.INTEGER,
+                                                    Parameter.Type.INTEGER_ARRAY):
+                widened = _widen(kind, to_python(param.value))
+                if widened is not None:
+                    param = Parameter(param.name, ROS_TYPES[kind], widened)
+            out.append(param)
+        return out
+    return widen
+
+
+def validation_callback(schema: Iterable[P.Param],
+                        n_joints: JointCount = None) -> Callable[[list], SetParametersResult]:
+    """On-set-parameters callback: refuse values the schema refuses, with the reason.
+
+    ``n_joints`` (int or callable) is what per-joint arrays must match. Unknown
+    parameters (``use_sim_time``, other components') are left alone, as the rclpy
+    docs ask; types, ranges and read-only are enforced by rclpy from the descriptor.
+    """
+    table = P.by_name(schema)
+
+    def validate(parameters: list) -> SetParametersResult:
+        n = n_joints() if callable(n_joints) else n_joints
+        for param in parameters:
+            p = table.get(param.name)
+            if p is None or param.type_ == Parameter.Type.NOT_SET:
+                continue
+            reason = P.check(p, to_python(param.value), n)
+            if reason:
+                return SetParametersResult(successful=False, reason=reason)
+        return SetParametersResult(successful=True)
+    return validate
+
+
+def attach(node: Node, schema: Iterable[P.Param], n_joints: JointCount,
+           apply: Callable[[dict[str, Any]], None]) -> None:
+    """Register widening, validation and ``apply({name: value})`` after a successful set.
+
+    ``apply`` runs in the post-set callback (side effects belong there, not in
+    validation) with only this schema's parameters.
+    """
+    schema = tuple(schema)
+    names = {p.name for p in schema}
+    node.add_pre_set_parameters_callback(widening_callback(schema))
+    node.add_on_set_parameters_callback(validation_callback(schema, n_joints))
+
+    def post(parameters: list) -> None:
+        changes = {p.name: to_python(p.value) for p in parameters if p.name in names}
+        if changes:
+            apply(changes)
+    node.add_post_set_parameters_callback(post)
+
+
+__all__ = ['ROS_TYPES', 'attach', 'declare', 'descriptor', 'read', 'to_python',
+           'validation_callback', 'widening_callback']

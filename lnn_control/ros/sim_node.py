@@ -1,0 +1,407 @@
+"""``lnn_sim``: a MuJoCo plant behind the same topics as a ros2_control robot.
+
+Interface (what joint_state_broadcaster + a forward_command_controller with
+``interface_name: effort`` offer, so ``lnn_controller`` needs no change
+between this simulator and a real robot)::
+
+    node -> joint_states  (sensor_msgs/JointState, RELIABLE, every 1-dof joint:
+                           position, velocity and the applied effort)
+    commands -> node      (std_msgs/Float64MultiArray, RELIABLE, one effort per
+                           entry of ``joints``, in that order)
+    node -> /clock        (rosgraph_msgs/Clock, lock-step mode only)
+    node -> /diagnostics  (diagnostic_msgs/DiagnosticArray, 1 Hz wall clock)
+    ~/reset               (std_srvs/Trigger)
+
+Parameters: ``lnn_control.params.SIMULATOR`` (``docs/parameters.md``).
+
+Lock-step mode (``lockstep: true``, the default) -- deterministic on any load
+------------------------------------------------------------------------------
+The simulator owns simulated time and publishes it on ``/clock``; the
+controller runs with ``use_sim_time: true``, so its control timer fires when
+``/clock`` advances.
+
+* On each valid command: hold that effort for ``control_period_s`` of physics
+  (``control_period_s / timestep`` MuJoCo steps), then publish ``joint_states``
+  stamped with the new simulated time and only THEN ``/clock`` with that time.
+  Simulated time advances exactly ``control_period_s`` per command, never on
+  its own.
+* Start-up: a controller publishes nothing before its first timer tick, and
+  that tick needs ``/clock`` to advance. So until the first valid command
+  arrives the simulator *idles*: every ``idle_period_s`` (50 ms) of wall time
+  it advances one control period with zero effort (state, then clock); the
+  bundled plants started at zero stay at rest meanwhile. The first command is
+  applied at the next idle tick, the latest one if several arrived meanwhile;
+  from then on time advances ONLY on commands.
+* Stall guard: if no command arrives for ``resend_after_s`` (1 s) of wall
+  time after start-up, the last ``joint_states`` and ``/clock`` are published
+  again with the SAME time (no advance). rclpy subscribes ``/clock`` best
+  effort with depth 1, so one lost message would otherwise stop the loop; a
+  repeated time is harmless (the timer does not fire twice for one time and
+  the controller accepts a repeated stamp).
+* Sim time never goes backwards: ``~/reset`` restores the initial state but
+  time keeps running (a controller treats a backwards jump as a restart).
+
+Known limits of the protocol (topics are separate DDS streams, ordering across
+them is not guaranteed):
+
+* The controller may take ``/clock`` (t) before ``joint_states`` (t) arrives;
+  its tick then uses the state of t - period. rclpy's executor runs ready
+  timers before ready subscriptions, so once the clock callback has run, a
+  late ``joint_states`` loses the race. Fix on the controller side: with
+  ``use_sim_time``, compute the tick for time t only once ``joint_states``
+  stamped t has arrived (defer the tick to the joint_states callback when the
+  stamp lags the clock).
+* If the controller answers an idle tick later than ``idle_period_s`` (a very
+  slow start), it can also answer the next idle tick, leaving two commands in
+  flight for the rest of the run (one period of extra latency). The start-up
+  merge makes this need two >50 ms delays in a row; only stamped commands
+  (which Float64MultiArray has not) would remove it completely.
+
+Real-time mode (``lockstep: false``): a wall-clock timer at
+``publish_rate_hz`` advances the physics (timestep ``1 / physics_rate_hz``) to
+the elapsed wall time and publishes ``joint_states`` stamped with the node
+clock; no ``/clock``. The latest valid command is held (zero-order hold), so
+its latency is up to one publish period. After a stall longer than 0.1 s the
+lost time is skipped, not replayed (counted as ``dropped time``).
+
+Commands of the wrong length or with NaN/Inf are rejected: counted by reason
+(``length_mismatch``, ``non_finite``; see /diagnostics), a warning at most
+every 5 s, the last valid effort is kept and, in lock-step, time does not
+advance.
+
+``payload_scale`` is a live parameter: it scales the mass and inertia of the
+end link from the next physics step on.
+"""
+from __future__ import annotations
+
+import sys
+from typing import Any, Optional
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.clock import Clock, ClockType
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rosgraph_msgs.msg import Clock as ClockMsg
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64MultiArray
+from std_srvs.srv import Trigger
+
+from .. import params as P
+from ..plants import Plant
+from . import parameters as RP
+
+NODE_NAME = 'lnn_sim'
+LENGTH_MISMATCH = 'length_mismatch'
+NON_FINITE = 'non_finite'
+
+# ros2_control's joint_state_broadcaster and forward_command_controller use the
+# system default QoS: RELIABLE, KEEP_LAST 10. A RELIABLE publisher also reaches
+# best-effort subscribers (the controller subscribes with sensor-data QoS).
+# Deep, transient-local history: a RELIABLE KEEP_LAST writer overwrites what a slow
+# reader (a recorder on a busy machine, while lock-step runs flat out) has not
+# acknowledged yet, and a recorder matched only after the first states (discovery
+# takes ~1-2 s) gets them replayed. Volatile subscribers are unaffected.
+STATE_QOS = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE,
+                       durability=DurabilityPolicy.TRANSIENT_LOCAL)
+COMMAND_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+# rclpy's TimeSource subscribes /clock BEST_EFFORT depth 1 (rclcpp's ClockQoS is
+# best effort too); a RELIABLE publisher reaches those and reliable subscribers
+# such as a recorder.
+CLOCK_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+
+
+def _ns_to_time(ns: int, stamp) -> None:
+    stamp.sec = int(ns // 1_000_000_000)
+    stamp.nanosec = int(ns % 1_000_000_000)
+
+
+class SimNode(Node):
+    """The ``lnn_sim`` node; see the module docstring.
+
+    ``idle_period_s`` and ``resend_after_s`` (wall seconds, not ROS parameters)
+    are the start-up idle tick and the lock-step stall guard. Invalid
+    parameters raise ValueError (``main`` turns it into exit code 1).
+    """
+
+    def __init__(self, node_name: str = NODE_NAME, *, idle_period_s: float = 0.05,
+                 resend_after_s: float = 1.0, **kwargs: Any):
+        super().__init__(node_name, **kwargs)
+        values = RP.declare(self, P.SIMULATOR)
+        try:
+            self.plant = Plant(values['model'], values['joints'] or None)
+        except ValueError as e:
+            raise ValueError(f'invalid parameters: {e}') from e
+        plant = self.plant
+        self.joints = plant.joint_names
+        n = plant.n
+        q0 = np.asarray(values['initial_positions'], dtype=float)
+        if q0.size not in (0, 1, n):
+            raise ValueError(f'invalid parameters: initial_positions needs 0, 1 or {n} values '
+                             f'(one per joint of {list(self.joints)}); got {q0.size}')
+        self._q0 = np.broadcast_to(q0, (n,)).copy() if q0.size else np.zeros(n)
+        self.lockstep = bool(values['lockstep'])
+        self.control_period_s = float(values['control_period_s'])
+        self.period_ns = int(round(self.control_period_s * 1e9))
+        if self.lockstep:
+            steps = self.control_period_s / plant.timestep
+            if abs(steps - round(steps)) > 1e-9 or round(steps) < 1:
+                raise ValueError(
+                    f'invalid parameters: control_period_s {self.control_period_s:g} must be a '
+                    f'positive multiple of the model timestep {plant.timestep:g}')
+        else:
+            plant.model.opt.timestep = 1.0 / float(values['physics_rate_hz'])
+        plant.payload_scale = values['payload_scale']
+        plant.reset(self._q0)
+        # Scheduled change, counted in control periods after the first command so a
+        # lock-step run changes the plant at the same tick of the loop every time.
+        change_s = float(values['payload_change.time_s'])
+        self._change_at_step = (int(round(change_s / self.control_period_s))
+                                if self.lockstep and change_s > 0 else None)
+        self._change_scale = float(values['payload_change.scale'])
+        self._commanded_steps = 0
+
+        self.time_ns = 0                 # simulated time (lock-step), never decreases
+        self._effort = np.zeros(n)       # last valid command
+        self._pending: Optional[np.ndarray] = None
+        self.started = False             # lock-step: first valid command applied
+        self.rejected = {LENGTH_MISMATCH: 0, NON_FINITE: 0}
+        self.commands_accepted = 0
+        self.steps = 0                   # control periods (lock-step) or physics chunks advanced
+        self.idle_steps = 0
+        self.resends = 0
+        self.states_published = 0
+        self.clocks_published = 0
+        self.resets = 0
+        self.dropped_time_s = 0.0
+        self._steady = Clock(clock_type=ClockType.STEADY_TIME)
+        self._last_progress_ns = self._steady.now().nanoseconds
+        self._resend_after_ns = int(resend_after_s * 1e9)
+        self._diag_mark = (self._last_progress_ns, 0)
+
+        self._state = JointState()
+        self._state.name = list(plant.all_joint_names)
+        self._clock_msg = ClockMsg()
+
+        RP.attach(self, P.SIMULATOR, None, self._apply_parameters)
+        self._state_pub = self.create_publisher(JointState, 'joint_states', STATE_QOS)
+        self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self._clock_pub = (self.create_publisher(ClockMsg, '/clock', CLOCK_QOS)
+                           if self.lockstep else None)
+        self.create_subscription(Float64MultiArray, 'commands', self._on_command, COMMAND_QOS)
+        self.create_service(Trigger, '~/reset', self._srv_reset)
+        # Internal timers run on the steady clock: this node is the time source and
+        # must keep working even if someone starts it with use_sim_time.
+        if self.lockstep:
+            self._timer = self.create_timer(idle_period_s, self._on_idle_tick,
+                                            clock=self._steady)
+        else:
+            self._physics_dt = plant.timestep
+            self._rt_start_ns = self._steady.now().nanoseconds
+            self._rt_steps = 0
+            self._max_chunk = max(1, int(round(0.1 / self._physics_dt)))
+            self._timer = self.create_timer(1.0 / float(values['publish_rate_hz']),
+                                            self._on_realtime_tick, clock=self._steady)
+        self._diag_timer = self.create_timer(1.0, self.publish_diagnostics, clock=self._steady)
+        self._publish_state(self.time_ns)
+        if self.lockstep:
+            self._publish_clock()
+        self.get_logger().info(
+            f'{values["model"]}: joints {list(self.joints)} (commands in this order), '
+            + (f'lock-step, {self.control_period_s:g} s per command, publishing /clock'
+               if self.lockstep else
+               f'real time, physics {values["physics_rate_hz"]:g} Hz, '
+               f'joint_states {values["publish_rate_hz"]:g} Hz'))
+
+    # -- parameters --------------------------------------------------------------------
+    def _apply_parameters(self, changes: dict[str, Any]) -> None:
+        if 'payload_scale' in changes:
+            self.plant.payload_scale = changes['payload_scale']
+            self.get_logger().info(f'payload_scale set to {changes["payload_scale"]:g}')
+
+    # -- commands --------------------------------------------------------------------------
+    def _validate(self, msg: Float64MultiArray) -> Optional[np.ndarray]:
+        try:
+            data = np.array(msg.data, dtype=np.float64)
+        except (TypeError, ValueError):
+            data = None
+        reason = None
+        if data is None or data.shape != (self.plant.n,):
+            reason = LENGTH_MISMATCH
+        elif not np.isfinite(data).all():
+            reason = NON_FINITE
+        if reason is None:
+            return data
+        self.rejected[reason] += 1
+        self.get_logger().warning(
+            f'rejected command ({reason}: expected {self.plant.n} finite values for '
+            f'{list(self.joints)}, got {len(msg.data)}); {self.rejected[reason]} so far; '
+            'keeping the last valid effort' + ('' if not self.lockstep else ', time not advanced'),
+            throttle_duration_sec=5.0)
+        return None
+
+    def _on_command(self, msg: Float64MultiArray) -> None:
+        effort = self._validate(msg)
+        if effort is None:
+            return
+        self.commands_accepted += 1
+        if not self.lockstep:
+            self._effort[:] = effort
+            return
+        if not self.started:
+            self._pending = effort    # applied at the next idle tick (latest wins)
+            return
+        self._advance(effort)
+
+    # -- lock-step -------------------------------------------------------------------------
+    def _advance(self, effort: np.ndarray) -> None:
+        """Hold ``effort`` for one control period, then publish state, then /clock."""
+        self._effort[:] = effort
+        if self.started:
+            if self._commanded_steps == self._change_at_step:
+                self.plant.payload_scale = self._change_scale
+                self.get_logger().info(
+                    f'scheduled payload change: payload_scale {self._change_scale:g} at '
+                    f'{self.time_ns * 1e-9:.2f} s sim time')
+            self._commanded_steps += 1
+        self.plant.step(self._effort, self.control_period_s)
+        self.time_ns += self.period_ns
+        self.steps += 1
+        self._publish_state(self.time_ns)
+        self._publish_clock()
+        self._last_progress_ns = self._steady.now().nanoseconds
+
+    def _on_idle_tick(self) -> None:
+        if not self.started:
+            if self._pending is not None:
+                self.started = True
+                effort, self._pending = self._pending, None
+                self.get_logger().info('first command received: advancing on commands only')
+                self._advance(effort)
+            else:
+                self.idle_steps += 1
+                self._advance(np.zeros(self.plant.n))
+            return
+        now = self._steady.now().nanoseconds
+        if now - self._last_progress_ns >= self._resend_after_ns:
+            self.resends += 1
+            self._publish_state(self.time_ns)
+            self._publish_clock()
+            self._last_progress_ns = now
+
+    def _publish_clock(self) -> None:
+        _ns_to_time(self.time_ns, self._clock_msg.clock)
+        self._clock_pub.publish(self._clock_msg)
+        self.clocks_published += 1
+
+    # -- real time -----------------------------------------------------------------------------
+    def _on_realtime_tick(self) -> None:
+        now = self._steady.now().nanoseconds
+        due = int((now - self._rt_start_ns) * 1e-9 / self._physics_dt) - self._rt_steps
+        if due <= 0:
+            return
+        if due > self._max_chunk:            # stalled: skip the lost time, do not replay it
+            self.dropped_time_s += (due - self._max_chunk) * self._physics_dt
+            self._rt_steps += due - self._max_chunk
+            due = self._max_chunk
+        self.plant.step(self._effort, due * self._physics_dt)
+        self._rt_steps += due
+        self.steps += 1
+        self.time_ns = int(round(self._rt_steps * self._physics_dt * 1e9))
+        self._publish_state(self.get_clock().now().nanoseconds)
+
+    # -- state ---------------------------------------------------------------------------------
+    def _publish_state(self, stamp_ns: int) -> None:
+        msg = self._state
+        _ns_to_time(stamp_ns, msg.header.stamp)
+        plant = self.plant
+        msg.position = plant.all_positions().tolist()
+        msg.velocity = plant.all_velocities().tolist()
+        msg.effort = plant.all_efforts().tolist()
+        self._state_pub.publish(msg)
+        self.states_published += 1
+
+    # -- services --------------------------------------------------------------------------------
+    def _srv_reset(self, request, response):
+        self.plant.reset(self._q0)
+        self._effort[:] = 0.0
+        self.resets += 1
+        stamp = self.time_ns if self.lockstep else self.get_clock().now().nanoseconds
+        self._publish_state(stamp)
+        response.success = True
+        response.message = (f'state reset to initial_positions {self._q0.tolist()}; '
+                            f'time kept at {self.time_ns * 1e-9:.3f} s'
+                            if self.lockstep else
+                            f'state reset to initial_positions {self._q0.tolist()}')
+        self.get_logger().info(response.message)
+        return response
+
+    # -- diagnostics -----------------------------------------------------------------------------
+    def diagnostics(self) -> DiagnosticArray:
+        now = self._steady.now().nanoseconds
+        wall0, sim0 = self._diag_mark
+        self._diag_mark = (now, self.time_ns)
+        elapsed = (now - wall0) * 1e-9
+        rtf = (self.time_ns - sim0) * 1e-9 / elapsed if elapsed > 0 else float('nan')
+        status = DiagnosticStatus(name=f'{self.get_name()}: MuJoCo simulator',
+                                  hardware_id=self.get_fully_qualified_name())
+        problems = []
+        if any(self.rejected.values()):
+            problems.append('commands rejected')
+        if self.lockstep and not self.started:
+            problems.append('waiting for the first command (idling)')
+        if self.dropped_time_s > 0:
+            problems.append('real-time loop fell behind')
+        status.level = DiagnosticStatus.WARN if problems else DiagnosticStatus.OK
+        status.message = '; '.join(problems) or 'running'
+        values = [
+            ('mode', 'lock-step' if self.lockstep else 'real time'),
+            ('simulated time [s]', self.time_ns * 1e-9),
+            ('real-time factor', rtf),
+            ('steps', self.steps),
+            ('idle steps', self.idle_steps),
+            ('resends', self.resends),
+            ('commands accepted', self.commands_accepted),
+            *((f'commands rejected: {k}', v) for k, v in self.rejected.items()),
+            ('joint_states published', self.states_published),
+            ('payload_scale', self.plant.payload_scale),
+            ('resets', self.resets),
+            ('dropped time [s]', self.dropped_time_s),
+        ]
+        status.values = [KeyValue(key=k, value=(f'{v:.6g}' if isinstance(v, float) else str(v)))
+                         for k, v in values]
+        msg = DiagnosticArray(status=[status])
+        msg.header.stamp = self.get_clock().now().to_msg()
+        if self.lockstep:
+            _ns_to_time(self.time_ns, msg.header.stamp)
+        return msg
+
+    def publish_diagnostics(self) -> None:
+        self._diag_pub.publish(self.diagnostics())
+
+
+def main(args: Optional[list] = None) -> int:
+    """Console script ``lnn_sim``: spin until Ctrl-C / SIGTERM; exit 1 on bad parameters."""
+    try:
+        with rclpy.init(args=args):
+            try:
+                node = SimNode()
+            except ValueError as e:
+                rclpy.logging.get_logger(NODE_NAME).fatal(str(e))
+                return 1
+            executor = SingleThreadedExecutor()
+            executor.add_node(node)
+            try:
+                executor.spin()
+            finally:
+                executor.shutdown()
+                node.destroy_node()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

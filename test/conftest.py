@@ -1,0 +1,13 @@
+"""Test-process set-up shared by the test modules.
+
+ROS isolation: ``make test`` exports a per-run ROS_DOMAIN_ID; a bare
+``pytest`` run gets one derived from its PID here (101..200, so it cannot
+collide with make's 1..100), and discovery stays on this machine, so parallel
+runs do not talk to each other. Set before any test imports rclpy, because the
+domain is read when a context is initialised.
+"""
+import os
+
+if not os.environ.get('ROS_DOMAIN_ID'):
+    os.environ['ROS_DOMAIN_ID'] = str(os.getpid() % 100 + 101)
+os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'

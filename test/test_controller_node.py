@@ -1,0 +1,563 @@
+"""The lnn_controller node on real rclpy: topics, parameters, services, faults.
+
+In-process tests run the controller and a test node in one executor with
+simulated time on a per-test ``/clock`` (remapped into the test's namespace,
+so parallel tests and runs cannot drive each other's clocks): every control
+period is one ``/clock`` message, and the test spins until the resulting
+command has arrived. Wall-clock timeouts only guard against hangs.
+
+One test starts the ``lnn_controller`` console script as a separate process.
+"""
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip('rclpy')
+
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from rclpy.parameter_client import AsyncParameterClient  # noqa: E402
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data  # noqa: E402
+from rosgraph_msgs.msg import Clock  # noqa: E402
+from sensor_msgs.msg import JointState  # noqa: E402
+from std_msgs.msg import Float64MultiArray  # noqa: E402
+from std_srvs.srv import SetBool, Trigger  # noqa: E402
+
+from lnn_control.controller import AdaptiveController  # noqa: E402
+from lnn_control.ros import conversions as C  # noqa: E402
+from lnn_control.ros.controller_node import LnnControllerNode  # noqa: E402
+
+HANG_GUARD_S = 30.0
+PERIOD_NS = 10_000_000                       # control_rate_hz 100
+BASE = {'joints': ['j1', 'j2'], 'reservoir.size': 50, 'control_rate_hz': 100.0,
+        'kp': [10.0], 'kd': [1.0]}
+RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+
+
+@pytest.fixture
+def context():
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    yield ctx
+    rclpy.try_shutdown(context=ctx)
+
+
+class Rig:
+    """A controller node plus a test node publishing joint_states and /clock."""
+
+    def __init__(self, context, overrides=None, sensor_qos=10, namespace=None):
+        self.context = context
+        self.ns = namespace or f'/t_{uuid.uuid4().hex[:10]}'
+        self.params = {**BASE, **(overrides or {})}
+        self.node = LnnControllerNode(
+            context=context, namespace=self.ns,
+            parameter_overrides=[Parameter('use_sim_time', value=True)]
+            + [Parameter(k, value=v) for k, v in self.params.items()],
+            cli_args=['--ros-args', '-r', f'/clock:={self.ns}/clock'])
+        self.tester = rclpy.create_node('rig', context=context, namespace=self.ns)
+        self.joint_states = self.tester.create_publisher(JointState, 'joint_states', sensor_qos)
+        self.reference = self.tester.create_publisher(JointState, 'lnn_controller/reference', 10)
+        self.clock = self.tester.create_publisher(Clock, 'clock', 10)
+        self.commands = []
+        self.tester.create_subscription(Float64MultiArray, 'commands',
+                                        lambda m: self.commands.append(np.array(m.data)),
+                                        RELIABLE)
+        self.diagnostics = []
+        self.tester.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics,
+                                        RELIABLE)
+        self.executor = SingleThreadedExecutor(context=context)
+        self.executor.add_node(self.node)
+        self.executor.add_node(self.tester)
+        self.now_ns = 0
+        self.wait(lambda: (self.joint_states.get_subscription_count() > 0
+                           and self.clock.get_subscription_count() > 0
+                           and self.reference.get_subscription_count() > 0
+                           and self.node._commands_pub.get_subscription_count() > 0),
+                  'discovery')
+
+    def _on_diagnostics(self, msg):
+        mine = [s for s in msg.status if s.hardware_id == self.node.get_fully_qualified_name()]
+        if mine:
+            self.diagnostics.append({kv.key: kv.value for kv in mine[0].values})
+
+    def wait(self, condition, what):
+        deadline = time.monotonic() + HANG_GUARD_S
+        while not condition():
+            if time.monotonic() > deadline:
+                raise AssertionError(f'timed out waiting for {what}')
+            self.executor.spin_once(timeout_sec=0.01)
+
+    def handled(self):
+        return self.node.sensor_messages + sum(self.node.rejected[r] for r in C.REASONS)
+
+    def send(self, q, qd=None, names=None, stamp_ns=None, msg=None):
+        """Publish joint_states and spin until the node has accepted or refused it."""
+        names = names or self.params['joints']
+        if msg is None:
+            msg = C.joint_state(names, q, np.zeros(len(q)) if qd is None else qd,
+                                stamp_ns=self.now_ns if stamp_ns is None else stamp_ns)
+        before = self.handled()
+        self.joint_states.publish(msg)
+        self.wait(lambda: self.handled() > before, 'joint_states to be handled')
+
+    def send_reference(self, q, qd=()):
+        before = self.node.reference_messages + sum(self.node.rejected_reference.values())
+        self.reference.publish(C.joint_state(self.params['joints'], q, qd))
+        self.wait(lambda: (self.node.reference_messages
+                           + sum(self.node.rejected_reference.values())) > before,
+                  'reference to be handled')
+
+    def tick(self, n=1):
+        """Advance simulated time by ``n`` control periods, one timer call each."""
+        for _ in range(n):
+            self.now_ns += PERIOD_NS
+            msg = Clock()
+            msg.clock.sec, msg.clock.nanosec = divmod(self.now_ns, 1_000_000_000)
+            expected = self.node.stats.callbacks + 1
+            self.clock.publish(msg)
+            self.wait(lambda: self.node.stats.callbacks >= expected, 'the control tick')
+            assert self.node.stats.callbacks == expected
+            self.wait(lambda: len(self.commands) == self.node.commands_published,
+                      'the command')
+        return self.commands[-1] if self.commands else None
+
+    def call(self, srv_type, name, request):
+        client = self.tester.create_client(srv_type, f'{self.ns}/lnn_controller/{name}')
+        self.wait(client.service_is_ready, f'service {name}')
+        future = client.call_async(request)
+        self.wait(future.done, f'response of {name}')
+        self.tester.destroy_client(client)
+        return future.result()
+
+    def close(self):
+        self.executor.shutdown()
+        self.node.destroy_node()
+        self.tester.destroy_node()
+
+
+@pytest.fixture
+def rig(context):
+    rigs = []
+
+    def make(overrides=None, **kwargs):
+        r = Rig(context, overrides, **kwargs)
+        rigs.append(r)
+        return r
+    yield make
+    for r in rigs:
+        r.close()
+
+
+def twin(params):
+    """The core controller the node should be running, tick for tick."""
+    return AdaptiveController(params)
+
+
+# -- commands ------------------------------------------------------------------------
+
+def test_commands_once_per_period_in_joints_order_and_bounded(rig):
+    # Learning off: the readout stays zero, so each command is exactly the clipped PD term.
+    r = rig({'joints': ['a', 'b', 'c'], 'kp': [1.0, 10.0, 100.0], 'kd': [0.0],
+             'command_limit': [5.0, 5.0, 3.0], 'learning_enabled': False})
+    r.send([0.0, 0.0, 0.0], names=['a', 'b', 'c'])
+    r.tick()
+    r.send_reference([0.1, 0.2, -0.3])
+    for k in range(20):
+        # joint_states in another order, with a joint the controller does not own
+        r.send(None, msg=C.joint_state(['c', 'x', 'a', 'b'], [0.0, 5.0, 0.0, 0.0],
+                                       [0.0] * 4, stamp_ns=r.now_ns))
+        r.tick()
+    assert len(r.commands) == r.node.commands_published == r.node.stats.callbacks == 21
+    np.testing.assert_allclose(r.commands[-1], [0.1, 2.0, -3.0])   # 100 * -0.3 clipped to 3
+
+
+def test_command_equals_the_core_controller_with_learning(rig):
+    r = rig({'learning_enabled': True})
+    core = twin(r.params)
+    rng = np.random.default_rng(1)
+    hold = None
+    for k in range(30):
+        q, qd = np.array([0.2, -0.1]) + 0.01 * rng.standard_normal(2), rng.standard_normal(2)
+        hold = q.copy() if hold is None else hold     # no reference: hold the first position
+        r.send(q, qd)
+        command = r.tick()
+        expected = core.step((q, qd), (hold, np.zeros(2), np.zeros(2)))
+        np.testing.assert_array_equal(command, expected)
+        assert np.all(np.isfinite(command)) and np.all(np.abs(command) <= 20.0)
+    assert r.node.controller.slow.updates == 30
+
+
+def test_no_command_before_first_valid_joint_states(rig):
+    r = rig()
+    r.tick(5)
+    r.send([math.nan, 0.0])
+    r.tick(3)
+    assert r.node.stats.callbacks == 8 and r.commands == []
+    assert r.node.commands_published == 0
+    r.send([0.0, 0.0])
+    assert r.tick() is not None and len(r.commands) == 1
+
+
+def test_best_effort_joint_states_publisher_is_accepted(rig):
+    r = rig(sensor_qos=qos_profile_sensor_data)
+    r.send([0.0, 0.0])
+    assert r.node.sensor_messages == 1
+    assert r.tick() is not None
+
+
+# -- bad input -------------------------------------------------------------------------
+
+BAD = {
+    'non_finite': lambda t: C.joint_state(['j1', 'j2'], [math.nan, 0.0], [0.0, 0.0], stamp_ns=t),
+    'non_finite_velocity': lambda t: C.joint_state(['j1', 'j2'], [0.0, 0.0], [0.0, math.inf],
+                                                   stamp_ns=t),
+    'missing_joint': lambda t: C.joint_state(['j1', 'x'], [3.0, 0.0], [0.0, 0.0], stamp_ns=t),
+    'length_mismatch': lambda t: C.joint_state(['j1', 'j2'], [3.0], [0.0, 0.0], stamp_ns=t),
+    'stamp_backwards': lambda t: C.joint_state(['j1', 'j2'], [3.0, 3.0], [0.0, 0.0],
+                                               stamp_ns=t - 5 * PERIOD_NS),
+    'malformed': lambda t: C.joint_state(['j1', 'j2', 'j1'], [3.0] * 3, [0.0] * 3, stamp_ns=t),
+}
+
+
+@pytest.mark.parametrize('kind', sorted(BAD))
+def test_bad_joint_states_are_dropped_counted_and_never_learned(rig, kind):
+    r = rig({'learning_enabled': True})
+    core = twin(r.params)
+    reason = kind.replace('_velocity', '')
+    hold = np.array([0.1, 0.2])
+    states = [(hold + 0.01 * k, np.full(2, 0.1 * k)) for k in range(6)]
+    for k, (q, qd) in enumerate(states):
+        r.send(q, qd)
+        if k in (2, 4):                  # bad message after a good one, before the tick
+            r.send(None, msg=BAD[kind](r.now_ns))
+        command = r.tick()
+        expected = core.step((q, qd), (hold, np.zeros(2), np.zeros(2)))
+        np.testing.assert_array_equal(command, expected)   # the bad one changed nothing
+    assert r.node.rejected[reason] == 2
+    assert sum(r.node.rejected.values()) == 2
+    assert r.node.sensor_messages == 6
+    assert r.node.controller.slow.updates == core.slow.updates == 6
+    keys = {kv.key: kv.value for kv in r.node.diagnostics().status[0].values}
+    assert keys[f'joint_states rejected: {reason}'] == '2'
+
+
+def test_bad_reference_is_dropped_and_counted(rig):
+    r = rig({'learning_enabled': False})
+    r.send([0.0, 0.0])
+    r.send_reference([0.5, 0.5])
+    r.reference.publish(C.joint_state(['j1', 'j2'], [math.nan, 9.0]))
+    r.wait(lambda: r.node.rejected_reference['non_finite'] == 1, 'the refusal')
+    np.testing.assert_allclose(r.tick(), [5.0, 5.0])    # kp 10 * 0.5, old reference kept
+
+
+# -- stale sensors ---------------------------------------------------------------------
+
+def test_stale_sensor_publishes_zero_warns_once_and_resumes(rig):
+    r = rig({'sensor_timeout_s': 0.03, 'learning_enabled': False, 'kd': [0.0]})
+    r.send([0.0, 0.0])
+    r.tick()
+    r.send([0.1, -0.2])
+    active = r.tick()
+    np.testing.assert_allclose(active, [-1.0, 2.0])
+    commands = [r.tick() for _ in range(6)]   # sensor age 10..60 ms
+    np.testing.assert_allclose(commands[:2], [active, active])   # age 20, 30 ms: not stale
+    assert all((c == 0.0).all() for c in commands[3:])
+    assert r.node.stale_episodes == 1
+    keys = {kv.key: kv.value for kv in r.node.diagnostics().status[0].values}
+    assert keys['sensor stale'] == 'True'
+    assert 'stale' in r.node.diagnostics().status[0].message
+    r.send([0.1, -0.2])
+    np.testing.assert_allclose(r.tick(), [-1.0, 2.0])
+    assert not r.node._stale
+    r.tick(5)
+    assert r.node.stale_episodes == 2
+    assert len(r.commands) == r.node.stats.callbacks   # published every tick throughout
+
+
+def test_stale_sensor_hold_keeps_the_last_command(rig):
+    r = rig({'sensor_timeout_s': 0.015, 'stale_sensor_action': 'hold',
+             'learning_enabled': False, 'kd': [0.0]})
+    r.send([0.0, 0.0])
+    r.tick()
+    r.send([0.1, 0.1])
+    last = r.tick()
+    held = [r.tick() for _ in range(4)]
+    assert r.node.stale_episodes == 1
+    for c in held:
+        np.testing.assert_array_equal(c, last)
+
+
+# -- parameters ----------------------------------------------------------------------
+
+def _learn(r, ticks=20):
+    rng = np.random.default_rng(0)
+    for _ in range(ticks):
+        r.send(0.1 * rng.standard_normal(2), rng.standard_normal(2))
+        r.tick()
+
+
+def test_live_parameters_through_the_parameter_service(rig):
+    r = rig({'learning_enabled': True})
+    _learn(r)
+    weights = [ro.w.copy() for ro in r.node.controller.readouts()]
+    assert np.abs(weights[0]).sum() > 0
+    client = AsyncParameterClient(r.tester, f'{r.ns}/lnn_controller')
+    r.wait(lambda: client.services_are_ready(), 'parameter services')
+
+    def set_params(*params):
+        future = client.set_parameters(list(params))
+        r.wait(future.done, 'set_parameters')
+        return future.result().results
+
+    results = set_params(Parameter('kp', value=[20, 30]),            # ints are widened
+                         Parameter('command_limit', value=[2.5]),
+                         Parameter('rls.forgetting_factor', value=0.999),
+                         Parameter('learning_enabled', value=False))
+    assert all(res.successful for res in results), results
+    ctrl = r.node.controller
+    np.testing.assert_array_equal(ctrl.kp, [20.0, 30.0])
+    np.testing.assert_array_equal(ctrl.command_limit, [2.5, 2.5])
+    assert ctrl.slow.forgetting_factor == 0.999 and not ctrl.learning_enabled
+    for before, ro in zip(weights, ctrl.readouts()):
+        np.testing.assert_array_equal(before, ro.w)       # nothing learned was lost
+    r.send([3.0, -3.0])
+    assert np.abs(r.tick()).max() <= 2.5
+
+    refused = set_params(Parameter('kp', value=[1.0, 2.0, 3.0]),
+                         Parameter('kd', value=[math.nan]),
+                         Parameter('command_limit', value=[-1.0]),
+                         Parameter('rls.forgetting_factor', value=2.0),
+                         Parameter('reservoir.size', value=100),
+                         Parameter('stale_sensor_action', value='panic'))
+    assert not any(res.successful for res in refused)
+    reasons = [res.reason for res in refused]
+    assert 'one value per joint' in reasons[0] and 'finite' in reasons[1]
+    assert '>' in reasons[2] and 'out of range' in reasons[3]
+    assert 'read-only' in reasons[4] and 'must be one of' in reasons[5]
+    np.testing.assert_array_equal(ctrl.kp, [20.0, 30.0])
+    assert r.node.get_parameter('reservoir.size').value == 50
+    (ok,) = set_params(Parameter('use_sim_time', value=True))   # not ours: not refused
+    assert ok.successful
+
+
+def test_reference_parameters_change_the_generated_reference_live(rig):
+    r = rig({'reference.mode': 'hold', 'reference.offset': [0.3, -0.3],
+             'learning_enabled': False, 'kd': [0.0]})
+    r.send([0.0, 0.0])
+    np.testing.assert_allclose(r.tick(), [3.0, -3.0])
+    r.node.set_parameters([Parameter('reference.offset', value=[0.1])])
+    np.testing.assert_allclose(r.tick(), [1.0, 1.0])
+    r.node.set_parameters([Parameter('reference.mode', value='topic')])
+    np.testing.assert_allclose(r.tick(), [0.0, 0.0])   # no reference yet: hold position
+
+
+def test_generated_sine_reference_follows_sim_time(rig):
+    r = rig({'reference.mode': 'sine', 'reference.amplitude': [1.0],
+             'reference.frequency_hz': 1.0, 'learning_enabled': False, 'kd': [0.0]})
+    r.send([0.0, 0.0])
+    command = r.tick()                       # first command: reference time 0 here
+    np.testing.assert_allclose(command, [0.0, 0.0], atol=1e-9)
+    for _ in range(25):                      # 25 periods later: sin(2 pi 0.25) = 1
+        r.send([0.0, 0.0])
+        command = r.tick()
+    np.testing.assert_allclose(command, [10.0, 10.0], atol=1e-9)
+
+
+def test_sync_to_joint_state_stamps_waits_for_the_state_of_the_tick(rig):
+    """Lock-step race: /clock(t) delivered before joint_states(t). With the option on,
+    the tick of t is computed from the state stamped t, not the previous one."""
+    r = rig({'sync_to_joint_state_stamps': True, 'learning_enabled': False, 'kd': [0.0],
+             'kp': [10.0], 'reference.mode': 'hold', 'reference.offset': [0.0]})
+    r.send([0.0, 0.0])                          # state of t = 0
+    r.tick()                                    # clock 0.01 first: the tick waits
+    assert r.node.commands_published == 0
+    r.send([0.1, -0.2], stamp_ns=r.now_ns)      # the state of 0.01 arrives: tick runs
+    r.wait(lambda: len(r.commands) == 1, 'the deferred command')
+    np.testing.assert_allclose(r.commands[-1], [-1.0, 2.0])
+    r.tick()                                    # 0.02: waits for its state, which never
+    assert r.node.commands_published == 1       # comes, so the next tick runs it late on
+    r.tick()                                    # what it has, then waits for 0.03's state
+    r.wait(lambda: len(r.commands) == 2, 'the late command')
+    assert r.node.commands_published == 2
+
+
+def test_without_sync_the_tick_uses_the_latest_state_at_once(rig):
+    r = rig({'learning_enabled': False, 'kd': [0.0], 'kp': [10.0],
+             'reference.mode': 'hold', 'reference.offset': [0.0]})
+    r.send([0.1, -0.2])
+    np.testing.assert_allclose(r.tick(), [-1.0, 2.0])
+
+
+# -- services --------------------------------------------------------------------------
+
+def test_services(rig, tmp_path):
+    path = tmp_path / 'readout.npz'
+    r = rig({'readout_path': str(path)})
+    _learn(r)
+    ctrl = r.node.controller
+    learned = ctrl.slow.w.copy()
+
+    off = r.call(SetBool, 'set_learning', SetBool.Request(data=False))
+    assert off.success and not ctrl.learning_enabled
+    assert r.node.get_parameter('learning_enabled').value is False
+    updates = ctrl.slow.updates
+    _learn(r, 3)
+    assert ctrl.slow.updates == updates
+    assert r.call(SetBool, 'set_learning', SetBool.Request(data=True)).success
+    assert ctrl.learning_enabled
+
+    saved = r.call(Trigger, 'save_readout', Trigger.Request())
+    assert saved.success and path.is_file()
+    assert not list(tmp_path.glob('.readout-*'))        # atomic write left no temp file
+    learned = ctrl.slow.w.copy()
+    reset = r.call(Trigger, 'reset_learning', Trigger.Request())
+    assert reset.success and not ctrl.slow.w.any() and ctrl.slow.updates == 0
+    loaded = r.call(Trigger, 'load_readout', Trigger.Request())
+    assert loaded.success, loaded.message
+    np.testing.assert_array_equal(ctrl.slow.w, learned)
+
+    # a readout of another robot is refused and nothing changes
+    other = twin({**r.params, 'joints': ['x', 'y']})
+    other.save(str(path))
+    refused = r.call(Trigger, 'load_readout', Trigger.Request())
+    assert not refused.success and 'joints' in refused.message
+    np.testing.assert_array_equal(ctrl.slow.w, learned)
+
+    r.node.set_parameters([Parameter('readout_path', value='')])
+    assert not r.call(Trigger, 'save_readout', Trigger.Request()).success
+    assert not r.call(Trigger, 'load_readout', Trigger.Request()).success
+
+
+def test_learning_survives_a_restart(rig, tmp_path):
+    path = tmp_path / 'sub' / 'readout.npz'
+    first = rig({'readout_path': str(path), 'rls.forgetting_factor': 0.9995})
+    _learn(first, 30)
+    weights = [ro.w.copy() for ro in first.node.controller.readouts()]
+    first.node.on_shutdown()                 # what main() does on Ctrl-C / SIGTERM
+    assert path.is_file()
+    second = rig({'readout_path': str(path), 'rls.forgetting_factor': 0.999})
+    for before, ro in zip(weights, second.node.controller.readouts()):
+        np.testing.assert_array_equal(before, ro.w)
+    # the parameter, not the file, decides the forgetting factor
+    assert second.node.controller.slow.forgetting_factor == 0.999
+
+
+def test_unloadable_readout_refuses_to_start(context, tmp_path):
+    path = tmp_path / 'readout.npz'
+    twin({**BASE, 'joints': ['other']}).save(str(path))
+    with pytest.raises(ValueError, match='readout_path'):
+        LnnControllerNode(context=context, parameter_overrides=[
+            Parameter(k, value=v) for k, v in {**BASE, 'readout_path': str(path)}.items()])
+    assert twin({**BASE, 'joints': ['other']}).joints == ('other',)
+
+
+def test_invalid_startup_parameters_raise_with_every_reason(context):
+    with pytest.raises(ValueError) as err:
+        LnnControllerNode(context=context, parameter_overrides=[
+            Parameter('kp', value=[math.nan]), Parameter('reservoir.size', value=5),
+            Parameter('joints', value=['a', 'a'])])
+    text = str(err.value)
+    assert 'kp must be finite' in text and 'reservoir.size' in text and 'repeat' in text
+
+
+# -- diagnostics -----------------------------------------------------------------------
+
+def test_diagnostics_published_once_per_second_of_node_time(rig):
+    r = rig()
+    r.send([0.0, 0.0])
+    r.tick(99)
+    assert r.diagnostics == []
+    r.tick(101)
+    r.wait(lambda: len(r.diagnostics) >= 2, 'diagnostics')
+    d = r.diagnostics[-1]
+    assert float(d['control rate achieved [Hz]']) == pytest.approx(100.0)
+    assert float(d['control rate target [Hz]']) == 100.0
+    for key in ('tick compute p50 [ms]', 'tick compute p99 [ms]', 'tick compute max [ms]',
+                'overruns', 'learning error', 'sensor age [s]',
+                'joint_states rejected: non_finite', 'joint_states rejected: stamp_backwards'):
+        assert key in d
+    assert d['learning'] == 'on'
+
+
+def test_clock_jumping_back_waits_for_fresh_joint_states(rig):
+    r = rig()
+    r.now_ns = 10**9
+    r.send([0.0, 0.0])
+    r.tick(3)
+    published = r.node.commands_published
+    r.now_ns = PERIOD_NS                     # simulation reset: time goes back to 10 ms
+    msg = Clock()
+    msg.clock.nanosec = r.now_ns
+    r.clock.publish(msg)
+    r.wait(lambda: r.node.get_clock().now().nanoseconds == PERIOD_NS, 'the clock reset')
+    r.tick(2)                                # rcl restarts the timer one period after a jump
+    assert r.node.commands_published == published       # old sensor data is not used
+    r.send([0.0, 0.0])                       # stamped with the new, earlier time: accepted
+    assert r.node.sensor_messages == 2
+    assert r.tick() is not None
+
+
+# -- across processes ------------------------------------------------------------------
+
+def _console_script():
+    """The installed ``lnn_controller`` script; ``-m`` only if it is not installed."""
+    bindir = os.path.dirname(sys.executable)
+    script = shutil.which('lnn_controller', path=os.pathsep.join(
+        [bindir, os.environ.get('PATH', '')]))
+    return [script] if script else [sys.executable, '-m', 'lnn_control.ros.controller_node']
+
+
+@pytest.mark.parametrize('sig, executor', [(signal.SIGINT, 'single'),
+                                         (signal.SIGTERM, 'single'),
+                                         (signal.SIGINT, 'events')],
+                         ids=['SIGINT', 'SIGTERM', 'SIGINT-events'])
+def test_console_script_across_processes(context, tmp_path, sig, executor):
+    ns = f'/xp_{uuid.uuid4().hex[:10]}'
+    readout = tmp_path / 'readout.npz'
+    log = open(tmp_path / 'node.log', 'w+')
+    proc = subprocess.Popen(
+        _console_script() + ['--executor', executor, '--ros-args', '-r', f'__ns:={ns}',
+                             '-p', 'joints:=[j1, j2]', '-p', 'reservoir.size:=50',
+                             '-p', 'control_rate_hz:=50.0', '-p', 'command_limit:=[1.5]',
+                             '-p', f'readout_path:={readout}'],
+        stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
+    node = rclpy.create_node('peer', context=context, namespace=ns)
+    executor = SingleThreadedExecutor(context=context)
+    try:
+        commands = []
+        node.create_subscription(Float64MultiArray, 'commands',
+                                 lambda m: commands.append(list(m.data)), RELIABLE)
+        publisher = node.create_publisher(JointState, 'joint_states', 10)
+        executor.add_node(node)
+        deadline = time.monotonic() + 60.0          # discovery + JIT on a cold cache
+        while len(commands) < 10 and time.monotonic() < deadline and proc.poll() is None:
+            publisher.publish(C.joint_state(['x', 'j2', 'j1'], [0.0, 0.5, -0.5], [0.0] * 3))
+            executor.spin_once(timeout_sec=0.02)
+        running = proc.poll() is None
+        returncode = None
+        if running:
+            proc.send_signal(sig)
+            returncode = proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        executor.shutdown()
+        node.destroy_node()
+        log.seek(0)
+        output = log.read()
+        log.close()
+    assert running, f'node exited early:\n{output}'
+    assert len(commands) >= 10, f'no commands from the node:\n{output}'
+    assert all(len(c) == 2 and all(abs(v) <= 1.5 for v in c) for c in commands)
+    assert returncode == 0, output
+    assert readout.is_file() and 'saved readout' in output, output   # saved on shutdown

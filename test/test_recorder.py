@@ -1,0 +1,216 @@
+"""MCAP recording of live topics (lnn_control.ros.recorder) and reading it back
+without ROS (lnn_control.mcap_io)."""
+import math
+import os
+import time
+import uuid
+
+import numpy as np
+import pytest
+
+if not os.environ.get('ROS_DOMAIN_ID'):        # conftest.py normally does this
+    os.environ['ROS_DOMAIN_ID'] = str(np.random.randint(1, 101))
+os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
+
+rclpy = pytest.importorskip('rclpy')
+
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue  # noqa: E402
+from mcap.reader import make_reader  # noqa: E402
+from mcap_ros2._dynamic import generate_dynamic  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
+from rclpy.serialization import serialize_message  # noqa: E402
+from rosgraph_msgs.msg import Clock  # noqa: E402
+from sensor_msgs.msg import JointState  # noqa: E402
+from std_msgs.msg import Float64MultiArray, MultiArrayDimension  # noqa: E402
+
+from lnn_control import mcap_io  # noqa: E402
+from lnn_control.ros.recorder import McapRecorder, demo_topics, message_definition  # noqa: E402
+from lnn_control.ros.sim_node import SimNode  # noqa: E402
+
+TYPES = [JointState, Float64MultiArray, DiagnosticArray, Clock]
+PERIOD_NS = 10_000_000
+
+
+def _samples():
+    js = JointState(name=['a', 'b'], position=[0.5, -1.25], velocity=[1.0, 2.0], effort=[])
+    js.header.stamp.sec, js.header.stamp.nanosec, js.header.frame_id = 3, 250, 'base'
+    cmd = Float64MultiArray(data=[1.5, -2.0, math.pi])
+    cmd.layout.dim = [MultiArrayDimension(label='joints', size=3, stride=3)]
+    diag = DiagnosticArray(status=[DiagnosticStatus(
+        level=DiagnosticStatus.WARN, name='x', message='m', hardware_id='h',
+        values=[KeyValue(key='k', value='v')])])
+    clock = Clock()
+    clock.clock.sec, clock.clock.nanosec = 7, 9
+    return [js, cmd, diag, clock]
+
+
+def _same(decoded, msg):
+    for field in msg.get_fields_and_field_types():
+        a, b = getattr(decoded, field), getattr(msg, field)
+        if hasattr(b, 'get_fields_and_field_types'):
+            _same(a, b)
+        elif isinstance(b, (list, tuple)) and b and hasattr(b[0], 'get_fields_and_field_types'):
+            assert len(a) == len(b)
+            for x, y in zip(a, b):
+                _same(x, y)
+        elif isinstance(b, bytes):                       # a 'byte' field
+            assert (a == b[0]) if isinstance(a, int) else bytes(a) == b, field
+        elif isinstance(b, (str, int, float)):
+            assert a == b, field
+        else:
+            assert list(a) == list(b), field
+
+
+@pytest.mark.parametrize('prefer_files', [True, False], ids=['msg-files', 'introspection'])
+def test_definitions_decode_rclpy_serialisation(prefer_files):
+    for msg in _samples():
+        name = f'{type(msg).__module__.split(".")[0]}/msg/{type(msg).__name__}'
+        text = message_definition(type(msg), prefer_files=prefer_files)
+        decoder = generate_dynamic(name, text)[name]
+        _same(decoder(serialize_message(msg)), msg)
+
+
+def test_definition_is_rosbag2_complete_format():
+    text = message_definition(JointState)
+    parts = text.split('=' * 80 + '\n')
+    assert 'string[] name' in parts[0] and 'std_msgs/Header header' in parts[0]
+    headers = [p.splitlines()[0] for p in parts[1:]]
+    assert headers == ['MSG: std_msgs/msg/Header', 'MSG: builtin_interfaces/msg/Time']
+    diag = message_definition(DiagnosticArray)
+    assert 'MSG: diagnostic_msgs/msg/DiagnosticStatus' in diag
+    assert 'MSG: diagnostic_msgs/msg/KeyValue' in diag
+    assert diag.count('MSG: builtin_interfaces/msg/Time') == 1
+
+
+@pytest.fixture
+def context():
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    yield ctx
+    rclpy.try_shutdown(context=ctx)
+
+
+def _spin_until(executor, condition, timeout=5.0):
+    end = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < end, 'timed out'
+        executor.spin_once(timeout_sec=0.01)
+
+
+def test_short_lockstep_run_is_recorded_and_read_back(context, tmp_path):
+    ns = '/t' + uuid.uuid4().hex[:8]
+    cli = ['--ros-args', '-r', f'/clock:={ns}/clock']
+    path = str(tmp_path / 'run.mcap')
+    rec_node = rclpy.create_node('recorder', namespace=ns, context=context, cli_args=cli)
+    topics = [('joint_states', JointState), ('commands', Float64MultiArray),
+              ('/clock', Clock), ('/diagnostics', DiagnosticArray)]
+    recorder = McapRecorder(rec_node, path, topics, metadata={'plant': 'pendulum'})
+    sim = SimNode(context=context, namespace=ns, cli_args=cli, idle_period_s=0.02)
+    probe = rclpy.create_node('probe', namespace=ns, context=context)
+    pub = probe.create_publisher(Float64MultiArray, 'commands',
+                                 QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+    executor = SingleThreadedExecutor(context=context)
+    for node in (rec_node, sim, probe):
+        executor.add_node(node)
+    n = 25
+    sent = [3.0 * math.sin(0.2 * k) for k in range(n)]
+    try:
+        clock_topic = f'{ns}/clock'
+        # the recorder hears the simulator and the probe before anything counts
+        _spin_until(executor, lambda: recorder.counts[f'{ns}/joint_states'] >= 1
+                    and recorder.counts[clock_topic] >= 1
+                    and pub.get_subscription_count() >= 2)
+        matched = recorder.publisher_counts()
+        assert matched[f'{ns}/commands'] == 1 and matched[f'{ns}/joint_states'] == 1
+        for k, u in enumerate(sent):
+            target = sim.time_ns + PERIOD_NS if sim.started else None
+            pub.publish(Float64MultiArray(data=[u]))
+            if target is None:
+                _spin_until(executor, lambda: sim.started)
+            else:
+                _spin_until(executor, lambda: sim.time_ns >= target)
+        _spin_until(executor, lambda: recorder.counts[f'{ns}/commands'] == n)
+        final_q = sim.plant.position()[0]
+        assert sim.steps - sim.idle_steps == n        # every command: one period
+        t_start = sim.time_ns - n * PERIOD_NS         # the time the first command was applied at
+        sim.publish_diagnostics()
+        _spin_until(executor, lambda: recorder.counts['/diagnostics'] >= 1)
+        executor.spin_once(timeout_sec=0.05)
+    finally:
+        recorder.close()
+        recorder.close()                                   # idempotent
+        executor.shutdown()
+        for node in (rec_node, sim, probe):
+            node.destroy_node()
+
+    counts = mcap_io.message_counts(path)
+    assert counts[f'{ns}/commands'] == n
+    assert counts == recorder.counts
+    assert mcap_io.topic_types(path) == {
+        f'{ns}/joint_states': 'sensor_msgs/msg/JointState',
+        f'{ns}/commands': 'std_msgs/msg/Float64MultiArray',
+        f'{ns}/clock': 'rosgraph_msgs/msg/Clock',
+        '/diagnostics': 'diagnostic_msgs/msg/DiagnosticArray'}
+
+    data = mcap_io.read(path)
+    assert set(data) == set(counts)
+    cmd = mcap_io.float64_arrays(data[f'{ns}/commands'])
+    assert cmd['data'][:, 0].tolist() == sent
+    js = mcap_io.joint_states(data[f'{ns}/joint_states'], joints=['joint1'])
+    after = js['t'] > t_start * 1e-9
+    # after the start every command produced exactly one state, one period apart
+    assert after.sum() == n
+    assert np.allclose(np.diff(js['t'][after]), PERIOD_NS * 1e-9)
+    assert js['position'][-1, 0] == final_q
+    assert js['effort'][after, 0].tolist() == pytest.approx(sent)
+    clocks = mcap_io.clock_times(data[f'{ns}/clock'])
+    assert (clocks > t_start * 1e-9).sum() == n
+    assert np.all(np.diff(clocks) > 0)
+    diags = mcap_io.diagnostics_values(data['/diagnostics'], 'lnn_sim')
+    assert diags and diags[-1][2]['commands accepted'] == str(n)
+
+    with open(path, 'rb') as f:
+        reader = make_reader(f, validate_crcs=True)
+        header = reader.get_header()
+        summary = reader.get_summary()
+        assert header.profile == 'ros2'
+        assert {s.encoding for s in summary.schemas.values()} == {'ros2msg'}
+        assert {c.message_encoding for c in summary.channels.values()} == {'cdr'}
+        assert [(m.name, m.metadata) for m in reader.iter_metadata()] == [
+            ('lnn_control', {'plant': 'pendulum'})]
+    with open(path, 'rb') as f:
+        reader = mcap_io._reader(f)
+        for _schema, channel, message, decoded in reader.iter_decoded_messages():
+            if channel.topic == f'{ns}/joint_states':    # publish time = header stamp (if set)
+                t = mcap_io.stamp_ns(decoded.header.stamp)
+                assert message.publish_time == (t or message.log_time)
+            if channel.topic == f'{ns}/commands':        # no header: the receive time
+                assert message.publish_time == message.log_time
+
+
+def test_demo_topics_are_absolute_typed_and_match_their_publishers_qos():
+    topics = {t: (msg_type, qos) for t, msg_type, qos in demo_topics()}
+    assert set(topics) == {'/joint_states', '/commands', '/lnn_controller/reference',
+                           '/diagnostics', '/clock'}
+    assert topics['/joint_states'][0] is JointState and topics['/clock'][0] is Clock
+    for topic, (_, qos) in topics.items():     # reliable publishers; reference: unknown
+        expected = (ReliabilityPolicy.BEST_EFFORT if topic.endswith('/reference')
+                    else ReliabilityPolicy.RELIABLE)
+        assert qos.reliability == expected
+
+
+def test_empty_recording_and_close_stops_recording(context, tmp_path):
+    node = rclpy.create_node('recorder', namespace='/t' + uuid.uuid4().hex[:8],
+                             context=context)
+    topic = node.get_namespace() + '/x'
+    path = str(tmp_path / 'empty.mcap')
+    try:
+        with McapRecorder(node, path, [('x', JointState)]) as recorder:
+            assert recorder.counts == {topic: 0}
+            assert [s.topic_name for s in node.subscriptions] == [topic]
+        assert list(node.subscriptions) == []
+    finally:
+        node.destroy_node()
+    assert mcap_io.message_counts(path) == {topic: 0}
+    assert mcap_io.read(path) == {topic: []}

@@ -1,0 +1,123 @@
+"""JointState / Float64MultiArray conversions (lnn_control.ros.conversions)."""
+import array
+import math
+
+import numpy as np
+import pytest
+
+pytest.importorskip('rclpy')
+
+from lnn_control.ros import conversions as C  # noqa: E402
+
+JOINTS = ('j1', 'j2', 'j3')
+
+
+def read(reader, msg):
+    q, qd = np.full(reader.n, -7.0), np.full(reader.n, -7.0)
+    reason = reader.read(msg, q, qd)
+    return reason, q, qd
+
+
+def test_matches_by_name_in_any_order_ignoring_extra_joints():
+    reader = C.JointStateReader(JOINTS)
+    msg = C.joint_state(['extra', 'j3', 'j1', 'j2'], [9.0, 3.0, 1.0, 2.0],
+                        [90.0, 30.0, 10.0, 20.0])
+    reason, q, qd = read(reader, msg)
+    assert reason is None
+    assert q.tolist() == [1.0, 2.0, 3.0]
+    assert qd.tolist() == [10.0, 20.0, 30.0]
+    # a different order from the same reader (the cached index map is rebuilt)
+    msg = C.joint_state(['j2', 'j1', 'j3'], [2.5, 1.5, 3.5], [0.0, 0.0, 0.0])
+    reason, q, _ = read(reader, msg)
+    assert reason is None and q.tolist() == [1.5, 2.5, 3.5]
+
+
+def test_extra_joints_values_are_not_inspected():
+    reader = C.JointStateReader(('a',))
+    msg = C.joint_state(['a', 'other'], [1.0, math.nan], [0.0, math.inf])
+    assert read(reader, msg)[0] is None
+
+
+@pytest.mark.parametrize('names, position, velocity, effort, reason', [
+    (['j1', 'j2', 'j3'], [0.0, math.nan, 0.0], [0.0] * 3, [], C.NON_FINITE),
+    (['j1', 'j2', 'j3'], [0.0] * 3, [0.0, 0.0, -math.inf], [], C.NON_FINITE),
+    (['j1', 'j2'], [0.0] * 2, [0.0] * 2, [], C.MISSING_JOINT),
+    ([], [], [], [], C.MISSING_JOINT),
+    (['j1', 'j2', 'j3'], [0.0] * 2, [0.0] * 3, [], C.LENGTH_MISMATCH),
+    (['j1', 'j2', 'j3'], [0.0] * 3, [0.0] * 4, [], C.LENGTH_MISMATCH),
+    (['j1', 'j2', 'j3'], [0.0] * 3, [0.0] * 3, [0.0], C.LENGTH_MISMATCH),
+    (['j1', 'j2', 'j3'], [0.0] * 3, [], [], C.LENGTH_MISMATCH),   # velocity required
+    (['j1', 'j2', 'j3', 'j1'], [0.0] * 4, [0.0] * 4, [], C.MALFORMED),
+])
+def test_rejections_leave_outputs_untouched(names, position, velocity, effort, reason):
+    reader = C.JointStateReader(JOINTS)
+    got, q, qd = read(reader, C.joint_state(names, position, velocity, effort))
+    assert got == reason
+    assert reason in C.REASONS
+    assert (q == -7.0).all() and (qd == -7.0).all()
+
+
+def test_stamp_going_backwards_is_refused_but_unstamped_is_accepted():
+    reader = C.JointStateReader(('a',))
+    ok = C.joint_state(['a'], [1.0], [0.0], stamp_ns=2_000_000_000)
+    assert read(reader, ok)[0] is None
+    assert read(reader, C.joint_state(['a'], [1.0], [0.0], stamp_ns=2_000_000_000))[0] is None
+    old = C.joint_state(['a'], [5.0], [0.0], stamp_ns=1_999_999_999)
+    assert read(reader, old)[0] == C.STAMP_BACKWARDS
+    assert reader.last_stamp_ns == 2_000_000_000
+    assert read(reader, C.joint_state(['a'], [5.0], [0.0]))[0] is None   # stamp 0: unchecked
+    reader.reset()
+    assert read(reader, old)[0] is None
+
+
+def test_a_refused_message_does_not_poison_the_cache():
+    reader = C.JointStateReader(('a', 'b'))
+    assert read(reader, C.joint_state(['a'], [1.0], [0.0]))[0] == C.MISSING_JOINT
+    assert read(reader, C.joint_state(['b', 'a'], [2.0, 1.0], [0.0, 0.0]))[1].tolist() == [1, 2]
+
+
+def test_velocity_optional_when_not_required():
+    reader = C.JointStateReader(('a', 'b'), require_velocity=False)
+    reason, q, qd = read(reader, C.joint_state(['b', 'a'], [2.0, 1.0]))
+    assert reason is None and q.tolist() == [1.0, 2.0] and qd.tolist() == [0.0, 0.0]
+    assert not reader.has_velocity
+
+
+def test_reference_messages_position_velocity_and_filtered_acceleration():
+    ref = C.ReferenceFromMessages(('a',), acceleration_time_constant_s=0.0)
+    assert not ref.received
+    assert ref.update(C.joint_state(['a'], [1.0], [0.0], stamp_ns=10**9), 0) is None
+    assert ref.received and ref.q.tolist() == [1.0] and ref.qdd.tolist() == [0.0]
+    # velocity 0 -> 0.5 in 0.1 s: with no filtering the acceleration is 5
+    assert ref.update(C.joint_state(['a'], [1.0], [0.5], stamp_ns=int(1.1e9)), 0) is None
+    assert ref.qd.tolist() == [0.5]
+    assert ref.qdd[0] == pytest.approx(5.0)
+    # position only: velocity and acceleration are zero (a set point)
+    assert ref.update(C.joint_state(['a'], [2.0], stamp_ns=int(1.2e9)), 0) is None
+    assert ref.qd.tolist() == [0.0] and ref.qdd.tolist() == [0.0]
+    # refused message: nothing changes
+    assert ref.update(C.joint_state(['a'], [math.nan]), 0) == C.NON_FINITE
+    assert ref.q.tolist() == [2.0]
+
+
+def test_reference_acceleration_is_low_pass_filtered_using_arrival_time():
+    ref = C.ReferenceFromMessages(('a',), acceleration_time_constant_s=0.1)
+    ref.update(C.joint_state(['a'], [0.0], [0.0]), arrival_ns=0)
+    ref.update(C.joint_state(['a'], [0.0], [0.1]), arrival_ns=100_000_000)
+    # raw 1.0 rad/s^2, alpha = dt / (tau + dt) = 0.5
+    assert ref.qdd[0] == pytest.approx(0.5)
+
+
+def test_command_message_reuses_its_buffer():
+    cmd = C.CommandMessage(3)
+    data = cmd.msg.data
+    assert isinstance(data, array.array) and data.typecode == 'd'
+    msg = cmd.set(np.array([1.0, -2.0, 3.5]))
+    assert msg is cmd.msg and msg.data is data
+    assert list(msg.data) == [1.0, -2.0, 3.5]
+
+
+def test_to_float64_multiarray():
+    msg = C.to_float64_multiarray(np.arange(3, dtype=np.float32))
+    assert list(msg.data) == [0.0, 1.0, 2.0]
+    assert C.to_float64_multiarray(np.zeros(0)).data.tolist() == []

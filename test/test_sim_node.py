@@ -1,0 +1,379 @@
+"""lnn_sim on real rclpy, in-process: lock-step protocol, command checks, parameters,
+reset, real-time liveness, and a closed loop with lnn_controller.
+
+Every test runs its nodes in a fresh context, in a namespace of its own with
+/clock remapped into it, so tests cannot hear each other (or other processes on
+the same ROS domain).
+"""
+import math
+import os
+import time
+import uuid
+
+import numpy as np
+import pytest
+
+if not os.environ.get('ROS_DOMAIN_ID'):        # conftest.py normally does this
+    os.environ['ROS_DOMAIN_ID'] = str(np.random.randint(1, 101))
+os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
+
+rclpy = pytest.importorskip('rclpy')
+
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
+from rosgraph_msgs.msg import Clock  # noqa: E402
+from sensor_msgs.msg import JointState  # noqa: E402
+from std_msgs.msg import Float64MultiArray  # noqa: E402
+from std_srvs.srv import Trigger  # noqa: E402
+
+from lnn_control.plants import Plant  # noqa: E402
+from lnn_control.ros import sim_node  # noqa: E402
+from lnn_control.ros.sim_node import SimNode  # noqa: E402
+
+PERIOD_NS = 10_000_000
+BEST_EFFORT = QoSProfile(depth=100, reliability=ReliabilityPolicy.BEST_EFFORT)
+RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+
+
+def stamp(t):
+    return t.sec * 1_000_000_000 + t.nanosec
+
+
+class Harness:
+    """A SimNode plus a probe node (commands out; joint_states and /clock in) on one executor."""
+
+    def __init__(self, context, overrides=(), extra_nodes=(), **sim_kwargs):
+        self.ns = '/t' + uuid.uuid4().hex[:8]
+        self.clock_topic = self.ns + '/clock'
+        self.cli = ['--ros-args', '-r', f'/clock:={self.clock_topic}']
+        self.sim = SimNode(context=context, namespace=self.ns, cli_args=self.cli,
+                           parameter_overrides=[Parameter(k, value=v) for k, v in overrides],
+                           **sim_kwargs)
+        self.probe = rclpy.create_node('probe', namespace=self.ns, context=context)
+        self.events = []       # ('state' | 'clock', stamp_ns) in arrival order
+        self.states = []
+        self.clocks = []
+        # best effort, like the controller (joint_states) and rclpy's TimeSource (/clock)
+        self.probe.create_subscription(JointState, 'joint_states', self._on_state, BEST_EFFORT)
+        self.probe.create_subscription(Clock, self.clock_topic, self._on_clock, BEST_EFFORT)
+        self.pub = self.probe.create_publisher(Float64MultiArray, 'commands', RELIABLE)
+        self.executor = SingleThreadedExecutor(context=context)
+        for node in (self.sim, self.probe, *extra_nodes):
+            self.executor.add_node(node)
+        self.nodes = [self.sim, self.probe, *extra_nodes]
+
+    def _on_state(self, msg):
+        self.states.append(msg)
+        self.events.append(('state', stamp(msg.header.stamp)))
+
+    def _on_clock(self, msg):
+        self.clocks.append(stamp(msg.clock))
+        self.events.append(('clock', stamp(msg.clock)))
+
+    def spin_until(self, condition, timeout=5.0):
+        end = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() > end:
+                return False
+            self.executor.spin_once(timeout_sec=0.01)
+        return True
+
+    def spin_for(self, seconds):
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            self.executor.spin_once(timeout_sec=0.01)
+
+    def command(self, values):
+        self.pub.publish(Float64MultiArray(data=[float(v) for v in values]))
+
+    def wait_matched(self):
+        assert self.spin_until(lambda: self.pub.get_subscription_count() >= 1
+                               and len(self.clocks) >= 1)
+
+    def start(self, first=(0.0,)):
+        """Send the first command and wait until lock-step has taken over."""
+        self.wait_matched()
+        self.command(first)
+        assert self.spin_until(lambda: self.sim.started and self.clocks[-1] == self.sim.time_ns)
+
+    def step(self, values, timeout=5.0):
+        """One command -> wait for the clock of the new time; returns (state, clock)."""
+        target = self.sim.time_ns + PERIOD_NS
+        self.command(values)
+        assert self.spin_until(lambda: self.clocks and self.clocks[-1] >= target, timeout), \
+            f'no clock {target} (last {self.clocks[-1:]})'
+        state = [s for s in self.states if stamp(s.header.stamp) == target]
+        return (state[-1] if state else None), self.clocks[-1]
+
+    def close(self):
+        self.executor.shutdown()
+        for node in self.nodes:
+            node.destroy_node()
+
+
+@pytest.fixture
+def context():
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    yield ctx
+    rclpy.try_shutdown(context=ctx)
+
+
+@pytest.fixture
+def harness(context):
+    made = []
+
+    def make(*args, **kwargs):
+        h = Harness(context, *args, **kwargs)
+        made.append(h)
+        return h
+    yield make
+    for h in made:
+        h.close()
+
+
+# ----------------------------------------------------------------------------------------
+# lock-step
+
+def test_idles_until_the_first_command_then_advances_one_period_per_command(harness):
+    h = harness(idle_period_s=0.02)
+    assert h.spin_until(lambda: len(h.clocks) >= 3)
+    assert not h.sim.started
+    idle = h.clocks[-3:]
+    assert np.all(np.diff(idle) == PERIOD_NS)             # idle: one period per tick
+    h.start()
+    for k in range(5):
+        before = h.sim.time_ns
+        state, clock = h.step([1.0])
+        assert clock - before == PERIOD_NS                 # exactly one control period
+        assert state is not None, 'no joint_states stamped with the new time'
+        assert list(state.name) == ['joint1']
+        assert len(state.position) == len(state.velocity) == len(state.effort) == 1
+        assert list(state.effort) == [1.0]
+        # the state of time t is published before the clock reaches t
+        assert h.events.index(('state', clock)) < h.events.index(('clock', clock))
+    # after the first command time advances only on commands
+    t = h.sim.time_ns
+    h.spin_for(0.3)
+    assert h.sim.time_ns == t and max(h.clocks) == t
+    assert h.sim.steps == h.sim.idle_steps + 6
+
+
+def test_lockstep_run_is_the_plant_run_bit_for_bit(harness):
+    """Whatever the wall timing, the published states equal a plain Plant run."""
+    commands = [5.0 * math.sin(0.3 * k) for k in range(40)]
+    runs = []
+    for _ in range(2):
+        h = harness(idle_period_s=0.02)
+        h.start(first=[commands[0]])
+        positions = [h.sim.plant.position()[0]]
+        for u in commands[1:]:
+            state, _ = h.step([u])
+            positions.append(state.position[0])
+        runs.append(positions)
+    assert runs[0] == runs[1]
+    plant = Plant('pendulum')              # idle steps at rest with zero effort change nothing
+    expected = []
+    for u in commands:
+        plant.step(np.array([u]), 0.01)
+        expected.append(plant.position()[0])
+    assert runs[0] == expected
+
+
+def test_scheduled_payload_change_happens_at_the_same_loop_tick(harness):
+    """payload_change.time_s counts from the first command, not from idle start-up."""
+    h = harness([('payload_change.time_s', 0.05), ('payload_change.scale', 3.0)],
+                idle_period_s=0.02)
+    assert h.spin_until(lambda: len(h.clocks) >= 2)       # some idle periods first
+    h.start()
+    scales = []
+    for _ in range(8):
+        h.step([0.0])
+        scales.append(h.sim.plant.payload_scale)
+    # first command = commanded step 0; the change applies before commanded step 5
+    assert scales == [1.0] * 4 + [3.0] * 4
+
+
+def test_invalid_commands_are_rejected_counted_and_do_not_advance(harness):
+    h = harness(idle_period_s=0.02)
+    h.wait_matched()
+    h.command([1.0, 2.0])                  # before the start: must not start lock-step
+    h.spin_for(0.15)
+    assert not h.sim.started and h.sim.rejected['length_mismatch'] == 1
+    h.start(first=[2.0])
+    t = h.sim.time_ns
+    for bad in ([1.0, 2.0], [], [math.nan], [math.inf]):
+        h.command(bad)
+    assert h.spin_until(lambda: sum(h.sim.rejected.values()) == 5)
+    h.spin_for(0.1)
+    assert h.sim.rejected == {'length_mismatch': 3, 'non_finite': 2}
+    assert h.sim.time_ns == t                          # nothing advanced
+    state, _ = h.step([3.0])                           # a valid one still works
+    assert list(state.effort) == [3.0]
+    diag = {kv.key: kv.value for kv in h.sim.diagnostics().status[0].values}
+    assert diag['commands rejected: length_mismatch'] == '3'
+    assert diag['commands rejected: non_finite'] == '2'
+
+
+def test_effort_is_clipped_to_the_actuator_limit(harness):
+    h = harness()
+    h.start()
+    state, _ = h.step([1e6])
+    assert list(state.effort) == [20.0]
+
+
+def test_stall_guard_republishes_the_same_time(harness):
+    h = harness(idle_period_s=0.02, resend_after_s=0.1)
+    h.start()
+    t = h.sim.time_ns
+    n = len(h.clocks)
+    h.spin_for(0.35)
+    assert h.sim.resends >= 2
+    assert len(h.clocks) > n and set(h.clocks[n:]) == {t}   # repeated, never advanced
+    assert h.sim.time_ns == t
+
+
+def test_arm2_and_cartpole_publish_every_joint(harness):
+    h = harness([('model', 'cartpole')])
+    h.start(first=[0.0])
+    state, _ = h.step([10.0])
+    assert list(state.name) == ['cart', 'pole']          # passive pole included
+    assert list(state.effort) == [10.0, 0.0]
+    assert state.position[0] > 0
+    h2 = harness([('model', 'arm2'), ('joints', ['joint2', 'joint1'])])
+    h2.start(first=[0.0, 0.0])
+    state, _ = h2.step([1.0, -3.0])                       # command order = `joints`
+    assert list(state.name) == ['joint1', 'joint2']
+    assert list(state.effort) == [-3.0, 1.0]
+
+
+# ----------------------------------------------------------------------------------------
+# parameters
+
+def test_payload_scale_is_live_and_validated(harness):
+    h = harness()
+    sim = h.sim
+    mass0 = sim.plant.model.body_mass[sim.plant._payload_id]
+    (ok,) = sim.set_parameters([Parameter('payload_scale', value=2.5)])
+    assert ok.successful, ok.reason
+    assert sim.plant.payload_scale == 2.5
+    assert sim.plant.model.body_mass[sim.plant._payload_id] == pytest.approx(2.5 * mass0)
+    (ok,) = sim.set_parameters([Parameter('payload_scale', value=3)])    # int widened
+    assert ok.successful and sim.plant.payload_scale == 3.0
+    for bad, reason in ((0.0, '> 0.0'), (-1.0, ''), (math.nan, ''), (1e3, ''),
+                        ('heavy', '')):
+        (res,) = sim.set_parameters([Parameter('payload_scale', value=bad)])
+        assert not res.successful and reason in res.reason, (bad, res.reason)
+    assert sim.plant.payload_scale == 3.0
+    for name, value in (('lockstep', False), ('model', 'arm2'), ('control_period_s', 0.02)):
+        (res,) = sim.set_parameters([Parameter(name, value=value)])
+        assert not res.successful and 'read-only' in res.reason
+
+
+def test_payload_scale_from_overrides_and_initial_positions(harness):
+    h = harness([('payload_scale', 2.0), ('initial_positions', [0.4])])
+    assert h.sim.plant.payload_scale == 2.0
+    assert h.sim.plant.position()[0] == pytest.approx(0.4)
+
+
+@pytest.mark.parametrize('overrides, fragment', [
+    ([('model', 'no_such_plant')], 'unknown plant'),
+    ([('joints', ['elbow'])], 'not actuated'),
+    ([('initial_positions', [0.1, 0.2])], 'initial_positions'),
+    ([('control_period_s', 0.0105)], 'multiple of the model timestep'),
+    ([('payload_scale', 0.0)], 'payload_scale'),
+])
+def test_invalid_parameters_refuse_to_start(context, overrides, fragment):
+    with pytest.raises(ValueError, match='invalid parameters') as err:
+        SimNode(context=context, parameter_overrides=[Parameter(k, value=v)
+                                                      for k, v in overrides])
+    assert fragment in str(err.value)
+
+
+def test_main_exits_with_1_on_invalid_parameters():
+    assert sim_node.main(['lnn_sim', '--ros-args', '-p', 'model:=no_such_plant']) == 1
+
+
+# ----------------------------------------------------------------------------------------
+# reset
+
+def test_reset_service_restores_state_and_keeps_time_monotonic(harness):
+    h = harness([('initial_positions', [0.2])])
+    h.start(first=[0.0])
+    for _ in range(20):
+        h.step([15.0])
+    assert h.sim.plant.position()[0] > 0.5
+    t = h.sim.time_ns
+    client = h.probe.create_client(Trigger, h.ns + '/lnn_sim/reset')
+    assert client.wait_for_service(timeout_sec=5.0)
+    n = len(h.states)
+    future = client.call_async(Trigger.Request())
+    assert h.spin_until(lambda: future.done() and len(h.states) > n)
+    assert future.result().success, future.result().message
+    reset_state = h.states[-1]
+    assert stamp(reset_state.header.stamp) == t             # same time: never backwards
+    assert reset_state.position[0] == pytest.approx(0.2)
+    assert list(reset_state.velocity) == [0.0] and list(reset_state.effort) == [0.0]
+    state, clock = h.step([0.0])
+    assert clock == t + PERIOD_NS
+    assert state.position[0] == pytest.approx(0.2, abs=0.01)
+    assert h.sim.resets == 1
+
+
+# ----------------------------------------------------------------------------------------
+# real time
+
+def test_realtime_mode_is_alive(harness):
+    """Liveness only: states arrive, commands are applied, no /clock. No timing asserts."""
+    h = harness([('lockstep', False), ('publish_rate_hz', 200.0)])
+    assert h.spin_until(lambda: len(h.states) >= 5)
+    assert h.clocks == [] and h.sim._clock_pub is None
+    assert h.spin_until(lambda: h.pub.get_subscription_count() >= 1)
+    h.command([4.0])
+    assert h.spin_until(lambda: h.states[-1].effort[0] == 4.0)
+    n = len(h.states)
+    assert h.spin_until(lambda: len(h.states) >= n + 3)
+    assert h.sim.plant.position()[0] != 0.0                # the physics moved
+    stamps = [stamp(s.header.stamp) for s in h.states]
+    assert all(b >= a for a, b in zip(stamps, stamps[1:]))
+    h.command([math.nan])
+    assert h.spin_until(lambda: h.sim.rejected['non_finite'] == 1)
+    n = len(h.states)
+    assert h.spin_until(lambda: len(h.states) >= n + 2)
+    assert h.states[-1].effort[0] == 4.0                   # last valid effort kept
+
+
+# ----------------------------------------------------------------------------------------
+# closed loop with the real controller
+
+def test_closed_loop_with_the_controller_in_lockstep(context):
+    controller_node = pytest.importorskip('lnn_control.ros.controller_node')
+    ns = '/t' + uuid.uuid4().hex[:8]
+    cli = ['--ros-args', '-r', f'/clock:={ns}/clock']
+    sim = SimNode(context=context, namespace=ns, cli_args=cli, idle_period_s=0.02)
+    ctl = controller_node.LnnControllerNode(
+        context=context, namespace=ns, cli_args=cli,
+        parameter_overrides=[Parameter('use_sim_time', value=True),
+                             Parameter('reference.mode', value='sum_of_sines'),
+                             Parameter('reservoir.size', value=50)])
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(sim)
+    executor.add_node(ctl)
+    try:
+        end = time.monotonic() + 60
+        while sim.time_ns < 2_000_000_000 and time.monotonic() < end:
+            executor.spin_once(timeout_sec=0.01)
+        assert sim.time_ns >= 2_000_000_000 and sim.started
+        assert sim.rejected == {'length_mismatch': 0, 'non_finite': 0}
+        # after start-up every advance was caused by exactly one controller command
+        assert ctl.commands_published - sim.commands_accepted in (0, 1)   # one in flight
+        applied = sim.steps - sim.idle_steps
+        assert sim.commands_accepted - 1 <= applied <= sim.commands_accepted
+        assert sim.resends == 0
+        q = sim.plant.position()[0]
+        assert abs(q) < 1.0 and np.abs(sim.plant.effort()).max() > 0     # tracking, bounded
+    finally:
+        executor.shutdown()
+        sim.destroy_node()
+        ctl.destroy_node()
