@@ -59,8 +59,9 @@ def _args(ns: str, params: Mapping[str, Any], params_file: str | None = None) ->
     return args
 
 
-def controller_command(ns: str, plant: str, learning: bool, extra: Mapping[str, Any]) -> list[str]:
-    params = {'use_sim_time': True, 'sync_to_joint_state_stamps': True,
+def controller_command(ns: str, plant: str, learning: bool, extra: Mapping[str, Any],
+                       lockstep: bool = True) -> list[str]:
+    params = {'use_sim_time': lockstep, 'sync_to_joint_state_stamps': lockstep,
               'reference.mode': 'sum_of_sines',
               'learning_enabled': learning, 'control_rate_hz': 1.0 / CONTROL_PERIOD_S, **extra}
     return _executable('lnn_controller') + _args(ns, params, CL.config_path(plant))
@@ -87,7 +88,6 @@ def run(plant: str, neuron: str, duration: float, out: str, payload_change_at: f
     from .recorder import BEST_EFFORT_QOS, DEFAULT_QOS, McapRecorder
 
     from diagnostic_msgs.msg import DiagnosticArray
-    from rosgraph_msgs.msg import Clock
     from sensor_msgs.msg import JointState
     from std_msgs.msg import Float64MultiArray
 
@@ -96,7 +96,8 @@ def run(plant: str, neuron: str, duration: float, out: str, payload_change_at: f
                  'reference.seed': seed, **(extra or {})}
     cfg = P.resolve(CL.plant_params(plant, overrides))
     joints = list(cfg['joints'])
-    # The simulators' states are transient-local: a recorder matched late still gets them.
+    # The simulators' states are transient-local: a recorder matched after the first
+    # states still gets them, so a lock-step recording starts at t = 0.
     states_qos = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE,
                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
     topics = [('/diagnostics', DiagnosticArray, DEFAULT_QOS)]
@@ -110,14 +111,19 @@ def run(plant: str, neuron: str, duration: float, out: str, payload_change_at: f
     node = rclpy.create_node('lnn_demo_recorder', context=context)
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
+    # Loop time of each arm: stamp of its latest tick minus that of its first.
+    first: dict[str, float] = {}
     latest = {ns: 0.0 for ns, _ in ARMS}
 
-    def clock_watch(ns):
+    def tick_watch(ns):
         def cb(msg):
-            latest[ns] = msg.clock.sec + msg.clock.nanosec * 1e-9
+            t = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+            first.setdefault(ns, t)
+            latest[ns] = t - first[ns]
         return cb
     for ns, _ in ARMS:
-        node.create_subscription(Clock, f'/{ns}/clock', clock_watch(ns), BEST_EFFORT_QOS)
+        node.create_subscription(JointState, f'/{ns}/lnn_controller/desired', tick_watch(ns),
+                                 BEST_EFFORT_QOS)
     recorder = McapRecorder(node, mcap_path, topics, metadata={
         'plant': plant, 'neuron': neuron, 'duration_s': duration,
         'payload_change_at_s': payload_change_at or 0.0, 'seed': seed,
@@ -130,7 +136,8 @@ def run(plant: str, neuron: str, duration: float, out: str, payload_change_at: f
     try:
         # Controllers first: the recorder must be matched before anything moves.
         for ns, learning in ARMS:
-            procs.append(subprocess.Popen(controller_command(ns, plant, learning, overrides),
+            procs.append(subprocess.Popen(controller_command(ns, plant, learning, overrides,
+                                                             lockstep),
                                           stdout=log, stderr=subprocess.STDOUT, env=env))
         _spin_until(executor, lambda: all(
             recorder.publisher_counts()[f'/{ns}/commands'] >= 1 and
@@ -148,17 +155,13 @@ def run(plant: str, neuron: str, duration: float, out: str, payload_change_at: f
             from tqdm import tqdm
             bar = tqdm(total=duration, unit='sim s', desc='PD + adaptive over ROS 2',
                        bar_format='{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} {unit}')
-        # The loop clock starts at the first command: wait for duration past it.
-        start = {}
-
         def done():
-            for ns, _ in ARMS:
-                if ns not in start and recorder.counts.get(f'/{ns}/commands', 0) > 0:
-                    start[ns] = latest[ns]
-            ready = [latest[ns] - start[ns] for ns, _ in ARMS if ns in start]
-            if bar is not None and len(ready) == len(ARMS):
-                bar.update(max(0.0, min(ready)) - bar.n)
-            return len(ready) == len(ARMS) and min(ready) >= duration + 2 * CONTROL_PERIOD_S
+            if len(first) < len(ARMS):
+                return False
+            elapsed = min(latest.values())
+            if bar is not None:
+                bar.update(max(0.0, min(elapsed, duration)) - bar.n)
+            return elapsed >= duration + 2 * CONTROL_PERIOD_S
         _spin_until(executor, done, timeout=timeout_s, procs=procs, what='the run to finish')
         if bar is not None:
             bar.update(duration - bar.n)
@@ -173,6 +176,7 @@ def run(plant: str, neuron: str, duration: float, out: str, payload_change_at: f
                 p.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 p.kill()
+        _drain(executor, recorder)
         recorder.close()
         executor.shutdown()
         node.destroy_node()
@@ -185,6 +189,17 @@ def run(plant: str, neuron: str, duration: float, out: str, payload_change_at: f
                'seed': seed, **CL.summarize(traces[0], traces[1], duration, payload_change_at),
                'messages': mcap_io.message_counts(mcap_path)}
     return summary
+
+
+def _drain(executor, recorder, quiet_s: float = 0.3, limit_s: float = 5.0) -> None:
+    """Take what the readers still hold: spin until nothing new came for ``quiet_s``."""
+    end = time.monotonic() + limit_s
+    total, quiet_since = -1, time.monotonic()
+    while time.monotonic() < end and time.monotonic() - quiet_since < quiet_s:
+        executor.spin_once(timeout_sec=0.02)
+        now_total = sum(recorder.counts.values())
+        if now_total != total:
+            total, quiet_since = now_total, time.monotonic()
 
 
 def _spin_until(executor, condition, timeout: float, procs, what: str) -> None:
@@ -203,8 +218,8 @@ def traces_from_mcap(path: str) -> tuple[list[CL.Trace], dict[str, str]]:
     """PD and adaptive traces from a demo recording, on the loop's own time axis.
 
     Time zero is each arm's first control tick (its first ``desired``); the
-    measured state of tick t is the joint_states stamped t. The learning error
-    is recomputed as the PD output from the recorded gains.
+    measured state of tick t is the latest joint_states stamped at or before t.
+    The learning error is recomputed as the PD output from the recorded gains.
     """
     meta = mcap_io.metadata(path)
     joints = meta['joints'].split(',')
@@ -217,19 +232,23 @@ def traces_from_mcap(path: str) -> tuple[list[CL.Trace], dict[str, str]]:
         commands = data.get(f'/{ns}/commands', [])
         if desired['stamp_ns'].size == 0:
             raise ValueError(f'{path} holds no /{ns}/lnn_controller/desired messages')
-        index = {int(s): k for k, s in enumerate(measured['stamp_ns'])}
-        # The run is ``duration_s`` long from the first tick; an arm that ran on while
-        # the other finished must not add ticks to its windows.
+        # Pair each tick with the latest state stamped at or before it: in lock-step
+        # that is the state stamped with the tick time itself.
+        order = np.argsort(measured['stamp_ns'], kind='stable')
+        stamps = measured['stamp_ns'][order]
         end_ns = desired['stamp_ns'][0] + int(round(float(meta['duration_s']) * 1e9))
-        rows = [(k, index[int(s)]) for k, s in enumerate(desired['stamp_ns'])
-                if int(s) in index and s < end_ns]
-        d, m = np.array([r[0] for r in rows]), np.array([r[1] for r in rows])
+        pos = np.searchsorted(stamps, desired['stamp_ns'], side='right') - 1
+        d = np.flatnonzero((pos >= 0) & (desired['stamp_ns'] < end_ns))
+        m = order[pos[d]]
         t = (desired['stamp_ns'][d] - desired['stamp_ns'][0]) * 1e-9
         q_d, qd_d = desired['position'][d], desired['velocity'][d]
         q, qd = measured['position'][m], measured['velocity'][m]
-        u = np.array([np.asarray(msg.data) for _, msg in commands[:len(t)]])
-        if len(u) < len(t):
-            u = np.vstack([u.reshape(-1, len(joints)), np.full((len(t) - len(u), len(joints)), np.nan)])
+        # The node publishes each tick's command and desired state together, so the
+        # k-th command belongs to the k-th desired.
+        u = np.full((len(d), len(joints)), np.nan)
+        for row, k in enumerate(d):
+            if k < len(commands):
+                u[row] = commands[k][1].data
         err = np.linalg.norm(kp * (q_d - q) + kd * (qd_d - qd), axis=1)
         traces.append(CL.Trace(t, q_d, q, u, err, label='adaptive' if learning else 'PD only'))
     return traces, meta
