@@ -96,6 +96,7 @@ class AdaptiveController:
         self.ticks = 0
         self.learning_error = 0.0     # |PD output| (feedback_error) or |a-priori error|
         self.reset_state()
+        _warm_up_kernels()
 
     # -- configuration -----------------------------------------------------------
     def _estimate_feature_power(self) -> float:
@@ -282,3 +283,17 @@ class AdaptiveController:
         np.cos(q, out=u[5 * n:])
         self._features(self.reservoir, u, self._phi)
         self._predict()
+
+
+def _warm_up_kernels() -> None:
+    """Compile (or load from numba's cache) every per-tick kernel now, on tiny
+    arrays of the same types, so the first control tick does not pay for it."""
+    n = 3
+    for forgetting in RLSReadout.FORGETTING:
+        r = RLSReadout(n, 1, 0.99, 1.0, forgetting=forgetting)
+        r.update(np.ones(n), np.ones(1))
+        r.predict(np.ones(n))
+        r.covariance()
+    io, out = np.ones((5, 1)), np.zeros(1)
+    K.feedback_error_inputs(io, np.ones(3), np.ones(1), np.ones(1), out, np.zeros(7))
+    K.saturated_sum(out, out, np.ones(1), np.zeros(1))

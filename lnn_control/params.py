@@ -154,6 +154,9 @@ SIMULATOR = (
     Param('control_period_s', DOUBLE, 0.01,
           'Simulated time advanced per command in lock-step mode.', 0.0, 1.0,
           open_low=True, read_only=True),
+    Param('paused', BOOL, False,
+          'Lock-step: hold simulated time (state and /clock are republished each second, '
+          'commands wait) until set false; lets a recorder attach before the loop starts.'),
     Param('physics_rate_hz', DOUBLE, 1000.0, 'Physics rate in real-time mode.',
           1.0, 100000.0, read_only=True),
     Param('publish_rate_hz', DOUBLE, 100.0, 'joint_states rate in real-time mode.',

@@ -8,6 +8,18 @@ domain is read when a context is initialised.
 """
 import os
 
+import pytest
+
 if not os.environ.get('ROS_DOMAIN_ID'):
     os.environ['ROS_DOMAIN_ID'] = str(os.getpid() % 100 + 101)
 os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
+
+
+@pytest.fixture
+def context():
+    """A ROS context of the test's own, so nodes of one test never outlive it."""
+    import rclpy
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    yield ctx
+    rclpy.try_shutdown(context=ctx)

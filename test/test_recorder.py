@@ -83,14 +83,6 @@ def test_definition_is_rosbag2_complete_format():
     assert diag.count('MSG: builtin_interfaces/msg/Time') == 1
 
 
-@pytest.fixture
-def context():
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx)
-    yield ctx
-    rclpy.try_shutdown(context=ctx)
-
-
 def _spin_until(executor, condition, timeout=5.0):
     end = time.monotonic() + timeout
     while not condition():

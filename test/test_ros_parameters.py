@@ -13,14 +13,6 @@ from lnn_control.ros import parameters as RP  # noqa: E402
 
 
 @pytest.fixture
-def context():
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx)
-    yield ctx
-    rclpy.try_shutdown(context=ctx)
-
-
-@pytest.fixture
 def make_node(context):
     nodes = []
 

@@ -113,14 +113,6 @@ class Harness:
 
 
 @pytest.fixture
-def context():
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx)
-    yield ctx
-    rclpy.try_shutdown(context=ctx)
-
-
-@pytest.fixture
 def harness(context):
     made = []
 
@@ -193,6 +185,17 @@ def test_scheduled_payload_change_happens_at_the_same_loop_tick(harness):
         scales.append(h.sim.plant.payload_scale)
     # first command = commanded step 0; the change applies before commanded step 5
     assert scales == [1.0] * 4 + [3.0] * 4
+
+
+def test_paused_holds_time_and_commands_until_released(harness):
+    h = harness([('paused', True)], idle_period_s=0.02)
+    h.wait_matched()
+    h.command([1.0])
+    h.spin_for(0.3)
+    assert h.sim.time_ns == 0 and not h.sim.started      # no idling, command held
+    h.sim.set_parameters([Parameter('paused', value=False)])
+    assert h.spin_until(lambda: h.sim.started and h.sim.time_ns == PERIOD_NS)
+    assert h.sim.plant.effort()[0] == 1.0                 # the held command went first
 
 
 def test_invalid_commands_are_rejected_counted_and_do_not_advance(harness):

@@ -22,7 +22,6 @@ the one set point that cannot make the robot move.
 from __future__ import annotations
 
 import argparse
-import copy
 import os
 import sys
 import time
@@ -38,7 +37,8 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.qos import qos_profile_sensor_data
+from rclpy.qos import (DurabilityPolicy, QoSProfile, ReliabilityPolicy,
+                       qos_profile_sensor_data)
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import SetBool, Trigger
@@ -50,6 +50,8 @@ from . import conversions as C
 from . import parameters as RP
 
 NODE_NAME = 'lnn_controller'
+OUTPUT_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
+                        durability=DurabilityPolicy.TRANSIENT_LOCAL)
 # Node-level failure counted alongside the message rejections.
 CONTROLLER_REFUSED = 'controller_refused'
 RCLError = _rclpy.RCLError     # as rclpy.subscription does; not re-exported publicly
@@ -112,7 +114,6 @@ class LnnControllerNode(Node):
         values = RP.declare(self, P.CONTROLLER)
         self.controller = AdaptiveController(values)
         ctrl = self.controller
-        self._warm_up()
         self.joints = ctrl.joints
         n = ctrl.n
         self.period_ns = int(round(1e9 / values['control_rate_hz']))
@@ -164,10 +165,13 @@ class LnnControllerNode(Node):
         self._diag_mark = (0, 0, self.get_clock().now().nanoseconds)
 
         RP.attach(self, P.CONTROLLER, n, self._apply_parameters)
-        # Depth 100: a recorder that falls behind for a moment still gets every command.
-        self._commands_pub = self.create_publisher(Float64MultiArray, 'commands', 100)
+        # Reliable (as ros2_control's forward command controllers subscribe), depth 100
+        # and transient-local: a recorder that falls behind for a moment, or is matched
+        # after the first ticks, still gets every command. Volatile subscribers (a
+        # forward command controller) get no replay.
+        self._commands_pub = self.create_publisher(Float64MultiArray, 'commands', OUTPUT_QOS)
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
-        self._desired_pub = self.create_publisher(JointState, '~/desired', 100)
+        self._desired_pub = self.create_publisher(JointState, '~/desired', OUTPUT_QOS)
         self._desired_msg = JointState()
         self._desired_msg.name = list(self.joints)
         self.create_subscription(JointState, 'joint_states', self._on_joint_states,
@@ -196,18 +200,6 @@ class LnnControllerNode(Node):
             handle.unregister()
             self._jump_handle = None
         super().destroy_node()
-
-    def _warm_up(self) -> None:
-        """Run the tick's code paths once on a throwaway copy.
-
-        The core JIT-warms the reservoir but not the readout update, whose first
-        call costs tens of ms (loading it from numba's cache) -- an overrun on the
-        first real tick. A deep copy leaves the real controller untouched.
-        """
-        twin = copy.deepcopy(self.controller)
-        z = np.zeros(twin.n)
-        for _ in range(2):
-            twin.step((z, z), (z, z, z))
 
     # -- parameters ------------------------------------------------------------------
     def _apply_parameters(self, changes: dict[str, Any]) -> None:
@@ -248,7 +240,10 @@ class LnnControllerNode(Node):
             return
         self.sensor_messages += 1
         self._sensor_stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-        self._sensor_time_ns = self.get_clock().now().nanoseconds
+        # Sensor age from the stamp when it is the simulator's own time: the arrival
+        # time reads 0 if this state comes before the first /clock.
+        self._sensor_time_ns = (self._sensor_stamp_ns if self._sync_stamps
+                                else self.get_clock().now().nanoseconds)
         self._sensor_wall_ns = time.perf_counter_ns()
         if not self._have_sensor:
             self._have_sensor = True
@@ -340,16 +335,17 @@ class LnnControllerNode(Node):
             except ValueError as e:
                 view[:] = 0.0
                 self._refuse(self.rejected, CONTROLLER_REFUSED, f'a tick: {e}')
-            self._publish_desired(now)
         if not np.isfinite(view).all():     # cannot happen with a finite readout; be sure
             view[:] = 0.0
         self._commands_pub.publish(self._command.msg)
+        self._publish_desired(now)      # every command has its desired state
         self.commands_published += 1
         self.stats.record(start, time.perf_counter_ns(), self._sensor_wall_ns, self.period_ns)
 
     def _publish_desired(self, now: int) -> None:
-        """The desired state this tick tracked, stamped with the tick time, so a
-        recording or a plot can set it against the joint_states of that time."""
+        """The desired state of this tick (the last one while sensors are stale),
+        stamped with the tick time, so a recording or a plot can set it against
+        the joint_states of that time; one per published command."""
         msg = self._desired_msg
         msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(now, 1_000_000_000)
         msg.position = self._q_d

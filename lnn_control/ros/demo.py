@@ -70,7 +70,7 @@ def controller_command(ns: str, plant: str, learning: bool, extra: Mapping[str, 
 def sim_command(ns: str, plant: str, joints: Sequence[str], lockstep: bool,
                 payload_change_at: float | None) -> list[str]:
     params = {'model': plant, 'joints': list(joints), 'lockstep': lockstep,
-              'control_period_s': CONTROL_PERIOD_S}
+              'paused': lockstep, 'control_period_s': CONTROL_PERIOD_S}
     if payload_change_at:
         params['payload_change.time_s'] = payload_change_at
         params['payload_change.scale'] = CL.PAYLOAD_SCALE
@@ -96,15 +96,15 @@ def run(plant: str, neuron: str, duration: float, out: str, payload_change_at: f
                  'reference.seed': seed, **(extra or {})}
     cfg = P.resolve(CL.plant_params(plant, overrides))
     joints = list(cfg['joints'])
-    # The simulators' states are transient-local: a recorder matched after the first
-    # states still gets them, so a lock-step recording starts at t = 0.
-    states_qos = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE,
-                            durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    # Simulator states and controller outputs are published transient-local: what was
+    # sent before the recorder matched a publisher is replayed to it (real time).
+    latched = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
     topics = [('/diagnostics', DiagnosticArray, DEFAULT_QOS)]
     for ns, _ in ARMS:
-        topics += [(f'/{ns}/joint_states', JointState, states_qos),
-                   (f'/{ns}/commands', Float64MultiArray, DEFAULT_QOS),
-                   (f'/{ns}/lnn_controller/desired', JointState, DEFAULT_QOS)]
+        topics += [(f'/{ns}/joint_states', JointState, latched),
+                   (f'/{ns}/commands', Float64MultiArray, latched),
+                   (f'/{ns}/lnn_controller/desired', JointState, latched)]
     mcap_path = os.path.join(out, 'run.mcap')
     context = rclpy.Context()
     rclpy.init(context=context)
@@ -134,22 +134,23 @@ def run(plant: str, neuron: str, duration: float, out: str, payload_change_at: f
     env = dict(os.environ, PYTHONUNBUFFERED='1')
     timeout_s = timeout_s or 120.0 + 3.0 * duration
     try:
-        # Controllers first: the recorder must be matched before anything moves.
+        # Lock-step simulators start paused, so nothing moves until the recorder is
+        # matched to every publisher and has the simulators' first states; then both
+        # loops are released. (Real time cannot wait: it records from when it can.)
+        for ns, _ in ARMS:
+            procs.append(subprocess.Popen(sim_command(ns, plant, joints, lockstep,
+                                                      payload_change_at),
+                                          stdout=log, stderr=subprocess.STDOUT, env=env))
         for ns, learning in ARMS:
             procs.append(subprocess.Popen(controller_command(ns, plant, learning, overrides,
                                                              lockstep),
                                           stdout=log, stderr=subprocess.STDOUT, env=env))
         _spin_until(executor, lambda: all(
-            recorder.publisher_counts()[f'/{ns}/commands'] >= 1 and
-            recorder.publisher_counts()[f'/{ns}/lnn_controller/desired'] >= 1
-            for ns, _ in ARMS), timeout=90.0, procs=procs, what='controllers to come up')
-        for ns, _ in ARMS:
-            procs.append(subprocess.Popen(sim_command(ns, plant, joints, lockstep,
-                                                      payload_change_at),
-                                          stdout=log, stderr=subprocess.STDOUT, env=env))
-        _spin_until(executor, lambda: all(
-            recorder.publisher_counts()[f'/{ns}/joint_states'] >= 1 for ns, _ in ARMS),
-            timeout=90.0, procs=procs, what='simulators to come up')
+            n >= 1 for n in recorder.publisher_counts().values()) and all(
+            recorder.counts[f'/{ns}/joint_states'] >= 1 for ns, _ in ARMS),
+            timeout=120.0, procs=procs, what='the nodes to come up')
+        if lockstep:
+            _unpause(node, executor, [f'/{ns}/lnn_sim' for ns, _ in ARMS], procs)
         bar = None
         if progress:
             from tqdm import tqdm
@@ -189,6 +190,26 @@ def run(plant: str, neuron: str, duration: float, out: str, payload_change_at: f
                'seed': seed, **CL.summarize(traces[0], traces[1], duration, payload_change_at),
                'messages': mcap_io.message_counts(mcap_path)}
     return summary
+
+
+def _unpause(node, executor, sims: Sequence[str], procs) -> None:
+    """Set ``paused: false`` on each simulator through its parameter service."""
+    from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+    from rcl_interfaces.srv import SetParameters
+
+    for sim in sims:
+        client = node.create_client(SetParameters, f'{sim}/set_parameters')
+        _spin_until(executor, client.service_is_ready, timeout=60.0, procs=procs,
+                    what=f'{sim}/set_parameters')
+        request = SetParameters.Request(parameters=[Parameter(
+            name='paused', value=ParameterValue(type=ParameterType.PARAMETER_BOOL,
+                                                bool_value=False))])
+        future = client.call_async(request)
+        _spin_until(executor, future.done, timeout=30.0, procs=procs,
+                    what=f'{sim} to unpause')
+        if not future.result().results[0].successful:
+            raise RuntimeError(f'{sim} refused to unpause: {future.result().results[0].reason}')
+        node.destroy_client(client)
 
 
 def _drain(executor, recorder, quiet_s: float = 0.3, limit_s: float = 5.0) -> None:

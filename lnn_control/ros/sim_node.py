@@ -27,11 +27,13 @@ controller runs with ``use_sim_time: true``, so its control timer fires when
   its own.
 * Start-up: a controller publishes nothing before its first timer tick, and
   that tick needs ``/clock`` to advance. So until the first valid command
-  arrives the simulator *idles*: every ``idle_period_s`` (50 ms) of wall time
-  it advances one control period with zero effort (state, then clock); the
-  bundled plants started at zero stay at rest meanwhile. The first command is
-  applied at the next idle tick, the latest one if several arrived meanwhile;
-  from then on time advances ONLY on commands.
+  arrives the simulator *idles*: it advances one control period with zero
+  effort (state, then clock) every ``idle_period_s`` (50 ms) of wall time, and
+  only every 0.5 s once a ``commands`` publisher is matched (its first command
+  is then on the way, and idling on could overtake it). The bundled plants
+  started at zero stay at rest meanwhile. The first command is applied at the
+  next idle tick, the latest one if several arrived meanwhile; from then on
+  time advances ONLY on commands.
 * Stall guard: if no command arrives for ``resend_after_s`` (1 s) of wall
   time after start-up, the last ``joint_states`` and ``/clock`` are published
   again with the SAME time (no advance). rclpy subscribes ``/clock`` best
@@ -44,18 +46,15 @@ controller runs with ``use_sim_time: true``, so its control timer fires when
 Known limits of the protocol (topics are separate DDS streams, ordering across
 them is not guaranteed):
 
-* The controller may take ``/clock`` (t) before ``joint_states`` (t) arrives;
-  its tick then uses the state of t - period. rclpy's executor runs ready
-  timers before ready subscriptions, so once the clock callback has run, a
-  late ``joint_states`` loses the race. Fix on the controller side: with
-  ``use_sim_time``, compute the tick for time t only once ``joint_states``
-  stamped t has arrived (defer the tick to the joint_states callback when the
-  stamp lags the clock).
-* If the controller answers an idle tick later than ``idle_period_s`` (a very
-  slow start), it can also answer the next idle tick, leaving two commands in
-  flight for the rest of the run (one period of extra latency). The start-up
-  merge makes this need two >50 ms delays in a row; only stamped commands
-  (which Float64MultiArray has not) would remove it completely.
+* The controller may take ``/clock`` (t) before ``joint_states`` (t) arrives
+  (rclpy runs ready timers before ready subscriptions); its tick would then use
+  the state of t - period. lnn_controller's ``sync_to_joint_state_stamps``
+  makes the tick of t wait for the state stamped t (the launch files and the
+  demo set it in lock-step).
+* A controller that answers an idle tick more than 0.5 s late (a stalled
+  machine) can also answer the next one, leaving two commands in flight for
+  the run (one period of extra latency); only stamped commands (which
+  Float64MultiArray has not) would rule it out completely.
 
 Real-time mode (``lockstep: false``): a wall-clock timer at
 ``publish_rate_hz`` advances the physics (timestep ``1 / physics_rate_hz``) to
@@ -104,7 +103,8 @@ NON_FINITE = 'non_finite'
 # reader (a recorder on a busy machine, while lock-step runs flat out) has not
 # acknowledged yet, and a recorder matched only after the first states (discovery
 # takes ~1-2 s) gets them replayed. Volatile subscribers are unaffected.
-STATE_QOS = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE,
+IDLE_WITH_CONTROLLER_NS = 500_000_000   # lock-step idle period once a controller is matched
+STATE_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
                        durability=DurabilityPolicy.TRANSIENT_LOCAL)
 COMMAND_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 # rclpy's TimeSource subscribes /clock BEST_EFFORT depth 1 (rclcpp's ClockQoS is
@@ -143,6 +143,7 @@ class SimNode(Node):
                              f'(one per joint of {list(self.joints)}); got {q0.size}')
         self._q0 = np.broadcast_to(q0, (n,)).copy() if q0.size else np.zeros(n)
         self.lockstep = bool(values['lockstep'])
+        self.paused = bool(values['paused']) and self.lockstep
         self.control_period_s = float(values['control_period_s'])
         self.period_ns = int(round(self.control_period_s * 1e9))
         if self.lockstep:
@@ -190,7 +191,9 @@ class SimNode(Node):
         self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self._clock_pub = (self.create_publisher(ClockMsg, '/clock', CLOCK_QOS)
                            if self.lockstep else None)
-        self.create_subscription(Float64MultiArray, 'commands', self._on_command, COMMAND_QOS)
+        sub = self.create_subscription(Float64MultiArray, 'commands', self._on_command,
+                                       COMMAND_QOS)
+        self._command_topic = sub.topic_name
         self.create_service(Trigger, '~/reset', self._srv_reset)
         # Internal timers run on the steady clock: this node is the time source and
         # must keep working even if someone starts it with use_sim_time.
@@ -217,6 +220,9 @@ class SimNode(Node):
 
     # -- parameters --------------------------------------------------------------------
     def _apply_parameters(self, changes: dict[str, Any]) -> None:
+        if 'paused' in changes:
+            self.paused = bool(changes['paused']) and self.lockstep
+            self.get_logger().info('paused' if self.paused else 'running')
         if 'payload_scale' in changes:
             self.plant.payload_scale = changes['payload_scale']
             self.get_logger().info(f'payload_scale set to {changes["payload_scale"]:g}')
@@ -250,7 +256,7 @@ class SimNode(Node):
         if not self.lockstep:
             self._effort[:] = effort
             return
-        if not self.started:
+        if not self.started or self.paused:
             self._pending = effort    # applied at the next idle tick (latest wins)
             return
         self._advance(effort)
@@ -274,16 +280,33 @@ class SimNode(Node):
         self._last_progress_ns = self._steady.now().nanoseconds
 
     def _on_idle_tick(self) -> None:
+        if self.paused:
+            self._republish_if_quiet()
+            return
+        if self.started and self._pending is not None:     # held while paused
+            effort, self._pending = self._pending, None
+            self._advance(effort)
+            return
         if not self.started:
             if self._pending is not None:
                 self.started = True
                 effort, self._pending = self._pending, None
                 self.get_logger().info('first command received: advancing on commands only')
                 self._advance(effort)
-            else:
-                self.idle_steps += 1
-                self._advance(np.zeros(self.plant.n))
+                return
+            # Once a controller is matched its first command is on the way: idling on
+            # quickly could overtake it and leave two commands in flight for the run.
+            now = self._steady.now().nanoseconds
+            if (self.count_publishers(self._command_topic) > 0
+                    and now - self._last_progress_ns < IDLE_WITH_CONTROLLER_NS):
+                return
+            self.idle_steps += 1
+            self._advance(np.zeros(self.plant.n))
             return
+        self._republish_if_quiet()
+
+    def _republish_if_quiet(self) -> None:
+        """Stall guard: the same state and time again after a quiet second."""
         now = self._steady.now().nanoseconds
         if now - self._last_progress_ns >= self._resend_after_ns:
             self.resends += 1
