@@ -20,7 +20,6 @@ PLANT_CHOICES = ('pendulum', 'arm2', 'cartpole')
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from . import closed_loop as CL
     from .plotting import tracking_figure
 
     if args.payload_change_at is not None and not 0 < args.payload_change_at < args.duration:

@@ -20,7 +20,7 @@ import uuid
 import numpy as np
 import pytest
 
-rclpy = pytest.importorskip('rclpy')
+import rclpy  # noqa: E402
 
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402

@@ -12,7 +12,7 @@ if not os.environ.get('ROS_DOMAIN_ID'):        # conftest.py normally does this
     os.environ['ROS_DOMAIN_ID'] = str(np.random.randint(1, 101))
 os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
 
-rclpy = pytest.importorskip('rclpy')
+import rclpy  # noqa: E402
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue  # noqa: E402
 from mcap.reader import make_reader  # noqa: E402

@@ -5,7 +5,6 @@ import math
 import numpy as np
 import pytest
 
-pytest.importorskip('rclpy')
 
 from lnn_control.ros import conversions as C  # noqa: E402
 

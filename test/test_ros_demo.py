@@ -9,7 +9,6 @@ import json
 import os
 
 import numpy as np
-import pytest
 
 from lnn_control import cli, mcap_io
 from lnn_control.ros import demo

@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-rclpy = pytest.importorskip('rclpy')
+import rclpy  # noqa: E402
 
 from rcl_interfaces.msg import ParameterType  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402

@@ -17,7 +17,7 @@ if not os.environ.get('ROS_DOMAIN_ID'):        # conftest.py normally does this
     os.environ['ROS_DOMAIN_ID'] = str(np.random.randint(1, 101))
 os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
 
-rclpy = pytest.importorskip('rclpy')
+import rclpy  # noqa: E402
 
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
@@ -351,7 +351,7 @@ def test_realtime_mode_is_alive(harness):
 # closed loop with the real controller
 
 def test_closed_loop_with_the_controller_in_lockstep(context):
-    controller_node = pytest.importorskip('lnn_control.ros.controller_node')
+    from lnn_control.ros import controller_node
     ns = '/t' + uuid.uuid4().hex[:8]
     cli = ['--ros-args', '-r', f'/clock:={ns}/clock']
     sim = SimNode(context=context, namespace=ns, cli_args=cli, idle_period_s=0.02)
