@@ -33,11 +33,10 @@ def _demo(args: argparse.Namespace) -> int:
         traces, summary = _offline(args, extra)
     else:
         from .ros import demo as ros_demo
-        summary = ros_demo.run(args.plant, args.neuron, args.duration, args.out,
-                               payload_change_at=args.payload_change_at, seed=args.seed,
-                               lockstep=args.mode == 'ros', extra=extra,
-                               progress=not args.quiet)
-        traces, _ = ros_demo.traces_from_mcap(os.path.join(args.out, 'run.mcap'))
+        summary, traces = ros_demo.run(args.plant, args.neuron, args.duration, args.out,
+                                       payload_change_at=args.payload_change_at,
+                                       seed=args.seed, lockstep=args.mode == 'ros',
+                                       extra=extra, progress=not args.quiet)
     with open(os.path.join(args.out, 'summary.json'), 'w', encoding='utf-8') as f:
         json.dump(summary, f, indent=2)
     tracking_figure(traces, os.path.join(args.out, 'tracking.png'),
@@ -76,11 +75,8 @@ def _offline(args: argparse.Namespace, extra: dict):
             traces.append(CL.run(args.plant, overrides, args.duration, learning=learning,
                                  payload_change_at=args.payload_change_at, progress=progress))
             bar.update(args.duration - bar.n)
-    summary = {'mode': 'offline', 'plant': args.plant, 'neuron': args.neuron,
-               'duration_s': args.duration, 'payload_change_at_s': args.payload_change_at,
-               'payload_scale_after': CL.PAYLOAD_SCALE if args.payload_change_at else 1.0,
-               'seed': args.seed,
-               **CL.summarize(traces[0], traces[1], args.duration, args.payload_change_at)}
+    summary = CL.report('offline', args.plant, args.neuron, args.seed, traces[0], traces[1],
+                        args.duration, args.payload_change_at)
     return traces, summary
 
 

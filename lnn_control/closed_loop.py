@@ -118,3 +118,12 @@ def summarize(pd: Trace, adaptive: Trace, duration: float,
         out['ratio_after_change'] = out['rms_adaptive_after'] / out['rms_pd_after']
         out['recovery_ratio'] = out['rms_adaptive_after'] / out['rms_adaptive']
     return out
+
+
+def report(mode: str, plant: str, neuron: str, seed: int, pd: Trace, adaptive: Trace,
+           duration: float, payload_change_at: float | None) -> dict[str, Any]:
+    """The summary.json of a demo run, offline or over ROS."""
+    return {'mode': mode, 'plant': plant, 'neuron': neuron, 'duration_s': duration,
+            'payload_change_at_s': payload_change_at,
+            'payload_scale_after': PAYLOAD_SCALE if payload_change_at else 1.0,
+            'seed': seed, **summarize(pd, adaptive, duration, payload_change_at)}

@@ -273,7 +273,7 @@ class AdaptiveController:
             self._predict(self._phi_train)
             np.subtract(self._prev[2], self._ff, out=self._ff)   # a-priori error
             self.learning_error = float(np.sqrt(self._ff @ self._ff))
-            self._learn(self._phi_train, self._ff.copy())
+            self._learn(self._phi_train, self._ff)   # _predict() below overwrites it
         u = self._u
         np.divide(q, s[:n], out=u[:n])
         np.divide(qd, s[n:2 * n], out=u[n:2 * n])

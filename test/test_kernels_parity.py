@@ -119,13 +119,18 @@ def test_rls_exponential_matches_reference():
             capped += 1
         else:
             uncapped += 1
-        np.testing.assert_allclose(err_ours, err_ref, **TOL)
-        np.testing.assert_allclose(ours.w, ref.w, **TOL)
-        np.testing.assert_allclose(ours.trace, np.trace(ref.p), **TOL)
-        if t % 7 == 0 or t > 380:
-            np.testing.assert_allclose(_covariance(ours), ref.p, **TOL)
+        _assert_same_step(ours, ref, err_ours, err_ref, t)
     np.testing.assert_allclose(ours.covariance(), ref.p, **TOL)
     assert capped > 20 and uncapped > 20, (capped, uncapped)
+
+
+def _assert_same_step(ours, ref, err_ours, err_ref, t):
+    """Error, weights and trace every step; the full covariance now and then."""
+    np.testing.assert_allclose(err_ours, err_ref, **TOL)
+    np.testing.assert_allclose(ours.w, ref.w, **TOL)
+    np.testing.assert_allclose(ours.trace, np.trace(ref.p), **TOL)
+    if t % 7 == 0 or t > 380:
+        np.testing.assert_allclose(_covariance(ours), ref.p, **TOL)
 
 
 class DirectionalRLS:
@@ -166,11 +171,7 @@ def test_rls_directional_matches_textbook(lam):
         err_ours = ours.train(phi, target)
         err_ref, forgot = ref.update(phi, target)
         branches[forgot] += 1
-        np.testing.assert_allclose(err_ours, err_ref, **TOL)
-        np.testing.assert_allclose(ours.w, ref.w, **TOL)
-        np.testing.assert_allclose(ours.trace, np.trace(ref.p), **TOL)
-        if t % 7 == 0 or t > 380:
-            np.testing.assert_allclose(_covariance(ours), ref.p, **TOL)
+        _assert_same_step(ours, ref, err_ours, err_ref, t)
     np.testing.assert_allclose(ours.covariance(), ref.p, **TOL)
     # Both branches (forgetting along phi, and phi too weak to forget) were exercised.
     assert branches[True] > 20 and branches[False] > 20, branches

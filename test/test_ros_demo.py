@@ -31,7 +31,7 @@ def _check_recording(path, duration):
 
 
 def test_pendulum_over_ros_in_lockstep_meets_the_offline_targets(tmp_path):
-    s = demo.run('pendulum', 'esn', 60.0, str(tmp_path), payload_change_at=40.0, seed=0,
+    s, _ = demo.run('pendulum', 'esn', 60.0, str(tmp_path), payload_change_at=40.0, seed=0,
                  progress=False)
     assert s['mode'] == 'ros-lockstep'
     assert s['ratio'] <= 0.05, s
@@ -40,7 +40,7 @@ def test_pendulum_over_ros_in_lockstep_meets_the_offline_targets(tmp_path):
 
 
 def test_arm2_over_ros_in_lockstep_meets_the_offline_target(tmp_path):
-    s = demo.run('arm2', 'esn', 40.0, str(tmp_path), seed=0, progress=False)
+    s, _ = demo.run('arm2', 'esn', 40.0, str(tmp_path), seed=0, progress=False)
     assert s['ratio'] <= 0.1, s
 
 
@@ -48,9 +48,9 @@ def test_lockstep_runs_are_reproducible_and_the_recording_replots(tmp_path):
     traces = []
     for k in range(2):
         out = tmp_path / f'run{k}'
-        demo.run('pendulum', 'esn', 3.0, str(out), seed=1, progress=False)
+        _, arm_traces = demo.run('pendulum', 'esn', 3.0, str(out), seed=1, progress=False)
         _check_recording(str(out / 'run.mcap'), 3.0)
-        traces.append(demo.traces_from_mcap(str(out / 'run.mcap'))[0])
+        traces.append(arm_traces)
     for a, b in zip(*traces):
         assert a.t.size == 300
         np.testing.assert_allclose(a.t, np.arange(300) * 0.01, rtol=0, atol=1e-9)
@@ -65,7 +65,7 @@ def test_realtime_mode_is_alive(tmp_path):
     """Real time: only liveness (no timing assertions on a shared machine). Each
     controller commands only after it has received the simulator's joint_states,
     so commands on both arms mean both loops are closed."""
-    s = demo.run('pendulum', 'esn', 2.0, str(tmp_path), seed=0, lockstep=False,
+    s, _ = demo.run('pendulum', 'esn', 2.0, str(tmp_path), seed=0, lockstep=False,
                  progress=False)
     assert s['mode'] == 'ros-realtime'
     for ns, _ in demo.ARMS:

@@ -79,8 +79,10 @@ def sim_command(ns: str, plant: str, joints: Sequence[str], lockstep: bool,
 
 def run(plant: str, neuron: str, duration: float, out: str, payload_change_at: float | None = None,
         seed: int = 0, lockstep: bool = True, extra: Mapping[str, Any] | None = None,
-        progress: bool = True, timeout_s: float | None = None) -> dict[str, Any]:
-    """Run both arms over ROS 2, record ``out/run.mcap``, return the summary."""
+        progress: bool = True,
+        timeout_s: float | None = None) -> tuple[dict[str, Any], list[CL.Trace]]:
+    """Run both arms over ROS 2, record ``out/run.mcap``; return the summary and
+    the (PD, adaptive) traces computed from the recording."""
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
@@ -183,13 +185,11 @@ def run(plant: str, neuron: str, duration: float, out: str, payload_change_at: f
         node.destroy_node()
         rclpy.try_shutdown(context=context)
         log.close()
-    traces, meta = traces_from_mcap(mcap_path)
-    summary = {'mode': 'ros-lockstep' if lockstep else 'ros-realtime', 'plant': plant,
-               'neuron': neuron, 'duration_s': duration, 'payload_change_at_s': payload_change_at,
-               'payload_scale_after': CL.PAYLOAD_SCALE if payload_change_at else 1.0,
-               'seed': seed, **CL.summarize(traces[0], traces[1], duration, payload_change_at),
-               'messages': mcap_io.message_counts(mcap_path)}
-    return summary
+    traces, _ = traces_from_mcap(mcap_path)
+    summary = CL.report('ros-lockstep' if lockstep else 'ros-realtime', plant, neuron, seed,
+                        traces[0], traces[1], duration, payload_change_at)
+    summary['messages'] = mcap_io.message_counts(mcap_path)
+    return summary, traces
 
 
 def _unpause(node, executor, sims: Sequence[str], procs) -> None:
