@@ -49,7 +49,7 @@ setup(
     maintainer='lnn_control maintainers',
     maintainer_email='maintainers@lnn-control.dev',
     packages=find_packages(exclude=['test', 'test.*']),
-    package_data={package_name: ['models/*.xml']},
+    package_data={package_name: ['models/*.xml', 'models/zoo/*.xml']},
     data_files=[
         ('share/ament_index/resource_index/packages', ['resource/' + package_name]),
         ('share/' + package_name, ['package.xml']),

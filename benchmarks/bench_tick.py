@@ -59,7 +59,7 @@ from lnn_control.reservoir import Reservoir  # noqa: E402
 from lnn_control.rls import RLSReadout  # noqa: E402
 
 SIZES = (100, 300, 1000, 2000)
-N_INPUTS = 14          # 2 joints x 7 controller inputs
+N_INPUTS = 16          # 2 joints x 8 controller inputs
 N_OUTPUTS = 2
 DENSITY = 0.05         # recurrent connectivity (lnn_control's default)
 LEAK = 0.3
@@ -362,6 +362,34 @@ def parity_check(res, m, n_ticks=50):
 # main
 # --------------------------------------------------------------------------
 
+def controller_overhead(n=300, ticks=2000, rounds=5):
+    """Median AdaptiveController.step time with the learning supervisor and automatic
+    normalisation on (the defaults) and off, interleaved in one run."""
+    from lnn_control.controller import AdaptiveController
+
+    base = {'joints': ['j1', 'j2'], 'kp': [50.0, 20.0], 'kd': [5.0, 2.0],
+            'command_limit': [40.0, 20.0], 'reservoir.size': n}
+    arms = {'defaults (supervisor, auto scales)': {},
+            'supervisor off, fixed scales': {'supervisor.enabled': False,
+                                             'input.normalization': 'fixed'}}
+    ctrls = {k: AdaptiveController({**base, **v}) for k, v in arms.items()}
+    w = 2 * np.pi * np.array([0.3, 0.5])
+    data = []
+    for k in range(ticks):
+        t = k * 0.01
+        q_d = 0.5 * np.sin(w * t)
+        data.append(((q_d * 0.98, 0.5 * w * np.cos(w * t)),
+                     (q_d, 0.5 * w * np.cos(w * t), -0.5 * w * w * np.sin(w * t))))
+    times = {k: [] for k in arms}
+    for _ in range(rounds):
+        for name, ctrl in ctrls.items():
+            for measured, desired in data[:ticks // rounds]:
+                t0 = time.perf_counter_ns()
+                ctrl.step(measured, desired)
+                times[name].append(time.perf_counter_ns() - t0)
+    return {k: float(np.median(v)) / 1e3 for k, v in times.items()}
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     ap.add_argument('--json', metavar='OUT', help='write the result rows to OUT (JSON list)')
@@ -498,6 +526,14 @@ def main(argv=None):
               f'-> {"MET" if r <= 1.3 else "NOT MET"}')
     else:
         print('  N=2000: floor ratio n/a (N=2000 or lnn_control not measured)')
+
+    overhead = controller_overhead(ticks=500 if args.quick else 5000)
+    (on_name, on), (off_name, off) = overhead.items()
+    print(f'\ncontroller tick (N=300, 2 joints, learning on): {on_name} {on:.1f} us, '
+          f'{off_name} {off:.1f} us: supervisor + normalisation add {100 * (on / off - 1):+.1f} % '
+          f'-> {"MET" if on <= 1.05 * off else "NOT MET"} (target <= +5 %)')
+    rows.append({'n': 300, 'impl': 'controller_step_defaults', 'median_us': round(on, 3)})
+    rows.append({'n': 300, 'impl': 'controller_step_no_supervisor', 'median_us': round(off, 3)})
 
     if args.json:
         directory = os.path.dirname(os.path.abspath(args.json))

@@ -6,7 +6,8 @@ demo    PD-only vs adaptive on a bundled MuJoCo plant. --mode ros (default) runs
         Writes summary.json and tracking.png.
 plot    redraw tracking.png from a run.mcap recording.
 params  the parameter schema as Markdown (docs) or a ROS 2 parameter file.
-gains   the honest PD baseline gains of a bundled plant.
+gains   the honest PD baseline gains of a bundled or zoo plant.
+zoo     the plant zoo with default learning settings: zoo.json, zoo.md, zoo.png.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import os
 import sys
 from typing import Sequence
 
-PLANT_CHOICES = ('pendulum', 'arm2', 'cartpole')
+PLANT_CHOICES = ('pendulum', 'arm2', 'cartpole')   # = plants.PLANTS (not imported: slow)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -24,10 +25,7 @@ def _demo(args: argparse.Namespace) -> int:
 
     if args.payload_change_at is not None and not 0 < args.payload_change_at < args.duration:
         raise SystemExit('--payload-change-at must lie inside (0, --duration)')
-    extra = {}
-    for item in args.param:
-        name, _, value = item.partition('=')
-        extra[name] = json.loads(value) if value[:1] in '[{0123456789-tf' else value
+    extra = _param_overrides(args.param)
     os.makedirs(args.out, exist_ok=True)
     if args.mode == 'offline':
         traces, summary = _offline(args, extra)
@@ -116,7 +114,7 @@ def _gains(args: argparse.Namespace) -> int:
 
     from .plants import Plant, pd_gains
 
-    plant = Plant(args.plant)
+    plant = Plant(args.plant)   # bundled, zoo/<name> or an MJCF path
     wn = 2 * np.pi * args.max_reference_hz * args.bandwidth_factor
     kp, kd = pd_gains(plant.nominal_inertia(), wn, args.damping_ratio)
     print(json.dumps({'plant': args.plant, 'joints': list(plant.joint_names),
@@ -125,6 +123,48 @@ def _gains(args: argparse.Namespace) -> int:
                       'damping_ratio': args.damping_ratio,
                       'kp': kp.round(3).tolist(), 'kd': kd.round(3).tolist()}, indent=2))
     return 0
+
+
+def _zoo(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from . import zoo
+
+    if args.list:
+        for name in zoo.names():
+            print(f'{name:26s} {zoo.ZOO[name].note}')
+        return 0
+    plants = args.plants.split(',') if args.plants else list(zoo.names())
+    unknown = [p for p in plants if p not in zoo.ZOO]
+    variants = args.variants.split(',')
+    unknown += [v for v in variants if v not in zoo.VARIANTS]
+    if unknown:
+        raise ValueError(f'unknown zoo plants or variants: {", ".join(unknown)}')
+    seeds = [int(s) for s in args.seeds.split(',')]
+    extra = _param_overrides(args.param)
+    total = len(plants) * len(variants) * len(seeds)
+    with tqdm(total=total, desc='zoo', unit='run', disable=args.quiet) as bar:
+        rows = zoo.run_zoo(plants, variants, seeds, extra, workers=args.workers,
+                           progress=bar.update)
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, 'zoo.json'), 'w', encoding='utf-8') as f:
+        json.dump({'params': extra, 'duration_s': zoo.DURATION_S,
+                   'payload_change_at_s': zoo.CHANGE_AT_S, 'runs': rows}, f, indent=2)
+    table = zoo.markdown_table(rows)
+    with open(os.path.join(args.out, 'zoo.md'), 'w', encoding='utf-8') as f:
+        f.write(table)
+    zoo.figure(rows, os.path.join(args.out, 'zoo.png'))
+    print(table)
+    print(f'wrote {", ".join(os.path.join(args.out, w) for w in ("zoo.json", "zoo.md", "zoo.png"))}')
+    return 0
+
+
+def _param_overrides(items: Sequence[str]) -> dict:
+    extra = {}
+    for item in items:
+        name, _, value = item.partition('=')
+        extra[name] = json.loads(value) if value[:1] in '[{0123456789-tf' else value
+    return extra
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -162,11 +202,26 @@ def build_parser() -> argparse.ArgumentParser:
     params.set_defaults(func=_params)
 
     gains = sub.add_parser('gains', help='honest PD baseline gains for a bundled plant')
-    gains.add_argument('--plant', choices=PLANT_CHOICES, default='pendulum')
+    gains.add_argument('--plant', default='pendulum',
+                       help='a bundled plant (pendulum, arm2, cartpole) or zoo/<name>')
     gains.add_argument('--max-reference-hz', type=float, default=0.55)
     gains.add_argument('--bandwidth-factor', type=float, default=4.0)
     gains.add_argument('--damping-ratio', type=float, default=0.8)
     gains.set_defaults(func=_gains)
+
+    zoo = sub.add_parser('zoo', help='run the plant zoo (offline, default settings)')
+    zoo.add_argument('--plants', default='', help='comma-separated zoo plants (default: all)')
+    zoo.add_argument('--variants', default='nominal,noise,delay',
+                     help='comma-separated: nominal, noise (0.5 mrad, 5 mrad/s), '
+                          'delay (one control period)')
+    zoo.add_argument('--seeds', default='0', help='comma-separated seeds')
+    zoo.add_argument('--param', action='append', default=[], metavar='NAME=VALUE',
+                     help='override a controller parameter on every plant (repeatable)')
+    zoo.add_argument('--workers', type=int, default=2, help='processes (default: 2 cores)')
+    zoo.add_argument('--out', default='runs/zoo', help='output directory')
+    zoo.add_argument('--list', action='store_true', help='list the zoo plants and exit')
+    zoo.add_argument('--quiet', action='store_true', help='no progress bar')
+    zoo.set_defaults(func=_zoo)
     return parser
 
 

@@ -60,9 +60,19 @@ class Trace:
 
 def run(plant_name: str, controller_params: Mapping[str, Any], duration: float,
         learning: bool = True, payload_change_at: float | None = None,
-        progress: Callable[[float], None] | None = None) -> Trace:
-    """One closed-loop run; ``learning=False`` is the PD-only arm (same gains)."""
-    ctrl = AdaptiveController(controller_params)
+        progress: Callable[[float], None] | None = None, payload_scale: float = PAYLOAD_SCALE,
+        position_noise: float = 0.0, velocity_noise: float = 0.0, delay_ticks: int = 0,
+        noise_seed: int = 0) -> Trace:
+    """One closed-loop run; ``learning=False`` is the PD-only arm: the same
+    controller with learning off (its feedforward stays zero), so one PD law.
+
+    Imperfections of a real robot, applied to both arms alike: Gaussian
+    measurement noise (``position_noise``, ``velocity_noise``: sigma) and
+    ``delay_ticks`` control periods between command and actuation.
+    """
+    overrides = dict(controller_params)
+    overrides['learning_enabled'] = bool(learning) and overrides.get('learning_enabled', True)
+    ctrl = AdaptiveController(overrides)
     plant = Plant(plant_name, joints=ctrl.joints)
     cfg = ctrl.params
     ref = make_reference('sum_of_sines' if cfg['reference.mode'] == 'topic' else cfg['reference.mode'],
@@ -73,36 +83,54 @@ def run(plant_name: str, controller_params: Mapping[str, Any], duration: float,
     n = ctrl.n
     log_q_d, log_q, log_u = (np.zeros((ticks, n)) for _ in range(3))
     log_e = np.zeros(ticks)
+    log_rho = np.zeros(ticks)
     q_d, qd_d, qdd_d = np.zeros(n), np.zeros(n), np.zeros(n)
+    rng = np.random.default_rng(noise_seed)
+    pending = [np.zeros(n) for _ in range(int(delay_ticks))]
     ref.sample(0.0, q_d, qd_d, qdd_d)
     plant.reset(q=q_d)
-    zero = np.zeros(n)
     for k in range(ticks):
         t = k * dt
         if payload_change_at is not None and abs(t - payload_change_at) < dt / 2:
-            plant.payload_scale = PAYLOAD_SCALE
+            plant.payload_scale = payload_scale
         ref.sample(t, q_d, qd_d, qdd_d)
         q, qd = plant.position(), plant.velocity()
-        if learning:
-            u = ctrl.step((q, qd), (q_d, qd_d, qdd_d))
-        else:
-            u = np.clip(ctrl.kp * (q_d - q) + ctrl.kd * (qd_d - qd),
-                        -ctrl.command_limit, ctrl.command_limit)
+        log_q_d[k], log_q[k] = q_d, q
+        if position_noise or velocity_noise:
+            q = q + rng.normal(0.0, position_noise, n)
+            qd = qd + rng.normal(0.0, velocity_noise, n)
+        u = ctrl.step((q, qd), (q_d, qd_d, qdd_d)).copy()
+        log_u[k] = u
+        if pending:
+            pending.append(u)
+            u = pending.pop(0)
         plant.step(u, dt)
-        log_q_d[k], log_q[k], log_u[k] = q_d, q, u
-        log_e[k] = ctrl.learning_error if learning else float(np.linalg.norm(
-            ctrl.kp * (q_d - q) + ctrl.kd * (qd_d - qd)))
+        log_e[k] = ctrl.learning_error
+        log_rho[k] = ctrl.supervisor.ratio
         if progress is not None and k % 100 == 0:
             progress(t)
-    del zero
+    sv = ctrl.supervisor
+    meta = {'interventions': [(i.time_s, i.action, i.reason) for i in sv.interventions],
+            'supervisor_ratio': log_rho, 'supervisor_state': sv.state,
+            'gain_scale': sv.gain_scale, 'feedforward_clipped': ctrl.feedforward_clipped,
+            'saturated_ticks': ctrl.saturated_ticks, 'input_scales': ctrl.input_scales}
     return Trace(np.arange(ticks) * dt, log_q_d, log_q, log_u, log_e,
-                 label='adaptive' if learning else 'PD only')
+                 label='adaptive' if learning else 'PD only', meta=meta)
 
 
 def rms(trace: Trace, start: float, stop: float) -> float:
     """RMS over joints and time of the tracking error in [start, stop)."""
     sel = (trace.t >= start) & (trace.t < stop)
     return float(np.sqrt(np.mean((trace.q_d[sel] - trace.q[sel]) ** 2)))
+
+
+def worst_window_ratio(pd: Trace, adaptive: Trace, window: float = WINDOW_S,
+                       skip: float = WINDOW_S, step: float = 1.0) -> float:
+    """Largest adaptive/PD RMS over any ``window`` s after the first ``skip`` s."""
+    end = float(pd.t[-1]) + (pd.t[1] - pd.t[0])
+    starts = np.arange(skip, end - window + 1e-9, step)
+    return max((rms(adaptive, a, a + window) / rms(pd, a, a + window) for a in starts),
+               default=float('nan'))
 
 
 def summarize(pd: Trace, adaptive: Trace, duration: float,
@@ -123,7 +151,16 @@ def summarize(pd: Trace, adaptive: Trace, duration: float,
 def report(mode: str, plant: str, neuron: str, seed: int, pd: Trace, adaptive: Trace,
            duration: float, payload_change_at: float | None) -> dict[str, Any]:
     """The summary.json of a demo run, offline or over ROS."""
-    return {'mode': mode, 'plant': plant, 'neuron': neuron, 'duration_s': duration,
-            'payload_change_at_s': payload_change_at,
-            'payload_scale_after': PAYLOAD_SCALE if payload_change_at else 1.0,
-            'seed': seed, **summarize(pd, adaptive, duration, payload_change_at)}
+    out = {'mode': mode, 'plant': plant, 'neuron': neuron, 'duration_s': duration,
+           'payload_change_at_s': payload_change_at,
+           'payload_scale_after': PAYLOAD_SCALE if payload_change_at else 1.0,
+           'seed': seed, **summarize(pd, adaptive, duration, payload_change_at),
+           'worst_window_ratio': worst_window_ratio(pd, adaptive)}
+    events = adaptive.meta.get('interventions')
+    if events is not None:
+        out['supervisor'] = {
+            'interventions': sum(1 for e in events if e[1] != 'resume'),
+            'events': [{'time_s': round(t, 3), 'action': a, 'reason': r} for t, a, r in events],
+            'final_state': adaptive.meta.get('supervisor_state'),
+            'gain_scale': adaptive.meta.get('gain_scale')}
+    return out

@@ -23,8 +23,13 @@ from . import kernels as K
 from . import params as P
 from .reservoir import Reservoir
 from .rls import RLSReadout, load_npz, save_npz
+from .supervisor import LearningSupervisor
 
 _WARMUP_TICKS = 300
+# Automatic normalisation: scales start here (position, velocity, acceleration;
+# rad or m per s^k) and grow to AUTO_HEADROOM x the peak the reference shows.
+AUTO_FLOOR = (0.05, 0.05, 0.1)
+AUTO_HEADROOM = 1.25
 
 # Settings that change live without losing what was learned.
 LIVE = frozenset(p.name for p in P.CONTROLLER if not p.read_only)
@@ -48,14 +53,32 @@ class AdaptiveController:
             raise ValueError('joints must name at least one joint')
         self.dt = float(dt) if dt is not None else 1.0 / cfg['control_rate_hz']
         self.mode = cfg['controller.mode']
-        self._scale = np.concatenate([cfg['input.position_scale'],
-                                      cfg['input.velocity_scale'],
-                                      cfg['input.acceleration_scale']])
+        self.auto_scale = cfg['input.normalization'] == 'auto'
+        if self.auto_scale:
+            self._scale = np.repeat(np.asarray(AUTO_FLOOR, dtype=float), n)
+        else:
+            self._scale = np.concatenate([cfg['input.position_scale'],
+                                          cfg['input.velocity_scale'],
+                                          cfg['input.acceleration_scale']])
+        self._scale_floor = self._scale.copy()
+        self._scale_before = self._scale.copy()
+        self._envelope = np.zeros(3 * n)
+        self.scale_changes = 0
         # Reservoir input layout, one block of n per quantity:
-        # feedback_error: q_d, qd_d, qdd_d, sin q_d, cos q_d, q, qd
+        # feedback_error: q_d, qd_d, qdd_d, sin q_d, cos q_d, sign-like qd_d, q, qd
         # inverse_model:  q(t-1), qd(t-1), q, qd, sin, cos of q(t-1) (training);
         #                 q, qd, q_d(t+1), qd_d(t+1), sin, cos of q (control)
-        m = 7 * n if self.mode == 'feedback_error' else 6 * n
+        m = 8 * n if self.mode == 'feedback_error' else 6 * n
+        # Which of the 3n scales divides each input (-1: none); for rescaling.
+        pos, vel, acc = (np.arange(n) + k * n for k in range(3))
+        none = np.full(n, -1)
+        blocks = ((pos, vel, acc, none, none, none, pos, vel) if self.mode == 'feedback_error'
+                  else (pos, vel, pos, vel, none, none))
+        self._input_scale_index = np.concatenate(blocks)
+        # The fast readout sees the desired-trajectory inputs only (feedback_error):
+        # fed the measured state too, a fast learner is a learned feedback loop, and
+        # with one period of actuation delay it destabilised every 2-link arm.
+        self._n_fast = m
         self.reservoir = Reservoir(
             m, size=cfg['reservoir.size'], neuron_model=cfg['reservoir.neuron_model'],
             spectral_radius=cfg['reservoir.spectral_radius'],
@@ -84,15 +107,25 @@ class AdaptiveController:
         # same setting means the same first-step gain for every neuron model.
         self.slow = RLSReadout(len(self._phi), n, cfg['rls.forgetting_factor'],
                                cfg['rls.initial_covariance'] / self.feature_power)
-        # The fast readout sees only the direct inputs: few features, all excited by
+        # The fast readout sees only direct inputs: few features, all excited by
         # the reference, so forgetting acts on every direction of its covariance.
-        self.fast = (RLSReadout(m, n, cfg['rls.fast_forgetting_factor'],
+        self.fast = (RLSReadout(self._n_fast, n, cfg['rls.fast_forgetting_factor'],
                                 cfg['rls.initial_covariance'] / self.input_power,
                                 forgetting='directional')
                      if cfg['rls.fast_learner'] else None)
         self.kp = self.kd = self.command_limit = None
         self.learning_enabled = True
+        self._ff_limit = np.zeros(n)
+        self.feedforward_clipped = 0      # ticks on which the feedforward bound acted
+        self.saturated_ticks = 0          # ticks with the command at command_limit
+        self._saturated = False           # the previous command saturated: do not learn
+        self.saturation_pauses = 0        # learning steps skipped for that
+        self.refused_steps = 0            # RLS steps refused as numerically unusable
+        self.supervisor = None
         self.update_params(cfg)
+        self.supervisor = LearningSupervisor(
+            self, cfg['supervisor.trip_ratio'], cfg['supervisor.window_s'],
+            cfg['supervisor.hold_s'], enabled=cfg['supervisor.enabled'])
         self.ticks = 0
         self.learning_error = 0.0     # |PD output| (feedback_error) or |a-priori error|
         self.reset_state()
@@ -112,7 +145,8 @@ class AdaptiveController:
             self._features(self.reservoir, self._u, self._phi)
             if k >= _WARMUP_TICKS // 3:
                 total += 1.0 + float(self._phi @ self._phi)
-                total_u += 1.0 + float(self._u @ self._u)
+                u = self._u[:self._n_fast]
+                total_u += 1.0 + float(u @ u)
         self.reservoir.reset()
         count = _WARMUP_TICKS - _WARMUP_TICKS // 3
         return total / count, total_u / count
@@ -142,6 +176,9 @@ class AdaptiveController:
             if name in ('kp', 'kd', 'command_limit'):
                 arr = np.asarray(value, dtype=float)
                 setattr(self, name, np.broadcast_to(arr, (self.n,)).copy())
+            elif name.startswith('supervisor.') and self.supervisor is not None:
+                attr = name.split('.', 1)[1]
+                setattr(self.supervisor, attr, type(getattr(self.supervisor, attr))(value))
             elif name == 'learning_enabled':
                 self.learning_enabled = bool(value)
             elif name == 'rls.forgetting_factor':
@@ -150,6 +187,11 @@ class AdaptiveController:
                 self.fast.forgetting_factor = float(value)
             if name in LIVE or not hasattr(self, 'ticks'):
                 self.params[name] = value
+        if self.command_limit is not None:
+            np.multiply(self.command_limit, float(self.params['feedforward_limit']),
+                        out=self._ff_limit)
+            if self.supervisor is not None:
+                self.supervisor.set_gains(self.kp, self.command_limit)
 
     def readouts(self) -> Sequence[RLSReadout]:
         return (self.slow,) if self.fast is None else (self.slow, self.fast)
@@ -168,12 +210,19 @@ class AdaptiveController:
         self.slow.reset(relative / self.feature_power)
         if self.fast is not None:
             self.fast.reset(relative / self.input_power)
+        if self.supervisor is not None:
+            self.supervisor.reset()
 
     def save(self, path: str) -> None:
         arrays = {f'{name}/{k}': v for name, r in zip(('slow', 'fast'), self.readouts())
                   for k, v in r.state_dict().items()}
         arrays['joints'] = np.array(self.joints)
         arrays['mode'] = np.array(self.mode)
+        # The weights only mean something with the normalisation they were learned
+        # with, and a supervisor gain cut belongs to what was learned.
+        arrays['input/scale'] = self._scale.copy()
+        arrays['input/envelope'] = self._envelope.copy()
+        arrays['supervisor/gain_scale'] = np.float64(self.supervisor.gain_scale)
         save_npz(path, arrays)
 
     def load(self, path: str) -> None:
@@ -184,6 +233,16 @@ class AdaptiveController:
                              f'not {list(self.joints)}')
         if str(data.get('mode')) != self.mode:
             raise ValueError(f"{path} was saved in {data.get('mode')} mode, not {self.mode}")
+        scale = np.asarray(data.get('input/scale', self._scale), dtype=float)
+        envelope = np.asarray(data.get('input/envelope', self._envelope), dtype=float)
+        gain = float(data.get('supervisor/gain_scale', 1.0))
+        if (scale.shape != self._scale.shape or envelope.shape != self._envelope.shape
+                or not (np.isfinite(scale).all() and (scale > 0).all()
+                        and np.isfinite(envelope).all()) or not 0 < gain <= 1):
+            raise ValueError(f'{path} holds invalid input scales or supervisor gain')
+        if not self.auto_scale and not np.allclose(scale, self._scale):
+            raise ValueError(f'{path} was learned with input scales {scale.tolist()}, '
+                             f'these are fixed at {self._scale.tolist()}')
         states = []
         for name, r in zip(('slow', 'fast'), self.readouts()):
             state = {k.split('/', 1)[1]: v for k, v in data.items() if k.startswith(name + '/')}
@@ -198,6 +257,10 @@ class AdaptiveController:
             for r, s in zip(self.readouts(), backup):
                 r.load_state_dict(s)
             raise
+        self._scale[:] = scale
+        self._envelope[:] = envelope
+        self.supervisor.reset()
+        self.supervisor.gain_scale = gain
         # the live parameters stay the source of truth for the forgetting factors
         self.slow.forgetting_factor = float(self.params['rls.forgetting_factor'])
         if self.fast is not None:
@@ -225,12 +288,23 @@ class AdaptiveController:
 
     def step(self, measured, desired) -> np.ndarray:
         io = self._load_io(measured, desired)
+        if self.auto_scale:
+            self._scale_before[:] = self._scale
+            if K.track_scales(io, self._envelope, self._scale, self._scale_floor,
+                              AUTO_HEADROOM):
+                self._rescale_readouts()
+        refused = False
         if self.mode == 'feedback_error':
             K.feedback_error_inputs(io, self._scale, self.kp, self.kd, self._pd, self._u)
             self._features(self.reservoir, self._u, self._phi)
             self._predict()
-            if self.learning_enabled:
-                self._learn(self._phi, self._pd)
+            # Conditional learning (anti-windup): when the command saturates, the PD
+            # output is no longer the error of what was applied; do not learn from it.
+            if self._learning_now():
+                if self._saturated:
+                    self.saturation_pauses += 1
+                else:
+                    refused = not self._learn(self._phi, self._pd)
             self.learning_error = float(np.sqrt(self._pd @ self._pd))
         else:
             q, qd, q_d, qd_d, _ = io
@@ -239,8 +313,13 @@ class AdaptiveController:
             np.subtract(qd_d, qd, out=self._err)
             self._err *= self.kd
             self._pd += self._err
-            self._inverse_model_tick(*io)
-        K.saturated_sum(self._pd, self._ff, self.command_limit, self._command)
+            refused = not self._inverse_model_tick(*io)
+        at_bound = K.clip_symmetric(self._ff, self._ff_limit) > 0
+        self.feedforward_clipped += at_bound
+        self._saturated = K.saturated_sum(self._pd, self._ff, self.command_limit,
+                                          self._command)
+        self.saturated_ticks += self._saturated
+        self.supervisor.observe(self._pd, self._ff, self._command, at_bound, refused)
         self._prev[0], self._prev[1], self._prev[2] = io[0], io[1], self._command
         self._has_prev = True
         self.ticks += 1
@@ -250,18 +329,48 @@ class AdaptiveController:
         phi = self._phi if phi is None else phi
         self.slow.predict(phi, self._ff)
         if self.fast is not None:
-            self.fast.predict(phi[:self._u.size], self._ff_fast)
+            self.fast.predict(phi[:self._n_fast], self._ff_fast)
             self._ff += self._ff_fast
 
-    def _learn(self, phi: np.ndarray, error: np.ndarray) -> None:
-        factor = self.slow.update(phi, error)
-        if self.fast is not None:
-            np.multiply(error, factor, out=self._err)   # residual the slow readout left
-            self.fast.update(phi[:self._u.size], self._err)
+    def _learning_now(self) -> bool:
+        return self.learning_enabled and self.supervisor.learning_allowed
 
-    def _inverse_model_tick(self, q, qd, q_d, qd_d, qdd_d) -> None:
+    def _learn(self, phi: np.ndarray, error: np.ndarray) -> bool:
+        """One RLS step of both readouts; False when a step was refused as
+        numerically unusable (its readout is unchanged; the supervisor acts)."""
+        try:
+            factor = self.slow.update(phi, error)
+            if self.fast is not None:
+                np.multiply(error, factor, out=self._err)   # residual the slow one left
+                self.fast.update(phi[:self._n_fast], self._err)
+        except ValueError:
+            self.refused_steps += 1
+            return False
+        return True
+
+    def _rescale_readouts(self) -> None:
+        """Automatic normalisation changed a scale: keep what the readouts learned
+        consistent with it (the direct inputs; the reservoir re-learns)."""
+        idx = self._input_scale_index
+        ratio = self._scale / self._scale_before
+        factors = np.where(idx >= 0, ratio[np.maximum(idx, 0)], 1.0)
+        g = self.supervisor.gain_scale if self.supervisor is not None else 1.0
+        self.slow.rescale_inputs(np.concatenate([factors, np.ones(self.reservoir.size)]), g)
+        if self.fast is not None:
+            self.fast.rescale_inputs(factors[:self._n_fast], g)
+        self.scale_changes += 1
+
+    @property
+    def input_scales(self) -> dict[str, np.ndarray]:
+        """The normalisers in use (automatic or explicit), per joint."""
+        n = self.n
+        return {'position': self._scale[:n].copy(), 'velocity': self._scale[n:2 * n].copy(),
+                'acceleration': self._scale[2 * n:].copy()}
+
+    def _inverse_model_tick(self, q, qd, q_d, qd_d, qdd_d) -> bool:
         n, s, dt = self.n, self._scale, self.dt
-        if self._has_prev and self.learning_enabled:
+        ok = True
+        if self._has_prev and self._learning_now():
             ut = self._u_train
             np.divide(self._prev[0], s[:n], out=ut[:n])
             np.divide(self._prev[1], s[n:2 * n], out=ut[n:2 * n])
@@ -273,7 +382,7 @@ class AdaptiveController:
             self._predict(self._phi_train)
             np.subtract(self._prev[2], self._ff, out=self._ff)   # a-priori error
             self.learning_error = float(np.sqrt(self._ff @ self._ff))
-            self._learn(self._phi_train, self._ff)   # _predict() below overwrites it
+            ok = self._learn(self._phi_train, self._ff)   # _predict() below overwrites it
         u = self._u
         np.divide(q, s[:n], out=u[:n])
         np.divide(qd, s[n:2 * n], out=u[n:2 * n])
@@ -283,6 +392,7 @@ class AdaptiveController:
         np.cos(q, out=u[5 * n:])
         self._features(self.reservoir, u, self._phi)
         self._predict()
+        return ok
 
 
 def _warm_up_kernels() -> None:
@@ -295,5 +405,8 @@ def _warm_up_kernels() -> None:
         r.predict(np.ones(n))
         r.covariance()
     io, out = np.ones((5, 1)), np.zeros(1)
-    K.feedback_error_inputs(io, np.ones(3), np.ones(1), np.ones(1), out, np.zeros(7))
+    K.feedback_error_inputs(io, np.ones(3), np.ones(1), np.ones(1), out, np.zeros(8))
     K.saturated_sum(out, out, np.ones(1), np.zeros(1))
+    K.clip_symmetric(out, np.ones(1))
+    K.supervisor_stats(out, out, out, np.ones(1), np.ones(1), 0.0, 0.5, np.zeros(K.SV_SIZE))
+    K.track_scales(io, np.zeros(3), np.ones(3), np.ones(3), 1.25)

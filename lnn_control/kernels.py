@@ -118,13 +118,21 @@ def lif_step(trace, v, refractory, spikes, u, w_in, indptr, indices, data, bias,
             trace[i] = trace[i] * decay + s
 
 
+# Width, in normalised velocity, of the smooth sign of the desired velocity that
+# the feedforward uses for Coulomb friction (which flips with the motion).
+FRICTION_BAND = 0.05
+
+
 @njit(cache=True)
 def feedback_error_inputs(io, scale, kp, kd, pd, u):
     """PD output and reservoir inputs of one feedback-error-learning tick.
 
     io rows: q, qd, q_d, qd_d, qdd_d. scale: position, velocity, acceleration
     normalisers (3n). u blocks: q_d, qd_d, qdd_d (normalised), sin q_d,
-    cos q_d, q, qd (normalised).
+    cos q_d, tanh(qd_d / (FRICTION_BAND scale)) -- gravity- and friction-like
+    terms a readout cannot build well from smooth features -- then the
+    measured q, qd (normalised). The desired-only blocks come first: the fast
+    readout sees only them (see controller).
     """
     n = io.shape[1]
     for j in range(n):
@@ -135,16 +143,85 @@ def feedback_error_inputs(io, scale, kp, kd, pd, u):
         u[2 * n + j] = qdd_d / scale[2 * n + j]
         u[3 * n + j] = np.sin(q_d)
         u[4 * n + j] = np.cos(q_d)
-        u[5 * n + j] = q / scale[j]
-        u[6 * n + j] = qd / scale[n + j]
+        u[5 * n + j] = np.tanh(qd_d / (FRICTION_BAND * scale[n + j]))
+        u[6 * n + j] = q / scale[j]
+        u[7 * n + j] = qd / scale[n + j]
+
+
+# Layout of the supervisor's statistics vector (see supervisor.py).
+SV_PD = 0       # EWMA of |u_pd / kp|^2: the error left with the feedforward
+SV_TOTAL = 1    # EWMA of |u / kp|^2, u the applied command: the error PD alone would leave
+SV_PUSH = 2     # EWMA of the fraction of ticks the feedforward drives a saturation
+SV_SIZE = 3
+
+
+@njit(cache=True)
+def supervisor_stats(pd, ff, command, limit, inv_kp, ff_at_bound, alpha, st):
+    """Update the supervisor's EWMAs. A tick counts as 'pushing' when the
+    feedforward is at its bound, or a joint's command is at its limit with the
+    feedforward (more than a quarter of the limit) pushing the same way."""
+    a = 0.0
+    b = 0.0
+    push = ff_at_bound
+    for j in range(pd.shape[0]):
+        e = pd[j] * inv_kp[j]
+        t = command[j] * inv_kp[j]
+        a += e * e
+        b += t * t
+        if abs(command[j]) >= limit[j] and ff[j] * command[j] > 0.25 * limit[j] * limit[j]:
+            push = 1.0
+    st[SV_PD] += alpha * (a - st[SV_PD])
+    st[SV_TOTAL] += alpha * (b - st[SV_TOTAL])
+    # pushing into saturation does damage fast: a four times shorter average
+    st[SV_PUSH] += min(1.0, 4.0 * alpha) * (push - st[SV_PUSH])
+
+
+@njit(cache=True)
+def clip_symmetric(x, limit):
+    """x <- clip(x, -limit, limit) in place; returns how many entries were clipped."""
+    clipped = 0
+    for j in range(x.shape[0]):
+        if x[j] > limit[j]:
+            x[j] = limit[j]
+            clipped += 1
+        elif x[j] < -limit[j]:
+            x[j] = -limit[j]
+            clipped += 1
+    return clipped
+
+
+@njit(cache=True)
+def track_scales(io, envelope, scale, floor, headroom):
+    """Automatic input normalisation: per joint, the running peak of |q_d|, |qd_d|
+    and |qdd_d| (io rows 2..4) in ``envelope`` (3n); where a peak outgrows its
+    scale the scale becomes headroom x the peak (so each change is at least
+    ``headroom``-fold). Scales start at ``floor`` and only grow, so they settle
+    once the reference has shown its range. Returns how many scales changed
+    (the caller then rescales the readouts)."""
+    n = io.shape[1]
+    changed = 0
+    for k in range(3):
+        for j in range(n):
+            v = abs(io[2 + k, j])
+            i = k * n + j
+            if v > envelope[i]:
+                envelope[i] = v
+                if v > scale[i]:
+                    scale[i] = max(floor[i], headroom * v)
+                    changed += 1
+    return changed
 
 
 @njit(cache=True)
 def saturated_sum(a, b, limit, out):
-    """out = clip(a + b, -limit, limit)."""
+    """out = clip(a + b, -limit, limit); returns True when any entry was clipped."""
+    clipped = False
     for j in range(out.shape[0]):
         v = a[j] + b[j]
+        if v > limit[j] or v < -limit[j]:
+            clipped = True
         out[j] = min(max(v, -limit[j]), limit[j])
+    return clipped
 
 
 @njit(cache=True)

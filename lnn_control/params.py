@@ -3,9 +3,10 @@
 The ROS node declares its parameters from here, the YAML files in ``config/``
 are checked against it, the CLI resolves its settings through it and
 ``docs/parameters.md`` is generated from it, so a default lives in one place.
-Defaults are those of the bundled pendulum, so a node started without a
-parameter file controls it; ``config/pendulum.yaml`` states the plant-specific
-ones explicitly and a test keeps the two equal. ROS-free.
+The learning defaults are chosen over the plant zoo (``lnn_control.zoo``), not
+for one plant; the plant-specific ones (joints, gains, limits, reference)
+default to the bundled pendulum's, so a node started without a parameter file
+controls it, and ``config/pendulum.yaml`` states them explicitly. ROS-free.
 """
 from __future__ import annotations
 
@@ -63,15 +64,35 @@ CONTROLLER = (
           'feedback_error: PD + learned feedforward trained by the PD output; '
           'inverse_model: readout learns u(t-1) from states at t-1 and t (Waegeman 2012).',
           choices=('feedback_error', 'inverse_model'), read_only=True),
+    Param('input.normalization', STRING, 'auto',
+          'auto: each input is divided by 1.25x the peak the reference has shown so far '
+          '(per joint, position, velocity and acceleration; scales only grow, and the '
+          'readouts are rescaled with them so nothing learned is lost); fixed: divide by '
+          'input.position_scale, input.velocity_scale, input.acceleration_scale.',
+          choices=('auto', 'fixed'), read_only=True),
     Param('input.position_scale', DOUBLE_ARRAY, [1.0],
-          'Normalisation of positions fed to the reservoir (typical |q| range).',
+          'input.normalization fixed: typical |q| range of the reference.',
           0.0, 1e6, per_joint=True, open_low=True, read_only=True),
     Param('input.velocity_scale', DOUBLE_ARRAY, [1.0],
-          'Normalisation of velocities fed to the reservoir.',
+          'input.normalization fixed: typical |qd| range of the reference.',
           0.0, 1e6, per_joint=True, open_low=True, read_only=True),
     Param('input.acceleration_scale', DOUBLE_ARRAY, [2.0],
-          'Normalisation of accelerations fed to the reservoir.',
+          'input.normalization fixed: typical |qdd| range of the reference.',
           0.0, 1e6, per_joint=True, open_low=True, read_only=True),
+    Param('feedforward_limit', DOUBLE, 0.8,
+          'Bound of the learned feedforward as a fraction of command_limit, so the PD '
+          'part always keeps authority.', 0.0, 1.0),
+    Param('supervisor.enabled', BOOL, True,
+          'Learning supervisor: roll back, freeze or zero the learned feedforward when it '
+          'makes tracking worse than PD alone (docs: "Learning supervisor").'),
+    Param('supervisor.trip_ratio', DOUBLE, 1.1,
+          'Estimated tracking error with learning / PD alone above which the supervisor '
+          'intervenes.', 0.5, 10.0),
+    Param('supervisor.window_s', DOUBLE, 1.0,
+          'Averaging time of that estimate [s].', 0.0, 60.0, open_low=True),
+    Param('supervisor.hold_s', DOUBLE, 2.0,
+          'Learning stays frozen (or the feedforward zeroed) this long after an '
+          'intervention [s].', 0.0, 600.0, open_low=True),
     Param('reservoir.size', INT, 300, 'Number of reservoir neurons N.', 10, 5000,
           read_only=True),
     Param('reservoir.neuron_model', STRING, 'esn',

@@ -18,16 +18,25 @@ _ONE_DOF = (int(mujoco.mjtJoint.mjJNT_HINGE), int(mujoco.mjtJoint.mjJNT_SLIDE))
 _TRN_JOINT = int(mujoco.mjtTrn.mjTRN_JOINT)
 
 
+# The honest-baseline rule (see README): wn = BANDWIDTH_FACTOR x the highest
+# reference frequency, damping ratio DAMPING_RATIO.
+MAX_REFERENCE_HZ = 0.55
+BANDWIDTH_FACTOR = 4.0
+DAMPING_RATIO = 0.8
+
+
 def model_path(name_or_path: str) -> str:
-    """Resolve a bundled plant name or an existing MJCF file to an absolute path."""
+    """Resolve a bundled plant name, ``zoo/<name>`` or an MJCF file to an absolute path."""
     if name_or_path in PLANTS:
+        return str(_MODEL_DIR / f'{name_or_path}.xml')
+    if name_or_path.startswith('zoo/') and (_MODEL_DIR / f'{name_or_path}.xml').is_file():
         return str(_MODEL_DIR / f'{name_or_path}.xml')
     path = Path(name_or_path).expanduser()
     if path.is_file():
         return str(path.resolve())
     raise ValueError(
-        f'unknown plant {name_or_path!r}: expected one of {", ".join(PLANTS)} '
-        'or a path to an existing MJCF file')
+        f'unknown plant {name_or_path!r}: expected one of {", ".join(PLANTS)}, '
+        'zoo/<name> (lnn-control zoo --list) or a path to an existing MJCF file')
 
 
 def pd_gains(inertia: np.ndarray, natural_frequency: float,
@@ -41,6 +50,14 @@ def pd_gains(inertia: np.ndarray, natural_frequency: float,
         raise ValueError('natural_frequency must be > 0 and damping_ratio >= 0')
     inertia = np.asarray(inertia, dtype=float)
     return inertia * natural_frequency ** 2, 2.0 * damping_ratio * natural_frequency * inertia
+
+
+def honest_gains(plant: 'Plant', max_reference_hz: float = MAX_REFERENCE_HZ,
+                 bandwidth_factor: float = BANDWIDTH_FACTOR,
+                 damping_ratio: float = DAMPING_RATIO) -> tuple[np.ndarray, np.ndarray]:
+    """The baseline PD gains of ``plant`` from its nominal inertia (the README's rule)."""
+    wn = 2 * math.pi * max_reference_hz * bandwidth_factor
+    return pd_gains(plant.nominal_inertia(), wn, damping_ratio)
 
 
 def _name(model: mujoco.MjModel, obj: mujoco.mjtObj, i: int) -> str:

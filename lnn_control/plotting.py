@@ -33,14 +33,21 @@ def tracking_figure(traces: Sequence, path: str, title: str = '',
     axes[2].set_ylabel('command (effort)')
     axes[3].set_ylabel('|PD output| = learning error')
     axes[3].set_xlabel('time [s]')
+    events = [e for tr in traces for e in tr.meta.get('interventions', ())]
+    marks = {'rollback': 'tab:orange', 'pd_only': 'tab:red', 'resume': 'tab:green'}
     for ax in axes:
         if payload_change_at is not None:
             ax.axvline(payload_change_at, color='gray', ls='--', lw=1)
+        for t_event, action, _ in events:
+            ax.axvline(t_event, color=marks.get(action, 'k'), ls=':', lw=1.2)
         ax.grid(True, alpha=0.3)
         ax.legend(loc='upper right', fontsize=8)
     if payload_change_at is not None:
         axes[0].annotate('payload x2', (payload_change_at, axes[0].get_ylim()[1]),
                          fontsize=8, color='gray', va='top')
+    for t_event, action, _ in events:
+        axes[1].annotate(f'supervisor: {action}', (t_event, axes[1].get_ylim()[1]),
+                         fontsize=7, color=marks.get(action, 'k'), va='top', rotation=90)
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

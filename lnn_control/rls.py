@@ -142,6 +142,32 @@ class RLSReadout:
         self.update(phi, self._err)
         return err
 
+    def restart_covariance(self, gain_scale: float = 1.0) -> None:
+        """P back to ``gain_scale`` x its initial value (and the trace cap with it),
+        keeping the weights: learning goes on from what was learned, with fresh
+        (or cut) adaptation gain. O(n^2); for interventions, never per tick."""
+        self._check_positive('gain_scale', gain_scale)
+        keep, updates = self.w.copy(), self.updates
+        self.reset()
+        self.w[:] = keep
+        self.updates = updates
+        if gain_scale != 1.0:
+            self.p *= gain_scale
+            self._st[K.ST_TRACE] *= gain_scale
+            self._st[K.ST_TRACE_CAP] *= gain_scale
+
+    def rescale_inputs(self, factors: np.ndarray, gain_scale: float = 1.0) -> None:
+        """Input i is now divided by ``factors[i]`` times what it was divided by:
+        keep every prediction the same (w_i *= f_i) and restart P at
+        ``gain_scale`` x its initial value. What P had gathered was gathered on
+        inputs of another scale (and on reservoir states those inputs drove);
+        carrying it over exactly (D P D) multiplies the gain along a grown input
+        by f^2, which destabilised 2-link arms, and keeping it unchanged left
+        learning slow. Used when automatic normalisation changes a scale: a few
+        times while the reference first shows its range, never per tick."""
+        self.w[int(self.bias):] *= np.asarray(factors, dtype=float)[:, None]
+        self.restart_covariance(gain_scale)
+
     @property
     def trace(self) -> float:
         return float(self._st[K.ST_TRACE])

@@ -22,7 +22,7 @@ import pytest
 
 import rclpy  # noqa: E402
 
-from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.parameter_client import AsyncParameterClient  # noqa: E402
@@ -553,3 +553,27 @@ def test_console_script_across_processes(context, tmp_path, sig, executor):
     assert all(len(c) == 2 and all(abs(v) <= 1.5 for v in c) for c in commands)
     assert returncode == 0, output
     assert readout.is_file() and 'saved readout' in output, output   # saved on shutdown
+
+
+def test_supervisor_state_and_interventions_on_diagnostics(rig):
+    r = rig()
+    r.send([0.0, 0.0])
+    r.tick(3)
+    keys = {kv.key: kv.value for kv in r.node.diagnostics().status[0].values}
+    assert keys['supervisor state'] == 'learning'
+    assert keys['supervisor rollback'] == '0'
+    for key in ('supervisor error ratio estimate', 'supervisor gain scale',
+                'feedforward limited ticks', 'command saturated ticks',
+                'input scale position'):
+        assert key in keys
+    # an intervention (as the core makes it when learning hurts) is logged and shown
+    r.node.controller.supervisor._rollback('injected by the test')
+    r.send([0.0, 0.0])
+    r.tick()
+    assert r.node._interventions_logged == 1
+    status = r.node.diagnostics().status[0]
+    keys = {kv.key: kv.value for kv in status.values}
+    assert keys['supervisor state'] == 'frozen'
+    assert keys['supervisor rollback'] == '1'
+    assert float(keys['supervisor gain scale']) == pytest.approx(0.1)
+    assert status.level == DiagnosticStatus.WARN and 'frozen' in status.message

@@ -159,6 +159,7 @@ class LnnControllerNode(Node):
         self.reference_messages = 0
         self.commands_published = 0
         self.stale_episodes = 0
+        self._interventions_logged = 0
         rate = values['control_rate_hz']
         self.stats = TickStats(stats_window or max(256, int(2 * rate)))
         # (stats.count, stats.callbacks, node clock ns) at the previous diagnostics
@@ -335,12 +336,24 @@ class LnnControllerNode(Node):
             except ValueError as e:
                 view[:] = 0.0
                 self._refuse(self.rejected, CONTROLLER_REFUSED, f'a tick: {e}')
+            if len(self.controller.supervisor.interventions) > self._interventions_logged:
+                self._log_interventions()
         if not np.isfinite(view).all():     # cannot happen with a finite readout; be sure
             view[:] = 0.0
         self._commands_pub.publish(self._command.msg)
         self._publish_desired(now)      # every command has its desired state
         self.commands_published += 1
         self.stats.record(start, time.perf_counter_ns(), self._sensor_wall_ns, self.period_ns)
+
+    def _log_interventions(self) -> None:
+        """Each supervisor intervention once, as it happens (not per tick)."""
+        events = self.controller.supervisor.interventions
+        for event in events[self._interventions_logged:]:
+            log = self.get_logger().info if event.action == 'resume' else \
+                self.get_logger().warning
+            log(f'learning supervisor: {event.action} at t={event.time_s:.2f} s: '
+                f'{event.reason}')
+        self._interventions_logged = len(events)
 
     def _publish_desired(self, now: int) -> None:
         """The desired state of this tick (the last one while sensors are stale),
@@ -442,6 +455,9 @@ class LnnControllerNode(Node):
             problems.append('joint_states stale')
         if compute.size and worst > self.period_ns * 1e-6:
             problems.append('tick overran the control period')
+        sv = self.controller.supervisor
+        if sv.state != 'learning':
+            problems.append(f'learning supervisor: {sv.state}')
         status.level = DiagnosticStatus.WARN if problems else DiagnosticStatus.OK
         status.message = '; '.join(problems) or (
             'learning' if self.controller.learning_enabled else 'running, learning off')
@@ -463,6 +479,15 @@ class LnnControllerNode(Node):
             ('reference received', self.reference_messages),
             *((f'reference rejected: {k}', v) for k, v in self.rejected_reference.items()),
             ('readout updates', self.controller.slow.updates),
+            ('supervisor state', sv.state if sv.enabled else 'disabled'),
+            ('supervisor error ratio estimate', sv.ratio),
+            *((f'supervisor {k}', v) for k, v in sv.counts.items()),
+            ('supervisor gain scale', sv.gain_scale),
+            ('feedforward limited ticks', self.controller.feedforward_clipped),
+            ('command saturated ticks', self.controller.saturated_ticks),
+            ('input scale changes', self.controller.scale_changes),
+            *((f'input scale {k}', ' '.join(f'{x:.4g}' for x in v))
+              for k, v in self.controller.input_scales.items()),
         ]
         status.values = [KeyValue(key=k, value=(f'{v:.6g}' if isinstance(v, float) else str(v)))
                          for k, v in values]

@@ -1,0 +1,206 @@
+"""The learning supervisor: learning may never make tracking worse than PD alone.
+
+Feedback-error learning with RLS behaves like a high-gain integral loop on top
+of the PD loop; whether it is stable depends on the feature scale, the initial
+covariance and the forgetting together, so some setting on some plant will
+always be unstable. The supervisor watches one figure the controller has
+every tick and acts on it.
+
+The figure: with the feedforward u_ff the PD loop only has to correct what
+u_ff leaves of the torque the motion needs, u_pd + u_ff. In the PD loop's
+error units (effort / kp) the ratio
+
+    rho = rms(u_pd / kp) / rms(u / kp)       (over ``window_s``; u = the applied
+                                              command, u_pd + u_ff saturated)
+
+is, to first order, the tracking error with learning over the error PD alone
+would have on the same motion (u is the torque the motion takes): 1 with no feedforward, near 0 with a good
+one, above 1 when the feedforward fights the loop (a wrong readout, or a
+learning loop that oscillates). A plant change (payload, friction) is not a
+divergence and reads differently: the motion then needs more torque than u_ff
+gives, rho rises towards 1 but not past it, so the learners are left to re-adapt.
+
+The response, with hysteresis (``hold_s``) and escalation:
+
+1. rho above ``trip_ratio``; or the feedforward driving the command into
+   saturation (at its own bound ``feedforward_limit``, or pushing a saturated
+   joint the same way) on more than ``PUSH_FRACTION`` of the ticks: under
+   saturation rho reads about 1 whatever the error, and a learned model that
+   keeps asking for more than the actuator has is not credible (learning
+   itself pauses on saturated ticks, see the controller); or a numerically
+   refused RLS step: the readout
+   goes back to the last good snapshot (taken every 2 windows while rho stayed
+   below half the trip ratio, and promoted only after one more good interval),
+   learning is frozen, and the covariance restarts at its initial value cut by
+   ``GAIN_CUT`` (a cut of the current P would leave a directional-forgetting
+   learner, whose P never grows, unable to learn at all); each further trip
+   cuts it again. An unstable setting thus
+   ends up stable instead of oscillating between learning and rollback.
+2. After ``hold_s``: rho back below the trip ratio -> learning resumes. Still
+   above (the snapshot is bad too) -> the feedforward is zeroed: plain PD,
+   which by definition is not worse than PD, for another ``hold_s``; then
+   learning restarts from zero at the cut gain.
+
+ROS-free; the per-tick part is a few scalar operations on preallocated arrays.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import kernels as K
+
+LEARNING, FROZEN, PD_ONLY = 'learning', 'frozen', 'pd_only'
+GAIN_CUT = 0.1
+GOOD_FRACTION = 0.5          # snapshots are taken while rho < GOOD_FRACTION * trip_ratio
+PUSH_FRACTION = 0.25         # feedforward drives saturation this often: not credible
+
+
+@dataclass
+class Intervention:
+    """One supervisor episode, as logged, counted and plotted."""
+
+    tick: int
+    time_s: float
+    action: str          # rollback | pd_only | resume
+    reason: str
+
+
+class LearningSupervisor:
+    """Watches rho (see the module docstring) and rolls back, freezes or zeroes
+    the readouts of an ``AdaptiveController``; the controller calls ``observe``
+    once per tick after computing its command."""
+
+    def __init__(self, controller, trip_ratio: float, window_s: float, hold_s: float,
+                 enabled: bool = True):
+        self.ctrl = controller
+        self.enabled = bool(enabled)
+        self.trip_ratio = float(trip_ratio)
+        self.window_s = float(window_s)
+        self.hold_s = float(hold_s)
+        n = controller.n
+        self._stats = np.zeros(K.SV_SIZE)          # EWMAs (see kernels.supervisor_stats)
+        self._inv_kp = np.zeros(n)
+        self.set_gains(controller.kp, controller.command_limit)
+        self._good = [r.w.copy() for r in controller.readouts()]
+        self._candidate = [r.w.copy() for r in controller.readouts()]
+        self.state = LEARNING
+        self.gain_scale = 1.0
+        self.interventions: list[Intervention] = []
+        self.counts = {'rollback': 0, 'pd_only': 0, 'resume': 0}
+        self.snapshots = 0
+        self._reset_timers()
+
+    # -- configuration ---------------------------------------------------------
+    def set_gains(self, kp: np.ndarray, command_limit: np.ndarray) -> None:
+        """Error units: effort / kp (effort / command_limit where kp is 0)."""
+        self._inv_kp[:] = 1.0 / np.where(kp > 0, kp, command_limit)
+
+    def _reset_timers(self) -> None:
+        self._stats[:] = 0.0
+        self._ticks_in_state = 0
+        self._interval_ticks = 0
+        self._interval_max = 0.0
+        self._candidate_ok = False
+
+    def reset(self) -> None:
+        """After ``reset_learning``: a fresh start at full gain."""
+        self.state = LEARNING
+        self.gain_scale = 1.0
+        for good, cand, r in zip(self._good, self._candidate, self.ctrl.readouts()):
+            good[:] = r.w
+            cand[:] = r.w
+        self._reset_timers()
+
+    @property
+    def ratio(self) -> float:
+        """The current estimate of rho (1 before there is data)."""
+        total = self._stats[K.SV_TOTAL]
+        return math.sqrt(self._stats[K.SV_PD] / total) if total > 0 else 1.0
+
+    @property
+    def learning_allowed(self) -> bool:
+        return self.state == LEARNING
+
+    # -- the tick --------------------------------------------------------------
+    def observe(self, pd: np.ndarray, ff: np.ndarray, command: np.ndarray,
+                ff_at_bound: bool, refused_step: bool = False) -> None:
+        if not self.enabled:
+            return
+        ctrl = self.ctrl
+        alpha = min(1.0, ctrl.dt / self.window_s)
+        K.supervisor_stats(pd, ff, command, ctrl.command_limit, self._inv_kp,
+                           float(ff_at_bound), alpha, self._stats)
+        self._ticks_in_state += 1
+        rho = self.ratio
+        window_ticks = max(1, int(round(self.window_s / ctrl.dt)))
+        hold_ticks = max(window_ticks, int(round(self.hold_s / ctrl.dt)))
+        warm = self._ticks_in_state >= window_ticks
+        push = self._stats[K.SV_PUSH]
+        harmful = warm and (rho > self.trip_ratio or push > PUSH_FRACTION)
+        if self.state == LEARNING:
+            if refused_step or harmful:
+                self._rollback('RLS step refused as numerically unusable' if refused_step
+                               else f'estimated error ratio to PD {rho:.2f} > trip_ratio '
+                                    f'{self.trip_ratio:g}' if rho > self.trip_ratio
+                               else f'feedforward drove the command into its limit '
+                                    f'{push:.0%} of the time')
+            else:
+                self._track_snapshot(rho, 2 * window_ticks)
+        elif self.state == FROZEN:
+            if harmful:
+                self._pd_only(f'still {rho:.2f} x PD with the rolled-back readout')
+            elif self._ticks_in_state >= hold_ticks:
+                self._resume(f'error ratio {rho:.2f} after {self.hold_s:g} s frozen')
+        elif self._ticks_in_state >= hold_ticks:
+            self._resume(f'restart from zero after {self.hold_s:g} s of PD only')
+
+    def _track_snapshot(self, rho: float, interval_ticks: int) -> None:
+        self._interval_max = max(self._interval_max, rho)
+        self._interval_ticks += 1
+        if self._interval_ticks < interval_ticks:
+            return
+        good = self._interval_max < GOOD_FRACTION * self.trip_ratio
+        if good and self._candidate_ok:
+            for g, c in zip(self._good, self._candidate):
+                g[:] = c
+            self.snapshots += 1
+        for c, r in zip(self._candidate, self.ctrl.readouts()):
+            c[:] = r.w
+        self._candidate_ok = good
+        self._interval_ticks = 0
+        self._interval_max = 0.0
+
+    # -- responses -------------------------------------------------------------
+    def _record(self, action: str, reason: str) -> None:
+        ctrl = self.ctrl
+        self.interventions.append(Intervention(ctrl.ticks, ctrl.ticks * ctrl.dt, action, reason))
+        self.counts[action] += 1
+
+    def _rollback(self, reason: str) -> None:
+        self.gain_scale *= GAIN_CUT
+        for r, good in zip(self.ctrl.readouts(), self._good):
+            r.w[:] = good
+            r.restart_covariance(self.gain_scale)
+        self.state = FROZEN
+        self._record('rollback', f'{reason}: readout rolled back to the last good snapshot, '
+                                 f'learning frozen for {self.hold_s:g} s, adaptation gain '
+                                 f'now x{self.gain_scale:g}')
+        self._reset_timers()
+
+    def _pd_only(self, reason: str) -> None:
+        for r in self.ctrl.readouts():
+            r.w[:] = 0.0
+        self.state = PD_ONLY
+        self._record('pd_only', f'{reason}: feedforward zeroed (PD only) for {self.hold_s:g} s')
+        self._reset_timers()
+
+    def _resume(self, reason: str) -> None:
+        self.state = LEARNING
+        self._record('resume', f'{reason}: learning resumes')
+        for good, cand, r in zip(self._good, self._candidate, self.ctrl.readouts()):
+            good[:] = r.w
+            cand[:] = r.w
+        self._reset_timers()

@@ -1,0 +1,316 @@
+"""The plant zoo: MuJoCo plants the learning defaults are checked over.
+
+The bundled demo plants were the ones the first defaults were tuned on; the
+zoo is a sample of what users bring instead: pendulums from 0.3 to 5 kg and
+0.2 to 1.2 m, with viscous and Coulomb friction and motor armature, 2-link
+arms with different mass and length ratios, and cart-poles. Each member is
+described by a few numbers here and written out as MJCF into
+``models/zoo/<name>.xml`` (shipped with the package, so ``lnn_sim`` takes
+``model:=zoo/<name>`` too); ``test_zoo`` keeps the files equal to this table.
+
+Each plant's PD gains come from the honest rule (``plants.honest_gains``) on
+its own nominal inertia; its effort limit is four times the effort the
+reference needs at nominal payload (gravity at the amplitude plus inertia
+times the peak acceleration, plus friction), so a doubled payload stays inside.
+ROS-free.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ZOO_DIR = Path(__file__).resolve().parent / 'models' / 'zoo'
+AMPLITUDE_RAD = 0.5          # reference amplitude of the rotary plants
+AMPLITUDE_M = 0.3            # reference amplitude of the cart-poles
+G = 9.81
+
+
+@dataclass(frozen=True)
+class Pendulum:
+    mass: float                # kg, rod (capsule) mass
+    length: float              # m
+    tip_mass: float = 0.0      # kg, point-like mass at the tip (sphere)
+    damping: float = 0.01      # N m s / rad, viscous
+    friction: float = 0.0      # N m, Coulomb (MuJoCo frictionloss)
+    armature: float = 0.0      # kg m^2, reflected motor inertia
+    note: str = ''
+
+
+@dataclass(frozen=True)
+class Arm:
+    masses: tuple[float, float]
+    lengths: tuple[float, float]
+    damping: tuple[float, float] = (0.01, 0.01)
+    friction: tuple[float, float] = (0.0, 0.0)
+    armature: tuple[float, float] = (0.0, 0.0)
+    note: str = ''
+
+
+@dataclass(frozen=True)
+class CartPole:
+    cart_mass: float
+    pole_mass: float
+    pole_length: float
+    rail_damping: float = 0.01
+    rail_friction: float = 0.0
+    note: str = ''
+
+
+ZOO: dict[str, Any] = {
+    'pendulum_tiny': Pendulum(0.3, 0.2, damping=0.002, note='0.3 kg at 0.2 m'),
+    'pendulum_small_coulomb': Pendulum(0.5, 0.35, friction=0.05,
+                                       note='light, Coulomb friction'),
+    'pendulum_viscous': Pendulum(1.2, 0.6, damping=0.5, note='strong viscous damping'),
+    'pendulum_heavy_coulomb': Pendulum(1.6, 0.7, friction=0.4,
+                                       note='1.6 kg at 0.7 m, Coulomb 0.4 N m'),
+    'pendulum_long': Pendulum(0.8, 1.2, damping=0.05, note='1.2 m'),
+    'pendulum_5kg': Pendulum(5.0, 0.9, friction=1.5, armature=0.05,
+                             note='5 kg, Coulomb friction, armature'),
+    'pendulum_geared': Pendulum(2.5, 0.4, damping=0.3, armature=0.4,
+                                note='armature dominates the inertia'),
+    'pendulum_tip_mass': Pendulum(0.2, 1.0, tip_mass=3.0, friction=0.2,
+                                  note='3 kg at the tip of a 1 m rod'),
+    'arm_friction': Arm((1.2, 0.8), (0.45, 0.35), damping=(0.1, 0.05),
+                        friction=(0.3, 0.15), note='vertical 2-link, friction'),
+    'arm_heavy_base': Arm((3.0, 0.5), (0.6, 0.4), damping=(0.05, 0.02),
+                          note='heavy first link'),
+    'arm_heavy_tip': Arm((0.8, 1.2), (0.5, 0.4), damping=(0.02, 0.02),
+                         friction=(0.1, 0.2), note='second link heavier than the first'),
+    'arm_geared': Arm((1.0, 1.0), (0.5, 0.5), damping=(0.2, 0.1), friction=(0.5, 0.3),
+                      armature=(0.1, 0.05), note='armature, viscous and Coulomb'),
+    'cartpole_heavy_load': CartPole(2.0, 1.0, 0.8, rail_damping=0.5,
+                                    note='load half the cart mass'),
+    'cartpole_light_friction': CartPole(0.5, 0.3, 0.4, rail_damping=0.1, rail_friction=1.0,
+                                        note='light cart, rail friction'),
+}
+
+# The variants every zoo plant is also run with (``closed_loop.run`` applies them).
+VARIANTS: dict[str, dict[str, float]] = {
+    'nominal': {},
+    'noise': {'position_noise': 0.5e-3, 'velocity_noise': 5e-3},   # rad, rad/s (sigma)
+    'delay': {'delay_ticks': 1},                                   # one control period
+}
+
+
+def names() -> tuple[str, ...]:
+    return tuple(ZOO)
+
+
+def model_name(name: str) -> str:
+    """The ``model`` value (``Plant``, ``lnn_sim``) of a zoo plant."""
+    if name not in ZOO:
+        raise ValueError(f'unknown zoo plant {name!r}; zoo: {", ".join(ZOO)}')
+    return f'zoo/{name}'
+
+
+def reference_amplitude(name: str) -> float:
+    return AMPLITUDE_M if isinstance(ZOO[name], CartPole) else AMPLITUDE_RAD
+
+
+def effort_limits(name: str, max_frequency_hz: float = 0.55) -> list[float]:
+    """Four times the effort the nominal reference needs, per actuated joint."""
+    spec = ZOO[name]
+    a = reference_amplitude(name)
+    acc = a * (2 * math.pi * max_frequency_hz) ** 2   # bound on the peak acceleration
+    if isinstance(spec, Pendulum):
+        inertia = spec.mass * spec.length ** 2 / 3 + spec.tip_mass * spec.length ** 2 \
+            + spec.armature
+        grav = G * math.sin(a) * (spec.mass * spec.length / 2 + spec.tip_mass * spec.length)
+        need = [grav + inertia * acc + spec.friction + spec.damping * a * 2 * math.pi * 0.55]
+    elif isinstance(spec, Arm):
+        (m1, m2), (l1, l2) = spec.masses, spec.lengths
+        grav1 = G * math.sin(2 * a) * (m1 * l1 / 2 + m2 * (l1 + l2 / 2))
+        grav2 = G * math.sin(2 * a) * m2 * l2 / 2
+        i1 = m1 * l1 ** 2 / 3 + m2 * (l1 ** 2 + l1 * l2 + l2 ** 2 / 3) + spec.armature[0]
+        i2 = m2 * l2 ** 2 / 3 + spec.armature[1]
+        need = [grav1 + i1 * acc * 1.5 + spec.friction[0],
+                grav2 + i2 * acc * 1.5 + spec.friction[1]]
+    else:
+        total = spec.cart_mass + spec.pole_mass
+        need = [total * acc * 1.5 + spec.rail_friction + spec.rail_damping * 2]
+    return [float(math.ceil(4 * x)) for x in need]
+
+
+def mjcf(name: str) -> str:
+    """The MJCF text of a zoo plant (what ``models/zoo/<name>.xml`` holds)."""
+    spec = ZOO[name]
+    limits = effort_limits(name)
+    head = (f'<!-- Zoo plant {name}: {spec.note}. Generated by lnn_control/zoo.py '
+            f'(python -m lnn_control.zoo); do not edit. -->\n'
+            f'<mujoco model="{name}">\n'
+            '  <compiler angle="radian" inertiafromgeom="true"/>\n'
+            '  <option timestep="0.001" integrator="implicitfast" gravity="0 0 -9.81"/>\n'
+            '  <default>\n    <geom contype="0" conaffinity="0"/>\n  </default>\n'
+            '  <worldbody>\n')
+    if isinstance(spec, Pendulum):
+        r = max(0.01, 0.05 * spec.length)
+        body = (f'    <body name="link1" pos="0 0 {spec.length + 0.5:g}">\n'
+                f'      <joint name="joint1" type="hinge" axis="0 1 0" '
+                f'damping="{spec.damping:g}" frictionloss="{spec.friction:g}" '
+                f'armature="{spec.armature:g}"/>\n'
+                f'      <geom name="link1" type="capsule" fromto="0 0 0 0 0 -{spec.length:g}" '
+                f'size="{r:g}" mass="{spec.mass:g}"/>\n')
+        if spec.tip_mass:
+            body += (f'      <geom name="tip" type="sphere" pos="0 0 -{spec.length:g}" '
+                     f'size="{2 * r:g}" mass="{spec.tip_mass:g}"/>\n')
+        body += '    </body>\n'
+        motors = [('joint1', limits[0])]
+    elif isinstance(spec, Arm):
+        (m1, m2), (l1, l2) = spec.masses, spec.lengths
+        j = [f'type="hinge" axis="0 1 0" damping="{spec.damping[i]:g}" '
+             f'frictionloss="{spec.friction[i]:g}" armature="{spec.armature[i]:g}"'
+             for i in range(2)]
+        body = (f'    <body name="link1" pos="0 0 {l1 + l2 + 0.5:g}">\n'
+                f'      <joint name="joint1" {j[0]}/>\n'
+                f'      <geom name="link1" type="capsule" fromto="0 0 0 0 0 -{l1:g}" '
+                f'size="0.03" mass="{m1:g}"/>\n'
+                f'      <body name="link2" pos="0 0 -{l1:g}">\n'
+                f'        <joint name="joint2" {j[1]}/>\n'
+                f'        <geom name="link2" type="capsule" fromto="0 0 0 0 0 -{l2:g}" '
+                f'size="0.03" mass="{m2:g}"/>\n'
+                '      </body>\n    </body>\n')
+        motors = [('joint1', limits[0]), ('joint2', limits[1])]
+    else:
+        body = ('    <geom name="rail" type="capsule" fromto="-2.2 0 1.5 2.2 0 1.5" size="0.01" '
+                'mass="0"/>\n'
+                '    <body name="cart" pos="0 0 1.5">\n'
+                f'      <joint name="cart" type="slide" axis="1 0 0" limited="true" range="-2 2" '
+                f'damping="{spec.rail_damping:g}" frictionloss="{spec.rail_friction:g}"/>\n'
+                f'      <geom name="cart" type="box" size="0.1 0.05 0.05" '
+                f'mass="{spec.cart_mass:g}"/>\n'
+                '      <body name="pole">\n'
+                '        <joint name="pole" type="hinge" axis="0 1 0" damping="0.002"/>\n'
+                f'        <geom name="pole" type="capsule" fromto="0 0 0 0 0 -{spec.pole_length:g}" '
+                f'size="0.02" mass="{spec.pole_mass:g}"/>\n'
+                '      </body>\n    </body>\n')
+        motors = [('cart', limits[0])]
+    acts = ''.join(f'    <motor name="{j}" joint="{j}" gear="1" ctrllimited="true" '
+                   f'ctrlrange="-{lim:g} {lim:g}"/>\n' for j, lim in motors)
+    return head + body + '  </worldbody>\n  <actuator>\n' + acts + '  </actuator>\n</mujoco>\n'
+
+
+def controller_params(name: str) -> dict[str, Any]:
+    """What a PID user sets for a zoo plant: joints, honest gains, limits, reference.
+
+    Everything else stays at the schema default: that is what the zoo tests.
+    """
+    from .plants import Plant, honest_gains
+
+    plant = Plant(model_name(name))
+    kp, kd = honest_gains(plant)
+    limit = np.asarray(effort_limits(name))
+    n = plant.n
+    return {'joints': list(plant.joint_names), 'kp': kp.round(4).tolist(),
+            'kd': kd.round(4).tolist(), 'command_limit': limit.tolist(),
+            'reference.mode': 'sum_of_sines',
+            'reference.amplitude': [reference_amplitude(name)] * n}
+
+
+def write_models(directory: Path = ZOO_DIR) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name in ZOO:
+        path = directory / f'{name}.xml'
+        path.write_text(mjcf(name), encoding='utf-8')
+        written.append(path)
+    return written
+
+
+if __name__ == '__main__':
+    for p in write_models():
+        print(p)
+
+
+# -- running the zoo (``lnn-control zoo``) ---------------------------------------
+DURATION_S = 60.0
+CHANGE_AT_S = 40.0
+
+
+def run_member(job: tuple[str, str, int, dict]) -> dict[str, Any]:
+    """PD-only and adaptive on one zoo plant and variant (defaults plus ``extra``)."""
+    from . import closed_loop as CL
+
+    name, variant, seed, extra = job
+    params = {**controller_params(name), 'reservoir.seed': seed, 'reference.seed': seed,
+              **extra}
+    runs = [CL.run(model_name(name), params, DURATION_S, learning=learning,
+                   payload_change_at=CHANGE_AT_S, noise_seed=seed, **VARIANTS[variant])
+            for learning in (False, True)]
+    pd, adaptive = runs
+    summary = CL.summarize(pd, adaptive, DURATION_S, CHANGE_AT_S)
+    summary['worst_window_ratio'] = CL.worst_window_ratio(pd, adaptive)
+    return {'plant': name, 'variant': variant, 'seed': seed, **summary,
+            'interventions': len([i for i in adaptive.meta['interventions']
+                                  if i[1] != 'resume']),
+            'intervention_log': adaptive.meta['interventions']}
+
+
+def run_zoo(plants=None, variants=('nominal',), seeds=(0,), extra=None, workers=2,
+            progress=None) -> list[dict[str, Any]]:
+    """Every (plant, variant, seed), on ``workers`` processes; rows in job order."""
+    jobs = [(p, v, s, dict(extra or {})) for p in (plants or names()) for v in variants
+            for s in seeds]
+    if workers <= 1:
+        rows = []
+        for job in jobs:
+            rows.append(run_member(job))
+            if progress:
+                progress(1)
+        return rows
+    import multiprocessing as mp
+    with mp.get_context('spawn').Pool(workers) as pool:
+        rows = []
+        for row in pool.imap(run_member, jobs):
+            rows.append(row)
+            if progress:
+                progress(1)
+    return rows
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    head = ('| plant | variant | seed | PD RMS | adaptive RMS | ratio | after change | '
+            'worst 10 s window / PD | supervisor interventions |\n'
+            '|---|---|---|---|---|---|---|---|---|\n')
+    body = ''.join(
+        f"| {r['plant']} | {r['variant']} | {r['seed']} | {r['rms_pd']:.4f} | "
+        f"{r['rms_adaptive']:.4f} | {r['ratio']:.3f} | {r['ratio_after_change']:.3f} | "
+        f"{r['worst_window_ratio']:.2f} | {r['interventions']} |\n" for r in rows)
+    ratios = np.array([r['ratio'] for r in rows])
+    after = np.array([r['ratio_after_change'] for r in rows])
+    foot = (f'\nratio: median {np.median(ratios):.3f}, worst {ratios.max():.3f}; '
+            f'after change: median {np.median(after):.3f}, worst {after.max():.3f} '
+            f'({len(rows)} runs, {DURATION_S:g} s, payload x2 at {CHANGE_AT_S:g} s, '
+            'RMS over the 10 s before the change and 5-10 s after it).\n')
+    return head + body + foot
+
+
+def figure(rows: list[dict[str, Any]], path: str) -> None:
+    """Ratios per plant on a log scale, one marker per variant."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    plants = list(dict.fromkeys(r['plant'] for r in rows))
+    variants = list(dict.fromkeys(r['variant'] for r in rows))
+    fig, ax = plt.subplots(figsize=(12, 5))
+    x = {p: i for i, p in enumerate(plants)}
+    for k, v in enumerate(variants):
+        off = (k - (len(variants) - 1) / 2) * 0.2
+        sel = [r for r in rows if r['variant'] == v]
+        ax.semilogy([x[r['plant']] + off for r in sel], [r['ratio'] for r in sel], 'o',
+                    label=f'{v}: ratio')
+        ax.semilogy([x[r['plant']] + off for r in sel],
+                    [r['ratio_after_change'] for r in sel], 'x', label=f'{v}: after change')
+    ax.axhline(1.0, color='k', lw=1, ls='--', label='PD only')
+    ax.set_xticks(range(len(plants)), plants, rotation=30, ha='right', fontsize=8)
+    ax.set_ylabel('adaptive RMS / PD-only RMS')
+    ax.grid(True, which='both', alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    ax.set_title('plant zoo, default learning settings')
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

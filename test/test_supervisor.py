@@ -1,0 +1,90 @@
+"""The learning supervisor on real plants: it must catch a harmful readout, recover
+to PD-or-better within seconds, count what it did, and leave good learning alone."""
+import numpy as np
+import pytest
+
+from lnn_control import closed_loop as CL
+from lnn_control import zoo
+from lnn_control.controller import AdaptiveController
+from lnn_control.plants import Plant
+from lnn_control.trajectories import make_reference
+
+
+def _loop(ctrl, plant_name, duration, inject_at=None, factor=-10.0):
+    plant = Plant(plant_name, joints=ctrl.joints)
+    cfg = ctrl.params
+    ref = make_reference('sum_of_sines', ctrl.n, cfg['reference.amplitude'],
+                         cfg['reference.frequency_hz'], cfg['reference.offset'])
+    q_d, qd_d, qdd_d = (np.zeros(ctrl.n) for _ in range(3))
+    ref.sample(0.0, q_d, qd_d, qdd_d)
+    plant.reset(q=q_d)
+    err = np.zeros(int(round(duration / ctrl.dt)))
+    for k in range(err.size):
+        t = k * ctrl.dt
+        if inject_at is not None and abs(t - inject_at) < ctrl.dt / 2:
+            for r in ctrl.readouts():
+                r.w *= factor           # a corrupted readout, as a bad file would give
+        ref.sample(t, q_d, qd_d, qdd_d)
+        q, qd = plant.position(), plant.velocity()
+        err[k] = np.sqrt(np.mean((q_d - q) ** 2))
+        plant.step(ctrl.step((q, qd), (q_d, qd_d, qdd_d)), ctrl.dt)
+    return err
+
+
+def _rms(err, dt, a, b):
+    return float(np.sqrt(np.mean(err[int(a / dt):int(b / dt)] ** 2)))
+
+
+@pytest.mark.parametrize('plant', ['pendulum_heavy_coulomb', 'arm_geared'])
+def test_injected_bad_readout_is_detected_rolled_back_and_counted(plant):
+    params = zoo.controller_params(plant)
+    pd = AdaptiveController({**params, 'learning_enabled': False})
+    err_pd = _loop(pd, zoo.model_name(plant), 30.0)
+    ctrl = AdaptiveController(params)
+    err = _loop(ctrl, zoo.model_name(plant), 30.0, inject_at=20.0)
+    sv = ctrl.supervisor
+    events = [(e.time_s, e.action) for e in sv.interventions]
+    assert sv.counts['rollback'] >= 1, events
+    first = next(t for t, a in events if a == 'rollback')
+    assert 20.0 < first < 21.0, events                 # detected within a second
+    dt = ctrl.dt
+    # within a few seconds back to no worse than 1.2x PD, and it stays there
+    assert _rms(err, dt, 23.0, 30.0) <= 1.2 * _rms(err_pd, dt, 23.0, 30.0)
+    assert _rms(err, dt, 10.0, 20.0) <= 0.2 * _rms(err_pd, dt, 10.0, 20.0)   # learned first
+
+
+def test_good_learning_is_left_alone():
+    params = zoo.controller_params('pendulum_viscous')
+    ctrl = AdaptiveController(params)
+    _loop(ctrl, zoo.model_name('pendulum_viscous'), 30.0)
+    assert ctrl.supervisor.interventions == []
+    assert ctrl.supervisor.state == 'learning' and ctrl.supervisor.ratio < 0.3
+
+
+def test_supervisor_off_means_no_interventions():
+    params = {**zoo.controller_params('arm_geared'), 'supervisor.enabled': False}
+    ctrl = AdaptiveController(params)
+    _loop(ctrl, zoo.model_name('arm_geared'), 12.0, inject_at=6.0)
+    assert ctrl.supervisor.interventions == []
+
+
+def test_payload_change_is_not_taken_for_a_divergence():
+    """After the payload doubles, rho rises towards 1 but the learners are left to
+    re-adapt: no rollback on the bundled pendulum."""
+    params = CL.plant_params('pendulum')
+    trace = CL.run('pendulum', params, 50.0, payload_change_at=30.0)
+    assert [e for e in trace.meta['interventions'] if e[1] != 'resume'] == []
+
+
+def test_summary_and_figure_report_interventions(tmp_path):
+    from lnn_control.plotting import tracking_figure
+
+    params = {**zoo.controller_params('arm_friction'), 'rls.initial_covariance': 100.0}
+    pd = CL.run(zoo.model_name('arm_friction'), params, 20.0, learning=False)
+    ad = CL.run(zoo.model_name('arm_friction'), params, 20.0)
+    summary = CL.report('offline', 'zoo/arm_friction', 'esn', 0, pd, ad, 20.0, None)
+    assert summary['supervisor']['interventions'] >= 1
+    assert summary['supervisor']['events'][0]['action'] == 'rollback'
+    path = tmp_path / 'tracking.png'
+    tracking_figure([pd, ad], str(path))
+    assert path.stat().st_size > 10_000
