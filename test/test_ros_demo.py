@@ -78,5 +78,8 @@ def test_demo_cli_ros_mode_writes_summary_figure_and_recording(tmp_path):
     assert cli.main(['demo', '--duration', '2', '--out', str(out), '--quiet']) == 0
     summary = json.loads((out / 'summary.json').read_text())
     assert summary['mode'] == 'ros-lockstep' and summary['plant'] == 'pendulum'
+    # the learning supervisor, as the node reported it on /diagnostics
+    assert summary['supervisor']['final_state'] == 'learning'
+    assert summary['supervisor']['interventions'] == 0
     for name in ('summary.json', 'tracking.png', 'run.mcap'):
         assert os.path.getsize(out / name) > 0

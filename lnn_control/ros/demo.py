@@ -271,5 +271,31 @@ def traces_from_mcap(path: str) -> tuple[list[CL.Trace], dict[str, str]]:
             if k < len(commands):
                 u[row] = commands[k][1].data
         err = np.linalg.norm(kp * (q_d - q) + kd * (qd_d - qd), axis=1)
-        traces.append(CL.Trace(t, q_d, q, u, err, label='adaptive' if learning else 'PD only'))
+        meta_arm = _supervisor_from_diagnostics(data.get('/diagnostics', []),
+                                                f'/{ns}/lnn_controller', desired['stamp_ns'][0])
+        traces.append(CL.Trace(t, q_d, q, u, err, label='adaptive' if learning else 'PD only',
+                               meta=meta_arm))
     return traces, meta
+
+
+def _supervisor_from_diagnostics(messages, hardware_id: str, t0_ns: int) -> dict:
+    """The learning supervisor's interventions as the node reported them on
+    /diagnostics (1 Hz: an event's time is that of the first status counting it)."""
+    events, last, state, gain = [], {}, None, None
+    for _, msg in messages:
+        for status in msg.status:
+            if status.hardware_id != hardware_id:
+                continue
+            values = {kv.key: kv.value for kv in status.values}
+            if 'supervisor state' not in values:
+                continue
+            t = (mcap_io.stamp_ns(msg.header.stamp) - t0_ns) * 1e-9
+            for action in ('rollback', 'pd_only', 'resume'):
+                count = int(values.get(f'supervisor {action}', 0))
+                for _ in range(count - last.get(action, 0)):
+                    events.append((t, action, 'reported on /diagnostics'))
+                last[action] = count
+            state, gain = values['supervisor state'], float(values['supervisor gain scale'])
+    if state is None:
+        return {}
+    return {'interventions': sorted(events), 'supervisor_state': state, 'gain_scale': gain}
