@@ -289,9 +289,8 @@ class AdaptiveController:
     def step(self, measured, desired) -> np.ndarray:
         io = self._load_io(measured, desired)
         if self.auto_scale:
-            self._scale_before[:] = self._scale
-            if K.track_scales(io, self._envelope, self._scale, self._scale_floor,
-                              AUTO_HEADROOM):
+            if K.track_scales(io, self._envelope, self._scale, self._scale_before,
+                              self._scale_floor, AUTO_HEADROOM):
                 self._rescale_readouts()
         refused = False
         if self.mode == 'feedback_error':
@@ -314,11 +313,13 @@ class AdaptiveController:
             self._err *= self.kd
             self._pd += self._err
             refused = not self._inverse_model_tick(*io)
-        at_bound = K.clip_symmetric(self._ff, self._ff_limit) > 0
-        self.feedforward_clipped += at_bound
-        self._saturated = K.saturated_sum(self._pd, self._ff, self.command_limit,
-                                          self._command)
-        self.saturated_ticks += self._saturated
+        code = K.bounded_command(self._pd, self._ff, self._ff_limit, self.command_limit,
+                                 self._command)
+        at_bound = code & 1
+        self._saturated = code >= 2
+        if code:
+            self.feedforward_clipped += at_bound
+            self.saturated_ticks += self._saturated
         self.supervisor.observe(self._pd, self._ff, self._command, at_bound, refused)
         self._prev[0], self._prev[1], self._prev[2] = io[0], io[1], self._command
         self._has_prev = True
@@ -406,7 +407,7 @@ def _warm_up_kernels() -> None:
         r.covariance()
     io, out = np.ones((5, 1)), np.zeros(1)
     K.feedback_error_inputs(io, np.ones(3), np.ones(1), np.ones(1), out, np.zeros(8))
-    K.saturated_sum(out, out, np.ones(1), np.zeros(1))
-    K.clip_symmetric(out, np.ones(1))
-    K.supervisor_stats(out, out, out, np.ones(1), np.ones(1), 0.0, 0.5, np.zeros(K.SV_SIZE))
-    K.track_scales(io, np.zeros(3), np.ones(3), np.ones(3), 1.25)
+    K.bounded_command(out, out.copy(), np.ones(1), np.ones(1), np.zeros(1))
+    K.supervisor_stats(out, out, out, np.ones(1), np.ones(1), 0.0, 0.5, 1.1, 0.25, True,
+                       np.zeros(K.SV_SIZE))
+    K.track_scales(io, np.zeros(3), np.ones(3), np.ones(3), np.ones(3), 1.25)

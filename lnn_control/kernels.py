@@ -152,14 +152,18 @@ def feedback_error_inputs(io, scale, kp, kd, pd, u):
 SV_PD = 0       # EWMA of |u_pd / kp|^2: the error left with the feedforward
 SV_TOTAL = 1    # EWMA of |u / kp|^2, u the applied command: the error PD alone would leave
 SV_PUSH = 2     # EWMA of the fraction of ticks the feedforward drives a saturation
-SV_SIZE = 3
+SV_RHO = 3      # sqrt(SV_PD / SV_TOTAL): the estimated error ratio to PD alone
+SV_MAX = 4      # largest SV_RHO since the supervisor last cleared it
+SV_SIZE = 5
 
 
 @njit(cache=True)
-def supervisor_stats(pd, ff, command, limit, inv_kp, ff_at_bound, alpha, st):
-    """Update the supervisor's EWMAs. A tick counts as 'pushing' when the
-    feedforward is at its bound, or a joint's command is at its limit with the
-    feedforward (more than a quarter of the limit) pushing the same way."""
+def supervisor_stats(pd, ff, command, limit, inv_kp, ff_at_bound, alpha, trip, push_trip,
+                     warm, st):
+    """Update the supervisor's EWMAs; True when learning looks harmful (``warm``
+    and rho > ``trip`` or the push fraction > ``push_trip``). A tick 'pushes'
+    when the feedforward is at its bound, or a joint's command is at its limit
+    with the feedforward (more than a quarter of the limit) pushing the same way."""
     a = 0.0
     b = 0.0
     push = ff_at_bound
@@ -174,36 +178,29 @@ def supervisor_stats(pd, ff, command, limit, inv_kp, ff_at_bound, alpha, st):
     st[SV_TOTAL] += alpha * (b - st[SV_TOTAL])
     # pushing into saturation does damage fast: a four times shorter average
     st[SV_PUSH] += min(1.0, 4.0 * alpha) * (push - st[SV_PUSH])
+    rho = np.sqrt(st[SV_PD] / st[SV_TOTAL]) if st[SV_TOTAL] > 0.0 else 1.0
+    st[SV_RHO] = rho
+    if rho > st[SV_MAX]:
+        st[SV_MAX] = rho
+    return warm and (rho > trip or st[SV_PUSH] > push_trip)
 
 
 @njit(cache=True)
-def clip_symmetric(x, limit):
-    """x <- clip(x, -limit, limit) in place; returns how many entries were clipped."""
-    clipped = 0
-    for j in range(x.shape[0]):
-        if x[j] > limit[j]:
-            x[j] = limit[j]
-            clipped += 1
-        elif x[j] < -limit[j]:
-            x[j] = -limit[j]
-            clipped += 1
-    return clipped
-
-
-@njit(cache=True)
-def track_scales(io, envelope, scale, floor, headroom):
+def track_scales(io, envelope, scale, before, floor, headroom):
     """Automatic input normalisation: per joint, the running peak of |q_d|, |qd_d|
     and |qdd_d| (io rows 2..4) in ``envelope`` (3n); where a peak outgrows its
     scale the scale becomes headroom x the peak (so each change is at least
     ``headroom``-fold). Scales start at ``floor`` and only grow, so they settle
-    once the reference has shown its range. Returns how many scales changed
-    (the caller then rescales the readouts)."""
+    once the reference has shown its range. ``before`` receives the scales as
+    they were. Returns how many scales changed (the caller then rescales the
+    readouts)."""
     n = io.shape[1]
     changed = 0
     for k in range(3):
         for j in range(n):
             v = abs(io[2 + k, j])
             i = k * n + j
+            before[i] = scale[i]
             if v > envelope[i]:
                 envelope[i] = v
                 if v > scale[i]:
@@ -213,15 +210,23 @@ def track_scales(io, envelope, scale, floor, headroom):
 
 
 @njit(cache=True)
-def saturated_sum(a, b, limit, out):
-    """out = clip(a + b, -limit, limit); returns True when any entry was clipped."""
-    clipped = False
+def bounded_command(pd, ff, ff_limit, limit, out):
+    """ff <- clip(ff, +-ff_limit); out = clip(pd + ff, +-limit).
+
+    Returns 1 when the feedforward was clipped plus 2 when the command was."""
+    code = 0
     for j in range(out.shape[0]):
-        v = a[j] + b[j]
+        f = ff[j]
+        if f > ff_limit[j] or f < -ff_limit[j]:
+            f = min(max(f, -ff_limit[j]), ff_limit[j])
+            ff[j] = f
+            code |= 1
+        v = pd[j] + f
         if v > limit[j] or v < -limit[j]:
-            clipped = True
-        out[j] = min(max(v, -limit[j]), limit[j])
-    return clipped
+            v = min(max(v, -limit[j]), limit[j])
+            code |= 2
+        out[j] = v
+    return code
 
 
 @njit(cache=True)

@@ -102,7 +102,6 @@ class LearningSupervisor:
         self._stats[:] = 0.0
         self._ticks_in_state = 0
         self._interval_ticks = 0
-        self._interval_max = 0.0
         self._candidate_ok = False
 
     def reset(self) -> None:
@@ -117,8 +116,7 @@ class LearningSupervisor:
     @property
     def ratio(self) -> float:
         """The current estimate of rho (1 before there is data)."""
-        total = self._stats[K.SV_TOTAL]
-        return math.sqrt(self._stats[K.SV_PD] / total) if total > 0 else 1.0
+        return float(self._stats[K.SV_RHO]) if self._stats[K.SV_TOTAL] > 0 else 1.0
 
     @property
     def learning_allowed(self) -> bool:
@@ -130,39 +128,38 @@ class LearningSupervisor:
         if not self.enabled:
             return
         ctrl = self.ctrl
-        alpha = min(1.0, ctrl.dt / self.window_s)
-        K.supervisor_stats(pd, ff, command, ctrl.command_limit, self._inv_kp,
-                           float(ff_at_bound), alpha, self._stats)
+        window_ticks = max(1, int(self.window_s / ctrl.dt + 0.5))
         self._ticks_in_state += 1
-        rho = self.ratio
-        window_ticks = max(1, int(round(self.window_s / ctrl.dt)))
-        hold_ticks = max(window_ticks, int(round(self.hold_s / ctrl.dt)))
-        warm = self._ticks_in_state >= window_ticks
-        push = self._stats[K.SV_PUSH]
-        harmful = warm and (rho > self.trip_ratio or push > PUSH_FRACTION)
+        harmful = K.supervisor_stats(pd, ff, command, ctrl.command_limit, self._inv_kp,
+                                     float(ff_at_bound), min(1.0, ctrl.dt / self.window_s),
+                                     self.trip_ratio, PUSH_FRACTION,
+                                     self._ticks_in_state >= window_ticks, self._stats)
         if self.state == LEARNING:
             if refused_step or harmful:
+                rho, push = self.ratio, self._stats[K.SV_PUSH]
                 self._rollback('RLS step refused as numerically unusable' if refused_step
                                else f'estimated error ratio to PD {rho:.2f} > trip_ratio '
                                     f'{self.trip_ratio:g}' if rho > self.trip_ratio
                                else f'feedforward drove the command into its limit '
                                     f'{push:.0%} of the time')
             else:
-                self._track_snapshot(rho, 2 * window_ticks)
-        elif self.state == FROZEN:
+                self._interval_ticks += 1
+                if self._interval_ticks >= 2 * window_ticks:
+                    self._take_snapshot()
+            return
+        hold_ticks = max(window_ticks, int(self.hold_s / ctrl.dt + 0.5))
+        if self.state == FROZEN:
             if harmful:
-                self._pd_only(f'still {rho:.2f} x PD with the rolled-back readout')
+                self._pd_only(f'still {self.ratio:.2f} x PD with the rolled-back readout')
             elif self._ticks_in_state >= hold_ticks:
-                self._resume(f'error ratio {rho:.2f} after {self.hold_s:g} s frozen')
+                self._resume(f'error ratio {self.ratio:.2f} after {self.hold_s:g} s frozen')
         elif self._ticks_in_state >= hold_ticks:
             self._resume(f'restart from zero after {self.hold_s:g} s of PD only')
 
-    def _track_snapshot(self, rho: float, interval_ticks: int) -> None:
-        self._interval_max = max(self._interval_max, rho)
-        self._interval_ticks += 1
-        if self._interval_ticks < interval_ticks:
-            return
-        good = self._interval_max < GOOD_FRACTION * self.trip_ratio
+    def _take_snapshot(self) -> None:
+        """Every 2 windows: the previous candidate becomes the good snapshot if rho
+        stayed low through the whole interval since it was taken."""
+        good = self._stats[K.SV_MAX] < GOOD_FRACTION * self.trip_ratio
         if good and self._candidate_ok:
             for g, c in zip(self._good, self._candidate):
                 g[:] = c
@@ -171,7 +168,7 @@ class LearningSupervisor:
             c[:] = r.w
         self._candidate_ok = good
         self._interval_ticks = 0
-        self._interval_max = 0.0
+        self._stats[K.SV_MAX] = 0.0
 
     # -- responses -------------------------------------------------------------
     def _record(self, action: str, reason: str) -> None:
