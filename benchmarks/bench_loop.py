@@ -191,7 +191,7 @@ def node_phase(context, rate, duration, namespace, size, neuron, executor_kind):
         'latency_transport': dist(node.transport_ns[begin_transport:end_transport]),
         'latency_in_node': dist(s.latency_ns[begin:end]),
         'latency_total': dist(node.total_ns[begin:end]),
-        'stale_episodes': node.stale_episodes,
+        'stale_episodes': node.loop.stale_episodes,
         'rejected': {k: v for k, v in node.rejected.items() if v},
     })
     executor.shutdown()

@@ -13,6 +13,7 @@ import numpy as np
 
 from . import params as P
 from .controller import AdaptiveController
+from .loop import REFUSED, ControlLoop
 from .plants import Plant
 from .trajectories import make_reference
 
@@ -64,7 +65,8 @@ def run(plant_name: str, controller_params: Mapping[str, Any], duration: float,
         position_noise: float = 0.0, velocity_noise: float = 0.0, delay_ticks: int = 0,
         noise_seed: int = 0) -> Trace:
     """One closed-loop run; ``learning=False`` is the PD-only arm: the same
-    controller with learning off (its feedforward stays zero), so one PD law.
+    controller with learning off (its feedforward stays zero), so one PD law,
+    driven through the same ``ControlLoop`` tick as the ROS node.
 
     Imperfections of a real robot, applied to both arms alike: Gaussian
     measurement noise (``position_noise``, ``velocity_noise``: sigma) and
@@ -73,6 +75,7 @@ def run(plant_name: str, controller_params: Mapping[str, Any], duration: float,
     overrides = dict(controller_params)
     overrides['learning_enabled'] = bool(learning) and overrides.get('learning_enabled', True)
     ctrl = AdaptiveController(overrides)
+    loop = ControlLoop(ctrl, ctrl.params['sensor_timeout_s'], ctrl.params['stale_sensor_action'])
     plant = Plant(plant_name, joints=ctrl.joints)
     cfg = ctrl.params
     ref = make_reference('sum_of_sines' if cfg['reference.mode'] == 'topic' else cfg['reference.mode'],
@@ -99,7 +102,11 @@ def run(plant_name: str, controller_params: Mapping[str, Any], duration: float,
         if position_noise or velocity_noise:
             q = q + rng.normal(0.0, position_noise, n)
             qd = qd + rng.normal(0.0, velocity_noise, n)
-        u = ctrl.step((q, qd), (q_d, qd_d, qdd_d)).copy()
+        now_ns = int(round(t * 1e9))
+        loop.sensor_received(now_ns)             # the simulator's state is always fresh
+        if loop.tick(now_ns, (q, qd), (q_d, qd_d, qdd_d)) == REFUSED:
+            raise ValueError(f'controller refused a tick at t={t:.3f} s: {loop.refusal}')
+        u = loop.command.copy()
         log_u[k] = u
         if pending:
             pending.append(u)

@@ -328,7 +328,7 @@ def test_constructor_refuses_invalid_configuration(overrides):
 
 # -- no ROS in the core -------------------------------------------------------------------
 CORE = ['params', 'kernels', 'reference', 'reservoir', 'rls', 'controller',
-        'trajectories', 'plants', 'closed_loop', 'supervisor', 'zoo']
+        'trajectories', 'plants', 'closed_loop', 'supervisor', 'zoo', 'loop']
 
 
 def test_core_modules_do_not_import_rclpy():
@@ -353,3 +353,28 @@ def test_rclpy_import_would_be_detected():
                           "import rclpy, sys; assert 'rclpy' in sys.modules"],
                          capture_output=True, env=dict(os.environ))
     assert out.returncode == 0, out.stderr.decode()
+
+
+# -- the shared control-loop tick -----------------------------------------------------
+def test_control_loop_stale_zero_resume_and_refusal():
+    from lnn_control.loop import REFUSED, RESUMED, STALE, ControlLoop
+
+    ctrl = make()
+    loop = ControlLoop(ctrl, sensor_timeout_s=0.02, stale_action='zero')
+    (measured, desired), = signals(1)
+    loop.sensor_received(0)
+    assert loop.tick(10_000_000, measured, desired) is None
+    assert np.abs(loop.command).max() > 0
+    assert loop.tick(30_000_000, measured, desired) == STALE      # 30 ms > 20 ms
+    assert (loop.command == 0).all() and loop.stale_episodes == 1
+    assert loop.tick(40_000_000, measured, desired) is None       # logged once per episode
+    loop.sensor_received(40_000_000)
+    assert loop.tick(50_000_000, measured, desired) == RESUMED
+    bad = (np.array([np.nan, 0.0]), measured[1])
+    assert loop.tick(60_000_000, bad, desired) == REFUSED
+    assert 'non-finite' in loop.refusal and (loop.command == 0).all()
+    hold = ControlLoop(make(), sensor_timeout_s=0.02, stale_action='hold')
+    hold.tick(10_000_000, measured, desired)
+    last = hold.command.copy()
+    hold.tick(40_000_000, measured, desired)
+    np.testing.assert_array_equal(hold.command, last)

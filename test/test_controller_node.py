@@ -263,15 +263,15 @@ def test_stale_sensor_publishes_zero_warns_once_and_resumes(rig):
     commands = [r.tick() for _ in range(6)]   # sensor age 10..60 ms
     np.testing.assert_allclose(commands[:2], [active, active])   # age 20, 30 ms: not stale
     assert all((c == 0.0).all() for c in commands[3:])
-    assert r.node.stale_episodes == 1
+    assert r.node.loop.stale_episodes == 1
     keys = {kv.key: kv.value for kv in r.node.diagnostics().status[0].values}
     assert keys['sensor stale'] == 'True'
     assert 'stale' in r.node.diagnostics().status[0].message
     r.send([0.1, -0.2])
     np.testing.assert_allclose(r.tick(), [-1.0, 2.0])
-    assert not r.node._stale
+    assert not r.node.loop.stale
     r.tick(5)
-    assert r.node.stale_episodes == 2
+    assert r.node.loop.stale_episodes == 2
     assert len(r.commands) == r.node.stats.callbacks   # published every tick throughout
 
 
@@ -283,7 +283,7 @@ def test_stale_sensor_hold_keeps_the_last_command(rig):
     r.send([0.1, 0.1])
     last = r.tick()
     held = [r.tick() for _ in range(4)]
-    assert r.node.stale_episodes == 1
+    assert r.node.loop.stale_episodes == 1
     for c in held:
         np.testing.assert_array_equal(c, last)
 

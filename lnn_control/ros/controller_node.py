@@ -45,6 +45,7 @@ from std_srvs.srv import SetBool, Trigger
 
 from .. import params as P
 from ..controller import LIVE, AdaptiveController
+from ..loop import REFUSED, RESUMED, STALE, ControlLoop
 from ..trajectories import make_reference
 from . import conversions as C
 from . import parameters as RP
@@ -118,8 +119,7 @@ class LnnControllerNode(Node):
         n = ctrl.n
         self.period_ns = int(round(1e9 / values['control_rate_hz']))
         self._readout_path = values['readout_path']
-        self._timeout_ns = int(values['sensor_timeout_s'] * 1e9)
-        self._stale_action = values['stale_sensor_action']
+        self.loop = ControlLoop(ctrl, values['sensor_timeout_s'], values['stale_sensor_action'])
         if self._readout_path and os.path.exists(self._readout_path):
             try:
                 self._load(self._readout_path)
@@ -136,7 +136,6 @@ class LnnControllerNode(Node):
         self._qdd_d = np.zeros(n)
         self._hold = np.zeros(n)       # topic mode before the first reference message
         self._have_sensor = False
-        self._sensor_time_ns = 0       # node clock at arrival of the latest valid joint_states
         self._sensor_wall_ns = 0       # monotonic clock, for the latency statistics
         self._t0_ns = None             # node clock at the first commanding tick
         # sync_to_joint_state_stamps (sim time): the tick of time t waits, at most
@@ -146,7 +145,6 @@ class LnnControllerNode(Node):
                              and bool(self.get_parameter('use_sim_time').value))
         self._sensor_stamp_ns = 0      # header stamp of the latest valid joint_states
         self._deferred_tick_ns = None
-        self._stale = False
         self._sensor = C.JointStateReader(self.joints, require_velocity=True)
         self._reference = C.ReferenceFromMessages(self.joints)
         self._generator = None
@@ -158,7 +156,6 @@ class LnnControllerNode(Node):
         self.sensor_messages = 0
         self.reference_messages = 0
         self.commands_published = 0
-        self.stale_episodes = 0
         self._interventions_logged = 0
         rate = values['control_rate_hz']
         self.stats = TickStats(stats_window or max(256, int(2 * rate)))
@@ -212,9 +209,9 @@ class LnnControllerNode(Node):
             self.get_logger().error(f'parameter change not applied: {e}')
             return
         if 'sensor_timeout_s' in changes:
-            self._timeout_ns = int(changes['sensor_timeout_s'] * 1e9)
+            self.loop.set_timeout(changes['sensor_timeout_s'])
         if 'stale_sensor_action' in changes:
-            self._stale_action = changes['stale_sensor_action']
+            self.loop.stale_action = changes['stale_sensor_action']
         if 'readout_path' in changes:
             self._readout_path = changes['readout_path']
         if any(k.startswith('reference.') for k in changes):
@@ -243,8 +240,8 @@ class LnnControllerNode(Node):
         self._sensor_stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
         # Sensor age from the stamp when it is the simulator's own time: the arrival
         # time reads 0 if this state comes before the first /clock.
-        self._sensor_time_ns = (self._sensor_stamp_ns if self._sync_stamps
-                                else self.get_clock().now().nanoseconds)
+        self.loop.sensor_received(self._sensor_stamp_ns if self._sync_stamps
+                                  else self.get_clock().now().nanoseconds)
         self._sensor_wall_ns = time.perf_counter_ns()
         if not self._have_sensor:
             self._have_sensor = True
@@ -275,11 +272,10 @@ class LnnControllerNode(Node):
         self._sensor.reset()
         self._reference.reader.reset()
         self._have_sensor = False
-        self._stale = False
         self._t0_ns = None
         self._sensor_stamp_ns = 0
         self._deferred_tick_ns = None
-        self.controller.reset_state()
+        self.loop.clock_jumped()
         self.get_logger().warning('clock jumped backwards or changed: waiting for joint_states')
 
     # -- the control tick ----------------------------------------------------------
@@ -314,32 +310,22 @@ class LnnControllerNode(Node):
         start = time.perf_counter_ns()
         self._deferred_tick_ns = None
         view = self._command.view
-        if now - self._sensor_time_ns > self._timeout_ns:
-            if not self._stale:
-                self._stale = True
-                self.stale_episodes += 1
-                self.get_logger().warning(
-                    f'no valid joint_states for {(now - self._sensor_time_ns) * 1e-9:.3f} s '
-                    f'(sensor_timeout_s {self._timeout_ns * 1e-9:g}): publishing '
-                    f'{"zero effort" if self._stale_action == "zero" else "the last command"}')
-            if self._stale_action == 'zero':
-                view[:] = 0.0
-        else:
-            if self._stale:
-                self._stale = False
-                self.controller.reset_state()   # the reservoir must not bridge the gap
-                self.get_logger().info('joint_states resumed: control resumes')
-            self._desired(now)
-            try:
-                view[:] = self.controller.step((self._q, self._qd),
-                                               (self._q_d, self._qd_d, self._qdd_d))
-            except ValueError as e:
-                view[:] = 0.0
-                self._refuse(self.rejected, CONTROLLER_REFUSED, f'a tick: {e}')
-            if len(self.controller.supervisor.interventions) > self._interventions_logged:
-                self._log_interventions()
-        if not np.isfinite(view).all():     # cannot happen with a finite readout; be sure
-            view[:] = 0.0
+        loop = self.loop
+        if now - loop.sensor_time_ns <= loop.timeout_ns:
+            self._desired(now)      # while stale the last desired state is kept
+        event = loop.tick(now, (self._q, self._qd), (self._q_d, self._qd_d, self._qdd_d))
+        if event == STALE:
+            self.get_logger().warning(
+                f'no valid joint_states for {loop.sensor_age_s(now):.3f} s '
+                f'(sensor_timeout_s {loop.timeout_ns * 1e-9:g}): publishing '
+                f'{"zero effort" if loop.stale_action == "zero" else "the last command"}')
+        elif event == RESUMED:
+            self.get_logger().info('joint_states resumed: control resumes')
+        elif event == REFUSED:
+            self._refuse(self.rejected, CONTROLLER_REFUSED, f'a tick: {loop.refusal}')
+        if len(self.controller.supervisor.interventions) > self._interventions_logged:
+            self._log_interventions()
+        view[:] = loop.command
         self._commands_pub.publish(self._command.msg)
         self._publish_desired(now)      # every command has its desired state
         self.commands_published += 1
@@ -444,14 +430,14 @@ class LnnControllerNode(Node):
             p50, p99, worst = np.percentile(compute, 50), np.percentile(compute, 99), compute.max()
         else:
             p50 = p99 = worst = float('nan')
-        age = ((now.nanoseconds - self._sensor_time_ns) * 1e-9 if self._have_sensor
+        age = (self.loop.sensor_age_s(now.nanoseconds) if self._have_sensor
                else float('nan'))
         status = DiagnosticStatus(name=f'{self.get_name()}: adaptive controller',
                                   hardware_id=self.get_fully_qualified_name())
         problems = []
         if not self._have_sensor:
             problems.append('waiting for joint_states')
-        if self._stale:
+        if self.loop.stale:
             problems.append('joint_states stale')
         if compute.size and worst > self.period_ns * 1e-6:
             problems.append('tick overran the control period')
@@ -472,8 +458,8 @@ class LnnControllerNode(Node):
             ('learning', 'on' if self.controller.learning_enabled else 'off'),
             ('learning error', self.controller.learning_error),
             ('sensor age [s]', age),
-            ('sensor stale', self._stale),
-            ('stale episodes', self.stale_episodes),
+            ('sensor stale', self.loop.stale),
+            ('stale episodes', self.loop.stale_episodes),
             ('joint_states received', self.sensor_messages),
             *((f'joint_states rejected: {k}', v) for k, v in self.rejected.items()),
             ('reference received', self.reference_messages),

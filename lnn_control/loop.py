@@ -1,0 +1,73 @@
+"""One control tick for every front end: the ROS node, the offline loop, benchmarks.
+
+Wraps the ``AdaptiveController`` (and through it the learning supervisor) with
+what a tick needs besides the control law: sensor freshness and the stale-sensor
+action, the reservoir restart when sensors resume or the clock jumps, and a
+last guard that never lets a non-finite command out. ROS-free: times are plain
+nanoseconds of whatever clock the front end runs on.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .controller import AdaptiveController
+
+# What ``tick`` reports, for the front end to log (once per episode).
+STALE, RESUMED, REFUSED = 'stale', 'resumed', 'refused'
+
+
+class ControlLoop:
+    def __init__(self, controller: AdaptiveController, sensor_timeout_s: float,
+                 stale_action: str = 'zero'):
+        self.controller = controller
+        self.command = np.zeros(controller.n)
+        self.set_timeout(sensor_timeout_s)
+        self.stale_action = stale_action
+        self.sensor_time_ns = 0
+        self.stale = False
+        self.stale_episodes = 0
+        self.refusal = ''                   # why the last refused tick was refused
+
+    def set_timeout(self, sensor_timeout_s: float) -> None:
+        self.timeout_ns = int(sensor_timeout_s * 1e9)
+
+    def sensor_received(self, time_ns: int) -> None:
+        """A valid measurement arrived (or was stamped) at ``time_ns``."""
+        self.sensor_time_ns = time_ns
+
+    def clock_jumped(self) -> None:
+        """Time went backwards: forget the reservoir state and the stale episode;
+        what was learned is kept."""
+        self.stale = False
+        self.sensor_time_ns = 0
+        self.controller.reset_state()
+
+    def tick(self, now_ns: int, measured, desired) -> str | None:
+        """Compute ``self.command`` for time ``now_ns``; returns STALE when a
+        stale episode starts, RESUMED when it ends, REFUSED when the controller
+        refused the inputs (``self.refusal`` says why; zero effort), else None."""
+        event = None
+        if now_ns - self.sensor_time_ns > self.timeout_ns:
+            if not self.stale:
+                self.stale = True
+                self.stale_episodes += 1
+                event = STALE
+            if self.stale_action == 'zero':
+                self.command[:] = 0.0
+        else:
+            if self.stale:
+                self.stale = False
+                self.controller.reset_state()   # the reservoir must not bridge the gap
+                event = RESUMED
+            try:
+                self.command[:] = self.controller.step(measured, desired)
+            except ValueError as e:
+                self.command[:] = 0.0
+                self.refusal = str(e)
+                event = REFUSED
+        if not np.isfinite(self.command).all():   # cannot happen with a finite readout
+            self.command[:] = 0.0
+        return event
+
+    def sensor_age_s(self, now_ns: int) -> float:
+        return (now_ns - self.sensor_time_ns) * 1e-9
