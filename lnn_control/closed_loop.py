@@ -86,7 +86,6 @@ def run(plant_name: str, controller_params: Mapping[str, Any], duration: float,
     n = ctrl.n
     log_q_d, log_q, log_u = (np.zeros((ticks, n)) for _ in range(3))
     log_e = np.zeros(ticks)
-    log_rho = np.zeros(ticks)
     q_d, qd_d, qdd_d = np.zeros(n), np.zeros(n), np.zeros(n)
     rng = np.random.default_rng(noise_seed)
     pending = [np.zeros(n) for _ in range(int(delay_ticks))]
@@ -113,14 +112,11 @@ def run(plant_name: str, controller_params: Mapping[str, Any], duration: float,
             u = pending.pop(0)
         plant.step(u, dt)
         log_e[k] = ctrl.learning_error
-        log_rho[k] = ctrl.supervisor.ratio
         if progress is not None and k % 100 == 0:
             progress(t)
     sv = ctrl.supervisor
     meta = {'interventions': [(i.time_s, i.action, i.reason) for i in sv.interventions],
-            'supervisor_ratio': log_rho, 'supervisor_state': sv.state,
-            'gain_scale': sv.gain_scale, 'feedforward_clipped': ctrl.feedforward_clipped,
-            'saturated_ticks': ctrl.saturated_ticks, 'input_scales': ctrl.input_scales}
+            'supervisor_state': sv.state, 'gain_scale': sv.gain_scale}
     return Trace(np.arange(ticks) * dt, log_q_d, log_q, log_u, log_e,
                  label='adaptive' if learning else 'PD only', meta=meta)
 

@@ -75,10 +75,6 @@ class AdaptiveController:
         blocks = ((pos, vel, acc, none, none, none, pos, vel) if self.mode == 'feedback_error'
                   else (pos, vel, pos, vel, none, none))
         self._input_scale_index = np.concatenate(blocks)
-        # The fast readout sees the desired-trajectory inputs only (feedback_error):
-        # fed the measured state too, a fast learner is a learned feedback loop, and
-        # with one period of actuation delay it destabilised every 2-link arm.
-        self._n_fast = m
         self.reservoir = Reservoir(
             m, size=cfg['reservoir.size'], neuron_model=cfg['reservoir.neuron_model'],
             spectral_radius=cfg['reservoir.spectral_radius'],
@@ -107,9 +103,9 @@ class AdaptiveController:
         # same setting means the same first-step gain for every neuron model.
         self.slow = RLSReadout(len(self._phi), n, cfg['rls.forgetting_factor'],
                                cfg['rls.initial_covariance'] / self.feature_power)
-        # The fast readout sees only direct inputs: few features, all excited by
+        # The fast readout sees only the direct inputs: few features, all excited by
         # the reference, so forgetting acts on every direction of its covariance.
-        self.fast = (RLSReadout(self._n_fast, n, cfg['rls.fast_forgetting_factor'],
+        self.fast = (RLSReadout(m, n, cfg['rls.fast_forgetting_factor'],
                                 cfg['rls.initial_covariance'] / self.input_power,
                                 forgetting='directional')
                      if cfg['rls.fast_learner'] else None)
@@ -145,8 +141,7 @@ class AdaptiveController:
             self._features(self.reservoir, self._u, self._phi)
             if k >= _WARMUP_TICKS // 3:
                 total += 1.0 + float(self._phi @ self._phi)
-                u = self._u[:self._n_fast]
-                total_u += 1.0 + float(u @ u)
+                total_u += 1.0 + float(self._u @ self._u)
         self.reservoir.reset()
         count = _WARMUP_TICKS - _WARMUP_TICKS // 3
         return total / count, total_u / count
@@ -210,8 +205,7 @@ class AdaptiveController:
         self.slow.reset(relative / self.feature_power)
         if self.fast is not None:
             self.fast.reset(relative / self.input_power)
-        if self.supervisor is not None:
-            self.supervisor.reset()
+        self.supervisor.reset()
 
     def save(self, path: str) -> None:
         arrays = {f'{name}/{k}': v for name, r in zip(('slow', 'fast'), self.readouts())
@@ -330,7 +324,7 @@ class AdaptiveController:
         phi = self._phi if phi is None else phi
         self.slow.predict(phi, self._ff)
         if self.fast is not None:
-            self.fast.predict(phi[:self._n_fast], self._ff_fast)
+            self.fast.predict(phi[:self._u.size], self._ff_fast)
             self._ff += self._ff_fast
 
     def _learning_now(self) -> bool:
@@ -343,7 +337,7 @@ class AdaptiveController:
             factor = self.slow.update(phi, error)
             if self.fast is not None:
                 np.multiply(error, factor, out=self._err)   # residual the slow one left
-                self.fast.update(phi[:self._n_fast], self._err)
+                self.fast.update(phi[:self._u.size], self._err)
         except ValueError:
             self.refused_steps += 1
             return False
@@ -355,10 +349,10 @@ class AdaptiveController:
         idx = self._input_scale_index
         ratio = self._scale / self._scale_before
         factors = np.where(idx >= 0, ratio[np.maximum(idx, 0)], 1.0)
-        g = self.supervisor.gain_scale if self.supervisor is not None else 1.0
+        g = self.supervisor.gain_scale
         self.slow.rescale_inputs(np.concatenate([factors, np.ones(self.reservoir.size)]), g)
         if self.fast is not None:
-            self.fast.rescale_inputs(factors[:self._n_fast], g)
+            self.fast.rescale_inputs(factors, g)
         self.scale_changes += 1
 
     @property

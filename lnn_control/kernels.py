@@ -131,8 +131,7 @@ def feedback_error_inputs(io, scale, kp, kd, pd, u):
     normalisers (3n). u blocks: q_d, qd_d, qdd_d (normalised), sin q_d,
     cos q_d, tanh(qd_d / (FRICTION_BAND scale)) -- gravity- and friction-like
     terms a readout cannot build well from smooth features -- then the
-    measured q, qd (normalised). The desired-only blocks come first: the fast
-    readout sees only them (see controller).
+    measured q, qd (normalised).
     """
     n = io.shape[1]
     for j in range(n):

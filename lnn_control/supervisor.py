@@ -7,35 +7,36 @@ always be unstable. The supervisor watches one figure the controller has
 every tick and acts on it.
 
 The figure: with the feedforward u_ff the PD loop only has to correct what
-u_ff leaves of the torque the motion needs, u_pd + u_ff. In the PD loop's
-error units (effort / kp) the ratio
+u_ff leaves of the torque the motion needs. In the PD loop's error units
+(effort / kp) the ratio
 
     rho = rms(u_pd / kp) / rms(u / kp)       (over ``window_s``; u = the applied
                                               command, u_pd + u_ff saturated)
 
 is, to first order, the tracking error with learning over the error PD alone
-would have on the same motion (u is the torque the motion takes): 1 with no feedforward, near 0 with a good
-one, above 1 when the feedforward fights the loop (a wrong readout, or a
-learning loop that oscillates). A plant change (payload, friction) is not a
-divergence and reads differently: the motion then needs more torque than u_ff
-gives, rho rises towards 1 but not past it, so the learners are left to re-adapt.
+would have on the same motion (u is the torque the motion takes): 1 with no
+feedforward, near 0 with a good one, above 1 when the feedforward fights the
+loop (a wrong readout, or a learning loop that oscillates). A plant change
+(payload, friction) is not a divergence and reads differently: the motion then
+needs more torque than u_ff gives, rho rises towards 1 but not past it, so the
+learners are left to re-adapt.
 
 The response, with hysteresis (``hold_s``) and escalation:
 
-1. rho above ``trip_ratio``; or the feedforward driving the command into
-   saturation (at its own bound ``feedforward_limit``, or pushing a saturated
-   joint the same way) on more than ``PUSH_FRACTION`` of the ticks: under
-   saturation rho reads about 1 whatever the error, and a learned model that
-   keeps asking for more than the actuator has is not credible (learning
-   itself pauses on saturated ticks, see the controller); or a numerically
-   refused RLS step: the readout
-   goes back to the last good snapshot (taken every 2 windows while rho stayed
-   below half the trip ratio, and promoted only after one more good interval),
-   learning is frozen, and the covariance restarts at its initial value cut by
-   ``GAIN_CUT`` (a cut of the current P would leave a directional-forgetting
-   learner, whose P never grows, unable to learn at all); each further trip
-   cuts it again. An unstable setting thus
-   ends up stable instead of oscillating between learning and rollback.
+1. Trip on any of: rho above ``trip_ratio``; the feedforward driving the
+   command into saturation (at its own bound ``feedforward_limit``, or pushing
+   a saturated joint the same way) on more than ``PUSH_FRACTION`` of the ticks
+   -- under saturation rho reads about 1 whatever the error, and a learned
+   model that keeps asking for more than the actuator has is not credible
+   (learning itself pauses on saturated ticks, see the controller); a
+   numerically refused RLS step. The readout goes back to the last good
+   snapshot (taken every 2 windows while rho stayed below half the trip ratio,
+   and promoted only after one more good interval), learning is frozen, and
+   the covariance restarts at its initial value cut by ``GAIN_CUT`` (a cut of
+   the current P would leave a directional-forgetting learner, whose P never
+   grows, unable to learn at all); each further trip cuts it again. An
+   unstable setting thus ends up stable instead of oscillating between
+   learning and rollback.
 2. After ``hold_s``: rho back below the trip ratio -> learning resumes. Still
    above (the snapshot is bad too) -> the feedforward is zeroed: plain PD,
    which by definition is not worse than PD, for another ``hold_s``; then
@@ -45,7 +46,6 @@ ROS-free; the per-tick part is a few scalar operations on preallocated arrays.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np

@@ -120,7 +120,7 @@ def effort_limits(name: str, max_frequency_hz: float = 0.55) -> list[float]:
         inertia = spec.mass * spec.length ** 2 / 3 + spec.tip_mass * spec.length ** 2 \
             + spec.armature
         grav = G * math.sin(a) * (spec.mass * spec.length / 2 + spec.tip_mass * spec.length)
-        need = [grav + inertia * acc + spec.friction + spec.damping * a * 2 * math.pi * 0.55]
+        need = [grav + inertia * acc + spec.friction + spec.damping * a * 2 * math.pi * max_frequency_hz]
     elif isinstance(spec, Arm):
         (m1, m2), (l1, l2) = spec.masses, spec.lengths
         grav1 = G * math.sin(2 * a) * (m1 * l1 / 2 + m2 * (l1 + l2 / 2))
@@ -255,19 +255,18 @@ def run_zoo(plants=None, variants=('nominal',), seeds=(0,), extra=None, workers=
     jobs = [(p, v, s, dict(extra or {})) for p in (plants or names()) for v in variants
             for s in seeds]
     if workers <= 1:
-        rows = []
-        for job in jobs:
-            rows.append(run_member(job))
-            if progress:
-                progress(1)
-        return rows
+        return _collect(map(run_member, jobs), progress)
     import multiprocessing as mp
     with mp.get_context('spawn').Pool(workers) as pool:
-        rows = []
-        for row in pool.imap(run_member, jobs):
-            rows.append(row)
-            if progress:
-                progress(1)
+        return _collect(pool.imap(run_member, jobs), progress)
+
+
+def _collect(results, progress) -> list[dict[str, Any]]:
+    rows = []
+    for row in results:
+        rows.append(row)
+        if progress:
+            progress(1)
     return rows
 
 
