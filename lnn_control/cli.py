@@ -110,17 +110,20 @@ def _params(args: argparse.Namespace) -> int:
 
 
 def _gains(args: argparse.Namespace) -> int:
-    import numpy as np
+    import math
 
-    from .plants import Plant, pd_gains
+    from . import plants as PL
 
-    plant = Plant(args.plant)   # bundled, zoo/<name> or an MJCF path
-    wn = 2 * np.pi * args.max_reference_hz * args.bandwidth_factor
-    kp, kd = pd_gains(plant.nominal_inertia(), wn, args.damping_ratio)
+    # Unset options take the rule's values, which live in plants only.
+    hz = PL.MAX_REFERENCE_HZ if args.max_reference_hz is None else args.max_reference_hz
+    factor = PL.BANDWIDTH_FACTOR if args.bandwidth_factor is None else args.bandwidth_factor
+    zeta = PL.DAMPING_RATIO if args.damping_ratio is None else args.damping_ratio
+    plant = PL.Plant(args.plant)   # bundled, zoo/<name> or an MJCF path
+    kp, kd = PL.honest_gains(plant, hz, factor, zeta)
     print(json.dumps({'plant': args.plant, 'joints': list(plant.joint_names),
                       'nominal_inertia': plant.nominal_inertia().round(5).tolist(),
-                      'natural_frequency_rad_s': round(float(wn), 3),
-                      'damping_ratio': args.damping_ratio,
+                      'natural_frequency_rad_s': round(2 * math.pi * hz * factor, 3),
+                      'damping_ratio': zeta,
                       'kp': kp.round(3).tolist(), 'kd': kd.round(3).tolist()}, indent=2))
     return 0
 
@@ -204,9 +207,12 @@ def build_parser() -> argparse.ArgumentParser:
     gains = sub.add_parser('gains', help='honest PD baseline gains for a bundled plant')
     gains.add_argument('--plant', default='pendulum',
                        help='a bundled plant (pendulum, arm2, cartpole) or zoo/<name>')
-    gains.add_argument('--max-reference-hz', type=float, default=0.55)
-    gains.add_argument('--bandwidth-factor', type=float, default=4.0)
-    gains.add_argument('--damping-ratio', type=float, default=0.8)
+    gains.add_argument('--max-reference-hz', type=float, default=None,
+                       help='highest reference frequency [Hz] (default: the honest-baseline rule)')
+    gains.add_argument('--bandwidth-factor', type=float, default=None,
+                       help='wn / (2 pi max-reference-hz) (default: the honest-baseline rule)')
+    gains.add_argument('--damping-ratio', type=float, default=None,
+                       help='(default: the honest-baseline rule)')
     gains.set_defaults(func=_gains)
 
     zoo = sub.add_parser('zoo', help='run the plant zoo (offline, default settings)')
