@@ -41,7 +41,8 @@ def _demo(args: argparse.Namespace) -> int:
                     title=f'{args.plant}, {args.neuron} reservoir ({summary["mode"]}): '
                           f'ratio {summary["ratio"]:.3f}',
                     payload_change_at=args.payload_change_at,
-                    joint_names=_plant_joints(args.plant))
+                    joint_names=_plant_joints(args.plant),
+                    recovery_time_s=summary.get('recovery_time_s'))
     print(json.dumps(summary, indent=2))
     written = ['summary.json', 'tracking.png'] + (['run.mcap'] if args.mode != 'offline' else [])
     print(f'wrote {", ".join(os.path.join(args.out, w) for w in written)}')
@@ -86,9 +87,16 @@ def _plot(args: argparse.Namespace) -> int:
     out = args.out or os.path.join(os.path.dirname(os.path.abspath(args.recording)),
                                    'tracking.png')
     change = float(meta.get('payload_change_at_s', 0.0)) or None
+    recovery = None
+    if change is not None and len(traces) > 1:
+        from . import closed_loop as CL
+        adaptive = traces[1]
+        recovery = CL.recovery_time(adaptive, change,
+                                    CL.rms(adaptive, change - CL.WINDOW_S, change))
     tracking_figure(traces, out, title=f"{meta.get('plant', '')}, {meta.get('neuron', '')} "
                                        f"reservoir ({meta.get('mode', '')})",
-                    payload_change_at=change, joint_names=meta['joints'].split(','))
+                    payload_change_at=change, joint_names=meta['joints'].split(','),
+                    recovery_time_s=recovery)
     print(f'wrote {out}')
     return 0
 
@@ -141,14 +149,18 @@ def _zoo(args: argparse.Namespace) -> int:
     unknown = [p for p in plants if p not in zoo.ZOO]
     variants = args.variants.split(',')
     unknown += [v for v in variants if v not in zoo.VARIANTS]
+    changes = args.changes.split(',')
+    unknown += [c for c in changes if c not in zoo.CHANGES]
     if unknown:
         raise ValueError(f'unknown zoo plants or variants: {", ".join(unknown)}')
     seeds = [int(s) for s in args.seeds.split(',')]
     extra = _param_overrides(args.param)
-    total = len(plants) * len(variants) * len(seeds)
+    per_change = [sum(1 for p in plants if c != 'friction_x3' or p in zoo.friction_plants())
+                  for c in changes]
+    total = sum(per_change) * len(variants) * len(seeds)
     with tqdm(total=total, desc='zoo', unit='run', disable=args.quiet) as bar:
         rows = zoo.run_zoo(plants, variants, seeds, extra, workers=args.workers,
-                           progress=bar.update)
+                           progress=bar.update, changes=changes)
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, 'zoo.json'), 'w', encoding='utf-8') as f:
         json.dump({'params': extra, 'duration_s': zoo.DURATION_S,
@@ -220,6 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
     zoo.add_argument('--variants', default='nominal,noise,delay',
                      help='comma-separated: nominal, noise (0.5 mrad, 5 mrad/s), '
                           'delay (one control period)')
+    zoo.add_argument('--changes', default='payload_x2',
+                     help='comma-separated plant changes at 40 s: payload_x2, payload_x0.5, '
+                          'friction_x3 (friction plants only)')
     zoo.add_argument('--seeds', default='0', help='comma-separated seeds')
     zoo.add_argument('--param', action='append', default=[], metavar='NAME=VALUE',
                      help='override a controller parameter on every plant (repeatable)')

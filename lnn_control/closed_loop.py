@@ -18,6 +18,10 @@ from .plants import Plant
 from .trajectories import make_reference
 
 PAYLOAD_SCALE = 2.0          # the payload change multiplies the end-link mass by this
+FRICTION_SCALE = 3.0         # the friction step multiplies every joint's Coulomb friction
+CHANGES = ('payload', 'friction')
+RECOVERY_WINDOW_S = 2.0      # recovery time: rolling RMS over this window ...
+RECOVERY_TOLERANCE = 1.5     # ... stays within this factor of the pre-change RMS
 WINDOW_S = 10.0              # RMS window before the change / at the end
 AFTER_WINDOW_S = (5.0, 10.0)  # RMS window after the change, seconds after it
 
@@ -63,7 +67,8 @@ def run(plant_name: str, controller_params: Mapping[str, Any], duration: float,
         learning: bool = True, payload_change_at: float | None = None,
         progress: Callable[[float], None] | None = None, payload_scale: float = PAYLOAD_SCALE,
         position_noise: float = 0.0, velocity_noise: float = 0.0, delay_ticks: int = 0,
-        noise_seed: int = 0) -> Trace:
+        noise_seed: int = 0, change: str = 'payload', friction_scale: float = FRICTION_SCALE,
+        on_change: Callable[[AdaptiveController], None] | None = None) -> Trace:
     """One closed-loop run; ``learning=False`` is the PD-only arm: the same
     controller with learning off (its feedforward stays zero), so one PD law,
     driven through the same ``ControlLoop`` tick as the ROS node.
@@ -71,7 +76,15 @@ def run(plant_name: str, controller_params: Mapping[str, Any], duration: float,
     Imperfections of a real robot, applied to both arms alike: Gaussian
     measurement noise (``position_noise``, ``velocity_noise``: sigma) and
     ``delay_ticks`` control periods between command and actuation.
+
+    At ``payload_change_at`` the plant changes: ``change`` 'payload' scales the
+    end link's mass and inertia by ``payload_scale``, 'friction' every joint's
+    Coulomb friction by ``friction_scale``; ``on_change(controller)``, if given,
+    is called then (an oracle for re-adaptation mechanisms, see
+    benchmarks/bench_adaptation.py).
     """
+    if change not in CHANGES:
+        raise ValueError(f"change must be one of {', '.join(CHANGES)}; got {change!r}")
     overrides = dict(controller_params)
     overrides['learning_enabled'] = bool(learning) and overrides.get('learning_enabled', True)
     ctrl = AdaptiveController(overrides)
@@ -94,7 +107,12 @@ def run(plant_name: str, controller_params: Mapping[str, Any], duration: float,
     for k in range(ticks):
         t = k * dt
         if payload_change_at is not None and abs(t - payload_change_at) < dt / 2:
-            plant.payload_scale = payload_scale
+            if change == 'payload':
+                plant.payload_scale = payload_scale
+            else:
+                plant.friction_scale = friction_scale
+            if on_change is not None and learning:
+                on_change(ctrl)
         ref.sample(t, q_d, qd_d, qdd_d)
         q, qd = plant.position(), plant.velocity()
         log_q_d[k], log_q[k] = q_d, q
@@ -136,6 +154,25 @@ def worst_window_ratio(pd: Trace, adaptive: Trace, window: float = WINDOW_S,
                default=float('nan'))
 
 
+def recovery_time(trace: Trace, change_at: float, pre_change_rms: float,
+                  window: float = RECOVERY_WINDOW_S,
+                  tolerance: float = RECOVERY_TOLERANCE) -> float:
+    """Seconds after ``change_at`` until the rolling ``window`` RMS error (ending
+    at each tick) stays within ``tolerance`` x ``pre_change_rms`` to the end of
+    the run: 0 when it never leaves, the whole remaining time when it does not
+    settle before the end."""
+    dt = float(trace.t[1] - trace.t[0])
+    w = max(1, int(round(window / dt)))
+    sq = np.concatenate([[0.0], np.cumsum(np.mean((trace.q_d - trace.q) ** 2, axis=1))])
+    rolling = np.sqrt(np.maximum(sq[w:] - sq[:-w], 0.0) / w)
+    ends = trace.t[w - 1:] + dt
+    after = ends > change_at + dt / 2
+    outside = np.nonzero(rolling[after] > tolerance * pre_change_rms)[0]
+    if outside.size == 0:
+        return 0.0
+    return float(ends[after][outside[-1]] - change_at)
+
+
 def summarize(pd: Trace, adaptive: Trace, duration: float,
               payload_change_at: float | None) -> dict[str, float]:
     end = payload_change_at if payload_change_at is not None else duration
@@ -148,6 +185,7 @@ def summarize(pd: Trace, adaptive: Trace, duration: float,
         out['rms_adaptive_after'] = rms(adaptive, a, b)
         out['ratio_after_change'] = out['rms_adaptive_after'] / out['rms_pd_after']
         out['recovery_ratio'] = out['rms_adaptive_after'] / out['rms_adaptive']
+        out['recovery_time_s'] = recovery_time(adaptive, payload_change_at, out['rms_adaptive'])
     return out
 
 

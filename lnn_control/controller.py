@@ -105,7 +105,13 @@ class AdaptiveController:
                                cfg['rls.initial_covariance'] / self.feature_power)
         # The fast readout sees only the direct inputs: few features, all excited by
         # the reference, so forgetting acts on every direction of its covariance.
-        self.fast = (RLSReadout(m, n, cfg['rls.fast_forgetting_factor'],
+        # In feedback_error mode only the desired-trajectory ones (Kawato's FEL):
+        # with a memory of a few ticks, a regression of the PD output on the
+        # measured q, qd fits their noise, whose PD reaction is -kp, -kd times it,
+        # so the fast readout would learn a second PD loop that, with the tick of
+        # delay, chatters at the Nyquist rate (measured: 2.8x PD on a zoo arm).
+        self._n_fast = 6 * n if self.mode == 'feedback_error' else m
+        self.fast = (RLSReadout(self._n_fast, n, cfg['rls.fast_forgetting_factor'],
                                 cfg['rls.initial_covariance'] / self.input_power,
                                 forgetting='directional')
                      if cfg['rls.fast_learner'] else None)
@@ -186,7 +192,7 @@ class AdaptiveController:
             np.multiply(self.command_limit, float(self.params['feedforward_limit']),
                         out=self._ff_limit)
             if self.supervisor is not None:
-                self.supervisor.set_gains(self.kp, self.command_limit)
+                self.supervisor.set_gains(self.kp, self.kd, self.command_limit)
 
     def readouts(self) -> Sequence[RLSReadout]:
         return (self.slow,) if self.fast is None else (self.slow, self.fast)
@@ -324,7 +330,7 @@ class AdaptiveController:
         phi = self._phi if phi is None else phi
         self.slow.predict(phi, self._ff)
         if self.fast is not None:
-            self.fast.predict(phi[:self._u.size], self._ff_fast)
+            self.fast.predict(phi[:self._n_fast], self._ff_fast)
             self._ff += self._ff_fast
 
     def _learning_now(self) -> bool:
@@ -337,7 +343,7 @@ class AdaptiveController:
             factor = self.slow.update(phi, error)
             if self.fast is not None:
                 np.multiply(error, factor, out=self._err)   # residual the slow one left
-                self.fast.update(phi[:self._u.size], self._err)
+                self.fast.update(phi[:self._n_fast], self._err)
         except ValueError:
             self.refused_steps += 1
             return False
@@ -352,7 +358,7 @@ class AdaptiveController:
         g = self.supervisor.gain_scale
         self.slow.rescale_inputs(np.concatenate([factors, np.ones(self.reservoir.size)]), g)
         if self.fast is not None:
-            self.fast.rescale_inputs(factors, g)
+            self.fast.rescale_inputs(factors[:self._n_fast], g)
         self.scale_changes += 1
 
     @property
@@ -402,6 +408,6 @@ def _warm_up_kernels() -> None:
     io, out = np.ones((5, 1)), np.zeros(1)
     K.feedback_error_inputs(io, np.ones(3), np.ones(1), np.ones(1), out, np.zeros(8))
     K.bounded_command(out, out.copy(), np.ones(1), np.ones(1), np.zeros(1))
-    K.supervisor_stats(out, out, out, np.ones(1), np.ones(1), 0.0, 0.5, 1.1, 0.25, True,
-                       np.zeros(K.SV_SIZE))
+    K.supervisor_stats(out, out, out, np.ones(1), np.ones(1), np.ones(1), np.zeros((2, 1)),
+                       0.0, 0.5, 1.1, 0.25, True, np.zeros(K.SV_SIZE))
     K.track_scales(io, np.zeros(3), np.ones(3), np.ones(3), np.ones(3), 1.25)

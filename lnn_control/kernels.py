@@ -151,33 +151,52 @@ def feedback_error_inputs(io, scale, kp, kd, pd, u):
 SV_PD = 0       # EWMA of |u_pd / kp|^2: the error left with the feedforward
 SV_TOTAL = 1    # EWMA of |u / kp|^2, u the applied command: the error PD alone would leave
 SV_PUSH = 2     # EWMA of the fraction of ticks the feedforward drives a saturation
-SV_RHO = 3      # sqrt(SV_PD / SV_TOTAL): the estimated error ratio to PD alone
+SV_RHO = 3      # the estimated error ratio to PD alone (the larger of the two below)
 SV_MAX = 4      # largest SV_RHO since the supervisor last cleared it
-SV_SIZE = 5
+SV_PD_LOW = 5   # SV_PD and SV_TOTAL of the low-passed efforts
+SV_TOTAL_LOW = 6
+SV_SIZE = 7
 
 
 @njit(cache=True)
-def supervisor_stats(pd, ff, command, limit, inv_kp, ff_at_bound, alpha, trip, push_trip,
-                     warm, st):
+def supervisor_stats(pd, ff, command, limit, inv_kp, beta, lp, ff_at_bound, alpha, trip,
+                     push_trip, warm, st):
     """Update the supervisor's EWMAs; True when learning looks harmful (``warm``
-    and rho > ``trip`` or the push fraction > ``push_trip``). A tick 'pushes'
-    when the feedforward is at its bound, or a joint's command is at its limit
-    with the feedforward (more than a quarter of the limit) pushing the same way."""
+    and rho > ``trip`` or the push fraction > ``push_trip``).
+
+    rho is the larger of two estimates: from the efforts as they are (quick)
+    and from the efforts low-passed per joint (``lp`` (2, n) holds the filter
+    states, ``beta`` the coefficients): effort above the closed loop's
+    bandwidth does not move the plant, and a feedforward chattering there
+    would otherwise inflate the denominator and hide the damage. A tick
+    'pushes' when the feedforward is at its bound, or a joint's command is at
+    its limit with the feedforward (more than a quarter of the limit) pushing
+    the same way."""
     a = 0.0
     b = 0.0
+    a_low = 0.0
+    b_low = 0.0
     push = ff_at_bound
     for j in range(pd.shape[0]):
         e = pd[j] * inv_kp[j]
         t = command[j] * inv_kp[j]
         a += e * e
         b += t * t
+        lp[0, j] += beta[j] * (e - lp[0, j])
+        lp[1, j] += beta[j] * (t - lp[1, j])
+        a_low += lp[0, j] * lp[0, j]
+        b_low += lp[1, j] * lp[1, j]
         if abs(command[j]) >= limit[j] and ff[j] * command[j] > 0.25 * limit[j] * limit[j]:
             push = 1.0
     st[SV_PD] += alpha * (a - st[SV_PD])
     st[SV_TOTAL] += alpha * (b - st[SV_TOTAL])
+    st[SV_PD_LOW] += alpha * (a_low - st[SV_PD_LOW])
+    st[SV_TOTAL_LOW] += alpha * (b_low - st[SV_TOTAL_LOW])
     # pushing into saturation does damage fast: a four times shorter average
     st[SV_PUSH] += min(1.0, 4.0 * alpha) * (push - st[SV_PUSH])
     rho = np.sqrt(st[SV_PD] / st[SV_TOTAL]) if st[SV_TOTAL] > 0.0 else 1.0
+    if st[SV_TOTAL_LOW] > 0.0:
+        rho = max(rho, np.sqrt(st[SV_PD_LOW] / st[SV_TOTAL_LOW]))
     st[SV_RHO] = rho
     if rho > st[SV_MAX]:
         st[SV_MAX] = rho

@@ -130,9 +130,10 @@ CONTROLLER = (
     Param('rls.fast_learner', BOOL, True,
           'Add a fast-forgetting readout on top of the slow one for quick '
           're-adaptation after plant changes.', read_only=True),
-    Param('rls.fast_forgetting_factor', DOUBLE, 0.9,
+    Param('rls.fast_forgetting_factor', DOUBLE, 0.5,
           'Forgetting factor of the fast readout (directional forgetting, so no '
-          'windup even this low).', 0.5, 1.0),
+          'windup even this low; 0.5 remembers about two ticks, which measured '
+          'best over the plant zoo, see docs/zoo.md).', 0.5, 1.0),
     Param('sensor_timeout_s', DOUBLE, 0.1,
           'joint_states older than this make the sensor stale.', 0.0, 60.0,
           open_low=True),

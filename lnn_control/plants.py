@@ -116,6 +116,8 @@ class Plant:
         self._mass0 = float(m.body_mass[self._payload_id])
         self._inertia0 = m.body_inertia[self._payload_id].copy()
         self._payload_scale = 1.0
+        self._frictionloss0 = m.dof_frictionloss.copy()
+        self._friction_scale = 1.0
 
         self._effort = np.zeros(self.n)
         self._scratch = mujoco.MjData(m)
@@ -188,6 +190,20 @@ class Plant:
         self.model.body_mass[self._payload_id] = self._mass0 * scale
         self.model.body_inertia[self._payload_id] = self._inertia0 * scale
         self._payload_scale = scale
+
+    @property
+    def friction_scale(self) -> float:
+        return self._friction_scale
+
+    @friction_scale.setter
+    def friction_scale(self, scale: float) -> None:
+        """Scale the Coulomb friction (MuJoCo frictionloss) of every joint relative
+        to nominal (not cumulative): wear, a dry bearing, a cold gearbox."""
+        scale = float(scale)
+        if not (math.isfinite(scale) and scale >= 0):
+            raise ValueError(f'friction_scale must be finite and >= 0, got {scale}')
+        self.model.dof_frictionloss[:] = self._frictionloss0 * scale
+        self._friction_scale = scale
 
     def mass_matrix(self) -> np.ndarray:
         """(n, n) joint-space mass matrix of the controlled joints at the current state.

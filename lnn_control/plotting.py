@@ -8,8 +8,10 @@ import numpy as np
 
 def tracking_figure(traces: Sequence, path: str, title: str = '',
                     payload_change_at: float | None = None,
-                    joint_names: Sequence[str] = ()) -> None:
-    """Write a PNG comparing runs (each with t, q_d, q, command, learning_error)."""
+                    joint_names: Sequence[str] = (),
+                    recovery_time_s: float | None = None) -> None:
+    """Write a PNG comparing runs (each with t, q_d, q, command, learning_error);
+    the plant change and the adaptive run's recovery time are marked."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -45,6 +47,15 @@ def tracking_figure(traces: Sequence, path: str, title: str = '',
     if payload_change_at is not None:
         axes[0].annotate('payload x2', (payload_change_at, axes[0].get_ylim()[1]),
                          fontsize=8, color='gray', va='top')
+    if payload_change_at is not None and recovery_time_s is not None:
+        end = payload_change_at + recovery_time_s
+        settled = end < traces[0].t[-1]
+        axes[1].axvspan(payload_change_at, end, color='gold', alpha=0.25, lw=0)
+        axes[1].annotate(f'recovery time {recovery_time_s:.1f} s' if settled else
+                         'not back within 1.5x its pre-change error by the end',
+                         (payload_change_at, axes[1].get_ylim()[0]), xytext=(4, 4),
+                         textcoords='offset points', fontsize=8, color='darkgoldenrod',
+                         va='bottom')
     for t_event, action, _ in events:
         axes[1].annotate(f'supervisor: {action}', (t_event, axes[1].get_ylim()[1]),
                          fontsize=7, color=marks.get(action, 'k'), va='top', rotation=90)

@@ -83,7 +83,9 @@ class LearningSupervisor:
         n = controller.n
         self._stats = np.zeros(K.SV_SIZE)          # EWMAs (see kernels.supervisor_stats)
         self._inv_kp = np.zeros(n)
-        self.set_gains(controller.kp, controller.command_limit)
+        self._beta = np.ones(n)                    # low-pass coefficients, per joint
+        self._lp = np.zeros((2, n))                # low-passed error and effort
+        self.set_gains(controller.kp, controller.kd, controller.command_limit)
         self._good = [r.w.copy() for r in controller.readouts()]
         self._candidate = [r.w.copy() for r in controller.readouts()]
         self.state = LEARNING
@@ -94,12 +96,19 @@ class LearningSupervisor:
         self._reset_timers()
 
     # -- configuration ---------------------------------------------------------
-    def set_gains(self, kp: np.ndarray, command_limit: np.ndarray) -> None:
-        """Error units: effort / kp (effort / command_limit where kp is 0)."""
+    def set_gains(self, kp: np.ndarray, kd: np.ndarray, command_limit: np.ndarray) -> None:
+        """Error units: effort / kp (effort / command_limit where kp is 0).
+
+        The second estimate of rho low-passes both efforts at kp/kd rad/s, about the PD loop's
+        bandwidth (2 zeta omega_n = kd/I, omega_n^2 = kp/I give
+        omega_n = 2 zeta kp/kd), so the figure follows what moves the plant."""
         self._inv_kp[:] = 1.0 / np.where(kp > 0, kp, command_limit)
+        wc_dt = kp / np.where(kd > 0, kd, 1.0) * self.ctrl.dt
+        self._beta[:] = np.where(kd > 0, wc_dt / (1.0 + wc_dt), 1.0)
 
     def _reset_timers(self) -> None:
         self._stats[:] = 0.0
+        self._lp[:] = 0.0
         self._ticks_in_state = 0
         self._interval_ticks = 0
         self._candidate_ok = False
@@ -131,7 +140,7 @@ class LearningSupervisor:
         window_ticks = max(1, int(self.window_s / ctrl.dt + 0.5))
         self._ticks_in_state += 1
         harmful = K.supervisor_stats(pd, ff, command, ctrl.command_limit, self._inv_kp,
-                                     float(ff_at_bound), min(1.0, ctrl.dt / self.window_s),
+                                     self._beta, self._lp, float(ff_at_bound), min(1.0, ctrl.dt / self.window_s),
                                      self.trip_ratio, PUSH_FRACTION,
                                      self._ticks_in_state >= window_ticks, self._stats)
         if self.state == LEARNING:

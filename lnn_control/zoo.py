@@ -228,32 +228,50 @@ if __name__ == '__main__':
 # -- running the zoo (``lnn-control zoo``) ---------------------------------------
 DURATION_S = 60.0
 CHANGE_AT_S = 40.0
+# The plant changes at CHANGE_AT_S: run.closed_loop keyword arguments per change.
+CHANGES: dict[str, dict[str, Any]] = {
+    'payload_x2': {'change': 'payload', 'payload_scale': 2.0},
+    'payload_x0.5': {'change': 'payload', 'payload_scale': 0.5},
+    'friction_x3': {'change': 'friction', 'friction_scale': 3.0},
+}
 
 
-def run_member(job: tuple[str, str, int, dict]) -> dict[str, Any]:
-    """PD-only and adaptive on one zoo plant and variant (defaults plus ``extra``)."""
+def friction_plants() -> tuple[str, ...]:
+    """Zoo plants with Coulomb friction (where a friction step means something)."""
+    return tuple(name for name, spec in ZOO.items()
+                 if np.any(np.asarray(getattr(spec, 'friction', 0.0)) > 0)
+                 or getattr(spec, 'rail_friction', 0.0) > 0)
+
+
+def run_member(job: tuple) -> dict[str, Any]:
+    """PD-only and adaptive on one zoo plant, variant and change (defaults plus
+    ``extra``); ``job`` is (plant, variant, seed, extra[, change])."""
     from . import closed_loop as CL
 
-    name, variant, seed, extra = job
+    name, variant, seed, extra = job[:4]
+    change = job[4] if len(job) > 4 else 'payload_x2'
     params = {**controller_params(name), 'reservoir.seed': seed, 'reference.seed': seed,
               **extra}
     runs = [CL.run(model_name(name), params, DURATION_S, learning=learning,
-                   payload_change_at=CHANGE_AT_S, noise_seed=seed, **VARIANTS[variant])
+                   payload_change_at=CHANGE_AT_S, noise_seed=seed, **VARIANTS[variant],
+                   **CHANGES[change])
             for learning in (False, True)]
     pd, adaptive = runs
     summary = CL.summarize(pd, adaptive, DURATION_S, CHANGE_AT_S)
     summary['worst_window_ratio'] = CL.worst_window_ratio(pd, adaptive)
-    return {'plant': name, 'variant': variant, 'seed': seed, **summary,
+    return {'plant': name, 'variant': variant, 'seed': seed, 'change': change, **summary,
             'interventions': len([i for i in adaptive.meta['interventions']
                                   if i[1] != 'resume']),
             'intervention_log': adaptive.meta['interventions']}
 
 
 def run_zoo(plants=None, variants=('nominal',), seeds=(0,), extra=None, workers=2,
-            progress=None) -> list[dict[str, Any]]:
-    """Every (plant, variant, seed), on ``workers`` processes; rows in job order."""
-    jobs = [(p, v, s, dict(extra or {})) for p in (plants or names()) for v in variants
-            for s in seeds]
+            progress=None, changes=('payload_x2',)) -> list[dict[str, Any]]:
+    """Every (plant, variant, seed, change), on ``workers`` processes; rows in job
+    order. A friction step is run only on plants that have friction."""
+    with_friction = friction_plants()
+    jobs = [(p, v, s, dict(extra or {}), c) for p in (plants or names()) for c in changes
+            if c != 'friction_x3' or p in with_friction for v in variants for s in seeds]
     if workers <= 1:
         return _collect(map(run_member, jobs), progress)
     import multiprocessing as mp
@@ -271,19 +289,27 @@ def _collect(results, progress) -> list[dict[str, Any]]:
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
-    head = ('| plant | variant | seed | PD RMS | adaptive RMS | ratio | after change | '
-            'worst 10 s window / PD | supervisor interventions |\n'
-            '|---|---|---|---|---|---|---|---|---|\n')
+    head = ('| plant | variant | seed | change | PD RMS | adaptive RMS | ratio | after change | '
+            'recovery ratio | recovery time [s] | worst 10 s window / PD | '
+            'supervisor interventions |\n'
+            '|---|---|---|---|---|---|---|---|---|---|---|---|\n')
     body = ''.join(
-        f"| {r['plant']} | {r['variant']} | {r['seed']} | {r['rms_pd']:.4f} | "
-        f"{r['rms_adaptive']:.4f} | {r['ratio']:.3f} | {r['ratio_after_change']:.3f} | "
-        f"{r['worst_window_ratio']:.2f} | {r['interventions']} |\n" for r in rows)
-    ratios = np.array([r['ratio'] for r in rows])
-    after = np.array([r['ratio_after_change'] for r in rows])
-    foot = (f'\nratio: median {np.median(ratios):.3f}, worst {ratios.max():.3f}; '
-            f'after change: median {np.median(after):.3f}, worst {after.max():.3f} '
-            f'({len(rows)} runs, {DURATION_S:g} s, payload x2 at {CHANGE_AT_S:g} s, '
-            'RMS over the 10 s before the change and 5-10 s after it).\n')
+        f"| {r['plant']} | {r['variant']} | {r['seed']} | {r.get('change', 'payload_x2')} | "
+        f"{r['rms_pd']:.4f} | {r['rms_adaptive']:.4f} | {r['ratio']:.3f} | "
+        f"{r['ratio_after_change']:.3f} | {r['recovery_ratio']:.2f} | "
+        f"{r['recovery_time_s']:.1f} | {r['worst_window_ratio']:.2f} | "
+        f"{r['interventions']} |\n" for r in rows)
+    col = {k: np.array([r[k] for r in rows]) for k in
+           ('ratio', 'ratio_after_change', 'recovery_ratio', 'recovery_time_s')}
+    foot = (f"\nratio: median {np.median(col['ratio']):.3f}, worst {col['ratio'].max():.3f}; "
+            f"after change: median {np.median(col['ratio_after_change']):.3f}, "
+            f"worst {col['ratio_after_change'].max():.3f}; recovery ratio: median "
+            f"{np.median(col['recovery_ratio']):.2f}, worst {col['recovery_ratio'].max():.2f}; "
+            f"recovery time: median {np.median(col['recovery_time_s']):.1f} s, worst "
+            f"{col['recovery_time_s'].max():.1f} s ({len(rows)} runs, {DURATION_S:g} s, "
+            f'plant change at {CHANGE_AT_S:g} s; RMS over the 10 s before the change and '
+            f'5-10 s after it; recovery time: until the rolling 2 s RMS stays within 1.5x '
+            f'the pre-change RMS).\n')
     return head + body + foot
 
 
@@ -294,12 +320,16 @@ def figure(rows: list[dict[str, Any]], path: str) -> None:
     import matplotlib.pyplot as plt
 
     plants = list(dict.fromkeys(r['plant'] for r in rows))
-    variants = list(dict.fromkeys(r['variant'] for r in rows))
+    def group(r):
+        change = r.get('change', 'payload_x2')
+        return r['variant'] if change == 'payload_x2' else f"{r['variant']}, {change}"
+
+    variants = list(dict.fromkeys(group(r) for r in rows))
     fig, ax = plt.subplots(figsize=(12, 5))
     x = {p: i for i, p in enumerate(plants)}
     for k, v in enumerate(variants):
         off = (k - (len(variants) - 1) / 2) * 0.2
-        sel = [r for r in rows if r['variant'] == v]
+        sel = [r for r in rows if group(r) == v]
         ax.semilogy([x[r['plant']] + off for r in sel], [r['ratio'] for r in sel], 'o',
                     label=f'{v}: ratio')
         ax.semilogy([x[r['plant']] + off for r in sel],

@@ -102,6 +102,19 @@ def test_payload_scale_is_relative_to_nominal(plant):
     assert plant.payload_scale == 2.0
 
 
+def test_friction_scale_is_relative_to_nominal():
+    plant = Plant('zoo/pendulum_heavy_coulomb')
+    f0 = plant.model.dof_frictionloss.copy()
+    assert f0.max() > 0
+    plant.friction_scale = 3.0
+    plant.friction_scale = 3.0
+    np.testing.assert_allclose(plant.model.dof_frictionloss, 3 * f0)
+    for bad in (-1.0, np.nan, np.inf):
+        with pytest.raises(ValueError):
+            plant.friction_scale = bad
+    assert plant.friction_scale == 3.0
+
+
 def test_mass_matrix_grows_with_payload(plant):
     m1 = plant.mass_matrix()
     assert m1.shape == (plant.n, plant.n)

@@ -55,8 +55,8 @@ def hard_rows():
 def test_defaults_on_hard_zoo_plants(hard_rows, name):
     r = hard_rows[(name, 'nominal')]
     assert r['ratio'] <= 0.1, r
-    assert r['ratio_after_change'] <= 0.2, r
-    assert r['worst_window_ratio'] <= 0.3, r
+    assert r['ratio_after_change'] <= 0.15, r
+    assert r['worst_window_ratio'] <= 0.2, r
 
 
 @pytest.mark.parametrize('name', HARD)
@@ -65,6 +65,19 @@ def test_noise_and_delay_variants_never_worse_than_pd(hard_rows, name, variant):
     r = hard_rows[(name, variant)]
     assert r['worst_window_ratio'] <= 1.2, r
     assert r['ratio'] <= 1.0, r
+    if variant == 'noise' or name != 'arm_heavy_tip':
+        # arm_heavy_tip with a tick of delay: its honest PD loop itself limit-cycles
+        # in saturation (docs/zoo.md); feedforward cannot stabilise a feedback loop
+        assert r['ratio'] <= 0.3 and r['ratio_after_change'] <= 0.3, r
+
+
+@pytest.mark.parametrize('change', ['friction_x3', 'payload_x0.5'])
+def test_re_adapts_to_a_friction_step_and_a_payload_halving(change):
+    r = zoo.run_member(('pendulum_heavy_coulomb', 'nominal', 0, {}, change))
+    assert r['change'] == change
+    assert r['ratio_after_change'] <= 0.1 and r['worst_window_ratio'] <= 0.2, r
+    assert r['recovery_ratio'] <= 3.0 and r['interventions'] == 0, r
+    assert 0.0 <= r['recovery_time_s'] <= zoo.DURATION_S - zoo.CHANGE_AT_S
 
 
 @pytest.mark.parametrize('extra', [
@@ -80,11 +93,17 @@ def test_sweep_corners_never_diverge(extra):
 
 def test_zoo_cli_writes_table_json_and_figure(tmp_path):
     out = tmp_path / 'zoo'
-    code = cli.main(['zoo', '--plants', 'pendulum_tiny', '--variants', 'nominal',
-                     '--workers', '1', '--out', str(out), '--quiet'])
+    code = cli.main(['zoo', '--plants', 'pendulum_tiny,pendulum_5kg', '--variants', 'nominal',
+                     '--changes', 'payload_x2,friction_x3', '--workers', '1',
+                     '--out', str(out), '--quiet'])
     assert code == 0
     doc = json.loads((out / 'zoo.json').read_text())
-    assert doc['runs'][0]['plant'] == 'pendulum_tiny'
-    assert '| pendulum_tiny | nominal |' in (out / 'zoo.md').read_text()
+    # pendulum_tiny has no Coulomb friction: no friction step for it
+    assert [(r['plant'], r['change']) for r in doc['runs']] == [
+        ('pendulum_tiny', 'payload_x2'), ('pendulum_5kg', 'payload_x2'),
+        ('pendulum_5kg', 'friction_x3')]
+    assert all('recovery_time_s' in r and 'recovery_ratio' in r for r in doc['runs'])
+    assert '| pendulum_tiny | nominal | 0 | payload_x2 |' in (out / 'zoo.md').read_text()
     assert (out / 'zoo.png').stat().st_size > 10_000
     assert cli.main(['zoo', '--plants', 'nope', '--quiet']) == 2
+    assert cli.main(['zoo', '--changes', 'payload_x9', '--quiet']) == 2
