@@ -56,6 +56,7 @@ LEARNING, FROZEN, PD_ONLY = 'learning', 'frozen', 'pd_only'
 GAIN_CUT = 0.1
 GOOD_FRACTION = 0.5          # snapshots are taken while rho < GOOD_FRACTION * trip_ratio
 PUSH_FRACTION = 0.25         # feedforward drives saturation this often: not credible
+MAX_BACKOFF = 32             # PD-only holds grow to at most this many hold_s
 
 
 @dataclass
@@ -93,6 +94,8 @@ class LearningSupervisor:
         self.interventions: list[Intervention] = []
         self.counts = {'rollback': 0, 'pd_only': 0, 'resume': 0}
         self.snapshots = 0
+        self._backoff = 1               # PD-only hold multiplier (see _pd_only)
+        self._pd_only_snapshots = 0
         self._reset_timers()
 
     # -- configuration ---------------------------------------------------------
@@ -117,6 +120,7 @@ class LearningSupervisor:
         """After ``reset_learning``: a fresh start at full gain."""
         self.state = LEARNING
         self.gain_scale = 1.0
+        self._backoff = 1
         for good, cand, r in zip(self._good, self._candidate, self.ctrl.readouts()):
             good[:] = r.w
             cand[:] = r.w
@@ -162,8 +166,8 @@ class LearningSupervisor:
                 self._pd_only(f'still {self.ratio:.2f} x PD with the rolled-back readout')
             elif self._ticks_in_state >= hold_ticks:
                 self._resume(f'error ratio {self.ratio:.2f} after {self.hold_s:g} s frozen')
-        elif self._ticks_in_state >= hold_ticks:
-            self._resume(f'restart from zero after {self.hold_s:g} s of PD only')
+        elif self._ticks_in_state >= hold_ticks * self._backoff:
+            self._resume(f'restart from zero after {self.hold_s * self._backoff:g} s of PD only')
 
     def _take_snapshot(self) -> None:
         """Every 2 windows: the previous candidate becomes the good snapshot if rho
@@ -173,6 +177,7 @@ class LearningSupervisor:
             for g, c in zip(self._good, self._candidate):
                 g[:] = c
             self.snapshots += 1
+            self._backoff = 1          # learning has worked again: back to short holds
         for c, r in zip(self._candidate, self.ctrl.readouts()):
             c[:] = r.w
         self._candidate_ok = good
@@ -200,8 +205,17 @@ class LearningSupervisor:
         for r in self.ctrl.readouts():
             r.w[:] = 0.0
         self.state = PD_ONLY
-        self._record('pd_only', f'{reason}: feedforward zeroed (PD only) for {self.hold_s:g} s')
+        if self.counts['pd_only'] and not self._since_pd_only_snapshot():
+            # PD only again with no good snapshot since the last time: each retry
+            # costs a few bad seconds, so wait twice as long before the next one
+            self._backoff = min(MAX_BACKOFF, 2 * self._backoff)
+        self._pd_only_snapshots = self.snapshots
+        self._record('pd_only', f'{reason}: feedforward zeroed (PD only) for '
+                                f'{self.hold_s * self._backoff:g} s')
         self._reset_timers()
+
+    def _since_pd_only_snapshot(self) -> bool:
+        return self.snapshots > self._pd_only_snapshots
 
     def _resume(self, reason: str) -> None:
         self.state = LEARNING

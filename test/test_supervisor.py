@@ -88,3 +88,13 @@ def test_summary_and_figure_report_interventions(tmp_path):
     path = tmp_path / 'tracking.png'
     tracking_figure([pd, ad], str(path))
     assert path.stat().st_size > 10_000
+
+
+def test_repeated_pd_only_backs_off():
+    """arm_friction with a tick of delay: its PD loop itself limit-cycles, learning
+    cannot help, and each retry costs bad seconds: PD-only holds double."""
+    row = zoo.run_member(('arm_friction', 'delay', 0, {}))
+    holds = [reason for _, action, reason in row['intervention_log'] if action == 'pd_only']
+    assert len(holds) >= 3, row['intervention_log']
+    assert 'for 2 s' in holds[0] and 'for 4 s' in holds[1] and 'for 8 s' in holds[2], holds
+    assert row['ratio'] <= 1.0 and row['worst_window_ratio'] <= 1.5, row
