@@ -85,9 +85,8 @@ def main() -> int:
     args = parser.parse_args()
     plants = QUICK_PLANTS if args.quick else PLANTS
     changes = ('payload_x2',) if args.quick else tuple(zoo.CHANGES)
-    friction = zoo.friction_plants()
     jobs = [(m, p, c, int(s)) for m in MECHANISMS for p in plants for c in changes
-            if c != 'friction_x3' or p in friction for s in args.seeds.split(',')]
+            if zoo.change_applies(c, p) for s in args.seeds.split(',')]
     t0 = time.perf_counter()
     with mp.get_context('spawn').Pool(args.workers) as pool:
         rows = pool.map(run_one, jobs)

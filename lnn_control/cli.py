@@ -152,12 +152,10 @@ def _zoo(args: argparse.Namespace) -> int:
     changes = args.changes.split(',')
     unknown += [c for c in changes if c not in zoo.CHANGES]
     if unknown:
-        raise ValueError(f'unknown zoo plants or variants: {", ".join(unknown)}')
+        raise ValueError(f'unknown zoo plants, variants or changes: {", ".join(unknown)}')
     seeds = [int(s) for s in args.seeds.split(',')]
     extra = _param_overrides(args.param)
-    per_change = [sum(1 for p in plants if c != 'friction_x3' or p in zoo.friction_plants())
-                  for c in changes]
-    total = sum(per_change) * len(variants) * len(seeds)
+    total = len(zoo.jobs(plants, variants, seeds, extra, changes))
     with tqdm(total=total, desc='zoo', unit='run', disable=args.quiet) as bar:
         rows = zoo.run_zoo(plants, variants, seeds, extra, workers=args.workers,
                            progress=bar.update, changes=changes)
@@ -170,7 +168,8 @@ def _zoo(args: argparse.Namespace) -> int:
         f.write(table)
     zoo.figure(rows, os.path.join(args.out, 'zoo.png'))
     print(table)
-    print(f'wrote {", ".join(os.path.join(args.out, w) for w in ("zoo.json", "zoo.md", "zoo.png"))}')
+    written = (os.path.join(args.out, w) for w in ('zoo.json', 'zoo.md', 'zoo.png'))
+    print(f'wrote {", ".join(written)}')
     return 0
 
 

@@ -112,8 +112,8 @@ class RLSReadout:
         """Adapt with the a-priori ``error`` (target minus the prediction for ``phi``).
 
         Returns the a-posteriori error factor (error left after the step over
-        error before it, in (0, 1]), or 1.0 when frozen. Non-finite or mis-shaped data raise ValueError and leave W and
-        P untouched.
+        error before it, in (0, 1]), or 1.0 when frozen. Non-finite or
+        mis-shaped data raise ValueError and leave W and P untouched.
         """
         x = self._load_features(phi)
         if error.shape != (self.n_outputs,):

@@ -94,16 +94,16 @@ class LearningSupervisor:
         self.interventions: list[Intervention] = []
         self.counts = {'rollback': 0, 'pd_only': 0, 'resume': 0}
         self.snapshots = 0
-        self._backoff = 1               # PD-only hold multiplier (see _pd_only)
-        self._pd_only_snapshots = 0
+        self._hold_factor = 1           # this PD-only hold, in hold_s (see _pd_only)
+        self._next_hold_factor = 1
         self._reset_timers()
 
     # -- configuration ---------------------------------------------------------
     def set_gains(self, kp: np.ndarray, kd: np.ndarray, command_limit: np.ndarray) -> None:
         """Error units: effort / kp (effort / command_limit where kp is 0).
 
-        The second estimate of rho low-passes both efforts at kp/kd rad/s, about the PD loop's
-        bandwidth (2 zeta omega_n = kd/I, omega_n^2 = kp/I give
+        The second estimate of rho low-passes both efforts at kp/kd rad/s, about
+        the PD loop's bandwidth (2 zeta omega_n = kd/I, omega_n^2 = kp/I give
         omega_n = 2 zeta kp/kd), so the figure follows what moves the plant."""
         self._inv_kp[:] = 1.0 / np.where(kp > 0, kp, command_limit)
         wc_dt = kp / np.where(kd > 0, kd, 1.0) * self.ctrl.dt
@@ -120,7 +120,7 @@ class LearningSupervisor:
         """After ``reset_learning``: a fresh start at full gain."""
         self.state = LEARNING
         self.gain_scale = 1.0
-        self._backoff = 1
+        self._next_hold_factor = 1
         for good, cand, r in zip(self._good, self._candidate, self.ctrl.readouts()):
             good[:] = r.w
             cand[:] = r.w
@@ -144,7 +144,8 @@ class LearningSupervisor:
         window_ticks = max(1, int(self.window_s / ctrl.dt + 0.5))
         self._ticks_in_state += 1
         harmful = K.supervisor_stats(pd, ff, command, ctrl.command_limit, self._inv_kp,
-                                     self._beta, self._lp, float(ff_at_bound), min(1.0, ctrl.dt / self.window_s),
+                                     self._beta, self._lp, float(ff_at_bound),
+                                     min(1.0, ctrl.dt / self.window_s),
                                      self.trip_ratio, PUSH_FRACTION,
                                      self._ticks_in_state >= window_ticks, self._stats)
         if self.state == LEARNING:
@@ -166,8 +167,9 @@ class LearningSupervisor:
                 self._pd_only(f'still {self.ratio:.2f} x PD with the rolled-back readout')
             elif self._ticks_in_state >= hold_ticks:
                 self._resume(f'error ratio {self.ratio:.2f} after {self.hold_s:g} s frozen')
-        elif self._ticks_in_state >= hold_ticks * self._backoff:
-            self._resume(f'restart from zero after {self.hold_s * self._backoff:g} s of PD only')
+        elif self._ticks_in_state >= hold_ticks * self._hold_factor:
+            self._resume(f'restart from zero after {self.hold_s * self._hold_factor:g} s '
+                         'of PD only')
 
     def _take_snapshot(self) -> None:
         """Every 2 windows: the previous candidate becomes the good snapshot if rho
@@ -177,7 +179,7 @@ class LearningSupervisor:
             for g, c in zip(self._good, self._candidate):
                 g[:] = c
             self.snapshots += 1
-            self._backoff = 1          # learning has worked again: back to short holds
+            self._next_hold_factor = 1     # learning has worked again: back to short holds
         for c, r in zip(self._candidate, self.ctrl.readouts()):
             c[:] = r.w
         self._candidate_ok = good
@@ -205,17 +207,13 @@ class LearningSupervisor:
         for r in self.ctrl.readouts():
             r.w[:] = 0.0
         self.state = PD_ONLY
-        if self.counts['pd_only'] and not self._since_pd_only_snapshot():
-            # PD only again with no good snapshot since the last time: each retry
-            # costs a few bad seconds, so wait twice as long before the next one
-            self._backoff = min(MAX_BACKOFF, 2 * self._backoff)
-        self._pd_only_snapshots = self.snapshots
+        # Each retry that fails costs a few bad seconds: until a good snapshot
+        # resets it, the next PD-only hold is twice as long.
+        self._hold_factor = self._next_hold_factor
+        self._next_hold_factor = min(MAX_BACKOFF, 2 * self._hold_factor)
         self._record('pd_only', f'{reason}: feedforward zeroed (PD only) for '
-                                f'{self.hold_s * self._backoff:g} s')
+                                f'{self.hold_s * self._hold_factor:g} s')
         self._reset_timers()
-
-    def _since_pd_only_snapshot(self) -> bool:
-        return self.snapshots > self._pd_only_snapshots
 
     def _resume(self, reason: str) -> None:
         self.state = LEARNING

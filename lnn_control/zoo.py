@@ -120,7 +120,8 @@ def effort_limits(name: str, max_frequency_hz: float = 0.55) -> list[float]:
         inertia = spec.mass * spec.length ** 2 / 3 + spec.tip_mass * spec.length ** 2 \
             + spec.armature
         grav = G * math.sin(a) * (spec.mass * spec.length / 2 + spec.tip_mass * spec.length)
-        need = [grav + inertia * acc + spec.friction + spec.damping * a * 2 * math.pi * max_frequency_hz]
+        need = [grav + inertia * acc + spec.friction
+                + spec.damping * a * 2 * math.pi * max_frequency_hz]
     elif isinstance(spec, Arm):
         (m1, m2), (l1, l2) = spec.masses, spec.lengths
         grav1 = G * math.sin(2 * a) * (m1 * l1 / 2 + m2 * (l1 + l2 / 2))
@@ -243,6 +244,18 @@ def friction_plants() -> tuple[str, ...]:
                  or getattr(spec, 'rail_friction', 0.0) > 0)
 
 
+def change_applies(change: str, plant: str) -> bool:
+    """A friction step is run only on plants that have friction."""
+    return CHANGES[change]['change'] != 'friction' or plant in friction_plants()
+
+
+def jobs(plants=None, variants=('nominal',), seeds=(0,), extra=None,
+         changes=('payload_x2',)) -> list[tuple]:
+    """The ``run_member`` jobs of every (plant, change, variant, seed) that applies."""
+    return [(p, v, s, dict(extra or {}), c) for p in (plants or names()) for c in changes
+            if change_applies(c, p) for v in variants for s in seeds]
+
+
 def run_member(job: tuple) -> dict[str, Any]:
     """PD-only and adaptive on one zoo plant, variant and change (defaults plus
     ``extra``); ``job`` is (plant, variant, seed, extra[, change])."""
@@ -267,16 +280,13 @@ def run_member(job: tuple) -> dict[str, Any]:
 
 def run_zoo(plants=None, variants=('nominal',), seeds=(0,), extra=None, workers=2,
             progress=None, changes=('payload_x2',)) -> list[dict[str, Any]]:
-    """Every (plant, variant, seed, change), on ``workers`` processes; rows in job
-    order. A friction step is run only on plants that have friction."""
-    with_friction = friction_plants()
-    jobs = [(p, v, s, dict(extra or {}), c) for p in (plants or names()) for c in changes
-            if c != 'friction_x3' or p in with_friction for v in variants for s in seeds]
+    """Every job of ``jobs(...)``, on ``workers`` processes; rows in job order."""
+    todo = jobs(plants, variants, seeds, extra, changes)
     if workers <= 1:
-        return _collect(map(run_member, jobs), progress)
+        return _collect(map(run_member, todo), progress)
     import multiprocessing as mp
     with mp.get_context('spawn').Pool(workers) as pool:
-        return _collect(pool.imap(run_member, jobs), progress)
+        return _collect(pool.imap(run_member, todo), progress)
 
 
 def _collect(results, progress) -> list[dict[str, Any]]:
@@ -294,7 +304,7 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
             'supervisor interventions |\n'
             '|---|---|---|---|---|---|---|---|---|---|---|---|\n')
     body = ''.join(
-        f"| {r['plant']} | {r['variant']} | {r['seed']} | {r.get('change', 'payload_x2')} | "
+        f"| {r['plant']} | {r['variant']} | {r['seed']} | {r['change']} | "
         f"{r['rms_pd']:.4f} | {r['rms_adaptive']:.4f} | {r['ratio']:.3f} | "
         f"{r['ratio_after_change']:.3f} | {r['recovery_ratio']:.2f} | "
         f"{r['recovery_time_s']:.1f} | {r['worst_window_ratio']:.2f} | "
@@ -319,10 +329,10 @@ def figure(rows: list[dict[str, Any]], path: str) -> None:
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
-    plants = list(dict.fromkeys(r['plant'] for r in rows))
     def group(r):
-        change = r.get('change', 'payload_x2')
-        return r['variant'] if change == 'payload_x2' else f"{r['variant']}, {change}"
+        return r['variant'] if r['change'] == 'payload_x2' else f"{r['variant']}, {r['change']}"
+
+    plants = list(dict.fromkeys(r['plant'] for r in rows))
 
     variants = list(dict.fromkeys(group(r) for r in rows))
     fig, ax = plt.subplots(figsize=(12, 5))
