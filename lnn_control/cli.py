@@ -63,20 +63,25 @@ def _offline(args: argparse.Namespace, extra: dict):
     overrides = CL.plant_params(args.plant, {'reservoir.neuron_model': args.neuron,
                                              'reservoir.seed': args.seed,
                                              'reference.seed': args.seed, **extra})
+    # PD only, adaptive and, with a payload change, the adaptive controller on the
+    # changed plant from the start (the reference for readaptation_ratio; not plotted).
+    arms = [('PD only', False, args.payload_change_at), ('adaptive', True, args.payload_change_at)]
+    if args.payload_change_at is not None:
+        arms.append(('settled', True, 0.0))
     traces = []
-    for learning in (False, True):
-        label = 'adaptive' if learning else 'PD only'
+    for label, learning, change_at in arms:
         with tqdm(total=args.duration, desc=f'{label:>8}', unit='sim s',
                   bar_format='{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} {unit}',
                   disable=args.quiet) as bar:
             def progress(t, bar=bar):
                 bar.update(t - bar.n)
             traces.append(CL.run(args.plant, overrides, args.duration, learning=learning,
-                                 payload_change_at=args.payload_change_at, progress=progress))
+                                 payload_change_at=change_at, progress=progress))
             bar.update(args.duration - bar.n)
     summary = CL.report('offline', args.plant, args.neuron, args.seed, traces[0], traces[1],
-                        args.duration, args.payload_change_at)
-    return traces, summary
+                        args.duration, args.payload_change_at,
+                        settled=traces[2] if len(traces) > 2 else None)
+    return traces[:2], summary
 
 
 def _plot(args: argparse.Namespace) -> int:
@@ -163,7 +168,7 @@ def _zoo(args: argparse.Namespace) -> int:
     with open(os.path.join(args.out, 'zoo.json'), 'w', encoding='utf-8') as f:
         json.dump({'params': extra, 'duration_s': zoo.DURATION_S,
                    'payload_change_at_s': zoo.CHANGE_AT_S, 'runs': rows}, f, indent=2)
-    table = zoo.markdown_table(rows)
+    table = zoo.summary_table(rows) + '\n' + zoo.markdown_table(rows)
     with open(os.path.join(args.out, 'zoo.md'), 'w', encoding='utf-8') as f:
         f.write(table)
     zoo.figure(rows, os.path.join(args.out, 'zoo.png'))

@@ -134,7 +134,8 @@ def run(plant_name: str, controller_params: Mapping[str, Any], duration: float,
             progress(t)
     sv = ctrl.supervisor
     meta = {'interventions': [(i.time_s, i.action, i.reason) for i in sv.interventions],
-            'supervisor_state': sv.state, 'gain_scale': sv.gain_scale}
+            'supervisor_state': sv.state, 'gain_scale': sv.gain_scale,
+            'change_detections': [d.time_s for d in ctrl.change_detector.detections]}
     return Trace(np.arange(ticks) * dt, log_q_d, log_q, log_u, log_e,
                  label='adaptive' if learning else 'PD only', meta=meta)
 
@@ -154,27 +155,42 @@ def worst_window_ratio(pd: Trace, adaptive: Trace, window: float = WINDOW_S,
                default=float('nan'))
 
 
+def _rolling_rms(trace: Trace, w: int) -> np.ndarray:
+    """RMS error over the ``w`` ticks ending at each tick from the w-th on."""
+    sq = np.concatenate([[0.0], np.cumsum(np.mean((trace.q_d - trace.q) ** 2, axis=1))])
+    return np.sqrt(np.maximum(sq[w:] - sq[:-w], 0.0) / w)
+
+
 def recovery_time(trace: Trace, change_at: float, pre_change_rms: float,
                   window: float = RECOVERY_WINDOW_S,
-                  tolerance: float = RECOVERY_TOLERANCE) -> float:
+                  tolerance: float = RECOVERY_TOLERANCE, settled: Trace | None = None) -> float:
     """Seconds after ``change_at`` until the rolling ``window`` RMS error (ending
     at each tick) stays within ``tolerance`` x ``pre_change_rms`` to the end of
     the run: 0 when it never leaves, the whole remaining time when it does not
-    settle before the end."""
+    settle before the end. With ``settled`` (see ``summarize``) the bound is
+    ``tolerance`` x that run's rolling RMS at the same instant instead."""
     dt = float(trace.t[1] - trace.t[0])
     w = max(1, int(round(window / dt)))
-    sq = np.concatenate([[0.0], np.cumsum(np.mean((trace.q_d - trace.q) ** 2, axis=1))])
-    rolling = np.sqrt(np.maximum(sq[w:] - sq[:-w], 0.0) / w)
+    rolling = _rolling_rms(trace, w)
+    bound = pre_change_rms if settled is None else _rolling_rms(settled, w)
     ends = trace.t[w - 1:] + dt
     after = ends > change_at + dt / 2
-    outside = np.nonzero(rolling[after] > tolerance * pre_change_rms)[0]
+    outside = np.nonzero((rolling > tolerance * bound)[after])[0]
     if outside.size == 0:
         return 0.0
     return float(ends[after][outside[-1]] - change_at)
 
 
 def summarize(pd: Trace, adaptive: Trace, duration: float,
-              payload_change_at: float | None) -> dict[str, float]:
+              payload_change_at: float | None, settled: Trace | None = None) -> dict[str, float]:
+    """The comparison figures. ``settled``: the adaptive controller run on the
+    changed plant from the start (``run(..., payload_change_at=0.0)``); it
+    gives ``readaptation_ratio``, the error 5-10 s after the change over the
+    error a controller that has long known the changed plant has over the same
+    stretch of the reference: 1 is perfect re-adaptation, whatever the change
+    did to how well the plant can be tracked at all; and
+    ``recovery_ratio_floor`` = ``rms_settled_after / rms_adaptive``: the
+    ``recovery_ratio`` that instant, perfect re-adaptation would show."""
     end = payload_change_at if payload_change_at is not None else duration
     out = {'rms_pd': rms(pd, end - WINDOW_S, end),
            'rms_adaptive': rms(adaptive, end - WINDOW_S, end)}
@@ -186,16 +202,25 @@ def summarize(pd: Trace, adaptive: Trace, duration: float,
         out['ratio_after_change'] = out['rms_adaptive_after'] / out['rms_pd_after']
         out['recovery_ratio'] = out['rms_adaptive_after'] / out['rms_adaptive']
         out['recovery_time_s'] = recovery_time(adaptive, payload_change_at, out['rms_adaptive'])
+        if settled is not None:
+            out['rms_settled_after'] = rms(settled, a, b)
+            out['readaptation_ratio'] = out['rms_adaptive_after'] / out['rms_settled_after']
+            # what instant, perfect re-adaptation would read as recovery_ratio
+            out['recovery_ratio_floor'] = out['rms_settled_after'] / out['rms_adaptive']
+            out['readaptation_time_s'] = recovery_time(adaptive, payload_change_at,
+                                                       out['rms_adaptive'], settled=settled)
     return out
 
 
 def report(mode: str, plant: str, neuron: str, seed: int, pd: Trace, adaptive: Trace,
-           duration: float, payload_change_at: float | None) -> dict[str, Any]:
-    """The summary.json of a demo run, offline or over ROS."""
+           duration: float, payload_change_at: float | None,
+           settled: Trace | None = None) -> dict[str, Any]:
+    """The summary.json of a demo run, offline or over ROS (``settled``: see
+    ``summarize``; offline only)."""
     out = {'mode': mode, 'plant': plant, 'neuron': neuron, 'duration_s': duration,
            'payload_change_at_s': payload_change_at,
            'payload_scale_after': PAYLOAD_SCALE if payload_change_at else 1.0,
-           'seed': seed, **summarize(pd, adaptive, duration, payload_change_at),
+           'seed': seed, **summarize(pd, adaptive, duration, payload_change_at, settled),
            'worst_window_ratio': worst_window_ratio(pd, adaptive)}
     events = adaptive.meta.get('interventions')
     if events is not None:
@@ -204,4 +229,7 @@ def report(mode: str, plant: str, neuron: str, seed: int, pd: Trace, adaptive: T
             'events': [{'time_s': round(t, 3), 'action': a, 'reason': r} for t, a, r in events],
             'final_state': adaptive.meta.get('supervisor_state'),
             'gain_scale': adaptive.meta.get('gain_scale')}
+    detections = adaptive.meta.get('change_detections')
+    if detections is not None:
+        out['change_detections_s'] = [round(t, 3) for t in detections]
     return out

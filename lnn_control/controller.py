@@ -10,8 +10,13 @@ u(t-1) from the states at t-1 and t; applied to (state now, desired next
 state) it gives the command that should reach the desired state.
 
 Two readouts share the features: a slow one (lambda ~ 0.9999) holds the model,
-a fast-forgetting one trained on the slow one's a-posteriori residual follows
-plant changes (payload, friction) within seconds.
+a fast-forgetting one follows plant changes (payload, friction) within ticks.
+The slow one learns the whole feedforward (its error is the PD output plus
+what the fast one supplies), the fast one only the slow one's residual, so
+what the fast one picks up after a change is consolidated into the slow model
+instead of staying with the learner that forgets it. A change detector
+restarts the covariances when the slow model's error jumps and stays up, so
+it re-learns at its initial rate (see change_detector.py).
 """
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ import numpy as np
 
 from . import kernels as K
 from . import params as P
+from .change_detector import ChangeDetector
 from .reservoir import Reservoir
 from .rls import RLSReadout, load_npz, save_npz
 from .supervisor import LearningSupervisor
@@ -30,6 +36,8 @@ _WARMUP_TICKS = 300
 # rad or m per s^k) and grow to AUTO_HEADROOM x the peak the reference shows.
 AUTO_FLOOR = (0.05, 0.05, 0.1)
 AUTO_HEADROOM = 1.25
+# A detected plant change restarts the slow covariance at this x its initial value.
+RESTART_GAIN = 0.3
 
 # Settings that change live without losing what was learned.
 LIVE = frozenset(p.name for p in P.CONTROLLER if not p.read_only)
@@ -124,6 +132,9 @@ class AdaptiveController:
         self.saturation_pauses = 0        # learning steps skipped for that
         self.refused_steps = 0            # RLS steps refused as numerically unusable
         self.supervisor = None
+        self.change_detector = ChangeDetector(n, self.dt, cfg['change_detection.threshold'],
+                                              enabled=cfg['change_detection.enabled'])
+        self._detector_mark = 0           # supervisor episodes seen by the detector
         self.update_params(cfg)
         self.supervisor = LearningSupervisor(
             self, cfg['supervisor.trip_ratio'], cfg['supervisor.window_s'],
@@ -180,7 +191,13 @@ class AdaptiveController:
             elif name.startswith('supervisor.') and self.supervisor is not None:
                 attr = name.split('.', 1)[1]
                 setattr(self.supervisor, attr, type(getattr(self.supervisor, attr))(value))
+            elif name.startswith('change_detection.'):
+                attr = name.split('.', 1)[1]
+                setattr(self.change_detector, attr,
+                        type(getattr(self.change_detector, attr))(value))
             elif name == 'learning_enabled':
+                if bool(value) != self.learning_enabled:
+                    self.change_detector.restart()    # the error level before no longer applies
                 self.learning_enabled = bool(value)
             elif name == 'rls.forgetting_factor':
                 self.slow.forgetting_factor = float(value)
@@ -193,6 +210,7 @@ class AdaptiveController:
                         out=self._ff_limit)
             if self.supervisor is not None:
                 self.supervisor.set_gains(self.kp, self.kd, self.command_limit)
+            self.change_detector.set_gains(self.kp, self.command_limit)
 
     def readouts(self) -> Sequence[RLSReadout]:
         return (self.slow,) if self.fast is None else (self.slow, self.fast)
@@ -200,6 +218,7 @@ class AdaptiveController:
     # -- learning state ----------------------------------------------------------
     def reset_state(self) -> None:
         """Forget the reservoir state and the previous tick (not the readout)."""
+        self.change_detector.restart()    # the reservoir's restart is a transient
         self.reservoir.reset()
         if self._train_reservoir is not None:
             self._train_reservoir.reset()
@@ -212,6 +231,7 @@ class AdaptiveController:
         if self.fast is not None:
             self.fast.reset(relative / self.input_power)
         self.supervisor.reset()
+        self.change_detector.restart()
 
     def save(self, path: str) -> None:
         arrays = {f'{name}/{k}': v for name, r in zip(('slow', 'fast'), self.readouts())
@@ -261,6 +281,7 @@ class AdaptiveController:
         self._envelope[:] = envelope
         self.supervisor.reset()
         self.supervisor.gain_scale = gain
+        self.change_detector.restart()
         # the live parameters stay the source of truth for the forgetting factors
         self.slow.forgetting_factor = float(self.params['rls.forgetting_factor'])
         if self.fast is not None:
@@ -338,16 +359,47 @@ class AdaptiveController:
 
     def _learn(self, phi: np.ndarray, error: np.ndarray) -> bool:
         """One RLS step of both readouts; False when a step was refused as
-        numerically unusable (its readout is unchanged; the supervisor acts)."""
+        numerically unusable (its readout is unchanged; the supervisor acts).
+
+        ``error`` is the a-priori error of the summed readouts. The slow readout
+        learns the whole feedforward: its own a-priori error adds back what the
+        fast one supplied. The fast one learns what the slow one leaves after
+        its step (its a-posteriori residual) minus its own prediction."""
+        err = self._err
+        np.copyto(err, error)
+        if self.fast is not None:
+            err += self._ff_fast
+        if self._detector_mark != self.supervisor.episodes:
+            self._detector_mark = self.supervisor.episodes   # learning paused since
+            self.change_detector.restart()
+        if self.change_detector.observe(err):
+            self.plant_changed('slow readout error rose and stayed up')
         try:
-            factor = self.slow.update(phi, error)
+            factor = self.slow.update(phi, err)
             if self.fast is not None:
-                np.multiply(error, factor, out=self._err)   # residual the slow one left
-                self.fast.update(phi[:self._n_fast], self._err)
+                err *= factor                  # what the slow one left after its step
+                err -= self._ff_fast
+                self.fast.update(phi[:self._n_fast], err)
         except ValueError:
             self.refused_steps += 1
             return False
         return True
+
+    def plant_changed(self, reason: str) -> None:
+        """The plant changed (the change detector found it, or a user who knows:
+        a tool change, a grasp): keep the weights, restart the covariances
+        (times the supervisor's cut) so the readouts re-learn fast. The slow
+        one restarts at RESTART_GAIN x its initial value, not at a blank
+        start's rate: at its full initial value 2-link arms oscillated while
+        re-learning (commands up to the limit on zoo arm_heavy_tip, seed 2);
+        at 0.1 the pendulums kept only half the benefit (docs/zoo.md). The
+        fast one restarts at its initial value. O(N^2): an event, not a tick."""
+        g = self.supervisor.gain_scale
+        self.slow.restart_covariance(g * RESTART_GAIN)
+        if self.fast is not None:
+            self.fast.restart_covariance(g)
+        self.change_detector.restart()
+        self.change_detector.record(self.ticks, f'{reason}: covariances restarted')
 
     def _rescale_readouts(self) -> None:
         """Automatic normalisation changed a scale: keep what the readouts learned
@@ -360,6 +412,7 @@ class AdaptiveController:
         if self.fast is not None:
             self.fast.rescale_inputs(factors[:self._n_fast], g)
         self.scale_changes += 1
+        self.change_detector.restart()     # P restarted: a learning transient, not a change
 
     @property
     def input_scales(self) -> dict[str, np.ndarray]:
@@ -411,3 +464,5 @@ def _warm_up_kernels() -> None:
     K.supervisor_stats(out, out, out, np.ones(1), np.ones(1), np.ones(1), np.zeros((2, 1)),
                        0.0, 0.5, 1.1, 0.25, True, np.zeros(K.SV_SIZE))
     K.track_scales(io, np.zeros(3), np.ones(3), np.ones(3), np.ones(3), 1.25)
+    K.change_cusum(out, np.ones(1), 0.1, 0.01, 2.0, 0.9, 1.0, 0.01, 0.2, np.zeros(K.CD_SIZE),
+                   np.zeros(K.CD_BINS))

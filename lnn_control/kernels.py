@@ -203,6 +203,92 @@ def supervisor_stats(pd, ff, command, limit, inv_kp, beta, lp, ff_at_bound, alph
     return warm and (rho > trip or st[SV_PUSH] > push_trip)
 
 
+# Layout of the change detector's state vector (see change_detector.py).
+CD_SHORT = 0    # EWMA of |e / kp|^2 over the short window
+CD_BASE = 1     # the typical level: an upper quantile of log(CD_SHORT), recently
+CD_CUSUM = 2    # the CUSUM statistic [s]
+CD_TICKS = 3    # ticks observed since the last (re)start
+CD_WEIGHT = 4   # weight of the next histogram entry (grows instead of decaying the rest)
+CD_TOTAL = 5    # total weight in the histogram
+CD_TOP = 6      # highest histogram bin filled since the last (re)start
+CD_SIZE = 7
+# The histogram of log(CD_SHORT) the typical level is read from.
+CD_LOG_LOW, CD_LOG_HIGH, CD_BINS = -46.0, 18.0, 256
+
+
+@njit(cache=True)
+def change_cusum(err, inv_kp, a_short, a_hist, warm_ticks, quantile, log_excess, dt,
+                 threshold, st, hist):
+    """One tick of the plant-change detector; True when it fires.
+
+    l = log(short-term power of err / kp). Its typical level b is the
+    ``quantile`` of an exponentially weighted histogram of l (``a_hist`` per
+    tick, so it follows the last few seconds up and down alike), so the bursts
+    of a steady error at the hard parts of a reference sit below it. Page's
+    CUSUM g <- max(0, g + (l - b - log_excess) dt) fires when g exceeds
+    ``threshold``. No test during the first ``warm_ticks``; afterwards the
+    histogram learns only while g = 0, so a change cannot raise b before it is
+    detected. Firing starts a new warm-up: the re-learning a detection
+    triggers is a transient of its own, not another change. A non-finite
+    error is ignored. The histogram's decay is folded into a growing entry
+    weight, and the quantile is read from the top, so a tick costs a few
+    bins, not all of them.
+    """
+    x = 0.0
+    for j in range(err.shape[0]):
+        e = err[j] * inv_kp[j]
+        x += e * e
+    if not np.isfinite(x):
+        return False
+    ticks = st[CD_TICKS] + 1.0
+    st[CD_TICKS] = ticks
+    if ticks == 1.0:
+        st[CD_SHORT] = x
+        st[CD_CUSUM] = 0.0
+        st[CD_WEIGHT] = 1.0
+        st[CD_TOTAL] = 0.0
+        st[CD_TOP] = 0.0
+        for k in range(hist.shape[0]):
+            hist[k] = 0.0
+    else:
+        st[CD_SHORT] += a_short * (x - st[CD_SHORT])
+    level = np.log(st[CD_SHORT] + 1e-300)
+    width = (CD_LOG_HIGH - CD_LOG_LOW) / hist.shape[0]
+    if ticks > warm_ticks:
+        tail = (1.0 - quantile) * st[CD_TOTAL]      # the weight above the quantile
+        acc = 0.0
+        base = CD_LOG_LOW
+        for k in range(int(st[CD_TOP]), -1, -1):
+            if acc + hist[k] >= tail and hist[k] > 0.0:
+                base = CD_LOG_LOW + (k + 1.0 - (tail - acc) / hist[k]) * width
+                break
+            acc += hist[k]
+        st[CD_BASE] = base
+        g = st[CD_CUSUM] + (level - base - log_excess) * dt
+        if g > threshold:
+            st[CD_CUSUM] = 0.0
+            st[CD_TICKS] = 0.0
+            return True
+        if g > 0.0:
+            st[CD_CUSUM] = g
+            return False
+        st[CD_CUSUM] = 0.0
+    k = int((min(max(level, CD_LOG_LOW), CD_LOG_HIGH - 1e-9) - CD_LOG_LOW) / width)
+    w = st[CD_WEIGHT]
+    hist[k] += w
+    st[CD_TOTAL] += w
+    if k > st[CD_TOP]:
+        st[CD_TOP] = k
+    w /= 1.0 - a_hist
+    if w > 1e200:                                 # renormalise before overflow
+        for i in range(hist.shape[0]):
+            hist[i] /= w
+        st[CD_TOTAL] /= w
+        w = 1.0
+    st[CD_WEIGHT] = w
+    return False
+
+
 @njit(cache=True)
 def track_scales(io, envelope, scale, before, floor, headroom):
     """Automatic input normalisation: per joint, the running peak of |q_d|, |qd_d|

@@ -93,6 +93,14 @@ CONTROLLER = (
     Param('supervisor.hold_s', DOUBLE, 2.0,
           'Learning stays frozen (or the feedforward zeroed) this long after an '
           'intervention [s].', 0.0, 600.0, open_low=True),
+    Param('change_detection.enabled', BOOL, True,
+          'Detect plant changes (payload, friction) from a jump of the slow readout\'s '
+          'error and restart the covariances, so it re-learns in seconds rather than '
+          'minutes (docs: "Re-adaptation").'),
+    Param('change_detection.threshold', DOUBLE, 0.5,
+          'Evidence a change needs [s]: the time integral of log(error power / 2x its '
+          'typical level, the running 90th percentile). Lower flags smaller changes '
+          'sooner, with more false alarms.', 0.0, 100.0, open_low=True),
     Param('reservoir.size', INT, 300, 'Number of reservoir neurons N.', 10, 5000,
           read_only=True),
     Param('reservoir.neuron_model', STRING, 'esn',

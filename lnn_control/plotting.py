@@ -11,7 +11,8 @@ def tracking_figure(traces: Sequence, path: str, title: str = '',
                     joint_names: Sequence[str] = (),
                     recovery_time_s: float | None = None) -> None:
     """Write a PNG comparing runs (each with t, q_d, q, command, learning_error);
-    the plant change and the adaptive run's recovery time are marked."""
+    the plant change, the adaptive run's recovery time, supervisor interventions
+    and detected plant changes are marked."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -37,11 +38,14 @@ def tracking_figure(traces: Sequence, path: str, title: str = '',
     axes[3].set_xlabel('time [s]')
     events = [e for tr in traces for e in tr.meta.get('interventions', ())]
     marks = {'rollback': 'tab:orange', 'pd_only': 'tab:red', 'resume': 'tab:green'}
+    detections = [t for tr in traces for t in tr.meta.get('change_detections', ())]
     for ax in axes:
         if payload_change_at is not None:
             ax.axvline(payload_change_at, color='gray', ls='--', lw=1)
         for t_event, action, _ in events:
             ax.axvline(t_event, color=marks.get(action, 'k'), ls=':', lw=1.2)
+        for t_event in detections:
+            ax.axvline(t_event, color='tab:cyan', ls='-.', lw=1.0)
         ax.grid(True, alpha=0.3)
         ax.legend(loc='upper right', fontsize=8)
     if payload_change_at is not None:
@@ -59,6 +63,10 @@ def tracking_figure(traces: Sequence, path: str, title: str = '',
     for t_event, action, _ in events:
         axes[1].annotate(f'supervisor: {action}', (t_event, axes[1].get_ylim()[1]),
                          fontsize=7, color=marks.get(action, 'k'), va='top', rotation=90)
+    for t_event in detections:
+        axes[1].annotate('change detected', (t_event, axes[1].get_ylim()[1]), xytext=(3, 0),
+                         textcoords='offset points', fontsize=7, color='tab:cyan', va='top',
+                         rotation=90)
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -58,3 +58,48 @@ class RLS:
         if tr > self.trace_cap:
             self.p *= self.trace_cap / tr
         return err
+
+
+class ChangeCusum:
+    """Page's CUSUM on the log short-term error power against an upper quantile
+    of its recent history, written out plainly (see ``kernels.change_cusum``
+    and ``change_detector``)."""
+
+    def __init__(self, dt, short_s, history_s, warm_s, quantile, excess, threshold,
+                 low=-46.0, high=18.0, bins=256):
+        self.dt, self.threshold, self.quantile = dt, threshold, quantile
+        self.a_short, self.a_hist = min(1.0, dt / short_s), min(1.0, dt / history_s)
+        self.warm = round(warm_s / dt)
+        self.log_excess = np.log(excess)
+        self.edges = np.linspace(low, high, bins + 1)
+        self.hist = np.zeros(bins)
+        self.ticks, self.power, self.base, self.g = 0, 0.0, 0.0, 0.0
+
+    def update(self, err, inv_kp):
+        x = float(np.sum((err * inv_kp) ** 2))
+        if not np.isfinite(x):
+            return False
+        self.ticks += 1
+        if self.ticks == 1:
+            self.power, self.g = x, 0.0
+            self.hist[:] = 0.0
+        else:
+            self.power += self.a_short * (x - self.power)
+        level = np.log(self.power + 1e-300)
+        if self.ticks > self.warm:
+            cum = np.cumsum(self.hist)
+            k = int(np.searchsorted(cum, self.quantile * cum[-1]))
+            below = cum[k - 1] if k > 0 else 0.0
+            self.base = (self.edges[k] + (self.quantile * cum[-1] - below) / self.hist[k]
+                         * (self.edges[1] - self.edges[0]))
+            self.g = self.g + (level - self.base - self.log_excess) * self.dt
+            if self.g > self.threshold:
+                self.g, self.ticks = 0.0, 0     # a new warm-up
+                return True
+            if self.g > 0.0:
+                return False
+            self.g = 0.0
+        self.hist *= 1.0 - self.a_hist
+        bin_ = np.clip(np.searchsorted(self.edges, level, side='right') - 1, 0, self.hist.size - 1)
+        self.hist[bin_] += self.a_hist
+        return False

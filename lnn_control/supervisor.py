@@ -93,6 +93,7 @@ class LearningSupervisor:
         self.gain_scale = 1.0
         self.interventions: list[Intervention] = []
         self.counts = {'rollback': 0, 'pd_only': 0, 'resume': 0}
+        self.episodes = 0               # interventions so far (learning paused or restarted)
         self.snapshots = 0
         self._hold_factor = 1           # this PD-only hold, in hold_s (see _pd_only)
         self._next_hold_factor = 1
@@ -191,6 +192,7 @@ class LearningSupervisor:
         ctrl = self.ctrl
         self.interventions.append(Intervention(ctrl.ticks, ctrl.ticks * ctrl.dt, action, reason))
         self.counts[action] += 1
+        self.episodes += 1
 
     def _rollback(self, reason: str) -> None:
         self.gain_scale *= GAIN_CUT

@@ -229,6 +229,7 @@ if __name__ == '__main__':
 # -- running the zoo (``lnn-control zoo``) ---------------------------------------
 DURATION_S = 60.0
 CHANGE_AT_S = 40.0
+DETECTION_WINDOW_S = 5.0     # a change counts as detected when flagged this soon
 # The plant changes at CHANGE_AT_S: run.closed_loop keyword arguments per change.
 CHANGES: dict[str, dict[str, Any]] = {
     'payload_x2': {'change': 'payload', 'payload_scale': 2.0},
@@ -258,24 +259,30 @@ def jobs(plants=None, variants=('nominal',), seeds=(0,), extra=None,
 
 def run_member(job: tuple) -> dict[str, Any]:
     """PD-only and adaptive on one zoo plant, variant and change (defaults plus
-    ``extra``); ``job`` is (plant, variant, seed, extra[, change])."""
+    ``extra``), and the adaptive controller on the changed plant from the start
+    (for ``readaptation_ratio``); ``job`` is (plant, variant, seed, extra[, change])."""
     from . import closed_loop as CL
 
     name, variant, seed, extra = job[:4]
     change = job[4] if len(job) > 4 else 'payload_x2'
     params = {**controller_params(name), 'reservoir.seed': seed, 'reference.seed': seed,
               **extra}
-    runs = [CL.run(model_name(name), params, DURATION_S, learning=learning,
-                   payload_change_at=CHANGE_AT_S, noise_seed=seed, **VARIANTS[variant],
-                   **CHANGES[change])
-            for learning in (False, True)]
-    pd, adaptive = runs
-    summary = CL.summarize(pd, adaptive, DURATION_S, CHANGE_AT_S)
+    pd, adaptive, settled = (
+        CL.run(model_name(name), params, DURATION_S, learning=learning,
+               payload_change_at=at, noise_seed=seed, **VARIANTS[variant], **CHANGES[change])
+        for learning, at in ((False, CHANGE_AT_S), (True, CHANGE_AT_S), (True, 0.0)))
+    summary = CL.summarize(pd, adaptive, DURATION_S, CHANGE_AT_S, settled)
     summary['worst_window_ratio'] = CL.worst_window_ratio(pd, adaptive)
+    detections = adaptive.meta['change_detections']
     return {'plant': name, 'variant': variant, 'seed': seed, 'change': change, **summary,
             'interventions': len([i for i in adaptive.meta['interventions']
                                   if i[1] != 'resume']),
-            'intervention_log': adaptive.meta['interventions']}
+            'intervention_log': adaptive.meta['interventions'],
+            'change_detections_s': detections,
+            'false_detections': sum(1 for t in detections if t < CHANGE_AT_S),
+            'detection_delay_s': next((t - CHANGE_AT_S for t in detections
+                                       if CHANGE_AT_S <= t < CHANGE_AT_S + DETECTION_WINDOW_S),
+                                      None)}
 
 
 def run_zoo(plants=None, variants=('nominal',), seeds=(0,), extra=None, workers=2,
@@ -300,27 +307,75 @@ def _collect(results, progress) -> list[dict[str, Any]]:
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
     head = ('| plant | variant | seed | change | PD RMS | adaptive RMS | ratio | after change | '
-            'recovery ratio | recovery time [s] | worst 10 s window / PD | '
-            'supervisor interventions |\n'
-            '|---|---|---|---|---|---|---|---|---|---|---|---|\n')
+            'recovery ratio | recovery ratio of perfect re-adaptation | readaptation ratio | '
+            'recovery time [s] | readaptation time [s] | detected after [s] | '
+            'worst 10 s window / PD | supervisor interventions |\n'
+            '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n')
     body = ''.join(
         f"| {r['plant']} | {r['variant']} | {r['seed']} | {r['change']} | "
         f"{r['rms_pd']:.4f} | {r['rms_adaptive']:.4f} | {r['ratio']:.3f} | "
         f"{r['ratio_after_change']:.3f} | {r['recovery_ratio']:.2f} | "
-        f"{r['recovery_time_s']:.1f} | {r['worst_window_ratio']:.2f} | "
-        f"{r['interventions']} |\n" for r in rows)
+        f"{r['recovery_ratio_floor']:.2f} | {r['readaptation_ratio']:.2f} | "
+        f"{r['recovery_time_s']:.1f} | "
+        f"{r['readaptation_time_s']:.1f} | "
+        f"{_detected(r)} | {r['worst_window_ratio']:.2f} | {r['interventions']} |\n"
+        for r in rows)
     col = {k: np.array([r[k] for r in rows]) for k in
-           ('ratio', 'ratio_after_change', 'recovery_ratio', 'recovery_time_s')}
+           ('ratio', 'ratio_after_change', 'recovery_ratio', 'readaptation_ratio',
+            'recovery_time_s', 'readaptation_time_s')}
     foot = (f"\nratio: median {np.median(col['ratio']):.3f}, worst {col['ratio'].max():.3f}; "
             f"after change: median {np.median(col['ratio_after_change']):.3f}, "
             f"worst {col['ratio_after_change'].max():.3f}; recovery ratio: median "
             f"{np.median(col['recovery_ratio']):.2f}, worst {col['recovery_ratio'].max():.2f}; "
+            f"readaptation ratio: median {np.median(col['readaptation_ratio']):.2f}, worst "
+            f"{col['readaptation_ratio'].max():.2f}; "
             f"recovery time: median {np.median(col['recovery_time_s']):.1f} s, worst "
-            f"{col['recovery_time_s'].max():.1f} s ({len(rows)} runs, {DURATION_S:g} s, "
+            f"{col['recovery_time_s'].max():.1f} s; readaptation time: median "
+            f"{np.median(col['readaptation_time_s']):.1f} s, worst "
+            f"{col['readaptation_time_s'].max():.1f} s ({len(rows)} runs, {DURATION_S:g} s, "
             f'plant change at {CHANGE_AT_S:g} s; RMS over the 10 s before the change and '
             f'5-10 s after it; recovery time: until the rolling 2 s RMS stays within 1.5x '
-            f'the pre-change RMS).\n')
+            f'the pre-change RMS; readaptation: against the controller that learned the '
+            f'changed plant from the start, over the same part of the reference).\n')
     return head + body + foot
+
+
+def summary_table(rows: list[dict[str, Any]]) -> str:
+    """Median / worst of each figure per plant change and variant."""
+    keys = ('ratio', 'ratio_after_change', 'recovery_ratio', 'recovery_ratio_floor',
+            'readaptation_ratio', 'recovery_time_s', 'readaptation_time_s',
+            'worst_window_ratio')
+    out = ['| change | variant | runs | ratio | after change | recovery ratio | '
+           'recovery ratio of perfect re-adaptation | readaptation ratio | recovery time [s] | '
+           'readaptation time [s] | worst window | detected within 5 s | false detections | '
+           'interventions |',
+           '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|']
+    groups: dict[tuple[str, str], list] = {}
+    for r in rows:
+        groups.setdefault((r['change'], r['variant']), []).append(r)
+    for (change, variant), sel in groups.items():
+        cells = []
+        for k in keys:
+            v = np.array([r[k] for r in sel])
+            cells.append(f'{np.median(v):.3g} / {v.max():.3g}' if k != 'worst_window_ratio'
+                         else f'{v.max():.2f}')
+        detected = sum(r['detection_delay_s'] is not None for r in sel)
+        out.append(f"| {change} | {variant} | {len(sel)} | {' | '.join(cells)} | "
+                   f"{detected} / {len(sel)} | {sum(r['false_detections'] for r in sel)} | "
+                   f"{sum(r['interventions'] for r in sel)} |")
+    return '\n'.join(out) + ('\n\n(median / worst over the runs; worst window: the largest; '
+                             "'detected within 5 s': runs whose change the detector flagged "
+                             "within 5 s of it; 'false detections': flags before the change.)\n")
+
+
+def _detected(row: dict[str, Any]) -> str:
+    """First detection within DETECTION_WINDOW_S of the change, and any before
+    it (false alarms)."""
+    delay = row['detection_delay_s']
+    text = 'not within 5 s' if delay is None else f'{delay:.2f}'
+    if row['false_detections']:
+        text += f" ({row['false_detections']} before the change)"
+    return text
 
 
 def figure(rows: list[dict[str, Any]], path: str) -> None:

@@ -57,6 +57,29 @@ def test_inverse_model_mode_improves_on_pd():
     assert s['ratio'] < 0.5, s
 
 
+def _readaptation(plant, seed, change='payload'):
+    """PD only, adaptive with the change at 40 s, and the adaptive controller on
+    the changed plant from the start: the readaptation figures."""
+    params = CL.plant_params(plant, {'reservoir.seed': seed, 'reference.seed': seed})
+    pd, adaptive, settled = (CL.run(plant, params, 60.0, learning=learning, payload_change_at=at,
+                                    change=change)
+                             for learning, at in ((False, 40.0), (True, 40.0), (True, 0.0)))
+    return CL.summarize(pd, adaptive, 60.0, 40.0, settled), adaptive.meta['change_detections']
+
+
+@pytest.mark.parametrize('plant, seed', [('pendulum', 0), ('pendulum', 1), ('arm2', 0)])
+def test_readapts_to_the_level_of_a_controller_that_knew_the_new_payload(plant, seed):
+    """Payload x2 at 40 s: detected within 1 s, nothing before it, and 5-10 s
+    after the change the error is within 1.5x of what the same controller has
+    there after learning the heavier plant from the start (measured: pendulum
+    0.78 and 0.33, arm2 0.79)."""
+    s, detections = _readaptation(plant, seed)
+    assert detections and 40.0 <= detections[0] <= 41.0, detections
+    assert s['readaptation_ratio'] <= 1.5, s
+    assert s['ratio_after_change'] <= 0.1, s
+    assert s['readaptation_time_s'] <= 10.0, s
+
+
 def test_summary_windows_follow_the_definition():
     t = np.arange(0, 30, 0.01)
     zeros = np.zeros((t.size, 1))
@@ -69,6 +92,13 @@ def test_summary_windows_follow_the_definition():
     assert s['ratio'] == pytest.approx(0.5) and s['ratio_after_change'] == pytest.approx(0.25)
     assert s['recovery_ratio'] == pytest.approx(1.0)
     assert s['recovery_time_s'] == 0.0            # never left its pre-change level
+    assert 'readaptation_ratio' not in s
+    settled = CL.Trace(t, zeros, np.full_like(err_ad, 0.5), zeros, t * 0)
+    s = CL.summarize(pd, ad, 30.0, 20.0, settled)
+    assert s['rms_settled_after'] == pytest.approx(0.5)
+    assert s['recovery_ratio_floor'] == pytest.approx(0.5)      # settled 0.5 / before 1.0
+    assert s['readaptation_ratio'] == pytest.approx(2.0)
+    assert s['readaptation_time_s'] == pytest.approx(10.0, abs=0.011)   # never within 1.5x
 
 
 def test_recovery_time_is_when_the_rolling_rms_settles():

@@ -577,3 +577,30 @@ def test_supervisor_state_and_interventions_on_diagnostics(rig):
     assert keys['supervisor rollback'] == '1'
     assert float(keys['supervisor gain scale']) == pytest.approx(0.1)
     assert status.level == DiagnosticStatus.WARN and 'frozen' in status.message
+
+
+def test_plant_changes_on_diagnostics_and_the_plant_changed_service(rig):
+    r = rig()
+    r.send([0.0, 0.0])
+    r.tick(3)
+    keys = {kv.key: kv.value for kv in r.node.diagnostics().status[0].values}
+    assert keys['plant changes detected or reported'] == '0'
+    assert float(keys['change detector score']) == 0.0
+    # a user who knows says so: the covariances restart, the weights stay,
+    # it is logged once and counted, and it is not a problem (status OK)
+    ctrl = r.node.controller
+    ctrl.slow.w[:] = 0.25
+    client = r.tester.create_client(Trigger, 'lnn_controller/plant_changed')
+    assert client.wait_for_service(timeout_sec=5.0)
+    future = client.call_async(Trigger.Request())
+    r.wait(future.done, 'the plant_changed service')
+    assert future.result().success
+    np.testing.assert_array_equal(ctrl.slow.w, 0.25)
+    r.send([0.0, 0.0])
+    r.tick(2)
+    assert r.node._detections_logged == 1
+    assert 'reported on ~/plant_changed' in ctrl.change_detector.detections[0].reason
+    status = r.node.diagnostics().status[0]
+    keys = {kv.key: kv.value for kv in status.values}
+    assert keys['plant changes detected or reported'] == '1'
+    assert status.level == DiagnosticStatus.OK

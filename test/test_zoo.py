@@ -73,10 +73,17 @@ def test_noise_and_delay_variants_never_worse_than_pd(hard_rows, name, variant):
 
 @pytest.mark.parametrize('change', ['friction_x3', 'payload_x0.5'])
 def test_re_adapts_to_a_friction_step_and_a_payload_halving(change):
+    """Measured: friction x3 detected after 0.13 s, readaptation ratio 0.90,
+    recovery ratio 2.5 (the plant with three times the friction is harder to
+    track: learned from the start it leaves 1.9x the error); payload x0.5 1.06
+    and 1.07."""
     r = zoo.run_member(('pendulum_heavy_coulomb', 'nominal', 0, {}, change))
     assert r['change'] == change
     assert r['ratio_after_change'] <= 0.1 and r['worst_window_ratio'] <= 0.2, r
-    assert r['recovery_ratio'] <= 3.0 and r['interventions'] == 0, r
+    assert r['readaptation_ratio'] <= 1.5 and r['interventions'] == 0, r
+    assert r['recovery_ratio'] <= 3.0, r
+    assert r['false_detections'] == 0, r
+    assert r['detection_delay_s'] is not None and r['detection_delay_s'] <= 1.0, r
     assert 0.0 <= r['recovery_time_s'] <= zoo.DURATION_S - zoo.CHANGE_AT_S
 
 
@@ -102,7 +109,8 @@ def test_zoo_cli_writes_table_json_and_figure(tmp_path):
     assert [(r['plant'], r['change']) for r in doc['runs']] == [
         ('pendulum_tiny', 'payload_x2'), ('pendulum_5kg', 'payload_x2'),
         ('pendulum_5kg', 'friction_x3')]
-    assert all('recovery_time_s' in r and 'recovery_ratio' in r for r in doc['runs'])
+    assert all('recovery_time_s' in r and 'recovery_ratio' in r and 'readaptation_ratio' in r
+               for r in doc['runs'])
     assert '| pendulum_tiny | nominal | 0 | payload_x2 |' in (out / 'zoo.md').read_text()
     assert (out / 'zoo.png').stat().st_size > 10_000
     assert cli.main(['zoo', '--plants', 'nope', '--quiet']) == 2

@@ -157,6 +157,7 @@ class LnnControllerNode(Node):
         self.reference_messages = 0
         self.commands_published = 0
         self._interventions_logged = 0
+        self._detections_logged = 0
         rate = values['control_rate_hz']
         self.stats = TickStats(stats_window or max(256, int(2 * rate)))
         # (stats.count, stats.callbacks, node clock ns) at the previous diagnostics
@@ -180,6 +181,7 @@ class LnnControllerNode(Node):
         self.create_service(SetBool, '~/set_learning', self._srv_set_learning)
         self.create_service(Trigger, '~/save_readout', self._srv_save_readout)
         self.create_service(Trigger, '~/load_readout', self._srv_load_readout)
+        self.create_service(Trigger, '~/plant_changed', self._srv_plant_changed)
         self._jump_handle = self.get_clock().create_jump_callback(
             JumpThreshold(min_forward=None, min_backward=Duration(nanoseconds=-1),
                           on_clock_change=True),
@@ -325,6 +327,8 @@ class LnnControllerNode(Node):
             self._refuse(self.rejected, CONTROLLER_REFUSED, f'a tick: {loop.refusal}')
         if len(self.controller.supervisor.interventions) > self._interventions_logged:
             self._log_interventions()
+        if len(self.controller.change_detector.detections) > self._detections_logged:
+            self._log_detections()
         view[:] = loop.command
         self._commands_pub.publish(self._command.msg)
         self._publish_desired(now)      # every command has its desired state
@@ -340,6 +344,14 @@ class LnnControllerNode(Node):
             log(f'learning supervisor: {event.action} at t={event.time_s:.2f} s: '
                 f'{event.reason}')
         self._interventions_logged = len(events)
+
+    def _log_detections(self) -> None:
+        """Each detected plant change once, as it happens."""
+        events = self.controller.change_detector.detections
+        for event in events[self._detections_logged:]:
+            self.get_logger().info(f'plant change detected at t={event.time_s:.2f} s: '
+                                   f'{event.reason}')
+        self._detections_logged = len(events)
 
     def _publish_desired(self, now: int) -> None:
         """The desired state of this tick (the last one while sensors are stale),
@@ -366,6 +378,14 @@ class LnnControllerNode(Node):
         response.success = result.successful
         response.message = (f'learning {"on" if request.data else "off"}'
                             if result.successful else result.reason)
+        return response
+
+    def _srv_plant_changed(self, request, response):
+        """A user who knows the plant changed (tool change, grasp) says so: the
+        readouts re-learn fast at once instead of waiting for the detector."""
+        self.controller.plant_changed('reported on ~/plant_changed')
+        response.success = True
+        response.message = 'covariances restarted: re-learning'
         return response
 
     def _srv_save_readout(self, request, response):
@@ -469,6 +489,9 @@ class LnnControllerNode(Node):
             ('supervisor error ratio estimate', sv.ratio),
             *((f'supervisor {k}', v) for k, v in sv.counts.items()),
             ('supervisor gain scale', sv.gain_scale),
+            ('plant changes detected or reported',
+             len(self.controller.change_detector.detections)),
+            ('change detector score', self.controller.change_detector.score),
             ('feedforward limited ticks', self.controller.feedforward_clipped),
             ('command saturated ticks', self.controller.saturated_ticks),
             ('input scale changes', self.controller.scale_changes),

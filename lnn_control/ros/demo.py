@@ -279,9 +279,10 @@ def traces_from_mcap(path: str) -> tuple[list[CL.Trace], dict[str, str]]:
 
 
 def _supervisor_from_diagnostics(messages, hardware_id: str, t0_ns: int) -> dict:
-    """The learning supervisor's interventions as the node reported them on
-    /diagnostics (1 Hz: an event's time is that of the first status counting it)."""
-    events, last, state, gain = [], {}, None, None
+    """The learning supervisor's interventions and the detected plant changes as
+    the node reported them on /diagnostics (1 Hz: an event's time is that of the
+    first status counting it)."""
+    events, last, state, gain, detections = [], {}, None, None, []
     for _, msg in messages:
         for status in msg.status:
             if status.hardware_id != hardware_id:
@@ -295,7 +296,10 @@ def _supervisor_from_diagnostics(messages, hardware_id: str, t0_ns: int) -> dict
                 for _ in range(count - last.get(action, 0)):
                     events.append((t, action, 'reported on /diagnostics'))
                 last[action] = count
+            count = int(values.get('plant changes detected or reported', 0))
+            detections += [t] * (count - len(detections))
             state, gain = values['supervisor state'], float(values['supervisor gain scale'])
     if state is None:
         return {}
-    return {'interventions': sorted(events), 'supervisor_state': state, 'gain_scale': gain}
+    return {'interventions': sorted(events), 'supervisor_state': state, 'gain_scale': gain,
+            'change_detections': detections}
