@@ -9,7 +9,7 @@ reservoir neurons, 14 inputs (2 joints x 7) and 2 outputs, float64:
 - ``reservoirpy``: ``(Reservoir >> RLS).partial_fit`` on one time step
   (reservoirpy 0.4.x, an optional benchmark dependency), with the very same
   W_in, W (scipy CSR), bias and leak as lnn_control's reservoir;
-- ``numpy``: the naive version from ``lnn_control.reference`` (dense W tanh
+- ``numpy``: the naive version from ``lnn_control.kernels_numpy`` (dense W tanh
   step + textbook RLS on the full P).
 
 Also measures the memory-bandwidth floor of one pass over P (a streaming
@@ -54,7 +54,7 @@ except ImportError:  # run from a source checkout without PYTHONPATH
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import lnn_control  # noqa: E402
-from lnn_control import reference  # noqa: E402
+from lnn_control import kernels_numpy  # noqa: E402
 from lnn_control.reservoir import Reservoir  # noqa: E402
 from lnn_control.rls import RLSReadout  # noqa: E402
 
@@ -199,9 +199,9 @@ def make_lnn(res, m):
 
 def make_numpy(res, m):
     w_in, w, bias = res.w_in, res.dense_recurrent(), res.bias
-    rls = reference.RLS(m + res.size + 1, N_OUTPUTS, DELTA, FORGETTING)
+    rls = kernels_numpy.RLS(m + res.size + 1, N_OUTPUTS, DELTA, FORGETTING)
     state = {'x': np.zeros(res.size)}
-    esn_step, concatenate, one = reference.esn_step, np.concatenate, np.ones(1)
+    esn_step, concatenate, one = kernels_numpy.esn_step, np.concatenate, np.ones(1)
 
     def tick(u, y):
         x = esn_step(state['x'], u, w_in, w, bias, LEAK)

@@ -14,7 +14,7 @@ The test is Page's CUSUM on the log of the short-term error power against the
 90th percentile of its recent history (an exponentially weighted histogram
 over ``HISTORY_S``), so it is scale-free (no threshold in plant units: the same
 setting for a 0.3 kg pendulum and a cart-pole), and the bursts a steady error
-has at the hard parts of a reference sit below the reference level. A change
+has at the hard parts of a reference sit below that level. A change
 keeps the error up for seconds, twice that level and more, and accumulates the
 evidence; a burst does not. Measured over the plant zoo (docs/zoo.md).
 
@@ -37,10 +37,10 @@ import numpy as np
 from . import kernels as K
 
 SHORT_S = 0.25          # averaging time of the error power
-HISTORY_S = 5.0         # time constant of the histogram the reference level is read from
+HISTORY_S = 5.0         # time constant of the histogram the typical level is read from
 BASELINE_S = 10.0       # warm-up before any test (at the start and after each restart)
-QUANTILE = 0.9          # the reference level: this quantile of the log power's history
-EXCESS = 2.0            # a change: the power above EXCESS x the reference level for
+QUANTILE = 0.9          # the typical level: this quantile of the log power's history
+EXCESS = 2.0            # a change: the power above EXCESS x the typical level for
 # ``change_detection.threshold`` seconds times log(excess ratio) in all
 
 

@@ -17,7 +17,8 @@ import os
 import sys
 from typing import Sequence
 
-PLANT_CHOICES = ('pendulum', 'arm2', 'cartpole')   # = plants.PLANTS (not imported: slow)
+from . import schema
+
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -30,7 +31,7 @@ def _demo(args: argparse.Namespace) -> int:
     if args.mode == 'offline':
         traces, summary = _offline(args, extra)
     else:
-        from .ros import demo as ros_demo
+        from .tools import demo as ros_demo
         summary, traces = ros_demo.run(args.plant, args.neuron, args.duration, args.out,
                                        payload_change_at=args.payload_change_at,
                                        seed=args.seed, lockstep=args.mode == 'ros',
@@ -51,8 +52,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _plant_joints(plant: str) -> list[str]:
     from . import closed_loop as CL
-    from . import params as P
-    return list(P.resolve(CL.plant_params(plant))['joints'])
+    return list(schema.resolve(CL.plant_params(plant))['joints'])
 
 
 def _offline(args: argparse.Namespace, extra: dict):
@@ -86,7 +86,7 @@ def _offline(args: argparse.Namespace, extra: dict):
 
 def _plot(args: argparse.Namespace) -> int:
     from .plotting import tracking_figure
-    from .ros.demo import traces_from_mcap
+    from .recording import traces_from_mcap
 
     traces, meta = traces_from_mcap(args.recording)
     out = args.out or os.path.join(os.path.dirname(os.path.abspath(args.recording)),
@@ -107,16 +107,15 @@ def _plot(args: argparse.Namespace) -> int:
 
 
 def _params(args: argparse.Namespace) -> int:
-    from . import params as P
 
     if args.format == 'markdown':
-        print('# Parameters\n\nGenerated from `lnn_control/params.py` by '
+        print('# Parameters\n\nGenerated from `lnn_control/schema.py` by '
               '`lnn-control params --format markdown`; do not edit.\n')
-        print(P.markdown(P.CONTROLLER, 'lnn_controller'))
-        print(P.markdown(P.SIMULATOR, 'lnn_sim'))
+        print(schema.markdown(schema.CONTROLLER, 'lnn_controller'))
+        print(schema.markdown(schema.SIMULATOR, 'lnn_sim'))
     else:
         import yaml
-        values = {k: v for k, v in P.defaults(P.SCHEMAS[args.node]).items()}
+        values = {k: v for k, v in schema.defaults(schema.SCHEMAS[args.node]).items()}
         node = 'lnn_controller' if args.node == 'controller' else 'lnn_sim'
         print(yaml.safe_dump({node: {'ros__parameters': values}}, sort_keys=False), end='')
     return 0
@@ -195,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument('--mode', choices=('ros', 'ros-realtime', 'offline'), default='ros',
                       help='ros: ROS 2 nodes in lock-step (reproducible, default); '
                            'ros-realtime: nodes in real time; offline: no ROS')
-    demo.add_argument('--plant', choices=PLANT_CHOICES, default='pendulum')
+    demo.add_argument('--plant', choices=schema.BUNDLED_PLANTS, default='pendulum')
     demo.add_argument('--neuron', choices=('esn', 'ltc', 'lif'), default='esn')
     demo.add_argument('--duration', type=float, default=60.0, help='simulated seconds')
     demo.add_argument('--payload-change-at', type=float, default=None,

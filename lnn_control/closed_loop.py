@@ -11,7 +11,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from . import params as P
+from . import schema
 from .controller import AdaptiveController
 from .loop import REFUSED, ControlLoop
 from .plants import Plant
@@ -45,7 +45,7 @@ def _share_config() -> str | None:
 
 def plant_params(plant: str, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Controller parameters for a bundled plant: its config file plus ``extra``."""
-    overrides = P.load_yaml_overrides(config_path(plant), 'lnn_controller')
+    overrides = schema.load_yaml_overrides(config_path(plant), 'lnn_controller')
     overrides.update(extra or {})
     return overrides
 

@@ -25,7 +25,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from . import kernels as K
-from . import params as P
+from . import schema
 from .change_detector import ChangeDetector
 from .reservoir import Reservoir
 from .rls import RLSReadout, load_npz, save_npz
@@ -40,7 +40,7 @@ AUTO_HEADROOM = 1.25
 RESTART_GAIN = 0.3
 
 # Settings that change live without losing what was learned.
-LIVE = frozenset(p.name for p in P.CONTROLLER if not p.read_only)
+LIVE = frozenset(p.name for p in schema.CONTROLLER if not p.read_only)
 
 
 class AdaptiveController:
@@ -53,7 +53,7 @@ class AdaptiveController:
     """
 
     def __init__(self, overrides: Mapping[str, Any] | None = None, dt: float | None = None):
-        cfg = P.resolve(overrides)
+        cfg = schema.resolve(overrides)
         self.params = cfg
         self.joints: tuple[str, ...] = tuple(cfg['joints'])
         self.n = n = len(self.joints)
@@ -169,7 +169,7 @@ class AdaptiveController:
         Validates everything first, so a refused change applies nothing.
         Read-only settings are refused once the controller exists.
         """
-        table = P.by_name()
+        table = schema.by_name()
         for name, value in changes.items():
             p = table.get(name)
             if p is None:
@@ -181,7 +181,7 @@ class AdaptiveController:
                 if new.shape != old.shape or np.any(new != old):
                     raise ValueError(f'{name} is read-only: it needs a restart')
                 continue
-            reason = P.check(p, value, self.n)
+            reason = schema.check(p, value, self.n)
             if reason:
                 raise ValueError(reason)
         for name, value in changes.items():

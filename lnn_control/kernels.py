@@ -1,7 +1,7 @@
 """Numba kernels for the per-tick path: reservoir steps and the RLS update.
 
 Every kernel writes into arrays the caller preallocated, so a control tick
-allocates nothing. ``reference.py`` holds the plain numpy versions the tests
+allocates nothing. ``kernels_numpy.py`` holds the plain numpy versions the tests
 compare these against.
 
 The RLS update is fused: the rank-1 covariance update of step t is kept

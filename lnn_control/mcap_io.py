@@ -1,4 +1,4 @@
-"""Read the MCAP files written by ``lnn_control.ros.recorder`` (or rosbag2) without ROS.
+"""Read the MCAP files written by ``lnn_control.tools.recorder`` (or rosbag2) without ROS.
 
 Decoding uses the ``ros2msg`` schemas stored in the file (``mcap_ros2``), so
 no ROS installation or message packages are needed::

@@ -11,7 +11,9 @@ from typing import Sequence
 import mujoco
 import numpy as np
 
-PLANTS = ('pendulum', 'arm2', 'cartpole')
+from .schema import BUNDLED_PLANTS
+
+PLANTS = BUNDLED_PLANTS
 _MODEL_DIR = Path(__file__).resolve().parent / 'models'
 # Plain ints: numpy ints do not compare equal to mujoco's enum objects.
 _ONE_DOF = (int(mujoco.mjtJoint.mjJNT_HINGE), int(mujoco.mjtJoint.mjJNT_SLIDE))

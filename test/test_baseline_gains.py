@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 
 from lnn_control import closed_loop as CL
-from lnn_control import params as P
+from lnn_control import schema
 from lnn_control.plants import PLANTS, Plant
 
 
 @pytest.mark.parametrize('plant', PLANTS)
 def test_config_gains_follow_the_honest_baseline_rule(plant):
-    cfg = P.resolve(P.load_yaml_overrides(CL.config_path(plant), 'lnn_controller'))
+    cfg = schema.resolve(schema.load_yaml_overrides(CL.config_path(plant), 'lnn_controller'))
     model = Plant(plant, joints=cfg['joints'])
     inertia = model.nominal_inertia()
     wn = np.sqrt(cfg['kp'] / inertia)
@@ -27,16 +27,16 @@ def test_config_gains_follow_the_honest_baseline_rule(plant):
 
 @pytest.mark.parametrize('plant', PLANTS)
 def test_config_files_hold_only_valid_schema_parameters(plant):
-    overrides = P.load_yaml_overrides(CL.config_path(plant), 'lnn_controller')
-    table = P.by_name()
+    overrides = schema.load_yaml_overrides(CL.config_path(plant), 'lnn_controller')
+    table = schema.by_name()
     assert set(overrides) <= set(table), set(overrides) - set(table)
-    P.resolve(overrides)     # raises on any invalid value
+    schema.resolve(overrides)     # raises on any invalid value
 
 
 def test_pendulum_config_agrees_with_the_schema_defaults():
     """The schema's defaults are the pendulum's: the file may restate, never contradict."""
-    overrides = P.load_yaml_overrides(CL.config_path('pendulum'), 'lnn_controller')
-    defaults = P.resolve()
-    for name, value in P.resolve(overrides).items():
+    overrides = schema.load_yaml_overrides(CL.config_path('pendulum'), 'lnn_controller')
+    defaults = schema.resolve()
+    for name, value in schema.resolve(overrides).items():
         if name in overrides:
             assert np.array_equal(np.asarray(value), np.asarray(defaults[name])), name

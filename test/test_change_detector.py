@@ -6,7 +6,7 @@ import pytest
 from lnn_control import change_detector as CD
 from lnn_control import closed_loop as CL
 from lnn_control.controller import RESTART_GAIN, AdaptiveController
-from lnn_control.reference import ChangeCusum
+from lnn_control.kernels_numpy import ChangeCusum
 
 DT = 0.01
 

@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 from lnn_control import cli
-from lnn_control import params as P
+from lnn_control import schema
 
 
 def test_offline_demo_writes_summary_and_figure(tmp_path):
@@ -42,7 +42,7 @@ def test_yaml_export_round_trips_through_the_schema(tmp_path, capsys):
     cli.main(['params', '--format', 'yaml'])
     path = tmp_path / 'p.yaml'
     path.write_text(capsys.readouterr().out)
-    assert P.resolve(P.load_yaml_overrides(str(path), 'lnn_controller'))['reservoir.size'] == 300
+    assert schema.resolve(schema.load_yaml_overrides(str(path), 'lnn_controller'))['reservoir.size'] == 300
 
 
 def test_console_script_is_installed():

@@ -1,4 +1,4 @@
-"""Numba kernels against the plain numpy reference (lnn_control/reference.py).
+"""Numba kernels against the plain numpy reference (lnn_control/kernels_numpy.py).
 
 The reservoir kernels are driven through ``Reservoir.step`` and compared tick by
 tick with the reference on the dense recurrent matrix. The fused lazy RLS
@@ -11,7 +11,7 @@ import copy
 import numpy as np
 import pytest
 
-from lnn_control import reference as R
+from lnn_control import kernels_numpy as R
 from lnn_control.reservoir import Reservoir
 from lnn_control.rls import RLSReadout
 

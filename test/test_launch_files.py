@@ -18,7 +18,7 @@ import xml.etree.ElementTree as ET
 import pytest
 import yaml
 
-from lnn_control import params as P
+from lnn_control import schema
 
 REPO = Path(__file__).resolve().parents[1]
 PKG = 'lnn_control'
@@ -58,7 +58,7 @@ KNOWN_IMPORTS = {
 NODE_KWARGS = {'package', 'executable', 'name', 'namespace', 'parameters', 'remappings',
                'arguments', 'ros_arguments', 'output', 'emulate_tty', 'condition', 'respawn',
                'respawn_delay'}
-SCHEMAS = {'lnn_controller': P.CONTROLLER, 'lnn_sim': P.SIMULATOR}
+SCHEMAS = {'lnn_controller': schema.CONTROLLER, 'lnn_sim': schema.SIMULATOR}
 # Topics of our nodes, relative to their namespace, with direction; checked against
 # the live nodes in test_node_topics_match_the_tables.
 NODE_TOPICS = {
@@ -239,7 +239,7 @@ def ros_params(node):
         else:
             path = share_path(entry)
             assert path is not None, f'parameter file outside the package: {entry}'
-            merged.update(P.load_yaml_overrides(str(path), node['name'] or node['executable']))
+            merged.update(schema.load_yaml_overrides(str(path), node['name'] or node['executable']))
     return merged
 
 
@@ -356,7 +356,7 @@ def test_our_node_parameters_are_declared_and_valid(model):
             sim_time = values.pop('use_sim_time', False)
             assert isinstance(sim_time, bool), f'use_sim_time must be a bool: {sim_time!r}'
             try:
-                P.resolve(values, SCHEMAS[node['executable']])
+                schema.resolve(values, SCHEMAS[node['executable']])
             except ValueError as e:
                 pytest.fail(f'{model.path.name} {args}: {node["executable"]}: {e}')
 
@@ -378,12 +378,12 @@ def test_lockstep_and_sim_time_agree():
     model = LaunchModel(LAUNCH / 'mujoco_demo.launch.py')
     for args in model.scenarios():
         nodes = {n['executable']: n for n in model.nodes(args)}
-        sim = P.resolve(ros_params(nodes['lnn_sim']), P.SIMULATOR)
+        sim = schema.resolve(ros_params(nodes['lnn_sim']), schema.SIMULATOR)
         ctl = ros_params(nodes['lnn_controller'])
         assert ctl['use_sim_time'] is sim['lockstep']
         assert 'use_sim_time' not in ros_params(nodes['lnn_sim'])   # the clock source
         # one command per control period: the periods agree
-        rate = P.resolve({k: v for k, v in ctl.items() if k != 'use_sim_time'})['control_rate_hz']
+        rate = schema.resolve({k: v for k, v in ctl.items() if k != 'use_sim_time'})['control_rate_hz']
         assert sim['control_period_s'] == pytest.approx(1.0 / rate)
 
 
@@ -394,8 +394,8 @@ def test_mujoco_demo_joints_and_topics_match():
     assert {a['plant'] for a in scenarios} == {'pendulum', 'arm2', 'cartpole'}
     for args in scenarios:
         nodes = {n['executable']: n for n in model.nodes(args)}
-        sim = P.resolve(ros_params(nodes['lnn_sim']), P.SIMULATOR)
-        ctl = P.resolve({k: v for k, v in ros_params(nodes['lnn_controller']).items()
+        sim = schema.resolve(ros_params(nodes['lnn_sim']), schema.SIMULATOR)
+        ctl = schema.resolve({k: v for k, v in ros_params(nodes['lnn_controller']).items()
                          if k != 'use_sim_time'})
         plant = Plant(sim['model'], sim['joints'] or None)
         assert list(plant.joint_names) == list(ctl['joints']), args   # command order
@@ -416,7 +416,7 @@ def test_gazebo_demo_wiring_matches_ros2_control_config():
         ctl = ctl[0]
         values = ros_params(ctl)
         assert values.pop('use_sim_time') is True
-        joints = list(P.resolve(values)['joints'])
+        joints = list(schema.resolve(values)['joints'])
         topics = node_topics(ctl)
         (commands,) = [t for t, d in topics.items() if d == 'pub']
         m = re.fullmatch(r'/(\w+)/commands', commands)
@@ -536,7 +536,7 @@ def test_gz_controllers_yaml():
     assert cm['joint_state_broadcaster']['type'] == 'joint_state_broadcaster/JointStateBroadcaster'
     assert forward_effort_controllers() == {'effort_controller': ['joint1']}
     # the controller's parameter file controls the same joints in the same order
-    assert P.resolve(P.load_yaml_overrides(str(CONFIG / 'pendulum.yaml'), 'lnn_controller'))[
+    assert schema.resolve(schema.load_yaml_overrides(str(CONFIG / 'pendulum.yaml'), 'lnn_controller'))[
         'joints'] == ['joint1']
 
 
@@ -606,11 +606,11 @@ def test_world_has_the_systems_gazebo_needs():
 
 def test_sim_parameter_file_is_valid():
     from lnn_control.plants import Plant
-    values = P.resolve(P.load_yaml_overrides(str(CONFIG / 'sim_pendulum.yaml'), 'lnn_sim'),
-                       P.SIMULATOR)
+    values = schema.resolve(schema.load_yaml_overrides(str(CONFIG / 'sim_pendulum.yaml'), 'lnn_sim'),
+                       schema.SIMULATOR)
     assert list(Plant(values['model']).joint_names) == list(values['joints'])
     # keyed by node name: it must not leak into the controller
-    assert P.load_yaml_overrides(str(CONFIG / 'sim_pendulum.yaml'), 'lnn_controller') == {}
+    assert schema.load_yaml_overrides(str(CONFIG / 'sim_pendulum.yaml'), 'lnn_controller') == {}
 
 
 def test_gazebo_doc_lists_what_to_install():

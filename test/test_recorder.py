@@ -1,4 +1,4 @@
-"""MCAP recording of live topics (lnn_control.ros.recorder) and reading it back
+"""MCAP recording of live topics (lnn_control.tools.recorder) and reading it back
 without ROS (lnn_control.mcap_io)."""
 import math
 import os
@@ -25,7 +25,7 @@ from sensor_msgs.msg import JointState  # noqa: E402
 from std_msgs.msg import Float64MultiArray, MultiArrayDimension  # noqa: E402
 
 from lnn_control import mcap_io  # noqa: E402
-from lnn_control.ros.recorder import McapRecorder, demo_topics, message_definition  # noqa: E402
+from lnn_control.tools.recorder import McapRecorder, demo_topics, message_definition  # noqa: E402
 from lnn_control.ros.sim_node import SimNode  # noqa: E402
 
 TYPES = [JointState, Float64MultiArray, DiagnosticArray, Clock]

@@ -11,7 +11,7 @@ import os
 import numpy as np
 
 from lnn_control import cli, mcap_io
-from lnn_control.ros import demo
+from lnn_control.tools import demo
 
 ARM_TOPICS = ('joint_states', 'commands', 'lnn_controller/desired')
 

@@ -8,7 +8,7 @@ import rclpy  # noqa: E402
 from rcl_interfaces.msg import ParameterType  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 
-from lnn_control import params as P  # noqa: E402
+from lnn_control import schema  # noqa: E402
 from lnn_control.ros import parameters as RP  # noqa: E402
 
 
@@ -28,7 +28,7 @@ def make_node(context):
 
 
 def test_descriptors_carry_schema_metadata():
-    table = P.by_name(P.CONTROLLER)
+    table = schema.by_name(schema.CONTROLLER)
     d = RP.descriptor(table['command_limit'])
     assert d.description == table['command_limit'].description
     assert d.type == ParameterType.PARAMETER_DOUBLE_ARRAY
@@ -46,13 +46,14 @@ def test_descriptors_carry_schema_metadata():
     assert not d.floating_point_range and not d.integer_range
 
 
-@pytest.mark.parametrize('schema', [P.CONTROLLER, P.SIMULATOR], ids=['controller', 'simulator'])
-def test_declare_defaults_round_trip(make_node, schema):
+@pytest.mark.parametrize('entries', [schema.CONTROLLER, schema.SIMULATOR],
+                         ids=['controller', 'simulator'])
+def test_declare_defaults_round_trip(make_node, entries):
     node = make_node()
-    values = RP.declare(node, schema)
-    assert values == P.defaults(schema)
-    assert RP.read(node, schema) == P.defaults(schema)
-    for p in schema:
+    values = RP.declare(node, entries)
+    assert values == schema.defaults(entries)
+    assert RP.read(node, entries) == schema.defaults(entries)
+    for p in entries:
         assert node.describe_parameter(p.name).description == p.description
         assert node.describe_parameter(p.name).read_only == p.read_only
 
@@ -60,7 +61,7 @@ def test_declare_defaults_round_trip(make_node, schema):
 def test_declare_takes_overrides_and_widens_integers_for_doubles(make_node):
     node = make_node(cli=['--ros-args', '-p', 'kp:=[20, 30]', '-p', 'control_rate_hz:=200',
                           '-p', 'joints:=[a, b]', '-p', 'reservoir.size:=60'])
-    values = RP.declare(node, P.CONTROLLER)
+    values = RP.declare(node, schema.CONTROLLER)
     assert values['kp'] == [20.0, 30.0] and all(isinstance(v, float) for v in values['kp'])
     assert values['control_rate_hz'] == 200.0 and isinstance(values['control_rate_hz'], float)
     assert values['reservoir.size'] == 60
@@ -71,7 +72,7 @@ def test_declare_takes_overrides_and_widens_integers_for_doubles(make_node):
 
 def test_empty_list_defaults_keep_their_type(make_node):
     node = make_node(cli=['--ros-args', '-p', 'initial_positions:=[1, 2]'])
-    values = RP.declare(node, P.SIMULATOR)
+    values = RP.declare(node, schema.SIMULATOR)
     assert values['joints'] == [] and values['initial_positions'] == [1.0, 2.0]
     assert node.describe_parameter('joints').type == ParameterType.PARAMETER_STRING_ARRAY
 
@@ -82,7 +83,7 @@ def test_declare_reports_every_invalid_override_at_once(make_node):
                           '-p', 'joints:=[a, b]', '-p', 'kd:=[1.0, 2.0, 3.0]',
                           '-p', 'command_limit:=[0.0]'])
     with pytest.raises(ValueError) as err:
-        RP.declare(node, P.CONTROLLER)
+        RP.declare(node, schema.CONTROLLER)
     text = str(err.value)
     for fragment in ('kp must be >= 0.0', 'control_rate_hz out of range',
                      'reservoir.size must be of type int', 'stale_sensor_action must be one of',
@@ -93,9 +94,9 @@ def test_declare_reports_every_invalid_override_at_once(make_node):
 @pytest.fixture
 def attached(make_node):
     node = make_node(Parameter('joints', value=['a', 'b']))
-    RP.declare(node, P.CONTROLLER)
+    RP.declare(node, schema.CONTROLLER)
     applied = []
-    RP.attach(node, P.CONTROLLER, 2, applied.append)
+    RP.attach(node, schema.CONTROLLER, 2, applied.append)
     return node, applied
 
 
@@ -138,7 +139,7 @@ def test_atomic_set_with_one_bad_value_applies_nothing(attached):
     result = node.set_parameters_atomically([Parameter('kd', value=[0.5]),
                                              Parameter('kp', value=[math.nan])])
     assert not result.successful and applied == []
-    assert list(node.get_parameter('kd').value) == P.defaults()['kd']
+    assert list(node.get_parameter('kd').value) == schema.defaults()['kd']
 
 
 def test_unknown_parameters_are_not_refused(attached):
@@ -148,6 +149,6 @@ def test_unknown_parameters_are_not_refused(attached):
 
 
 def test_validation_callback_with_unknown_joint_count():
-    validate = RP.validation_callback(P.SIMULATOR, n_joints=lambda: None)
+    validate = RP.validation_callback(schema.SIMULATOR, n_joints=lambda: None)
     assert validate([Parameter('initial_positions', value=[1.0, 2.0, 3.0])]).successful
     assert not validate([Parameter('payload_scale', value=0.0)]).successful

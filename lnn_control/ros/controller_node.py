@@ -43,7 +43,7 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import SetBool, Trigger
 
-from .. import params as P
+from .. import schema
 from ..controller import LIVE, AdaptiveController
 from ..loop import REFUSED, RESUMED, STALE, ControlLoop
 from ..trajectories import make_reference
@@ -97,7 +97,7 @@ class LnnControllerNode(Node):
     """Adaptive reservoir controller node; see the module docstring for its interface.
 
     Parameters come from ROS (``-p``, ``--params-file``) and are declared from
-    ``lnn_control.params.CONTROLLER``; invalid values raise ValueError here
+    ``lnn_control.schema.CONTROLLER``; invalid values raise ValueError here
     (``main`` turns that into an error message and exit code 1).
     ``stats_window``: ticks kept for the timing statistics (not a ROS parameter).
     """
@@ -112,7 +112,7 @@ class LnnControllerNode(Node):
             raise
 
     def _setup(self, stats_window: Optional[int]) -> None:
-        values = RP.declare(self, P.CONTROLLER)
+        values = RP.declare(self, schema.CONTROLLER)
         self.controller = AdaptiveController(values)
         ctrl = self.controller
         self.joints = ctrl.joints
@@ -163,7 +163,7 @@ class LnnControllerNode(Node):
         # (stats.count, stats.callbacks, node clock ns) at the previous diagnostics
         self._diag_mark = (0, 0, self.get_clock().now().nanoseconds)
 
-        RP.attach(self, P.CONTROLLER, n, self._apply_parameters)
+        RP.attach(self, schema.CONTROLLER, n, self._apply_parameters)
         # Reliable (as ros2_control's forward command controllers subscribe), depth 100
         # and transient-local: a recorder that falls behind for a moment, or is matched
         # after the first ticks, still gets every command. Volatile subscribers (a

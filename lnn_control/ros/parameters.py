@@ -1,9 +1,9 @@
-"""Declare a core parameter schema (``lnn_control.params``) as ROS 2 parameters.
+"""Declare a core parameter schema (``lnn_control.schema``) as ROS 2 parameters.
 
 One schema, so ``ros2 param describe`` shows the same description, range and
 read-only flag the CLI and the docs use. What a ROS descriptor cannot express
 (open intervals, NaN/Inf, choices, one value per joint) is checked by
-``lnn_control.params.check`` in the on-set-parameters callback and stated in
+``lnn_control.schema.check`` in the on-set-parameters callback and stated in
 ``additional_constraints``.
 
 Integers where doubles are expected (``kp: [20]`` in YAML, ``ros2 param set
@@ -23,37 +23,37 @@ from rclpy.exceptions import (InvalidParameterTypeException, InvalidParameterVal
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
-from .. import params as P
+from .. import schema
 
 ROS_TYPES = {
-    P.BOOL: Parameter.Type.BOOL,
-    P.INT: Parameter.Type.INTEGER,
-    P.DOUBLE: Parameter.Type.DOUBLE,
-    P.STRING: Parameter.Type.STRING,
-    P.DOUBLE_ARRAY: Parameter.Type.DOUBLE_ARRAY,
-    P.STRING_ARRAY: Parameter.Type.STRING_ARRAY,
+    schema.BOOL: Parameter.Type.BOOL,
+    schema.INT: Parameter.Type.INTEGER,
+    schema.DOUBLE: Parameter.Type.DOUBLE,
+    schema.STRING: Parameter.Type.STRING,
+    schema.DOUBLE_ARRAY: Parameter.Type.DOUBLE_ARRAY,
+    schema.STRING_ARRAY: Parameter.Type.STRING_ARRAY,
 }
 
 JointCount = Union[None, int, Callable[[], Optional[int]]]
 
 
-def descriptor(p: P.Param) -> ParameterDescriptor:
+def descriptor(p: schema.Param) -> ParameterDescriptor:
     """The ParameterDescriptor of one schema entry."""
     d = ParameterDescriptor(description=p.description, read_only=p.read_only)
     d.type = ROS_TYPES[p.kind].value
     notes = []
     if p.low is not None and p.high is not None:
-        if p.kind == P.INT:
+        if p.kind == schema.INT:
             d.integer_range = [IntegerRange(from_value=int(p.low), to_value=int(p.high),
                                             step=1)]
-        elif p.kind in (P.DOUBLE, P.DOUBLE_ARRAY):
+        elif p.kind in (schema.DOUBLE, schema.DOUBLE_ARRAY):
             d.floating_point_range = [FloatingPointRange(
                 from_value=float(p.low), to_value=float(p.high), step=0.0)]
-            if p.kind == P.DOUBLE_ARRAY:
+            if p.kind == schema.DOUBLE_ARRAY:
                 notes.append(f'every element in [{p.low}, {p.high}]')
     if p.open_low:
         notes.append(f'must be > {p.low} (lower bound excluded)')
-    if p.kind in (P.DOUBLE, P.DOUBLE_ARRAY):
+    if p.kind in (schema.DOUBLE, schema.DOUBLE_ARRAY):
         notes.append('finite (no NaN/Inf); integers are accepted')
     if p.choices:
         notes.append('one of: ' + ', '.join(p.choices))
@@ -76,15 +76,15 @@ def to_python(value: Any) -> Any:
 
 def _widen(kind: str, value: Any) -> Any:
     """int -> float and [int] -> [float] for double kinds; None if not applicable."""
-    if kind == P.DOUBLE and isinstance(value, int) and not isinstance(value, bool):
+    if kind == schema.DOUBLE and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
-    if (kind == P.DOUBLE_ARRAY and isinstance(value, (list, tuple, array.array))
+    if (kind == schema.DOUBLE_ARRAY and isinstance(value, (list, tuple, array.array))
             and all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
         return [float(v) for v in value]
     return None
 
 
-def _declare_one(node: Node, p: P.Param) -> Any:
+def _declare_one(node: Node, p: schema.Param) -> Any:
     default: Any = p.default
     if isinstance(default, list) and not default:
         # rclpy infers BYTE_ARRAY from [], so declare by type: uninitialised unless set.
@@ -92,7 +92,7 @@ def _declare_one(node: Node, p: P.Param) -> Any:
     try:
         return node.declare_parameter(p.name, default, descriptor(p)).value
     except InvalidParameterTypeException:
-        if p.kind not in (P.DOUBLE, P.DOUBLE_ARRAY):
+        if p.kind not in (schema.DOUBLE, schema.DOUBLE_ARRAY):
             raise
         original = node.declare_parameter(
             p.name, None, ParameterDescriptor(dynamic_typing=True)).value
@@ -104,7 +104,7 @@ def _declare_one(node: Node, p: P.Param) -> Any:
                                       ignore_override=True).value
 
 
-def _reason(p: P.Param, error: Exception) -> str:
+def _reason(p: schema.Param, error: Exception) -> str:
     """A one-line reason from rclpy's exception text ('<message>: <name>')."""
     text = str(error)
     if isinstance(error, ParameterException) and text.endswith(f': {p.name}'):
@@ -121,43 +121,44 @@ def _joint_count(values: Mapping[str, Any]) -> Optional[int]:
     return len(joints) if joints else None
 
 
-def declare(node: Node, schema: Iterable[P.Param]) -> dict[str, Any]:
+def declare(node: Node, entries: Iterable[schema.Param]) -> dict[str, Any]:
     """Declare every schema parameter on ``node`` and return their values.
 
     Values come from the overrides (``-p``, ``--params-file``) or the schema
     default. Raises ValueError naming every invalid override, so a bad launch
     fails at once with one message listing all problems.
     """
-    schema = tuple(schema)
+    entries = tuple(entries)
     values: dict[str, Any] = {}
     errors = []
-    for p in schema:
+    for p in entries:
         try:
             value = _declare_one(node, p)
         except (ParameterException, ValueError, TypeError) as e:
             errors.append(_reason(p, e))
             continue
-        values[p.name] = P.defaults([p])[p.name] if value is None else to_python(value)
+        values[p.name] = schema.defaults([p])[p.name] if value is None else to_python(value)
     n = _joint_count(values)
-    errors += [r for p in schema if p.name in values and (r := P.check(p, values[p.name], n))]
+    errors += [r for p in entries
+               if p.name in values and (r := schema.check(p, values[p.name], n))]
     if errors:
         raise ValueError('invalid parameters: ' + '; '.join(errors))
     return values
 
 
-def read(node: Node, schema: Iterable[P.Param]) -> dict[str, Any]:
+def read(node: Node, entries: Iterable[schema.Param]) -> dict[str, Any]:
     """Current values of the declared schema parameters, as plain Python."""
     out = {}
-    for p in schema:
+    for p in entries:
         param = node.get_parameter_or(p.name, Parameter(p.name, value=None))
-        out[p.name] = (P.defaults([p])[p.name] if param.value is None
+        out[p.name] = (schema.defaults([p])[p.name] if param.value is None
                        else to_python(param.value))
     return out
 
 
-def widening_callback(schema: Iterable[P.Param]) -> Callable[[list], list]:
+def widening_callback(entries: Iterable[schema.Param]) -> Callable[[list], list]:
     """Pre-set-parameters callback widening integers to doubles for double parameters."""
-    kinds = {p.name: p.kind for p in schema if p.kind in (P.DOUBLE, P.DOUBLE_ARRAY)}
+    kinds = {p.name: p.kind for p in entries if p.kind in (schema.DOUBLE, schema.DOUBLE_ARRAY)}
 
     def widen(parameters: list) -> list:
         out = []
@@ -173,7 +174,7 @@ def widening_callback(schema: Iterable[P.Param]) -> Callable[[list], list]:
     return widen
 
 
-def validation_callback(schema: Iterable[P.Param],
+def validation_callback(entries: Iterable[schema.Param],
                         n_joints: JointCount = None) -> Callable[[list], SetParametersResult]:
     """On-set-parameters callback: refuse values the schema refuses, with the reason.
 
@@ -181,7 +182,7 @@ def validation_callback(schema: Iterable[P.Param],
     parameters (``use_sim_time``, other components') are left alone, as the rclpy
     docs ask; types, ranges and read-only are enforced by rclpy from the descriptor.
     """
-    table = P.by_name(schema)
+    table = schema.by_name(entries)
 
     def validate(parameters: list) -> SetParametersResult:
         n = n_joints() if callable(n_joints) else n_joints
@@ -189,24 +190,24 @@ def validation_callback(schema: Iterable[P.Param],
             p = table.get(param.name)
             if p is None or param.type_ == Parameter.Type.NOT_SET:
                 continue
-            reason = P.check(p, to_python(param.value), n)
+            reason = schema.check(p, to_python(param.value), n)
             if reason:
                 return SetParametersResult(successful=False, reason=reason)
         return SetParametersResult(successful=True)
     return validate
 
 
-def attach(node: Node, schema: Iterable[P.Param], n_joints: JointCount,
+def attach(node: Node, entries: Iterable[schema.Param], n_joints: JointCount,
            apply: Callable[[dict[str, Any]], None]) -> None:
     """Register widening, validation and ``apply({name: value})`` after a successful set.
 
     ``apply`` runs in the post-set callback (side effects belong there, not in
     validation) with only this schema's parameters.
     """
-    schema = tuple(schema)
-    names = {p.name for p in schema}
-    node.add_pre_set_parameters_callback(widening_callback(schema))
-    node.add_on_set_parameters_callback(validation_callback(schema, n_joints))
+    entries = tuple(entries)
+    names = {p.name for p in entries}
+    node.add_pre_set_parameters_callback(widening_callback(entries))
+    node.add_on_set_parameters_callback(validation_callback(entries, n_joints))
 
     def post(parameters: list) -> None:
         changes = {p.name: to_python(p.value) for p in parameters if p.name in names}

@@ -12,7 +12,7 @@ between this simulator and a real robot)::
     node -> /diagnostics  (diagnostic_msgs/DiagnosticArray, 1 Hz wall clock)
     ~/reset               (std_srvs/Trigger)
 
-Parameters: ``lnn_control.params.SIMULATOR`` (``docs/parameters.md``).
+Parameters: ``lnn_control.schema.SIMULATOR`` (``docs/parameters.md``).
 
 Lock-step mode (``lockstep: true``, the default) -- deterministic on any load
 ------------------------------------------------------------------------------
@@ -88,7 +88,7 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
 
-from .. import params as P
+from .. import schema
 from ..plants import Plant
 from . import parameters as RP
 
@@ -129,7 +129,7 @@ class SimNode(Node):
     def __init__(self, node_name: str = NODE_NAME, *, idle_period_s: float = 0.05,
                  resend_after_s: float = 1.0, **kwargs: Any):
         super().__init__(node_name, **kwargs)
-        values = RP.declare(self, P.SIMULATOR)
+        values = RP.declare(self, schema.SIMULATOR)
         try:
             self.plant = Plant(values['model'], values['joints'] or None)
         except ValueError as e:
@@ -186,7 +186,7 @@ class SimNode(Node):
         self._state.name = list(plant.all_joint_names)
         self._clock_msg = ClockMsg()
 
-        RP.attach(self, P.SIMULATOR, None, self._apply_parameters)
+        RP.attach(self, schema.SIMULATOR, None, self._apply_parameters)
         self._state_pub = self.create_publisher(JointState, 'joint_states', STATE_QOS)
         self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self._clock_pub = (self.create_publisher(ClockMsg, '/clock', CLOCK_QOS)

@@ -1,7 +1,8 @@
-"""Plain numpy reference of the reservoir steps and the RLS update.
+"""Plain numpy twins of the Numba kernels (``kernels.py``): reservoir steps,
+the RLS update and the change detector.
 
 Written the textbook way (dense matrices, full covariance update) so the tests
-can check the fused, allocation-free Numba kernels against it. Not used on the
+can check the fused, allocation-free kernels against them. Not used on the
 control path; the naive baseline in ``benchmarks/`` is this code.
 """
 from __future__ import annotations

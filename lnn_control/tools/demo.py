@@ -23,10 +23,8 @@ import numpy as np
 
 from .. import closed_loop as CL
 from .. import mcap_io
-from .. import params as P
-
-ARMS = (('pd', False), ('adaptive', True))
-CONTROL_PERIOD_S = 0.01
+from .. import schema
+from ..recording import ARMS, CONTROL_PERIOD_S, traces_from_mcap
 
 
 def _executable(name: str) -> list[str]:
@@ -96,7 +94,7 @@ def run(plant: str, neuron: str, duration: float, out: str, payload_change_at: f
     os.makedirs(out, exist_ok=True)
     overrides = {'reservoir.neuron_model': neuron, 'reservoir.seed': seed,
                  'reference.seed': seed, **(extra or {})}
-    cfg = P.resolve(CL.plant_params(plant, overrides))
+    cfg = schema.resolve(CL.plant_params(plant, overrides))
     joints = list(cfg['joints'])
     # Simulator states and controller outputs are published transient-local: what was
     # sent before the recorder matched a publisher is replayed to it (real time).
@@ -233,73 +231,3 @@ def _spin_until(executor, condition, timeout: float, procs, what: str) -> None:
         if time.monotonic() > end:
             raise TimeoutError(f'timed out after {timeout:.0f} s waiting for {what}')
         executor.spin_once(timeout_sec=0.05)
-
-
-def traces_from_mcap(path: str) -> tuple[list[CL.Trace], dict[str, str]]:
-    """PD and adaptive traces from a demo recording, on the loop's own time axis.
-
-    Time zero is each arm's first control tick (its first ``desired``); the
-    measured state of tick t is the latest joint_states stamped at or before t.
-    The learning error is recomputed as the PD output from the recorded gains.
-    """
-    meta = mcap_io.metadata(path)
-    joints = meta['joints'].split(',')
-    kp, kd = np.array(json.loads(meta['kp'])), np.array(json.loads(meta['kd']))
-    data = mcap_io.read(path)
-    traces = []
-    for ns, learning in ARMS:
-        desired = mcap_io.joint_states(data.get(f'/{ns}/lnn_controller/desired', []), joints)
-        measured = mcap_io.joint_states(data.get(f'/{ns}/joint_states', []), joints)
-        commands = data.get(f'/{ns}/commands', [])
-        if desired['stamp_ns'].size == 0:
-            raise ValueError(f'{path} holds no /{ns}/lnn_controller/desired messages')
-        # Pair each tick with the latest state stamped at or before it: in lock-step
-        # that is the state stamped with the tick time itself.
-        order = np.argsort(measured['stamp_ns'], kind='stable')
-        stamps = measured['stamp_ns'][order]
-        end_ns = desired['stamp_ns'][0] + int(round(float(meta['duration_s']) * 1e9))
-        pos = np.searchsorted(stamps, desired['stamp_ns'], side='right') - 1
-        d = np.flatnonzero((pos >= 0) & (desired['stamp_ns'] < end_ns))
-        m = order[pos[d]]
-        t = (desired['stamp_ns'][d] - desired['stamp_ns'][0]) * 1e-9
-        q_d, qd_d = desired['position'][d], desired['velocity'][d]
-        q, qd = measured['position'][m], measured['velocity'][m]
-        # The node publishes each tick's command and desired state together, so the
-        # k-th command belongs to the k-th desired.
-        u = np.full((len(d), len(joints)), np.nan)
-        for row, k in enumerate(d):
-            if k < len(commands):
-                u[row] = commands[k][1].data
-        err = np.linalg.norm(kp * (q_d - q) + kd * (qd_d - qd), axis=1)
-        meta_arm = _supervisor_from_diagnostics(data.get('/diagnostics', []),
-                                                f'/{ns}/lnn_controller', desired['stamp_ns'][0])
-        traces.append(CL.Trace(t, q_d, q, u, err, label='adaptive' if learning else 'PD only',
-                               meta=meta_arm))
-    return traces, meta
-
-
-def _supervisor_from_diagnostics(messages, hardware_id: str, t0_ns: int) -> dict:
-    """The learning supervisor's interventions and the detected plant changes as
-    the node reported them on /diagnostics (1 Hz: an event's time is that of the
-    first status counting it)."""
-    events, last, state, gain, detections = [], {}, None, None, []
-    for _, msg in messages:
-        for status in msg.status:
-            if status.hardware_id != hardware_id:
-                continue
-            values = {kv.key: kv.value for kv in status.values}
-            if 'supervisor state' not in values:
-                continue
-            t = (mcap_io.stamp_ns(msg.header.stamp) - t0_ns) * 1e-9
-            for action in ('rollback', 'pd_only', 'resume'):
-                count = int(values.get(f'supervisor {action}', 0))
-                for _ in range(count - last.get(action, 0)):
-                    events.append((t, action, 'reported on /diagnostics'))
-                last[action] = count
-            count = int(values.get('plant changes detected or reported', 0))
-            detections += [t] * (count - len(detections))
-            state, gain = values['supervisor state'], float(values['supervisor gain scale'])
-    if state is None:
-        return {}
-    return {'interventions': sorted(events), 'supervisor_state': state, 'gain_scale': gain,
-            'change_detections': detections}

@@ -17,6 +17,10 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
+# The MuJoCo plants shipped with the package (``lnn_control/models/<name>.xml``):
+# the simulator's ``model`` choices besides zoo/<name> and MJCF paths.
+BUNDLED_PLANTS = ('pendulum', 'arm2', 'cartpole')
+
 # Parameter kinds (mirroring ROS parameter types).
 BOOL, INT, DOUBLE, STRING, DOUBLE_ARRAY, STRING_ARRAY = (
     'bool', 'int', 'double', 'string', 'double[]', 'string[]')
@@ -173,7 +177,8 @@ CONTROLLER = (
 
 SIMULATOR = (
     Param('model', STRING, 'pendulum',
-          'Bundled plant (pendulum, arm2, cartpole) or a path to an MJCF file.',
+          f'Bundled plant ({", ".join(BUNDLED_PLANTS)}), zoo/<name> (lnn-control zoo '
+          '--list) or a path to an MJCF file.',
           read_only=True),
     Param('joints', STRING_ARRAY, [],
           'Actuated joints, in command order; empty: every motor-driven joint.',

@@ -14,11 +14,11 @@ the epoch, like rosbag2); publish time is the message's header stamp (or the
 
 Discovery takes time (measured here: up to ~2 s between processes), and what
 is published before the recorder is matched is lost. For complete lock-step
-runs start the recorder and the controller first, spin until
-``publisher_counts()`` shows the controller's ``/commands`` (and
-``/diagnostics``) publisher, and only then start ``lnn_sim``: nothing moves
-before the simulator publishes, and from then on every command, state and
-clock is recorded (one of each per control period).
+runs start the simulators paused (``lnn_sim`` ``paused: true``: nothing moves),
+spin until ``publisher_counts()`` shows every publisher matched and the first
+states have arrived, then set ``paused: false``; from then on every command,
+state and desired state is recorded (one of each per control period). That is
+what ``lnn-control demo`` does (``lnn_control.tools.demo``).
 
 Definitions come from the ``.msg`` files of the installed interface packages
 (``share/<pkg>/msg``, found through the ament index or next to the Python

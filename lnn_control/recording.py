@@ -1,0 +1,88 @@
+"""What a demo recording (``run.mcap`` of ``lnn-control demo``) holds, as closed-loop
+traces: ROS-free, so ``lnn-control plot`` and the analysis run without ROS.
+
+The demo runs two arms side by side, each a simulator and a controller in a
+namespace of its own (``ARMS``); the recording holds their joint_states,
+commands, desired states and the nodes' ``/diagnostics``.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from . import closed_loop as CL
+from . import mcap_io
+
+ARMS = (('pd', False), ('adaptive', True))     # namespace, learning on
+CONTROL_PERIOD_S = 0.01
+
+
+def traces_from_mcap(path: str) -> tuple[list[CL.Trace], dict[str, str]]:
+    """PD and adaptive traces from a demo recording, on the loop's own time axis.
+
+    Time zero is each arm's first control tick (its first ``desired``); the
+    measured state of tick t is the latest joint_states stamped at or before t.
+    The learning error is recomputed as the PD output from the recorded gains.
+    """
+    meta = mcap_io.metadata(path)
+    joints = meta['joints'].split(',')
+    kp, kd = np.array(json.loads(meta['kp'])), np.array(json.loads(meta['kd']))
+    data = mcap_io.read(path)
+    traces = []
+    for ns, learning in ARMS:
+        desired = mcap_io.joint_states(data.get(f'/{ns}/lnn_controller/desired', []), joints)
+        measured = mcap_io.joint_states(data.get(f'/{ns}/joint_states', []), joints)
+        commands = data.get(f'/{ns}/commands', [])
+        if desired['stamp_ns'].size == 0:
+            raise ValueError(f'{path} holds no /{ns}/lnn_controller/desired messages')
+        # Pair each tick with the latest state stamped at or before it: in lock-step
+        # that is the state stamped with the tick time itself.
+        order = np.argsort(measured['stamp_ns'], kind='stable')
+        stamps = measured['stamp_ns'][order]
+        end_ns = desired['stamp_ns'][0] + int(round(float(meta['duration_s']) * 1e9))
+        pos = np.searchsorted(stamps, desired['stamp_ns'], side='right') - 1
+        d = np.flatnonzero((pos >= 0) & (desired['stamp_ns'] < end_ns))
+        m = order[pos[d]]
+        t = (desired['stamp_ns'][d] - desired['stamp_ns'][0]) * 1e-9
+        q_d, qd_d = desired['position'][d], desired['velocity'][d]
+        q, qd = measured['position'][m], measured['velocity'][m]
+        # The node publishes each tick's command and desired state together, so the
+        # k-th command belongs to the k-th desired.
+        u = np.full((len(d), len(joints)), np.nan)
+        for row, k in enumerate(d):
+            if k < len(commands):
+                u[row] = commands[k][1].data
+        err = np.linalg.norm(kp * (q_d - q) + kd * (qd_d - qd), axis=1)
+        meta_arm = _supervisor_from_diagnostics(data.get('/diagnostics', []),
+                                                f'/{ns}/lnn_controller', desired['stamp_ns'][0])
+        traces.append(CL.Trace(t, q_d, q, u, err, label='adaptive' if learning else 'PD only',
+                               meta=meta_arm))
+    return traces, meta
+
+
+def _supervisor_from_diagnostics(messages, hardware_id: str, t0_ns: int) -> dict:
+    """The learning supervisor's interventions and the detected plant changes as
+    the node reported them on /diagnostics (1 Hz: an event's time is that of the
+    first status counting it)."""
+    events, last, state, gain, detections = [], {}, None, None, []
+    for _, msg in messages:
+        for status in msg.status:
+            if status.hardware_id != hardware_id:
+                continue
+            values = {kv.key: kv.value for kv in status.values}
+            if 'supervisor state' not in values:
+                continue
+            t = (mcap_io.stamp_ns(msg.header.stamp) - t0_ns) * 1e-9
+            for action in ('rollback', 'pd_only', 'resume'):
+                count = int(values.get(f'supervisor {action}', 0))
+                for _ in range(count - last.get(action, 0)):
+                    events.append((t, action, 'reported on /diagnostics'))
+                last[action] = count
+            count = int(values.get('plant changes detected or reported', 0))
+            detections += [t] * (count - len(detections))
+            state, gain = values['supervisor state'], float(values['supervisor gain scale'])
+    if state is None:
+        return {}
+    return {'interventions': sorted(events), 'supervisor_state': state, 'gain_scale': gain,
+            'change_detections': detections}
