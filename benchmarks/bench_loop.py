@@ -34,19 +34,7 @@ import uuid
 
 import numpy as np
 
-
-def _ros_env():
-    os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
-    if not os.environ.get('ROS_DOMAIN_ID'):
-        os.environ['ROS_DOMAIN_ID'] = str(os.getpid() % 100 + 101)
-
-
-def _make_executor(kind, context):
-    import rclpy.executors
-    if kind == 'events':
-        from rclpy.experimental import EventsExecutor
-        return EventsExecutor(context=context)
-    return rclpy.executors.SingleThreadedExecutor(context=context)
+from lnn_control.ros import isolate_domain
 
 
 def _spin_for(executor, seconds):
@@ -76,8 +64,12 @@ def dist(values_ns):
 
 def run_plant(args):
     import rclpy
+
     from sensor_msgs.msg import JointState
     from std_msgs.msg import Float64MultiArray
+
+    from lnn_control.ros.common import make_executor
+    from lnn_control.ros.conversions import set_stamp
 
     received = [0]
     with rclpy.init():
@@ -95,14 +87,13 @@ def run_plant(args):
             t = time.monotonic() - t0
             msg.position[0] = 0.3 * np.sin(2.0 * np.pi * 0.5 * t)
             msg.velocity[0] = 0.3 * np.pi * np.cos(2.0 * np.pi * 0.5 * t)
-            now = time.perf_counter_ns()
-            msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(now, 1_000_000_000)
+            set_stamp(msg.header.stamp, time.perf_counter_ns())
             pub.publish(msg)
 
         node.create_timer(1.0 / args.plant_rate, publish)
         # The plant is load, not a subject: the lightest executor keeps it from
         # taking CPU the measured process needs (2 vCPU machines).
-        executor = _make_executor('events', None)
+        executor = make_executor('events', None)
         executor.add_node(node)
         try:
             _spin_for(executor, args.duration)
@@ -116,6 +107,8 @@ def run_plant(args):
 
 def bare_timer_phase(context, rate, duration, executor_kind):
     import rclpy
+
+    from lnn_control.ros.common import make_executor
     starts = np.zeros(int(rate * (duration + 5)), dtype=np.int64)
     count = [0]
 
@@ -125,7 +118,7 @@ def bare_timer_phase(context, rate, duration, executor_kind):
             count[0] += 1
     node = rclpy.create_node('bare_timer', context=context)
     node.create_timer(1.0 / rate, tick)
-    executor = _make_executor(executor_kind, context)
+    executor = make_executor(executor_kind, context)
     executor.add_node(node)
     _spin_for(executor, 0.5)                # settle
     begin = count[0]
@@ -138,41 +131,16 @@ def bare_timer_phase(context, rate, duration, executor_kind):
 def node_phase(context, rate, duration, namespace, size, neuron, executor_kind):
     from rclpy.parameter import Parameter
 
+    from lnn_control.ros.common import make_executor
     from lnn_control.ros.controller_node import LnnControllerNode
-    from lnn_control.ros.conversions import stamp_to_ns
-
-    class InstrumentedNode(LnnControllerNode):
-        """Records the plant's publish stamp of the joint_states each command used."""
-
-        def __init__(self, *a, **kw):
-            super().__init__(*a, **kw)
-            n = self.stats.capacity
-            self.transport_ns = np.zeros(n, dtype=np.int64)
-            self.total_ns = np.zeros(n, dtype=np.int64)
-            self.n_transport = 0
-            self._stamp = 0
-
-        def _on_joint_states(self, msg):
-            arrival = time.perf_counter_ns()
-            super()._on_joint_states(msg)
-            self._stamp = stamp_to_ns(msg.header.stamp)
-            if self.n_transport < self.transport_ns.size:
-                self.transport_ns[self.n_transport] = arrival - self._stamp
-                self.n_transport += 1
-
-        def _on_tick(self):
-            published = self.commands_published
-            super()._on_tick()
-            if self.commands_published != published and self.stats.count <= self.total_ns.size:
-                self.total_ns[self.stats.count - 1] = time.perf_counter_ns() - self._stamp
 
     overrides = {'joints': ['joint1'], 'control_rate_hz': float(rate), 'reservoir.size': size,
                  'reservoir.neuron_model': neuron, 'learning_enabled': True}
-    node = InstrumentedNode(
+    node = LnnControllerNode(
         context=context, namespace=namespace,
         parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()],
         stats_window=int(rate * (duration + 30)))
-    executor = _make_executor(executor_kind, context)
+    executor = make_executor(executor_kind, context)
     executor.add_node(node)
     deadline = time.monotonic() + 60.0
     while node.commands_published == 0 and time.monotonic() < deadline:
@@ -181,16 +149,21 @@ def node_phase(context, rate, duration, namespace, size, neuron, executor_kind):
         raise RuntimeError('no joint_states from the plant within 60 s')
     _spin_for(executor, 0.5)                # settle
     s = node.stats
-    begin, begin_transport, overruns0 = s.count, node.n_transport, s.overruns
+    begin, overruns0 = s.count, s.overruns
     _spin_for(executor, duration)
-    end, end_transport = s.count, node.n_transport
-    result = interval_stats(s.starts_ns[begin:end], 1.0 / rate)
+    end = s.count
+    ticks = slice(begin, end)
+    published = s.starts_ns[ticks] + s.compute_ns[ticks]
+    # The plant stamps joint_states with its CLOCK_MONOTONIC publish time, the
+    # node's tick statistics are on the same clock (perf_counter_ns on Linux).
+    total = published - s.sensor_stamp_ns[ticks]
+    result = interval_stats(s.starts_ns[ticks], 1.0 / rate)
     result.update({
-        'compute': dist(s.compute_ns[begin:end]),
+        'compute': dist(s.compute_ns[ticks]),
         'overruns': int(s.overruns - overruns0),
-        'latency_transport': dist(node.transport_ns[begin_transport:end_transport]),
-        'latency_in_node': dist(s.latency_ns[begin:end]),
-        'latency_total': dist(node.total_ns[begin:end]),
+        'latency_transport': dist(total - s.latency_ns[ticks]),
+        'latency_in_node': dist(s.latency_ns[ticks]),
+        'latency_total': dist(total),
         'stale_episodes': node.loop.stale_episodes,
         'rejected': {k: v for k, v in node.rejected.items() if v},
     })
@@ -214,7 +187,7 @@ def main(argv=None):
     parser.add_argument('--plant-rate', type=float, help=argparse.SUPPRESS)
     parser.add_argument('--namespace', help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    _ros_env()
+    isolate_domain()
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else []
     if args.pin and len(cpus) > 1:
         # Before rclpy starts its middleware threads, so they inherit the mask.

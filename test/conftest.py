@@ -6,13 +6,11 @@ collide with make's 1..100), and discovery stays on this machine, so parallel
 runs do not talk to each other. Set before any test imports rclpy, because the
 domain is read when a context is initialised.
 """
-import os
-
 import pytest
 
-if not os.environ.get('ROS_DOMAIN_ID'):
-    os.environ['ROS_DOMAIN_ID'] = str(os.getpid() % 100 + 101)
-os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
+from lnn_control.ros import isolate_domain
+
+isolate_domain()
 
 
 @pytest.fixture

@@ -8,10 +8,6 @@ import uuid
 import numpy as np
 import pytest
 
-if not os.environ.get('ROS_DOMAIN_ID'):        # conftest.py normally does this
-    os.environ['ROS_DOMAIN_ID'] = str(np.random.randint(1, 101))
-os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
-
 import rclpy  # noqa: E402
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue  # noqa: E402

@@ -13,10 +13,6 @@ import uuid
 import numpy as np
 import pytest
 
-if not os.environ.get('ROS_DOMAIN_ID'):        # conftest.py normally does this
-    os.environ['ROS_DOMAIN_ID'] = str(np.random.randint(1, 101))
-os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
-
 import rclpy  # noqa: E402
 
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
@@ -295,7 +291,7 @@ def test_invalid_parameters_refuse_to_start(context, overrides, fragment):
 
 
 def test_main_exits_with_1_on_invalid_parameters():
-    assert sim_node.main(['lnn_sim', '--ros-args', '-p', 'model:=no_such_plant']) == 1
+    assert sim_node.main(['--ros-args', '-p', 'model:=no_such_plant']) == 1
 
 
 # ----------------------------------------------------------------------------------------

@@ -21,7 +21,6 @@ the one set point that cannot make the robot move.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -29,16 +28,11 @@ import zipfile
 from typing import Any, Optional
 
 import numpy as np
-import rclpy
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.clock import JumpThreshold
 from rclpy.duration import Duration
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
-from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.qos import (DurabilityPolicy, QoSProfile, ReliabilityPolicy,
-                       qos_profile_sensor_data)
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import SetBool, Trigger
@@ -46,51 +40,17 @@ from std_srvs.srv import SetBool, Trigger
 from .. import schema
 from ..controller import LIVE, AdaptiveController
 from ..loop import REFUSED, RESUMED, STALE, ControlLoop
+from ..timing import TickStats
 from ..trajectories import make_reference
+from . import common
 from . import conversions as C
 from . import parameters as RP
 
 NODE_NAME = 'lnn_controller'
-OUTPUT_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
-                        durability=DurabilityPolicy.TRANSIENT_LOCAL)
 # Node-level failure counted alongside the message rejections.
 CONTROLLER_REFUSED = 'controller_refused'
-RCLError = _rclpy.RCLError     # as rclpy.subscription does; not re-exported publicly
 # What reading a missing, foreign or corrupt readout file can raise.
 LOAD_ERRORS = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
-
-
-class TickStats:
-    """Ring buffers of per-tick timings (wall clock), read by diagnostics and benchmarks.
-
-    Preallocated so recording costs no allocation on the control path.
-    """
-
-    def __init__(self, capacity: int):
-        self.capacity = int(capacity)
-        self.starts_ns = np.zeros(self.capacity, dtype=np.int64)    # timer callback entry
-        self.compute_ns = np.zeros(self.capacity, dtype=np.int64)   # entry -> published
-        self.latency_ns = np.zeros(self.capacity, dtype=np.int64)   # sensor arrival -> published
-        self.count = 0          # ticks recorded (timer callbacks that published)
-        self.callbacks = 0      # every timer callback, including before the first sensor data
-        self.overruns = 0       # ticks whose compute time exceeded the control period
-
-    def record(self, start_ns: int, end_ns: int, sensor_arrival_ns: int, period_ns: int) -> None:
-        i = self.count % self.capacity
-        self.starts_ns[i] = start_ns
-        self.compute_ns[i] = end_ns - start_ns
-        self.latency_ns[i] = end_ns - sensor_arrival_ns
-        if end_ns - start_ns > period_ns:
-            self.overruns += 1
-        self.count += 1
-
-    def last(self, series: np.ndarray, k: int) -> np.ndarray:
-        """The most recent ``k`` (at most ``capacity``) entries of a series, oldest first."""
-        k = min(k, self.count, self.capacity)
-        end = self.count % self.capacity
-        if k <= end:
-            return series[end - k:end].copy()
-        return np.concatenate((series[self.capacity - (k - end):], series[:end]))
 
 
 class LnnControllerNode(Node):
@@ -164,19 +124,16 @@ class LnnControllerNode(Node):
         self._diag_mark = (0, 0, self.get_clock().now().nanoseconds)
 
         RP.attach(self, schema.CONTROLLER, n, self._apply_parameters)
-        # Reliable (as ros2_control's forward command controllers subscribe), depth 100
-        # and transient-local: a recorder that falls behind for a moment, or is matched
-        # after the first ticks, still gets every command. Volatile subscribers (a
-        # forward command controller) get no replay.
-        self._commands_pub = self.create_publisher(Float64MultiArray, 'commands', OUTPUT_QOS)
+        self._commands_pub = self.create_publisher(Float64MultiArray, 'commands',
+                                                   common.LATCHED_QOS)
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
-        self._desired_pub = self.create_publisher(JointState, '~/desired', OUTPUT_QOS)
+        self._desired_pub = self.create_publisher(JointState, '~/desired', common.LATCHED_QOS)
         self._desired_msg = JointState()
         self._desired_msg.name = list(self.joints)
         self.create_subscription(JointState, 'joint_states', self._on_joint_states,
-                                 qos_profile_sensor_data)
+                                 common.SENSOR_QOS)
         self.create_subscription(JointState, '~/reference', self._on_reference,
-                                 qos_profile_sensor_data)
+                                 common.SENSOR_QOS)
         self.create_service(Trigger, '~/reset_learning', self._srv_reset_learning)
         self.create_service(SetBool, '~/set_learning', self._srv_set_learning)
         self.create_service(Trigger, '~/save_readout', self._srv_save_readout)
@@ -239,7 +196,7 @@ class LnnControllerNode(Node):
             self._refuse(self.rejected, reason, 'a joint_states message')
             return
         self.sensor_messages += 1
-        self._sensor_stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        self._sensor_stamp_ns = C.stamp_to_ns(msg.header.stamp)
         # Sensor age from the stamp when it is the simulator's own time: the arrival
         # time reads 0 if this state comes before the first /clock.
         self.loop.sensor_received(self._sensor_stamp_ns if self._sync_stamps
@@ -333,7 +290,8 @@ class LnnControllerNode(Node):
         self._commands_pub.publish(self._command.msg)
         self._publish_desired(now)      # every command has its desired state
         self.commands_published += 1
-        self.stats.record(start, time.perf_counter_ns(), self._sensor_wall_ns, self.period_ns)
+        self.stats.record(start, time.perf_counter_ns(), self._sensor_wall_ns,
+                          self._sensor_stamp_ns, self.period_ns)
 
     def _log_interventions(self) -> None:
         """Each supervisor intervention once, as it happens (not per tick)."""
@@ -358,7 +316,7 @@ class LnnControllerNode(Node):
         stamped with the tick time, so a recording or a plot can set it against
         the joint_states of that time; one per published command."""
         msg = self._desired_msg
-        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(now, 1_000_000_000)
+        C.set_stamp(msg.header.stamp, now)
         msg.position = self._q_d
         msg.velocity = self._qd_d
         self._desired_pub.publish(msg)
@@ -452,8 +410,6 @@ class LnnControllerNode(Node):
             p50 = p99 = worst = float('nan')
         age = (self.loop.sensor_age_s(now.nanoseconds) if self._have_sensor
                else float('nan'))
-        status = DiagnosticStatus(name=f'{self.get_name()}: adaptive controller',
-                                  hardware_id=self.get_fully_qualified_name())
         problems = []
         if not self._have_sensor:
             problems.append('waiting for joint_states')
@@ -464,9 +420,6 @@ class LnnControllerNode(Node):
         sv = self.controller.supervisor
         if sv.state != 'learning':
             problems.append(f'learning supervisor: {sv.state}')
-        status.level = DiagnosticStatus.WARN if problems else DiagnosticStatus.OK
-        status.message = '; '.join(problems) or (
-            'learning' if self.controller.learning_enabled else 'running, learning off')
         values = [
             ('control rate target [Hz]', 1e9 / self.period_ns),
             ('control rate achieved [Hz]', rate),
@@ -498,77 +451,22 @@ class LnnControllerNode(Node):
             *((f'input scale {k}', ' '.join(f'{x:.4g}' for x in v))
               for k, v in self.controller.input_scales.items()),
         ]
-        status.values = [KeyValue(key=k, value=(f'{v:.6g}' if isinstance(v, float) else str(v)))
-                         for k, v in values]
-        array_msg = DiagnosticArray(status=[status])
-        array_msg.header.stamp = now.to_msg()
-        return array_msg
+        return common.diagnostic_array(
+            f'{self.get_name()}: adaptive controller', self.get_fully_qualified_name(),
+            problems, values,
+            'learning' if self.controller.learning_enabled else 'running, learning off',
+            now.nanoseconds)
 
     def publish_diagnostics(self) -> None:
         self._diagnostics_pub.publish(self.diagnostics())
 
 
-def _parse_cli(argv: list) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog='lnn_controller', description='Adaptive reservoir-computing controller node.',
-        epilog='Node settings are ROS parameters: --ros-args -p name:=value / --params-file.')
-    parser.add_argument(
-        '--executor', choices=('single', 'events'), default='single',
-        help='single: rclpy SingleThreadedExecutor (default); events: rclpy.experimental.'
-             'EventsExecutor, far less overhead per callback, for rates near 1 kHz')
-    return parser.parse_args(argv)
-
-
-def _executor(kind: str):
-    if kind == 'events':
-        from rclpy.experimental import EventsExecutor
-        return EventsExecutor()
-    return SingleThreadedExecutor()
-
-
 def main(args: Optional[list] = None) -> int:
-    """Console script ``lnn_controller``: spin until Ctrl-C / SIGTERM, then save and exit 0.
-
-    rclpy's signal handlers shut the context down on SIGINT and SIGTERM, so the
-    executor returns (or raises KeyboardInterrupt / ExternalShutdownException) and
-    the readout is saved before the process exits. Invalid parameters: exit 1.
-    """
-    argv = sys.argv if args is None else [sys.argv[0], *args]
-    cli = _parse_cli(rclpy.utilities.remove_ros_args(args=argv)[1:])
-    try:
-        with rclpy.init(args=argv):
-            try:
-                node = LnnControllerNode()
-            except ValueError as e:
-                rclpy.logging.get_logger(NODE_NAME).fatal(str(e))
-                return 1
-            except RCLError:
-                if rclpy.ok():
-                    raise
-                return 0                # SIGTERM while starting: nothing learned yet
-            executor = _executor(cli.executor)
-            executor.add_node(node)
-            try:
-                # Not executor.spin(): the EventsExecutor's spin() of rclpy 9.1 does not
-                # return on SIGINT/SIGTERM, a spin_once loop does (with either executor).
-                while rclpy.ok():
-                    try:
-                        executor.spin_once(timeout_sec=0.5)
-                    except RCLError:
-                        # SIGTERM shut the context down under a running callback
-                        # (e.g. mid-publish): that is the shutdown, not a failure.
-                        if rclpy.ok():
-                            raise
-            finally:
-                saved = node.on_shutdown()
-                executor.shutdown()
-                node.destroy_node()
-                if saved:
-                    logger = rclpy.logging.get_logger(NODE_NAME)
-                    (logger.info if saved[0] else logger.error)(saved[1])
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    return 0
+    """Console script ``lnn_controller``: spin until Ctrl-C / SIGTERM, then save the
+    readout (when ``readout_path`` is set) and exit 0; invalid parameters: exit 1."""
+    return common.run_node(LnnControllerNode, NODE_NAME, args,
+                           'Adaptive reservoir-computing controller node.',
+                           on_shutdown=LnnControllerNode.on_shutdown)
 
 
 if __name__ == '__main__':

@@ -27,6 +27,11 @@ def stamp_to_ns(stamp) -> int:
     return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
 
 
+def set_stamp(stamp, ns: int) -> None:
+    """Write integer nanoseconds into a builtin_interfaces/Time in place."""
+    stamp.sec, stamp.nanosec = divmod(int(ns), 1_000_000_000)
+
+
 def _as_float_array(values) -> Optional[np.ndarray]:
     """Zero-copy float64 view of a message array field, or None if it is not numeric."""
     if len(values) == 0:
@@ -217,6 +222,5 @@ def joint_state(names: Sequence[str], position, velocity=(), effort=(),
     msg.position = [float(v) for v in position]
     msg.velocity = [float(v) for v in velocity]
     msg.effort = [float(v) for v in effort]
-    msg.header.stamp.sec = int(stamp_ns // 1_000_000_000)
-    msg.header.stamp.nanosec = int(stamp_ns % 1_000_000_000)
+    set_stamp(msg.header.stamp, stamp_ns)
     return msg

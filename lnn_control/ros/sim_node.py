@@ -77,12 +77,9 @@ import sys
 from typing import Any, Optional
 
 import numpy as np
-import rclpy
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.clock import Clock, ClockType
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock as ClockMsg
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
@@ -90,32 +87,19 @@ from std_srvs.srv import Trigger
 
 from .. import schema
 from ..plants import Plant
+from . import common
 from . import parameters as RP
+from .conversions import set_stamp
 
 NODE_NAME = 'lnn_sim'
 LENGTH_MISMATCH = 'length_mismatch'
 NON_FINITE = 'non_finite'
 
-# ros2_control's joint_state_broadcaster and forward_command_controller use the
-# system default QoS: RELIABLE, KEEP_LAST 10. A RELIABLE publisher also reaches
-# best-effort subscribers (the controller subscribes with sensor-data QoS).
-# Deep, transient-local history: a RELIABLE KEEP_LAST writer overwrites what a slow
-# reader (a recorder on a busy machine, while lock-step runs flat out) has not
-# acknowledged yet, and a recorder matched only after the first states (discovery
-# takes ~1-2 s) gets them replayed. Volatile subscribers are unaffected.
-IDLE_WITH_CONTROLLER_NS = 500_000_000   # lock-step idle period once a controller is matched
-STATE_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
-                       durability=DurabilityPolicy.TRANSIENT_LOCAL)
-COMMAND_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-# rclpy's TimeSource subscribes /clock BEST_EFFORT depth 1 (rclcpp's ClockQoS is
-# best effort too); a RELIABLE publisher reaches those and reliable subscribers
-# such as a recorder.
-CLOCK_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-
-
-def _ns_to_time(ns: int, stamp) -> None:
-    stamp.sec = int(ns // 1_000_000_000)
-    stamp.nanosec = int(ns % 1_000_000_000)
+# Lock-step idle period once a controller is matched (see the module docstring).
+IDLE_WITH_CONTROLLER_NS = 500_000_000
+# QoS (common): joint_states as ros2_control's joint_state_broadcaster publishes
+# them (RELIABLE), deep and transient-local so a recorder that is slow or matched
+# late misses nothing; commands as forward_command_controller takes them.
 
 
 class SimNode(Node):
@@ -187,12 +171,12 @@ class SimNode(Node):
         self._clock_msg = ClockMsg()
 
         RP.attach(self, schema.SIMULATOR, None, self._apply_parameters)
-        self._state_pub = self.create_publisher(JointState, 'joint_states', STATE_QOS)
+        self._state_pub = self.create_publisher(JointState, 'joint_states', common.LATCHED_QOS)
         self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
-        self._clock_pub = (self.create_publisher(ClockMsg, '/clock', CLOCK_QOS)
+        self._clock_pub = (self.create_publisher(ClockMsg, '/clock', common.CLOCK_QOS)
                            if self.lockstep else None)
         sub = self.create_subscription(Float64MultiArray, 'commands', self._on_command,
-                                       COMMAND_QOS)
+                                       common.COMMAND_QOS)
         self._command_topic = sub.topic_name
         self.create_service(Trigger, '~/reset', self._srv_reset)
         # Internal timers run on the steady clock: this node is the time source and
@@ -315,7 +299,7 @@ class SimNode(Node):
             self._last_progress_ns = now
 
     def _publish_clock(self) -> None:
-        _ns_to_time(self.time_ns, self._clock_msg.clock)
+        set_stamp(self._clock_msg.clock, self.time_ns)
         self._clock_pub.publish(self._clock_msg)
         self.clocks_published += 1
 
@@ -338,7 +322,7 @@ class SimNode(Node):
     # -- state ---------------------------------------------------------------------------------
     def _publish_state(self, stamp_ns: int) -> None:
         msg = self._state
-        _ns_to_time(stamp_ns, msg.header.stamp)
+        set_stamp(msg.header.stamp, stamp_ns)
         plant = self.plant
         msg.position = plant.all_positions().tolist()
         msg.velocity = plant.all_velocities().tolist()
@@ -368,8 +352,6 @@ class SimNode(Node):
         self._diag_mark = (now, self.time_ns)
         elapsed = (now - wall0) * 1e-9
         rtf = (self.time_ns - sim0) * 1e-9 / elapsed if elapsed > 0 else float('nan')
-        status = DiagnosticStatus(name=f'{self.get_name()}: MuJoCo simulator',
-                                  hardware_id=self.get_fully_qualified_name())
         problems = []
         if any(self.rejected.values()):
             problems.append('commands rejected')
@@ -377,8 +359,6 @@ class SimNode(Node):
             problems.append('waiting for the first command (idling)')
         if self.dropped_time_s > 0:
             problems.append('real-time loop fell behind')
-        status.level = DiagnosticStatus.WARN if problems else DiagnosticStatus.OK
-        status.message = '; '.join(problems) or 'running'
         values = [
             ('mode', 'lock-step' if self.lockstep else 'real time'),
             ('simulated time [s]', self.time_ns * 1e-9),
@@ -393,13 +373,10 @@ class SimNode(Node):
             ('resets', self.resets),
             ('dropped time [s]', self.dropped_time_s),
         ]
-        status.values = [KeyValue(key=k, value=(f'{v:.6g}' if isinstance(v, float) else str(v)))
-                         for k, v in values]
-        msg = DiagnosticArray(status=[status])
-        msg.header.stamp = self.get_clock().now().to_msg()
-        if self.lockstep:
-            _ns_to_time(self.time_ns, msg.header.stamp)
-        return msg
+        return common.diagnostic_array(
+            f'{self.get_name()}: MuJoCo simulator', self.get_fully_qualified_name(), problems,
+            values, 'running',
+            self.time_ns if self.lockstep else self.get_clock().now().nanoseconds)
 
     def publish_diagnostics(self) -> None:
         self._diag_pub.publish(self.diagnostics())
@@ -407,23 +384,8 @@ class SimNode(Node):
 
 def main(args: Optional[list] = None) -> int:
     """Console script ``lnn_sim``: spin until Ctrl-C / SIGTERM; exit 1 on bad parameters."""
-    try:
-        with rclpy.init(args=args):
-            try:
-                node = SimNode()
-            except ValueError as e:
-                rclpy.logging.get_logger(NODE_NAME).fatal(str(e))
-                return 1
-            executor = SingleThreadedExecutor()
-            executor.add_node(node)
-            try:
-                executor.spin()
-            finally:
-                executor.shutdown()
-                node.destroy_node()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    return 0
+    return common.run_node(SimNode, NODE_NAME, args,
+                           'MuJoCo plant behind ros2_control-like topics.')
 
 
 if __name__ == '__main__':

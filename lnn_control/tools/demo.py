@@ -83,9 +83,10 @@ def run(plant: str, neuron: str, duration: float, out: str, payload_change_at: f
     the (PD, adaptive) traces computed from the recording."""
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
-    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
-    from .recorder import BEST_EFFORT_QOS, DEFAULT_QOS, McapRecorder
+    from ..ros.common import RECORD_BEST_EFFORT_QOS, RECORD_LATCHED_QOS, RECORD_QOS
+    from ..ros.conversions import stamp_to_ns
+    from .recorder import McapRecorder
 
     from diagnostic_msgs.msg import DiagnosticArray
     from sensor_msgs.msg import JointState
@@ -98,9 +99,8 @@ def run(plant: str, neuron: str, duration: float, out: str, payload_change_at: f
     joints = list(cfg['joints'])
     # Simulator states and controller outputs are published transient-local: what was
     # sent before the recorder matched a publisher is replayed to it (real time).
-    latched = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE,
-                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
-    topics = [('/diagnostics', DiagnosticArray, DEFAULT_QOS)]
+    latched = RECORD_LATCHED_QOS
+    topics = [('/diagnostics', DiagnosticArray, RECORD_QOS)]
     for ns, _ in ARMS:
         topics += [(f'/{ns}/joint_states', JointState, latched),
                    (f'/{ns}/commands', Float64MultiArray, latched),
@@ -112,18 +112,18 @@ def run(plant: str, neuron: str, duration: float, out: str, payload_change_at: f
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
     # Loop time of each arm: stamp of its latest tick minus that of its first.
-    first: dict[str, float] = {}
+    first: dict[str, int] = {}
     latest = {ns: 0.0 for ns, _ in ARMS}
 
     def tick_watch(ns):
         def cb(msg):
-            t = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+            t = stamp_to_ns(msg.header.stamp)
             first.setdefault(ns, t)
-            latest[ns] = t - first[ns]
+            latest[ns] = (t - first[ns]) * 1e-9
         return cb
     for ns, _ in ARMS:
         node.create_subscription(JointState, f'/{ns}/lnn_controller/desired', tick_watch(ns),
-                                 BEST_EFFORT_QOS)
+                                 RECORD_BEST_EFFORT_QOS)
     recorder = McapRecorder(node, mcap_path, topics, metadata={
         'plant': plant, 'neuron': neuron, 'duration_s': duration,
         'payload_change_at_s': payload_change_at or 0.0, 'seed': seed,

@@ -36,16 +36,16 @@ import time
 from typing import Any, Callable, Iterable, Optional, Sequence
 
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.qos import QoSProfile
 
-__all__ = ['BEST_EFFORT_QOS', 'DEFAULT_QOS', 'McapRecorder', 'demo_topics',
+from ..ros.common import RECORD_BEST_EFFORT_QOS, RECORD_QOS
+
+__all__ = ['McapRecorder', 'demo_topics',
            'message_definition', 'type_name']
 
 # Deep enough that a burst (a slow disk, a busy executor) loses nothing on RELIABLE
 # topics. A RELIABLE subscription does not match best-effort publishers: record
-# those with BEST_EFFORT_QOS (which also hears reliable publishers, but may drop).
-DEFAULT_QOS = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
-BEST_EFFORT_QOS = QoSProfile(depth=1000, reliability=ReliabilityPolicy.BEST_EFFORT)
+# those with RECORD_BEST_EFFORT_QOS (which also hears reliable publishers, but may drop).
 _DELIMITER = '=' * 80
 _PRIMITIVES = {
     'bool', 'byte', 'char', 'float32', 'float64', 'int8', 'uint8', 'int16', 'uint16',
@@ -194,11 +194,11 @@ def demo_topics(controller: str = 'lnn_controller') -> list[tuple]:
     from sensor_msgs.msg import JointState
     from std_msgs.msg import Float64MultiArray
     return [
-        ('/joint_states', JointState, DEFAULT_QOS),
-        ('/commands', Float64MultiArray, DEFAULT_QOS),
-        (f'/{controller}/reference', JointState, BEST_EFFORT_QOS),
-        ('/diagnostics', DiagnosticArray, DEFAULT_QOS),
-        ('/clock', Clock, DEFAULT_QOS),
+        ('/joint_states', JointState, RECORD_QOS),
+        ('/commands', Float64MultiArray, RECORD_QOS),
+        (f'/{controller}/reference', JointState, RECORD_BEST_EFFORT_QOS),
+        ('/diagnostics', DiagnosticArray, RECORD_QOS),
+        ('/clock', Clock, RECORD_QOS),
     ]
 
 
@@ -213,7 +213,7 @@ class McapRecorder:
     """
 
     def __init__(self, node: Node, path: str, topics: Iterable[Sequence[Any]], *,
-                 qos: QoSProfile = DEFAULT_QOS, compression: str = 'zstd',
+                 qos: QoSProfile = RECORD_QOS, compression: str = 'zstd',
                  time_source: Callable[[], int] = time.time_ns,
                  metadata: Optional[dict[str, str]] = None):
         from mcap.writer import CompressionType, Writer

@@ -1,0 +1,136 @@
+"""ROS plumbing both nodes share: QoS profiles, diagnostics, executors and the
+``main()`` runner with its signal handling (stamps: ``conversions``).
+
+QoS, in one place (ROS 2 matching rules: a BEST_EFFORT subscription hears
+RELIABLE publishers, a RELIABLE one does not hear BEST_EFFORT publishers):
+
+* ``SENSOR_QOS`` -- the controller's joint_states and reference subscriptions
+  (``qos_profile_sensor_data``: takes both kinds of publisher);
+* ``LATCHED_QOS`` -- what the nodes publish for a robot and a recorder:
+  commands, desired states, the simulator's joint_states. RELIABLE (as
+  ros2_control's forward command controllers subscribe), depth 100 and
+  transient-local, so a recorder that falls behind for a moment or is matched
+  after the first ticks still gets everything; volatile subscribers get no
+  replay;
+* ``COMMAND_QOS`` -- the simulator's command subscription (what ros2_control's
+  controllers use: RELIABLE, depth 10);
+* ``CLOCK_QOS`` -- ``/clock``: RELIABLE reaches rclpy's best-effort
+  TimeSource and reliable recorders alike;
+* ``RECORD_QOS``, ``RECORD_BEST_EFFORT_QOS``, ``RECORD_LATCHED_QOS`` -- a
+  recorder's subscriptions, deep (1000) so a burst loses nothing.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any, Callable, Iterable, Optional
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+
+from .conversions import set_stamp
+
+SENSOR_QOS = qos_profile_sensor_data
+LATCHED_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+COMMAND_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+CLOCK_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+RECORD_QOS = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
+RECORD_BEST_EFFORT_QOS = QoSProfile(depth=1000, reliability=ReliabilityPolicy.BEST_EFFORT)
+RECORD_LATCHED_QOS = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE,
+                                durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+RCLError = _rclpy.RCLError     # as rclpy.subscription does; not re-exported publicly
+EXECUTORS = ('single', 'events')
+
+
+# -- diagnostics ----------------------------------------------------------------------
+def diagnostic_array(name: str, hardware_id: str, problems: Iterable[str],
+                     values: Iterable[tuple[str, Any]], ok_message: str,
+                     stamp_ns: int) -> DiagnosticArray:
+    """One DiagnosticStatus: WARN with the problems joined as its message when
+    there are any, else OK with ``ok_message``; floats as 6 significant digits."""
+    problems = list(problems)
+    status = DiagnosticStatus(name=name, hardware_id=hardware_id)
+    status.level = DiagnosticStatus.WARN if problems else DiagnosticStatus.OK
+    status.message = '; '.join(problems) or ok_message
+    status.values = [KeyValue(key=k, value=(f'{v:.6g}' if isinstance(v, float) else str(v)))
+                     for k, v in values]
+    msg = DiagnosticArray(status=[status])
+    set_stamp(msg.header.stamp, stamp_ns)
+    return msg
+
+
+# -- executors and main() ----------------------------------------------------------------
+def make_executor(kind: str = 'single', context=None):
+    """``single``: rclpy's SingleThreadedExecutor; ``events``: the experimental
+    EventsExecutor (a C++ event queue, far less overhead per callback)."""
+    if kind == 'events':
+        from rclpy.experimental import EventsExecutor
+        return EventsExecutor(context=context)
+    if kind != 'single':
+        raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}; got {kind!r}")
+    return SingleThreadedExecutor(context=context)
+
+
+def executor_option(prog: str, description: str, argv: list) -> argparse.Namespace:
+    """The nodes' one command-line option (``--executor``); ROS arguments removed."""
+    parser = argparse.ArgumentParser(
+        prog=prog, description=description,
+        epilog='Node settings are ROS parameters: --ros-args -p name:=value / --params-file.')
+    parser.add_argument(
+        '--executor', choices=EXECUTORS, default='single',
+        help='single: rclpy SingleThreadedExecutor (default); events: rclpy.experimental.'
+             'EventsExecutor, far less overhead per callback, for rates near 1 kHz')
+    return parser.parse_args(rclpy.utilities.remove_ros_args(args=argv)[1:])
+
+
+def run_node(make_node: Callable[[], Any], node_name: str, args: Optional[list] = None,
+             description: str = '',
+             on_shutdown: Optional[Callable[[Any], Optional[tuple[bool, str]]]] = None) -> int:
+    """A console script's ``main``: build the node, spin until Ctrl-C / SIGTERM,
+    then ``on_shutdown(node)`` (its (ok, message) is logged) and exit 0.
+    ``args``: the command line after the program name (None: ``sys.argv``).
+
+    Invalid parameters (``make_node`` raises ValueError): logged, exit 1.
+    rclpy's signal handlers shut the context down on SIGINT and SIGTERM; the
+    loop then ends (or rclpy raises KeyboardInterrupt, ExternalShutdownException
+    or an RCLError from a callback it interrupted), which is a shutdown, not a
+    failure. A spin_once loop, not ``spin()``: the EventsExecutor's spin() of
+    rclpy 9.1 does not return on SIGINT/SIGTERM.
+    """
+    argv = sys.argv if args is None else [sys.argv[0], *args]
+    cli = executor_option(node_name, description, argv)
+    try:
+        with rclpy.init(args=argv):
+            try:
+                node = make_node()
+            except ValueError as e:
+                rclpy.logging.get_logger(node_name).fatal(str(e))
+                return 1
+            except RCLError:
+                if rclpy.ok():
+                    raise
+                return 0                # SIGTERM while starting: nothing to keep
+            executor = make_executor(cli.executor)
+            executor.add_node(node)
+            try:
+                while rclpy.ok():
+                    try:
+                        executor.spin_once(timeout_sec=0.5)
+                    except RCLError:
+                        if rclpy.ok():
+                            raise
+            finally:
+                result = on_shutdown(node) if on_shutdown else None
+                executor.shutdown()
+                node.destroy_node()
+                if result:
+                    logger = rclpy.logging.get_logger(node_name)
+                    (logger.info if result[0] else logger.error)(result[1])
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    return 0
