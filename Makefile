@@ -2,6 +2,7 @@
 #
 #   make demo    # create .venv if needed, install, run the demo (runs/demo)
 #   make test    # create .venv if needed, install, run the test suite
+#   make test-fast  # the same, fast tier only (pytest -m "not slow")
 #   make bench   # as above plus benchmark deps, run benchmarks/bench_tick.py
 #   make clean   # remove .venv and build artefacts (keeps runs/)
 #
@@ -44,7 +45,7 @@ AMENT_ENV := AMENT_PREFIX_PATH="$(VENV_ABS)$${AMENT_PREFIX_PATH:+:$$AMENT_PREFIX
 # A venv is usable if its interpreter starts and has pip.
 VENV_OK := "$(PY)" -c "import pip" >/dev/null 2>&1
 
-.PHONY: all setup demo test bench clean venv
+.PHONY: all setup demo test test-fast bench clean venv
 
 all: test
 
@@ -84,15 +85,21 @@ $(PKG_STAMP): $(DEPS_STAMP) $(PKG_SOURCES)
 # ROS isolation: a per-run domain id (1..100, from the shell's PID) and
 # localhost-only discovery, so concurrent runs/machines do not cross-talk.
 # NUMBA_CACHE_DIR is left to the package (lnn_control/__init__.py).
+# PYTEST_ARGS selects a tier: `make test-fast` is `make test PYTEST_ARGS='-m "not slow"'`.
+PYTEST_ARGS ?=
+
 test: setup
 	@domain=$$(( $$$$ % 100 + 1 )); \
-	echo ">>> pytest (ROS_DOMAIN_ID=$$domain, ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST)"; \
+	echo ">>> pytest $(PYTEST_ARGS) (ROS_DOMAIN_ID=$$domain, ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST)"; \
 	rc=0; \
 	env ROS_DOMAIN_ID=$$domain ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST \
 		MPLBACKEND="$${MPLBACKEND:-Agg}" $(AMENT_ENV) \
-		"$(PY)" -P -m pytest -q test || rc=$$?; \
+		"$(PY)" -P -m pytest -q $(PYTEST_ARGS) test || rc=$$?; \
 	if [ $$rc -ne 0 ]; then echo ">>> pytest exited with code $$rc"; fi; \
 	exit $$rc
+
+test-fast:
+	@$(MAKE) --no-print-directory test PYTEST_ARGS='-m "not slow"'
 
 demo: setup
 	@mkdir -p runs

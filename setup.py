@@ -1,4 +1,5 @@
-"""setuptools build script for the lnn_control ament_python package.
+"""
+Setuptools build script for the lnn_control ament_python package.
 
 Two ways of installing are supported:
 

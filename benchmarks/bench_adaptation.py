@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
-"""Re-adaptation mechanisms compared in one run: how fast the error returns to
-its own pre-change level, and to the level a controller that has long known
-the changed plant reaches, after the plant changes.
+"""
+Re-adaptation mechanisms compared in one run.
+
+How fast, after the plant changes, the error returns to its own pre-change
+level, and to the level a controller that has long known the changed plant
+reaches.
 
 Every mechanism runs the same plants, seeds, reference and plant changes
 (payload x2, payload x0.5, friction x3 on plants that have friction, at 40 s
@@ -107,7 +110,7 @@ def main() -> int:
           'change / RMS of the 10 s before; readaptation ratio = RMS 5-10 s after the change / '
           'RMS over the same seconds of the controller that learned the changed plant from '
           'the start; recovery (readaptation) time = until the rolling 2 s RMS stays within '
-          '1.5x the pre-change RMS (the settled run\'s rolling RMS); 20 s: not within the run.')
+          "1.5x the pre-change RMS (the settled run's rolling RMS); 20 s: not within the run.")
     if args.json:
         with open(args.json, 'w', encoding='utf-8') as f:
             json.dump(rows, f, indent=2)

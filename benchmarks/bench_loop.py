@@ -1,4 +1,5 @@
-"""Control-loop timing of the lnn_controller node against a bare rclpy timer.
+"""
+Control-loop timing of the lnn_controller node against a bare rclpy timer.
 
 For each rate (default 100, 500, 1000 Hz), in one run:
 
@@ -32,9 +33,8 @@ import sys
 import time
 import uuid
 
-import numpy as np
-
 from lnn_control.ros import isolate_domain
+import numpy as np
 
 
 def _spin_for(executor, seconds):

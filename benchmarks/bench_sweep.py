@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
-"""Sweep of the learning settings over their declared ranges: no value may make
-the loop diverge.
+"""
+Sweep of the learning settings over their declared ranges.
+
+No value may make the loop diverge.
 
 Every combination of ``rls.initial_covariance`` (d) in {0.1, 1, 3, 10, 100},
 ``rls.forgetting_factor`` (l) in {0.9, 0.99, 0.9999, 1} and
@@ -75,7 +77,7 @@ def main() -> int:
               f"{r['ratio_after_change']:.3f} worst {r['worst_window_ratio']:.2f} "
               f"iv {r['interventions']}")
     worst = max(rows, key=lambda r: r['worst_window_ratio'])
-    print(f"\n{len(rows)} runs in {time.perf_counter() - t0:.0f} s wall; worst 10 s window "
+    print(f'\n{len(rows)} runs in {time.perf_counter() - t0:.0f} s wall; worst 10 s window '
           f"{worst['worst_window_ratio']:.2f}x PD ({label(worst['settings'])}, "
           f"{worst['plant']}; target <= 1.2); supervisor interventions in "
           f"{sum(r['interventions'] > 0 for r in rows)} runs, "

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Per-tick cost of the adaptive readout: reservoir step + RLS update.
+"""
+Per-tick cost of the adaptive readout: reservoir step + RLS update.
 
 Compares, in one run and on one thread, for N in {100, 300, 1000, 2000}
 reservoir neurons, 14 inputs (2 joints x 7) and 2 outputs, float64:
@@ -29,34 +30,32 @@ Usage::
 
 Targets are reported as text; the exit code does not depend on them.
 """
-# One thread for everyone: must be set before numpy / numba are imported.
+import argparse
+import ctypes
+import datetime
+import gc
+import json
 import os
+import platform
+import sys
+import time
 
+# One thread for everyone: must be set before numpy / numba are imported.
 _THREAD_VARS = ('OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS',
                 'NUMBA_NUM_THREADS')
 for _var in _THREAD_VARS:
     os.environ[_var] = '1'
 
-import argparse  # noqa: E402
-import ctypes  # noqa: E402
-import datetime  # noqa: E402
-import gc  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-
-import numpy as np  # noqa: E402
-
 try:
-    import lnn_control  # noqa: F401
+    import lnn_control
 except ImportError:  # run from a source checkout without PYTHONPATH
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    import lnn_control
 
-import lnn_control  # noqa: E402
 from lnn_control import kernels_numpy  # noqa: E402
 from lnn_control.reservoir import Reservoir  # noqa: E402
 from lnn_control.rls import RLSReadout  # noqa: E402
+import numpy as np  # noqa: E402
 
 SIZES = (100, 300, 1000, 2000)
 N_INPUTS = 16          # 2 joints x 8 controller inputs
@@ -80,7 +79,8 @@ IMPLS = ('lnn_control', 'reservoirpy', 'numpy')
 # --------------------------------------------------------------------------
 
 def _openblas_ctypes_info():
-    """OpenBLAS libraries mapped into this process, with their thread counts.
+    """
+    Return the OpenBLAS libraries mapped into this process, with their thread counts.
 
     Fallback for when threadpoolctl is not installed: finds the loaded
     OpenBLAS shared objects in /proc/self/maps and asks each one directly
@@ -211,7 +211,8 @@ def make_numpy(res, m):
 
 
 def make_reservoirpy(res, m):
-    """(Reservoir >> RLS) with lnn_control's W_in, W (CSR), bias and leak.
+    """
+    Build (Reservoir >> RLS) with lnn_control's W_in, W (CSR), bias and leak.
 
     RLS sees the N reservoir states (reservoirpy's ``>>`` feeds it only the
     reservoir), so its P is N x N, slightly smaller than lnn_control's
@@ -306,7 +307,8 @@ class CopyRunner:
 
 
 def run_interleaved(runners, counts, rounds):
-    """Time every runner in ``rounds`` interleaved chunks (rotating the order).
+    """
+    Time every runner in ``rounds`` interleaved chunks (rotating the order).
 
     On a shared machine the load drifts; interleaving makes a slow period hit
     every implementation (and the copy floor) alike, so the ratios hold up
@@ -335,7 +337,7 @@ def stats_us(times_ns):
 
 
 def rpy_reservoir_check(res, m, n_ticks=50):
-    """reservoirpy's reservoir states vs lnn_control's on the same inputs."""
+    """Compare reservoirpy's reservoir states with lnn_control's on the same inputs."""
     tick, twin = make_reservoirpy(res, m), res.twin()
     u, y = signals(n_ticks, m, seed=7)
     worst = 0.0
@@ -363,9 +365,12 @@ def parity_check(res, m, n_ticks=50):
 # --------------------------------------------------------------------------
 
 def controller_overhead(n=300, ticks=2000, rounds=5):
-    """Median AdaptiveController.step time with the learning supervisor, automatic
-    normalisation and change detection on (the defaults) and off, interleaved in
-    one run."""
+    """
+    Measure the median AdaptiveController.step time with and without the safety layers.
+
+    With the learning supervisor, automatic normalisation and change detection
+    on (the defaults) and off, interleaved in one run.
+    """
     from lnn_control.controller import AdaptiveController
 
     base = {'joints': ['j1', 'j2'], 'kp': [50.0, 20.0], 'kd': [5.0, 2.0],

@@ -1,7 +1,8 @@
-"""The adaptive controller alone, for a real (or any ros2_control) robot.
+r"""
+The adaptive controller alone, for a real (or any ros2_control) robot.
 
     ros2 launch lnn_control controller.launch.py
-    ros2 launch lnn_control controller.launch.py namespace:=robot1 \\
+    ros2 launch lnn_control controller.launch.py namespace:=robot1 \
         params_file:=/path/to/my_robot.yaml commands_topic:=my_effort_controller/commands
 
 The node reads ``joint_states`` (joint_state_broadcaster) and publishes

@@ -1,7 +1,8 @@
-"""Gazebo (Harmonic) pendulum under ros2_control, driven by the adaptive controller.
+r"""
+Gazebo (Harmonic) pendulum under ros2_control, driven by the adaptive controller.
 
     ros2 launch lnn_control gazebo_demo.launch.py                 # GUI
-    ros2 launch lnn_control gazebo_demo.launch.py gz_args:="-r -s -v 2 $(ros2 pkg prefix \\
+    ros2 launch lnn_control gazebo_demo.launch.py gz_args:="-r -s -v 2 $(ros2 pkg prefix \
         lnn_control)/share/lnn_control/config/empty_world.sdf"     # headless server
 
 Needs ros_gz_sim, ros_gz_bridge, gz_ros2_control, ros2_controllers

@@ -1,4 +1,5 @@
-"""MuJoCo simulator (lnn_sim) + adaptive controller (lnn_controller) over real topics.
+"""
+MuJoCo simulator (lnn_sim) + adaptive controller (lnn_controller) over real topics.
 
     ros2 launch lnn_control mujoco_demo.launch.py                       # pendulum, lock-step
     ros2 launch lnn_control mujoco_demo.launch.py plant:=arm2 lockstep:=false
@@ -43,7 +44,7 @@ def generate_launch_description():
         DeclareLaunchArgument(
             'params_file',
             default_value=[FindPackageShare('lnn_control'), '/config/', plant, '.yaml'],
-            description='lnn_controller parameter file (default: the plant\'s own).'),
+            description="lnn_controller parameter file (default: the plant's own)."),
         Node(
             package='lnn_control',
             executable='lnn_sim',

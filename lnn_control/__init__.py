@@ -1,4 +1,5 @@
-"""lnn_control: an adaptive reservoir-computing ("liquid") controller for ROS 2.
+"""
+lnn_control: an adaptive reservoir-computing ("liquid") controller for ROS 2.
 
 An echo-state / liquid-state reservoir (numba-compiled) is trained online to
 control a plant; ROS 2 nodes (``lnn_control.ros``) wrap it for real robots and
@@ -37,7 +38,8 @@ def _user_cache_dir(environ):
 
 
 def _numba_cache_fallback(package_dir, environ):
-    """Point ``NUMBA_CACHE_DIR`` at a writable user dir if need be.
+    """
+    Point ``NUMBA_CACHE_DIR`` at a writable user dir if need be.
 
     Does nothing when ``NUMBA_CACHE_DIR`` is already set or ``package_dir`` is
     writable (numba then caches next to the sources, its default).  Otherwise

@@ -1,4 +1,5 @@
-"""Plant-change detection: the slow readout's error jumps when the robot changes.
+"""
+Plant-change detection: the slow readout's error jumps when the robot changes.
 
 After a payload or friction change the torque the motion needs is no longer
 what the slow readout has learned. Its a-priori error (what the PD loop and the
@@ -34,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import kernels as K
+from . import control_kernels as CK
 
 SHORT_S = 0.25          # averaging time of the error power
 HISTORY_S = 5.0         # time constant of the histogram the typical level is read from
@@ -59,8 +60,8 @@ class ChangeDetector:
         self.threshold = float(threshold)
         self._enabled = bool(enabled)
         self._inv_kp = np.ones(n)
-        self._st = np.zeros(K.CD_SIZE)
-        self._hist = np.zeros(K.CD_BINS)
+        self._st = np.zeros(CK.CD_SIZE)
+        self._hist = np.zeros(CK.CD_BINS)
         self._a_short = min(1.0, self.dt / SHORT_S)
         self._a_hist = min(1.0, self.dt / HISTORY_S)
         self._warm = float(round(BASELINE_S / self.dt))
@@ -78,30 +79,36 @@ class ChangeDetector:
         self._enabled = bool(value)
 
     def set_gains(self, kp: np.ndarray, command_limit: np.ndarray) -> None:
-        """Error units: effort / kp (effort / command_limit where kp is 0). New
-        gains change the loop and the units: the history starts anew."""
+        """
+        Set the error units: effort / kp (effort / command_limit where kp is 0).
+
+        New gains change the loop and the units: the history starts anew.
+        """
         inv_kp = 1.0 / np.where(kp > 0, kp, command_limit)
         if not np.array_equal(inv_kp, self._inv_kp):
             self._inv_kp[:] = inv_kp
             self.restart()
 
     def restart(self) -> None:
-        """Learn the history anew (after a learning pause, a reset, a detection):
-        the error level before it no longer applies."""
+        """
+        Learn the history anew (after a learning pause, a reset, a detection).
+
+        The error level before it no longer applies.
+        """
         self._st[:] = 0.0
 
     def observe(self, error: np.ndarray) -> bool:
         """One learning tick's a-priori error; True when a change is detected."""
         if not self._enabled:
             return False
-        return K.change_cusum(error, self._inv_kp, self._a_short, self._a_hist, self._warm,
-                              QUANTILE, self._log_excess, self.dt, self.threshold, self._st,
-                              self._hist)
+        return CK.change_cusum(error, self._inv_kp, self._a_short, self._a_hist, self._warm,
+                               QUANTILE, self._log_excess, self.dt, self.threshold, self._st,
+                               self._hist)
 
     @property
     def score(self) -> float:
-        """The CUSUM statistic as a fraction of the threshold (1: fires)."""
-        return float(self._st[K.CD_CUSUM]) / self.threshold
+        """CUSUM statistic as a fraction of the threshold (1: fires)."""
+        return float(self._st[CK.CD_CUSUM]) / self.threshold
 
     def record(self, tick: int, reason: str) -> None:
         self.detections.append(Detection(tick, tick * self.dt, reason))

@@ -1,4 +1,5 @@
-"""``lnn-control``: the command line of the package.
+"""
+``lnn-control``: the command line of the package.
 
 demo    PD-only vs adaptive on a bundled MuJoCo plant. --mode ros (default) runs
         lnn_sim and lnn_controller as ROS 2 nodes over real topics (lock-step)
@@ -18,7 +19,6 @@ import sys
 from typing import Sequence
 
 from . import schema
-
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -115,7 +115,7 @@ def _params(args: argparse.Namespace) -> int:
         print(schema.markdown(schema.SIMULATOR, 'lnn_sim'))
     else:
         import yaml
-        values = {k: v for k, v in schema.defaults(schema.SCHEMAS[args.node]).items()}
+        values = dict(schema.defaults(schema.SCHEMAS[args.node]))
         node = 'lnn_controller' if args.node == 'controller' else 'lnn_sim'
         print(yaml.safe_dump({node: {'ros__parameters': values}}, sort_keys=False), end='')
     return 0
@@ -143,7 +143,7 @@ def _gains(args: argparse.Namespace) -> int:
 def _zoo(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from . import zoo
+    from . import zoo, zoo_report
 
     if args.list:
         for name in zoo.names():
@@ -167,10 +167,10 @@ def _zoo(args: argparse.Namespace) -> int:
     with open(os.path.join(args.out, 'zoo.json'), 'w', encoding='utf-8') as f:
         json.dump({'params': extra, 'duration_s': zoo.DURATION_S,
                    'payload_change_at_s': zoo.CHANGE_AT_S, 'runs': rows}, f, indent=2)
-    table = zoo.summary_table(rows) + '\n' + zoo.markdown_table(rows)
+    table = zoo_report.summary_table(rows) + '\n' + zoo_report.markdown_table(rows)
     with open(os.path.join(args.out, 'zoo.md'), 'w', encoding='utf-8') as f:
         f.write(table)
-    zoo.figure(rows, os.path.join(args.out, 'zoo.png'))
+    zoo_report.figure(rows, os.path.join(args.out, 'zoo.png'))
     print(table)
     written = (os.path.join(args.out, w) for w in ('zoo.json', 'zoo.md', 'zoo.png'))
     print(f'wrote {", ".join(written)}')

@@ -1,19 +1,20 @@
-"""Offline closed loop: a controller against a MuJoCo plant, no ROS in between.
+"""
+Offline closed loop: a controller against a MuJoCo plant, no ROS in between.
 
 Runs PD-only and adaptive on the same plant, reference and payload change so
 their tracking errors compare directly, and computes the summary figures.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
+import os
 from typing import Any, Callable, Mapping
 
 import numpy as np
 
 from . import schema
 from .controller import AdaptiveController
-from .loop import REFUSED, ControlLoop
+from .loop import ControlLoop, REFUSED
 from .plants import Plant
 from .trajectories import make_reference
 
@@ -27,7 +28,7 @@ AFTER_WINDOW_S = (5.0, 10.0)  # RMS window after the change, seconds after it
 
 
 def config_path(plant: str) -> str:
-    """The packaged parameter file of a bundled plant (``config/<plant>.yaml``)."""
+    """Return the packaged parameter file of a bundled plant (``config/<plant>.yaml``)."""
     here = os.path.dirname(os.path.abspath(__file__))
     for base in (os.path.join(here, '..', 'config'), _share_config()):
         if base and os.path.isfile(os.path.join(base, f'{plant}.yaml')):
@@ -44,7 +45,7 @@ def _share_config() -> str | None:
 
 
 def plant_params(plant: str, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Controller parameters for a bundled plant: its config file plus ``extra``."""
+    """Return the controller parameters for a bundled plant: its config file plus ``extra``."""
     overrides = schema.load_yaml_overrides(config_path(plant), 'lnn_controller')
     overrides.update(extra or {})
     return overrides
@@ -69,19 +70,21 @@ def run(plant_name: str, controller_params: Mapping[str, Any], duration: float,
         position_noise: float = 0.0, velocity_noise: float = 0.0, delay_ticks: int = 0,
         noise_seed: int = 0, change: str = 'payload', friction_scale: float = FRICTION_SCALE,
         on_change: Callable[[AdaptiveController], None] | None = None) -> Trace:
-    """One closed-loop run; ``learning=False`` is the PD-only arm: the same
-    controller with learning off (its feedforward stays zero), so one PD law,
-    driven through the same ``ControlLoop`` tick as the ROS node.
+    """
+    Simulate one closed-loop run; ``learning=False`` gives the PD-only arm.
 
-    Imperfections of a real robot, applied to both arms alike: Gaussian
-    measurement noise (``position_noise``, ``velocity_noise``: sigma) and
-    ``delay_ticks`` control periods between command and actuation.
+    The PD-only arm is the same controller with learning off (its feedforward stays zero),
+    so both arms run one PD law, driven through the same ``ControlLoop`` tick as the ROS
+    node.
 
-    At ``payload_change_at`` the plant changes: ``change`` 'payload' scales the
-    end link's mass and inertia by ``payload_scale``, 'friction' every joint's
-    Coulomb friction by ``friction_scale``; ``on_change(controller)``, if given,
-    is called then (an oracle for re-adaptation mechanisms, see
-    benchmarks/bench_adaptation.py).
+    Imperfections of a real robot, applied to both arms alike: Gaussian measurement noise
+    (``position_noise``, ``velocity_noise``: sigma) and ``delay_ticks`` control periods
+    between command and actuation.
+
+    At ``payload_change_at`` the plant changes: ``change`` 'payload' scales the end link's
+    mass and inertia by ``payload_scale``, 'friction' every joint's Coulomb friction by
+    ``friction_scale``; ``on_change(controller)``, if given, is called then (an oracle for
+    re-adaptation mechanisms, see benchmarks/bench_adaptation.py).
     """
     if change not in CHANGES:
         raise ValueError(f"change must be one of {', '.join(CHANGES)}; got {change!r}")
@@ -90,10 +93,9 @@ def run(plant_name: str, controller_params: Mapping[str, Any], duration: float,
     ctrl = AdaptiveController(overrides)
     loop = ControlLoop(ctrl, ctrl.params['sensor_timeout_s'], ctrl.params['stale_sensor_action'])
     plant = Plant(plant_name, joints=ctrl.joints)
-    cfg = ctrl.params
-    ref = make_reference('sum_of_sines' if cfg['reference.mode'] == 'topic' else cfg['reference.mode'],
-                         ctrl.n, cfg['reference.amplitude'], cfg['reference.frequency_hz'],
-                         cfg['reference.offset'], seed=cfg['reference.seed'])
+    cfg = ctrl.config.reference
+    ref = make_reference('sum_of_sines' if cfg.mode == 'topic' else cfg.mode, ctrl.n,
+                         cfg.amplitude, cfg.frequency_hz, cfg.offset, seed=cfg.seed)
     dt = ctrl.dt
     ticks = int(round(duration / dt))
     n = ctrl.n
@@ -164,11 +166,14 @@ def _rolling_rms(trace: Trace, w: int) -> np.ndarray:
 def recovery_time(trace: Trace, change_at: float, pre_change_rms: float,
                   window: float = RECOVERY_WINDOW_S,
                   tolerance: float = RECOVERY_TOLERANCE, settled: Trace | None = None) -> float:
-    """Seconds after ``change_at`` until the rolling ``window`` RMS error (ending
-    at each tick) stays within ``tolerance`` x ``pre_change_rms`` to the end of
-    the run: 0 when it never leaves, the whole remaining time when it does not
-    settle before the end. With ``settled`` (see ``summarize``) the bound is
-    ``tolerance`` x that run's rolling RMS at the same instant instead."""
+    """
+    Return the seconds after ``change_at`` until the rolling RMS error stays within bounds.
+
+    The rolling ``window`` RMS error (ending at each tick) has to stay within ``tolerance``
+    x ``pre_change_rms`` to the end of the run: 0 when it never leaves, the whole remaining
+    time when it does not settle before the end. With ``settled`` (see ``summarize``) the
+    bound is ``tolerance`` x that run's rolling RMS at the same instant instead.
+    """
     dt = float(trace.t[1] - trace.t[0])
     w = max(1, int(round(window / dt)))
     rolling = _rolling_rms(trace, w)
@@ -183,14 +188,17 @@ def recovery_time(trace: Trace, change_at: float, pre_change_rms: float,
 
 def summarize(pd: Trace, adaptive: Trace, duration: float,
               payload_change_at: float | None, settled: Trace | None = None) -> dict[str, float]:
-    """The comparison figures. ``settled``: the adaptive controller run on the
-    changed plant from the start (``run(..., payload_change_at=0.0)``); it
-    gives ``readaptation_ratio``, the error 5-10 s after the change over the
-    error a controller that has long known the changed plant has over the same
-    stretch of the reference: 1 is perfect re-adaptation, whatever the change
-    did to how well the plant can be tracked at all; and
-    ``recovery_ratio_floor`` = ``rms_settled_after / rms_adaptive``: the
-    ``recovery_ratio`` that instant, perfect re-adaptation would show."""
+    """
+    Return the comparison figures.
+
+    ``settled``: the adaptive controller run on the changed plant from the start
+    (``run(..., payload_change_at=0.0)``); it gives ``readaptation_ratio``, the error 5-10 s
+    after the change over the error a controller that has long known the changed plant has
+    over the same stretch of the reference: 1 is perfect re-adaptation, whatever the change
+    did to how well the plant can be tracked at all; and ``recovery_ratio_floor`` =
+    ``rms_settled_after / rms_adaptive``: the ``recovery_ratio`` that instant, perfect
+    re-adaptation would show.
+    """
     end = payload_change_at if payload_change_at is not None else duration
     out = {'rms_pd': rms(pd, end - WINDOW_S, end),
            'rms_adaptive': rms(adaptive, end - WINDOW_S, end)}
@@ -215,8 +223,11 @@ def summarize(pd: Trace, adaptive: Trace, duration: float,
 def report(mode: str, plant: str, neuron: str, seed: int, pd: Trace, adaptive: Trace,
            duration: float, payload_change_at: float | None,
            settled: Trace | None = None) -> dict[str, Any]:
-    """The summary.json of a demo run, offline or over ROS (``settled``: see
-    ``summarize``; offline only)."""
+    """
+    Return the summary.json of a demo run, offline or over ROS.
+
+    ``settled``: see ``summarize``; offline only.
+    """
     out = {'mode': mode, 'plant': plant, 'neuron': neuron, 'duration_s': duration,
            'payload_change_at_s': payload_change_at,
            'payload_scale_after': PAYLOAD_SCALE if payload_change_at else 1.0,

@@ -1,4 +1,5 @@
-"""The adaptive controller: PD feedback plus a feedforward learned online.
+"""
+The adaptive controller: PD feedback plus a feedforward learned online.
 
 feedback_error mode (Kawato's feedback-error learning): the reservoir sees the
 desired trajectory and the measured state; a readout of it is added to the PD
@@ -24,27 +25,25 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from . import control_kernels as CK
 from . import kernels as K
-from . import schema
+from . import readout_file
 from .change_detector import ChangeDetector
+from .config import Config
+from .normalization import input_layout, InputNormalizer
 from .reservoir import Reservoir
-from .rls import RLSReadout, load_npz, save_npz
+from .rls import RLSReadout
+from .rls import warm_up as rls_warm_up
 from .supervisor import LearningSupervisor
 
 _WARMUP_TICKS = 300
-# Automatic normalisation: scales start here (position, velocity, acceleration;
-# rad or m per s^k) and grow to AUTO_HEADROOM x the peak the reference shows.
-AUTO_FLOOR = (0.05, 0.05, 0.1)
-AUTO_HEADROOM = 1.25
 # A detected plant change restarts the slow covariance at this x its initial value.
 RESTART_GAIN = 0.3
 
-# Settings that change live without losing what was learned.
-LIVE = frozenset(p.name for p in schema.CONTROLLER if not p.read_only)
-
 
 class AdaptiveController:
-    """``command = controller.step(measured, desired)`` once per control tick.
+    """
+    ``command = controller.step(measured, desired)`` once per control tick.
 
     measured: (position, velocity); desired: (position, velocity, acceleration);
     each an array of one value per joint. The returned command is a read-only
@@ -53,45 +52,52 @@ class AdaptiveController:
     """
 
     def __init__(self, overrides: Mapping[str, Any] | None = None, dt: float | None = None):
-        cfg = schema.resolve(overrides)
-        self.params = cfg
-        self.joints: tuple[str, ...] = tuple(cfg['joints'])
+        self.config = cfg = Config(overrides)
+        self.joints: tuple[str, ...] = cfg.joints
         self.n = n = len(self.joints)
         if n == 0:
             raise ValueError('joints must name at least one joint')
-        self.dt = float(dt) if dt is not None else 1.0 / cfg['control_rate_hz']
-        self.mode = cfg['controller.mode']
-        self.auto_scale = cfg['input.normalization'] == 'auto'
-        if self.auto_scale:
-            self._scale = np.repeat(np.asarray(AUTO_FLOOR, dtype=float), n)
-        else:
-            self._scale = np.concatenate([cfg['input.position_scale'],
-                                          cfg['input.velocity_scale'],
-                                          cfg['input.acceleration_scale']])
-        self._scale_floor = self._scale.copy()
-        self._scale_before = self._scale.copy()
-        self._envelope = np.zeros(3 * n)
-        self.scale_changes = 0
-        # Reservoir input layout, one block of n per quantity:
-        # feedback_error: q_d, qd_d, qdd_d, sin q_d, cos q_d, sign-like qd_d, q, qd
-        # inverse_model:  q(t-1), qd(t-1), q, qd, sin, cos of q(t-1) (training);
-        #                 q, qd, q_d(t+1), qd_d(t+1), sin, cos of q (control)
-        m = 8 * n if self.mode == 'feedback_error' else 6 * n
-        # Which of the 3n scales divides each input (-1: none); for rescaling.
-        pos, vel, acc = (np.arange(n) + k * n for k in range(3))
-        none = np.full(n, -1)
-        blocks = ((pos, vel, acc, none, none, none, pos, vel) if self.mode == 'feedback_error'
-                  else (pos, vel, pos, vel, none, none))
-        self._input_scale_index = np.concatenate(blocks)
-        self.reservoir = Reservoir(
-            m, size=cfg['reservoir.size'], neuron_model=cfg['reservoir.neuron_model'],
-            spectral_radius=cfg['reservoir.spectral_radius'],
-            leak_rate=cfg['reservoir.leak_rate'], input_scaling=cfg['reservoir.input_scaling'],
-            bias_scaling=cfg['reservoir.bias_scaling'], density=cfg['reservoir.density'],
-            seed=cfg['reservoir.seed'], dt=self.dt, ltc_unfolds=cfg['reservoir.ltc_unfolds'],
-            lif_substeps=cfg['reservoir.lif_substeps'],
-            lif_trace_time_constant_s=cfg['reservoir.lif_trace_time_constant_s'])
+        self.dt = float(dt) if dt is not None else 1.0 / cfg.control_rate_hz
+        self.mode = cfg.controller.mode
+        m, input_index = input_layout(self.mode, n)
+        self.normalizer = InputNormalizer(
+            n, cfg.input.normalization == 'auto',
+            (cfg.input.position_scale, cfg.input.velocity_scale, cfg.input.acceleration_scale),
+            input_index)
+        self.reservoir = Reservoir(m, dt=self.dt, **cfg.section('reservoir'))
         self._train_reservoir = self.reservoir.twin() if self.mode == 'inverse_model' else None
+        self._allocate(m)
+        self.feature_power, self.input_power = self._estimate_feature_power()
+        self._make_readouts()
+        self.kp = self.kd = self.command_limit = None
+        self.learning_enabled = True
+        self._ff_limit = np.zeros(n)
+        self.feedforward_clipped = 0      # ticks on which the feedforward bound acted
+        self.saturated_ticks = 0          # ticks with the command at command_limit
+        self._saturated = False           # the previous command saturated: do not learn
+        self.saturation_pauses = 0        # learning steps skipped for that
+        self.refused_steps = 0            # RLS steps refused as numerically unusable
+        self.supervisor = None
+        self.change_detector = ChangeDetector(n, self.dt, cfg.change_detection.threshold,
+                                              enabled=cfg.change_detection.enabled)
+        self._detector_mark = 0           # supervisor episodes seen by the detector
+        self._apply(cfg)
+        sv = cfg.supervisor
+        self.supervisor = LearningSupervisor(self, sv.trip_ratio, sv.window_s, sv.hold_s,
+                                             enabled=sv.enabled)
+        self.ticks = 0
+        self.learning_error = 0.0     # |PD output| (feedback_error) or |a-priori error|
+        self.reset_state()
+        _warm_up_kernels()
+
+    # -- configuration -----------------------------------------------------------
+    @property
+    def params(self) -> Config:
+        """Parameters in use (a read-only mapping; change them with update_params)."""
+        return self.config
+
+    def _allocate(self, m: int) -> None:
+        n = self.n
         self._u = np.zeros(m)
         self._u_train = np.zeros(m)
         self._phi = np.zeros(m + self.reservoir.size)
@@ -106,11 +112,13 @@ class AdaptiveController:
         self._command = np.zeros(n)
         self._command_view = self._command.view()
         self._command_view.flags.writeable = False
-        self.feature_power, self.input_power = self._estimate_feature_power()
+
+    def _make_readouts(self) -> None:
+        rls = self.config.rls
         # P0 = delta I with delta relative to the mean squared feature norm, so the
         # same setting means the same first-step gain for every neuron model.
-        self.slow = RLSReadout(len(self._phi), n, cfg['rls.forgetting_factor'],
-                               cfg['rls.initial_covariance'] / self.feature_power)
+        self.slow = RLSReadout(len(self._phi), self.n, rls.forgetting_factor,
+                               rls.initial_covariance / self.feature_power)
         # The fast readout sees only the direct inputs: few features, all excited by
         # the reference, so forgetting acts on every direction of its covariance.
         # In feedback_error mode only the desired-trajectory ones (Kawato's FEL):
@@ -118,35 +126,15 @@ class AdaptiveController:
         # measured q, qd fits their noise, whose PD reaction is -kp, -kd times it,
         # so the fast readout would learn a second PD loop that, with the tick of
         # delay, chatters at the Nyquist rate (measured: 2.8x PD on a zoo arm).
-        self._n_fast = 6 * n if self.mode == 'feedback_error' else m
-        self.fast = (RLSReadout(self._n_fast, n, cfg['rls.fast_forgetting_factor'],
-                                cfg['rls.initial_covariance'] / self.input_power,
+        self._n_fast = 6 * self.n if self.mode == 'feedback_error' else self._u.size
+        self.fast = (RLSReadout(self._n_fast, self.n, rls.fast_forgetting_factor,
+                                rls.initial_covariance / self.input_power,
                                 forgetting='directional')
-                     if cfg['rls.fast_learner'] else None)
-        self.kp = self.kd = self.command_limit = None
-        self.learning_enabled = True
-        self._ff_limit = np.zeros(n)
-        self.feedforward_clipped = 0      # ticks on which the feedforward bound acted
-        self.saturated_ticks = 0          # ticks with the command at command_limit
-        self._saturated = False           # the previous command saturated: do not learn
-        self.saturation_pauses = 0        # learning steps skipped for that
-        self.refused_steps = 0            # RLS steps refused as numerically unusable
-        self.supervisor = None
-        self.change_detector = ChangeDetector(n, self.dt, cfg['change_detection.threshold'],
-                                              enabled=cfg['change_detection.enabled'])
-        self._detector_mark = 0           # supervisor episodes seen by the detector
-        self.update_params(cfg)
-        self.supervisor = LearningSupervisor(
-            self, cfg['supervisor.trip_ratio'], cfg['supervisor.window_s'],
-            cfg['supervisor.hold_s'], enabled=cfg['supervisor.enabled'])
-        self.ticks = 0
-        self.learning_error = 0.0     # |PD output| (feedback_error) or |a-priori error|
-        self.reset_state()
-        _warm_up_kernels()
+                     if rls.fast_learner else None)
 
-    # -- configuration -----------------------------------------------------------
     def _estimate_feature_power(self) -> float:
-        """Mean |[1, phi]|^2 and |[1, u]|^2 under smooth unit-scale inputs.
+        """
+        Mean |[1, phi]|^2 and |[1, u]|^2 under smooth unit-scale inputs.
 
         Running the reservoir here is also its JIT warm-up.
         """
@@ -164,35 +152,24 @@ class AdaptiveController:
         return total / count, total_u / count
 
     def update_params(self, changes: Mapping[str, Any]) -> None:
-        """Apply live settings (gains, limits, forgetting, learning on/off).
-
-        Validates everything first, so a refused change applies nothing.
-        Read-only settings are refused once the controller exists.
         """
-        table = schema.by_name()
-        for name, value in changes.items():
-            p = table.get(name)
-            if p is None:
-                raise ValueError(f'unknown parameter {name!r}')
-            if p.read_only and hasattr(self, 'ticks'):
-                new, old = np.asarray(value), np.asarray(self.params[name])
-                if p.per_joint and new.size == 1:
-                    new = np.broadcast_to(new.ravel(), old.shape)
-                if new.shape != old.shape or np.any(new != old):
-                    raise ValueError(f'{name} is read-only: it needs a restart')
-                continue
-            reason = schema.check(p, value, self.n)
-            if reason:
-                raise ValueError(reason)
-        for name, value in changes.items():
+        Apply live settings (gains, limits, forgetting, learning on/off).
+
+        Validates everything first (``Config.apply``), so a refused change
+        applies nothing; a new value of a read-only setting is refused.
+        """
+        self._apply(self.config.apply(changes))
+
+    def _apply(self, values: Mapping[str, Any]) -> None:
+        """Carry validated settings into the parts that use them."""
+        for name, value in values.items():
+            group, _, attr = name.rpartition('.')
             if name in ('kp', 'kd', 'command_limit'):
                 arr = np.asarray(value, dtype=float)
                 setattr(self, name, np.broadcast_to(arr, (self.n,)).copy())
-            elif name.startswith('supervisor.') and self.supervisor is not None:
-                attr = name.split('.', 1)[1]
+            elif group == 'supervisor' and self.supervisor is not None:
                 setattr(self.supervisor, attr, type(getattr(self.supervisor, attr))(value))
-            elif name.startswith('change_detection.'):
-                attr = name.split('.', 1)[1]
+            elif group == 'change_detection':
                 setattr(self.change_detector, attr,
                         type(getattr(self.change_detector, attr))(value))
             elif name == 'learning_enabled':
@@ -203,11 +180,8 @@ class AdaptiveController:
                 self.slow.forgetting_factor = float(value)
             elif name == 'rls.fast_forgetting_factor' and self.fast is not None:
                 self.fast.forgetting_factor = float(value)
-            if name in LIVE or not hasattr(self, 'ticks'):
-                self.params[name] = value
         if self.command_limit is not None:
-            np.multiply(self.command_limit, float(self.params['feedforward_limit']),
-                        out=self._ff_limit)
+            np.multiply(self.command_limit, self.config.feedforward_limit, out=self._ff_limit)
             if self.supervisor is not None:
                 self.supervisor.set_gains(self.kp, self.kd, self.command_limit)
             self.change_detector.set_gains(self.kp, self.command_limit)
@@ -226,7 +200,7 @@ class AdaptiveController:
 
     def reset_learning(self) -> None:
         """Forget the learned readouts (P back to its initial value)."""
-        relative = self.params['rls.initial_covariance']
+        relative = self.config.rls.initial_covariance
         self.slow.reset(relative / self.feature_power)
         if self.fast is not None:
             self.fast.reset(relative / self.input_power)
@@ -234,58 +208,17 @@ class AdaptiveController:
         self.change_detector.restart()
 
     def save(self, path: str) -> None:
-        arrays = {f'{name}/{k}': v for name, r in zip(('slow', 'fast'), self.readouts())
-                  for k, v in r.state_dict().items()}
-        arrays['joints'] = np.array(self.joints)
-        arrays['mode'] = np.array(self.mode)
-        # The weights only mean something with the normalisation they were learned
-        # with, and a supervisor gain cut belongs to what was learned.
-        arrays['input/scale'] = self._scale.copy()
-        arrays['input/envelope'] = self._envelope.copy()
-        arrays['supervisor/gain_scale'] = np.float64(self.supervisor.gain_scale)
-        save_npz(path, arrays)
+        """Save the readouts with their joints, mode, input scales and supervisor cut."""
+        readout_file.save_controller(self, path)
 
     def load(self, path: str) -> None:
         """Load readouts saved by ``save``; refuses a file for other joints or shapes."""
-        data = load_npz(path)
-        if tuple(str(j) for j in data.get('joints', ())) != self.joints:
-            raise ValueError(f"{path} was saved for joints {list(data.get('joints', []))}, "
-                             f'not {list(self.joints)}')
-        if str(data.get('mode')) != self.mode:
-            raise ValueError(f"{path} was saved in {data.get('mode')} mode, not {self.mode}")
-        scale = np.asarray(data.get('input/scale', self._scale), dtype=float)
-        envelope = np.asarray(data.get('input/envelope', self._envelope), dtype=float)
-        gain = float(data.get('supervisor/gain_scale', 1.0))
-        if (scale.shape != self._scale.shape or envelope.shape != self._envelope.shape
-                or not (np.isfinite(scale).all() and (scale > 0).all()
-                        and np.isfinite(envelope).all()) or not 0 < gain <= 1):
-            raise ValueError(f'{path} holds invalid input scales or supervisor gain')
-        if not self.auto_scale and not np.allclose(scale, self._scale):
-            raise ValueError(f'{path} was learned with input scales {scale.tolist()}, '
-                             f'these are fixed at {self._scale.tolist()}')
-        states = []
-        for name, r in zip(('slow', 'fast'), self.readouts()):
-            state = {k.split('/', 1)[1]: v for k, v in data.items() if k.startswith(name + '/')}
-            if not state:
-                raise ValueError(f'{path} has no {name} readout')
-            states.append(state)
-        backup = [r.state_dict() for r in self.readouts()]
-        try:
-            for r, s in zip(self.readouts(), states):
-                r.load_state_dict(s)
-        except (ValueError, KeyError):
-            for r, s in zip(self.readouts(), backup):
-                r.load_state_dict(s)
-            raise
-        self._scale[:] = scale
-        self._envelope[:] = envelope
-        self.supervisor.reset()
-        self.supervisor.gain_scale = gain
+        readout_file.load_controller(self, path)
         self.change_detector.restart()
         # the live parameters stay the source of truth for the forgetting factors
-        self.slow.forgetting_factor = float(self.params['rls.forgetting_factor'])
+        self.slow.forgetting_factor = self.config.rls.forgetting_factor
         if self.fast is not None:
-            self.fast.forgetting_factor = float(self.params['rls.fast_forgetting_factor'])
+            self.fast.forgetting_factor = self.config.rls.fast_forgetting_factor
 
     # -- the control tick ----------------------------------------------------------
     def _features(self, reservoir: Reservoir, u: np.ndarray, phi: np.ndarray) -> None:
@@ -309,13 +242,11 @@ class AdaptiveController:
 
     def step(self, measured, desired) -> np.ndarray:
         io = self._load_io(measured, desired)
-        if self.auto_scale:
-            if K.track_scales(io, self._envelope, self._scale, self._scale_before,
-                              self._scale_floor, AUTO_HEADROOM):
-                self._rescale_readouts()
+        if self.normalizer.track(io):
+            self._rescale_readouts()
         refused = False
         if self.mode == 'feedback_error':
-            K.feedback_error_inputs(io, self._scale, self.kp, self.kd, self._pd, self._u)
+            CK.feedback_error_inputs(io, self.normalizer.scale, self.kp, self.kd, self._pd, self._u)
             self._features(self.reservoir, self._u, self._phi)
             self._predict()
             # Conditional learning (anti-windup): when the command saturates, the PD
@@ -334,8 +265,8 @@ class AdaptiveController:
             self._err *= self.kd
             self._pd += self._err
             refused = not self._inverse_model_tick(*io)
-        code = K.bounded_command(self._pd, self._ff, self._ff_limit, self.command_limit,
-                                 self._command)
+        code = CK.bounded_command(self._pd, self._ff, self._ff_limit, self.command_limit,
+                                  self._command)
         at_bound = code & 1
         self._saturated = code >= 2
         if code:
@@ -358,13 +289,17 @@ class AdaptiveController:
         return self.learning_enabled and self.supervisor.learning_allowed
 
     def _learn(self, phi: np.ndarray, error: np.ndarray) -> bool:
-        """One RLS step of both readouts; False when a step was refused as
-        numerically unusable (its readout is unchanged; the supervisor acts).
+        """
+        Take one RLS step of both readouts; False when a step was refused as unusable.
 
-        ``error`` is the a-priori error of the summed readouts. The slow readout
-        learns the whole feedforward: its own a-priori error adds back what the
-        fast one supplied. The fast one learns what the slow one leaves after
-        its step (its a-posteriori residual) minus its own prediction."""
+        A step is refused when it is numerically unusable; its readout is then unchanged and
+        the supervisor acts.
+
+        ``error`` is the a-priori error of the summed readouts. The slow readout learns the
+        whole feedforward: its own a-priori error adds back what the fast one supplied. The
+        fast one learns what the slow one leaves after its step (its a-posteriori residual)
+        minus its own prediction.
+        """
         err = self._err
         np.copyto(err, error)
         if self.fast is not None:
@@ -386,14 +321,17 @@ class AdaptiveController:
         return True
 
     def plant_changed(self, reason: str) -> None:
-        """The plant changed (the change detector found it, or a user who knows:
-        a tool change, a grasp): keep the weights, restart the covariances
-        (times the supervisor's cut) so the readouts re-learn fast. The slow
-        one restarts at RESTART_GAIN x its initial value, not at a blank
-        start's rate: at its full initial value 2-link arms oscillated while
-        re-learning (commands up to the limit on zoo arm_heavy_tip, seed 2);
-        at 0.1 the pendulums kept only half the benefit (docs/zoo.md). The
-        fast one restarts at its initial value. O(N^2): an event, not a tick."""
+        """
+        Restart the covariances after a plant change, keeping the weights, to re-learn fast.
+
+        The change detector found the change, or a user who knows (a tool change, a grasp).
+        Both covariances restart scaled by the supervisor's cut. The slow one restarts at
+        RESTART_GAIN x its initial value, not at a blank start's rate: at its full initial
+        value 2-link arms oscillated while re-learning (commands up to the limit on zoo
+        arm_heavy_tip, seed 2); at 0.1 the pendulums kept only half the benefit
+        (docs/zoo.md). The fast one restarts at its initial value. O(N^2): an event, not a
+        tick.
+        """
         g = self.supervisor.gain_scale
         self.slow.restart_covariance(g * RESTART_GAIN)
         if self.fast is not None:
@@ -402,27 +340,30 @@ class AdaptiveController:
         self.change_detector.record(self.ticks, f'{reason}: covariances restarted')
 
     def _rescale_readouts(self) -> None:
-        """Automatic normalisation changed a scale: keep what the readouts learned
-        consistent with it (the direct inputs; the reservoir re-learns)."""
-        idx = self._input_scale_index
-        ratio = self._scale / self._scale_before
-        factors = np.where(idx >= 0, ratio[np.maximum(idx, 0)], 1.0)
+        """
+        Keep what the readouts learned consistent with a changed input scale.
+
+        Automatic normalisation changed a scale; this covers the direct inputs (the
+        reservoir re-learns).
+        """
+        factors = self.normalizer.input_factors()
         g = self.supervisor.gain_scale
         self.slow.rescale_inputs(np.concatenate([factors, np.ones(self.reservoir.size)]), g)
         if self.fast is not None:
             self.fast.rescale_inputs(factors[:self._n_fast], g)
-        self.scale_changes += 1
         self.change_detector.restart()     # P restarted: a learning transient, not a change
 
     @property
+    def scale_changes(self) -> int:
+        return self.normalizer.changes
+
+    @property
     def input_scales(self) -> dict[str, np.ndarray]:
-        """The normalisers in use (automatic or explicit), per joint."""
-        n = self.n
-        return {'position': self._scale[:n].copy(), 'velocity': self._scale[n:2 * n].copy(),
-                'acceleration': self._scale[2 * n:].copy()}
+        """Normalisers in use (automatic or explicit), per joint."""
+        return self.normalizer.scales
 
     def _inverse_model_tick(self, q, qd, q_d, qd_d, qdd_d) -> bool:
-        n, s, dt = self.n, self._scale, self.dt
+        n, s, dt = self.n, self.normalizer.scale, self.dt
         ok = True
         if self._has_prev and self._learning_now():
             ut = self._u_train
@@ -450,19 +391,10 @@ class AdaptiveController:
 
 
 def _warm_up_kernels() -> None:
-    """Compile (or load from numba's cache) every per-tick kernel now, on tiny
-    arrays of the same types, so the first control tick does not pay for it."""
-    n = 3
-    for forgetting in RLSReadout.FORGETTING:
-        r = RLSReadout(n, 1, 0.99, 1.0, forgetting=forgetting)
-        r.update(np.ones(n), np.ones(1))
-        r.predict(np.ones(n))
-        r.covariance()
-    io, out = np.ones((5, 1)), np.zeros(1)
-    K.feedback_error_inputs(io, np.ones(3), np.ones(1), np.ones(1), out, np.zeros(8))
-    K.bounded_command(out, out.copy(), np.ones(1), np.ones(1), np.zeros(1))
-    K.supervisor_stats(out, out, out, np.ones(1), np.ones(1), np.ones(1), np.zeros((2, 1)),
-                       0.0, 0.5, 1.1, 0.25, True, np.zeros(K.SV_SIZE))
-    K.track_scales(io, np.zeros(3), np.ones(3), np.ones(3), np.ones(3), 1.25)
-    K.change_cusum(out, np.ones(1), 0.1, 0.01, 2.0, 0.9, 1.0, 0.01, 0.2, np.zeros(K.CD_SIZE),
-                   np.zeros(K.CD_BINS))
+    """
+    Compile (or load from numba's cache) every per-tick kernel now.
+
+    The first control tick then does not pay for it (the reservoir's run at construction).
+    """
+    rls_warm_up()
+    CK.warm_up()

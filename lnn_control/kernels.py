@@ -1,7 +1,9 @@
-"""Numba kernels for the per-tick path: reservoir steps and the RLS update.
+"""
+Numba kernels of the learning core: reservoir steps and the RLS update.
 
 Every kernel writes into arrays the caller preallocated, so a control tick
-allocates nothing. ``kernels_numpy.py`` holds the plain numpy versions the tests
+allocates nothing (the controller's own per-tick kernels are in
+``control_kernels.py``). ``kernels_numpy.py`` holds the plain numpy versions the tests
 compare these against.
 
 The RLS update is fused: the rank-1 covariance update of step t is kept
@@ -11,8 +13,8 @@ whole memory traffic, half of what a full-matrix pass would move.
 """
 from __future__ import annotations
 
-import numpy as np
 from numba import njit
+import numpy as np
 
 # Reassociation lets LLVM vectorise the reductions; NaN/Inf semantics are kept
 # (no 'nnan'/'ninf') because the callers check finiteness.
@@ -30,7 +32,7 @@ ST_SIZE = 6
 
 @njit(cache=True)
 def all_finite(a):
-    """True when every entry of the 1-D array ``a`` is finite (no temporaries)."""
+    """Return True when every entry of the 1-D array ``a`` is finite (no temporaries)."""
     for i in range(a.shape[0]):
         if not np.isfinite(a[i]):
             return False
@@ -48,7 +50,8 @@ def csr_matvec(indptr, indices, data, x, out):
 
 @njit(cache=True, fastmath=_FAST)
 def _drive(w_in, u, indptr, indices, data, x, bias, out):
-    """out = bias + w_in @ u + W @ x, the net input of every neuron.
+    """
+    Compute out = bias + w_in @ u + W @ x, the net input of every neuron.
 
     Row slices indexed from 0 let LLVM vectorise the sums (see rls_update).
     """
@@ -76,7 +79,8 @@ def esn_step(x, u, w_in, indptr, indices, data, bias, leak, scratch):
 
 @njit(cache=True)
 def ltc_step(x, u, w_in, indptr, indices, data, bias, tau, rev, dt, unfolds, scratch):
-    """Liquid time-constant neurons, fused semi-implicit solver (Hasani et al. 2021).
+    """
+    Liquid time-constant neurons, fused semi-implicit solver (Hasani et al. 2021).
 
     dx/dt = -(1/tau + f) x + f A with gate f = sigmoid(W_in u + W x + b):
     x <- (x + h f A) / (1 + h (1/tau + f)), ``unfolds`` steps of h = dt/unfolds.
@@ -93,7 +97,8 @@ def ltc_step(x, u, w_in, indptr, indices, data, bias, tau, rev, dt, unfolds, scr
 @njit(cache=True)
 def lif_step(trace, v, refractory, spikes, u, w_in, indptr, indices, data, bias,
              dt, substeps, tau_m, t_ref, tau_trace, scratch):
-    """Leaky integrate-and-fire neurons; the readout sees filtered spike traces.
+    """
+    Leaky integrate-and-fire neurons; the readout sees filtered spike traces.
 
     Each of ``substeps`` Euler steps: v += h/tau_m (I - v) with
     I = b + W_in u + W s (s: last sub-step's spikes); v >= 1 spikes, resets to 0
@@ -118,224 +123,9 @@ def lif_step(trace, v, refractory, spikes, u, w_in, indptr, indices, data, bias,
             trace[i] = trace[i] * decay + s
 
 
-# Width, in normalised velocity, of the smooth sign of the desired velocity that
-# the feedforward uses for Coulomb friction (which flips with the motion).
-FRICTION_BAND = 0.05
-
-
-@njit(cache=True)
-def feedback_error_inputs(io, scale, kp, kd, pd, u):
-    """PD output and reservoir inputs of one feedback-error-learning tick.
-
-    io rows: q, qd, q_d, qd_d, qdd_d. scale: position, velocity, acceleration
-    normalisers (3n). u blocks: q_d, qd_d, qdd_d (normalised), sin q_d,
-    cos q_d, tanh(qd_d / (FRICTION_BAND scale)) -- gravity- and friction-like
-    terms a readout cannot build well from smooth features -- then the
-    measured q, qd (normalised).
-    """
-    n = io.shape[1]
-    for j in range(n):
-        q, qd, q_d, qd_d, qdd_d = io[0, j], io[1, j], io[2, j], io[3, j], io[4, j]
-        pd[j] = kp[j] * (q_d - q) + kd[j] * (qd_d - qd)
-        u[j] = q_d / scale[j]
-        u[n + j] = qd_d / scale[n + j]
-        u[2 * n + j] = qdd_d / scale[2 * n + j]
-        u[3 * n + j] = np.sin(q_d)
-        u[4 * n + j] = np.cos(q_d)
-        u[5 * n + j] = np.tanh(qd_d / (FRICTION_BAND * scale[n + j]))
-        u[6 * n + j] = q / scale[j]
-        u[7 * n + j] = qd / scale[n + j]
-
-
-# Layout of the supervisor's statistics vector (see supervisor.py).
-SV_PD = 0       # EWMA of |u_pd / kp|^2: the error left with the feedforward
-SV_TOTAL = 1    # EWMA of |u / kp|^2, u the applied command: the error PD alone would leave
-SV_PUSH = 2     # EWMA of the fraction of ticks the feedforward drives a saturation
-SV_RHO = 3      # the estimated error ratio to PD alone (the larger of the two below)
-SV_MAX = 4      # largest SV_RHO since the supervisor last cleared it
-SV_PD_LOW = 5   # SV_PD and SV_TOTAL of the low-passed efforts
-SV_TOTAL_LOW = 6
-SV_SIZE = 7
-
-
-@njit(cache=True)
-def supervisor_stats(pd, ff, command, limit, inv_kp, beta, lp, ff_at_bound, alpha, trip,
-                     push_trip, warm, st):
-    """Update the supervisor's EWMAs; True when learning looks harmful (``warm``
-    and rho > ``trip`` or the push fraction > ``push_trip``).
-
-    rho is the larger of two estimates: from the efforts as they are (quick)
-    and from the efforts low-passed per joint (``lp`` (2, n) holds the filter
-    states, ``beta`` the coefficients): effort above the closed loop's
-    bandwidth does not move the plant, and a feedforward chattering there
-    would otherwise inflate the denominator and hide the damage. A tick
-    'pushes' when the feedforward is at its bound, or a joint's command is at
-    its limit with the feedforward (more than a quarter of the limit) pushing
-    the same way."""
-    a = 0.0
-    b = 0.0
-    a_low = 0.0
-    b_low = 0.0
-    push = ff_at_bound
-    for j in range(pd.shape[0]):
-        e = pd[j] * inv_kp[j]
-        t = command[j] * inv_kp[j]
-        a += e * e
-        b += t * t
-        lp[0, j] += beta[j] * (e - lp[0, j])
-        lp[1, j] += beta[j] * (t - lp[1, j])
-        a_low += lp[0, j] * lp[0, j]
-        b_low += lp[1, j] * lp[1, j]
-        if abs(command[j]) >= limit[j] and ff[j] * command[j] > 0.25 * limit[j] * limit[j]:
-            push = 1.0
-    st[SV_PD] += alpha * (a - st[SV_PD])
-    st[SV_TOTAL] += alpha * (b - st[SV_TOTAL])
-    st[SV_PD_LOW] += alpha * (a_low - st[SV_PD_LOW])
-    st[SV_TOTAL_LOW] += alpha * (b_low - st[SV_TOTAL_LOW])
-    # pushing into saturation does damage fast: a four times shorter average
-    st[SV_PUSH] += min(1.0, 4.0 * alpha) * (push - st[SV_PUSH])
-    rho = np.sqrt(st[SV_PD] / st[SV_TOTAL]) if st[SV_TOTAL] > 0.0 else 1.0
-    if st[SV_TOTAL_LOW] > 0.0:
-        rho = max(rho, np.sqrt(st[SV_PD_LOW] / st[SV_TOTAL_LOW]))
-    st[SV_RHO] = rho
-    if rho > st[SV_MAX]:
-        st[SV_MAX] = rho
-    return warm and (rho > trip or st[SV_PUSH] > push_trip)
-
-
-# Layout of the change detector's state vector (see change_detector.py).
-CD_SHORT = 0    # EWMA of |e / kp|^2 over the short window
-CD_BASE = 1     # the typical level: an upper quantile of log(CD_SHORT), recently
-CD_CUSUM = 2    # the CUSUM statistic [s]
-CD_TICKS = 3    # ticks observed since the last (re)start
-CD_WEIGHT = 4   # weight of the next histogram entry (grows instead of decaying the rest)
-CD_TOTAL = 5    # total weight in the histogram
-CD_TOP = 6      # highest histogram bin filled since the last (re)start
-CD_SIZE = 7
-# The histogram of log(CD_SHORT) the typical level is read from.
-CD_LOG_LOW, CD_LOG_HIGH, CD_BINS = -46.0, 18.0, 256
-
-
-@njit(cache=True)
-def change_cusum(err, inv_kp, a_short, a_hist, warm_ticks, quantile, log_excess, dt,
-                 threshold, st, hist):
-    """One tick of the plant-change detector; True when it fires.
-
-    l = log(short-term power of err / kp). Its typical level b is the
-    ``quantile`` of an exponentially weighted histogram of l (``a_hist`` per
-    tick, so it follows the last few seconds up and down alike), so the bursts
-    of a steady error at the hard parts of a reference sit below it. Page's
-    CUSUM g <- max(0, g + (l - b - log_excess) dt) fires when g exceeds
-    ``threshold``. No test during the first ``warm_ticks``; afterwards the
-    histogram learns only while g = 0, so a change cannot raise b before it is
-    detected. Firing starts a new warm-up: the re-learning a detection
-    triggers is a transient of its own, not another change. A non-finite
-    error is ignored. The histogram's decay is folded into a growing entry
-    weight, and the quantile is read from the top, so a tick costs a few
-    bins, not all of them.
-    """
-    x = 0.0
-    for j in range(err.shape[0]):
-        e = err[j] * inv_kp[j]
-        x += e * e
-    if not np.isfinite(x):
-        return False
-    ticks = st[CD_TICKS] + 1.0
-    st[CD_TICKS] = ticks
-    if ticks == 1.0:
-        st[CD_SHORT] = x
-        st[CD_CUSUM] = 0.0
-        st[CD_WEIGHT] = 1.0
-        st[CD_TOTAL] = 0.0
-        st[CD_TOP] = 0.0
-        for k in range(hist.shape[0]):
-            hist[k] = 0.0
-    else:
-        st[CD_SHORT] += a_short * (x - st[CD_SHORT])
-    level = np.log(st[CD_SHORT] + 1e-300)
-    width = (CD_LOG_HIGH - CD_LOG_LOW) / hist.shape[0]
-    if ticks > warm_ticks:
-        tail = (1.0 - quantile) * st[CD_TOTAL]      # the weight above the quantile
-        acc = 0.0
-        base = CD_LOG_LOW
-        for k in range(int(st[CD_TOP]), -1, -1):
-            if acc + hist[k] >= tail and hist[k] > 0.0:
-                base = CD_LOG_LOW + (k + 1.0 - (tail - acc) / hist[k]) * width
-                break
-            acc += hist[k]
-        st[CD_BASE] = base
-        g = st[CD_CUSUM] + (level - base - log_excess) * dt
-        if g > threshold:
-            st[CD_CUSUM] = 0.0
-            st[CD_TICKS] = 0.0
-            return True
-        if g > 0.0:
-            st[CD_CUSUM] = g
-            return False
-        st[CD_CUSUM] = 0.0
-    k = int((min(max(level, CD_LOG_LOW), CD_LOG_HIGH - 1e-9) - CD_LOG_LOW) / width)
-    w = st[CD_WEIGHT]
-    hist[k] += w
-    st[CD_TOTAL] += w
-    if k > st[CD_TOP]:
-        st[CD_TOP] = k
-    w /= 1.0 - a_hist
-    if w > 1e200:                                 # renormalise before overflow
-        for i in range(hist.shape[0]):
-            hist[i] /= w
-        st[CD_TOTAL] /= w
-        w = 1.0
-    st[CD_WEIGHT] = w
-    return False
-
-
-@njit(cache=True)
-def track_scales(io, envelope, scale, before, floor, headroom):
-    """Automatic input normalisation: per joint, the running peak of |q_d|, |qd_d|
-    and |qdd_d| (io rows 2..4) in ``envelope`` (3n); where a peak outgrows its
-    scale the scale becomes headroom x the peak (so each change is at least
-    ``headroom``-fold). Scales start at ``floor`` and only grow, so they settle
-    once the reference has shown its range. ``before`` receives the scales as
-    they were. Returns how many scales changed (the caller then rescales the
-    readouts)."""
-    n = io.shape[1]
-    changed = 0
-    for k in range(3):
-        for j in range(n):
-            v = abs(io[2 + k, j])
-            i = k * n + j
-            before[i] = scale[i]
-            if v > envelope[i]:
-                envelope[i] = v
-                if v > scale[i]:
-                    scale[i] = max(floor[i], headroom * v)
-                    changed += 1
-    return changed
-
-
-@njit(cache=True)
-def bounded_command(pd, ff, ff_limit, limit, out):
-    """ff <- clip(ff, +-ff_limit); out = clip(pd + ff, +-limit).
-
-    Returns 1 when the feedforward was clipped plus 2 when the command was."""
-    code = 0
-    for j in range(out.shape[0]):
-        f = ff[j]
-        if f > ff_limit[j] or f < -ff_limit[j]:
-            f = min(max(f, -ff_limit[j]), ff_limit[j])
-            ff[j] = f
-            code |= 1
-        v = pd[j] + f
-        if v > limit[j] or v < -limit[j]:
-            v = min(max(v, -limit[j]), limit[j])
-            code |= 2
-        out[j] = v
-    return code
-
-
 @njit(cache=True)
 def readout(w, phi, out):
-    """out = w.T @ phi for w of shape (n_features, n_outputs)."""
+    """Compute out = w.T @ phi for w of shape (n_features, n_outputs)."""
     n, m = w.shape
     for k in range(m):
         out[k] = 0.0
@@ -347,7 +137,8 @@ def readout(w, phi, out):
 
 @njit(cache=True, fastmath=_FAST)
 def rls_update(p, w, phi, err, g, y, st):
-    """One RLS step with the a-priori error ``err`` = target - w.T @ phi.
+    """
+    One RLS step with the a-priori error ``err`` = target - w.T @ phi.
 
     Applies the pending update P <- s (P - a g g^T) while computing y = P phi
     in the same pass over the upper triangle, then updates w and leaves the
@@ -444,7 +235,8 @@ def rls_flush(p, g, st):
 
 @njit(cache=True)
 def spectral_radius_estimate(indptr, indices, data, v, tmp, iterations):
-    """|largest eigenvalue| of a sparse matrix by power iteration on norms.
+    """
+    |largest eigenvalue| of a sparse matrix by power iteration on norms.
 
     Averages the log growth over the second half of the iterations, which
     converges for complex dominant eigenvalue pairs too.

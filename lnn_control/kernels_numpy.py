@@ -1,9 +1,10 @@
-"""Plain numpy twins of the Numba kernels (``kernels.py``): reservoir steps,
-the RLS update and the change detector.
+"""
+Plain numpy twins of the Numba kernels (``kernels.py``).
 
-Written the textbook way (dense matrices, full covariance update) so the tests
-can check the fused, allocation-free kernels against them. Not used on the
-control path; the naive baseline in ``benchmarks/`` is this code.
+Reservoir steps, the RLS update and the change detector, written the textbook way (dense
+matrices, full covariance update) so the tests can check the fused, allocation-free kernels
+against them. Not used on the control path; the naive baseline in ``benchmarks/`` is this
+code.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ def ltc_step(x, u, w_in, w, bias, tau, rev, dt, unfolds):
 
 def lif_step(trace, v, refractory, spikes, u, w_in, w, bias, dt, substeps, tau_m,
              t_ref, tau_trace):
-    """Returns new (trace, v, refractory, spikes)."""
+    """Return new (trace, v, refractory, spikes)."""
     h = dt / substeps
     decay = np.exp(-h / tau_trace)
     trace, v, refractory, spikes = (a.copy() for a in (trace, v, refractory, spikes))
@@ -62,9 +63,12 @@ class RLS:
 
 
 class ChangeCusum:
-    """Page's CUSUM on the log short-term error power against an upper quantile
-    of its recent history, written out plainly (see ``kernels.change_cusum``
-    and ``change_detector``)."""
+    """
+    Page's CUSUM on the log short-term error power, written out plainly.
+
+    The power is tested against an upper quantile of its recent history (see
+    ``control_kernels.change_cusum`` and ``change_detector``).
+    """
 
     def __init__(self, dt, short_s, history_s, warm_s, quantile, excess, threshold,
                  low=-46.0, high=18.0, bins=256):

@@ -1,4 +1,5 @@
-"""One control tick for every front end: the ROS node, the offline loop, benchmarks.
+"""
+One control tick for every front end: the ROS node, the offline loop, benchmarks.
 
 Wraps the ``AdaptiveController`` (and through it the learning supervisor) with
 what a tick needs besides the control law: sensor freshness and the stale-sensor
@@ -32,20 +33,26 @@ class ControlLoop:
         self.timeout_ns = int(sensor_timeout_s * 1e9)
 
     def sensor_received(self, time_ns: int) -> None:
-        """A valid measurement arrived (or was stamped) at ``time_ns``."""
+        """Record that a valid measurement arrived (or was stamped) at ``time_ns``."""
         self.sensor_time_ns = time_ns
 
     def clock_jumped(self) -> None:
-        """Time went backwards: forget the reservoir state and the stale episode;
-        what was learned is kept."""
+        """
+        Handle time going backwards: forget the reservoir state and the stale episode.
+
+        What was learned is kept.
+        """
         self.stale = False
         self.sensor_time_ns = 0
         self.controller.reset_state()
 
     def tick(self, now_ns: int, measured, desired) -> str | None:
-        """Compute ``self.command`` for time ``now_ns``; returns STALE when a
-        stale episode starts, RESUMED when it ends, REFUSED when the controller
-        refused the inputs (``self.refusal`` says why; zero effort), else None."""
+        """
+        Compute ``self.command`` for time ``now_ns``; return this tick's event or None.
+
+        Returns STALE when a stale episode starts, RESUMED when it ends, REFUSED when the
+        controller refused the inputs (``self.refusal`` says why; zero effort), else None.
+        """
         event = None
         if now_ns - self.sensor_time_ns > self.timeout_ns:
             if not self.stale:
@@ -71,3 +78,36 @@ class ControlLoop:
 
     def sensor_age_s(self, now_ns: int) -> float:
         return (now_ns - self.sensor_time_ns) * 1e-9
+
+    def problems(self) -> list[str]:
+        """Return what a front end should report as wrong with the loop or the learning."""
+        state = self.controller.supervisor.state
+        return ((['joint_states stale'] if self.stale else [])
+                + ([f'learning supervisor: {state}'] if state != 'learning' else []))
+
+    def status(self) -> list[tuple[str, object]]:
+        """
+        Return the loop's and the learning's state as (label, value) pairs.
+
+        What a front end reports (the node on /diagnostics).
+        """
+        ctrl = self.controller
+        sv, detector = ctrl.supervisor, ctrl.change_detector
+        return [
+            ('learning', 'on' if ctrl.learning_enabled else 'off'),
+            ('learning error', ctrl.learning_error),
+            ('sensor stale', self.stale),
+            ('stale episodes', self.stale_episodes),
+            ('readout updates', ctrl.slow.updates),
+            ('supervisor state', sv.state if sv.enabled else 'disabled'),
+            ('supervisor error ratio estimate', sv.ratio),
+            *((f'supervisor {k}', v) for k, v in sv.counts.items()),
+            ('supervisor gain scale', sv.gain_scale),
+            ('plant changes detected or reported', len(detector.detections)),
+            ('change detector score', detector.score),
+            ('feedforward limited ticks', ctrl.feedforward_clipped),
+            ('command saturated ticks', ctrl.saturated_ticks),
+            ('input scale changes', ctrl.scale_changes),
+            *((f'input scale {k}', ' '.join(f'{x:.4g}' for x in v))
+              for k, v in ctrl.input_scales.items()),
+        ]

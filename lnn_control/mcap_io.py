@@ -1,4 +1,5 @@
-"""Read the MCAP files written by ``lnn_control.tools.recorder`` (or rosbag2) without ROS.
+"""
+Read the MCAP files written by ``lnn_control.tools.recorder`` (or rosbag2) without ROS.
 
 Decoding uses the ``ros2msg`` schemas stored in the file (``mcap_ros2``), so
 no ROS installation or message packages are needed::
@@ -27,7 +28,8 @@ def _reader(f):
 
 
 def read(path: str, topics: Optional[Iterable[str]] = None) -> dict[str, list[tuple[int, Any]]]:
-    """Every message (or those of ``topics``) as {topic: [(log_time_ns, decoded), ...]}.
+    """
+    Every message (or those of ``topics``) as {topic: [(log_time_ns, decoded), ...]}.
 
     Messages are in log-time order; every requested topic, and every channel of
     the file when ``topics`` is None, is present (maybe empty).
@@ -64,7 +66,7 @@ def message_counts(path: str) -> dict[str, int]:
 
 
 def metadata(path: str, name: str = 'lnn_control') -> dict[str, str]:
-    """The key/value metadata record ``name`` the recorder wrote (empty if none)."""
+    """Return the key/value metadata record ``name`` the recorder wrote (empty if none)."""
     with open(path, 'rb') as f:
         for record in _reader(f).iter_metadata():
             if record.name == name:
@@ -89,13 +91,13 @@ def stamp_ns(stamp: Any) -> int:
 
 def joint_states(messages: Sequence[tuple[int, Any]],
                  joints: Optional[Sequence[str]] = None) -> dict[str, Any]:
-    """JointState messages -> arrays, columns in ``joints`` order (default: the first
-    message's names).
+    """
+    Convert JointState messages to arrays, columns in ``joints`` order.
 
-    Returns ``names``, ``t`` (header stamp, s), ``stamp_ns`` (header stamp, integer
-    ns, for exact matching), ``log_time`` (ns), ``position``,
-    ``velocity``, ``effort`` ((k, n); NaN where a message lacks the field or the
-    joint). Messages are matched by name, so joint order may differ between them.
+    The default order is the first message's names. Returns ``names``, ``t`` (header stamp,
+    s), ``stamp_ns`` (header stamp, integer ns, for exact matching), ``log_time`` (ns),
+    ``position``, ``velocity``, ``effort`` ((k, n); NaN where a message lacks the field or
+    the joint). Messages are matched by name, so joint order may differ between them.
     """
     if joints is None:
         joints = list(messages[0][1].name) if messages else []
@@ -121,8 +123,11 @@ def joint_states(messages: Sequence[tuple[int, Any]],
 
 
 def float64_arrays(messages: Sequence[tuple[int, Any]]) -> dict[str, np.ndarray]:
-    """Float64MultiArray messages -> ``log_time`` (ns), ``t`` (log time, s) and
-    ``data`` ((k, n); rows of a different length are NaN-padded/truncated to the first)."""
+    """
+    Convert Float64MultiArray messages to ``log_time`` (ns), ``t`` (log time, s) and ``data``.
+
+    ``data`` is (k, n); rows of a different length are NaN-padded/truncated to the first.
+    """
     k = len(messages)
     n = len(messages[0][1].data) if messages else 0
     data = np.full((k, n), np.nan)
@@ -141,7 +146,7 @@ def clock_times(messages: Sequence[tuple[int, Any]]) -> np.ndarray:
 
 def diagnostics_values(messages: Sequence[tuple[int, Any]],
                        name_contains: str = '') -> list[tuple[int, str, dict[str, str]]]:
-    """DiagnosticArray messages -> [(log_time_ns, status name, {key: value}), ...]."""
+    """Convert DiagnosticArray messages to [(log_time_ns, status name, {key: value}), ...]."""
     out = []
     for log_time, msg in messages:
         for status in msg.status:

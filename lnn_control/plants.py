@@ -1,4 +1,5 @@
-"""MuJoCo plants driven by joint efforts, plus the PD gain rule for honest baselines.
+"""
+MuJoCo plants driven by joint efforts, plus the PD gain rule for honest baselines.
 
 ROS-free on purpose: the node, benchmarks and tests all share this one simulator wrapper.
 """
@@ -43,7 +44,8 @@ def model_path(name_or_path: str) -> str:
 
 def pd_gains(inertia: np.ndarray, natural_frequency: float,
              damping_ratio: float) -> tuple[np.ndarray, np.ndarray]:
-    """Kp = I wn^2, Kd = 2 zeta wn I: a critically-ish damped loop per joint.
+    """
+    Kp = I wn^2, Kd = 2 zeta wn I: a critically-ish damped loop per joint.
 
     The honest-baseline rule picks wn >= 4x the highest reference frequency (rad/s)
     and zeta in [0.7, 1], so PD is tuned well rather than made weak for the learner.
@@ -57,7 +59,7 @@ def pd_gains(inertia: np.ndarray, natural_frequency: float,
 def honest_gains(plant: 'Plant', max_reference_hz: float = MAX_REFERENCE_HZ,
                  bandwidth_factor: float = BANDWIDTH_FACTOR,
                  damping_ratio: float = DAMPING_RATIO) -> tuple[np.ndarray, np.ndarray]:
-    """The baseline PD gains of ``plant`` from its nominal inertia (the README's rule)."""
+    """Return the baseline PD gains of ``plant`` from its nominal inertia (the README's rule)."""
     wn = 2 * math.pi * max_reference_hz * bandwidth_factor
     return pd_gains(plant.nominal_inertia(), wn, damping_ratio)
 
@@ -182,7 +184,8 @@ class Plant:
 
     @payload_scale.setter
     def payload_scale(self, scale: float) -> None:
-        """Scale mass and inertia of the payload body relative to nominal (not cumulative).
+        """
+        Scale mass and inertia of the payload body relative to nominal (not cumulative).
 
         No mj_setConst: it would overwrite the live state; the change acts at the next step.
         """
@@ -199,8 +202,11 @@ class Plant:
 
     @friction_scale.setter
     def friction_scale(self, scale: float) -> None:
-        """Scale the Coulomb friction (MuJoCo frictionloss) of every joint relative
-        to nominal (not cumulative): wear, a dry bearing, a cold gearbox."""
+        """
+        Scale the Coulomb friction (MuJoCo frictionloss) of every joint relative to nominal.
+
+        Not cumulative; for wear, a dry bearing, a cold gearbox.
+        """
         scale = float(scale)
         if not (math.isfinite(scale) and scale >= 0):
             raise ValueError(f'friction_scale must be finite and >= 0, got {scale}')
@@ -208,7 +214,8 @@ class Plant:
         self._friction_scale = scale
 
     def mass_matrix(self) -> np.ndarray:
-        """(n, n) joint-space mass matrix of the controlled joints at the current state.
+        """
+        (n, n) joint-space mass matrix of the controlled joints at the current state.
 
         Computed on a scratch MjData so a payload change is reflected immediately.
         """

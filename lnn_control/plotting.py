@@ -10,9 +10,12 @@ def tracking_figure(traces: Sequence, path: str, title: str = '',
                     payload_change_at: float | None = None,
                     joint_names: Sequence[str] = (),
                     recovery_time_s: float | None = None) -> None:
-    """Write a PNG comparing runs (each with t, q_d, q, command, learning_error);
-    the plant change, the adaptive run's recovery time, supervisor interventions
-    and detected plant changes are marked."""
+    """
+    Write a PNG comparing runs (each with t, q_d, q, command, learning_error).
+
+    The plant change, the adaptive run's recovery time, supervisor interventions and
+    detected plant changes are marked.
+    """
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt

@@ -1,5 +1,7 @@
-"""What a demo recording (``run.mcap`` of ``lnn-control demo``) holds, as closed-loop
-traces: ROS-free, so ``lnn-control plot`` and the analysis run without ROS.
+"""
+What a demo recording (``run.mcap`` of ``lnn-control demo``) holds, as closed-loop traces.
+
+ROS-free, so ``lnn-control plot`` and the analysis run without ROS.
 
 The demo runs two arms side by side, each a simulator and a controller in a
 namespace of its own (``ARMS``); the recording holds their joint_states,
@@ -19,7 +21,8 @@ CONTROL_PERIOD_S = 0.01
 
 
 def traces_from_mcap(path: str) -> tuple[list[CL.Trace], dict[str, str]]:
-    """PD and adaptive traces from a demo recording, on the loop's own time axis.
+    """
+    PD and adaptive traces from a demo recording, on the loop's own time axis.
 
     Time zero is each arm's first control tick (its first ``desired``); the
     measured state of tick t is the latest joint_states stamped at or before t.
@@ -62,9 +65,12 @@ def traces_from_mcap(path: str) -> tuple[list[CL.Trace], dict[str, str]]:
 
 
 def _supervisor_from_diagnostics(messages, hardware_id: str, t0_ns: int) -> dict:
-    """The learning supervisor's interventions and the detected plant changes as
-    the node reported them on /diagnostics (1 Hz: an event's time is that of the
-    first status counting it)."""
+    """
+    Collect the learning supervisor's interventions and the detected plant changes.
+
+    Both as the node reported them on /diagnostics (1 Hz: an event's time is that of the
+    first status counting it).
+    """
     events, last, state, gain, detections = [], {}, None, None, []
     for _, msg in messages:
         for status in msg.status:

@@ -1,4 +1,5 @@
-"""The fixed random recurrent network that turns input history into features.
+"""
+The fixed random recurrent network that turns input history into features.
 
 Three neuron models share one construction (sparse recurrent matrix in CSR
 scaled to a spectral radius, dense input weights, biases) so they can be
@@ -9,12 +10,20 @@ from __future__ import annotations
 import numpy as np
 
 from . import kernels as K
+from . import schema
 
-NEURON_MODELS = ('esn', 'ltc', 'lif')
+# The settings and their ranges are the schema's ``reservoir.*`` parameters.
+_SETTINGS = {p.name.split('.', 1)[1]: p for p in schema.CONTROLLER
+             if p.name.startswith('reservoir.')}
+NEURON_MODELS = _SETTINGS['neuron_model'].choices
 
 
 class Reservoir:
-    """A reservoir of ``size`` neurons driven by ``n_inputs`` inputs.
+    """
+    A reservoir of ``size`` neurons driven by ``n_inputs`` inputs.
+
+    Settings outside the ranges of the schema's ``reservoir.*`` parameters
+    raise ValueError naming each.
 
     ``step(u)`` advances one control tick of ``dt`` seconds and returns the
     feature vector (the state for esn/ltc, filtered spike traces for lif).
@@ -27,27 +36,20 @@ class Reservoir:
                  density: float = 0.05, seed: int = 0, dt: float = 0.01,
                  ltc_unfolds: int = 6, lif_substeps: int = 5,
                  lif_trace_time_constant_s: float = 0.05):
-        if neuron_model not in NEURON_MODELS:
-            raise ValueError(f"neuron_model must be one of {', '.join(NEURON_MODELS)}; "
-                             f'got {neuron_model!r}')
-        if n_inputs < 1 or size < 1:
-            raise ValueError('a reservoir needs at least one input and one neuron')
-        if not 0.0 < density <= 1.0:
-            raise ValueError(f'density must be in (0, 1]; got {density}')
+        problems = [reason for name, value in (
+                        ('size', size), ('neuron_model', neuron_model),
+                        ('spectral_radius', spectral_radius), ('leak_rate', leak_rate),
+                        ('input_scaling', input_scaling), ('bias_scaling', bias_scaling),
+                        ('density', density), ('seed', seed), ('ltc_unfolds', ltc_unfolds),
+                        ('lif_substeps', lif_substeps),
+                        ('lif_trace_time_constant_s', lif_trace_time_constant_s))
+                    if (reason := schema.check(_SETTINGS[name], value))]
+        if n_inputs < 1:
+            problems.append('a reservoir needs at least one input')
         if not dt > 0:
-            raise ValueError(f'dt must be > 0; got {dt}')
-        for name, value in (('spectral_radius', spectral_radius),
-                            ('input_scaling', input_scaling), ('bias_scaling', bias_scaling)):
-            if not (np.isfinite(value) and value >= 0):
-                raise ValueError(f'{name} must be finite and >= 0; got {value}')
-        if not 0.0 < leak_rate <= 1.0:
-            raise ValueError(f'leak_rate must be in (0, 1]; got {leak_rate}')
-        if ltc_unfolds < 1 or lif_substeps < 1:
-            raise ValueError(f'ltc_unfolds and lif_substeps must be >= 1; '
-                             f'got {ltc_unfolds}, {lif_substeps}')
-        if not (np.isfinite(lif_trace_time_constant_s) and lif_trace_time_constant_s > 0):
-            raise ValueError(f'lif_trace_time_constant_s must be > 0; '
-                             f'got {lif_trace_time_constant_s}')
+            problems.append(f'dt must be > 0; got {dt}')
+        if problems:
+            raise ValueError('; '.join(problems))
         self.n_inputs, self.size, self.neuron_model = int(n_inputs), int(size), neuron_model
         self.dt, self.leak_rate = float(dt), float(leak_rate)
         self.ltc_unfolds, self.lif_substeps = int(ltc_unfolds), int(lif_substeps)
@@ -99,7 +101,7 @@ class Reservoir:
         return self.state
 
     def twin(self) -> 'Reservoir':
-        """A reservoir with the same weights and its own state."""
+        """Return a reservoir with the same weights and its own state."""
         other = object.__new__(Reservoir)
         other.__dict__.update(self.__dict__)
         for name in ('state', '_v', '_refractory', '_spikes', '_scratch'):

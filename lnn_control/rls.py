@@ -1,4 +1,5 @@
-"""Linear readout trained online by recursive least squares.
+"""
+Linear readout trained online by recursive least squares.
 
 Two forgetting schemes, both free of covariance windup:
 
@@ -17,16 +18,15 @@ Two forgetting schemes, both free of covariance windup:
 """
 from __future__ import annotations
 
-import os
-import tempfile
-
 import numpy as np
 
 from . import kernels as K
+from .readout_file import load_npz, save_npz
 
 
 class RLSReadout:
-    """Multi-output readout ``y = W.T @ [1, phi]`` adapted by exponentially weighted RLS.
+    """
+    Multi-output readout ``y = W.T @ [1, phi]`` adapted by exponentially weighted RLS.
 
     P is symmetric: only its upper triangle is stored and updated (see
     ``kernels.rls_update``). ``update`` allocates nothing.
@@ -109,7 +109,8 @@ class RLSReadout:
         return out
 
     def update(self, phi: np.ndarray, error: np.ndarray) -> float:
-        """Adapt with the a-priori ``error`` (target minus the prediction for ``phi``).
+        """
+        Adapt with the a-priori ``error`` (target minus the prediction for ``phi``).
 
         Returns the a-posteriori error factor (error left after the step over
         error before it, in (0, 1]), or 1.0 when frozen. Non-finite or
@@ -132,7 +133,11 @@ class RLSReadout:
         return post
 
     def train(self, phi: np.ndarray, target: np.ndarray) -> np.ndarray:
-        """Convenience: one update towards ``target``; returns the a-priori error."""
+        """
+        Make one update towards ``target``; return the a-priori error.
+
+        A convenience over ``update``.
+        """
         target = np.asarray(target, dtype=float)
         if target.shape != (self.n_outputs,):
             raise ValueError(f'readout expects {self.n_outputs} targets, got shape {target.shape}')
@@ -143,9 +148,12 @@ class RLSReadout:
         return err
 
     def restart_covariance(self, gain_scale: float = 1.0) -> None:
-        """P back to ``gain_scale`` x its initial value (and the trace cap with it),
-        keeping the weights: learning goes on from what was learned, with fresh
-        (or cut) adaptation gain. O(n^2); for interventions, never per tick."""
+        """
+        Reset P to ``gain_scale`` x its initial value (and the trace cap with it).
+
+        The weights are kept: learning goes on from what was learned, with fresh (or cut)
+        adaptation gain. O(n^2); for interventions, never per tick.
+        """
         self._check_positive('gain_scale', gain_scale)
         keep, updates = self.w.copy(), self.updates
         self.reset()
@@ -157,14 +165,17 @@ class RLSReadout:
             self._st[K.ST_TRACE_CAP] *= gain_scale
 
     def rescale_inputs(self, factors: np.ndarray, gain_scale: float = 1.0) -> None:
-        """Input i is now divided by ``factors[i]`` times what it was divided by:
-        keep every prediction the same (w_i *= f_i) and restart P at
-        ``gain_scale`` x its initial value. What P had gathered was gathered on
-        inputs of another scale (and on reservoir states those inputs drove);
-        carrying it over exactly (D P D) multiplies the gain along a grown input
-        by f^2, which destabilised 2-link arms, and keeping it unchanged left
-        learning slow. Used when automatic normalisation changes a scale: a few
-        times while the reference first shows its range, never per tick."""
+        """
+        Adapt to rescaled inputs: keep every prediction the same and restart P.
+
+        Input i is now divided by ``factors[i]`` times what it was divided by: keep every
+        prediction the same (w_i *= f_i) and restart P at ``gain_scale`` x its initial
+        value. What P had gathered was gathered on inputs of another scale (and on reservoir
+        states those inputs drove); carrying it over exactly (D P D) multiplies the gain
+        along a grown input by f^2, which destabilised 2-link arms, and keeping it unchanged
+        left learning slow. Used when automatic normalisation changes a scale: a few times
+        while the reference first shows its range, never per tick.
+        """
         self.w[int(self.bias):] *= np.asarray(factors, dtype=float)[:, None]
         self.restart_covariance(gain_scale)
 
@@ -173,7 +184,7 @@ class RLSReadout:
         return float(self._st[K.ST_TRACE])
 
     def covariance(self) -> np.ndarray:
-        """The full symmetric P (applies the pending update first)."""
+        """Return the full symmetric P (applies the pending update first)."""
         K.rls_flush(self.p, self._g, self._st)
         return self.p.copy()
 
@@ -186,8 +197,12 @@ class RLSReadout:
                 'shape': np.array([self.n_inputs, self.n_outputs, int(self.bias)])}
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
-        """Restore a readout. Everything is checked before anything is changed,
-        so a file of another shape or with bad values leaves this one intact."""
+        """
+        Restore a readout.
+
+        Everything is checked before anything is changed, so a file of another shape or with
+        bad values leaves this one intact.
+        """
         try:
             shape = tuple(int(v) for v in np.asarray(state['shape']).ravel())
             directional = float(state.get('directional', 0.0))
@@ -231,21 +246,15 @@ class RLSReadout:
         self.load_state_dict(load_npz(path))
 
 
-def save_npz(path: str, arrays: dict[str, np.ndarray]) -> None:
-    """Write ``arrays`` atomically: a crash mid-write never leaves a torn file."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix='.readout-', suffix='.npz')
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+def warm_up() -> None:
+    """
+    Compile (or load from numba's cache) the RLS kernels of both forgetting schemes.
 
-
-def load_npz(path: str) -> dict[str, np.ndarray]:
-    with np.load(path, allow_pickle=False) as data:
-        return {k: data[k] for k in data.files}
+    They run on a tiny readout, so a control tick never pays for it.
+    """
+    n = 3
+    for forgetting in RLSReadout.FORGETTING:
+        r = RLSReadout(n, 1, 0.99, 1.0, forgetting=forgetting)
+        r.update(np.ones(n), np.ones(1))
+        r.predict(np.ones(n))
+        r.covariance()

@@ -1,4 +1,5 @@
-"""The one parameter schema: names, types, defaults, ranges and descriptions.
+"""
+The one parameter schema: names, types, defaults, ranges and descriptions.
 
 The ROS node declares its parameters from here, the YAML files in ``config/``
 are checked against it, the CLI resolves its settings through it and
@@ -11,8 +12,8 @@ controls it, and ``config/pendulum.yaml`` states them explicitly. ROS-free.
 from __future__ import annotations
 
 import array
-import math
 from dataclasses import dataclass
+import math
 from typing import Any, Iterable, Mapping
 
 import numpy as np
@@ -28,7 +29,8 @@ BOOL, INT, DOUBLE, STRING, DOUBLE_ARRAY, STRING_ARRAY = (
 
 @dataclass(frozen=True)
 class Param:
-    """One parameter.
+    """
+    One parameter.
 
     ``per_joint`` arrays hold one value per entry of ``joints`` (a single value
     applies to every joint). ``read_only`` marks settings whose change would
@@ -45,12 +47,13 @@ class Param:
     read_only: bool = False
     per_joint: bool = False
     open_low: bool = False   # value must be strictly greater than ``low``
+    unique: bool = False     # string[]: no entry may repeat
 
 
 CONTROLLER = (
     Param('joints', STRING_ARRAY, ['joint1'],
           'Controlled joints, in command order; joint_states are matched by name.',
-          read_only=True),
+          read_only=True, unique=True),
     Param('control_rate_hz', DOUBLE, 100.0,
           'Control loop rate on the node clock (sim time with use_sim_time).',
           1.0, 2000.0, read_only=True),
@@ -98,7 +101,7 @@ CONTROLLER = (
           'Learning stays frozen (or the feedforward zeroed) this long after an '
           'intervention [s].', 0.0, 600.0, open_low=True),
     Param('change_detection.enabled', BOOL, True,
-          'Detect plant changes (payload, friction) from a jump of the slow readout\'s '
+          "Detect plant changes (payload, friction) from a jump of the slow readout's "
           'error and restart the covariances, so it re-learns in seconds rather than '
           'minutes (docs: "Re-adaptation").'),
     Param('change_detection.threshold', DOUBLE, 0.5,
@@ -182,7 +185,7 @@ SIMULATOR = (
           read_only=True),
     Param('joints', STRING_ARRAY, [],
           'Actuated joints, in command order; empty: every motor-driven joint.',
-          read_only=True),
+          read_only=True, unique=True),
     Param('lockstep', BOOL, True,
           'Advance one control period per received command and publish /clock '
           '(deterministic); false: run in real time.', read_only=True),
@@ -241,8 +244,8 @@ def check(param: Param, value: Any, n_joints: int | None = None) -> str | None:
     if kind == STRING_ARRAY:
         if isinstance(value, str) or not all(isinstance(v, str) for v in value):
             return f'{param.name} must be a list of strings'
-        if param.name == 'joints' and len(set(value)) != len(value):
-            return 'joints must not repeat a name'
+        if param.unique and len(set(value)) != len(value):
+            return f'{param.name} must not repeat a name'
         return None
     values = list(value) if kind == DOUBLE_ARRAY else [value]
     if kind == INT and (isinstance(value, bool) or not isinstance(value, (int, np.integer))):
@@ -265,7 +268,8 @@ def check(param: Param, value: Any, n_joints: int | None = None) -> str | None:
 
 def resolve(overrides: Mapping[str, Any] | None = None,
             schema: Iterable[Param] = CONTROLLER) -> dict[str, Any]:
-    """Defaults updated by ``overrides``, validated; per-joint arrays broadcast.
+    """
+    Defaults updated by ``overrides``, validated; per-joint arrays broadcast.
 
     Raises ValueError naming every unknown or invalid entry.
     """
@@ -279,15 +283,25 @@ def resolve(overrides: Mapping[str, Any] | None = None,
     errors += [r for p in schema if (r := check(p, values[p.name], n))]
     if errors:
         raise ValueError('; '.join(errors))
-    for p in schema:
-        if p.kind == DOUBLE_ARRAY:
-            arr = np.asarray(values[p.name], dtype=np.float64)
-            values[p.name] = np.full(n, arr[0]) if p.per_joint and arr.size == 1 and n else arr
-    return values
+    return {p.name: coerce(p, values[p.name], n) for p in schema}
+
+
+def coerce(param: Param, value: Any, n_joints: int | None) -> Any:
+    """
+    Return a valid value in its stored form.
+
+    Double arrays become float arrays, and a single per-joint value is broadcast to every
+    joint.
+    """
+    if param.kind != DOUBLE_ARRAY:
+        return value
+    arr = np.asarray(value, dtype=np.float64)
+    return np.full(n_joints, arr[0]) if param.per_joint and arr.size == 1 and n_joints else arr
 
 
 def load_yaml_overrides(path: str, node_name: str) -> dict[str, Any]:
-    """Parameters for ``node_name`` from a ROS 2 parameter file.
+    """
+    Parameters for ``node_name`` from a ROS 2 parameter file.
 
     Accepts the ``/**:``, ``<node>:`` and ``/<ns>/<node>:`` forms and merges
     them in that order (more specific wins), as ROS does.
@@ -315,7 +329,7 @@ def _flatten(tree: Mapping[str, Any], prefix: str = '') -> dict[str, Any]:
 
 
 def markdown(schema: Iterable[Param], title: str) -> str:
-    """A Markdown table of ``schema`` for the docs."""
+    """Return a Markdown table of ``schema`` for the docs."""
     rows = [f'## {title}', '',
             '| name | type | default | range / choices | live | description |',
             '|---|---|---|---|---|---|']

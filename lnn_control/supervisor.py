@@ -1,4 +1,5 @@
-"""The learning supervisor: learning may never make tracking worse than PD alone.
+"""
+The learning supervisor: learning may never make tracking worse than PD alone.
 
 Feedback-error learning with RLS behaves like a high-gain integral loop on top
 of the PD loop; whether it is stable depends on the feature scale, the initial
@@ -50,7 +51,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import kernels as K
+from . import control_kernels as CK
 
 LEARNING, FROZEN, PD_ONLY = 'learning', 'frozen', 'pd_only'
 GAIN_CUT = 0.1
@@ -70,9 +71,12 @@ class Intervention:
 
 
 class LearningSupervisor:
-    """Watches rho (see the module docstring) and rolls back, freezes or zeroes
-    the readouts of an ``AdaptiveController``; the controller calls ``observe``
-    once per tick after computing its command."""
+    """
+    Watches rho and rolls back, freezes or zeroes the readouts of an ``AdaptiveController``.
+
+    rho: see the module docstring. The controller calls ``observe`` once per tick after
+    computing its command.
+    """
 
     def __init__(self, controller, trip_ratio: float, window_s: float, hold_s: float,
                  enabled: bool = True):
@@ -82,7 +86,7 @@ class LearningSupervisor:
         self.window_s = float(window_s)
         self.hold_s = float(hold_s)
         n = controller.n
-        self._stats = np.zeros(K.SV_SIZE)          # EWMAs (see kernels.supervisor_stats)
+        self._stats = np.zeros(CK.SV_SIZE)          # EWMAs (see control_kernels.supervisor_stats)
         self._inv_kp = np.zeros(n)
         self._beta = np.ones(n)                    # low-pass coefficients, per joint
         self._lp = np.zeros((2, n))                # low-passed error and effort
@@ -101,11 +105,13 @@ class LearningSupervisor:
 
     # -- configuration ---------------------------------------------------------
     def set_gains(self, kp: np.ndarray, kd: np.ndarray, command_limit: np.ndarray) -> None:
-        """Error units: effort / kp (effort / command_limit where kp is 0).
+        """
+        Set the error units: effort / kp (effort / command_limit where kp is 0).
 
-        The second estimate of rho low-passes both efforts at kp/kd rad/s, about
-        the PD loop's bandwidth (2 zeta omega_n = kd/I, omega_n^2 = kp/I give
-        omega_n = 2 zeta kp/kd), so the figure follows what moves the plant."""
+        The second estimate of rho low-passes both efforts at kp/kd rad/s, about the PD
+        loop's bandwidth (2 zeta omega_n = kd/I, omega_n^2 = kp/I give omega_n = 2 zeta
+        kp/kd), so the figure follows what moves the plant.
+        """
         self._inv_kp[:] = 1.0 / np.where(kp > 0, kp, command_limit)
         wc_dt = kp / np.where(kd > 0, kd, 1.0) * self.ctrl.dt
         self._beta[:] = np.where(kd > 0, wc_dt / (1.0 + wc_dt), 1.0)
@@ -129,8 +135,8 @@ class LearningSupervisor:
 
     @property
     def ratio(self) -> float:
-        """The current estimate of rho (1 before there is data)."""
-        return float(self._stats[K.SV_RHO]) if self._stats[K.SV_TOTAL] > 0 else 1.0
+        """Latest estimate of rho (1 before there is data)."""
+        return float(self._stats[CK.SV_RHO]) if self._stats[CK.SV_TOTAL] > 0 else 1.0
 
     @property
     def learning_allowed(self) -> bool:
@@ -144,14 +150,14 @@ class LearningSupervisor:
         ctrl = self.ctrl
         window_ticks = max(1, int(self.window_s / ctrl.dt + 0.5))
         self._ticks_in_state += 1
-        harmful = K.supervisor_stats(pd, ff, command, ctrl.command_limit, self._inv_kp,
-                                     self._beta, self._lp, float(ff_at_bound),
-                                     min(1.0, ctrl.dt / self.window_s),
-                                     self.trip_ratio, PUSH_FRACTION,
-                                     self._ticks_in_state >= window_ticks, self._stats)
+        harmful = CK.supervisor_stats(pd, ff, command, ctrl.command_limit, self._inv_kp,
+                                      self._beta, self._lp, float(ff_at_bound),
+                                      min(1.0, ctrl.dt / self.window_s),
+                                      self.trip_ratio, PUSH_FRACTION,
+                                      self._ticks_in_state >= window_ticks, self._stats)
         if self.state == LEARNING:
             if refused_step or harmful:
-                rho, push = self.ratio, self._stats[K.SV_PUSH]
+                rho, push = self.ratio, self._stats[CK.SV_PUSH]
                 self._rollback('RLS step refused as numerically unusable' if refused_step
                                else f'estimated error ratio to PD {rho:.2f} > trip_ratio '
                                     f'{self.trip_ratio:g}' if rho > self.trip_ratio
@@ -173,9 +179,13 @@ class LearningSupervisor:
                          'of PD only')
 
     def _take_snapshot(self) -> None:
-        """Every 2 windows: the previous candidate becomes the good snapshot if rho
-        stayed low through the whole interval since it was taken."""
-        good = self._stats[K.SV_MAX] < GOOD_FRACTION * self.trip_ratio
+        """
+        Take a new snapshot candidate, promoting the previous one if rho stayed low since.
+
+        Called every 2 windows: the previous candidate becomes the good snapshot if rho
+        stayed low through the whole interval since it was taken.
+        """
+        good = self._stats[CK.SV_MAX] < GOOD_FRACTION * self.trip_ratio
         if good and self._candidate_ok:
             for g, c in zip(self._good, self._candidate):
                 g[:] = c
@@ -185,7 +195,7 @@ class LearningSupervisor:
             c[:] = r.w
         self._candidate_ok = good
         self._interval_ticks = 0
-        self._stats[K.SV_MAX] = 0.0
+        self._stats[CK.SV_MAX] = 0.0
 
     # -- responses -------------------------------------------------------------
     def _record(self, action: str, reason: str) -> None:

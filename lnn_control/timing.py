@@ -1,12 +1,16 @@
-"""Wall-clock timing of control ticks: what the node reports on /diagnostics and
-the loop benchmark reads (ROS-free)."""
+"""
+Wall-clock timing of control ticks (ROS-free).
+
+What the node reports on /diagnostics and the loop benchmark reads.
+"""
 from __future__ import annotations
 
 import numpy as np
 
 
 class TickStats:
-    """Ring buffers of per-tick timings (wall clock), read by diagnostics and benchmarks.
+    """
+    Ring buffers of per-tick timings (wall clock), read by diagnostics and benchmarks.
 
     Preallocated so recording costs no allocation on the control path.
     """
@@ -35,8 +39,15 @@ class TickStats:
             self.overruns += 1
         self.count += 1
 
+    def compute_ms(self, k: int) -> tuple[float, float, float]:
+        """Return p50, p99 and max of the latest ``k`` compute times [ms] (NaN if none)."""
+        compute = self.last(self.compute_ns, k) * 1e-6
+        if not compute.size:
+            return float('nan'), float('nan'), float('nan')
+        return np.percentile(compute, 50), np.percentile(compute, 99), compute.max()
+
     def last(self, series: np.ndarray, k: int) -> np.ndarray:
-        """The most recent ``k`` (at most ``capacity``) entries of a series, oldest first."""
+        """Return the latest ``k`` (at most ``capacity``) entries of a series, oldest first."""
         k = min(k, self.count, self.capacity)
         end = self.count % self.capacity
         if k <= end:

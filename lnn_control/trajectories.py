@@ -1,4 +1,5 @@
-"""Joint-space references with analytic derivatives.
+"""
+Joint-space references with analytic derivatives.
 
 Controllers need q, qd and qdd of the desired trajectory (feedforward inputs and PD error),
 so every reference writes all three into preallocated arrays without allocating per tick.
@@ -17,7 +18,8 @@ def _finite(name: str, a: np.ndarray) -> np.ndarray:
 
 
 class SumOfSines:
-    """Smooth multi-sine reference with analytic velocity and acceleration.
+    """
+    Smooth multi-sine reference with analytic velocity and acceleration.
 
     q_i(t) = offset_i + sum_k A_ik sin(2 pi f_ik t + phi_ik). amplitudes, frequencies_hz and
     phases have shape (n_joints, k); a 1-D (k,) input means one joint. offsets: (n_joints,).
@@ -67,7 +69,8 @@ class SumOfSines:
     def standard(cls, n_joints: int, amplitude: float | Sequence[float] = 0.5,
                  max_frequency_hz: float = 0.55, seed: int = 0,
                  offsets=None) -> 'SumOfSines':
-        """The demo reference: per joint 3 sines at (0.15, 0.3, 0.55) * max / 0.55 Hz.
+        """
+        Build the demo reference: per joint 3 sines at (0.15, 0.3, 0.55) * max / 0.55 Hz.
 
         Amplitude is split 0.5/0.3/0.2 so the peak never exceeds `amplitude`; random
         phases (seeded, different per joint) keep the joints from moving in lockstep.
@@ -113,7 +116,8 @@ MODES = ('hold', 'sine', 'sum_of_sines')
 
 
 def make_reference(mode: str, n_joints: int, amplitude, frequency_hz, offset=None, seed=0):
-    """Build a reference by name; amplitude/frequency/offset are scalars or per joint.
+    """
+    Build a reference by name; amplitude/frequency/offset are scalars or per joint.
 
     'hold' stays at `offset`; 'sum_of_sines' uses frequency_hz as its highest frequency.
     """
@@ -127,3 +131,57 @@ def make_reference(mode: str, n_joints: int, amplitude, frequency_hz, offset=Non
     if mode == 'sum_of_sines':
         return SumOfSines.standard(n_joints, amplitude, float(frequency_hz), seed, offsets)
     raise ValueError(f'unknown reference mode {mode!r}; choose one of {", ".join(MODES)}')
+
+
+class DesiredState:
+    """
+    This tick's desired state (``q``, ``qd``, ``qdd``, one value per joint).
+
+    It serves a front end that may be given a reference or generate one.
+
+    Generated (``reference.mode`` hold, sine, sum_of_sines; time counted from the first
+    ``update``) when configured so; otherwise the latest reference received; before the
+    first one, ``hold`` (a front end sets it to the first measured position: the one set
+    point that cannot make the robot move).
+    """
+
+    def __init__(self, n_joints: int):
+        self.n = n_joints
+        self.q, self.qd, self.qdd = (np.zeros(n_joints) for _ in range(3))
+        self.hold = np.zeros(n_joints)
+        self.generator = None
+        self._t0_ns = None
+
+    def configure(self, mode: str, amplitude, frequency_hz: float, offset, seed: int) -> None:
+        """Generate ``mode`` (``topic``: follow the references received)."""
+        if mode == 'topic':
+            self.generator = None
+            return
+        n = self.n
+        self.generator = make_reference(
+            mode, n, np.broadcast_to(np.asarray(amplitude, float), (n,)), float(frequency_hz),
+            np.broadcast_to(np.asarray(offset, float), (n,)), seed=int(seed))
+
+    def restart(self) -> None:
+        """Start generated references again at the next ``update``."""
+        self._t0_ns = None
+
+    def update(self, now_ns: int, received=None) -> None:
+        """
+        Set the state for time ``now_ns``.
+
+        ``received``: the latest reference (``q``, ``qd``, ``qdd`` attributes) or None if
+        none came yet.
+        """
+        if self._t0_ns is None:
+            self._t0_ns = now_ns
+        if self.generator is not None:
+            self.generator.sample((now_ns - self._t0_ns) * 1e-9, self.q, self.qd, self.qdd)
+        elif received is not None:
+            self.q[:] = received.q
+            self.qd[:] = received.qd
+            self.qdd[:] = received.qdd
+        else:
+            self.q[:] = self.hold
+            self.qd[:] = 0.0
+            self.qdd[:] = 0.0

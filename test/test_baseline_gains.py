@@ -1,15 +1,17 @@
-"""The PD baseline in config/ is what a competent engineer would pick.
+"""
+The PD baseline in config/ is what a competent engineer would pick.
 
 Rule: closed-loop natural frequency at least 4x the highest reference
 frequency, damping ratio 0.7-1, for the nominal plant (kp = I wn^2,
 kd = 2 zeta wn I, I the nominal joint-space inertia).
 """
+from lnn_control import closed_loop as CL
+from lnn_control import schema
+from lnn_control.plants import Plant, PLANTS
 import numpy as np
 import pytest
 
-from lnn_control import closed_loop as CL
-from lnn_control import schema
-from lnn_control.plants import PLANTS, Plant
+pytestmark = pytest.mark.unit
 
 
 @pytest.mark.parametrize('plant', PLANTS)

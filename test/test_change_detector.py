@@ -1,19 +1,27 @@
-"""The plant-change detector: kernel parity, what fires it and what does not,
-and what the controller does when it fires (ROS-free, deterministic)."""
+"""
+The plant-change detector (ROS-free, deterministic).
+
+Kernel parity, what fires it and what does not, and what the controller does
+when it fires.
+"""
+from lnn_control import change_detector as CD
+from lnn_control import closed_loop as CL
+from lnn_control.controller import AdaptiveController, RESTART_GAIN
+from lnn_control.kernels_numpy import ChangeCusum
 import numpy as np
 import pytest
 
-from lnn_control import change_detector as CD
-from lnn_control import closed_loop as CL
-from lnn_control.controller import RESTART_GAIN, AdaptiveController
-from lnn_control.kernels_numpy import ChangeCusum
+pytestmark = pytest.mark.unit
 
 DT = 0.01
 
 
 def _bursty(rng, ticks, level):
-    """A steady error with bursts at 'hard parts' of a reference: twice as large
-    for 0.2 s every 1.7 s, plus noise; in effort units, two joints."""
+    """
+    Return a steady error with bursts at 'hard parts' of a reference.
+
+    Twice as large for 0.2 s every 1.7 s, plus noise; in effort units, two joints.
+    """
     t = np.arange(ticks) * DT
     envelope = level * (1.0 + 1.0 * ((t % 1.7) < 0.2))
     return envelope[:, None] * (0.5 + rng.random((ticks, 2)))
@@ -79,9 +87,12 @@ def _pendulum_params(**extra):
 
 
 def test_a_payload_change_restarts_the_covariances_and_keeps_the_weights():
-    """Offline pendulum, payload x2 at 30 s: detected within 1 s, both
-    covariances restarted then (the slow one at RESTART_GAIN, both times the
-    supervisor's gain), the weights kept."""
+    """
+    Offline pendulum, payload x2 at 30 s: detected within 1 s.
+
+    Both covariances are restarted then (the slow one at RESTART_GAIN, both
+    times the supervisor's gain), the weights are kept.
+    """
     params = _pendulum_params()
     seen = {'slow': [], 'fast': []}
 
@@ -110,6 +121,7 @@ def test_a_payload_change_restarts_the_covariances_and_keeps_the_weights():
         assert all(g == pytest.approx(gains[name]) for _, g, _ in seen[name])
 
 
+@pytest.mark.slow
 def test_no_detection_in_steady_operation_with_noise():
     params = _pendulum_params()
     trace = CL.run('pendulum', params, 120.0, position_noise=0.5e-3, velocity_noise=5e-3)

@@ -6,12 +6,17 @@ import sys
 
 from lnn_control import cli
 from lnn_control import schema
+import pytest
+
+pytestmark = pytest.mark.unit
 
 
+@pytest.mark.slow
 def test_offline_demo_writes_summary_and_figure(tmp_path):
     out = tmp_path / 'run'
-    code = cli.main(['demo', '--mode', 'offline', '--plant', 'pendulum', '--neuron', 'esn', '--duration', '16',
-                     '--payload-change-at', '4', '--out', str(out), '--quiet'])
+    code = cli.main(['demo', '--mode', 'offline', '--plant', 'pendulum', '--neuron', 'esn',
+                     '--duration', '16', '--payload-change-at', '4', '--out', str(out),
+                     '--quiet'])
     assert code == 0
     summary = json.loads((out / 'summary.json').read_text())
     for key in ('plant', 'neuron', 'rms_pd', 'rms_adaptive', 'ratio', 'rms_pd_after',
@@ -35,14 +40,16 @@ def test_docs_parameter_table_is_generated_from_the_schema(capsys):
     generated = capsys.readouterr().out
     docs = os.path.join(os.path.dirname(__file__), '..', 'docs', 'parameters.md')
     with open(docs, encoding='utf-8') as f:
-        assert f.read() == generated, 'regenerate: lnn-control params --format markdown > docs/parameters.md'
+        assert f.read() == generated, \
+            'regenerate: lnn-control params --format markdown > docs/parameters.md'
 
 
 def test_yaml_export_round_trips_through_the_schema(tmp_path, capsys):
     cli.main(['params', '--format', 'yaml'])
     path = tmp_path / 'p.yaml'
     path.write_text(capsys.readouterr().out)
-    assert schema.resolve(schema.load_yaml_overrides(str(path), 'lnn_controller'))['reservoir.size'] == 300
+    assert schema.resolve(schema.load_yaml_overrides(
+        str(path), 'lnn_controller'))['reservoir.size'] == 300
 
 
 def test_console_script_is_installed():

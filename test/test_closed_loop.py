@@ -1,12 +1,14 @@
-"""Closed-loop targets on the bundled MuJoCo plants (offline, deterministic).
+"""
+Closed-loop targets on the bundled MuJoCo plants (offline, deterministic).
 
 Several seeds each (the seed changes the reservoir and the reference phases),
 so a pass is not one lucky draw.
 """
+from lnn_control import closed_loop as CL
 import numpy as np
 import pytest
 
-from lnn_control import closed_loop as CL
+pytestmark = pytest.mark.unit
 
 
 def _summary(plant, neuron, seed, duration, change_at=None):
@@ -17,6 +19,7 @@ def _summary(plant, neuron, seed, duration, change_at=None):
     return CL.summarize(pd, adaptive, duration, change_at)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('seed', [0, 1, 2])
 def test_pendulum_esn_learns_and_readapts_after_payload_change(seed):
     """Measured with the zoo-wide defaults: ratio 0.007-0.015, after 0.031-0.055."""
@@ -26,15 +29,20 @@ def test_pendulum_esn_learns_and_readapts_after_payload_change(seed):
     assert np.isfinite(s['recovery_ratio']), s
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('seed', [0, 1])
 def test_arm2_esn_learns_coupled_dynamics(seed):
-    """Measured with the zoo-wide defaults (no arm-specific setting any more):
-    0.07 and 0.11; seed 1's start-up burst is caught by the supervisor (rollback,
-    PD only, resume), which costs it the first 4 s."""
+    """
+    Measured with the zoo-wide defaults (no arm-specific setting any more): 0.07 and 0.11.
+
+    Seed 1's start-up burst is caught by the supervisor (rollback, PD only,
+    resume), which costs it the first 4 s.
+    """
     s = _summary('arm2', 'esn', seed, 40.0)
     assert s['ratio'] <= 0.15, s
 
 
+@pytest.mark.slow
 def test_cartpole_feedforward_anticipates_the_swinging_load():
     """Only the cart is actuated; the pole swings. Measured: ratio 0.059, after 0.080."""
     s = _summary('cartpole', 'esn', 0, 60.0, change_at=40.0)
@@ -42,6 +50,7 @@ def test_cartpole_feedforward_anticipates_the_swinging_load():
     assert s['ratio_after_change'] <= 0.2, s
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('neuron', ['ltc', 'lif'])
 @pytest.mark.parametrize('seed', [0, 1])
 def test_ltc_and_lif_reservoirs_learn_the_pendulum(neuron, seed):
@@ -49,6 +58,7 @@ def test_ltc_and_lif_reservoirs_learn_the_pendulum(neuron, seed):
     assert s['ratio'] <= 0.2, s
 
 
+@pytest.mark.slow
 def test_inverse_model_mode_improves_on_pd():
     params = CL.plant_params('pendulum', {'controller.mode': 'inverse_model'})
     pd = CL.run('pendulum', params, 30.0, learning=False)
@@ -58,8 +68,12 @@ def test_inverse_model_mode_improves_on_pd():
 
 
 def _readaptation(plant, seed, change='payload'):
-    """PD only, adaptive with the change at 40 s, and the adaptive controller on
-    the changed plant from the start: the readaptation figures."""
+    """
+    Return the readaptation figures.
+
+    PD only, adaptive with the change at 40 s, and the adaptive controller on
+    the changed plant from the start.
+    """
     params = CL.plant_params(plant, {'reservoir.seed': seed, 'reference.seed': seed})
     pd, adaptive, settled = (CL.run(plant, params, 60.0, learning=learning, payload_change_at=at,
                                     change=change)
@@ -67,12 +81,16 @@ def _readaptation(plant, seed, change='payload'):
     return CL.summarize(pd, adaptive, 60.0, 40.0, settled), adaptive.meta['change_detections']
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('plant, seed', [('pendulum', 0), ('pendulum', 1), ('arm2', 0)])
 def test_readapts_to_the_level_of_a_controller_that_knew_the_new_payload(plant, seed):
-    """Payload x2 at 40 s: detected within 1 s, nothing before it, and 5-10 s
-    after the change the error is within 1.5x of what the same controller has
-    there after learning the heavier plant from the start (measured: pendulum
-    0.78 and 0.33, arm2 0.79)."""
+    """
+    Payload x2 at 40 s: detected within 1 s, nothing before it.
+
+    5-10 s after the change the error is within 1.5x of what the same
+    controller has there after learning the heavier plant from the start
+    (measured: pendulum 0.78 and 0.33, arm2 0.79).
+    """
     s, detections = _readaptation(plant, seed)
     assert detections and 40.0 <= detections[0] <= 41.0, detections
     assert s['readaptation_ratio'] <= 1.5, s

@@ -4,12 +4,13 @@ import pkgutil
 import subprocess
 import sys
 
-import numpy as np
-import pytest
-
 import lnn_control
 from lnn_control import schema
 from lnn_control.controller import AdaptiveController
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.unit
 
 JOINTS = ['j1', 'j2']
 # The signals below are open loop (the measurement ignores the command), so there
@@ -40,7 +41,7 @@ def signals(ticks, n=2, seed=0):
 
 
 def learned_state(ctrl):
-    """Copies of everything learned or carried between ticks (no flush of P)."""
+    """Copy everything learned or carried between ticks (no flush of P)."""
     import copy
     return {'slow.w': ctrl.slow.w.copy(), 'fast.w': ctrl.fast.w.copy(),
             'slow.p': copy.deepcopy(ctrl.slow).covariance(),
@@ -176,8 +177,11 @@ def test_update_params_refuses_read_only(trained_ctrl_factory, changes, name):
 
 
 def test_update_params_accepts_read_only_at_current_value(trained_ctrl_factory):
-    """Re-sending the configured value of a read-only setting (a full parameter
-    file) is not a change."""
+    """
+    Re-sending the configured value of a read-only setting is not a change.
+
+    (As a full parameter file does.)
+    """
     ctrl = trained_ctrl_factory()
     ctrl.update_params({'reservoir.size': 40, 'joints': list(JOINTS), 'kp': [3.0, 3.0]})
     np.testing.assert_array_equal(ctrl.kp, [3.0, 3.0])
@@ -189,7 +193,7 @@ def _out_of_range(name):
 
 
 def _valid_other(name, current):
-    """A valid value of the live double ``name`` different from ``current``."""
+    """Return a valid value of the live double ``name`` different from ``current``."""
     p = schema.by_name()[name]
     value = 0.5 * (p.low + p.high)
     assert value != current
@@ -273,10 +277,13 @@ def test_save_load_gives_identical_commands(tmp_path, trained_ctrl_factory, mode
     np.testing.assert_array_equal(a.fast.w, b.fast.w)
 
 
-def test_load_keeps_forgetting_factors_consistent_with_parameters(tmp_path,
-                                                                   trained_ctrl_factory):
-    """The readouts must run with the forgetting factors the parameters report,
-    whatever factors the loaded file was saved with."""
+def test_load_keeps_forgetting_factors_consistent_with_parameters(
+        tmp_path, trained_ctrl_factory):
+    """
+    The readouts must run with the forgetting factors the parameters report.
+
+    Whatever factors the loaded file was saved with.
+    """
     path = str(tmp_path / 'lam.npz')
     saved = trained_ctrl_factory(**{'rls.forgetting_factor': 0.95,
                                     'rls.fast_forgetting_factor': 1.0})
@@ -335,6 +342,7 @@ CORE = sorted(m.name for m in pkgutil.iter_modules(lnn_control.__path__)
               if m.name not in ('ros', 'tools', 'cli'))
 
 
+@pytest.mark.slow
 def test_core_modules_do_not_import_rclpy():
     procs = {
         name: subprocess.Popen(

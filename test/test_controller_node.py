@@ -1,4 +1,5 @@
-"""The lnn_controller node on real rclpy: topics, parameters, services, faults.
+"""
+The lnn_controller node on real rclpy: topics, parameters, services, faults.
 
 In-process tests run the controller and a test node in one executor with
 simulated time on a per-test ``/clock`` (remapped into the test's namespace,
@@ -15,32 +16,27 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from lnn_control.controller import AdaptiveController
+from lnn_control.ros import conversions as C
+from lnn_control.ros.controller_node import LnnControllerNode
 import numpy as np
 import pytest
+import rclpy
+from rclpy.parameter import Parameter
+from rclpy.parameter_client import AsyncParameterClient
+from rclpy.qos import qos_profile_sensor_data
+from rigs import clock_remap, key_values, PERIOD_NS, RELIABLE, Spinner, unique_namespace
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64MultiArray
+from std_srvs.srv import SetBool, Trigger
 
-import rclpy  # noqa: E402
+pytestmark = pytest.mark.ros
 
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
-from rclpy.parameter import Parameter  # noqa: E402
-from rclpy.parameter_client import AsyncParameterClient  # noqa: E402
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data  # noqa: E402
-from rosgraph_msgs.msg import Clock  # noqa: E402
-from sensor_msgs.msg import JointState  # noqa: E402
-from std_msgs.msg import Float64MultiArray  # noqa: E402
-from std_srvs.srv import SetBool, Trigger  # noqa: E402
-
-from lnn_control.controller import AdaptiveController  # noqa: E402
-from lnn_control.ros import conversions as C  # noqa: E402
-from lnn_control.ros.controller_node import LnnControllerNode  # noqa: E402
-
-HANG_GUARD_S = 30.0
-PERIOD_NS = 10_000_000                       # control_rate_hz 100
 BASE = {'joints': ['j1', 'j2'], 'reservoir.size': 50, 'control_rate_hz': 100.0,
         'kp': [10.0], 'kd': [1.0]}
-RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 
 
 class Rig:
@@ -48,13 +44,13 @@ class Rig:
 
     def __init__(self, context, overrides=None, sensor_qos=10, namespace=None):
         self.context = context
-        self.ns = namespace or f'/t_{uuid.uuid4().hex[:10]}'
+        self.ns = namespace or unique_namespace()
         self.params = {**BASE, **(overrides or {})}
         self.node = LnnControllerNode(
             context=context, namespace=self.ns,
             parameter_overrides=[Parameter('use_sim_time', value=True)]
             + [Parameter(k, value=v) for k, v in self.params.items()],
-            cli_args=['--ros-args', '-r', f'/clock:={self.ns}/clock'])
+            cli_args=clock_remap(self.ns))
         self.tester = rclpy.create_node('rig', context=context, namespace=self.ns)
         self.joint_states = self.tester.create_publisher(JointState, 'joint_states', sensor_qos)
         self.reference = self.tester.create_publisher(JointState, 'lnn_controller/reference', 10)
@@ -66,9 +62,7 @@ class Rig:
         self.diagnostics = []
         self.tester.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics,
                                         RELIABLE)
-        self.executor = SingleThreadedExecutor(context=context)
-        self.executor.add_node(self.node)
-        self.executor.add_node(self.tester)
+        self.spinner = Spinner(context, self.node, self.tester)
         self.now_ns = 0
         self.wait(lambda: (self.joint_states.get_subscription_count() > 0
                            and self.clock.get_subscription_count() > 0
@@ -79,14 +73,10 @@ class Rig:
     def _on_diagnostics(self, msg):
         mine = [s for s in msg.status if s.hardware_id == self.node.get_fully_qualified_name()]
         if mine:
-            self.diagnostics.append({kv.key: kv.value for kv in mine[0].values})
+            self.diagnostics.append(key_values(mine[0]))
 
     def wait(self, condition, what):
-        deadline = time.monotonic() + HANG_GUARD_S
-        while not condition():
-            if time.monotonic() > deadline:
-                raise AssertionError(f'timed out waiting for {what}')
-            self.executor.spin_once(timeout_sec=0.01)
+        self.spinner.wait(condition, what)
 
     def handled(self):
         return self.node.sensor_messages + sum(self.node.rejected[r] for r in C.REASONS)
@@ -131,26 +121,18 @@ class Rig:
         return future.result()
 
     def close(self):
-        self.executor.shutdown()
-        self.node.destroy_node()
-        self.tester.destroy_node()
+        self.spinner.close()
 
 
 @pytest.fixture
-def rig(context):
-    rigs = []
-
+def rig(context, closing):
     def make(overrides=None, **kwargs):
-        r = Rig(context, overrides, **kwargs)
-        rigs.append(r)
-        return r
-    yield make
-    for r in rigs:
-        r.close()
+        return closing(Rig(context, overrides, **kwargs))
+    return make
 
 
 def twin(params):
-    """The core controller the node should be running, tick for tick."""
+    """Return the core controller the node should be running, tick for tick."""
     return AdaptiveController(params)
 
 
@@ -238,7 +220,7 @@ def test_bad_joint_states_are_dropped_counted_and_never_learned(rig, kind):
     assert sum(r.node.rejected.values()) == 2
     assert r.node.sensor_messages == 6
     assert r.node.controller.slow.updates == core.slow.updates == 6
-    keys = {kv.key: kv.value for kv in r.node.diagnostics().status[0].values}
+    keys = key_values(r.node.diagnostics().status[0])
     assert keys[f'joint_states rejected: {reason}'] == '2'
 
 
@@ -264,7 +246,7 @@ def test_stale_sensor_publishes_zero_warns_once_and_resumes(rig):
     np.testing.assert_allclose(commands[:2], [active, active])   # age 20, 30 ms: not stale
     assert all((c == 0.0).all() for c in commands[3:])
     assert r.node.loop.stale_episodes == 1
-    keys = {kv.key: kv.value for kv in r.node.diagnostics().status[0].values}
+    keys = key_values(r.node.diagnostics().status[0])
     assert keys['sensor stale'] == 'True'
     assert 'stale' in r.node.diagnostics().status[0].message
     r.send([0.1, -0.2])
@@ -365,8 +347,12 @@ def test_generated_sine_reference_follows_sim_time(rig):
 
 
 def test_sync_to_joint_state_stamps_waits_for_the_state_of_the_tick(rig):
-    """Lock-step race: /clock(t) delivered before joint_states(t). With the option on,
-    the tick of t is computed from the state stamped t, not the previous one."""
+    """
+    Lock-step race: /clock(t) delivered before joint_states(t).
+
+    With the option on, the tick of t is computed from the state stamped t,
+    not the previous one.
+    """
     r = rig({'sync_to_joint_state_stamps': True, 'learning_enabled': False, 'kd': [0.0],
              'kp': [10.0], 'reference.mode': 'hold', 'reference.offset': [0.0]})
     r.send([0.0, 0.0])                          # state of t = 0
@@ -501,19 +487,19 @@ def test_clock_jumping_back_waits_for_fresh_joint_states(rig):
 # -- across processes ------------------------------------------------------------------
 
 def _console_script():
-    """The installed ``lnn_controller`` script; ``-m`` only if it is not installed."""
+    """Return the installed ``lnn_controller`` script; ``-m`` only if it is not installed."""
     bindir = os.path.dirname(sys.executable)
     script = shutil.which('lnn_controller', path=os.pathsep.join(
         [bindir, os.environ.get('PATH', '')]))
     return [script] if script else [sys.executable, '-m', 'lnn_control.ros.controller_node']
 
 
-@pytest.mark.parametrize('sig, executor', [(signal.SIGINT, 'single'),
-                                         (signal.SIGTERM, 'single'),
-                                         (signal.SIGINT, 'events')],
-                         ids=['SIGINT', 'SIGTERM', 'SIGINT-events'])
-def test_console_script_across_processes(context, tmp_path, sig, executor):
-    ns = f'/xp_{uuid.uuid4().hex[:10]}'
+@pytest.mark.slow
+@pytest.mark.parametrize('sig, executor', [
+    (signal.SIGINT, 'single'), (signal.SIGTERM, 'single'), (signal.SIGINT, 'events'),
+], ids=['SIGINT', 'SIGTERM', 'SIGINT-events'])
+def test_console_script_across_processes(context, spinner, tmp_path, sig, executor):
+    ns = unique_namespace('xp')
     readout = tmp_path / 'readout.npz'
     log = open(tmp_path / 'node.log', 'w+')
     proc = subprocess.Popen(
@@ -523,17 +509,16 @@ def test_console_script_across_processes(context, tmp_path, sig, executor):
                              '-p', f'readout_path:={readout}'],
         stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
     node = rclpy.create_node('peer', context=context, namespace=ns)
-    executor = SingleThreadedExecutor(context=context)
+    peer = spinner(node)
     try:
         commands = []
         node.create_subscription(Float64MultiArray, 'commands',
                                  lambda m: commands.append(list(m.data)), RELIABLE)
         publisher = node.create_publisher(JointState, 'joint_states', 10)
-        executor.add_node(node)
         deadline = time.monotonic() + 60.0          # discovery + JIT on a cold cache
         while len(commands) < 10 and time.monotonic() < deadline and proc.poll() is None:
             publisher.publish(C.joint_state(['x', 'j2', 'j1'], [0.0, 0.5, -0.5], [0.0] * 3))
-            executor.spin_once(timeout_sec=0.02)
+            peer.spin_once(timeout_sec=0.02)
         running = proc.poll() is None
         returncode = None
         if running:
@@ -543,8 +528,7 @@ def test_console_script_across_processes(context, tmp_path, sig, executor):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-        executor.shutdown()
-        node.destroy_node()
+        peer.close()
         log.seek(0)
         output = log.read()
         log.close()
@@ -559,7 +543,7 @@ def test_supervisor_state_and_interventions_on_diagnostics(rig):
     r = rig()
     r.send([0.0, 0.0])
     r.tick(3)
-    keys = {kv.key: kv.value for kv in r.node.diagnostics().status[0].values}
+    keys = key_values(r.node.diagnostics().status[0])
     assert keys['supervisor state'] == 'learning'
     assert keys['supervisor rollback'] == '0'
     for key in ('supervisor error ratio estimate', 'supervisor gain scale',
@@ -572,7 +556,7 @@ def test_supervisor_state_and_interventions_on_diagnostics(rig):
     r.tick()
     assert r.node._interventions_logged == 1
     status = r.node.diagnostics().status[0]
-    keys = {kv.key: kv.value for kv in status.values}
+    keys = key_values(status)
     assert keys['supervisor state'] == 'frozen'
     assert keys['supervisor rollback'] == '1'
     assert float(keys['supervisor gain scale']) == pytest.approx(0.1)
@@ -583,7 +567,7 @@ def test_plant_changes_on_diagnostics_and_the_plant_changed_service(rig):
     r = rig()
     r.send([0.0, 0.0])
     r.tick(3)
-    keys = {kv.key: kv.value for kv in r.node.diagnostics().status[0].values}
+    keys = key_values(r.node.diagnostics().status[0])
     assert keys['plant changes detected or reported'] == '0'
     assert float(keys['change detector score']) == 0.0
     # a user who knows says so: the covariances restart, the weights stay,
@@ -601,6 +585,6 @@ def test_plant_changes_on_diagnostics_and_the_plant_changed_service(rig):
     assert r.node._detections_logged == 1
     assert 'reported on ~/plant_changed' in ctrl.change_detector.detections[0].reason
     status = r.node.diagnostics().status[0]
-    keys = {kv.key: kv.value for kv in status.values}
+    keys = key_values(status)
     assert keys['plant changes detected or reported'] == '1'
     assert status.level == DiagnosticStatus.OK

@@ -1,4 +1,5 @@
-"""Numba kernels against the plain numpy reference (lnn_control/kernels_numpy.py).
+"""
+Numba kernels against the plain numpy reference (lnn_control/kernels_numpy.py).
 
 The reservoir kernels are driven through ``Reservoir.step`` and compared tick by
 tick with the reference on the dense recurrent matrix. The fused lazy RLS
@@ -8,14 +9,15 @@ the trace cap) and with a textbook directional-forgetting RLS written below.
 """
 import copy
 
-import numpy as np
-import pytest
-
 from lnn_control import kernels_numpy as R
 from lnn_control.reservoir import Reservoir
 from lnn_control.rls import RLSReadout
+import numpy as np
+import pytest
 
-TOL = dict(rtol=1e-10, atol=1e-10)
+pytestmark = pytest.mark.unit
+
+TOL = {'rtol': 1e-10, 'atol': 1e-10}
 TICKS = 50
 
 
@@ -76,9 +78,12 @@ def test_lif_step_matches_reference(seed):
 # -- RLS ----------------------------------------------------------------------------
 
 def _phi_sequence(rng, steps, n):
-    """Random features in phases of 40 steps: none, one direction only (with
-    exponential forgetting the trace of P grows there, so the cap binds), rich
-    excitation, small features."""
+    """
+    Return random features in phases of 40 steps.
+
+    None, one direction only (with exponential forgetting the trace of P grows
+    there, so the cap binds), rich excitation, small features.
+    """
     out = []
     for t in range(steps):
         phase = (t // 40) % 4
@@ -96,7 +101,7 @@ def _phi_sequence(rng, steps, n):
 
 
 def _covariance(readout):
-    """The full P without flushing the readout's pending update."""
+    """Return the full P without flushing the readout's pending update."""
     return copy.deepcopy(readout).covariance()
 
 

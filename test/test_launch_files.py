@@ -1,4 +1,5 @@
-"""Static checks of the launch and Gazebo/ros2_control files (no launch runtime here).
+"""
+Static checks of the launch and Gazebo/ros2_control files (no launch runtime here).
 
 The Python launch files are read with ``ast`` and evaluated symbolically for
 every combination of their arguments' ``choices``: every executable they start
@@ -15,10 +16,9 @@ import re
 import sys
 import xml.etree.ElementTree as ET
 
+from lnn_control import schema
 import pytest
 import yaml
-
-from lnn_control import schema
 
 REPO = Path(__file__).resolve().parents[1]
 PKG = 'lnn_control'
@@ -106,7 +106,7 @@ class LaunchModel:
         return {k.arg: k.value for k in call.keywords}
 
     def value(self, expr, args):
-        """Evaluate a Python-level value (lists stay lists, dicts stay dicts)."""
+        """Evaluate an expression to a Python object: lists stay lists, dicts stay dicts."""
         if isinstance(expr, ast.Name) and expr.id in self.symbols:
             return self.value(self.symbols[expr.id], args)
         if isinstance(expr, ast.Constant):
@@ -119,7 +119,7 @@ class LaunchModel:
         return self.subst(expr, args)
 
     def param_value(self, expr, args):
-        """A parameter value as launch_ros evaluates it: substitutions are YAML-parsed."""
+        """Return a parameter value as launch_ros evaluates it: substitutions are YAML-parsed."""
         if isinstance(expr, ast.Constant):
             return expr.value
         text = self.subst(expr, args)
@@ -214,7 +214,7 @@ def resolve_topic(topic, namespace):
 
 
 def node_topics(node):
-    """{resolved topic: direction} of one of our nodes after remapping."""
+    """Return {resolved topic: direction} of one of our nodes after remapping."""
     remaps = dict(node['remappings'])
     return {resolve_topic(remaps.get(t, t), node['namespace']): d
             for t, d in NODE_TOPICS[node['executable']].items()}
@@ -231,7 +231,7 @@ def console_scripts():
 
 
 def ros_params(node):
-    """Merged parameters of a node: files (by node name) then dicts, in order."""
+    """Return the merged parameters of a node: files (by node name) then dicts, in order."""
     merged = {}
     for entry in node['parameters']:
         if isinstance(entry, dict):
@@ -269,10 +269,12 @@ def model(request):
 # --------------------------------------------------------------------------------------
 # launch files
 
+@pytest.mark.unit
 def test_expected_launch_files_exist():
     assert EXPECTED_LAUNCH_FILES <= set(PY_LAUNCH_FILES)
 
 
+@pytest.mark.unit
 def test_imports_are_real_launch_api(model):
     for name, module in model.imports.items():
         if module in KNOWN_IMPORTS:
@@ -285,6 +287,7 @@ def test_imports_are_real_launch_api(model):
         assert name in model.imports, f'{model.path.name}: {name} used but not imported'
 
 
+@pytest.mark.unit
 def test_arguments_have_descriptions_and_valid_defaults(model):
     for name, (default, choices, description) in model.declared().items():
         assert default is not None, f'{model.path.name}: argument {name} has no default'
@@ -294,6 +297,7 @@ def test_arguments_have_descriptions_and_valid_defaults(model):
                 f'{model.path.name}: default of {name} is not one of its choices'
 
 
+@pytest.mark.unit
 def test_node_executables_exist(model):
     scripts = console_scripts()
     for args in model.scenarios():
@@ -324,6 +328,7 @@ def _referenced_strings(model, args):
     return found
 
 
+@pytest.mark.unit
 def test_referenced_files_are_in_the_package(model):
     seen = set()
     for args in model.scenarios():
@@ -337,6 +342,7 @@ def test_referenced_files_are_in_the_package(model):
         assert seen, f'{model.path.name} references no package file?'
 
 
+@pytest.mark.unit
 def test_referenced_files_are_installed(model):
     assert (INSTALLED_SHARE / 'package.xml').is_file(), \
         'lnn_control is not installed under sys.prefix (run `make test`)'
@@ -347,6 +353,7 @@ def test_referenced_files_are_installed(model):
             assert installed.is_file(), f'{installed} not installed (stale install?)'
 
 
+@pytest.mark.unit
 def test_our_node_parameters_are_declared_and_valid(model):
     for args in model.scenarios():
         for node in model.nodes(args):
@@ -361,6 +368,7 @@ def test_our_node_parameters_are_declared_and_valid(model):
                 pytest.fail(f'{model.path.name} {args}: {node["executable"]}: {e}')
 
 
+@pytest.mark.unit
 def test_external_node_parameters(model):
     for args in model.scenarios():
         for node in model.nodes(args):
@@ -373,6 +381,7 @@ def test_external_node_parameters(model):
                 assert entry.get('use_sim_time', True) is True
 
 
+@pytest.mark.unit
 def test_lockstep_and_sim_time_agree():
     """Lock-step publishes /clock: the controller must follow it, and only then."""
     model = LaunchModel(LAUNCH / 'mujoco_demo.launch.py')
@@ -383,10 +392,12 @@ def test_lockstep_and_sim_time_agree():
         assert ctl['use_sim_time'] is sim['lockstep']
         assert 'use_sim_time' not in ros_params(nodes['lnn_sim'])   # the clock source
         # one command per control period: the periods agree
-        rate = schema.resolve({k: v for k, v in ctl.items() if k != 'use_sim_time'})['control_rate_hz']
+        rate = schema.resolve({k: v for k, v in ctl.items()
+                               if k != 'use_sim_time'})['control_rate_hz']
         assert sim['control_period_s'] == pytest.approx(1.0 / rate)
 
 
+@pytest.mark.unit
 def test_mujoco_demo_joints_and_topics_match():
     from lnn_control.plants import Plant
     model = LaunchModel(LAUNCH / 'mujoco_demo.launch.py')
@@ -396,7 +407,7 @@ def test_mujoco_demo_joints_and_topics_match():
         nodes = {n['executable']: n for n in model.nodes(args)}
         sim = schema.resolve(ros_params(nodes['lnn_sim']), schema.SIMULATOR)
         ctl = schema.resolve({k: v for k, v in ros_params(nodes['lnn_controller']).items()
-                         if k != 'use_sim_time'})
+                              if k != 'use_sim_time'})
         plant = Plant(sim['model'], sim['joints'] or None)
         assert list(plant.joint_names) == list(ctl['joints']), args   # command order
         sim_topics = node_topics(nodes['lnn_sim'])
@@ -406,6 +417,7 @@ def test_mujoco_demo_joints_and_topics_match():
             assert sim_topics[topic] != direction, f'{topic}: both {direction}'
 
 
+@pytest.mark.unit
 def test_gazebo_demo_wiring_matches_ros2_control_config():
     model = LaunchModel(LAUNCH / 'gazebo_demo.launch.py')
     effort = forward_effort_controllers()
@@ -443,6 +455,7 @@ def test_gazebo_demo_wiring_matches_ros2_control_config():
     assert args['gz_args'].endswith(f'{SHARE}/config/empty_world.sdf')
 
 
+@pytest.mark.unit
 def test_controller_launch_default_targets_a_forward_command_controller():
     model = LaunchModel(LAUNCH / 'controller.launch.py')
     (args,) = list(model.scenarios())[:1]
@@ -460,6 +473,7 @@ def test_controller_launch_default_targets_a_forward_command_controller():
     assert {k for k, _ in node['remappings']} == set(NODE_TOPICS['lnn_controller'])
 
 
+@pytest.mark.unit
 def test_xml_twin_matches_python_launch():
     path = LAUNCH / 'controller.launch.xml'
     root = ET.parse(path).getroot()
@@ -489,30 +503,26 @@ def test_xml_twin_matches_python_launch():
 # --------------------------------------------------------------------------------------
 # the nodes really use the topics of NODE_TOPICS
 
-def test_node_topics_match_the_tables():
-    import rclpy
+@pytest.mark.ros
+def test_node_topics_match_the_tables(context):
     from lnn_control.ros.controller_node import LnnControllerNode
     from lnn_control.ros.sim_node import SimNode
 
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx)
-    try:
-        for cls, exe in ((SimNode, 'lnn_sim'), (LnnControllerNode, 'lnn_controller')):
-            node = cls(context=ctx)
-            try:
-                pubs = {p.topic_name for p in node.publishers}
-                subs = {s.topic_name for s in node.subscriptions}
-                for topic, direction in NODE_TOPICS[exe].items():
-                    assert '/' + topic in (pubs if direction == 'pub' else subs), (exe, topic)
-            finally:
-                node.destroy_node()
-    finally:
-        rclpy.try_shutdown(context=ctx)
+    for cls, exe in ((SimNode, 'lnn_sim'), (LnnControllerNode, 'lnn_controller')):
+        node = cls(context=context)
+        try:
+            pubs = {p.topic_name for p in node.publishers}
+            subs = {s.topic_name for s in node.subscriptions}
+            for topic, direction in NODE_TOPICS[exe].items():
+                assert '/' + topic in (pubs if direction == 'pub' else subs), (exe, topic)
+        finally:
+            node.destroy_node()
 
 
 # --------------------------------------------------------------------------------------
 # Gazebo / ros2_control configuration
 
+@pytest.mark.unit
 def test_gz_bridge_yaml():
     entries = yaml.safe_load((CONFIG / 'gz_bridge.yaml').read_text())
     assert isinstance(entries, list) and entries
@@ -529,6 +539,7 @@ def test_gz_bridge_yaml():
                       'direction': 'GZ_TO_ROS'}]
 
 
+@pytest.mark.unit
 def test_gz_controllers_yaml():
     doc = gz_controllers()
     cm = doc['controller_manager']['ros__parameters']
@@ -536,14 +547,15 @@ def test_gz_controllers_yaml():
     assert cm['joint_state_broadcaster']['type'] == 'joint_state_broadcaster/JointStateBroadcaster'
     assert forward_effort_controllers() == {'effort_controller': ['joint1']}
     # the controller's parameter file controls the same joints in the same order
-    assert schema.resolve(schema.load_yaml_overrides(str(CONFIG / 'pendulum.yaml'), 'lnn_controller'))[
-        'joints'] == ['joint1']
+    assert schema.resolve(schema.load_yaml_overrides(
+        str(CONFIG / 'pendulum.yaml'), 'lnn_controller'))['joints'] == ['joint1']
 
 
 def _urdf():
     return ET.parse(CONFIG / 'pendulum.urdf.xacro').getroot()
 
 
+@pytest.mark.unit
 def test_urdf_ros2_control_block():
     root = _urdf()
     assert root.tag == 'robot'
@@ -570,6 +582,7 @@ def test_urdf_ros2_control_block():
     assert m and (REPO / m.group(1)) == CONFIG / 'gz_controllers.yaml'
 
 
+@pytest.mark.unit
 def test_urdf_pendulum_matches_mujoco_model():
     from lnn_control.plants import Plant
     plant = Plant('pendulum')
@@ -593,6 +606,7 @@ def test_urdf_pendulum_matches_mujoco_model():
         pytest.approx(list(m.body_inertia[1]), rel=1e-5)
 
 
+@pytest.mark.unit
 def test_world_has_the_systems_gazebo_needs():
     root = ET.parse(CONFIG / 'empty_world.sdf').getroot()
     assert root.tag == 'sdf'
@@ -604,15 +618,18 @@ def test_world_has_the_systems_gazebo_needs():
     assert float(world.find('physics/max_step_size').text) == pytest.approx(0.001)
 
 
+@pytest.mark.unit
 def test_sim_parameter_file_is_valid():
     from lnn_control.plants import Plant
-    values = schema.resolve(schema.load_yaml_overrides(str(CONFIG / 'sim_pendulum.yaml'), 'lnn_sim'),
-                       schema.SIMULATOR)
+    values = schema.resolve(
+        schema.load_yaml_overrides(str(CONFIG / 'sim_pendulum.yaml'), 'lnn_sim'),
+        schema.SIMULATOR)
     assert list(Plant(values['model']).joint_names) == list(values['joints'])
     # keyed by node name: it must not leak into the controller
     assert schema.load_yaml_overrides(str(CONFIG / 'sim_pendulum.yaml'), 'lnn_controller') == {}
 
 
+@pytest.mark.unit
 def test_gazebo_doc_lists_what_to_install():
     text = (REPO / 'docs' / 'gazebo.md').read_text()
     for pkg in ('ros-gz', 'gz-ros2-control', 'ros2-controllers', 'robot-state-publisher',

@@ -1,5 +1,8 @@
-"""Packaging checks: package.xml, setup.py/setup.cfg, the installed dist,
-ament index / share files, requirement pins and the numba cache fallback.
+"""
+Packaging checks.
+
+package.xml, setup.py/setup.cfg, the installed dist, ament index / share
+files, requirement pins and the numba cache fallback.
 
 These tests look at the INSTALLED package (`make test` does a regular
 `pip install .` into .venv and runs pytest with `python -P`), because that is
@@ -14,6 +17,8 @@ import sys
 import xml.etree.ElementTree as ET
 
 import pytest
+
+pytestmark = pytest.mark.unit
 
 REPO = Path(__file__).resolve().parents[1]
 PKG = 'lnn_control'
@@ -161,8 +166,11 @@ def test_dist_metadata(dist):
 
 
 def test_python_sources_all_installed(dist):
-    """Every .py file in the source package ends up in the installed one
-    (catches sub-packages missing an __init__.py)."""
+    """
+    Every .py file in the source package ends up in the installed one.
+
+    (Catches sub-packages missing an __init__.py.)
+    """
     installed = {str(f).replace(os.sep, '/') for f in dist.files or []}
     missing = [f'{PKG}/{rel.as_posix()}' for rel in _repo_files(PKG)
                if rel.suffix == '.py'

@@ -1,8 +1,9 @@
 """Plant wrapper: bundled models, effort limits, payload scaling, mass matrix."""
+from lnn_control.plants import model_path, pd_gains, Plant, PLANTS
 import numpy as np
 import pytest
 
-from lnn_control.plants import PLANTS, Plant, model_path, pd_gains
+pytestmark = pytest.mark.unit
 
 SPEC = {  # joints, all 1-dof joints, effort limits
     'pendulum': (('joint1',), ('joint1',), [20.0]),

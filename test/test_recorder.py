@@ -1,31 +1,29 @@
-"""MCAP recording of live topics (lnn_control.tools.recorder) and reading it back
-without ROS (lnn_control.mcap_io)."""
-import math
-import os
-import time
-import uuid
+"""
+MCAP recording of live topics, and reading the recording back without ROS.
 
+Recording: lnn_control.tools.recorder; reading: lnn_control.mcap_io.
+"""
+import math
+
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from lnn_control import mcap_io
+from lnn_control.ros.sim_node import SimNode
+from lnn_control.tools.recorder import demo_topics, McapRecorder, message_definition
+from mcap.reader import make_reader
+from mcap_ros2._dynamic import generate_dynamic
 import numpy as np
 import pytest
+import rclpy
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.serialization import serialize_message
+from rigs import clock_remap, PERIOD_NS, Spinner, unique_namespace
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64MultiArray, MultiArrayDimension
 
-import rclpy  # noqa: E402
-
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue  # noqa: E402
-from mcap.reader import make_reader  # noqa: E402
-from mcap_ros2._dynamic import generate_dynamic  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
-from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
-from rclpy.serialization import serialize_message  # noqa: E402
-from rosgraph_msgs.msg import Clock  # noqa: E402
-from sensor_msgs.msg import JointState  # noqa: E402
-from std_msgs.msg import Float64MultiArray, MultiArrayDimension  # noqa: E402
-
-from lnn_control import mcap_io  # noqa: E402
-from lnn_control.tools.recorder import McapRecorder, demo_topics, message_definition  # noqa: E402
-from lnn_control.ros.sim_node import SimNode  # noqa: E402
+pytestmark = pytest.mark.ros
 
 TYPES = [JointState, Float64MultiArray, DiagnosticArray, Clock]
-PERIOD_NS = 10_000_000
 
 
 def _samples():
@@ -79,16 +77,9 @@ def test_definition_is_rosbag2_complete_format():
     assert diag.count('MSG: builtin_interfaces/msg/Time') == 1
 
 
-def _spin_until(executor, condition, timeout=5.0):
-    end = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < end, 'timed out'
-        executor.spin_once(timeout_sec=0.01)
-
-
 def test_short_lockstep_run_is_recorded_and_read_back(context, tmp_path):
-    ns = '/t' + uuid.uuid4().hex[:8]
-    cli = ['--ros-args', '-r', f'/clock:={ns}/clock']
+    ns = unique_namespace()
+    cli = clock_remap(ns)
     path = str(tmp_path / 'run.mcap')
     rec_node = rclpy.create_node('recorder', namespace=ns, context=context, cli_args=cli)
     topics = [('joint_states', JointState), ('commands', Float64MultiArray),
@@ -98,39 +89,37 @@ def test_short_lockstep_run_is_recorded_and_read_back(context, tmp_path):
     probe = rclpy.create_node('probe', namespace=ns, context=context)
     pub = probe.create_publisher(Float64MultiArray, 'commands',
                                  QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
-    executor = SingleThreadedExecutor(context=context)
-    for node in (rec_node, sim, probe):
-        executor.add_node(node)
+    spinner = Spinner(context, rec_node, sim, probe)
     n = 25
     sent = [3.0 * math.sin(0.2 * k) for k in range(n)]
     try:
         clock_topic = f'{ns}/clock'
         # the recorder hears the simulator and the probe before anything counts
-        _spin_until(executor, lambda: recorder.counts[f'{ns}/joint_states'] >= 1
-                    and recorder.counts[clock_topic] >= 1
-                    and pub.get_subscription_count() >= 2)
+        spinner.wait(lambda: recorder.counts[f'{ns}/joint_states'] >= 1
+                     and recorder.counts[clock_topic] >= 1
+                     and pub.get_subscription_count() >= 2, 'discovery', timeout=5.0)
         matched = recorder.publisher_counts()
         assert matched[f'{ns}/commands'] == 1 and matched[f'{ns}/joint_states'] == 1
         for k, u in enumerate(sent):
             target = sim.time_ns + PERIOD_NS if sim.started else None
             pub.publish(Float64MultiArray(data=[u]))
             if target is None:
-                _spin_until(executor, lambda: sim.started)
+                spinner.wait(lambda: sim.started, 'the start', timeout=5.0)
             else:
-                _spin_until(executor, lambda: sim.time_ns >= target)
-        _spin_until(executor, lambda: recorder.counts[f'{ns}/commands'] == n)
+                spinner.wait(lambda: sim.time_ns >= target, 'the step', timeout=5.0)
+        spinner.wait(lambda: recorder.counts[f'{ns}/commands'] == n, 'the commands',
+                     timeout=5.0)
         final_q = sim.plant.position()[0]
         assert sim.steps - sim.idle_steps == n        # every command: one period
         t_start = sim.time_ns - n * PERIOD_NS         # the time the first command was applied at
         sim.publish_diagnostics()
-        _spin_until(executor, lambda: recorder.counts['/diagnostics'] >= 1)
-        executor.spin_once(timeout_sec=0.05)
+        spinner.wait(lambda: recorder.counts['/diagnostics'] >= 1, 'the diagnostics',
+                     timeout=5.0)
+        spinner.spin_once(timeout_sec=0.05)
     finally:
         recorder.close()
         recorder.close()                                   # idempotent
-        executor.shutdown()
-        for node in (rec_node, sim, probe):
-            node.destroy_node()
+        spinner.close()
 
     counts = mcap_io.message_counts(path)
     assert counts[f'{ns}/commands'] == n
@@ -189,8 +178,7 @@ def test_demo_topics_are_absolute_typed_and_match_their_publishers_qos():
 
 
 def test_empty_recording_and_close_stops_recording(context, tmp_path):
-    node = rclpy.create_node('recorder', namespace='/t' + uuid.uuid4().hex[:8],
-                             context=context)
+    node = rclpy.create_node('recorder', namespace=unique_namespace(), context=context)
     topic = node.get_namespace() + '/x'
     path = str(tmp_path / 'empty.mcap')
     try:

@@ -1,12 +1,13 @@
 """Reservoir: seeding, echo-state property, spectral radius, spiking, validation, twin."""
+from lnn_control.reservoir import NEURON_MODELS, Reservoir
 import numpy as np
 import pytest
 
-from lnn_control.reservoir import NEURON_MODELS, Reservoir
+pytestmark = pytest.mark.unit
 
 
 def _drive(n_inputs, ticks, seed=0):
-    """A smooth multi-sine input plus a little noise, the kind the controller sees."""
+    """Return a smooth multi-sine input plus a little noise, the kind the controller sees."""
     rng = np.random.default_rng(seed)
     t = np.arange(ticks)[:, None] * 0.01
     freqs = np.linspace(0.3, 1.5, n_inputs)[None, :]
@@ -53,8 +54,11 @@ def test_different_seed_different_reservoir_and_trajectory(model):
 @pytest.mark.parametrize('seed', [0, 1])
 @pytest.mark.parametrize('model', ['esn', 'ltc'])
 def test_echo_state_property(model, seed):
-    """Default settings forget their initial state: two different initial states
-    converge under the same input."""
+    """
+    Default settings forget their initial state.
+
+    Two different initial states converge under the same input.
+    """
     a = Reservoir(3, size=100, neuron_model=model, seed=seed)
     b = a.twin()
     b.state[:] = np.random.default_rng(seed + 100).uniform(-1.0, 1.0, a.size)
@@ -103,24 +107,24 @@ def test_lif_reservoir_spikes():
 
 
 @pytest.mark.parametrize('kwargs', [
-    dict(neuron_model='gru'),
-    dict(n_inputs=0),
-    dict(size=0),
-    dict(density=0.0),
-    dict(density=1.5),
-    dict(dt=0.0),
-    dict(dt=-0.01),
-    dict(spectral_radius=-0.5),
-    dict(spectral_radius=float('nan')),
-    dict(leak_rate=0.0),
-    dict(leak_rate=1.5),
-    dict(input_scaling=-1.0),
-    dict(neuron_model='ltc', ltc_unfolds=0),
-    dict(neuron_model='lif', lif_substeps=0),
-    dict(neuron_model='lif', lif_trace_time_constant_s=0.0),
+    {'neuron_model': 'gru'},
+    {'n_inputs': 0},
+    {'size': 0},
+    {'density': 0.0},
+    {'density': 1.5},
+    {'dt': 0.0},
+    {'dt': -0.01},
+    {'spectral_radius': -0.5},
+    {'spectral_radius': float('nan')},
+    {'leak_rate': 0.0},
+    {'leak_rate': 1.5},
+    {'input_scaling': -1.0},
+    {'neuron_model': 'ltc', 'ltc_unfolds': 0},
+    {'neuron_model': 'lif', 'lif_substeps': 0},
+    {'neuron_model': 'lif', 'lif_trace_time_constant_s': 0.0},
 ], ids=lambda kw: ','.join(f'{k}={v}' for k, v in kw.items()))
 def test_invalid_settings_raise_value_error(kwargs):
-    args = dict(n_inputs=3, size=20)
+    args = {'n_inputs': 3, 'size': 20}
     args.update(kwargs)
     with pytest.raises(ValueError):
         Reservoir(**args)

@@ -1,10 +1,11 @@
 """RLSReadout: the estimator it computes, tracking, windup, persistence, refusals."""
 import copy
 
+from lnn_control.rls import RLSReadout
 import numpy as np
 import pytest
 
-from lnn_control.rls import RLSReadout
+pytestmark = pytest.mark.unit
 
 MODES = RLSReadout.FORGETTING   # ('exponential', 'directional')
 
@@ -35,8 +36,12 @@ def _trained(forgetting='exponential', n_inputs=4, n_outputs=2, steps=60, seed=0
 # (1) ---------------------------------------------------------------------------------
 @pytest.mark.parametrize('forgetting', MODES)
 def test_no_forgetting_equals_batch_ridge_regression(forgetting):
-    """lambda = 1: RLS from W0 = 0, P0 = delta I is exactly ridge regression with
-    ridge 1/delta on the features [1, x]; P is (X'X + I/delta)^-1."""
+    """
+    Without forgetting (lambda = 1), RLS is exactly ridge regression.
+
+    From W0 = 0, P0 = delta I, RLS is ridge regression with ridge 1/delta on
+    the features [1, x]; P is (X'X + I/delta)^-1.
+    """
     rng = np.random.default_rng(1)
     n, m, steps, delta = 5, 2, 400, 10.0
     x = rng.standard_normal((steps, n)) + 0.5
@@ -99,6 +104,7 @@ def test_without_forgetting_the_switch_is_not_tracked(forgetting):
 
 
 # (3) ---------------------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize('forgetting', MODES)
 def test_no_windup_over_a_million_steps_without_excitation(forgetting):
     r = RLSReadout(5, 1, forgetting_factor=0.99, initial_covariance=1.0,
@@ -145,9 +151,9 @@ def test_save_load_round_trip(tmp_path, forgetting):
 
 
 @pytest.mark.parametrize('other', [
-    dict(n_inputs=5, n_outputs=2, bias=True),
-    dict(n_inputs=4, n_outputs=3, bias=True),
-    dict(n_inputs=4, n_outputs=2, bias=False),
+    {'n_inputs': 5, 'n_outputs': 2, 'bias': True},
+    {'n_inputs': 4, 'n_outputs': 3, 'bias': True},
+    {'n_inputs': 4, 'n_outputs': 2, 'bias': False},
 ])
 def test_load_refuses_other_shape(tmp_path, other):
     src = RLSReadout(**other)
@@ -232,13 +238,13 @@ def test_train_and_predict_refuse_bad_shapes():
 
 
 @pytest.mark.parametrize('kwargs', [
-    dict(n_inputs=0, n_outputs=1), dict(n_inputs=3, n_outputs=0),
-    dict(n_inputs=3, n_outputs=1, forgetting_factor=0.0),
-    dict(n_inputs=3, n_outputs=1, forgetting_factor=1.01),
-    dict(n_inputs=3, n_outputs=1, forgetting_factor=np.nan),
-    dict(n_inputs=3, n_outputs=1, initial_covariance=0.0),
-    dict(n_inputs=3, n_outputs=1, initial_covariance=np.inf),
-    dict(n_inputs=3, n_outputs=1, forgetting='window'),
+    {'n_inputs': 0, 'n_outputs': 1}, {'n_inputs': 3, 'n_outputs': 0},
+    {'n_inputs': 3, 'n_outputs': 1, 'forgetting_factor': 0.0},
+    {'n_inputs': 3, 'n_outputs': 1, 'forgetting_factor': 1.01},
+    {'n_inputs': 3, 'n_outputs': 1, 'forgetting_factor': np.nan},
+    {'n_inputs': 3, 'n_outputs': 1, 'initial_covariance': 0.0},
+    {'n_inputs': 3, 'n_outputs': 1, 'initial_covariance': np.inf},
+    {'n_inputs': 3, 'n_outputs': 1, 'forgetting': 'window'},
 ])
 def test_constructor_refuses_invalid_settings(kwargs):
     with pytest.raises(ValueError):
@@ -273,8 +279,11 @@ def test_frozen_readout_does_not_learn(forgetting):
 @pytest.mark.parametrize('forgetting,lam', [('exponential', 0.99), ('exponential', 1.0),
                                             ('directional', 0.98)])
 def test_covariance_stays_symmetric_positive_definite(forgetting, lam):
-    """Correlated features (low-rank plus a little noise, intermittent silence):
-    the hard case for a covariance update in floating point."""
+    """
+    Correlated features: the hard case for a covariance update in floating point.
+
+    Low-rank plus a little noise, intermittent silence.
+    """
     rng = np.random.default_rng(4)
     n = 12
     mix = rng.standard_normal((n, 3))

@@ -2,11 +2,12 @@
 import array
 import math
 
+from lnn_control.ros import conversions as C
 import numpy as np
 import pytest
 
-
-from lnn_control.ros import conversions as C  # noqa: E402
+# ROS messages (sensor_msgs, std_msgs), no node.
+pytestmark = pytest.mark.ros
 
 JOINTS = ('j1', 'j2', 'j3')
 

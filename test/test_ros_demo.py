@@ -1,4 +1,5 @@
-"""The closed-loop demo over ROS 2: lnn_sim + lnn_controller as processes on real topics.
+"""
+The closed-loop demo over ROS 2: lnn_sim + lnn_controller as processes on real topics.
 
 Lock-step runs are deterministic (the simulator advances one control period per
 command and the controller ticks on the simulator's /clock), so the closed-loop
@@ -8,10 +9,13 @@ live recording. The real-time mode is only checked for liveness.
 import json
 import os
 
-import numpy as np
-
 from lnn_control import cli, mcap_io
 from lnn_control.tools import demo
+import numpy as np
+import pytest
+
+# Process-level: every test starts the node processes and runs seconds of loop.
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 ARM_TOPICS = ('joint_states', 'commands', 'lnn_controller/desired')
 
@@ -32,7 +36,7 @@ def _check_recording(path, duration):
 
 def test_pendulum_over_ros_in_lockstep_meets_the_offline_targets(tmp_path):
     s, _ = demo.run('pendulum', 'esn', 60.0, str(tmp_path), payload_change_at=40.0, seed=0,
-                 progress=False)
+                    progress=False)
     assert s['mode'] == 'ros-lockstep'
     assert s['ratio'] <= 0.05, s
     assert s['ratio_after_change'] <= 0.1, s
@@ -62,11 +66,14 @@ def test_lockstep_runs_are_reproducible_and_the_recording_replots(tmp_path):
 
 
 def test_realtime_mode_is_alive(tmp_path):
-    """Real time: only liveness (no timing assertions on a shared machine). Each
-    controller commands only after it has received the simulator's joint_states,
-    so commands on both arms mean both loops are closed."""
+    """
+    Real time: only liveness (no timing assertions on a shared machine).
+
+    Each controller commands only after it has received the simulator's
+    joint_states, so commands on both arms mean both loops are closed.
+    """
     s, _ = demo.run('pendulum', 'esn', 2.0, str(tmp_path), seed=0, lockstep=False,
-                 progress=False)
+                    progress=False)
     assert s['mode'] == 'ros-realtime'
     for ns, _ in demo.ARMS:
         assert s['messages'][f'/{ns}/commands'] >= 150, s['messages']

@@ -1,30 +1,23 @@
 """Schema -> ROS parameters (lnn_control.ros.parameters), on real rclpy nodes."""
 import math
 
+from lnn_control import schema
+from lnn_control.ros import parameters as RP
 import pytest
+from rcl_interfaces.msg import ParameterType
+import rclpy
+from rclpy.parameter import Parameter
 
-import rclpy  # noqa: E402
-
-from rcl_interfaces.msg import ParameterType  # noqa: E402
-from rclpy.parameter import Parameter  # noqa: E402
-
-from lnn_control import schema  # noqa: E402
-from lnn_control.ros import parameters as RP  # noqa: E402
+pytestmark = pytest.mark.ros
 
 
 @pytest.fixture
-def make_node(context):
-    nodes = []
-
+def make_node(context, closing):
     def make(*overrides, name='params_under_test', cli=None):
-        node = rclpy.create_node(
+        return closing(rclpy.create_node(
             name, context=context, parameter_overrides=list(overrides),
-            cli_args=cli, start_parameter_services=False)
-        nodes.append(node)
-        return node
-    yield make
-    for node in nodes:
-        node.destroy_node()
+            cli_args=cli, start_parameter_services=False), 'destroy_node')
+    return make
 
 
 def test_descriptors_carry_schema_metadata():

@@ -2,14 +2,16 @@
 import math
 import textwrap
 
+from lnn_control import schema
 import numpy as np
 import pytest
 
-from lnn_control import schema
+pytestmark = pytest.mark.unit
 
 SCHEMAS = list(schema.SCHEMAS.items())
 ALL = [(schema_name, p) for schema_name, entries in SCHEMAS for p in entries]
-KINDS = {schema.BOOL, schema.INT, schema.DOUBLE, schema.STRING, schema.DOUBLE_ARRAY, schema.STRING_ARRAY}
+KINDS = {schema.BOOL, schema.INT, schema.DOUBLE, schema.STRING, schema.DOUBLE_ARRAY,
+         schema.STRING_ARRAY}
 
 
 def _ids(item):
@@ -72,7 +74,8 @@ def test_resolve_defaults(schema_name, entries):
 def test_check_enforces_bounds(item):
     _, p = item
     wrap = (lambda v: [v]) if p.kind == schema.DOUBLE_ARRAY else (lambda v: v)
-    below = p.low if p.open_low else p.low - (1 if p.kind == schema.INT else 1e-9 * max(1, abs(p.low)))
+    below = p.low if p.open_low else \
+        p.low - (1 if p.kind == schema.INT else 1e-9 * max(1, abs(p.low)))
     assert schema.check(p, wrap(below)) is not None
     if p.high is not None:
         above = p.high + (1 if p.kind == schema.INT else 1e-9 * max(1, abs(p.high)))
@@ -136,8 +139,8 @@ def test_resolve_leaves_overrides_and_schema_untouched():
 def test_resolve_lists_every_reason():
     with pytest.raises(ValueError) as info:
         schema.resolve({'no_such_thing': 1, 'kp': [float('nan')], 'reservoir.size': 3,
-                   'reservoir.neuron_model': 'gru', 'learning_enabled': 'yes',
-                   'joints': ['a', 'b'], 'kd': [1.0, 2.0, 3.0], 'also.unknown': 2})
+                        'reservoir.neuron_model': 'gru', 'learning_enabled': 'yes',
+                        'joints': ['a', 'b'], 'kd': [1.0, 2.0, 3.0], 'also.unknown': 2})
     message = str(info.value)
     for name in ('no_such_thing', 'also.unknown', 'kp', 'reservoir.size',
                  'reservoir.neuron_model', 'learning_enabled', 'kd'):

@@ -1,35 +1,30 @@
-"""lnn_sim on real rclpy, in-process: lock-step protocol, command checks, parameters,
-reset, real-time liveness, and a closed loop with lnn_controller.
+"""
+lnn_sim on real rclpy, in-process.
+
+Lock-step protocol, command checks, parameters, reset, real-time liveness, and
+a closed loop with lnn_controller.
 
 Every test runs its nodes in a fresh context, in a namespace of its own with
 /clock remapped into it, so tests cannot hear each other (or other processes on
 the same ROS domain).
 """
 import math
-import os
-import time
-import uuid
 
+from lnn_control.plants import Plant
+from lnn_control.ros import sim_node
+from lnn_control.ros.sim_node import SimNode
 import numpy as np
 import pytest
+import rclpy
+from rclpy.parameter import Parameter
+from rigs import (BEST_EFFORT, clock_remap, key_values, PERIOD_NS, RELIABLE, Spinner,
+                  unique_namespace)
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64MultiArray
+from std_srvs.srv import Trigger
 
-import rclpy  # noqa: E402
-
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
-from rclpy.parameter import Parameter  # noqa: E402
-from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
-from rosgraph_msgs.msg import Clock  # noqa: E402
-from sensor_msgs.msg import JointState  # noqa: E402
-from std_msgs.msg import Float64MultiArray  # noqa: E402
-from std_srvs.srv import Trigger  # noqa: E402
-
-from lnn_control.plants import Plant  # noqa: E402
-from lnn_control.ros import sim_node  # noqa: E402
-from lnn_control.ros.sim_node import SimNode  # noqa: E402
-
-PERIOD_NS = 10_000_000
-BEST_EFFORT = QoSProfile(depth=100, reliability=ReliabilityPolicy.BEST_EFFORT)
-RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+pytestmark = pytest.mark.ros
 
 
 def stamp(t):
@@ -40,9 +35,9 @@ class Harness:
     """A SimNode plus a probe node (commands out; joint_states and /clock in) on one executor."""
 
     def __init__(self, context, overrides=(), extra_nodes=(), **sim_kwargs):
-        self.ns = '/t' + uuid.uuid4().hex[:8]
+        self.ns = unique_namespace()
         self.clock_topic = self.ns + '/clock'
-        self.cli = ['--ros-args', '-r', f'/clock:={self.clock_topic}']
+        self.cli = clock_remap(self.ns)
         self.sim = SimNode(context=context, namespace=self.ns, cli_args=self.cli,
                            parameter_overrides=[Parameter(k, value=v) for k, v in overrides],
                            **sim_kwargs)
@@ -54,10 +49,7 @@ class Harness:
         self.probe.create_subscription(JointState, 'joint_states', self._on_state, BEST_EFFORT)
         self.probe.create_subscription(Clock, self.clock_topic, self._on_clock, BEST_EFFORT)
         self.pub = self.probe.create_publisher(Float64MultiArray, 'commands', RELIABLE)
-        self.executor = SingleThreadedExecutor(context=context)
-        for node in (self.sim, self.probe, *extra_nodes):
-            self.executor.add_node(node)
-        self.nodes = [self.sim, self.probe, *extra_nodes]
+        self.spinner = Spinner(context, self.sim, self.probe, *extra_nodes)
 
     def _on_state(self, msg):
         self.states.append(msg)
@@ -68,17 +60,10 @@ class Harness:
         self.events.append(('clock', stamp(msg.clock)))
 
     def spin_until(self, condition, timeout=5.0):
-        end = time.monotonic() + timeout
-        while not condition():
-            if time.monotonic() > end:
-                return False
-            self.executor.spin_once(timeout_sec=0.01)
-        return True
+        return self.spinner.spin_until(condition, timeout)
 
     def spin_for(self, seconds):
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            self.executor.spin_once(timeout_sec=0.01)
+        self.spinner.spin_for(seconds)
 
     def command(self, values):
         self.pub.publish(Float64MultiArray(data=[float(v) for v in values]))
@@ -103,27 +88,20 @@ class Harness:
         return (state[-1] if state else None), self.clocks[-1]
 
     def close(self):
-        self.executor.shutdown()
-        for node in self.nodes:
-            node.destroy_node()
+        self.spinner.close()
 
 
 @pytest.fixture
-def harness(context):
-    made = []
-
+def harness(context, closing):
     def make(*args, **kwargs):
-        h = Harness(context, *args, **kwargs)
-        made.append(h)
-        return h
-    yield make
-    for h in made:
-        h.close()
+        return closing(Harness(context, *args, **kwargs))
+    return make
 
 
 # ----------------------------------------------------------------------------------------
 # lock-step
 
+@pytest.mark.slow
 def test_idles_until_the_first_command_then_advances_one_period_per_command(harness):
     h = harness(idle_period_s=0.02)
     assert h.spin_until(lambda: len(h.clocks) >= 3)
@@ -210,7 +188,7 @@ def test_invalid_commands_are_rejected_counted_and_do_not_advance(harness):
     assert h.sim.time_ns == t                          # nothing advanced
     state, _ = h.step([3.0])                           # a valid one still works
     assert list(state.effort) == [3.0]
-    diag = {kv.key: kv.value for kv in h.sim.diagnostics().status[0].values}
+    diag = key_values(h.sim.diagnostics().status[0])
     assert diag['commands rejected: length_mismatch'] == '3'
     assert diag['commands rejected: non_finite'] == '2'
 
@@ -346,33 +324,24 @@ def test_realtime_mode_is_alive(harness):
 # ----------------------------------------------------------------------------------------
 # closed loop with the real controller
 
-def test_closed_loop_with_the_controller_in_lockstep(context):
+def test_closed_loop_with_the_controller_in_lockstep(context, spinner):
     from lnn_control.ros import controller_node
-    ns = '/t' + uuid.uuid4().hex[:8]
-    cli = ['--ros-args', '-r', f'/clock:={ns}/clock']
+    ns = unique_namespace()
+    cli = clock_remap(ns)
     sim = SimNode(context=context, namespace=ns, cli_args=cli, idle_period_s=0.02)
     ctl = controller_node.LnnControllerNode(
         context=context, namespace=ns, cli_args=cli,
         parameter_overrides=[Parameter('use_sim_time', value=True),
                              Parameter('reference.mode', value='sum_of_sines'),
                              Parameter('reservoir.size', value=50)])
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(sim)
-    executor.add_node(ctl)
-    try:
-        end = time.monotonic() + 60
-        while sim.time_ns < 2_000_000_000 and time.monotonic() < end:
-            executor.spin_once(timeout_sec=0.01)
-        assert sim.time_ns >= 2_000_000_000 and sim.started
-        assert sim.rejected == {'length_mismatch': 0, 'non_finite': 0}
-        # after start-up every advance was caused by exactly one controller command
-        assert ctl.commands_published - sim.commands_accepted in (0, 1)   # one in flight
-        applied = sim.steps - sim.idle_steps
-        assert sim.commands_accepted - 1 <= applied <= sim.commands_accepted
-        assert sim.resends == 0
-        q = sim.plant.position()[0]
-        assert abs(q) < 1.0 and np.abs(sim.plant.effort()).max() > 0     # tracking, bounded
-    finally:
-        executor.shutdown()
-        sim.destroy_node()
-        ctl.destroy_node()
+    loop = spinner(sim, ctl)
+    loop.spin_until(lambda: sim.time_ns >= 2_000_000_000, timeout=60)
+    assert sim.time_ns >= 2_000_000_000 and sim.started
+    assert sim.rejected == {'length_mismatch': 0, 'non_finite': 0}
+    # after start-up every advance was caused by exactly one controller command
+    assert ctl.commands_published - sim.commands_accepted in (0, 1)   # one in flight
+    applied = sim.steps - sim.idle_steps
+    assert sim.commands_accepted - 1 <= applied <= sim.commands_accepted
+    assert sim.resends == 0
+    q = sim.plant.position()[0]
+    assert abs(q) < 1.0 and np.abs(sim.plant.effort()).max() > 0     # tracking, bounded

@@ -1,13 +1,18 @@
-"""The learning supervisor on real plants: it must catch a harmful readout, recover
-to PD-or-better within seconds, count what it did, and leave good learning alone."""
-import numpy as np
-import pytest
+"""
+The learning supervisor on real plants.
 
+It must catch a harmful readout, recover to PD-or-better within seconds, count
+what it did, and leave good learning alone.
+"""
 from lnn_control import closed_loop as CL
 from lnn_control import zoo
 from lnn_control.controller import AdaptiveController
 from lnn_control.plants import Plant
 from lnn_control.trajectories import make_reference
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.unit
 
 
 def _loop(ctrl, plant_name, duration, inject_at=None, factor=-10.0):
@@ -35,6 +40,7 @@ def _rms(err, dt, a, b):
     return float(np.sqrt(np.mean(err[int(a / dt):int(b / dt)] ** 2)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('plant', ['pendulum_heavy_coulomb', 'arm_geared'])
 def test_injected_bad_readout_is_detected_rolled_back_and_counted(plant):
     params = zoo.controller_params(plant)
@@ -68,14 +74,19 @@ def test_supervisor_off_means_no_interventions():
     assert ctrl.supervisor.interventions == []
 
 
+@pytest.mark.slow
 def test_payload_change_is_not_taken_for_a_divergence():
-    """After the payload doubles, rho rises towards 1 but the learners are left to
-    re-adapt: no rollback on the bundled pendulum."""
+    """
+    After the payload doubles, rho rises towards 1 but the learners are left to re-adapt.
+
+    No rollback on the bundled pendulum.
+    """
     params = CL.plant_params('pendulum')
     trace = CL.run('pendulum', params, 50.0, payload_change_at=30.0)
     assert [e for e in trace.meta['interventions'] if e[1] != 'resume'] == []
 
 
+@pytest.mark.slow
 def test_summary_and_figure_report_interventions(tmp_path):
     from lnn_control.plotting import tracking_figure
 
@@ -90,9 +101,14 @@ def test_summary_and_figure_report_interventions(tmp_path):
     assert path.stat().st_size > 10_000
 
 
+@pytest.mark.slow
 def test_repeated_pd_only_backs_off():
-    """arm_friction with a tick of delay: its PD loop itself limit-cycles, learning
-    cannot help, and each retry costs bad seconds: PD-only holds double."""
+    """
+    PD-only holds double: arm_friction with a tick of delay.
+
+    Its PD loop itself limit-cycles, learning cannot help, and each retry costs
+    bad seconds.
+    """
     row = zoo.run_member(('arm_friction', 'delay', 0, {}))
     holds = [reason for _, action, reason in row['intervention_log'] if action == 'pd_only']
     assert len(holds) >= 3, row['intervention_log']

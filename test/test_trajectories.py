@@ -1,8 +1,9 @@
 """References: analytic derivatives, allocation-free sampling, factory."""
+from lnn_control.trajectories import Hold, make_reference, Sine, SumOfSines
 import numpy as np
 import pytest
 
-from lnn_control.trajectories import Hold, Sine, SumOfSines, make_reference
+pytestmark = pytest.mark.unit
 
 
 def _check_derivatives(ref, times=np.linspace(0.0, 7.0, 15), h=1e-5):

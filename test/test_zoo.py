@@ -1,12 +1,17 @@
-"""The plant zoo: shipped models equal the generator, honest gains, and the
-default learning settings on its hardest members (deterministic, offline)."""
+"""
+The plant zoo (deterministic, offline).
+
+Shipped models equal the generator, honest gains, and the default learning
+settings on its hardest members.
+"""
 import json
 
+from lnn_control import cli, zoo
+from lnn_control.plants import honest_gains, Plant
 import numpy as np
 import pytest
 
-from lnn_control import cli, zoo
-from lnn_control.plants import Plant, honest_gains
+pytestmark = pytest.mark.unit
 
 
 def test_zoo_files_are_generated_from_the_table():
@@ -51,6 +56,7 @@ def hard_rows():
             for r in zoo.run_zoo(HARD, ('nominal', 'noise', 'delay'), (0,), workers=2)}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', HARD)
 def test_defaults_on_hard_zoo_plants(hard_rows, name):
     r = hard_rows[(name, 'nominal')]
@@ -59,6 +65,7 @@ def test_defaults_on_hard_zoo_plants(hard_rows, name):
     assert r['worst_window_ratio'] <= 0.2, r
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', HARD)
 @pytest.mark.parametrize('variant', ['noise', 'delay'])
 def test_noise_and_delay_variants_never_worse_than_pd(hard_rows, name, variant):
@@ -71,12 +78,16 @@ def test_noise_and_delay_variants_never_worse_than_pd(hard_rows, name, variant):
         assert r['ratio'] <= 0.3 and r['ratio_after_change'] <= 0.3, r
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('change', ['friction_x3', 'payload_x0.5'])
 def test_re_adapts_to_a_friction_step_and_a_payload_halving(change):
-    """Measured: friction x3 detected after 0.13 s, readaptation ratio 0.90,
-    recovery ratio 2.5 (the plant with three times the friction is harder to
+    """
+    Measured: friction x3 detected after 0.13 s, readaptation ratio 0.90.
+
+    Recovery ratio 2.5 (the plant with three times the friction is harder to
     track: learned from the start it leaves 1.9x the error); payload x0.5 1.06
-    and 1.07."""
+    and 1.07.
+    """
     r = zoo.run_member(('pendulum_heavy_coulomb', 'nominal', 0, {}, change))
     assert r['change'] == change
     assert r['ratio_after_change'] <= 0.1 and r['worst_window_ratio'] <= 0.2, r
@@ -87,6 +98,7 @@ def test_re_adapts_to_a_friction_step_and_a_payload_halving(change):
     assert 0.0 <= r['recovery_time_s'] <= zoo.DURATION_S - zoo.CHANGE_AT_S
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('extra', [
     {'rls.initial_covariance': 0.1}, {'rls.initial_covariance': 100.0},
     {'rls.forgetting_factor': 0.9}, {'rls.forgetting_factor': 1.0},
@@ -98,6 +110,7 @@ def test_sweep_corners_never_diverge(extra):
     assert r['worst_window_ratio'] <= 1.2, r
 
 
+@pytest.mark.slow
 def test_zoo_cli_writes_table_json_and_figure(tmp_path):
     out = tmp_path / 'zoo'
     code = cli.main(['zoo', '--plants', 'pendulum_tiny,pendulum_5kg', '--variants', 'nominal',

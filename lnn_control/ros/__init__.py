@@ -1,5 +1,7 @@
-"""ROS 2 adapters around the ROS-free core (with ``lnn_control.tools``, the only
-place that imports rclpy).
+"""
+ROS 2 adapters around the ROS-free core.
+
+With ``lnn_control.tools``, the only place that imports rclpy.
 
 * ``controller_node`` -- the ``lnn_controller`` node;
 * ``sim_node``        -- the ``lnn_sim`` node (a MuJoCo plant behind ros2_control's topics);
@@ -15,9 +17,13 @@ import os
 
 
 def isolate_domain(environ=os.environ, pid: int | None = None) -> None:
-    """Keep a test or benchmark run's ROS traffic to itself: discovery on this
-    machine only, and a ROS_DOMAIN_ID of its own (101..200, from the PID, unless
-    one is set; ``make test`` sets 1..100). Call before rclpy is initialised."""
+    """
+    Keep a test or benchmark run's ROS traffic to itself.
+
+    Discovery stays on this machine, and the run gets a ROS_DOMAIN_ID of its own (101..200,
+    from the PID, unless one is set; ``make test`` sets 1..100). Call before rclpy is
+    initialised.
+    """
     environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
     if not environ.get('ROS_DOMAIN_ID'):
         environ['ROS_DOMAIN_ID'] = str((os.getpid() if pid is None else pid) % 100 + 101)

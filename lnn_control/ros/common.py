@@ -1,5 +1,7 @@
-"""ROS plumbing both nodes share: QoS profiles, diagnostics, executors and the
-``main()`` runner with its signal handling (stamps: ``conversions``).
+"""
+ROS plumbing both nodes share: QoS profiles, diagnostics, executors, the main() runner.
+
+The ``main()`` runner comes with its signal handling; stamps are in ``conversions``.
 
 QoS, in one place (ROS 2 matching rules: a BEST_EFFORT subscription hears
 RELIABLE publishers, a RELIABLE one does not hear BEST_EFFORT publishers):
@@ -25,11 +27,11 @@ import argparse
 import sys
 from typing import Any, Callable, Iterable, Optional
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import DurabilityPolicy, qos_profile_sensor_data, QoSProfile, ReliabilityPolicy
 
 from .conversions import set_stamp
 
@@ -51,8 +53,12 @@ EXECUTORS = ('single', 'events')
 def diagnostic_array(name: str, hardware_id: str, problems: Iterable[str],
                      values: Iterable[tuple[str, Any]], ok_message: str,
                      stamp_ns: int) -> DiagnosticArray:
-    """One DiagnosticStatus: WARN with the problems joined as its message when
-    there are any, else OK with ``ok_message``; floats as 6 significant digits."""
+    """
+    Return a DiagnosticArray of one status: WARN if there are problems, else OK.
+
+    WARN has the problems joined as its message, OK has ``ok_message``; floats are written
+    as 6 significant digits.
+    """
     problems = list(problems)
     status = DiagnosticStatus(name=name, hardware_id=hardware_id)
     status.level = DiagnosticStatus.WARN if problems else DiagnosticStatus.OK
@@ -66,8 +72,12 @@ def diagnostic_array(name: str, hardware_id: str, problems: Iterable[str],
 
 # -- executors and main() ----------------------------------------------------------------
 def make_executor(kind: str = 'single', context=None):
-    """``single``: rclpy's SingleThreadedExecutor; ``events``: the experimental
-    EventsExecutor (a C++ event queue, far less overhead per callback)."""
+    """
+    Make an executor of the given ``kind``.
+
+    ``single``: rclpy's SingleThreadedExecutor; ``events``: the experimental EventsExecutor
+    (a C++ event queue, far less overhead per callback).
+    """
     if kind == 'events':
         from rclpy.experimental import EventsExecutor
         return EventsExecutor(context=context)
@@ -77,7 +87,7 @@ def make_executor(kind: str = 'single', context=None):
 
 
 def executor_option(prog: str, description: str, argv: list) -> argparse.Namespace:
-    """The nodes' one command-line option (``--executor``); ROS arguments removed."""
+    """Parse the nodes' one command-line option (``--executor``); ROS arguments removed."""
     parser = argparse.ArgumentParser(
         prog=prog, description=description,
         epilog='Node settings are ROS parameters: --ros-args -p name:=value / --params-file.')
@@ -91,16 +101,18 @@ def executor_option(prog: str, description: str, argv: list) -> argparse.Namespa
 def run_node(make_node: Callable[[], Any], node_name: str, args: Optional[list] = None,
              description: str = '',
              on_shutdown: Optional[Callable[[Any], Optional[tuple[bool, str]]]] = None) -> int:
-    """A console script's ``main``: build the node, spin until Ctrl-C / SIGTERM,
-    then ``on_shutdown(node)`` (its (ok, message) is logged) and exit 0.
-    ``args``: the command line after the program name (None: ``sys.argv``).
+    """
+    Run a node as a console script's ``main``; return the exit code.
 
-    Invalid parameters (``make_node`` raises ValueError): logged, exit 1.
-    rclpy's signal handlers shut the context down on SIGINT and SIGTERM; the
-    loop then ends (or rclpy raises KeyboardInterrupt, ExternalShutdownException
-    or an RCLError from a callback it interrupted), which is a shutdown, not a
-    failure. A spin_once loop, not ``spin()``: the EventsExecutor's spin() of
-    rclpy 9.1 does not return on SIGINT/SIGTERM.
+    Builds the node, spins until Ctrl-C / SIGTERM, then calls ``on_shutdown(node)`` (its
+    (ok, message) is logged) and exits 0. ``args``: the command line after the program name
+    (None: ``sys.argv``).
+
+    Invalid parameters (``make_node`` raises ValueError): logged, exit 1. rclpy's signal
+    handlers shut the context down on SIGINT and SIGTERM; the loop then ends (or rclpy
+    raises KeyboardInterrupt, ExternalShutdownException or an RCLError from a callback it
+    interrupted), which is a shutdown, not a failure. A spin_once loop, not ``spin()``: the
+    EventsExecutor's spin() of rclpy 9.1 does not return on SIGINT/SIGTERM.
     """
     argv = sys.argv if args is None else [sys.argv[0], *args]
     cli = executor_option(node_name, description, argv)

@@ -1,4 +1,5 @@
-"""Message <-> numpy conversions for the controller node.
+"""
+Message <-> numpy conversions for the controller node.
 
 Readers never raise on bad input: they return one of a few short reason keys
 (``REASONS``) so the node can drop the message, count it by reason and keep
@@ -45,7 +46,8 @@ def _as_float_array(values) -> Optional[np.ndarray]:
 
 
 class JointStateReader:
-    """Picks the controller's joints out of JointState messages, by name.
+    """
+    Picks the controller's joints out of JointState messages, by name.
 
     Joints may come in any order and extra joints are ignored (a
     joint_state_broadcaster publishes every joint of the robot). The
@@ -99,7 +101,8 @@ class JointStateReader:
 
     def read(self, msg: JointState, out_position: np.ndarray,
              out_velocity: np.ndarray) -> Optional[str]:
-        """Write our joints' position/velocity into the outputs; None or a reason.
+        """
+        Write our joints' position/velocity into the outputs; None or a reason.
 
         Without velocity (allowed only if not ``require_velocity``) the velocity
         output is set to zero. Outputs are untouched when the message is refused.
@@ -140,7 +143,8 @@ class JointStateReader:
 
 
 class ReferenceFromMessages:
-    """Desired (position, velocity, acceleration) from ``~/reference`` messages.
+    """
+    Desired (position, velocity, acceleration) from ``~/reference`` messages.
 
     Position is required, velocity optional (absent: zero). The message has no
     acceleration, so it is estimated as a first-order low-pass filtered finite
@@ -190,7 +194,8 @@ class ReferenceFromMessages:
 
 
 class CommandMessage:
-    """A Float64MultiArray reused every tick: ``set`` copies into its data in place.
+    """
+    A Float64MultiArray reused every tick: ``set`` copies into its data in place.
 
     The message's ``data`` is an ``array.array('d')`` and ``view`` a numpy view
     of the same memory, so publishing a command allocates nothing.
@@ -202,7 +207,7 @@ class CommandMessage:
         # The setter may copy (it does unless ROS_PYTHON_CHECK_FIELDS=1): view what it kept.
         self.view = np.frombuffer(self.msg.data, dtype=np.float64)
 
-    def set(self, values) -> Float64MultiArray:
+    def set(self, values) -> Float64MultiArray:  # noqa: A003 (the message's setter)
         self.view[:] = values
         return self.msg
 

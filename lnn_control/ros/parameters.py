@@ -1,4 +1,5 @@
-"""Declare a core parameter schema (``lnn_control.schema``) as ROS 2 parameters.
+"""
+Declare a core parameter schema (``lnn_control.schema``) as ROS 2 parameters.
 
 One schema, so ``ros2 param describe`` shows the same description, range and
 read-only flag the CLI and the docs use. What a ROS descriptor cannot express
@@ -38,7 +39,7 @@ JointCount = Union[None, int, Callable[[], Optional[int]]]
 
 
 def descriptor(p: schema.Param) -> ParameterDescriptor:
-    """The ParameterDescriptor of one schema entry."""
+    """Return the ParameterDescriptor of one schema entry."""
     d = ParameterDescriptor(description=p.description, read_only=p.read_only)
     d.type = ROS_TYPES[p.kind].value
     notes = []
@@ -59,7 +60,7 @@ def descriptor(p: schema.Param) -> ParameterDescriptor:
         notes.append('one of: ' + ', '.join(p.choices))
     if p.per_joint:
         notes.append('one value per entry of joints, or a single value for all joints')
-    if p.name == 'joints':
+    if p.unique:
         notes.append('unique names')
     if p.read_only:
         notes.append('read-only: set at start (-p / --params-file); changing it needs a restart')
@@ -75,7 +76,7 @@ def to_python(value: Any) -> Any:
 
 
 def _widen(kind: str, value: Any) -> Any:
-    """int -> float and [int] -> [float] for double kinds; None if not applicable."""
+    """Widen int -> float and [int] -> [float] for double kinds; None if not applicable."""
     if kind == schema.DOUBLE and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if (kind == schema.DOUBLE_ARRAY and isinstance(value, (list, tuple, array.array))
@@ -105,7 +106,7 @@ def _declare_one(node: Node, p: schema.Param) -> Any:
 
 
 def _reason(p: schema.Param, error: Exception) -> str:
-    """A one-line reason from rclpy's exception text ('<message>: <name>')."""
+    """Return a one-line reason from rclpy's exception text ('<message>: <name>')."""
     text = str(error)
     if isinstance(error, ParameterException) and text.endswith(f': {p.name}'):
         text = text[:-len(p.name) - 2]
@@ -122,7 +123,8 @@ def _joint_count(values: Mapping[str, Any]) -> Optional[int]:
 
 
 def declare(node: Node, entries: Iterable[schema.Param]) -> dict[str, Any]:
-    """Declare every schema parameter on ``node`` and return their values.
+    """
+    Declare every schema parameter on ``node`` and return their values.
 
     Values come from the overrides (``-p``, ``--params-file``) or the schema
     default. Raises ValueError naming every invalid override, so a bad launch
@@ -147,7 +149,7 @@ def declare(node: Node, entries: Iterable[schema.Param]) -> dict[str, Any]:
 
 
 def read(node: Node, entries: Iterable[schema.Param]) -> dict[str, Any]:
-    """Current values of the declared schema parameters, as plain Python."""
+    """Return the current values of the declared schema parameters, as plain Python."""
     out = {}
     for p in entries:
         param = node.get_parameter_or(p.name, Parameter(p.name, value=None))
@@ -176,7 +178,8 @@ def widening_callback(entries: Iterable[schema.Param]) -> Callable[[list], list]
 
 def validation_callback(entries: Iterable[schema.Param],
                         n_joints: JointCount = None) -> Callable[[list], SetParametersResult]:
-    """On-set-parameters callback: refuse values the schema refuses, with the reason.
+    """
+    On-set-parameters callback: refuse values the schema refuses, with the reason.
 
     ``n_joints`` (int or callable) is what per-joint arrays must match. Unknown
     parameters (``use_sim_time``, other components') are left alone, as the rclpy
@@ -199,7 +202,8 @@ def validation_callback(entries: Iterable[schema.Param],
 
 def attach(node: Node, entries: Iterable[schema.Param], n_joints: JointCount,
            apply: Callable[[dict[str, Any]], None]) -> None:
-    """Register widening, validation and ``apply({name: value})`` after a successful set.
+    """
+    Register widening, validation and ``apply({name: value})`` after a successful set.
 
     ``apply`` runs in the post-set callback (side effects belong there, not in
     validation) with only this schema's parameters.

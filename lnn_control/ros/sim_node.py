@@ -1,4 +1,5 @@
-"""``lnn_sim``: a MuJoCo plant behind the same topics as a ros2_control robot.
+"""
+``lnn_sim``: a MuJoCo plant behind the same topics as a ros2_control robot.
 
 Interface (what joint_state_broadcaster + a forward_command_controller with
 ``interface_name: effort`` offer, so ``lnn_controller`` needs no change
@@ -43,18 +44,7 @@ controller runs with ``use_sim_time: true``, so its control timer fires when
 * Sim time never goes backwards: ``~/reset`` restores the initial state but
   time keeps running (a controller treats a backwards jump as a restart).
 
-Known limits of the protocol (topics are separate DDS streams, ordering across
-them is not guaranteed):
-
-* The controller may take ``/clock`` (t) before ``joint_states`` (t) arrives
-  (rclpy runs ready timers before ready subscriptions); its tick would then use
-  the state of t - period. lnn_controller's ``sync_to_joint_state_stamps``
-  makes the tick of t wait for the state stamped t (the launch files and the
-  demo set it in lock-step).
-* A controller that answers an idle tick more than 0.5 s late (a stalled
-  machine) can also answer the next one, leaving two commands in flight for
-  the run (one period of extra latency); only stamped commands (which
-  Float64MultiArray has not) would rule it out completely.
+The protocol's known limits (ordering across topics) are in docs/architecture.md.
 
 Real-time mode (``lockstep: false``): a wall-clock timer at
 ``publish_rate_hz`` advances the physics (timestep ``1 / physics_rate_hz``) to
@@ -76,8 +66,8 @@ from __future__ import annotations
 import sys
 from typing import Any, Optional
 
-import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
+import numpy as np
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock as ClockMsg
@@ -85,11 +75,12 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
 
-from .. import schema
-from ..plants import Plant
 from . import common
 from . import parameters as RP
 from .conversions import set_stamp
+from .. import schema
+from ..config import Config
+from ..plants import Plant
 
 NODE_NAME = 'lnn_sim'
 LENGTH_MISMATCH = 'length_mismatch'
@@ -97,13 +88,11 @@ NON_FINITE = 'non_finite'
 
 # Lock-step idle period once a controller is matched (see the module docstring).
 IDLE_WITH_CONTROLLER_NS = 500_000_000
-# QoS (common): joint_states as ros2_control's joint_state_broadcaster publishes
-# them (RELIABLE), deep and transient-local so a recorder that is slow or matched
-# late misses nothing; commands as forward_command_controller takes them.
 
 
 class SimNode(Node):
-    """The ``lnn_sim`` node; see the module docstring.
+    """
+    The ``lnn_sim`` node; see the module docstring.
 
     ``idle_period_s`` and ``resend_after_s`` (wall seconds, not ROS parameters)
     are the start-up idle tick and the lock-step stall guard. Invalid
@@ -113,23 +102,45 @@ class SimNode(Node):
     def __init__(self, node_name: str = NODE_NAME, *, idle_period_s: float = 0.05,
                  resend_after_s: float = 1.0, **kwargs: Any):
         super().__init__(node_name, **kwargs)
-        values = RP.declare(self, schema.SIMULATOR)
+        self.config = cfg = Config(RP.declare(self, schema.SIMULATOR), schema.SIMULATOR)
+        self.lockstep = cfg.lockstep
+        self.paused = cfg.paused and self.lockstep
+        self.control_period_s = cfg.control_period_s
+        self.period_ns = int(round(self.control_period_s * 1e9))
+        self._make_plant()
+        # Scheduled change, counted in control periods after the first command so a
+        # lock-step run changes the plant at the same tick of the loop every time.
+        change_s = cfg.payload_change.time_s
+        self._change_at_step = (int(round(change_s / self.control_period_s))
+                                if self.lockstep and change_s > 0 else None)
+        self._change_scale = cfg.payload_change.scale
+        self._init_counters(resend_after_s)
+        RP.attach(self, schema.SIMULATOR, None, self._apply_parameters)
+        self._create_interfaces(idle_period_s)
+        self._publish_state(self.time_ns)
+        if self.lockstep:
+            self._publish_clock()
+        self.get_logger().info(
+            f'{cfg.model}: joints {list(self.joints)} (commands in this order), '
+            + (f'lock-step, {self.control_period_s:g} s per command, publishing /clock'
+               if self.lockstep else
+               f'real time, physics {cfg.physics_rate_hz:g} Hz, '
+               f'joint_states {cfg.publish_rate_hz:g} Hz'))
+
+    def _make_plant(self) -> None:
+        """Build the MuJoCo plant at its initial positions; ValueError on invalid settings."""
+        cfg = self.config
         try:
-            self.plant = Plant(values['model'], values['joints'] or None)
+            self.plant = plant = Plant(cfg.model, list(cfg.joints) or None)
         except ValueError as e:
             raise ValueError(f'invalid parameters: {e}') from e
-        plant = self.plant
         self.joints = plant.joint_names
         n = plant.n
-        q0 = np.asarray(values['initial_positions'], dtype=float)
+        q0 = np.asarray(cfg.initial_positions, dtype=float)
         if q0.size not in (0, 1, n):
             raise ValueError(f'invalid parameters: initial_positions needs 0, 1 or {n} values '
                              f'(one per joint of {list(self.joints)}); got {q0.size}')
         self._q0 = np.broadcast_to(q0, (n,)).copy() if q0.size else np.zeros(n)
-        self.lockstep = bool(values['lockstep'])
-        self.paused = bool(values['paused']) and self.lockstep
-        self.control_period_s = float(values['control_period_s'])
-        self.period_ns = int(round(self.control_period_s * 1e9))
         if self.lockstep:
             steps = self.control_period_s / plant.timestep
             if abs(steps - round(steps)) > 1e-9 or round(steps) < 1:
@@ -137,17 +148,13 @@ class SimNode(Node):
                     f'invalid parameters: control_period_s {self.control_period_s:g} must be a '
                     f'positive multiple of the model timestep {plant.timestep:g}')
         else:
-            plant.model.opt.timestep = 1.0 / float(values['physics_rate_hz'])
-        plant.payload_scale = values['payload_scale']
+            plant.model.opt.timestep = 1.0 / cfg.physics_rate_hz
+        plant.payload_scale = cfg.payload_scale
         plant.reset(self._q0)
-        # Scheduled change, counted in control periods after the first command so a
-        # lock-step run changes the plant at the same tick of the loop every time.
-        change_s = float(values['payload_change.time_s'])
-        self._change_at_step = (int(round(change_s / self.control_period_s))
-                                if self.lockstep and change_s > 0 else None)
-        self._change_scale = float(values['payload_change.scale'])
-        self._commanded_steps = 0
 
+    def _init_counters(self, resend_after_s: float) -> None:
+        n = self.plant.n
+        self._commanded_steps = 0
         self.time_ns = 0                 # simulated time (lock-step), never decreases
         self._effort = np.zeros(n)       # last valid command
         self._pending: Optional[np.ndarray] = None
@@ -165,12 +172,12 @@ class SimNode(Node):
         self._last_progress_ns = self._steady.now().nanoseconds
         self._resend_after_ns = int(resend_after_s * 1e9)
         self._diag_mark = (self._last_progress_ns, 0)
-
         self._state = JointState()
-        self._state.name = list(plant.all_joint_names)
+        self._state.name = list(self.plant.all_joint_names)
         self._clock_msg = ClockMsg()
 
-        RP.attach(self, schema.SIMULATOR, None, self._apply_parameters)
+    def _create_interfaces(self, idle_period_s: float) -> None:
+        """Topics, the reset service and the timers."""
         self._state_pub = self.create_publisher(JointState, 'joint_states', common.LATCHED_QOS)
         self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self._clock_pub = (self.create_publisher(ClockMsg, '/clock', common.CLOCK_QOS)
@@ -185,31 +192,24 @@ class SimNode(Node):
             self._timer = self.create_timer(idle_period_s, self._on_idle_tick,
                                             clock=self._steady)
         else:
-            self._physics_dt = plant.timestep
+            self._physics_dt = self.plant.timestep
             self._rt_start_ns = self._steady.now().nanoseconds
             self._rt_steps = 0
             self._max_chunk = max(1, int(round(0.1 / self._physics_dt)))
-            self._timer = self.create_timer(1.0 / float(values['publish_rate_hz']),
+            self._timer = self.create_timer(1.0 / self.config.publish_rate_hz,
                                             self._on_realtime_tick, clock=self._steady)
         self._diag_timer = self.create_timer(1.0, self.publish_diagnostics, clock=self._steady)
-        self._publish_state(self.time_ns)
-        if self.lockstep:
-            self._publish_clock()
-        self.get_logger().info(
-            f'{values["model"]}: joints {list(self.joints)} (commands in this order), '
-            + (f'lock-step, {self.control_period_s:g} s per command, publishing /clock'
-               if self.lockstep else
-               f'real time, physics {values["physics_rate_hz"]:g} Hz, '
-               f'joint_states {values["publish_rate_hz"]:g} Hz'))
 
     # -- parameters --------------------------------------------------------------------
     def _apply_parameters(self, changes: dict[str, Any]) -> None:
-        if 'paused' in changes:
-            self.paused = bool(changes['paused']) and self.lockstep
+        """Post-set callback: apply validated changes through the one config path."""
+        applied = self.config.apply(changes)
+        if 'paused' in applied:
+            self.paused = self.config.paused and self.lockstep
             self.get_logger().info('paused' if self.paused else 'running')
-        if 'payload_scale' in changes:
-            self.plant.payload_scale = changes['payload_scale']
-            self.get_logger().info(f'payload_scale set to {changes["payload_scale"]:g}')
+        if 'payload_scale' in applied:
+            self.plant.payload_scale = self.config.payload_scale
+            self.get_logger().info(f'payload_scale set to {self.config.payload_scale:g}')
 
     # -- commands --------------------------------------------------------------------------
     def _validate(self, msg: Float64MultiArray) -> Optional[np.ndarray]:

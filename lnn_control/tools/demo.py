@@ -1,4 +1,5 @@
-"""The closed-loop demo over ROS 2: ``lnn_sim`` + ``lnn_controller`` as real processes.
+"""
+The closed-loop demo over ROS 2: ``lnn_sim`` + ``lnn_controller`` as real processes.
 
 Both arms run at once, each in a namespace of its own (``/pd`` and
 ``/adaptive``) with ``/clock`` remapped into it, exactly as two robots would
@@ -28,7 +29,7 @@ from ..recording import ARMS, CONTROL_PERIOD_S, traces_from_mcap
 
 
 def _executable(name: str) -> list[str]:
-    """The console script next to this interpreter (venv), else on PATH, else ``-m``."""
+    """Find a console script: next to this interpreter (venv), else on PATH, else ``-m``."""
     local = os.path.join(os.path.dirname(sys.executable), name)
     if os.path.exists(local):
         return [local]
@@ -79,52 +80,29 @@ def run(plant: str, neuron: str, duration: float, out: str, payload_change_at: f
         seed: int = 0, lockstep: bool = True, extra: Mapping[str, Any] | None = None,
         progress: bool = True,
         timeout_s: float | None = None) -> tuple[dict[str, Any], list[CL.Trace]]:
-    """Run both arms over ROS 2, record ``out/run.mcap``; return the summary and
-    the (PD, adaptive) traces computed from the recording."""
+    """
+    Run both arms over ROS 2 and record ``out/run.mcap``.
+
+    Returns the summary and the (PD, adaptive) traces computed from the recording.
+    """
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
 
-    from ..ros.common import RECORD_BEST_EFFORT_QOS, RECORD_LATCHED_QOS, RECORD_QOS
-    from ..ros.conversions import stamp_to_ns
     from .recorder import McapRecorder
-
-    from diagnostic_msgs.msg import DiagnosticArray
-    from sensor_msgs.msg import JointState
-    from std_msgs.msg import Float64MultiArray
 
     os.makedirs(out, exist_ok=True)
     overrides = {'reservoir.neuron_model': neuron, 'reservoir.seed': seed,
                  'reference.seed': seed, **(extra or {})}
     cfg = schema.resolve(CL.plant_params(plant, overrides))
     joints = list(cfg['joints'])
-    # Simulator states and controller outputs are published transient-local: what was
-    # sent before the recorder matched a publisher is replayed to it (real time).
-    latched = RECORD_LATCHED_QOS
-    topics = [('/diagnostics', DiagnosticArray, RECORD_QOS)]
-    for ns, _ in ARMS:
-        topics += [(f'/{ns}/joint_states', JointState, latched),
-                   (f'/{ns}/commands', Float64MultiArray, latched),
-                   (f'/{ns}/lnn_controller/desired', JointState, latched)]
     mcap_path = os.path.join(out, 'run.mcap')
     context = rclpy.Context()
     rclpy.init(context=context)
     node = rclpy.create_node('lnn_demo_recorder', context=context)
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
-    # Loop time of each arm: stamp of its latest tick minus that of its first.
-    first: dict[str, int] = {}
-    latest = {ns: 0.0 for ns, _ in ARMS}
-
-    def tick_watch(ns):
-        def cb(msg):
-            t = stamp_to_ns(msg.header.stamp)
-            first.setdefault(ns, t)
-            latest[ns] = (t - first[ns]) * 1e-9
-        return cb
-    for ns, _ in ARMS:
-        node.create_subscription(JointState, f'/{ns}/lnn_controller/desired', tick_watch(ns),
-                                 RECORD_BEST_EFFORT_QOS)
-    recorder = McapRecorder(node, mcap_path, topics, metadata={
+    watch = _TickWatch(node)
+    recorder = McapRecorder(node, mcap_path, _recording_topics(), metadata={
         'plant': plant, 'neuron': neuron, 'duration_s': duration,
         'payload_change_at_s': payload_change_at or 0.0, 'seed': seed,
         'mode': 'ros-lockstep' if lockstep else 'ros-realtime', 'joints': ','.join(joints),
@@ -132,51 +110,27 @@ def run(plant: str, neuron: str, duration: float, out: str, payload_change_at: f
     procs: list[subprocess.Popen] = []
     log = open(os.path.join(out, 'nodes.log'), 'w', encoding='utf-8')
     env = dict(os.environ, PYTHONUNBUFFERED='1')
-    timeout_s = timeout_s or 120.0 + 3.0 * duration
     try:
         # Lock-step simulators start paused, so nothing moves until the recorder is
         # matched to every publisher and has the simulators' first states; then both
         # loops are released. (Real time cannot wait: it records from when it can.)
-        for ns, _ in ARMS:
-            procs.append(subprocess.Popen(sim_command(ns, plant, joints, lockstep,
-                                                      payload_change_at),
-                                          stdout=log, stderr=subprocess.STDOUT, env=env))
-        for ns, learning in ARMS:
-            procs.append(subprocess.Popen(controller_command(ns, plant, learning, overrides,
-                                                             lockstep),
-                                          stdout=log, stderr=subprocess.STDOUT, env=env))
+        commands = ([sim_command(ns, plant, joints, lockstep, payload_change_at)
+                     for ns, _ in ARMS]
+                    + [controller_command(ns, plant, learning, overrides, lockstep)
+                       for ns, learning in ARMS])
+        for command in commands:
+            procs.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                                          env=env))
         _spin_until(executor, lambda: all(
             n >= 1 for n in recorder.publisher_counts().values()) and all(
             recorder.counts[f'/{ns}/joint_states'] >= 1 for ns, _ in ARMS),
             timeout=120.0, procs=procs, what='the nodes to come up')
         if lockstep:
             _unpause(node, executor, [f'/{ns}/lnn_sim' for ns, _ in ARMS], procs)
-        bar = None
-        if progress:
-            from tqdm import tqdm
-            bar = tqdm(total=duration, unit='sim s', desc='PD + adaptive over ROS 2',
-                       bar_format='{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} {unit}')
-        def done():
-            if len(first) < len(ARMS):
-                return False
-            elapsed = min(latest.values())
-            if bar is not None:
-                bar.update(max(0.0, min(elapsed, duration)) - bar.n)
-            return elapsed >= duration + 2 * CONTROL_PERIOD_S
-        _spin_until(executor, done, timeout=timeout_s, procs=procs, what='the run to finish')
-        if bar is not None:
-            bar.update(duration - bar.n)
-            bar.close()
+        _wait_for_run(executor, watch, duration, timeout_s or 120.0 + 3.0 * duration,
+                      procs, progress)
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGINT)
-        deadline = time.monotonic() + 15.0
-        for p in procs:
-            try:
-                p.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                p.kill()
+        _stop(procs)
         _drain(executor, recorder)
         recorder.close()
         executor.shutdown()
@@ -188,6 +142,89 @@ def run(plant: str, neuron: str, duration: float, out: str, payload_change_at: f
                         traces[0], traces[1], duration, payload_change_at)
     summary['messages'] = mcap_io.message_counts(mcap_path)
     return summary, traces
+
+
+def _recording_topics() -> list[tuple]:
+    """
+    Return what the demo records.
+
+    Simulator states and controller outputs are published transient-local: what was sent
+    before the recorder matched a publisher is replayed to it (real time).
+    """
+    from diagnostic_msgs.msg import DiagnosticArray
+    from sensor_msgs.msg import JointState
+    from std_msgs.msg import Float64MultiArray
+
+    from ..ros.common import RECORD_LATCHED_QOS, RECORD_QOS
+
+    topics = [('/diagnostics', DiagnosticArray, RECORD_QOS)]
+    for ns, _ in ARMS:
+        topics += [(f'/{ns}/joint_states', JointState, RECORD_LATCHED_QOS),
+                   (f'/{ns}/commands', Float64MultiArray, RECORD_LATCHED_QOS),
+                   (f'/{ns}/lnn_controller/desired', JointState, RECORD_LATCHED_QOS)]
+    return topics
+
+
+class _TickWatch:
+    """Loop time of each arm: stamp of its latest tick minus that of its first."""
+
+    def __init__(self, node):
+        from sensor_msgs.msg import JointState
+
+        from ..ros.common import RECORD_BEST_EFFORT_QOS
+
+        self.first: dict[str, int] = {}
+        self.latest = {ns: 0.0 for ns, _ in ARMS}
+        for ns, _ in ARMS:
+            node.create_subscription(JointState, f'/{ns}/lnn_controller/desired',
+                                     self._callback(ns), RECORD_BEST_EFFORT_QOS)
+
+    def _callback(self, ns: str):
+        from ..ros.conversions import stamp_to_ns
+
+        def cb(msg):
+            t = stamp_to_ns(msg.header.stamp)
+            self.first.setdefault(ns, t)
+            self.latest[ns] = (t - self.first[ns]) * 1e-9
+        return cb
+
+    def elapsed(self) -> float | None:
+        """Loop time both arms have reached (None before both ticked)."""
+        return min(self.latest.values()) if len(self.first) == len(ARMS) else None
+
+
+def _wait_for_run(executor, watch: _TickWatch, duration: float, timeout_s: float, procs,
+                  progress: bool) -> None:
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=duration, unit='sim s', desc='PD + adaptive over ROS 2',
+                   bar_format='{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} {unit}')
+
+    def done():
+        elapsed = watch.elapsed()
+        if elapsed is None:
+            return False
+        if bar is not None:
+            bar.update(max(0.0, min(elapsed, duration)) - bar.n)
+        return elapsed >= duration + 2 * CONTROL_PERIOD_S
+    _spin_until(executor, done, timeout=timeout_s, procs=procs, what='the run to finish')
+    if bar is not None:
+        bar.update(duration - bar.n)
+        bar.close()
+
+
+def _stop(procs: Sequence[subprocess.Popen]) -> None:
+    """SIGINT every node (the controllers save their readouts), then wait 15 s at most."""
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGINT)
+    deadline = time.monotonic() + 15.0
+    for p in procs:
+        try:
+            p.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
 
 
 def _unpause(node, executor, sims: Sequence[str], procs) -> None:

@@ -1,4 +1,5 @@
-"""Record live ROS 2 topics to an MCAP file that Foxglove, PlotJuggler and rosbag2 read.
+"""
+Record live ROS 2 topics to an MCAP file that Foxglove, PlotJuggler and rosbag2 read.
 
 Each topic gets a channel with ``cdr`` message encoding and a ``ros2msg``
 schema: the message definition with every nested type appended after a line of
@@ -105,7 +106,7 @@ def _dependencies_from_msg(package: str, text: str) -> list[str]:
 
 
 def _idl_to_msg_type(idl: str) -> tuple[str, Optional[str]]:
-    """An introspection type string -> (.msg field type, nested 'pkg/Type' or None)."""
+    """Map an introspection type string to (.msg field type, nested 'pkg/Type' or None)."""
     m = re.fullmatch(r'sequence<(.+?)(?:,\s*(\d+))?>', idl)
     if m:
         inner, nested = _idl_to_msg_type(m.group(1))
@@ -147,7 +148,7 @@ def _definition_and_deps(full_name: str, prefer_files: bool) -> tuple[str, list[
 
 
 def message_definition(msg_type: type, prefer_files: bool = True) -> str:
-    """The ``ros2msg`` complete message definition of ``msg_type`` (rosbag2's format)."""
+    """Return the ``ros2msg`` complete message definition of ``msg_type`` (rosbag2's format)."""
     parts = type_name(msg_type).split('/')
     root = f'{parts[0]}/{parts[2]}'
     text, deps = _definition_and_deps(root, prefer_files)
@@ -167,7 +168,7 @@ def message_definition(msg_type: type, prefer_files: bool = True) -> str:
 
 
 def _stamp_reader(msg_type: type) -> Optional[Callable[[bytes], Optional[int]]]:
-    """Reads the leading header stamp / Time straight from the CDR bytes, if any."""
+    """Return a reader of the leading header stamp / Time straight from the CDR bytes, if any."""
     fields = list(msg_type.get_fields_and_field_types().values())
     if not fields or fields[0] not in _STAMPED_FIRST_FIELDS:
         return None
@@ -183,7 +184,8 @@ def _stamp_reader(msg_type: type) -> Optional[Callable[[bytes], Optional[int]]]:
 
 
 def demo_topics(controller: str = 'lnn_controller') -> list[tuple]:
-    """(topic, type, QoS) of a simulator + controller run, absolute names.
+    """
+    (topic, type, QoS) of a simulator + controller run, absolute names.
 
     Everything RELIABLE (what lnn_sim, lnn_controller and ros2_control publish),
     except the reference: its publisher is the user's, and the controller itself
@@ -203,7 +205,8 @@ def demo_topics(controller: str = 'lnn_controller') -> list[tuple]:
 
 
 class McapRecorder:
-    """Subscribe to ``topics`` on ``node`` and write every message to ``path``.
+    """
+    Subscribe to ``topics`` on ``node`` and write every message to ``path``.
 
     ``topics``: (name, message class) or (name, message class, QoS) tuples;
     relative names resolve against the node's namespace and the file holds the
@@ -269,9 +272,13 @@ class McapRecorder:
         self._subscriptions.append(sub)
 
     def publisher_counts(self) -> dict[str, int]:
-        """{topic: matched publishers}. DDS discovery takes a while (up to seconds):
-        messages sent before a publisher is matched are not recorded, so start the
-        recorder first and wait until the publishers that matter are matched."""
+        """
+        Return {topic: matched publishers}.
+
+        DDS discovery takes a while (up to seconds): messages sent before a publisher is
+        matched are not recorded, so start the recorder first and wait until the publishers
+        that matter are matched.
+        """
         return {sub.topic_name: sub.get_publisher_count() for sub in self._subscriptions}
 
     def close(self) -> None:

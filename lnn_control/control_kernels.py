@@ -1,0 +1,250 @@
+"""
+Numba kernels of the controller's tick around the learning core.
+
+Input assembly of feedback-error learning, the bounded command, the automatic
+input scales, and the statistics of the learning supervisor and the plant-change
+detector: each a few dozen flops per joint, fused into one kernel apiece so the
+tick stays free of Python-level array temporaries. Like ``kernels.py``, every
+kernel writes into arrays the caller preallocated.
+"""
+from __future__ import annotations
+
+from numba import njit
+import numpy as np
+
+# Width, in normalised velocity, of the smooth sign of the desired velocity that
+# the feedforward uses for Coulomb friction (which flips with the motion).
+FRICTION_BAND = 0.05
+
+
+@njit(cache=True)
+def feedback_error_inputs(io, scale, kp, kd, pd, u):
+    """
+    PD output and reservoir inputs of one feedback-error-learning tick.
+
+    io rows: q, qd, q_d, qd_d, qdd_d. scale: position, velocity, acceleration
+    normalisers (3n). u blocks: q_d, qd_d, qdd_d (normalised), sin q_d,
+    cos q_d, tanh(qd_d / (FRICTION_BAND scale)) -- gravity- and friction-like
+    terms a readout cannot build well from smooth features -- then the
+    measured q, qd (normalised).
+    """
+    n = io.shape[1]
+    for j in range(n):
+        q, qd, q_d, qd_d, qdd_d = io[0, j], io[1, j], io[2, j], io[3, j], io[4, j]
+        pd[j] = kp[j] * (q_d - q) + kd[j] * (qd_d - qd)
+        u[j] = q_d / scale[j]
+        u[n + j] = qd_d / scale[n + j]
+        u[2 * n + j] = qdd_d / scale[2 * n + j]
+        u[3 * n + j] = np.sin(q_d)
+        u[4 * n + j] = np.cos(q_d)
+        u[5 * n + j] = np.tanh(qd_d / (FRICTION_BAND * scale[n + j]))
+        u[6 * n + j] = q / scale[j]
+        u[7 * n + j] = qd / scale[n + j]
+
+
+# Layout of the supervisor's statistics vector (see supervisor.py).
+SV_PD = 0       # EWMA of |u_pd / kp|^2: the error left with the feedforward
+SV_TOTAL = 1    # EWMA of |u / kp|^2, u the applied command: the error PD alone would leave
+SV_PUSH = 2     # EWMA of the fraction of ticks the feedforward drives a saturation
+SV_RHO = 3      # the estimated error ratio to PD alone (the larger of the two below)
+SV_MAX = 4      # largest SV_RHO since the supervisor last cleared it
+SV_PD_LOW = 5   # SV_PD and SV_TOTAL of the low-passed efforts
+SV_TOTAL_LOW = 6
+SV_SIZE = 7
+
+
+@njit(cache=True)
+def supervisor_stats(pd, ff, command, limit, inv_kp, beta, lp, ff_at_bound, alpha, trip,
+                     push_trip, warm, st):
+    """
+    Update the supervisor's EWMAs; True when learning looks harmful.
+
+    Harmful: ``warm`` and rho > ``trip`` or the push fraction > ``push_trip``.
+
+    rho is the larger of two estimates: from the efforts as they are (quick) and from the
+    efforts low-passed per joint (``lp`` (2, n) holds the filter states, ``beta`` the
+    coefficients): effort above the closed loop's bandwidth does not move the plant, and a
+    feedforward chattering there would otherwise inflate the denominator and hide the
+    damage. A tick 'pushes' when the feedforward is at its bound, or a joint's command is at
+    its limit with the feedforward (more than a quarter of the limit) pushing the same way.
+    """
+    a = 0.0
+    b = 0.0
+    a_low = 0.0
+    b_low = 0.0
+    push = ff_at_bound
+    for j in range(pd.shape[0]):
+        e = pd[j] * inv_kp[j]
+        t = command[j] * inv_kp[j]
+        a += e * e
+        b += t * t
+        lp[0, j] += beta[j] * (e - lp[0, j])
+        lp[1, j] += beta[j] * (t - lp[1, j])
+        a_low += lp[0, j] * lp[0, j]
+        b_low += lp[1, j] * lp[1, j]
+        if abs(command[j]) >= limit[j] and ff[j] * command[j] > 0.25 * limit[j] * limit[j]:
+            push = 1.0
+    st[SV_PD] += alpha * (a - st[SV_PD])
+    st[SV_TOTAL] += alpha * (b - st[SV_TOTAL])
+    st[SV_PD_LOW] += alpha * (a_low - st[SV_PD_LOW])
+    st[SV_TOTAL_LOW] += alpha * (b_low - st[SV_TOTAL_LOW])
+    # pushing into saturation does damage fast: a four times shorter average
+    st[SV_PUSH] += min(1.0, 4.0 * alpha) * (push - st[SV_PUSH])
+    rho = np.sqrt(st[SV_PD] / st[SV_TOTAL]) if st[SV_TOTAL] > 0.0 else 1.0
+    if st[SV_TOTAL_LOW] > 0.0:
+        rho = max(rho, np.sqrt(st[SV_PD_LOW] / st[SV_TOTAL_LOW]))
+    st[SV_RHO] = rho
+    if rho > st[SV_MAX]:
+        st[SV_MAX] = rho
+    return warm and (rho > trip or st[SV_PUSH] > push_trip)
+
+
+# Layout of the change detector's state vector (see change_detector.py).
+CD_SHORT = 0    # EWMA of |e / kp|^2 over the short window
+CD_BASE = 1     # the typical level: an upper quantile of log(CD_SHORT), recently
+CD_CUSUM = 2    # the CUSUM statistic [s]
+CD_TICKS = 3    # ticks observed since the last (re)start
+CD_WEIGHT = 4   # weight of the next histogram entry (grows instead of decaying the rest)
+CD_TOTAL = 5    # total weight in the histogram
+CD_TOP = 6      # highest histogram bin filled since the last (re)start
+CD_SIZE = 7
+# The histogram of log(CD_SHORT) the typical level is read from.
+CD_LOG_LOW, CD_LOG_HIGH, CD_BINS = -46.0, 18.0, 256
+
+
+@njit(cache=True)
+def change_cusum(err, inv_kp, a_short, a_hist, warm_ticks, quantile, log_excess, dt,
+                 threshold, st, hist):
+    """
+    One tick of the plant-change detector; True when it fires.
+
+    l = log(short-term power of err / kp). Its typical level b is the
+    ``quantile`` of an exponentially weighted histogram of l (``a_hist`` per
+    tick, so it follows the last few seconds up and down alike), so the bursts
+    of a steady error at the hard parts of a reference sit below it. Page's
+    CUSUM g <- max(0, g + (l - b - log_excess) dt) fires when g exceeds
+    ``threshold``. No test during the first ``warm_ticks``; afterwards the
+    histogram learns only while g = 0, so a change cannot raise b before it is
+    detected. Firing starts a new warm-up: the re-learning a detection
+    triggers is a transient of its own, not another change. A non-finite
+    error is ignored. The histogram's decay is folded into a growing entry
+    weight, and the quantile is read from the top, so a tick costs a few
+    bins, not all of them.
+    """
+    x = 0.0
+    for j in range(err.shape[0]):
+        e = err[j] * inv_kp[j]
+        x += e * e
+    if not np.isfinite(x):
+        return False
+    ticks = st[CD_TICKS] + 1.0
+    st[CD_TICKS] = ticks
+    if ticks == 1.0:
+        st[CD_SHORT] = x
+        st[CD_CUSUM] = 0.0
+        st[CD_WEIGHT] = 1.0
+        st[CD_TOTAL] = 0.0
+        st[CD_TOP] = 0.0
+        for k in range(hist.shape[0]):
+            hist[k] = 0.0
+    else:
+        st[CD_SHORT] += a_short * (x - st[CD_SHORT])
+    level = np.log(st[CD_SHORT] + 1e-300)
+    width = (CD_LOG_HIGH - CD_LOG_LOW) / hist.shape[0]
+    if ticks > warm_ticks:
+        tail = (1.0 - quantile) * st[CD_TOTAL]      # the weight above the quantile
+        acc = 0.0
+        base = CD_LOG_LOW
+        for k in range(int(st[CD_TOP]), -1, -1):
+            if acc + hist[k] >= tail and hist[k] > 0.0:
+                base = CD_LOG_LOW + (k + 1.0 - (tail - acc) / hist[k]) * width
+                break
+            acc += hist[k]
+        st[CD_BASE] = base
+        g = st[CD_CUSUM] + (level - base - log_excess) * dt
+        if g > threshold:
+            st[CD_CUSUM] = 0.0
+            st[CD_TICKS] = 0.0
+            return True
+        if g > 0.0:
+            st[CD_CUSUM] = g
+            return False
+        st[CD_CUSUM] = 0.0
+    k = int((min(max(level, CD_LOG_LOW), CD_LOG_HIGH - 1e-9) - CD_LOG_LOW) / width)
+    w = st[CD_WEIGHT]
+    hist[k] += w
+    st[CD_TOTAL] += w
+    if k > st[CD_TOP]:
+        st[CD_TOP] = k
+    w /= 1.0 - a_hist
+    if w > 1e200:                                 # renormalise before overflow
+        for i in range(hist.shape[0]):
+            hist[i] /= w
+        st[CD_TOTAL] /= w
+        w = 1.0
+    st[CD_WEIGHT] = w
+    return False
+
+
+@njit(cache=True)
+def track_scales(io, envelope, scale, before, floor, headroom):
+    """
+    Grow the input scales the reference outgrows (automatic input normalisation).
+
+    Per joint, ``envelope`` (3n) holds the running peak of |q_d|, |qd_d| and |qdd_d| (io
+    rows 2..4); where a peak outgrows its scale the scale becomes headroom x the peak (so
+    each change is at least ``headroom``-fold). Scales start at ``floor`` and only grow, so
+    they settle once the reference has shown its range. ``before`` receives the scales as
+    they were. Returns how many scales changed (the caller then rescales the readouts).
+    """
+    n = io.shape[1]
+    changed = 0
+    for k in range(3):
+        for j in range(n):
+            v = abs(io[2 + k, j])
+            i = k * n + j
+            before[i] = scale[i]
+            if v > envelope[i]:
+                envelope[i] = v
+                if v > scale[i]:
+                    scale[i] = max(floor[i], headroom * v)
+                    changed += 1
+    return changed
+
+
+@njit(cache=True)
+def bounded_command(pd, ff, ff_limit, limit, out):
+    """
+    Bound the command: ff <- clip(ff, +-ff_limit); out = clip(pd + ff, +-limit).
+
+    Returns 1 when the feedforward was clipped plus 2 when the command was.
+    """
+    code = 0
+    for j in range(out.shape[0]):
+        f = ff[j]
+        if f > ff_limit[j] or f < -ff_limit[j]:
+            f = min(max(f, -ff_limit[j]), ff_limit[j])
+            ff[j] = f
+            code |= 1
+        v = pd[j] + f
+        if v > limit[j] or v < -limit[j]:
+            v = min(max(v, -limit[j]), limit[j])
+            code |= 2
+        out[j] = v
+    return code
+
+
+def warm_up() -> None:
+    """
+    Compile (or load from numba's cache) every kernel here.
+
+    Each runs on tiny arrays of the types the controller passes.
+    """
+    io, out = np.ones((5, 1)), np.zeros(1)
+    feedback_error_inputs(io, np.ones(3), np.ones(1), np.ones(1), out, np.zeros(8))
+    bounded_command(out, out.copy(), np.ones(1), np.ones(1), np.zeros(1))
+    supervisor_stats(out, out, out, np.ones(1), np.ones(1), np.ones(1), np.zeros((2, 1)),
+                     0.0, 0.5, 1.1, 0.25, True, np.zeros(SV_SIZE))
+    track_scales(io, np.zeros(3), np.ones(3), np.ones(3), np.ones(3), 1.25)
+    change_cusum(out, np.ones(1), 0.1, 0.01, 2.0, 0.9, 1.0, 0.01, 0.2, np.zeros(CD_SIZE),
+                 np.zeros(CD_BINS))

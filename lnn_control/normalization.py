@@ -1,0 +1,98 @@
+"""
+Input normalisation: each reservoir input divided by a scale of its quantity.
+
+The reservoir's tanh units and the readouts' initial covariance assume inputs
+of order one. A user's robot may move 0.05 rad or 3 m, so by default the
+scales are automatic: 1.25x the peak the reference has shown so far, per joint
+and quantity (position, velocity, acceleration), starting from small floors.
+Scales only grow; when one does, the controller rescales what the readouts
+learned on the inputs it divides (``input_factors``), so nothing learned is
+lost. ``fixed`` uses the user's scales (``input.*_scale``). ROS-free.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import control_kernels as CK
+
+# Automatic normalisation: scales start here (position, velocity, acceleration;
+# rad or m per s^k) and grow to AUTO_HEADROOM x the peak the reference shows.
+AUTO_FLOOR = (0.05, 0.05, 0.1)
+AUTO_HEADROOM = 1.25
+
+
+def input_layout(mode: str, n: int) -> tuple[int, np.ndarray]:
+    """
+    Return the number of reservoir inputs for ``n`` joints and the scale dividing each.
+
+    Each scale is given as its index in the 3n scales (positions, velocities,
+    accelerations), -1 for an input no scale divides.
+
+    One block of n per quantity:
+    feedback_error: q_d, qd_d, qdd_d, sin q_d, cos q_d, sign-like qd_d, q, qd
+    inverse_model:  q(t-1), qd(t-1), q, qd, sin, cos of q(t-1) (training);
+                    q, qd, q_d(t+1), qd_d(t+1), sin, cos of q (control)
+    """
+    pos, vel, acc = (np.arange(n) + k * n for k in range(3))
+    none = np.full(n, -1)
+    blocks = ((pos, vel, acc, none, none, none, pos, vel) if mode == 'feedback_error'
+              else (pos, vel, pos, vel, none, none))
+    return len(blocks) * n, np.concatenate(blocks)
+
+
+class InputNormalizer:
+    """
+    The 3n scales (positions, velocities, accelerations; n joints).
+
+    ``input_index`` maps each reservoir input to the scale dividing it (-1:
+    none), so a scale change can be carried into the readouts.
+    """
+
+    def __init__(self, n: int, auto: bool, fixed_scales, input_index: np.ndarray):
+        self.n, self.auto = n, auto
+        if auto:
+            self.scale = np.repeat(np.asarray(AUTO_FLOOR, dtype=float), n)
+        else:
+            self.scale = np.concatenate([np.asarray(s, dtype=float) for s in fixed_scales])
+        self._floor = self.scale.copy()
+        self._before = self.scale.copy()
+        self.envelope = np.zeros(3 * n)
+        self.input_index = np.asarray(input_index)
+        self.changes = 0
+
+    def track(self, io: np.ndarray) -> bool:
+        """Follow the reference of this tick (``io`` rows 2-4); True when a scale grew."""
+        if self.auto and CK.track_scales(io, self.envelope, self.scale, self._before,
+                                         self._floor, AUTO_HEADROOM):
+            self.changes += 1
+            return True
+        return False
+
+    def input_factors(self) -> np.ndarray:
+        """Per input: new scale / scale before the last change (1 for unscaled inputs)."""
+        idx = self.input_index
+        ratio = self.scale / self._before
+        return np.where(idx >= 0, ratio[np.maximum(idx, 0)], 1.0)
+
+    @property
+    def scales(self) -> dict[str, np.ndarray]:
+        n = self.n
+        return {'position': self.scale[:n].copy(), 'velocity': self.scale[n:2 * n].copy(),
+                'acceleration': self.scale[2 * n:].copy()}
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {'input/scale': self.scale.copy(), 'input/envelope': self.envelope.copy()}
+
+    def check_state(self, path: str, scale: np.ndarray, envelope: np.ndarray) -> None:
+        """Raise ValueError unless saved scales fit this normaliser."""
+        if (scale.shape != self.scale.shape or envelope.shape != self.envelope.shape
+                or not (np.isfinite(scale).all() and (scale > 0).all()
+                        and np.isfinite(envelope).all())):
+            raise ValueError(f'{path} holds invalid input scales or supervisor gain')
+        if not self.auto and not np.allclose(scale, self.scale):
+            raise ValueError(f'{path} was learned with input scales {scale.tolist()}, '
+                             f'these are fixed at {self.scale.tolist()}')
+
+    def load_state(self, scale: np.ndarray, envelope: np.ndarray) -> None:
+        self.scale[:] = scale
+        self.envelope[:] = envelope
