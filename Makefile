@@ -14,10 +14,18 @@
 #     `pip install .`, because only a regular install puts setup.py's
 #     data_files (ament index marker, package.xml, launch/, config/) under the
 #     venv prefix where ament_index_python finds them (a PEP 660 editable
-#     install silently drops them).  It is re-installed (a few seconds) when
+#     install silently drops them) and the launchers of lnn_controller and
+#     lnn_sim in .venv/lib/lnn_control, where `ros2 run` and launch_ros
+#     look.  It is re-installed (a few seconds) when
 #     setup.py / setup.cfg / package.xml or any file under lnn_control/,
 #     launch/, config/ or resource/ changes (stamp: .venv/.stamp-pkg), so
 #     the installed copy never goes stale.
+#   * No AMENT_PREFIX_PATH is needed (none is set here): the installed
+#     package finds its share files in the prefix it is installed into
+#     (lnn_control/share.py), so `source .venv/bin/activate && lnn-control
+#     demo` works as `make demo` does.  Only the ROS tools of a ROS install
+#     (`ros2 launch`, `ros2 run`) find packages through the ament index
+#     alone: for them, put the venv on AMENT_PREFIX_PATH.
 #
 # Tests run with `python -P` so that `import lnn_control` resolves to the
 # installed package (what users get) rather than the source tree in the cwd.
@@ -25,7 +33,6 @@
 PYTHON ?= python3
 VENV ?= .venv
 
-VENV_ABS := $(abspath $(VENV))
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 DEPS_STAMP := $(VENV)/.stamp-deps
@@ -36,11 +43,6 @@ PKG_SOURCES := setup.py setup.cfg package.xml \
 	$(shell find lnn_control launch config resource -type f \
 		-not -path '*/__pycache__/*' -not -name '*.py[co]' \
 		-not -name '*.nbi' -not -name '*.nbc' 2>/dev/null | sort)
-
-# ament_index_python only searches AMENT_PREFIX_PATH; the regular install puts
-# share/ament_index/... under the venv prefix, so put the venv first (keeping a
-# sourced ROS workspace, if any, behind it).
-AMENT_ENV := AMENT_PREFIX_PATH="$(VENV_ABS)$${AMENT_PREFIX_PATH:+:$$AMENT_PREFIX_PATH}"
 
 # A venv is usable if its interpreter starts and has pip.
 VENV_OK := "$(PY)" -c "import pip" >/dev/null 2>&1
@@ -93,7 +95,7 @@ test: setup
 	echo ">>> pytest $(PYTEST_ARGS) (ROS_DOMAIN_ID=$$domain, ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST)"; \
 	rc=0; \
 	env ROS_DOMAIN_ID=$$domain ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST \
-		MPLBACKEND="$${MPLBACKEND:-Agg}" $(AMENT_ENV) \
+		MPLBACKEND="$${MPLBACKEND:-Agg}" \
 		"$(PY)" -P -m pytest -q $(PYTEST_ARGS) test || rc=$$?; \
 	if [ $$rc -ne 0 ]; then echo ">>> pytest exited with code $$rc"; fi; \
 	exit $$rc
@@ -104,7 +106,7 @@ test-fast:
 demo: setup
 	@mkdir -p runs
 	env ROS_AUTOMATIC_DISCOVERY_RANGE="$${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST}" \
-		MPLBACKEND="$${MPLBACKEND:-Agg}" $(AMENT_ENV) \
+		MPLBACKEND="$${MPLBACKEND:-Agg}" \
 		"$(VENV)/bin/lnn-control" demo --plant pendulum --neuron esn \
 		--duration 60 --payload-change-at 40 --out runs/demo
 
@@ -112,7 +114,6 @@ bench: setup
 	@$(MAKE) --no-print-directory $(BENCH_STAMP)
 	@mkdir -p runs
 	env ROS_AUTOMATIC_DISCOVERY_RANGE="$${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST}" \
-		$(AMENT_ENV) \
 		"$(PY)" benchmarks/bench_tick.py --json runs/bench_tick.json
 
 clean:

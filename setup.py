@@ -1,22 +1,30 @@
 """
 Setuptools build script for the lnn_control ament_python package.
 
-Two ways of installing are supported:
+Two ways of installing are supported, and in both the executables end up where
+``ros2 run`` and launch_ros look (``<prefix>/lib/lnn_control``) and the share
+files under ``<prefix>/share/lnn_control``, where the package finds them itself
+(``lnn_control.share``; no ``AMENT_PREFIX_PATH`` needed):
 
 * On a ROS 2 install (colcon): ``rclpy`` and the message packages come from
   apt/rosdep (see package.xml), so they are deliberately NOT listed in
-  ``install_requires``.  colcon honours setup.cfg and puts the executables in
-  ``<prefix>/lib/lnn_control`` where ``ros2 run`` finds them.
-* Without ROS (plain virtualenv): ``pip install -r requirements.txt`` (which
-  includes the ros-kilted-* PyPI wheels, also available as the ``ros-pypi``
-  extra) then ``pip install .``; pip puts the console scripts in ``<venv>/bin``
-  and the share/ files under the venv prefix (set ``AMENT_PREFIX_PATH`` to the
-  venv for ``ament_index_python`` to find them).
+  ``install_requires``.  colcon honours setup.cfg and puts the console scripts
+  themselves in ``<prefix>/lib/lnn_control``.
+* Without ROS (plain virtualenv, ``pip install --user``, ``--prefix``):
+  ``pip install -r requirements.txt`` (which includes the ros-kilted-* PyPI
+  wheels, also available as the ``ros-pypi`` extra) then ``pip install .``.
+  pip ignores setup.cfg and generates the console scripts in ``<prefix>/bin``;
+  ``InstallData`` adds a small launcher per console script to
+  ``<prefix>/lib/lnn_control`` that runs that one.
 """
 from glob import glob
 import os
 
 from setuptools import find_packages, setup
+try:
+    from setuptools.command.install_data import install_data
+except ImportError:     # older setuptools (65 here): its distutils, which it provides
+    from distutils.command.install_data import install_data
 
 package_name = 'lnn_control'
 
@@ -27,6 +35,49 @@ def _files(*patterns):
     for pattern in patterns:
         found.update(p for p in glob(pattern) if os.path.isfile(p))
     return sorted(found)
+
+
+# A launcher in <prefix>/lib/lnn_control for each console script of a pip install.
+# pip generates the console scripts (with this prefix's interpreter) in the scheme's
+# scripts directory, <prefix>/bin for every POSIX scheme (venv, --user: ~/.local,
+# --prefix, /usr/local), i.e. ../../bin from here. A shell script, not Python: a
+# wheel cannot know the interpreter, and pip rewrites shebangs in bin/ only.
+LAUNCHER = """#!/bin/sh
+# {name} ({target}) where `ros2 run` and launch_ros look for it:
+# runs the console script pip generated in <prefix>/bin for this prefix's Python.
+exe="$(dirname "$0")/../../bin/{name}"
+if [ ! -x "$exe" ]; then
+    echo "{name}: $exe is missing: reinstall {package} (pip install)" >&2
+    exit 127
+fi
+exec "$exe" "$@"
+"""
+
+
+class InstallData(install_data):
+    """
+    install_data, plus the launchers in ``<prefix>/lib/lnn_control`` of a pip install.
+
+    Written into the install (or wheel) tree with mode 755, which wheels record and pip
+    restores. Not when the console scripts themselves are installed there (colcon, or
+    ``setup.py install`` with setup.cfg's install_scripts); colcon's ``--symlink-install``
+    runs ``develop`` (scripts there too) and its own ``symlink_data``, not this class.
+    """
+
+    def run(self):
+        super().run()
+        scripts = self.get_finalized_command('install').install_scripts
+        libexec = os.path.join(self.install_dir, 'lib', package_name)
+        if os.path.abspath(scripts) == os.path.abspath(libexec):
+            return
+        os.makedirs(libexec, exist_ok=True)
+        for entry in self.distribution.entry_points['console_scripts']:
+            name, target = (part.strip() for part in entry.split('='))
+            path = os.path.join(libexec, name)
+            with open(path, 'w', encoding='utf-8') as f:
+                f.write(LAUNCHER.format(name=name, package=package_name, target=target))
+            os.chmod(path, 0o755)
+            self.outfiles.append(path)
 
 
 ROS_PYPI = [
@@ -80,6 +131,7 @@ setup(
         'bench': ['reservoirpy==0.4.2'],
     },
     zip_safe=True,
+    cmdclass={'install_data': InstallData},
     entry_points={
         'console_scripts': [
             'lnn_controller = lnn_control.ros.controller_node:main',

@@ -16,6 +16,7 @@ from . import schema
 from .controller import AdaptiveController
 from .loop import ControlLoop, REFUSED
 from .plants import Plant
+from .share import share_directory
 from .trajectories import make_reference
 
 PAYLOAD_SCALE = 2.0          # the payload change multiplies the end-link mass by this
@@ -28,20 +29,11 @@ AFTER_WINDOW_S = (5.0, 10.0)  # RMS window after the change, seconds after it
 
 
 def config_path(plant: str) -> str:
-    """Return the packaged parameter file of a bundled plant (``config/<plant>.yaml``)."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    for base in (os.path.join(here, '..', 'config'), _share_config()):
-        if base and os.path.isfile(os.path.join(base, f'{plant}.yaml')):
-            return os.path.normpath(os.path.join(base, f'{plant}.yaml'))
-    raise FileNotFoundError(f'no config/{plant}.yaml installed for plant {plant!r}')
-
-
-def _share_config() -> str | None:
-    try:
-        from ament_index_python.packages import get_package_share_directory
-        return os.path.join(get_package_share_directory('lnn_control'), 'config')
-    except Exception:   # not on an ament prefix: the source tree has it
-        return None
+    """Return the installed parameter file of a bundled plant (``share/lnn_control/config``)."""
+    path = os.path.join(share_directory(), 'config', f'{plant}.yaml')
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'no parameter file for plant {plant!r}: {path} does not exist')
+    return path
 
 
 def plant_params(plant: str, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:

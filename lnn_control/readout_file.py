@@ -1,39 +1,68 @@
 """
 What a controller has learned, on disk (.npz, no pickle).
 
-A readout's weights only mean something with the joints, controller mode and
-input normalisation they were learned with, and a supervisor gain cut belongs
-to what was learned, so all of it is saved together and a file for other
-joints, another mode or other fixed scales is refused with the reason,
-leaving the controller as it was. Writes are atomic (temporary file, then
-rename), so a crash mid-write never leaves a torn file. ROS-free.
+A readout's weights only mean something with the joints, controller mode,
+reservoir and input normalisation they were learned with, and a supervisor
+gain cut belongs to what was learned, so all of it is saved together and a
+file for other joints, another mode, another reservoir or other fixed scales
+is refused with the reason, leaving the controller as it was. Writes are
+durable and atomic (temporary file, fsync, rename, fsync of the directory), so
+a crash or a power cut at any moment leaves either the previous file or the
+new one. ``Autosaver`` saves periodically with the writing off the control
+thread. ROS-free.
 """
 from __future__ import annotations
 
+import json
 import os
+import queue
 import tempfile
-import zipfile
+import threading
+from typing import Optional
 
 import numpy as np
 
 READOUT_NAMES = ('slow', 'fast')
-# What reading a missing, foreign or corrupt readout file can raise.
-LOAD_ERRORS = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
+# What reading a missing, foreign or corrupt readout file can raise: anything but a
+# BaseException (a corrupt zip raises from deep inside zipfile and numpy, with many types).
+LOAD_ERRORS = (Exception,)
 
 
 def save_npz(path: str, arrays: dict[str, np.ndarray]) -> None:
     """Write ``arrays`` atomically: a crash mid-write never leaves a torn file."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix='.readout-', suffix='.npz')
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=_temp_prefix(path), suffix='.npz')
     try:
         with os.fdopen(fd, 'wb') as f:
             np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)           # the rename itself survives a power cut
+    finally:
+        os.close(dir_fd)
+
+
+def _temp_prefix(path: str) -> str:
+    return f'.readout-{os.path.basename(path)}-'
+
+
+def remove_stale_temporaries(path: str) -> int:
+    """Remove what writes of ``path`` killed mid-way left behind; return how many."""
+    directory = os.path.dirname(os.path.abspath(path))
+    prefix = _temp_prefix(path)
+    stale = [f for f in (os.listdir(directory) if os.path.isdir(directory) else ())
+             if f.startswith(prefix) and f.endswith('.npz')]
+    for name in stale:
+        os.unlink(os.path.join(directory, name))
+    return len(stale)
 
 
 def load_npz(path: str) -> dict[str, np.ndarray]:
@@ -41,15 +70,26 @@ def load_npz(path: str) -> dict[str, np.ndarray]:
         return {k: data[k] for k in data.files}
 
 
-def save_controller(ctrl, path: str) -> None:
-    """Save ``ctrl``'s readouts with what they need to mean the same on load."""
+def controller_arrays(ctrl) -> dict[str, np.ndarray]:
+    """Copy what ``ctrl`` has learned, with what it needs to mean the same on load."""
     arrays = {f'{name}/{k}': v for name, r in zip(READOUT_NAMES, ctrl.readouts())
               for k, v in r.state_dict().items()}
     arrays['joints'] = np.array(ctrl.joints)
     arrays['mode'] = np.array(ctrl.mode)
+    arrays['reservoir'] = np.array(_reservoir_identity(ctrl))
     arrays.update(ctrl.normalizer.state())
     arrays['supervisor/gain_scale'] = np.float64(ctrl.supervisor.gain_scale)
-    save_npz(path, arrays)
+    return arrays
+
+
+def save_controller(ctrl, path: str) -> None:
+    """Save ``ctrl``'s readouts with what they need to mean the same on load."""
+    save_npz(path, controller_arrays(ctrl))
+
+
+def _reservoir_identity(ctrl) -> str:
+    """Return the settings that make the reservoir what it is, as canonical JSON."""
+    return json.dumps(ctrl.config.section('reservoir'), sort_keys=True)
 
 
 def load_controller(ctrl, path: str) -> None:
@@ -65,6 +105,9 @@ def load_controller(ctrl, path: str) -> None:
                          f'not {list(ctrl.joints)}')
     if str(data.get('mode')) != ctrl.mode:
         raise ValueError(f"{path} was saved in {data.get('mode')} mode, not {ctrl.mode}")
+    if 'reservoir' in data and str(data['reservoir']) != _reservoir_identity(ctrl):
+        raise ValueError(f"{path} was learned on another reservoir ({data['reservoir']}), "
+                         f'not this one ({_reservoir_identity(ctrl)})')
     norm = ctrl.normalizer
     scale = np.asarray(data.get('input/scale', norm.scale), dtype=float)
     envelope = np.asarray(data.get('input/envelope', norm.envelope), dtype=float)
@@ -91,23 +134,119 @@ def load_controller(ctrl, path: str) -> None:
     ctrl.supervisor.gain_scale = gain
 
 
-def try_save(ctrl, path: str) -> tuple[bool, str]:
-    """``ctrl.save(path)`` for a front end: (ok, message), never raises."""
-    if not path:
-        return False, 'readout_path is empty'
-    try:
-        ctrl.save(path)
-    except (OSError, ValueError) as e:
-        return False, f'saving readout to {path} failed: {e}'
-    return True, f'saved readout to {path}'
+def set_aside(path: str) -> str:
+    """Rename a refused file out of the way (kept for inspection); return its new name."""
+    aside = f'{path}.refused'
+    os.replace(path, aside)
+    return aside
 
 
-def try_load(ctrl, path: str) -> tuple[bool, str]:
-    """``ctrl.load(path)`` for a front end: (ok, message); a refused file changes nothing."""
-    if not path:
-        return False, 'readout_path is empty'
-    try:
-        ctrl.load(path)
-    except LOAD_ERRORS as e:
-        return False, f'not loaded ({e}); nothing changed'
-    return True, f'loaded {path}'
+class ReadoutStore:
+    """
+    Where a controller's learning lives on disk, for a front end (the node).
+
+    ``load_at_start`` loads ``path`` if it exists; a file that cannot be loaded
+    (corrupt, truncated, pickled, another robot or reservoir) is renamed to
+    ``<path>.refused`` so that nothing overwrites it, and learning starts fresh.
+    ``save``/``load`` serve requests and return (ok, message), never raising.
+    ``tick(now_ns)`` autosaves every ``period_s``: on the control thread, after
+    the command is out, it copies what was learned (``controller_arrays``,
+    0.23 ms at N=300, 4 ms at N=1000) and hands the copy to a writer thread that writes it
+    durably and atomically (``save_npz``), so a kill at any moment leaves the
+    last completed save. A save due while the writer is still busy is skipped
+    (counted), never queued. Times are nanoseconds of the front end's clock.
+    """
+
+    def __init__(self, ctrl, path: str, period_s: float):
+        self.ctrl = ctrl
+        self.saves = 0                # completed autosaves
+        self.skipped = 0              # due while the writer was busy
+        self.last_error: Optional[str] = None
+        self._queue: queue.Queue = queue.Queue(maxsize=1)
+        self.configure(path, period_s)
+        self._thread = threading.Thread(target=self._write_loop, name='readout-autosave',
+                                        daemon=True)
+        self._thread.start()
+
+    def configure(self, path: str, period_s: float) -> None:
+        """Use ``path``, autosaving every ``period_s`` (0 or an empty path: never)."""
+        self.path, self.period_ns = path, int(period_s * 1e9)
+        self._next_ns: Optional[int] = None
+
+    def load_at_start(self) -> Optional[tuple[bool, str]]:
+        """
+        Load ``path`` if it exists: None if there is none, else (ok, message).
+
+        Temporary files of writes a kill interrupted are removed first.
+        """
+        if self.path:
+            remove_stale_temporaries(self.path)
+        if not (self.path and os.path.exists(self.path)):
+            return None
+        ok, message = self.load()
+        if not ok:
+            message = (f'readout_path {self.path} refused ({message}); kept as '
+                       f'{set_aside(self.path)}; learning starts fresh')
+        return ok, message
+
+    def save(self) -> tuple[bool, str]:
+        """Save now, on the calling thread; (ok, message)."""
+        if not self.path:
+            return False, 'readout_path is empty'
+        try:
+            self.ctrl.save(self.path)
+        except (OSError, ValueError) as e:
+            return False, f'saving readout to {self.path} failed: {e}'
+        return True, f'saved readout to {self.path}'
+
+    def load(self) -> tuple[bool, str]:
+        """Load ``path``; (ok, message); a refused file changes nothing."""
+        if not self.path:
+            return False, 'readout_path is empty'
+        try:
+            self.ctrl.load(self.path)
+        except LOAD_ERRORS as e:
+            return False, f'not loaded ({e}); nothing changed'
+        return True, f'loaded {self.path}'
+
+    def tick(self, now_ns: int) -> bool:
+        """Autosave if due; return whether a snapshot was handed to the writer."""
+        if not self.path or self.period_ns <= 0:
+            return False
+        if self._next_ns is None:
+            self._next_ns = now_ns + self.period_ns
+        if now_ns < self._next_ns:
+            return False
+        self._next_ns = now_ns + self.period_ns
+        if self._queue.full():
+            self.skipped += 1
+            return False
+        self._queue.put_nowait((self.path, controller_arrays(self.ctrl)))
+        return True
+
+    def flush(self, timeout_s: float = 10.0) -> None:
+        """Wait until the writer has written what it was given."""
+        done = threading.Event()
+        self._queue.put((None, done), timeout=timeout_s)
+        done.wait(timeout_s)
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Finish the write in progress and stop the writer thread."""
+        if self._thread.is_alive():
+            self._queue.put((None, None), timeout=timeout_s)
+            self._thread.join(timeout_s)
+
+    def _write_loop(self) -> None:
+        while True:
+            path, arrays = self._queue.get()
+            if path is None:
+                if arrays is None:
+                    return
+                arrays.set()            # a flush marker
+                continue
+            try:
+                save_npz(path, arrays)
+                self.saves += 1
+                self.last_error = None
+            except (OSError, ValueError) as e:
+                self.last_error = f'autosave to {path} failed: {e}'

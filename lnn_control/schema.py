@@ -65,6 +65,16 @@ CONTROLLER = (
     Param('command_limit', DOUBLE_ARRAY, [20.0],
           'Symmetric saturation of the published effort per joint.',
           0.0, 1e6, per_joint=True, open_low=True),
+    Param('limits.position', DOUBLE_ARRAY, [1000.0],
+          'Plausibility limit per joint [rad or m]: joint_states or ~/reference with '
+          '|position| above it are dropped (reason implausible), never learned from, and '
+          'cannot start control. Generous by default: it catches garbage (a corrupt '
+          'message, a unit mix-up), not a robot leaving its workspace; set it to your '
+          "joints' range (continuous joints need room for many turns).",
+          0.0, 1e9, per_joint=True, open_low=True),
+    Param('limits.velocity', DOUBLE_ARRAY, [1000.0],
+          'Plausibility limit per joint [rad/s or m/s] on |velocity|, as limits.position.',
+          0.0, 1e9, per_joint=True, open_low=True),
     Param('learning_enabled', BOOL, True,
           'Adapt the readout online; off keeps applying the learned feedforward.'),
     Param('controller.mode', STRING, 'feedback_error',
@@ -161,8 +171,15 @@ CONTROLLER = (
           'Command while sensors are stale: zero effort or hold the last command.',
           choices=('zero', 'hold')),
     Param('readout_path', STRING, '',
-          'File (.npz) the readout is loaded from at start and saved to at shutdown '
-          'and by ~/save_readout; empty disables.'),
+          'File (.npz) the readout is loaded from at start and saved to periodically, '
+          'at shutdown and by ~/save_readout; empty disables. A file that cannot be '
+          'loaded (corrupt, truncated, another robot or reservoir) is renamed to '
+          '<file>.refused and the node starts fresh.'),
+    Param('readout_autosave_period_s', DOUBLE, 10.0,
+          'With readout_path set: save the readout this often [s, node clock], written '
+          'off the control thread (durable, atomic), so a crash or kill -9 loses at most '
+          'this much learning; 0 saves only at shutdown and on ~/save_readout.',
+          0.0, 86400.0),
     Param('reference.mode', STRING, 'topic',
           'topic: follow ~/reference; hold, sine, sum_of_sines: generated internally.',
           choices=('topic', 'hold', 'sine', 'sum_of_sines')),

@@ -300,6 +300,8 @@ def test_load_keeps_forgetting_factors_consistent_with_parameters(
     {'joints': ['j1'], 'kp': [1.0], 'kd': [1.0], 'command_limit': [1.0]},
     {'controller.mode': 'inverse_model'},
     {'rls.fast_learner': False},
+    {'reservoir.neuron_model': 'ltc'},                      # same shapes, other reservoir
+    {'reservoir.seed': 7},
 ])
 def test_load_refuses_file_for_other_controller(tmp_path, trained_ctrl_factory, other):
     path = str(tmp_path / 'other.npz')

@@ -181,6 +181,31 @@ def test_no_command_before_first_valid_joint_states(rig):
     assert r.tick() is not None and len(r.commands) == 1
 
 
+def test_implausible_joint_states_cannot_start_control(rig):
+    r = rig()
+    r.send([1e300, 0.0])
+    r.tick(3)
+    assert r.commands == [] and r.node.rejected['implausible'] == 1
+    assert r.node.sensor_messages == 0
+    r.send([0.0, 0.0])
+    assert r.tick() is not None and len(r.commands) == 1
+
+
+def test_plausibility_limits_are_live_and_apply_to_the_reference(rig):
+    r = rig({'learning_enabled': False, 'kd': [0.0]})
+    (result,) = r.node.set_parameters([Parameter('limits.position', value=[0.5, 2.0])])
+    assert result.successful, result.reason
+    r.send([0.6, 0.0])                                # joint j1 beyond 0.5 rad
+    assert r.node.rejected['implausible'] == 1 and r.node.sensor_messages == 0
+    r.send([0.0, 1.5])
+    r.send_reference([0.4, 1.9])
+    r.send_reference([0.4, 2.1])                      # j2 beyond 2 rad: dropped
+    assert r.node.rejected_reference['implausible'] == 1
+    np.testing.assert_allclose(r.tick(), [4.0, 4.0])  # kp 10 x (0.4, 1.9 - 1.5)
+    (result,) = r.node.set_parameters([Parameter('limits.velocity', value=[0.0])])
+    assert not result.successful and '> 0.0' in result.reason
+
+
 def test_best_effort_joint_states_publisher_is_accepted(rig):
     r = rig(sensor_qos=qos_profile_sensor_data)
     r.send([0.0, 0.0])
@@ -199,6 +224,10 @@ BAD = {
     'stamp_backwards': lambda t: C.joint_state(['j1', 'j2'], [3.0, 3.0], [0.0, 0.0],
                                                stamp_ns=t - 5 * PERIOD_NS),
     'malformed': lambda t: C.joint_state(['j1', 'j2', 'j1'], [3.0] * 3, [0.0] * 3, stamp_ns=t),
+    # beyond the default plausibility limits (1000 rad, 1000 rad/s)
+    'implausible': lambda t: C.joint_state(['j1', 'j2'], [1e300, 0.0], [0.0, 0.0], stamp_ns=t),
+    'implausible_velocity': lambda t: C.joint_state(['j1', 'j2'], [0.0, 0.0], [0.0, -5e3],
+                                                    stamp_ns=t),
 }
 
 
@@ -429,13 +458,36 @@ def test_learning_survives_a_restart(rig, tmp_path):
     assert second.node.controller.slow.forgetting_factor == 0.999
 
 
-def test_unloadable_readout_refuses_to_start(context, tmp_path):
+def test_unloadable_readout_is_set_aside_and_the_node_starts_fresh(rig, tmp_path):
     path = tmp_path / 'readout.npz'
     twin({**BASE, 'joints': ['other']}).save(str(path))
-    with pytest.raises(ValueError, match='readout_path'):
-        LnnControllerNode(context=context, parameter_overrides=[
-            Parameter(k, value=v) for k, v in {**BASE, 'readout_path': str(path)}.items()])
-    assert twin({**BASE, 'joints': ['other']}).joints == ('other',)
+    foreign = path.read_bytes()
+    r = rig({'readout_path': str(path)})
+    assert (tmp_path / 'readout.npz.refused').read_bytes() == foreign   # kept, untouched
+    assert not path.exists() and not r.node.controller.slow.w.any()
+    _learn(r, 5)
+    assert r.node.save_readout()[0] and path.is_file()              # its own file now
+
+
+def test_autosave_on_the_node_clock_survives_without_shutdown(rig, tmp_path):
+    path = tmp_path / 'readout.npz'
+    r = rig({'readout_path': str(path), 'readout_autosave_period_s': 0.05})
+    _learn(r, 12)                                     # 120 ms of sim time: 2 autosaves due
+    store = r.node.readout_store
+    store.flush()
+    # due twice; the second is skipped if the writer (wall clock) is still at the first
+    assert store.saves + store.skipped == 2 and store.saves >= 1 and path.is_file()
+    keys = key_values(r.node.diagnostics().status[0])
+    assert keys['readout autosaves'] == str(store.saves)
+    saved = twin(r.params)
+    saved.load(str(path))                             # what a kill -9 now would leave
+    assert saved.slow.w.any()
+    (result,) = r.node.set_parameters([Parameter('readout_autosave_period_s', value=0.0)])
+    assert result.successful
+    done = store.saves + store.skipped
+    _learn(r, 12)
+    store.flush()
+    assert store.saves + store.skipped == done        # autosave off
 
 
 def test_invalid_startup_parameters_raise_with_every_reason(context):

@@ -473,17 +473,44 @@ def test_controller_launch_default_targets_a_forward_command_controller():
     assert {k for k, _ in node['remappings']} == set(NODE_TOPICS['lnn_controller'])
 
 
+def xml_declared(root):
+    """Return {name: (default, choices or None)} of the <arg> tags of an XML launch file."""
+    out = {}
+    for arg in root.findall('arg'):
+        choices = [c.get('value') for c in arg.findall('choice')]
+        out[arg.get('name')] = (arg.get('default'), choices or None)
+    return out
+
+
+def xml_subst(text):
+    """Evaluate the substitutions of our XML launch files as LaunchModel.subst does."""
+    return re.sub(r'\$\(find-pkg-share (\w+)\)', r'<share:\1>', text)
+
+
+@pytest.mark.unit
+def test_xml_twin_declares_the_same_arguments():
+    """Same names, defaults and choices: a value one refuses, the other refuses too."""
+    model = LaunchModel(LAUNCH / 'controller.launch.py')
+    py = {name: (model.subst(default, {}), choices)
+          for name, (default, choices, _) in model.declared().items()}
+    xml = {name: (xml_subst(default), choices)
+           for name, (default, choices) in
+           xml_declared(ET.parse(LAUNCH / 'controller.launch.xml').getroot()).items()}
+    assert list(xml) == list(py)                      # same arguments, same order
+    for name in py:
+        assert xml[name] == py[name], f'{name}: XML {xml[name]} vs Python {py[name]}'
+    assert py['use_sim_time'][1] == ['true', 'false']
+    assert py['log_level'][1] == ['debug', 'info', 'warn', 'error', 'fatal']
+    for name, (default, choices) in xml.items():      # launch refuses such a file
+        assert choices is None or default in choices, name
+
+
 @pytest.mark.unit
 def test_xml_twin_matches_python_launch():
     path = LAUNCH / 'controller.launch.xml'
     root = ET.parse(path).getroot()
     assert root.tag == 'launch'
-    py = LaunchModel(LAUNCH / 'controller.launch.py').declared()
-    xml_args = {a.get('name'): a.get('default') for a in root.findall('arg')}
-    assert set(xml_args) == set(py)
-    for name, (default, _, _) in py.items():
-        if isinstance(default, ast.Constant):
-            assert xml_args[name] == default.value, name
+    xml_args = {name: default for name, (default, _) in xml_declared(root).items()}
     assert xml_args['params_file'] == f'$(find-pkg-share {PKG})/config/pendulum.yaml'
     (node,) = root.findall('node')
     assert (node.get('pkg'), node.get('exec')) == (PKG, 'lnn_controller')

@@ -1,8 +1,9 @@
 """
 Packaging checks.
 
-package.xml, setup.py/setup.cfg, the installed dist, ament index / share
-files, requirement pins and the numba cache fallback.
+package.xml, setup.py/setup.cfg, the installed dist, the executables where
+`ros2 run` looks, ament index / share files (found without AMENT_PREFIX_PATH),
+requirement pins and the numba cache fallback.
 
 These tests look at the INSTALLED package (`make test` does a regular
 `pip install .` into .venv and runs pytest with `python -P`), because that is
@@ -12,8 +13,10 @@ import importlib.metadata as md
 import os
 from pathlib import Path
 import re
+import shutil
 import subprocess
 import sys
+import sysconfig
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -134,12 +137,31 @@ def test_console_scripts_entry_points(dist):
 
 
 def test_console_scripts_installed(dist):
-    # pip puts console scripts in <prefix>/bin, colcon in <prefix>/lib/<pkg>
-    prefix = Path(sys.prefix)
+    """Pip's layout: console scripts in <prefix>/bin, generated for this interpreter."""
     for name in CONSOLE_SCRIPTS:
-        candidates = [prefix / 'bin' / name, prefix / 'lib' / PKG / name]
-        found = [c for c in candidates if c.is_file() and os.access(c, os.X_OK)]
-        assert found, f'console script {name!r} not found in {candidates}'
+        script = Path(sys.prefix) / 'bin' / name
+        assert script.is_file() and os.access(script, os.X_OK), f'{script} missing'
+
+
+def _installed(dist):
+    """Return {absolute path: RECORD entry} of every file of the installed distribution."""
+    return {Path(os.path.normpath(dist.locate_file(f))): str(f) for f in dist.files or []}
+
+
+def test_executables_installed_where_ros2_run_looks(dist):
+    """
+    <prefix>/lib/lnn_control/<executable>: where `ros2 run` and launch_ros look.
+
+    pip ignores setup.cfg's install_scripts; setup.py's InstallData puts a launcher
+    there, executable, and recorded in the distribution (so pip uninstalls it).
+    """
+    libexec = Path(sys.prefix) / 'lib' / PKG
+    recorded = _installed(dist)
+    for name in CONSOLE_SCRIPTS:
+        path = libexec / name
+        assert path.is_file(), f'{path} missing'
+        assert os.access(path, os.X_OK), f'{path} is not executable'
+        assert path in recorded, f'{path} not in the RECORD of {PKG}'
 
 
 def test_setup_cfg_script_dirs_for_ros2_run():
@@ -229,14 +251,97 @@ def test_share_files_installed(subdir):
     assert not differ, f'stale copies under {share} (re-install): {differ}'
 
 
-def test_ament_index_finds_package():
+def test_ament_index_finds_package(monkeypatch):
+    """With the venv on AMENT_PREFIX_PATH (a sourced workspace would add it), ROS finds it."""
     from ament_index_python.packages import get_package_share_directory
-    assert os.environ.get('AMENT_PREFIX_PATH'), (
-        'AMENT_PREFIX_PATH unset: run via `make test`, or export '
-        'AMENT_PREFIX_PATH=<venv> (ament_index_python searches only it)')
+    monkeypatch.setenv('AMENT_PREFIX_PATH', sys.prefix)
     share = Path(get_package_share_directory(PKG))
     assert share.resolve() == (Path(sys.prefix) / 'share' / PKG).resolve()
     assert (share / 'package.xml').is_file()
+
+
+def _env_without_ament():
+    """Return this environment without AMENT_PREFIX_PATH: a plain activated virtualenv."""
+    env = dict(os.environ)
+    env.pop('AMENT_PREFIX_PATH', None)
+    return env
+
+
+def test_share_files_found_without_ament_prefix_path(dist, tmp_path):
+    """
+    The installed package finds its own share files in the prefix it is installed into.
+
+    A fresh interpreter without AMENT_PREFIX_PATH, outside the source tree (-P, another
+    cwd), must resolve config/pendulum.yaml to the copy pip installed: the file the
+    distribution's RECORD lists.
+    """
+    code = ('import lnn_control, lnn_control.share as s, lnn_control.closed_loop as CL; '
+            'print(lnn_control.__file__); print(s.share_directory()); '
+            'print(CL.config_path("pendulum"))')
+    out = subprocess.run([sys.executable, '-P', '-c', code], cwd=tmp_path,
+                         env=_env_without_ament(), capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    module, share, config = (Path(line) for line in out.stdout.split())
+    recorded = _installed(dist)
+    assert module in recorded                     # the installed copy, not the source tree
+    assert share == Path(sys.prefix) / 'share' / PKG
+    assert config == share / 'config' / 'pendulum.yaml'
+    assert config in recorded
+    assert config.read_bytes() == (REPO / 'config' / 'pendulum.yaml').read_bytes()
+
+
+def test_cli_demo_starts_without_ament_prefix_path(tmp_path):
+    """`source .venv/bin/activate && lnn-control demo`: nothing more is needed."""
+    env = _env_without_ament()
+    env['PATH'] = str(Path(sys.prefix) / 'bin') + os.pathsep + env.get('PATH', '')
+    for exe in ('lnn-control', str(Path(sys.prefix) / 'lib' / PKG / 'lnn-control')):
+        out = subprocess.run([exe, 'demo', '--help'], cwd=tmp_path, env=env,
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.startswith('usage: lnn-control demo'), out.stdout
+
+
+@pytest.mark.slow
+def test_colcon_like_install_keeps_its_own_layout(tmp_path):
+    """
+    A colcon-like `setup.py install` (setup.cfg's install_scripts) works as before.
+
+    The console scripts themselves go to <prefix>/lib/lnn_control (InstallData writes
+    no launcher over them), nothing to bin/, and the share files are found in that
+    prefix without AMENT_PREFIX_PATH (an unsourced install).
+    """
+    src, prefix = tmp_path / 'src', tmp_path / 'install'
+    skip = shutil.ignore_patterns('__pycache__', '*.py[co]', '*.nbi', '*.nbc')
+    src.mkdir()
+    for item in ('setup.py', 'setup.cfg', 'package.xml', 'resource', 'launch', 'config', PKG):
+        if (REPO / item).is_dir():
+            shutil.copytree(REPO / item, src / item, ignore=skip)
+        else:
+            shutil.copy2(REPO / item, src / item)
+    site = Path(sysconfig.get_path('purelib', vars={'base': str(prefix)}))
+    site.mkdir(parents=True)
+    env = dict(_env_without_ament(), PYTHONPATH=str(site))
+    build = tmp_path / 'build'
+    build.mkdir()
+    out = subprocess.run(
+        [sys.executable, 'setup.py', 'egg_info', '--egg-base', str(build),
+         'build', '--build-base', str(build / 'build'),
+         'install', '--prefix', str(prefix), '--record', str(build / 'install.log'),
+         '--install-scripts', '$base/lib/lnn_control', '--single-version-externally-managed',
+         'install_data'],
+        cwd=src, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    for name in CONSOLE_SCRIPTS:
+        script = prefix / 'lib' / PKG / name
+        assert script.is_file() and os.access(script, os.X_OK), script
+        assert script.read_text().startswith(f'#!{sys.executable}'), script.read_text()
+    assert not (prefix / 'bin').exists()
+    code = 'import lnn_control.share as s; print(s.share_directory())'
+    out = subprocess.run([sys.executable, '-P', '-c', code], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert Path(out.stdout.strip()) == prefix / 'share' / PKG
 
 
 # --------------------------------------------------------------------------

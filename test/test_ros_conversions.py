@@ -57,6 +57,20 @@ def test_rejections_leave_outputs_untouched(names, position, velocity, effort, r
     assert (q == -7.0).all() and (qd == -7.0).all()
 
 
+def test_plausibility_limits_refuse_per_joint_and_leave_outputs_untouched():
+    reader = C.JointStateReader(JOINTS)
+    huge = C.joint_state(list(JOINTS), [1e300, 0.0, 0.0], [0.0] * 3)
+    assert read(reader, huge)[0] is None                 # no limits until they are set
+    reader.set_limits([1.0, 2.0, 3.0], [10.0, 10.0, 10.0])
+    for position, velocity in (([1.5, 0.0, 0.0], [0.0] * 3), ([0.0, 0.0, -3.1], [0.0] * 3),
+                               ([0.0] * 3, [0.0, 11.0, 0.0]), ([1e300, 0.0, 0.0], [0.0] * 3)):
+        got, q, qd = read(reader, C.joint_state(list(JOINTS), position, velocity))
+        assert got == C.IMPLAUSIBLE and (q == -7.0).all() and (qd == -7.0).all()
+    reason, q, _ = read(reader, C.joint_state(list(JOINTS), [-1.0, 2.0, 3.0], [10.0] * 3))
+    assert reason is None and q.tolist() == [-1.0, 2.0, 3.0]   # the limits themselves pass
+    assert C.IMPLAUSIBLE in C.REASONS
+
+
 def test_stamp_going_backwards_is_refused_but_unstamped_is_accepted():
     reader = C.JointStateReader(('a',))
     ok = C.joint_state(['a'], [1.0], [0.0], stamp_ns=2_000_000_000)

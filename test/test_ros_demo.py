@@ -70,14 +70,17 @@ def test_realtime_mode_is_alive(tmp_path):
     Real time: only liveness (no timing assertions on a shared machine).
 
     Each controller commands only after it has received the simulator's
-    joint_states, so commands on both arms mean both loops are closed.
+    joint_states, so commands on both arms mean both loops are closed. How many
+    of the 200 ticks of the 2 s run a loaded 2-core machine lets through is a
+    timing figure (measured: 122 with a test run beside it), so the bar is 20:
+    a loop that ran, not a rate.
     """
     s, _ = demo.run('pendulum', 'esn', 2.0, str(tmp_path), seed=0, lockstep=False,
                     progress=False)
     assert s['mode'] == 'ros-realtime'
     for ns, _ in demo.ARMS:
-        assert s['messages'][f'/{ns}/commands'] >= 150, s['messages']
-        assert s['messages'][f'/{ns}/lnn_controller/desired'] >= 150, s['messages']
+        assert s['messages'][f'/{ns}/commands'] >= 20, s['messages']
+        assert s['messages'][f'/{ns}/lnn_controller/desired'] >= 20, s['messages']
 
 
 def test_demo_cli_ros_mode_writes_summary_figure_and_recording(tmp_path):

@@ -110,9 +110,10 @@ def run_node(make_node: Callable[[], Any], node_name: str, args: Optional[list] 
 
     Invalid parameters (``make_node`` raises ValueError): logged, exit 1. rclpy's signal
     handlers shut the context down on SIGINT and SIGTERM; the loop then ends (or rclpy
-    raises KeyboardInterrupt, ExternalShutdownException or an RCLError from a callback it
-    interrupted), which is a shutdown, not a failure. A spin_once loop, not ``spin()``: the
-    EventsExecutor's spin() of rclpy 9.1 does not return on SIGINT/SIGTERM.
+    raises KeyboardInterrupt, ExternalShutdownException, or an RCLError or RuntimeError
+    from a callback or a take it interrupted), which is a shutdown, not a failure. A
+    spin_once loop, not ``spin()``: the EventsExecutor's spin() of rclpy 9.1 does not
+    return on SIGINT/SIGTERM.
     """
     argv = sys.argv if args is None else [sys.argv[0], *args]
     cli = executor_option(node_name, description, argv)
@@ -133,7 +134,10 @@ def run_node(make_node: Callable[[], Any], node_name: str, args: Optional[list] 
                 while rclpy.ok():
                     try:
                         executor.spin_once(timeout_sec=0.5)
-                    except RCLError:
+                    except RuntimeError:
+                        # RCLError, or a RuntimeError from taking a message while the
+                        # signal shuts the context down (measured: pybind's 'Unable to
+                        # convert call argument'): the shutdown, not a failure.
                         if rclpy.ok():
                             raise
             finally:

@@ -22,7 +22,6 @@ the one set point that cannot make the robot move.
 """
 from __future__ import annotations
 
-import os
 import sys
 import time
 from typing import Any, Optional
@@ -43,7 +42,7 @@ from . import parameters as RP
 from .. import schema
 from ..controller import AdaptiveController
 from ..loop import ControlLoop, REFUSED, RESUMED, STALE
-from ..readout_file import LOAD_ERRORS, try_load, try_save
+from ..readout_file import ReadoutStore
 from ..timing import TickStats
 from ..trajectories import DesiredState
 
@@ -76,15 +75,11 @@ class LnnControllerNode(Node):
         cfg = ctrl.config
         self.joints = ctrl.joints
         self.period_ns = int(round(1e9 / cfg.control_rate_hz))
-        self._readout_path = cfg.readout_path
         self.loop = ControlLoop(ctrl, cfg.sensor_timeout_s, cfg.stale_sensor_action)
-        if self._readout_path and os.path.exists(self._readout_path):
-            try:
-                self.controller.load(self._readout_path)
-            except LOAD_ERRORS as e:
-                # Refuse to start rather than overwrite the file with fresh weights at exit.
-                raise ValueError(f'cannot load readout_path {self._readout_path!r}: {e}') from e
-            self.get_logger().info(f'loaded readout from {self._readout_path}')
+        self.readout_store = ReadoutStore(ctrl, cfg.readout_path, cfg.readout_autosave_period_s)
+        loaded = self.readout_store.load_at_start()
+        if loaded:
+            (self.get_logger().info if loaded[0] else self.get_logger().error)(loaded[1])
         self._init_tick_state()
         self.rejected = dict.fromkeys((*C.REASONS, CONTROLLER_REFUSED), 0)
         self.rejected_reference = dict.fromkeys(C.REASONS, 0)
@@ -121,7 +116,7 @@ class LnnControllerNode(Node):
         self._deferred_tick_ns = None
         self._sensor = C.JointStateReader(self.joints, require_velocity=True)
         self._reference = C.ReferenceFromMessages(self.joints)
-        self._configure_reference()
+        self._configure_inputs()
         self._command = C.CommandMessage(n)
 
     def _create_interfaces(self) -> None:
@@ -154,6 +149,8 @@ class LnnControllerNode(Node):
         if handle is not None:
             handle.unregister()
             self._jump_handle = None
+        if getattr(self, 'readout_store', None) is not None:
+            self.readout_store.close()
         super().destroy_node()
 
     # -- parameters ------------------------------------------------------------------
@@ -167,13 +164,17 @@ class LnnControllerNode(Node):
         cfg = self.controller.config
         self.loop.set_timeout(cfg.sensor_timeout_s)
         self.loop.stale_action = cfg.stale_sensor_action
-        self._readout_path = cfg.readout_path
-        if any(k.startswith('reference.') for k in changes):
-            self._configure_reference()
+        self.readout_store.configure(cfg.readout_path, cfg.readout_autosave_period_s)
+        if any(k.startswith(('reference.', 'limits.')) for k in changes):
+            self._configure_inputs()
 
-    def _configure_reference(self) -> None:
-        ref = self.controller.config.reference
+    def _configure_inputs(self) -> None:
+        """Carry the reference and plausibility-limit settings into their readers."""
+        cfg = self.controller.config
+        ref = cfg.reference
         self.desired.configure(ref.mode, ref.amplitude, ref.frequency_hz, ref.offset, ref.seed)
+        for reader in (self._sensor, self._reference.reader):
+            reader.set_limits(cfg.limits.position, cfg.limits.velocity)
 
     # -- inputs ------------------------------------------------------------------------
     def _on_joint_states(self, msg: JointState) -> None:
@@ -262,10 +263,16 @@ class LnnControllerNode(Node):
             self._log_new_events()
         view[:] = loop.command
         self._commands_pub.publish(self._command.msg)
-        self._publish_desired(now)      # every command has its desired state
+        # Every command has its desired state (the last one while sensors are stale),
+        # stamped with the tick time, so a recording can set it against joint_states.
+        msg = self._desired_msg
+        C.set_stamp(msg.header.stamp, now)
+        msg.position, msg.velocity = self.desired.q, self.desired.qd
+        self._desired_pub.publish(msg)
         self.commands_published += 1
         self.stats.record(start, time.perf_counter_ns(), self._sensor_wall_ns,
                           self._sensor_stamp_ns, self.period_ns)
+        self.readout_store.tick(now)    # autosave: after the command is out, written off thread
 
     def _log_new_events(self) -> None:
         """Log each new supervisor intervention and detected plant change once, not per tick."""
@@ -278,19 +285,6 @@ class LnnControllerNode(Node):
         for event in ctrl.change_detector.detections[self._detections_logged:]:
             log.info(f'plant change detected at t={event.time_s:.2f} s: {event.reason}')
             self._detections_logged += 1
-
-    def _publish_desired(self, now: int) -> None:
-        """
-        Publish the desired state of this tick (the last one while sensors are stale).
-
-        Stamped with the tick time, so a recording or a plot can set it against the
-        joint_states of that time; one per published command.
-        """
-        msg = self._desired_msg
-        C.set_stamp(msg.header.stamp, now)
-        msg.position = self.desired.q
-        msg.velocity = self.desired.qd
-        self._desired_pub.publish(msg)
 
     # -- services ----------------------------------------------------------------------
     def _srv_reset_learning(self, request, response):
@@ -323,15 +317,15 @@ class LnnControllerNode(Node):
         return response
 
     def _srv_load_readout(self, request, response):
-        response.success, response.message = try_load(self.controller, self._readout_path)
+        response.success, response.message = self.readout_store.load()
         if response.success:
             self.get_logger().info(response.message)
         return response
 
     def save_readout(self, log: bool = True) -> tuple[bool, str]:
         """Write the learned readout to ``readout_path`` atomically; (ok, message)."""
-        ok, message = try_save(self.controller, self._readout_path)
-        if log and self._readout_path:
+        ok, message = self.readout_store.save()
+        if log and self.readout_store.path:
             (self.get_logger().info if ok else self.get_logger().error)(message)
         return ok, message
 
@@ -342,7 +336,8 @@ class LnnControllerNode(Node):
         Does not log: after Ctrl-C the context is gone and logging through the
         node's /rosout publisher would fail; the caller logs the returned message.
         """
-        return self.save_readout(log=False) if self._readout_path else None
+        self.readout_store.close()
+        return self.save_readout(log=False) if self.readout_store.path else None
 
     # -- diagnostics ---------------------------------------------------------------------
     def diagnostics(self) -> DiagnosticArray:
@@ -359,6 +354,7 @@ class LnnControllerNode(Node):
         problems = ([] if self._have_sensor else ['waiting for joint_states'])
         problems += ['tick overran the control period'] if worst > self.period_ns * 1e-6 else []
         problems += self.loop.problems()
+        problems += [self.readout_store.last_error] if self.readout_store.last_error else []
         values = [
             ('control rate target [Hz]', 1e9 / self.period_ns),
             ('control rate achieved [Hz]', rate),
@@ -373,6 +369,8 @@ class LnnControllerNode(Node):
             ('reference received', self.reference_messages),
             *((f'reference rejected: {k}', v) for k, v in self.rejected_reference.items()),
             *self.loop.status(),
+            ('readout autosaves', self.readout_store.saves),
+            ('readout autosaves skipped (writer busy)', self.readout_store.skipped),
         ]
         return common.diagnostic_array(
             f'{self.get_name()}: adaptive controller', self.get_fully_qualified_name(),

@@ -20,7 +20,8 @@ MISSING_JOINT = 'missing_joint'
 LENGTH_MISMATCH = 'length_mismatch'
 STAMP_BACKWARDS = 'stamp_backwards'
 MALFORMED = 'malformed'
-REASONS = (NON_FINITE, MISSING_JOINT, LENGTH_MISMATCH, STAMP_BACKWARDS, MALFORMED)
+IMPLAUSIBLE = 'implausible'
+REASONS = (NON_FINITE, MISSING_JOINT, LENGTH_MISMATCH, STAMP_BACKWARDS, MALFORMED, IMPLAUSIBLE)
 
 
 def stamp_to_ns(stamp) -> int:
@@ -64,8 +65,10 @@ class JointStateReader:
     always required), ``malformed`` (a name listed twice, or a field that is not
     numeric), ``missing_joint``,
     ``non_finite`` (NaN/Inf in a value of one of OUR joints; other joints' values
-    are not looked at) and ``stamp_backwards`` (a non-zero header stamp older
-    than the last accepted one; unstamped messages skip this check).
+    are not looked at), ``implausible`` (|position| or |velocity| of one of our
+    joints above its limit, see ``set_limits``; none by default) and
+    ``stamp_backwards`` (a non-zero header stamp older than the last accepted
+    one; unstamped messages skip this check).
     """
 
     def __init__(self, joints: Sequence[str], require_velocity: bool = True):
@@ -78,6 +81,13 @@ class JointStateReader:
         self._index = np.zeros(self.n, dtype=np.intp)
         self._state = np.zeros((2, self.n))    # position, velocity: one finiteness check
         self._q, self._qd = self._state
+        self._limits = np.full((2, self.n), np.inf)   # |position|, |velocity| bounds
+        self._magnitude = np.zeros((2, self.n))
+
+    def set_limits(self, position, velocity) -> None:
+        """Refuse messages whose |position| or |velocity| exceeds these (one per joint)."""
+        self._limits[0] = position
+        self._limits[1] = velocity
 
     def reset(self) -> None:
         """Forget the last stamp (e.g. after the clock was reset)."""
@@ -132,6 +142,9 @@ class JointStateReader:
             self._qd[:] = 0.0
         if not np.isfinite(self._state).all():
             return NON_FINITE
+        np.abs(self._state, out=self._magnitude)
+        if (self._magnitude > self._limits).any():
+            return IMPLAUSIBLE
         if stamp and stamp < self.last_stamp_ns:
             return STAMP_BACKWARDS
         if stamp:

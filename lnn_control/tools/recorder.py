@@ -22,16 +22,15 @@ state and desired state is recorded (one of each per control period). That is
 what ``lnn-control demo`` does (``lnn_control.tools.demo``).
 
 Definitions come from the ``.msg`` files of the installed interface packages
-(``share/<pkg>/msg``, found through the ament index or next to the Python
-prefix); when a package ships none, one is generated from the Python type's
-introspection data (same wire layout; comments and constants are lost).
+(``share/<pkg>/msg``, found by ``lnn_control.share.share_directory``); when
+a package ships none, one is generated from the Python type's introspection
+data (same wire layout; comments and constants are lost).
 """
 from __future__ import annotations
 
 import os
 import re
 import struct
-import sys
 import threading
 import time
 from typing import Any, Callable, Iterable, Optional, Sequence
@@ -40,6 +39,7 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile
 
 from ..ros.common import RECORD_BEST_EFFORT_QOS, RECORD_QOS
+from ..share import share_directory
 
 __all__ = ['McapRecorder', 'demo_topics',
            'message_definition', 'type_name']
@@ -62,29 +62,15 @@ def type_name(msg_type: type) -> str:
     return f'{parts[0]}/{parts[1]}/{msg_type.__name__}'
 
 
-def _share_dirs(package: str) -> list[str]:
-    dirs = []
-    try:
-        from ament_index_python.packages import (PackageNotFoundError,
-                                                 get_package_share_directory)
-        try:
-            dirs.append(get_package_share_directory(package))
-        except (PackageNotFoundError, ValueError, LookupError, OSError):
-            pass
-    except ImportError:  # pragma: no cover - ament_index_python ships with rclpy
-        pass
-    for prefix in (sys.prefix, sys.base_prefix):
-        dirs.append(os.path.join(prefix, 'share', package))
-    return dirs
-
-
 def _msg_file_text(package: str, name: str) -> Optional[str]:
-    for share in _share_dirs(package):
-        path = os.path.join(share, 'msg', name + '.msg')
-        if os.path.isfile(path):
-            with open(path, encoding='utf-8') as f:
-                return f.read()
-    return None
+    try:
+        path = os.path.join(share_directory(package), 'msg', name + '.msg')
+    except FileNotFoundError:
+        return None
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding='utf-8') as f:
+        return f.read()
 
 
 def _dependencies_from_msg(package: str, text: str) -> list[str]:

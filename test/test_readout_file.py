@@ -1,0 +1,184 @@
+"""
+Learning on disk (lnn_control.readout_file): refusals, set-aside, autosave, kills.
+
+The kill test runs a process that autosaves every tick and SIGKILLs it at
+random moments, many of them mid-write: every time, what is left on disk loads.
+"""
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+from lnn_control.controller import AdaptiveController
+from lnn_control.readout_file import (controller_arrays, ReadoutStore,
+                                      remove_stale_temporaries, save_npz)
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.unit
+
+BASE = {'joints': ['j1', 'j2'], 'reservoir.size': 40, 'kp': [20.0, 10.0], 'kd': [2.0, 1.0],
+        'command_limit': [5.0, 3.0], 'supervisor.enabled': False}
+
+
+def trained(ticks=60, **overrides):
+    ctrl = AdaptiveController({**BASE, **overrides}, dt=0.01)
+    for k in range(ticks):
+        t = 0.01 * k
+        ctrl.step((np.full(2, 0.4 * np.sin(t)), np.full(2, 0.4 * np.cos(t))),
+                  (np.full(2, 0.5 * np.sin(t)), np.full(2, 0.5 * np.cos(t)),
+                   np.full(2, -0.5 * np.sin(t))))
+    return ctrl
+
+
+def corrupt(path):
+    data = path.read_bytes()
+    path.write_bytes(data[:100] + bytes(b ^ 0x5A for b in data[100:300]) + data[300:])
+
+
+def truncate(path):
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+
+
+def pickled(path):
+    np.save(path.with_suffix('.tmp.npy'), np.array([{'w': 1}], dtype=object),
+            allow_pickle=True)
+    os.replace(path.with_suffix('.tmp.npy'), path)
+
+
+def empty(path):
+    path.write_bytes(b'')
+
+
+def foreign_reservoir(path):
+    trained(**{'reservoir.neuron_model': 'lif'}).save(str(path))
+
+
+def foreign_joints(path):
+    trained(joints=['a', 'b']).save(str(path))
+
+
+@pytest.mark.parametrize('damage', [corrupt, truncate, pickled, empty, foreign_reservoir,
+                                    foreign_joints])
+def test_a_file_that_cannot_be_loaded_is_set_aside_and_learning_starts_fresh(tmp_path, damage):
+    path = tmp_path / 'readout.npz'
+    trained().save(str(path))
+    damage(path)
+    before = path.read_bytes()
+    fresh = AdaptiveController(BASE, dt=0.01)
+    store = ReadoutStore(fresh, str(path), 0.0)
+    try:
+        ok, message = store.load_at_start()
+    finally:
+        store.close()
+    assert not ok and 'refused' in message and 'starts fresh' in message, message
+    assert not path.exists()
+    assert (tmp_path / 'readout.npz.refused').read_bytes() == before   # kept, untouched
+    assert not fresh.slow.w.any() and fresh.slow.updates == 0
+
+
+def test_autosave_is_periodic_off_thread_and_loadable(tmp_path):
+    path = tmp_path / 'deep' / 'readout.npz'
+    ctrl = trained()
+    store = ReadoutStore(ctrl, str(path), 0.05)
+    try:
+        due = [store.tick(k * 10_000_000) for k in range(21)]      # 0 .. 200 ms
+        store.flush()
+        assert due.count(True) + store.skipped == 4                # at 50, 100, 150, 200 ms
+        assert store.saves == due.count(True) and store.last_error is None
+    finally:
+        store.close()
+    other = AdaptiveController(BASE, dt=0.01)
+    other.load(str(path))
+    np.testing.assert_array_equal(other.slow.w, ctrl.slow.w)
+    assert [p.name for p in path.parent.iterdir()] == ['readout.npz']   # no temporaries
+
+
+def test_autosave_off_when_the_period_is_zero_or_the_path_empty(tmp_path):
+    ctrl = trained()
+    for path, period in ((str(tmp_path / 'x.npz'), 0.0), ('', 1.0)):
+        store = ReadoutStore(ctrl, path, period)
+        assert not any(store.tick(k * 1_000_000_000) for k in range(5))
+        store.close()
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_busy_writer_skips_instead_of_queueing(tmp_path, monkeypatch):
+    import lnn_control.readout_file as RF
+    release = []
+
+    def slow_save(path, arrays):
+        while not release:
+            time.sleep(0.001)
+        save_npz(path, arrays)
+    monkeypatch.setattr(RF, 'save_npz', slow_save)
+    store = ReadoutStore(trained(), str(tmp_path / 'r.npz'), 0.01)
+    try:
+        assert not store.tick(10_000_000)                 # the first period starts
+        assert store.tick(20_000_000)
+        deadline = time.monotonic() + 10.0
+        while not store._queue.empty() and time.monotonic() < deadline:
+            time.sleep(0.001)                             # the writer took it and is busy
+        assert store.tick(30_000_000)                     # waits behind it
+        assert not store.tick(40_000_000) and not store.tick(50_000_000)
+        assert store.skipped == 2
+        release.append(True)
+        store.flush()
+        assert store.saves == 2
+    finally:
+        store.close()
+
+
+def test_the_snapshot_is_a_copy():
+    ctrl = trained()
+    arrays = controller_arrays(ctrl)
+    w = arrays['slow/w'].copy()
+    trained_more = ctrl
+    trained_more.step((np.ones(2), np.ones(2)), (np.zeros(2), np.zeros(2), np.zeros(2)))
+    np.testing.assert_array_equal(arrays['slow/w'], w)
+
+
+WRITER = textwrap.dedent("""
+    import sys
+    import numpy as np
+    from lnn_control.controller import AdaptiveController
+    from lnn_control.readout_file import ReadoutStore
+    ctrl = AdaptiveController({'joints': ['j1', 'j2'], 'reservoir.size': 200}, dt=0.01)
+    store = ReadoutStore(ctrl, sys.argv[1], 1e-9)      # a save due on every tick
+    print('ready', flush=True)
+    k = 0
+    while True:
+        k += 1
+        t = 0.01 * k
+        ctrl.step((np.full(2, np.sin(t)), np.zeros(2)), (np.zeros(2), np.zeros(2), np.zeros(2)))
+        store.tick(k)
+""")
+
+
+@pytest.mark.slow
+def test_kill_9_at_any_moment_leaves_a_loadable_file(tmp_path):
+    path = tmp_path / 'readout.npz'
+    rng = np.random.default_rng(0)
+    fresh = AdaptiveController({'joints': ['j1', 'j2'], 'reservoir.size': 200}, dt=0.01)
+    loaded = torn = 0
+    for _ in range(12):
+        proc = subprocess.Popen([sys.executable, '-c', WRITER, str(path)],
+                                stdout=subprocess.PIPE, text=True)
+        assert proc.stdout.readline().strip() == 'ready'
+        time.sleep(float(rng.uniform(0.05, 0.6)))     # mostly mid-write: it writes non-stop
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        proc.stdout.close()
+        torn += remove_stale_temporaries(str(path))     # killed mid-write
+        if path.exists():
+            store = ReadoutStore(fresh, str(path), 0.0)
+            ok, message = store.load_at_start()        # also removes torn temporaries
+            store.close()
+            assert ok, message
+            loaded += 1
+        assert [p.name for p in tmp_path.iterdir()] in ([], ['readout.npz'])
+    assert loaded >= 10
+    print(f'{torn} of 12 kills interrupted a write')
+    assert torn >= 3
