@@ -1,33 +1,43 @@
 """
-Control-loop timing of the lnn_controller node against a bare rclpy timer.
+Control-loop timing of the lnn_controller node against a bare rclpy timer, seen twice.
 
-For each rate (default 100, 500, 1000 Hz), in one run:
+Per rate (default 1000 and 500 Hz), in one run, with four processes on the machine:
 
-1. a "plant" subprocess starts publishing joint_states at the rate (like
-   joint_state_broadcaster; stamps carry its CLOCK_MONOTONIC publish time,
-   which is system-wide on Linux) and subscribes to the commands; it spins an
-   EventsExecutor, the lightest, to leave the CPU to the measured process;
-2. bare: a node with nothing but an rclpy timer of the same rate spins for
-   ``--duration`` s in this process (the plant keeps running, same load);
-3. node: the LnnControllerNode (esn, N=300 by default, learning on) spins for
-   ``--duration`` s in this process, fed by the plant.
+* plant (subprocess): publishes joint_states at the rate, stamped with its
+  ``time.perf_counter_ns()`` at publish (CLOCK_MONOTONIC, system-wide on Linux);
+* receiver (subprocess): subscribes to both subjects' command topics, as a robot's
+  driver does, and records each message's arrival (``perf_counter_ns`` in its
+  callback, EventsExecutor);
+* this process hosts the two subjects in turn, alternated (bare first, then node, the
+  order swapped every round), in the same executor kind and the same conditions:
+  ``bare``, a node with nothing but a timer at the rate publishing a preallocated
+  Float64MultiArray (carrying its publish time, so the receiver also measures the
+  command's transport), and ``node``, the LnnControllerNode (esn, N=300, learning on);
+* load: ``quiet``, or ``loaded`` with a CPU-bound competing process
+  (``python -c 'while True: pass'``) running through both subjects' phases.
 
-Printed per phase: tick interval mean / p99 / max and the late fraction (ticks
-whose interval exceeds 1.5 periods), wall clock, from the timer callback entry;
-for the node also the tick compute time, and the sensor-to-command latency:
-plant publish -> node callback (transport), node callback -> command
-published (wait for the tick + compute; this is what the node decides) and
-their sum. The command's way back to the plant costs about another transport.
+Each subject is timed in two views: ``timer`` (in-process: intervals between timer
+callback entries, from the bare node's record and the node's TickStats) and ``recv``
+(intervals between command arrivals at the receiver). Printed: interval p50 / p99 /
+max, late ticks (interval > 1.5 periods) and the achieved rate (messages / s); for the
+node the sensor-to-command latency (plant publish of the joint_states a tick used ->
+command published, same monotonic clock) and the command's transport (bare: publish ->
+arrival). Options, each measured for both subjects: ``--executors``, ``--gc``
+(``default`` or ``quiet``: lnn_control.realtime.QuietGc, gc.freeze() + gc.disable()
+with a 1 Hz timed collection), ``--priorities`` (SCHED_FIFO of the spinning thread).
 
-Target: at 1 kHz the node's p99 tick interval within 0.1 ms of the bare timer's.
+Targets (1 kHz and 500 Hz): node p99 interval within 0.1 ms of the bare timer's and
+no more late ticks, quiet and loaded. The exit code never depends on them.
 
-    python benchmarks/bench_loop.py [--rates 100 500 1000] [--duration 5] [--json out.json]
+    python benchmarks/bench_loop.py [--quick] [--rates 1000 500] [--json out.json]
 """
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -36,20 +46,26 @@ import uuid
 from lnn_control.ros import isolate_domain
 import numpy as np
 
-
-def _spin_for(executor, seconds):
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        executor.spin_once(timeout_sec=0.05)
+LATE = 1.5          # an interval over LATE periods is a late tick
 
 
-def interval_stats(starts_ns, period_s):
-    iv = np.diff(np.asarray(starts_ns, dtype=np.int64)) * 1e-6   # ms
+def interval_stats(t_ns, period_s):
+    t = np.asarray(t_ns, dtype=np.int64)
+    iv = np.diff(t) * 1e-6   # ms
     if iv.size == 0:
-        return {'ticks': 0}
-    return {'ticks': int(iv.size + 1), 'mean_ms': float(iv.mean()),
+        return {'n': 0}
+    return {'n': int(iv.size), 'p50_ms': float(np.percentile(iv, 50)),
             'p99_ms': float(np.percentile(iv, 99)), 'max_ms': float(iv.max()),
-            'late_fraction': float(np.mean(iv > 1.5 * period_s * 1e3))}
+            'late': float(np.mean(iv > LATE * period_s * 1e3)),
+            'rate_hz': float(iv.size / (iv.sum() * 1e-3))}
+
+
+def merged(windows, t_ns, period_s):
+    """Interval statistics over several [t0, t1) windows of one series (no cross-window gap)."""
+    t = np.asarray(t_ns, dtype=np.int64)
+    parts = [np.diff(t[(t >= a) & (t < b)]) for a, b in windows]
+    iv = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+    return interval_stats(np.concatenate(([0], np.cumsum(iv))), period_s)
 
 
 def dist(values_ns):
@@ -60,193 +76,327 @@ def dist(values_ns):
             'max_ms': float(v.max())}
 
 
-# -- plant (subprocess) --------------------------------------------------------------
+# -- helper processes ----------------------------------------------------------------
+def _spin_until_signal(node):
+    import rclpy
+
+    from lnn_control.ros.common import make_executor
+    executor = make_executor('events', None)     # the lightest: they are not subjects
+    executor.add_node(node)
+    stop = []
+    signal.signal(signal.SIGINT, lambda *a: stop.append(1))
+    signal.signal(signal.SIGTERM, lambda *a: stop.append(1))
+    while not stop and rclpy.ok():
+        executor.spin_once(timeout_sec=0.05)
+
 
 def run_plant(args):
     import rclpy
-
     from sensor_msgs.msg import JointState
-    from std_msgs.msg import Float64MultiArray
 
-    from lnn_control.ros.common import make_executor
     from lnn_control.ros.conversions import set_stamp
+    from rclpy.signals import SignalHandlerOptions
+    rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
+    node = rclpy.create_node('bench_plant', namespace=args.namespace)
+    pub = node.create_publisher(JointState, 'joint_states', 10)
+    msg = JointState(name=['joint1'], position=[0.0], velocity=[0.0])
+    t0 = time.monotonic()
 
-    received = [0]
-    with rclpy.init():
-        node = rclpy.create_node('bench_plant', namespace=args.namespace)
-        pub = node.create_publisher(JointState, 'joint_states', 10)
-        node.create_subscription(Float64MultiArray, 'commands',
-                                 lambda m: received.__setitem__(0, received[0] + 1), 10)
-        msg = JointState()
-        msg.name = ['joint1']
-        msg.position = [0.0]
-        msg.velocity = [0.0]
-        t0 = time.monotonic()
+    def publish():
+        t = time.monotonic() - t0
+        msg.position[0] = 0.3 * np.sin(2.0 * np.pi * 0.5 * t)
+        msg.velocity[0] = 0.3 * np.pi * np.cos(2.0 * np.pi * 0.5 * t)
+        set_stamp(msg.header.stamp, time.perf_counter_ns())
+        pub.publish(msg)
 
-        def publish():
-            t = time.monotonic() - t0
-            msg.position[0] = 0.3 * np.sin(2.0 * np.pi * 0.5 * t)
-            msg.velocity[0] = 0.3 * np.pi * np.cos(2.0 * np.pi * 0.5 * t)
-            set_stamp(msg.header.stamp, time.perf_counter_ns())
-            pub.publish(msg)
-
-        node.create_timer(1.0 / args.plant_rate, publish)
-        # The plant is load, not a subject: the lightest executor keeps it from
-        # taking CPU the measured process needs (2 vCPU machines).
-        executor = make_executor('events', None)
-        executor.add_node(node)
-        try:
-            _spin_for(executor, args.duration)
-        except KeyboardInterrupt:
-            pass
-        print(json.dumps({'commands_received': received[0]}), flush=True)
+    node.create_timer(1.0 / args.plant_rate, publish)
+    _spin_until_signal(node)
     return 0
 
 
-# -- phases in this process ----------------------------------------------------------
-
-def bare_timer_phase(context, rate, duration, executor_kind):
+def run_receiver(args):
     import rclpy
+    from std_msgs.msg import Float64MultiArray
 
-    from lnn_control.ros.common import make_executor
-    starts = np.zeros(int(rate * (duration + 5)), dtype=np.int64)
-    count = [0]
+    from lnn_control.ros.common import RECORD_QOS
+    from rclpy.signals import SignalHandlerOptions
+    rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
+    node = rclpy.create_node('bench_receiver', namespace=args.namespace)
+    size = 1_000_000
+    rec = {k: np.zeros(size, dtype=np.int64) for k in ('bare', 'node', 'bare_sent')}
+    count = {'bare': 0, 'node': 0}
 
-    def tick():
-        if count[0] < starts.size:
-            starts[count[0]] = time.perf_counter_ns()
-            count[0] += 1
-    node = rclpy.create_node('bare_timer', context=context)
-    node.create_timer(1.0 / rate, tick)
-    executor = make_executor(executor_kind, context)
-    executor.add_node(node)
-    _spin_for(executor, 0.5)                # settle
-    begin = count[0]
-    _spin_for(executor, duration)
-    executor.shutdown()
-    node.destroy_node()
-    return interval_stats(starts[begin:count[0]], 1.0 / rate)
+    def make(subject):
+        arrivals, sent = rec[subject], rec['bare_sent']
+
+        def on_command(msg):
+            i = count[subject]
+            if i < size:
+                arrivals[i] = time.perf_counter_ns()
+                if subject == 'bare':
+                    sent[i] = int(msg.data[0])
+                count[subject] = i + 1
+        return on_command
+
+    for subject in ('bare', 'node'):
+        node.create_subscription(Float64MultiArray, f'{subject}/commands', make(subject),
+                                 RECORD_QOS)
+    _spin_until_signal(node)
+    np.savez(args.out, bare=rec['bare'][:count['bare']], node=rec['node'][:count['node']],
+             bare_sent=rec['bare_sent'][:count['bare']])
+    return 0
 
 
-def node_phase(context, rate, duration, namespace, size, neuron, executor_kind):
+# -- subjects in this process ---------------------------------------------------------
+class BareTimer:
+    """A node with one timer that publishes a preallocated Float64MultiArray; its record."""
+
+    def __init__(self, context, namespace, rate, capacity):
+        import rclpy
+        from std_msgs.msg import Float64MultiArray
+
+        from lnn_control.ros.common import LATCHED_QOS
+        self.node = rclpy.create_node('bare_timer', namespace=namespace + '/bare',
+                                      context=context)
+        self.pub = self.node.create_publisher(Float64MultiArray, 'commands', LATCHED_QOS)
+        self.msg = Float64MultiArray(data=[0.0])
+        self.starts = np.zeros(capacity, dtype=np.int64)
+        self.count = 0
+        self.timer = self.node.create_timer(1.0 / rate, self.tick)
+        self.timer.cancel()
+
+    def tick(self):
+        t = time.perf_counter_ns()
+        if self.count < self.starts.size:
+            self.starts[self.count] = t
+            self.count += 1
+        self.msg.data[0] = float(time.perf_counter_ns())
+        self.pub.publish(self.msg)
+
+
+def make_controller(context, namespace, rate, size, neuron, capacity):
     from rclpy.parameter import Parameter
 
-    from lnn_control.ros.common import make_executor
     from lnn_control.ros.controller_node import LnnControllerNode
-
     overrides = {'joints': ['joint1'], 'control_rate_hz': float(rate), 'reservoir.size': size,
-                 'reservoir.neuron_model': neuron, 'learning_enabled': True}
+                 'reservoir.neuron_model': neuron, 'learning_enabled': True,
+                 'reference.mode': 'sine', 'sensor_timeout_s': 1.0}
     node = LnnControllerNode(
-        context=context, namespace=namespace,
+        context=context, namespace=namespace + '/node',
+        cli_args=['--ros-args', '-r', f'joint_states:={namespace}/joint_states'],
         parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()],
-        stats_window=int(rate * (duration + 30)))
-    executor = make_executor(executor_kind, context)
-    executor.add_node(node)
-    deadline = time.monotonic() + 60.0
-    while node.commands_published == 0 and time.monotonic() < deadline:
+        stats_window=capacity)
+    node._timer.cancel()
+    return node
+
+
+def _spin_for(executor, seconds):
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
         executor.spin_once(timeout_sec=0.05)
-    if node.commands_published == 0:
-        raise RuntimeError('no joint_states from the plant within 60 s')
-    _spin_for(executor, 0.5)                # settle
-    s = node.stats
-    begin, overruns0 = s.count, s.overruns
+
+
+def run_phase(executor, node, timer, duration, settle):
+    """Spin one subject alone: its timer runs only now; return its measured window."""
+    executor.add_node(node)
+    timer.reset()
+    _spin_for(executor, settle)
+    t0 = time.perf_counter_ns()
     _spin_for(executor, duration)
-    end = s.count
-    ticks = slice(begin, end)
-    published = s.starts_ns[ticks] + s.compute_ns[ticks]
-    # The plant stamps joint_states with its CLOCK_MONOTONIC publish time, the
-    # node's tick statistics are on the same clock (perf_counter_ns on Linux).
-    total = published - s.sensor_stamp_ns[ticks]
-    result = interval_stats(s.starts_ns[ticks], 1.0 / rate)
-    result.update({
-        'compute': dist(s.compute_ns[ticks]),
-        'overruns': int(s.overruns - overruns0),
-        'latency_transport': dist(total - s.latency_ns[ticks]),
-        'latency_in_node': dist(s.latency_ns[ticks]),
-        'latency_total': dist(total),
-        'stale_episodes': node.loop.stale_episodes,
-        'rejected': {k: v for k, v in node.rejected.items() if v},
-    })
-    executor.shutdown()
-    node.destroy_node()
-    return result
+    t1 = time.perf_counter_ns()
+    timer.cancel()
+    executor.remove_node(node)
+    return t0, t1
+
+
+def run_rate(args, context, rate, combos, loads):
+    """Measure both subjects at one rate under every load and option; return raw windows."""
+    from lnn_control.realtime import QuietGc
+    from lnn_control.ros.common import make_executor
+
+    ns = f'/bench_{uuid.uuid4().hex[:8]}'
+    out = os.path.join(args.tmp, f'recv_{rate:g}.npz')
+    me = [sys.executable, os.path.abspath(__file__), '--namespace', ns]
+    plant = subprocess.Popen(me + ['--plant', '--plant-rate', str(rate)])
+    receiver = subprocess.Popen(me + ['--receiver', '--out', out])
+    phase_s = args.duration + args.settle
+    capacity = int(rate * (len(combos) * len(loads) * args.rounds * phase_s + 60))
+    bare = BareTimer(context, ns, rate, capacity)
+    node = make_controller(context, ns, rate, args.size, args.neuron, capacity)
+    gc_policy = QuietGc()
+    for n in (bare.node, node):
+        n.create_timer(1.0, gc_policy.collect)
+    windows = {}
+    try:
+        executor = make_executor('events', context)      # wait for the first joint_states
+        executor.add_node(node)
+        node._timer.reset()
+        deadline = time.monotonic() + 60.0
+        while node.commands_published == 0 and time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.05)
+        node._timer.cancel()
+        executor.remove_node(node)
+        executor.shutdown()
+        if node.commands_published == 0:
+            raise RuntimeError('no joint_states from the plant within 60 s')
+        time.sleep(1.0)                 # the receiver's discovery of both publishers
+        for load in loads:
+            hog = (subprocess.Popen([sys.executable, '-c', 'while True: pass'])
+                   if load == 'loaded' else None)
+            try:
+                for kind, gc_mode, prio in combos:
+                    executor = make_executor(kind, context)
+                    if gc_mode == 'quiet':
+                        gc_policy.start()
+                    if prio:
+                        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(prio))
+                    w = windows.setdefault((load, kind, gc_mode, prio), {'bare': [], 'node': []})
+                    for r in range(args.rounds):
+                        order = [('bare', bare.node, bare.timer), ('node', node, node._timer)]
+                        for name, n, timer in (order if r % 2 == 0 else order[::-1]):
+                            w[name].append(run_phase(executor, n, timer, args.duration,
+                                                     args.settle))
+                    if prio:
+                        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+                    if gc_mode == 'quiet':
+                        gc_policy.stop()
+                    executor.shutdown()
+            finally:
+                if hog:
+                    hog.kill()
+                    hog.wait()
+    finally:
+        for p in (plant, receiver):
+            p.send_signal(signal.SIGINT)
+        for p in (plant, receiver):
+            p.wait(timeout=60)
+    results = summarize(rate, windows, np.load(out), bare, node.stats)
+    if results:
+        results[0]['gc_collect_max_ms'] = gc_policy.max_pause_ns * 1e-6
+    for n in (bare.node, node):
+        n.destroy_node()
+    return results
+
+
+def _in_windows(t, windows):
+    sel = np.zeros(t.size, dtype=bool)
+    for a, b in windows:
+        sel |= (t >= a) & (t < b)
+    return sel
+
+
+def summarize(rate, windows, recv, bare, s):
+    """One row per (load, option): both subjects in both views, latency and transport."""
+    n = min(s.count, s.capacity)
+    node_starts, compute = s.starts_ns[:n], s.compute_ns[:n]
+    results = []
+    for (load, kind, gc_mode, prio), w in windows.items():
+        period = 1.0 / rate
+        row = {'rate_hz': rate, 'load': load, 'executor': kind, 'gc': gc_mode,
+               'priority': prio,
+               'bare_timer': merged(w['bare'], bare.starts[:bare.count], period),
+               'bare_recv': merged(w['bare'], recv['bare'], period),
+               'node_timer': merged(w['node'], node_starts, period),
+               'node_recv': merged(w['node'], recv['node'], period)}
+        sel = _in_windows(node_starts, w['node'])
+        row['node_compute'] = dist(compute[sel])
+        row['latency_sensor_to_command'] = dist(
+            (node_starts + compute - s.sensor_stamp_ns[:n])[sel])
+        row['latency_arrival_to_command'] = dist(s.latency_ns[:n][sel])
+        arr, sent = recv['bare'], recv['bare_sent']
+        bsel = _in_windows(arr, w['bare'])
+        row['command_transport'] = dist(arr[bsel] - sent[bsel])
+        results.append(row)
+    return results
+
+
+def report(row):
+    def cells(r):
+        if not r.get('n'):
+            return '   (no data)'
+        return (f'{r["p50_ms"]:6.3f} {r["p99_ms"]:6.3f} {r["max_ms"]:7.2f} '
+                f'{100 * r["late"]:6.2f} {r["rate_hz"]:7.1f}')
+    print(f'{row["rate_hz"]:g} Hz {row["load"]:<6} executor {row["executor"]:<6} '
+          f'gc {row["gc"]:<7} priority {row["priority"]}')
+    print('  subject view    p50 ms p99 ms  max ms late %  rate/s')
+    for key in ('bare_timer', 'node_timer', 'bare_recv', 'node_recv'):
+        subject, view = key.split('_')
+        print(f'  {subject:<7} {view:<6} {cells(row[key])}')
+    for view in ('timer', 'recv'):
+        b, n = row[f'bare_{view}'], row[f'node_{view}']
+        if b.get('n') and n.get('n'):
+            print(f'  {view:<6} node - bare: p99 {n["p99_ms"] - b["p99_ms"]:+.3f} ms, late '
+                  f'{100 * (n["late"] - b["late"]):+.2f} points')
+    lat, tr, c = (row['latency_sensor_to_command'], row['command_transport'],
+                  row['node_compute'])
+    if lat and tr and c:
+        print(f'  joint_states published -> command published p50 {lat["p50_ms"]:.3f} '
+              f'p99 {lat["p99_ms"]:.3f} ms; command transport p50 {tr["p50_ms"]:.3f} '
+              f'p99 {tr["p99_ms"]:.3f} ms; tick compute p50 {c["p50_ms"]:.3f} '
+              f'p99 {c["p99_ms"]:.3f} ms')
+    sys.stdout.flush()
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--rates', type=float, nargs='+', default=[100.0, 500.0, 1000.0])
-    parser.add_argument('--duration', type=float, default=5.0)
+    parser.add_argument('--rates', type=float, nargs='+', default=[1000.0, 500.0])
+    parser.add_argument('--duration', type=float, default=4.0, help='s per phase')
+    parser.add_argument('--settle', type=float, default=0.5, help='s before each phase')
+    parser.add_argument('--rounds', type=int, default=2, help='phases per subject')
+    parser.add_argument('--loads', nargs='+', default=['quiet', 'loaded'],
+                        choices=('quiet', 'loaded'))
+    parser.add_argument('--executors', nargs='+', default=['single', 'events'],
+                        choices=('single', 'events'))
+    parser.add_argument('--gc', nargs='+', default=['default', 'quiet'],
+                        choices=('default', 'quiet'))
+    parser.add_argument('--priorities', type=int, nargs='+', default=[0],
+                        help='SCHED_FIFO priority of this process while spinning (0: off)')
     parser.add_argument('--size', type=int, default=300)
     parser.add_argument('--neuron', default='esn')
-    parser.add_argument('--executor', choices=('single', 'events'), default='single',
-                        help='executor of both phases (the node ships with single)')
-    parser.add_argument('--pin', action='store_true',
-                        help='pin this process to CPU 0 and the plant to the last CPU')
+    parser.add_argument('--quick', action='store_true', help='2 s phases, 1 round')
     parser.add_argument('--json', help='write the results here')
     parser.add_argument('--plant', action='store_true', help=argparse.SUPPRESS)
+    parser.add_argument('--receiver', action='store_true', help=argparse.SUPPRESS)
     parser.add_argument('--plant-rate', type=float, help=argparse.SUPPRESS)
     parser.add_argument('--namespace', help=argparse.SUPPRESS)
+    parser.add_argument('--out', help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     isolate_domain()
-    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else []
-    if args.pin and len(cpus) > 1:
-        # Before rclpy starts its middleware threads, so they inherit the mask.
-        os.sched_setaffinity(0, {cpus[-1]} if args.plant else {cpus[0]})
     if args.plant:
         return run_plant(args)
+    if args.receiver:
+        return run_receiver(args)
+    if args.quick:
+        args.duration, args.rounds = 2.0, 1
+
+    import tempfile
 
     import rclpy
-    results = {}
+    combos = list(itertools.product(args.executors, args.gc, args.priorities))
     context = rclpy.Context()
     rclpy.init(context=context)
+    results = []
+    print(f'N={args.size} {args.neuron}, learning on; phases {args.duration:g} s x '
+          f'{args.rounds} per subject; late = interval > {LATE} periods; load average '
+          f'{os.getloadavg()[0]:.2f}', flush=True)
     try:
-        for rate in args.rates:
-            ns = f'/bench_{uuid.uuid4().hex[:8]}'
-            total = 2 * args.duration + 20.0
-            plant = subprocess.Popen(
-                [sys.executable, os.path.abspath(__file__), '--plant', '--plant-rate', str(rate),
-                 '--namespace', ns, '--duration', str(total)] + (['--pin'] if args.pin else []),
-                stdout=subprocess.PIPE, text=True)
-            try:
-                bare = bare_timer_phase(context, rate, args.duration, args.executor)
-                node = node_phase(context, rate, args.duration, ns, args.size, args.neuron,
-                                  args.executor)
-            finally:
-                plant.send_signal(2)
-                out, _ = plant.communicate(timeout=30)
-            lines = [ln for ln in out.splitlines() if ln.startswith('{')]
-            node['commands_received_by_plant'] = (json.loads(lines[-1])['commands_received']
-                                                  if lines else None)
-            results[f'{rate:g}'] = {'bare': bare, 'node': node}
-            report(rate, bare, node)
+        with tempfile.TemporaryDirectory() as args.tmp:
+            for rate in args.rates:
+                rows = run_rate(args, context, rate, combos, args.loads)
+                for row in rows:
+                    report(row)
+                print(f'  gc.collect() pause max {rows[0]["gc_collect_max_ms"]:.3f} ms',
+                      flush=True)
+                results += rows
     finally:
         rclpy.try_shutdown(context=context)
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, 'w') as f:
             json.dump({'size': args.size, 'neuron': args.neuron, 'duration_s': args.duration,
-                       'executor': args.executor, 'rates': results}, f, indent=2)
+                       'rounds': args.rounds, 'late_periods': LATE, 'rows': results}, f,
+                      indent=2)
     return 0
-
-
-def report(rate, bare, node):
-    def row(name, r):
-        return (f'  {name:<5} ticks {r["ticks"]:6d}  interval mean {r["mean_ms"]:7.3f} ms  '
-                f'p99 {r["p99_ms"]:7.3f} ms  max {r["max_ms"]:7.3f} ms  '
-                f'late {100 * r["late_fraction"]:5.2f} %')
-    print(f'{rate:g} Hz (period {1e3 / rate:.3f} ms)')
-    print(row('bare', bare))
-    print(row('node', node))
-    c, t, n, tot = (node['compute'], node['latency_transport'], node['latency_in_node'],
-                    node['latency_total'])
-    print(f'  node  compute p50 {c["p50_ms"]:.3f} ms  p99 {c["p99_ms"]:.3f} ms  '
-          f'max {c["max_ms"]:.3f} ms  overruns {node["overruns"]}')
-    print(f'  latency joint_states -> command  p50 {tot["p50_ms"]:.3f} ms  '
-          f'p99 {tot["p99_ms"]:.3f} ms  (transport p50 {t["p50_ms"]:.3f} / p99 '
-          f'{t["p99_ms"]:.3f}; in node p50 {n["p50_ms"]:.3f} / p99 {n["p99_ms"]:.3f})')
-    print(f'  p99 interval node - bare: {node["p99_ms"] - bare["p99_ms"]:+.3f} ms'
-          + ('   (target at 1 kHz: <= +0.100 ms)' if rate == 1000 else ''))
-    sys.stdout.flush()
 
 
 if __name__ == '__main__':

@@ -180,6 +180,22 @@ CONTROLLER = (
           'off the control thread (durable, atomic), so a crash or kill -9 loses at most '
           'this much learning; 0 saves only at shutdown and on ~/save_readout.',
           0.0, 86400.0),
+    Param('realtime.priority', INT, 0,
+          'SCHED_FIFO priority (1-99) of the thread that runs the control loop, applied '
+          'once at start; 0 keeps normal scheduling. Refused with a log line (the node '
+          'runs on) where the OS does not permit it (no CAP_SYS_NICE or rtprio limit).',
+          0, 99, read_only=True),
+    Param('realtime.cpu_affinity', INT, -1,
+          'Pin the node process (all its threads) to this CPU at start; -1 leaves it '
+          'unpinned. Refused with a log line where the CPU is not available.',
+          -1, 1023, read_only=True),
+    Param('realtime.quiet_gc', BOOL, False,
+          'After setup, freeze the objects that exist and disable the automatic '
+          'generational garbage collection; a full collection of what is new runs once '
+          'a second from a timer instead (cycles then live up to 1 s longer; measured '
+          'pause up to 0.8 ms). Off by default: it did not measurably help '
+          '(benchmarks/README.md).',
+          read_only=True),
     Param('reference.mode', STRING, 'topic',
           'topic: follow ~/reference; hold, sine, sum_of_sines: generated internally.',
           choices=('topic', 'hold', 'sine', 'sum_of_sines')),

@@ -79,7 +79,7 @@ class LnnControllerNode(Node):
         self.readout_store = ReadoutStore(ctrl, cfg.readout_path, cfg.readout_autosave_period_s)
         loaded = self.readout_store.load_at_start()
         if loaded:
-            (self.get_logger().info if loaded[0] else self.get_logger().error)(loaded[1])
+            common.log_outcome(self.get_logger(), loaded[0], loaded[1], 'error')
         self._init_tick_state()
         self.rejected = dict.fromkeys((*C.REASONS, CONTROLLER_REFUSED), 0)
         self.rejected_reference = dict.fromkeys(C.REASONS, 0)
@@ -278,9 +278,8 @@ class LnnControllerNode(Node):
         """Log each new supervisor intervention and detected plant change once, not per tick."""
         ctrl, log = self.controller, self.get_logger()
         for event in ctrl.supervisor.interventions[self._interventions_logged:]:
-            (log.info if event.action == 'resume' else log.warning)(
-                f'learning supervisor: {event.action} at t={event.time_s:.2f} s: '
-                f'{event.reason}')
+            common.log_outcome(log, event.action == 'resume', f'learning supervisor: '
+                               f'{event.action} at t={event.time_s:.2f} s: {event.reason}')
             self._interventions_logged += 1
         for event in ctrl.change_detector.detections[self._detections_logged:]:
             log.info(f'plant change detected at t={event.time_s:.2f} s: {event.reason}')
@@ -326,7 +325,7 @@ class LnnControllerNode(Node):
         """Write the learned readout to ``readout_path`` atomically; (ok, message)."""
         ok, message = self.readout_store.save()
         if log and self.readout_store.path:
-            (self.get_logger().info if ok else self.get_logger().error)(message)
+            common.log_outcome(self.get_logger(), ok, message, 'error')
         return ok, message
 
     def on_shutdown(self) -> Optional[tuple[bool, str]]:
