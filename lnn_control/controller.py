@@ -272,7 +272,8 @@ class AdaptiveController:
         if code:
             self.feedforward_clipped += at_bound
             self.saturated_ticks += self._saturated
-        self.supervisor.observe(self._pd, self._ff, self._command, at_bound, refused)
+        if self.learning_enabled or self._ff.any():   # nothing learned to judge: PD alone
+            self.supervisor.observe(self._pd, self._ff, self._command, at_bound, refused)
         self._prev[0], self._prev[1], self._prev[2] = io[0], io[1], self._command
         self._has_prev = True
         self.ticks += 1

@@ -148,3 +148,26 @@ def test_log_outcome_may_change_severity_between_calls(context):
     for ok in (True, False, True):
         common.log_outcome(logger, ok, 'resume' if ok else 'freeze')
         common.log_outcome(logger, ok, 'saved' if ok else 'not saved', 'error')
+
+
+class _FakeNode:
+
+    def __init__(self, sim_time, lockstep=None):
+        self.sim_time = sim_time
+        if lockstep is not None:
+            self.lockstep = lockstep
+
+    def get_parameter(self, name):
+        assert name == 'use_sim_time'
+        return type('P', (), {'value': self.sim_time})()
+
+
+@pytest.mark.ros
+@pytest.mark.parametrize('sim_time, lockstep, expected', [
+    (True, None, 'single'), (False, None, 'events'), (False, True, 'single'),
+    (False, False, 'events')])
+def test_auto_executor_keeps_lockstep_and_sim_time_ordered(sim_time, lockstep, expected):
+    from lnn_control.ros import common
+    node = _FakeNode(sim_time, lockstep)
+    assert common._resolve_executor('auto', node) == expected
+    assert common._resolve_executor('events', node) == 'events'

@@ -114,3 +114,13 @@ def test_repeated_pd_only_backs_off():
     assert len(holds) >= 3, row['intervention_log']
     assert 'for 2 s' in holds[0] and 'for 4 s' in holds[1] and 'for 8 s' in holds[2], holds
     assert row['ratio'] <= 1.0 and row['worst_window_ratio'] <= 1.5, row
+
+
+def test_a_pd_only_controller_has_nothing_for_the_supervisor_to_judge():
+    """Learning off and nothing learned: PD saturating on its own is not an intervention."""
+    params = CL.plant_params('pendulum')
+    ctrl = AdaptiveController({**params, 'learning_enabled': False,
+                               'command_limit': [0.3]})   # 1.5 % of its own
+    _loop(ctrl, 'pendulum', 6.0)
+    assert ctrl.saturated_ticks > 50                  # PD alone hit the limit, often
+    assert ctrl.supervisor.interventions == [] and ctrl.supervisor.state == 'learning'

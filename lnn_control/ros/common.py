@@ -102,16 +102,27 @@ def make_executor(kind: str = 'single', context=None):
     return SingleThreadedExecutor(context=context)
 
 
+def _resolve_executor(kind: str, node) -> str:
+    """Resolve ``auto``: ordered (single) for sim time or lock-step, else events."""
+    if kind != 'auto':
+        return kind
+    ordered = getattr(node, 'lockstep', False) or node.get_parameter('use_sim_time').value
+    return 'single' if ordered else 'events'
+
+
 def executor_option(prog: str, description: str, argv: list) -> argparse.Namespace:
     """Parse the nodes' one command-line option (``--executor``); ROS arguments removed."""
     parser = argparse.ArgumentParser(
         prog=prog, description=description,
         epilog='Node settings are ROS parameters: --ros-args -p name:=value / --params-file.')
     parser.add_argument(
-        '--executor', choices=EXECUTORS, default='events',
-        help='events: rclpy.experimental.EventsExecutor (default), far less overhead per '
-             'callback (at 1 kHz: more ticks on time, a third of the sensor-to-command '
-             'latency, benchmarks/README.md); single: rclpy SingleThreadedExecutor')
+        '--executor', choices=('auto', *EXECUTORS), default='auto',
+        help='events: rclpy.experimental.EventsExecutor, far less overhead per callback (at '
+             '1 kHz: more ticks on time, a third of the sensor-to-command latency, '
+             'benchmarks/README.md); single: rclpy SingleThreadedExecutor, whose callback '
+             'order the lock-step protocol is reproducible with (measured: the events one '
+             'let a tick use the previous state under load); auto (default): single for a '
+             'node on simulated time or in a lock-step protocol, else events')
     return parser.parse_args(rclpy.utilities.remove_ros_args(args=argv)[1:])
 
 
@@ -170,7 +181,7 @@ def run_node(make_node: Callable[[], Any], node_name: str, args: Optional[list] 
                     raise
                 return 0                # SIGTERM while starting: nothing to keep
             gc_policy = apply_process_settings(node, rclpy.logging.get_logger(node_name))
-            executor = make_executor(cli.executor)
+            executor = make_executor(_resolve_executor(cli.executor, node))
             executor.add_node(node)
             if gc_policy:
                 gc_policy.start()       # last: everything set up so far is frozen
