@@ -8,7 +8,7 @@ file for other joints, another mode, another reservoir or other fixed scales
 is refused with the reason, leaving the controller as it was. Writes are
 durable and atomic (temporary file, fsync, rename, fsync of the directory), so
 a crash or a power cut at any moment leaves either the previous file or the
-new one. ``Autosaver`` saves periodically with the writing off the control
+new one. ``ReadoutStore`` saves periodically with the writing off the control
 thread. ROS-free.
 """
 from __future__ import annotations
@@ -169,9 +169,16 @@ class ReadoutStore:
         self._thread.start()
 
     def configure(self, path: str, period_s: float) -> None:
-        """Use ``path``, autosaving every ``period_s`` (0 or an empty path: never)."""
-        self.path, self.period_ns = path, int(period_s * 1e9)
-        self._next_ns: Optional[int] = None
+        """
+        Use ``path``, autosaving every ``period_s`` (0 or an empty path: never).
+
+        The schedule restarts only when one of the two changes, so a front end may
+        call this on every parameter change (a gain) without postponing the next save.
+        """
+        period_ns = int(period_s * 1e9)
+        if (path, period_ns) != (getattr(self, 'path', None), getattr(self, 'period_ns', None)):
+            self.path, self.period_ns = path, period_ns
+            self._next_ns: Optional[int] = None
 
     def load_at_start(self) -> Optional[tuple[bool, str]]:
         """

@@ -96,6 +96,21 @@ def test_autosave_is_periodic_off_thread_and_loadable(tmp_path):
     assert [p.name for p in path.parent.iterdir()] == ['readout.npz']   # no temporaries
 
 
+def test_reconfiguring_with_the_same_settings_keeps_the_schedule(tmp_path):
+    store = ReadoutStore(trained(), str(tmp_path / 'r.npz'), 0.05)
+    try:
+        assert not store.tick(0)                          # next save due at 50 ms
+        store.configure(str(tmp_path / 'r.npz'), 0.05)    # e.g. a gain changed meanwhile
+        assert store.tick(50_000_000)
+        store.flush()                                     # the writer is idle again
+        store.configure(str(tmp_path / 'r.npz'), 0.1)     # a new period starts afresh
+        assert not store.tick(100_000_000) and store.tick(200_000_000)
+        store.flush()
+        assert store.saves == 2 and store.skipped == 0
+    finally:
+        store.close()
+
+
 def test_autosave_off_when_the_period_is_zero_or_the_path_empty(tmp_path):
     ctrl = trained()
     for path, period in ((str(tmp_path / 'x.npz'), 0.0), ('', 1.0)):
