@@ -34,9 +34,10 @@ LAMBDAS = (0.9, 0.99, 0.9999, 1.0)
 FAST_LAMBDAS = (0.5, 0.9, 0.99)
 
 
-def settings(quick: bool) -> list[dict]:
-    deltas, lambdas, fast = ((0.1, 100.0), (0.9, 1.0), (0.5, 0.99)) if quick else \
+def settings(quick: bool, deltas=None) -> list[dict]:
+    default, lambdas, fast = ((0.1, 100.0), (0.9, 1.0), (0.5, 0.99)) if quick else \
         (DELTAS, LAMBDAS, FAST_LAMBDAS)
+    deltas = deltas or default
     grid = [{'rls.initial_covariance': d, 'rls.forgetting_factor': lam,
              'rls.fast_forgetting_factor': f}
             for d, lam, f in itertools.product(deltas, lambdas, fast)]
@@ -65,10 +66,13 @@ def label(extra: dict) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--quick', action='store_true', help='the corners of the ranges only')
+    parser.add_argument('--deltas', default='',
+                        help='comma-separated initial covariances (default: the grid)')
     parser.add_argument('--workers', type=int, default=2)
     parser.add_argument('--json', default=None, help='write the rows here')
     args = parser.parse_args()
-    jobs = [(p, s) for s in settings(args.quick) for p in PLANTS]
+    deltas = [float(d) for d in args.deltas.split(',') if d]
+    jobs = [(p, s) for s in settings(args.quick, deltas) for p in PLANTS]
     t0 = time.perf_counter()
     with mp.get_context('spawn').Pool(args.workers) as pool:
         rows = pool.map(run_one, jobs, chunksize=1)

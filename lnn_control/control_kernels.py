@@ -17,6 +17,32 @@ import numpy as np
 FRICTION_BAND = 0.05
 
 
+@njit('int64(float64[:], float64[:], float64[:], float64[:], float64[:], float64[:, :])',
+      cache=True)
+def load_io(q, qd, q_d, qd_d, qdd_d, io):
+    """
+    Copy one tick's measured and desired state into the rows of io: 0, or why not.
+
+    Returns 1 + the index of the first value whose length is not io's row length (io
+    untouched), -1 when a value is not finite. The explicit signature means any other
+    type raises TypeError instead of compiling mid-run; the caller then checks the
+    slow way (lists, other dtypes) with the same rules.
+    """
+    n = io.shape[1]
+    values = (q, qd, q_d, qd_d, qdd_d)
+    for r in range(5):
+        if values[r].shape[0] != n:
+            return 1 + r
+    finite = True
+    for r in range(5):
+        v = values[r]
+        for j in range(n):
+            x = v[j]
+            io[r, j] = x
+            finite &= np.isfinite(x)
+    return 0 if finite else -1
+
+
 @njit(cache=True)
 def feedback_error_inputs(io, scale, kp, kd, pd, u):
     """

@@ -231,6 +231,12 @@ class AdaptiveController:
         if len(measured) != 2 or len(desired) != 3:
             raise ValueError('measured is (position, velocity), desired is '
                              '(position, velocity, acceleration)')
+        try:        # float64 vectors, the usual case: one kernel call
+            code = CK.load_io(*measured, *desired, io)
+        except TypeError:
+            code = None     # other types: the same checks the slow way
+        if code == 0:
+            return io
         for row, value in enumerate((*measured, *desired)):
             if np.shape(value) != (n,):
                 raise ValueError(f'expected {n} values per quantity (joints {list(self.joints)}), '
@@ -291,15 +297,12 @@ class AdaptiveController:
 
     def _learn(self, phi: np.ndarray, error: np.ndarray) -> bool:
         """
-        Take one RLS step of both readouts; False when a step was refused as unusable.
+        Take one RLS step of both readouts; False when one was refused as numerically unusable.
 
-        A step is refused when it is numerically unusable; its readout is then unchanged and
-        the supervisor acts.
-
-        ``error`` is the a-priori error of the summed readouts. The slow readout learns the
-        whole feedforward: its own a-priori error adds back what the fast one supplied. The
-        fast one learns what the slow one leaves after its step (its a-posteriori residual)
-        minus its own prediction.
+        (That readout is then unchanged and the supervisor acts.) ``error`` is the a-priori
+        error of the summed readouts. The slow readout learns the whole feedforward: its own
+        a-priori error adds back what the fast one supplied. The fast one learns what the slow
+        one leaves after its step (its a-posteriori residual) minus its own prediction.
         """
         err = self._err
         np.copyto(err, error)
@@ -325,33 +328,26 @@ class AdaptiveController:
         """
         Restart the covariances after a plant change, keeping the weights, to re-learn fast.
 
-        The change detector found the change, or a user who knows (a tool change, a grasp).
-        Both covariances restart scaled by the supervisor's cut. The slow one restarts at
-        RESTART_GAIN x its initial value, not at a blank start's rate: at its full initial
-        value 2-link arms oscillated while re-learning (commands up to the limit on zoo
-        arm_heavy_tip, seed 2); at 0.1 the pendulums kept only half the benefit
-        (docs/zoo.md). The fast one restarts at its initial value. O(N^2): an event, not a
-        tick.
+        Found by the change detector, or told by a user (a tool change, a grasp). Both restart
+        at the supervisor's cuts, the slow one at RESTART_GAIN x its initial value: at the full
+        value 2-link arms oscillated while re-learning (zoo arm_heavy_tip, seed 2), at 0.1 the
+        pendulums kept half the benefit (docs/zoo.md). O(N^2): an event, not a tick.
         """
-        g = self.supervisor.gain_scale
-        self.slow.restart_covariance(g * RESTART_GAIN)
+        g_slow, *g_fast = self.supervisor.readout_gains()
+        self.slow.restart_covariance(g_slow * RESTART_GAIN)
         if self.fast is not None:
-            self.fast.restart_covariance(g)
+            self.fast.restart_covariance(g_fast[0])
         self.change_detector.restart()
         self.change_detector.record(self.ticks, f'{reason}: covariances restarted')
 
     def _rescale_readouts(self) -> None:
-        """
-        Keep what the readouts learned consistent with a changed input scale.
-
-        Automatic normalisation changed a scale; this covers the direct inputs (the
-        reservoir re-learns).
-        """
+        """Keep the direct inputs' weights consistent with a changed scale (reservoir: re-learn)."""
         factors = self.normalizer.input_factors()
-        g = self.supervisor.gain_scale
-        self.slow.rescale_inputs(np.concatenate([factors, np.ones(self.reservoir.size)]), g)
+        g_slow, *g_fast = self.supervisor.readout_gains()
+        self.slow.rescale_inputs(np.concatenate([factors, np.ones(self.reservoir.size)]),
+                                 g_slow)
         if self.fast is not None:
-            self.fast.rescale_inputs(factors[:self._n_fast], g)
+            self.fast.rescale_inputs(factors[:self._n_fast], g_fast[0])
         self.change_detector.restart()     # P restarted: a learning transient, not a change
 
     @property

@@ -103,6 +103,8 @@ class ControlLoop:
             ('supervisor error ratio estimate', sv.ratio),
             *((f'supervisor {k}', v) for k, v in sv.counts.items()),
             ('supervisor gain scale', sv.gain_scale),
+            ('supervisor fast learner gain scale',
+             sv.gain_scale * sv.fast_cut if ctrl.fast is not None else 0.0),
             ('plant changes detected or reported', len(detector.detections)),
             ('change detector score', detector.score),
             ('feedforward limited ticks', ctrl.feedforward_clipped),

@@ -79,6 +79,7 @@ def controller_arrays(ctrl) -> dict[str, np.ndarray]:
     arrays['reservoir'] = np.array(_reservoir_identity(ctrl))
     arrays.update(ctrl.normalizer.state())
     arrays['supervisor/gain_scale'] = np.float64(ctrl.supervisor.gain_scale)
+    arrays['supervisor/fast_cut'] = np.float64(ctrl.supervisor.fast_cut)
     return arrays
 
 
@@ -112,7 +113,8 @@ def load_controller(ctrl, path: str) -> None:
     scale = np.asarray(data.get('input/scale', norm.scale), dtype=float)
     envelope = np.asarray(data.get('input/envelope', norm.envelope), dtype=float)
     gain = float(data.get('supervisor/gain_scale', 1.0))
-    if not 0 < gain <= 1:
+    fast_cut = float(data.get('supervisor/fast_cut', 1.0))
+    if not (0 < gain <= 1 and 0 < fast_cut <= 1):
         raise ValueError(f'{path} holds invalid input scales or supervisor gain')
     norm.check_state(path, scale, envelope)
     states = []
@@ -132,6 +134,7 @@ def load_controller(ctrl, path: str) -> None:
     norm.load_state(scale, envelope)
     ctrl.supervisor.reset()
     ctrl.supervisor.gain_scale = gain
+    ctrl.supervisor.fast_cut = fast_cut
 
 
 def set_aside(path: str) -> str:

@@ -89,23 +89,19 @@ class RLSReadout:
         self._g[:] = 0.0
         self._st[K.ST_PENDING_GAIN] = 0.0
         self._st[K.ST_PENDING_SCALE] = 1.0
+        self._st[K.ST_SCALE] = 1.0
         self._st[K.ST_TRACE] = d * self.n_features
         self._st[K.ST_TRACE_CAP] = d * self.n_features
         self.updates = 0
 
-    def _load_features(self, phi: np.ndarray) -> np.ndarray:
+    def _check_features(self, phi: np.ndarray) -> None:
         if phi.shape != (self.n_inputs,):
             raise ValueError(f'readout expects {self.n_inputs} features, got shape {phi.shape}')
-        if self.bias:
-            self._phi[0] = 1.0
-            self._phi[1:] = phi
-        else:
-            self._phi[:] = phi
-        return self._phi
 
     def predict(self, phi: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        self._check_features(phi)
         out = np.empty(self.n_outputs) if out is None else out
-        K.readout(self.w, self._load_features(phi), out)
+        K.readout(self.w, phi, self.bias, out)
         return out
 
     def update(self, phi: np.ndarray, error: np.ndarray) -> float:
@@ -116,20 +112,22 @@ class RLSReadout:
         error before it, in (0, 1]), or 1.0 when frozen. Non-finite or
         mis-shaped data raise ValueError and leave W and P untouched.
         """
-        x = self._load_features(phi)
+        self._check_features(phi)
         if error.shape != (self.n_outputs,):
             raise ValueError(f'readout expects {self.n_outputs} errors, got shape {error.shape}')
-        if not (K.all_finite(x) and K.all_finite(error)):
-            self.rejected += 1
-            raise ValueError('non-finite features or error refused; readout unchanged')
         if self.frozen:
-            return 1.0
-        post = K.rls_update(self.p, self.w, x, error, self._g, self._y, self._st)
+            post = 1.0 if K.all_finite(phi) and K.all_finite(error) else -2.0
+        else:   # one kernel call: features, finiteness check, the fused RLS step
+            post = K.rls_step(self.p, self.w, phi, self.bias, error, self._phi, self._g,
+                              self._y, self._st)
         if post < 0.0:
             self.rejected += 1
+            if post == -2.0:
+                raise ValueError('non-finite features or error refused; readout unchanged')
             raise ValueError('RLS step numerically unusable (phi.T P phi not finite and >= 0); '
                              'weights unchanged')
-        self.updates += 1
+        if not self.frozen:
+            self.updates += 1
         return post
 
     def train(self, phi: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -234,6 +232,7 @@ class RLSReadout:
         self._g[:] = 0.0
         self._st[K.ST_PENDING_GAIN] = 0.0
         self._st[K.ST_PENDING_SCALE] = 1.0
+        self._st[K.ST_SCALE] = 1.0
         self._st[K.ST_TRACE] = float(np.trace(p))
         self._st[K.ST_TRACE_CAP] = scalars['trace_cap']
         self.initial_covariance = scalars['initial_covariance']
@@ -253,8 +252,15 @@ def warm_up() -> None:
     They run on a tiny readout, so a control tick never pays for it.
     """
     n = 3
-    for forgetting in RLSReadout.FORGETTING:
-        r = RLSReadout(n, 1, 0.99, 1.0, forgetting=forgetting)
-        r.update(np.ones(n), np.ones(1))
-        r.predict(np.ones(n))
-        r.covariance()
+    readonly = np.ones(n)
+    readonly.flags.writeable = False
+    # Features as the controller passes them (contiguous), read-only and strided.
+    for phi in (np.ones(n), readonly, np.ones(2 * n)[::2]):
+        for forgetting in RLSReadout.FORGETTING:
+            for bias in (True, False):
+                r = RLSReadout(n, 1, 0.99, 1.0, forgetting=forgetting, bias=bias)
+                r.update(phi, np.ones(1))
+                r.predict(phi)
+                r.covariance()
+        r._st[K.ST_PENDING_SCALE] = 2.0 ** 40       # the pass that folds the scale into P
+        r.update(phi, np.ones(1))

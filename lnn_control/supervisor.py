@@ -37,7 +37,15 @@ The response, with hysteresis (``hold_s``) and escalation:
    the current P would leave a directional-forgetting learner, whose P never
    grows, unable to learn at all); each further trip cuts it again. An
    unstable setting thus ends up stable instead of oscillating between
-   learning and rollback.
+   learning and rollback. The first suspect is the fast learner: with a
+   memory of a few ticks it acts as a high-gain integrator on the PD output,
+   which a tick of actuation delay turns into an oscillation, so the first
+   trip cuts only its gain and leaves the slow learner's (measured on the zoo
+   with one tick of delay: cutting every gain instead doubled the error after
+   a payload change; switching the fast learner off lost the cart-poles). If
+   the rolled-back readout is still harmful (step 2), the fast learner was not
+   the only suspect, and the next trip cuts the slow learner's gain twice
+   (cutting it at once instead cost arm_heavy_base with delay 5x its error).
 2. After ``hold_s``: rho back below the trip ratio -> learning resumes. Still
    above (the snapshot is bad too) -> the feedforward is zeroed: plain PD,
    which by definition is not worse than PD, for another ``hold_s``; then
@@ -95,6 +103,9 @@ class LearningSupervisor:
         self._candidate = [r.w.copy() for r in controller.readouts()]
         self.state = LEARNING
         self.gain_scale = 1.0
+        self.fast_cut = 1.0             # the fast learner's own extra cut (first trip)
+        self._only_fast_cut = False     # the last rollback cut only the fast learner
+        self._owed_cut = False          # ... and PD only followed: the next trip cuts 2x
         self.interventions: list[Intervention] = []
         self.counts = {'rollback': 0, 'pd_only': 0, 'resume': 0}
         self.episodes = 0               # interventions so far (learning paused or restarted)
@@ -127,11 +138,17 @@ class LearningSupervisor:
         """After ``reset_learning``: a fresh start at full gain."""
         self.state = LEARNING
         self.gain_scale = 1.0
+        self.fast_cut = 1.0
+        self._only_fast_cut = self._owed_cut = False
         self._next_hold_factor = 1
         for good, cand, r in zip(self._good, self._candidate, self.ctrl.readouts()):
             good[:] = r.w
             cand[:] = r.w
         self._reset_timers()
+
+    def readout_gains(self) -> tuple[float, ...]:
+        """Covariance restart scale of each readout (slow, fast), as ``ctrl.readouts()``."""
+        return (self.gain_scale, self.gain_scale * self.fast_cut)[:len(self.ctrl.readouts())]
 
     @property
     def ratio(self) -> float:
@@ -191,6 +208,7 @@ class LearningSupervisor:
                 g[:] = c
             self.snapshots += 1
             self._next_hold_factor = 1     # learning has worked again: back to short holds
+            self._owed_cut = False
         for c, r in zip(self._candidate, self.ctrl.readouts()):
             c[:] = r.w
         self._candidate_ok = good
@@ -205,17 +223,26 @@ class LearningSupervisor:
         self.episodes += 1
 
     def _rollback(self, reason: str) -> None:
-        self.gain_scale *= GAIN_CUT
-        for r, good in zip(self.ctrl.readouts(), self._good):
+        if self.ctrl.fast is not None and self.fast_cut == 1.0:
+            self.fast_cut = GAIN_CUT
+            self._only_fast_cut = True
+            response = f'fast learner gain now x{self.fast_cut * self.gain_scale:g}'
+        else:
+            self.gain_scale *= GAIN_CUT ** (2 if self._owed_cut else 1)
+            self._owed_cut = False
+            response = f'adaptation gain now x{self.gain_scale:g}'
+        for r, good, g in zip(self.ctrl.readouts(), self._good, self.readout_gains()):
             r.w[:] = good
-            r.restart_covariance(self.gain_scale)
+            r.restart_covariance(g)
         self.state = FROZEN
         self._record('rollback', f'{reason}: readout rolled back to the last good snapshot, '
-                                 f'learning frozen for {self.hold_s:g} s, adaptation gain '
-                                 f'now x{self.gain_scale:g}')
+                                 f'learning frozen for {self.hold_s:g} s, {response}')
         self._reset_timers()
 
     def _pd_only(self, reason: str) -> None:
+        # The fast learner alone was not the problem: the next trip owes the cut skipped.
+        self._owed_cut = self._owed_cut or self._only_fast_cut
+        self._only_fast_cut = False
         for r in self.ctrl.readouts():
             r.w[:] = 0.0
         self.state = PD_ONLY
@@ -229,6 +256,7 @@ class LearningSupervisor:
 
     def _resume(self, reason: str) -> None:
         self.state = LEARNING
+        self._only_fast_cut = False
         self._record('resume', f'{reason}: learning resumes')
         for good, cand, r in zip(self._good, self._candidate, self.ctrl.readouts()):
             good[:] = r.w

@@ -119,18 +119,36 @@ BAD_INPUTS = {
 }
 
 
+def _as_float64_arrays(values):
+    return tuple(np.asarray(v, dtype=float) for v in values)
+
+
+@pytest.mark.parametrize('arrays', [False, True], ids=['lists', 'float64-arrays'])
 @pytest.mark.parametrize('mode', ['feedback_error', 'inverse_model'])
 @pytest.mark.parametrize('case', list(BAD_INPUTS))
-def test_bad_input_raises_and_changes_nothing(trained_ctrl_factory, case, mode):
+def test_bad_input_raises_and_changes_nothing(trained_ctrl_factory, case, mode, arrays):
+    """Float64 arrays take the one-kernel input check, anything else the Python one."""
     ctrl = trained_ctrl_factory(**{'controller.mode': mode})
     snap = learned_state(ctrl)
     measured, desired = BAD_INPUTS[case]
+    if arrays:
+        measured, desired = _as_float64_arrays(measured), _as_float64_arrays(desired)
     with pytest.raises(ValueError):
         ctrl.step(measured, desired)
     assert_unchanged(ctrl, snap)
     # and the controller carries on
     (m, d), = signals(1)
     assert np.isfinite(ctrl.step(m, d)).all()
+
+
+def test_lists_float32_and_strided_inputs_give_the_float64_commands():
+    """The fast input path (float64 vectors) and the general one load the same values."""
+    a, b = make(), make()
+    forms = (list, lambda v: v.astype(np.float32), lambda v: np.repeat(v, 2)[::2])
+    for k, (m, d) in enumerate(signals(60)):
+        m, d = tuple(map(forms[k % 3], m)), tuple(map(forms[k % 3], d))
+        np.testing.assert_array_equal(a.step(_as_float64_arrays(m), _as_float64_arrays(d)),
+                                      b.step(m, d))
 
 
 # -- live parameters ------------------------------------------------------------------

@@ -24,6 +24,7 @@ from lnn_control.ros.controller_node import LnnControllerNode
 import numpy as np
 import pytest
 import rclpy
+from rclpy.impl.implementation_singleton import rclpy_implementation
 from rclpy.parameter import Parameter
 from rclpy.parameter_client import AsyncParameterClient
 from rclpy.qos import qos_profile_sensor_data
@@ -34,6 +35,7 @@ from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import SetBool, Trigger
 
 pytestmark = pytest.mark.ros
+RCLError = rclpy_implementation.RCLError
 
 BASE = {'joints': ['j1', 'j2'], 'reservoir.size': 50, 'control_rate_hz': 100.0,
         'kp': [10.0], 'kd': [1.0]}
@@ -611,8 +613,32 @@ def test_supervisor_state_and_interventions_on_diagnostics(rig):
     keys = key_values(status)
     assert keys['supervisor state'] == 'frozen'
     assert keys['supervisor rollback'] == '1'
-    assert float(keys['supervisor gain scale']) == pytest.approx(0.1)
+    # the first trip cuts only the fast learner's gain (see supervisor.py)
+    assert float(keys['supervisor gain scale']) == pytest.approx(1.0)
+    assert float(keys['supervisor fast learner gain scale']) == pytest.approx(0.1)
     assert status.level == DiagnosticStatus.WARN and 'frozen' in status.message
+
+
+def test_a_failing_publish_is_counted_and_control_goes_on(rig):
+    """A middleware refusal (RCLError, as Fast DDS gives under starvation) is no crash."""
+    r = rig()
+    r.send([0.0, 0.0])
+    r.tick()
+
+    class Refusing:
+        topic_name = 'commands'
+
+        def publish(self, msg):
+            raise RCLError('cannot publish data')
+
+    real, r.node._commands_pub = r.node._commands_pub, Refusing()
+    r.send([0.0, 0.0])
+    r.tick()
+    r.node._commands_pub = real
+    r.send([0.0, 0.0])
+    r.tick()
+    assert r.node.stats.callbacks == 3 and len(r.commands) == r.node.commands_published == 2
+    assert key_values(r.node.diagnostics().status[0])['failed publishes'] == '1'
 
 
 def test_plant_changes_on_diagnostics_and_the_plant_changed_service(rig):

@@ -9,9 +9,11 @@ the trace cap) and with a textbook directional-forgetting RLS written below.
 """
 import copy
 
+from lnn_control import kernels as K
 from lnn_control import kernels_numpy as R
 from lnn_control.reservoir import Reservoir
 from lnn_control.rls import RLSReadout
+from numba import njit
 import numpy as np
 import pytest
 
@@ -197,3 +199,60 @@ def test_rls_post_factor_is_a_posteriori_error_ratio():
             after = target - r.predict(phi)
             np.testing.assert_allclose(after, factor * before, rtol=1e-9, atol=1e-12)
             assert 0.0 < factor <= 1.0
+
+
+@pytest.mark.parametrize('n_inputs', [10, 37])
+@pytest.mark.parametrize('forgetting', RLSReadout.FORGETTING)
+def test_rls_blocked_pass_with_bias_matches_reference(n_inputs, forgetting):
+    """Sizes that leave a partial block of rows (the pass takes four at a time), with bias."""
+    lam, delta = 0.99, 2.0
+    rng = np.random.default_rng(n_inputs)
+    ours = RLSReadout(n_inputs, 3, forgetting_factor=lam, initial_covariance=delta,
+                      forgetting=forgetting)
+    ref = (R.RLS(n_inputs + 1, 3, delta, lam) if forgetting == 'exponential'
+           else DirectionalRLS(n_inputs + 1, 3, delta, lam))
+    w_true = rng.standard_normal((n_inputs + 1, 3))
+    for t, phi in enumerate(_phi_sequence(rng, 400, n_inputs)):
+        x = np.concatenate([[1.0], phi])
+        target = w_true.T @ x + 0.1 * rng.standard_normal(3)
+        err_ours = ours.train(phi, target)
+        err_ref = ref.update(x, target)
+        err_ref = err_ref[0] if forgetting == 'directional' else err_ref
+        _assert_same_step(ours, ref, err_ours, err_ref, t)
+    np.testing.assert_allclose(ours.covariance(), ref.p, **TOL)
+
+
+def test_rls_scale_fold_changes_nothing():
+    """
+    P = S x the stored array; folding S into the array mid-run gives the same steps.
+
+    One readout is put at S just under 2^32 (its array divided by S, the same P), so its
+    next pass folds S back into the array; the other never folds.
+    """
+    rng = np.random.default_rng(2)
+    a = RLSReadout(21, 2, forgetting_factor=0.95, initial_covariance=1.0)
+    for phi in rng.standard_normal((30, 21)):
+        a.update(phi, rng.standard_normal(2))
+    b = copy.deepcopy(a)
+    big = 2.0 ** 31.99 / b._st[K.ST_SCALE]
+    b._st[K.ST_SCALE] *= big
+    b.p /= big
+    for t, phi in enumerate(rng.standard_normal((40, 21))):
+        err = rng.standard_normal(2)
+        np.testing.assert_allclose(a.update(phi, err), b.update(phi, err), **TOL)
+        np.testing.assert_allclose(a.w, b.w, **TOL)
+        if t == 0:
+            assert b._st[K.ST_SCALE] == 1.0      # folded on that pass
+    np.testing.assert_allclose(a.covariance(), b.covariance(), **TOL)
+
+
+def test_vectorised_tanh_within_two_ulp_of_libm():
+    """The esn step's tanh (kernels._tanh): 2 ulp of np.tanh, exact at 0, +-inf and NaN."""
+    tanh = njit(lambda x: K._tanh(x))
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.uniform(-25, 25, 2000), rng.uniform(-1, 1, 2000),
+                        np.linspace(-0.7, 0.7, 1001), [0.625, -0.625, 20.0, -20.0, 1e-300]])
+    got = np.array([tanh(v) for v in x])
+    np.testing.assert_array_less(np.abs(got - np.tanh(x)), 2.01 * np.spacing(np.tanh(np.abs(x))))
+    assert tanh(0.0) == 0.0 and np.signbit(tanh(-0.0))
+    assert tanh(np.inf) == 1.0 and tanh(-np.inf) == -1.0 and np.isnan(tanh(np.nan))

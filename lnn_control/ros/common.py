@@ -86,6 +86,32 @@ def log_outcome(logger, ok: bool, message: str, failure: str = 'warning') -> Non
         logger.warning(message)
 
 
+class PublishGuard:
+    """
+    Publish without letting a middleware failure stop the control loop.
+
+    A RELIABLE publish can fail with RCLError when a subscriber's history is full and
+    the middleware's threads are starved (Fast DDS, ros2/rmw#209; seen with 12 nodes
+    under SCHED_FIFO): a slow recorder or driver must not end the controller. Failures
+    are counted (diagnostics) and logged at most every 5 s.
+    """
+
+    def __init__(self, logger):
+        self.failures = 0
+        self._logger = logger
+
+    def publish(self, publisher, msg) -> bool:
+        try:
+            publisher.publish(msg)
+            return True
+        except _rclpy.RCLError as exc:
+            self.failures += 1
+            self._logger.error(f'publishing on {publisher.topic_name} failed ({exc}); '
+                               f'{self.failures} failed publishes so far; control goes on',
+                               throttle_duration_sec=5.0)
+            return False
+
+
 # -- executors and main() ----------------------------------------------------------------
 def make_executor(kind: str = 'single', context=None):
     """

@@ -86,6 +86,7 @@ class LnnControllerNode(Node):
         self.sensor_messages = 0
         self.reference_messages = 0
         self.commands_published = 0
+        self._publisher = common.PublishGuard(self.get_logger())
         self._interventions_logged = 0
         self._detections_logged = 0
         self.stats = TickStats(stats_window or max(256, int(2 * cfg.control_rate_hz)))
@@ -262,14 +263,14 @@ class LnnControllerNode(Node):
                 or len(self.controller.change_detector.detections) > self._detections_logged):
             self._log_new_events()
         view[:] = loop.command
-        self._commands_pub.publish(self._command.msg)
+        sent = self._publisher.publish(self._commands_pub, self._command.msg)
         # Every command has its desired state (the last one while sensors are stale),
         # stamped with the tick time, so a recording can set it against joint_states.
         msg = self._desired_msg
         C.set_stamp(msg.header.stamp, now)
         msg.position, msg.velocity = self.desired.q, self.desired.qd
-        self._desired_pub.publish(msg)
-        self.commands_published += 1
+        self._publisher.publish(self._desired_pub, msg)
+        self.commands_published += sent
         self.stats.record(start, time.perf_counter_ns(), self._sensor_wall_ns,
                           self._sensor_stamp_ns, self.period_ns)
         self.readout_store.tick(now)    # autosave: after the command is out, written off thread
@@ -362,6 +363,7 @@ class LnnControllerNode(Node):
             ('tick compute max [ms]', worst),
             ('overruns', s.overruns),
             ('commands published', self.commands_published),
+            ('failed publishes', self._publisher.failures),
             ('sensor age [s]', age),
             ('joint_states received', self.sensor_messages),
             *((f'joint_states rejected: {k}', v) for k, v in self.rejected.items()),
@@ -378,7 +380,7 @@ class LnnControllerNode(Node):
             now.nanoseconds)
 
     def publish_diagnostics(self) -> None:
-        self._diagnostics_pub.publish(self.diagnostics())
+        self._publisher.publish(self._diagnostics_pub, self.diagnostics())
 
 
 def main(args: Optional[list] = None) -> int:
