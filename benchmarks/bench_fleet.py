@@ -48,12 +48,14 @@ import sys
 import tempfile
 import time
 
+from bench_common import interval_stats, spin_for
 from lnn_control.ros import isolate_domain
 import numpy as np
 
 TOLERANCE = 0.10        # pass: every node's p99 tick interval <= (1 + TOLERANCE) periods
 MISSED = 1.5            # an interval over MISSED periods is a skipped tick
 CLEAR_FAIL = 1.5        # stop the sweep after a K whose worst p99 exceeds this many periods
+OVER = (('over_tol', 1 + TOLERANCE), ('missed', MISSED))   # interval_stats' fractions
 # The bundled pendulum (lnn_control/models/pendulum.xml): a 1 kg, 0.5 m rod on a hinge.
 MASS, LENGTH, DAMPING, GRAVITY = 1.0, 0.5, 0.01, 9.81
 INERTIA = MASS * LENGTH ** 2 / 3.0
@@ -90,21 +92,6 @@ def machine_usage(before, after):
     total = sum(d.values()) or 1
     busy = total - d['idle'] - d['iowait'] - d['steal']
     return busy / total * os.cpu_count(), 100.0 * d['steal'] / total
-
-
-# -- interval statistics -------------------------------------------------------------------
-def interval_stats(t_ns, period_s):
-    """Return count, rate, p50 / p99 / max [ms] and late fractions of a series of times."""
-    iv = np.diff(np.asarray(t_ns, dtype=np.int64)) * 1e-6
-    if iv.size < 2:
-        return {'n': int(iv.size)}
-    period_ms = period_s * 1e3
-    p99 = float(np.percentile(iv, 99))
-    return {'n': int(iv.size), 'rate_hz': float(iv.size / (iv.sum() * 1e-3)),
-            'p50_ms': float(np.percentile(iv, 50)), 'p99_ms': p99,
-            'max_ms': float(iv.max()), 'p99_rel': p99 / period_ms,
-            'over_tol': float(np.mean(iv > (1 + TOLERANCE) * period_ms)),
-            'missed': float(np.mean(iv > MISSED * period_ms))}
 
 
 # -- the robots' side ------------------------------------------------------------------------
@@ -243,15 +230,6 @@ def stop_all(procs, timeout=15.0):
             p.wait()
 
 
-def spin_for(executor, seconds, until=None):
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        executor.spin_once(timeout_sec=0.02)
-        if until is not None and until():
-            return True
-    return until is not None and until()
-
-
 def log_tail(log_dir, i, lines=15):
     try:
         with open(os.path.join(log_dir, f'robot_{i}.log')) as f:
@@ -349,9 +327,9 @@ def summarize(fleet, k, t0, t1):
         arrivals = _window(fleet.commands[i, :n_c], fleet.commands[i, :n_c], t0, t1)
         records = fleet.diagnostics[f'/robot_{i}/lnn_controller']
         nodes.append({
-            'robot': i, 'tick': interval_stats(np.sort(ticks), period),
+            'robot': i, 'tick': interval_stats(np.sort(ticks), period, OVER, min_intervals=2),
             'desired_lost': int(max(0, arrivals.size - ticks.size)),
-            'recv': interval_stats(arrivals, period),
+            'recv': interval_stats(arrivals, period, OVER, min_intervals=2),
             'compute_p50_ms': _diag_median(records, 'tick compute p50 [ms]', t0, t1),
             'compute_p99_ms': _diag_median(records, 'tick compute p99 [ms]', t0, t1),
             'diag_rate_hz': _diag_median(records, 'control rate achieved [Hz]', t0, t1)})

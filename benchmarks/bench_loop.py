@@ -43,21 +43,11 @@ import sys
 import time
 import uuid
 
+from bench_common import interval_stats, spin_for
 from lnn_control.ros import isolate_domain
 import numpy as np
 
 LATE = 1.5          # an interval over LATE periods is a late tick
-
-
-def interval_stats(t_ns, period_s):
-    t = np.asarray(t_ns, dtype=np.int64)
-    iv = np.diff(t) * 1e-6   # ms
-    if iv.size == 0:
-        return {'n': 0}
-    return {'n': int(iv.size), 'p50_ms': float(np.percentile(iv, 50)),
-            'p99_ms': float(np.percentile(iv, 99)), 'max_ms': float(iv.max()),
-            'late': float(np.mean(iv > LATE * period_s * 1e3)),
-            'rate_hz': float(iv.size / (iv.sum() * 1e-3))}
 
 
 def merged(windows, t_ns, period_s):
@@ -65,7 +55,7 @@ def merged(windows, t_ns, period_s):
     t = np.asarray(t_ns, dtype=np.int64)
     parts = [np.diff(t[(t >= a) & (t < b)]) for a, b in windows]
     iv = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
-    return interval_stats(np.concatenate(([0], np.cumsum(iv))), period_s)
+    return interval_stats(np.concatenate(([0], np.cumsum(iv))), period_s, (('late', LATE),))
 
 
 def dist(values_ns):
@@ -190,19 +180,13 @@ def make_controller(context, namespace, rate, size, neuron, capacity):
     return node
 
 
-def _spin_for(executor, seconds):
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        executor.spin_once(timeout_sec=0.05)
-
-
 def run_phase(executor, node, timer, duration, settle):
     """Spin one subject alone: its timer runs only now; return its measured window."""
     executor.add_node(node)
     timer.reset()
-    _spin_for(executor, settle)
+    spin_for(executor, settle, timeout_s=0.05)
     t0 = time.perf_counter_ns()
-    _spin_for(executor, duration)
+    spin_for(executor, duration, timeout_s=0.05)
     t1 = time.perf_counter_ns()
     timer.cancel()
     executor.remove_node(node)

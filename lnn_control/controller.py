@@ -333,21 +333,21 @@ class AdaptiveController:
         value 2-link arms oscillated while re-learning (zoo arm_heavy_tip, seed 2), at 0.1 the
         pendulums kept half the benefit (docs/zoo.md). O(N^2): an event, not a tick.
         """
-        g_slow, *g_fast = self.supervisor.readout_gains()
-        self.slow.restart_covariance(g_slow * RESTART_GAIN)
+        gains = self.supervisor.readout_gains()
+        self.slow.restart_covariance(gains[0] * RESTART_GAIN)
         if self.fast is not None:
-            self.fast.restart_covariance(g_fast[0])
+            self.fast.restart_covariance(gains[1])
         self.change_detector.restart()
         self.change_detector.record(self.ticks, f'{reason}: covariances restarted')
 
     def _rescale_readouts(self) -> None:
         """Keep the direct inputs' weights consistent with a changed scale (reservoir: re-learn)."""
         factors = self.normalizer.input_factors()
-        g_slow, *g_fast = self.supervisor.readout_gains()
+        gains = self.supervisor.readout_gains()
         self.slow.rescale_inputs(np.concatenate([factors, np.ones(self.reservoir.size)]),
-                                 g_slow)
+                                 gains[0])
         if self.fast is not None:
-            self.fast.rescale_inputs(factors[:self._n_fast], g_fast[0])
+            self.fast.rescale_inputs(factors[:self._n_fast], gains[1])
         self.change_detector.restart()     # P restarted: a learning transient, not a change
 
     @property

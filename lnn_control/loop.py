@@ -104,7 +104,7 @@ class ControlLoop:
             *((f'supervisor {k}', v) for k, v in sv.counts.items()),
             ('supervisor gain scale', sv.gain_scale),
             ('supervisor fast learner gain scale',
-             sv.gain_scale * sv.fast_cut if ctrl.fast is not None else 0.0),
+             sv.readout_gains()[1] if ctrl.fast is not None else 0.0),
             ('plant changes detected or reported', len(detector.detections)),
             ('change detector score', detector.score),
             ('feedforward limited ticks', ctrl.feedforward_clipped),

@@ -104,7 +104,7 @@ class LearningSupervisor:
         self.state = LEARNING
         self.gain_scale = 1.0
         self.fast_cut = 1.0             # the fast learner's own extra cut (first trip)
-        self._only_fast_cut = False     # the last rollback cut only the fast learner
+        self._only_fast_cut = False     # the last rollback (PD only follows one) cut only fast
         self._owed_cut = False          # ... and PD only followed: the next trip cuts 2x
         self.interventions: list[Intervention] = []
         self.counts = {'rollback': 0, 'pd_only': 0, 'resume': 0}
@@ -139,7 +139,7 @@ class LearningSupervisor:
         self.state = LEARNING
         self.gain_scale = 1.0
         self.fast_cut = 1.0
-        self._only_fast_cut = self._owed_cut = False
+        self._owed_cut = False
         self._next_hold_factor = 1
         for good, cand, r in zip(self._good, self._candidate, self.ctrl.readouts()):
             good[:] = r.w
@@ -223,9 +223,9 @@ class LearningSupervisor:
         self.episodes += 1
 
     def _rollback(self, reason: str) -> None:
-        if self.ctrl.fast is not None and self.fast_cut == 1.0:
+        self._only_fast_cut = self.ctrl.fast is not None and self.fast_cut == 1.0
+        if self._only_fast_cut:
             self.fast_cut = GAIN_CUT
-            self._only_fast_cut = True
             response = f'fast learner gain now x{self.fast_cut * self.gain_scale:g}'
         else:
             self.gain_scale *= GAIN_CUT ** (2 if self._owed_cut else 1)
@@ -242,7 +242,6 @@ class LearningSupervisor:
     def _pd_only(self, reason: str) -> None:
         # The fast learner alone was not the problem: the next trip owes the cut skipped.
         self._owed_cut = self._owed_cut or self._only_fast_cut
-        self._only_fast_cut = False
         for r in self.ctrl.readouts():
             r.w[:] = 0.0
         self.state = PD_ONLY
@@ -256,7 +255,6 @@ class LearningSupervisor:
 
     def _resume(self, reason: str) -> None:
         self.state = LEARNING
-        self._only_fast_cut = False
         self._record('resume', f'{reason}: learning resumes')
         for good, cand, r in zip(self._good, self._candidate, self.ctrl.readouts()):
             good[:] = r.w
