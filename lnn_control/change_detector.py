@@ -55,16 +55,17 @@ class Detection:
 class ChangeDetector:
     """CUSUM detector on a per-joint error (in effort units, weighted by 1/kp)."""
 
-    def __init__(self, n: int, dt: float, threshold: float, enabled: bool = True):
+    def __init__(self, n: int, dt: float, threshold: float, enabled: bool = True,
+                 short_s: float = SHORT_S, baseline_s: float = BASELINE_S):
         self.dt = float(dt)
         self.threshold = float(threshold)
         self._enabled = bool(enabled)
         self._inv_kp = np.ones(n)
         self._st = np.zeros(CK.CD_SIZE)
         self._hist = np.zeros(CK.CD_BINS)
-        self._a_short = min(1.0, self.dt / SHORT_S)
+        self._a_short = min(1.0, self.dt / short_s)
         self._a_hist = min(1.0, self.dt / HISTORY_S)
-        self._warm = float(round(BASELINE_S / self.dt))
+        self._warm = float(round(baseline_s / self.dt))
         self._log_excess = float(np.log(EXCESS))
         self.detections: list[Detection] = []
 

@@ -52,6 +52,9 @@ class Trace:
     q: np.ndarray
     command: np.ndarray
     learning_error: np.ndarray
+    qd: np.ndarray | None = None
+    prediction: np.ndarray | None = None      # (ticks, horizons, 2n): made at t for t + h
+    anomaly_score: np.ndarray | None = None
     label: str = ''
     meta: dict = field(default_factory=dict)
 
@@ -93,6 +96,10 @@ def run(plant_name: str, controller_params: Mapping[str, Any], duration: float,
     n = ctrl.n
     log_q_d, log_q, log_u = (np.zeros((ticks, n)) for _ in range(3))
     log_e = np.zeros(ticks)
+    log_qd = np.zeros((ticks, n))
+    fm = ctrl.forward
+    log_pred = np.zeros((ticks, len(fm.horizons), 2 * n)) if fm is not None else None
+    log_score = np.zeros(ticks) if fm is not None else None
     q_d, qd_d, qdd_d = np.zeros(n), np.zeros(n), np.zeros(n)
     rng = np.random.default_rng(noise_seed)
     pending = [np.zeros(n) for _ in range(int(delay_ticks))]
@@ -109,7 +116,7 @@ def run(plant_name: str, controller_params: Mapping[str, Any], duration: float,
                 on_change(ctrl)
         ref.sample(t, q_d, qd_d, qdd_d)
         q, qd = plant.position(), plant.velocity()
-        log_q_d[k], log_q[k] = q_d, q
+        log_q_d[k], log_q[k], log_qd[k] = q_d, q, qd
         if position_noise or velocity_noise:
             q = q + rng.normal(0.0, position_noise, n)
             qd = qd + rng.normal(0.0, velocity_noise, n)
@@ -124,14 +131,20 @@ def run(plant_name: str, controller_params: Mapping[str, Any], duration: float,
             u = pending.pop(0)
         plant.step(u, dt)
         log_e[k] = ctrl.learning_error
+        if fm is not None:
+            log_pred[k] = fm._pred
+            log_score[k] = fm.detector.score
         if progress is not None and k % 100 == 0:
             progress(t)
     sv = ctrl.supervisor
     meta = {'interventions': [(i.time_s, i.action, i.reason) for i in sv.interventions],
             'supervisor_state': sv.state, 'gain_scale': sv.gain_scale,
             'change_detections': [d.time_s for d in ctrl.change_detector.detections]}
-    return Trace(np.arange(ticks) * dt, log_q_d, log_q, log_u, log_e,
-                 label='adaptive' if learning else 'PD only', meta=meta)
+    if fm is not None:
+        meta['anomalies'] = [d.time_s for d in fm.detector.detections]
+        meta['horizons'] = fm.horizons
+    return Trace(np.arange(ticks) * dt, log_q_d, log_q, log_u, log_e, log_qd, log_pred,
+                 log_score, label='adaptive' if learning else 'PD only', meta=meta)
 
 
 def rms(trace: Trace, start: float, stop: float) -> float:
@@ -176,6 +189,25 @@ def recovery_time(trace: Trace, change_at: float, pre_change_rms: float,
     if outside.size == 0:
         return 0.0
     return float(ends[after][outside[-1]] - change_at)
+
+
+def prediction_nrmse(trace: Trace, start: float, stop: float) -> list[float]:
+    """
+    Per prediction horizon: the worst NRMSE over joints of position and velocity.
+
+    Predictions of the states in [start, stop) against the true (noise-free) states;
+    NRMSE = RMS error / standard deviation of the quantity over that stretch.
+    """
+    out = []
+    true = np.concatenate([trace.q, trace.qd], axis=1)
+    for i, h in enumerate(trace.meta['horizons']):
+        sel = np.nonzero((trace.t >= start) & (trace.t < stop))[0]
+        sel = sel[sel >= h]
+        err = trace.prediction[sel - h, i] - true[sel]
+        sel, err = sel[np.isfinite(err).all(axis=1)], err[np.isfinite(err).all(axis=1)]
+        spread = np.std(true[sel], axis=0)
+        out.append(float(np.max(np.sqrt(np.mean(err ** 2, axis=0)) / spread)))
+    return out
 
 
 def summarize(pd: Trace, adaptive: Trace, duration: float,
@@ -235,4 +267,10 @@ def report(mode: str, plant: str, neuron: str, seed: int, pd: Trace, adaptive: T
     detections = adaptive.meta.get('change_detections')
     if detections is not None:
         out['change_detections_s'] = [round(t, 3) for t in detections]
+    if adaptive.prediction is not None and adaptive.qd is not None:
+        end = payload_change_at if payload_change_at is not None else duration
+        out['prediction'] = {
+            'horizons_ticks': list(adaptive.meta['horizons']),
+            'nrmse_before_change': prediction_nrmse(adaptive, end - WINDOW_S, end),
+            'anomalies_s': [round(t, 3) for t in adaptive.meta.get('anomalies', ())]}
     return out

@@ -26,10 +26,13 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from . import control_kernels as CK
+from . import forward_kernels as FK
 from . import kernels as K
 from . import readout_file
 from .change_detector import ChangeDetector
 from .config import Config
+from .forward_model import ForwardModel
+from .inverse_model import InverseModelTick
 from .normalization import input_layout, InputNormalizer
 from .reservoir import Reservoir
 from .rls import RLSReadout
@@ -41,7 +44,7 @@ _WARMUP_TICKS = 300
 RESTART_GAIN = 0.3
 
 
-class AdaptiveController:
+class AdaptiveController(InverseModelTick):
     """
     ``command = controller.step(measured, desired)`` once per control tick.
 
@@ -64,10 +67,12 @@ class AdaptiveController:
             n, cfg.input.normalization == 'auto',
             (cfg.input.position_scale, cfg.input.velocity_scale, cfg.input.acceleration_scale),
             input_index)
+        self._state_scale = self.normalizer.scale[:2 * n]    # a view: follows the scales
         self.reservoir = Reservoir(m, dt=self.dt, **cfg.section('reservoir'))
         self._train_reservoir = self.reservoir.twin() if self.mode == 'inverse_model' else None
         self._allocate(m)
-        self.feature_power, self.input_power = self._estimate_feature_power()
+        # Running the reservoir here is also its JIT warm-up.
+        self.feature_power, self.input_power = self.reservoir.feature_power(_WARMUP_TICKS)
         self._make_readouts()
         self.kp = self.kd = self.command_limit = None
         self.learning_enabled = True
@@ -81,6 +86,8 @@ class AdaptiveController:
         self.change_detector = ChangeDetector(n, self.dt, cfg.change_detection.threshold,
                                               enabled=cfg.change_detection.enabled)
         self._detector_mark = 0           # supervisor episodes seen by the detector
+        self._k_scale = 0.0               # this tick's slow RLS gain factor (0: no step)
+        self.forward = self._make_forward_model(cfg.prediction)
         self._apply(cfg)
         sv = cfg.supervisor
         self.supervisor = LearningSupervisor(self, sv.trip_ratio, sv.window_s, sv.hold_s,
@@ -103,6 +110,7 @@ class AdaptiveController:
         self._phi = np.zeros(m + self.reservoir.size)
         self._phi_train = np.zeros_like(self._phi)
         self._io = np.zeros((5, n))            # q, qd, q_d, qd_d, qdd_d of this tick
+        self._measured = self._io[:2].reshape(-1)   # a view: q then qd
         self._prev = np.zeros((3, n))          # q, qd, command of the previous tick
         self._has_prev = False
         self._pd = np.zeros(n)
@@ -132,24 +140,12 @@ class AdaptiveController:
                                 forgetting='directional')
                      if rls.fast_learner else None)
 
-    def _estimate_feature_power(self) -> float:
-        """
-        Mean |[1, phi]|^2 and |[1, u]|^2 under smooth unit-scale inputs.
-
-        Running the reservoir here is also its JIT warm-up.
-        """
-        t = np.arange(_WARMUP_TICKS) * self.dt
-        freqs = np.linspace(0.2, 1.0, self._u.size)
-        total = total_u = 0.0
-        for k in range(_WARMUP_TICKS):
-            self._u[:] = np.sin(2 * np.pi * freqs * t[k] + freqs)
-            self._features(self.reservoir, self._u, self._phi)
-            if k >= _WARMUP_TICKS // 3:
-                total += 1.0 + float(self._phi @ self._phi)
-                total_u += 1.0 + float(self._u @ self._u)
-        self.reservoir.reset()
-        count = _WARMUP_TICKS - _WARMUP_TICKS // 3
-        return total / count, total_u / count
+    def _make_forward_model(self, p) -> ForwardModel | None:
+        if not p.enabled or self.mode != 'feedback_error':
+            return None     # inverse_model: its slow readout learns on other features
+        long = int(round(p.long_horizon_s / self.dt))
+        return ForwardModel(self.n, self._phi.size, (p.horizon_ticks, long)[:1 + (long > 0)],
+                            self.dt, p.anomaly_threshold, self.config.rls.forgetting_factor)
 
     def update_params(self, changes: Mapping[str, Any]) -> None:
         """
@@ -172,6 +168,8 @@ class AdaptiveController:
             elif group == 'change_detection':
                 setattr(self.change_detector, attr,
                         type(getattr(self.change_detector, attr))(value))
+            elif name == 'prediction.anomaly_threshold' and self.forward is not None:
+                self.forward.set_threshold(value)
             elif name == 'learning_enabled':
                 if bool(value) != self.learning_enabled:
                     self.change_detector.restart()    # the error level before no longer applies
@@ -193,6 +191,8 @@ class AdaptiveController:
     def reset_state(self) -> None:
         """Forget the reservoir state and the previous tick (not the readout)."""
         self.change_detector.restart()    # the reservoir's restart is a transient
+        if self.forward is not None:
+            self.forward.restart()
         self.reservoir.reset()
         if self._train_reservoir is not None:
             self._train_reservoir.reset()
@@ -206,6 +206,8 @@ class AdaptiveController:
             self.fast.reset(relative / self.input_power)
         self.supervisor.reset()
         self.change_detector.restart()
+        if self.forward is not None:
+            self.forward.reset()
 
     def save(self, path: str) -> None:
         """Save the readouts with their joints, mode, input scales and supervisor cut."""
@@ -251,6 +253,7 @@ class AdaptiveController:
         if self.normalizer.track(io):
             self._rescale_readouts()
         refused = False
+        self._k_scale = 0.0
         if self.mode == 'feedback_error':
             CK.feedback_error_inputs(io, self.normalizer.scale, self.kp, self.kd, self._pd, self._u)
             self._features(self.reservoir, self._u, self._phi)
@@ -280,6 +283,8 @@ class AdaptiveController:
             self.saturated_ticks += self._saturated
         if self.learning_enabled or self._ff.any():   # nothing learned to judge: PD alone
             self.supervisor.observe(self._pd, self._ff, self._command, at_bound, refused)
+        if self.forward is not None:
+            self._forecast()
         self._prev[0], self._prev[1], self._prev[2] = io[0], io[1], self._command
         self._has_prev = True
         self.ticks += 1
@@ -315,6 +320,8 @@ class AdaptiveController:
             self.plant_changed('slow readout error rose and stayed up')
         try:
             factor = self.slow.update(phi, err)
+            if not self.slow.frozen:
+                self._k_scale = factor / self.slow.forgetting_factor   # 1 / (lambda + r)
             if self.fast is not None:
                 err *= factor                  # what the slow one left after its step
                 err -= self._ff_fast
@@ -323,6 +330,15 @@ class AdaptiveController:
             self.refused_steps += 1
             return False
         return True
+
+    def _forecast(self) -> None:
+        """Step the forward model; an anomaly is recorded and may restart the covariances."""
+        fm = self.forward
+        if fm.step(self._phi, self._measured, self._command, self._state_scale,
+                   self.slow._g, self._k_scale):
+            fm.detector.record(self.ticks, 'one-step prediction error rose and stayed up')
+            if self.config.prediction.anomaly_restarts_learning:
+                self.plant_changed('the forward model flagged an anomaly')
 
     def plant_changed(self, reason: str) -> None:
         """
@@ -348,6 +364,8 @@ class AdaptiveController:
                                  gains[0])
         if self.fast is not None:
             self.fast.rescale_inputs(factors[:self._n_fast], gains[1])
+        if self.forward is not None:
+            self.forward.rescale_inputs(factors)
         self.change_detector.restart()     # P restarted: a learning transient, not a change
 
     @property
@@ -359,33 +377,6 @@ class AdaptiveController:
         """Normalisers in use (automatic or explicit), per joint."""
         return self.normalizer.scales
 
-    def _inverse_model_tick(self, q, qd, q_d, qd_d, qdd_d) -> bool:
-        n, s, dt = self.n, self.normalizer.scale, self.dt
-        ok = True
-        if self._has_prev and self._learning_now():
-            ut = self._u_train
-            np.divide(self._prev[0], s[:n], out=ut[:n])
-            np.divide(self._prev[1], s[n:2 * n], out=ut[n:2 * n])
-            np.divide(q, s[:n], out=ut[2 * n:3 * n])
-            np.divide(qd, s[n:2 * n], out=ut[3 * n:4 * n])
-            np.sin(self._prev[0], out=ut[4 * n:5 * n])
-            np.cos(self._prev[0], out=ut[5 * n:])
-            self._features(self._train_reservoir, ut, self._phi_train)
-            self._predict(self._phi_train)
-            np.subtract(self._prev[2], self._ff, out=self._ff)   # a-priori error
-            self.learning_error = float(np.sqrt(self._ff @ self._ff))
-            ok = self._learn(self._phi_train, self._ff)   # _predict() below overwrites it
-        u = self._u
-        np.divide(q, s[:n], out=u[:n])
-        np.divide(qd, s[n:2 * n], out=u[n:2 * n])
-        np.divide(q_d + qd_d * dt, s[:n], out=u[2 * n:3 * n])
-        np.divide(qd_d + qdd_d * dt, s[n:2 * n], out=u[3 * n:4 * n])
-        np.sin(q, out=u[4 * n:5 * n])
-        np.cos(q, out=u[5 * n:])
-        self._features(self.reservoir, u, self._phi)
-        self._predict()
-        return ok
-
 
 def _warm_up_kernels() -> None:
     """
@@ -395,3 +386,4 @@ def _warm_up_kernels() -> None:
     """
     rls_warm_up()
     CK.warm_up()
+    FK.warm_up()

@@ -112,4 +112,14 @@ class ControlLoop:
             ('input scale changes', ctrl.scale_changes),
             *((f'input scale {k}', ' '.join(f'{x:.4g}' for x in v))
               for k, v in ctrl.input_scales.items()),
+            *self._prediction_status(),
         ]
+
+    def _prediction_status(self) -> list[tuple[str, object]]:
+        fm = self.controller.forward
+        if fm is None:
+            return [('prediction', 'off')]
+        return [*((f'prediction error {h} ticks ahead (RMS, input-scale units)', e)
+                  for h, e in zip(fm.horizons, fm.error_rms)),
+                ('prediction anomaly score', fm.detector.score),
+                ('prediction anomalies', len(fm.detector.detections))]

@@ -20,7 +20,9 @@ def tracking_figure(traces: Sequence, path: str, title: str = '',
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(4, 1, figsize=(11, 11), sharex=True)
+    predicting = [tr for tr in traces if tr.prediction is not None]
+    fig, axes = plt.subplots(4 + bool(predicting), 1, figsize=(11, 11 + 2.5 * bool(predicting)),
+                             sharex=True)
     colors = ('tab:red', 'tab:blue', 'tab:green', 'tab:purple')
     n_joints = traces[0].q.shape[1]
     names = list(joint_names) or [f'joint {j + 1}' for j in range(n_joints)]
@@ -38,10 +40,13 @@ def tracking_figure(traces: Sequence, path: str, title: str = '',
     axes[1].set_ylabel('|tracking error| (RMS over joints)')
     axes[2].set_ylabel('command (effort)')
     axes[3].set_ylabel('|PD output| = learning error')
-    axes[3].set_xlabel('time [s]')
+    axes[-1].set_xlabel('time [s]')
+    if predicting:
+        _prediction_panel(axes[4], predicting[-1], names[0])
     events = [e for tr in traces for e in tr.meta.get('interventions', ())]
     marks = {'rollback': 'tab:orange', 'pd_only': 'tab:red', 'resume': 'tab:green'}
     detections = [t for tr in traces for t in tr.meta.get('change_detections', ())]
+    anomalies = [t for tr in traces for t in tr.meta.get('anomalies', ())]
     for ax in axes:
         if payload_change_at is not None:
             ax.axvline(payload_change_at, color='gray', ls='--', lw=1)
@@ -49,6 +54,8 @@ def tracking_figure(traces: Sequence, path: str, title: str = '',
             ax.axvline(t_event, color=marks.get(action, 'k'), ls=':', lw=1.2)
         for t_event in detections:
             ax.axvline(t_event, color='tab:cyan', ls='-.', lw=1.0)
+        for t_event in anomalies:
+            ax.axvline(t_event, color='tab:pink', ls='-.', lw=1.0)
         ax.grid(True, alpha=0.3)
         ax.legend(loc='upper right', fontsize=8)
     if payload_change_at is not None:
@@ -74,3 +81,21 @@ def tracking_figure(traces: Sequence, path: str, title: str = '',
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _prediction_panel(ax, trace, joint: str) -> None:
+    """One-step prediction error of the first joint's velocity, and the anomaly score."""
+    h = trace.meta['horizons'][0]
+    err = np.full(len(trace.t), np.nan)
+    if trace.qd is not None and len(trace.t) > h:
+        n = trace.q.shape[1]
+        err[h:] = np.abs(trace.prediction[:-h, 0, n] - trace.qd[h:, 0])
+    ax.semilogy(trace.t, np.maximum(err, 1e-7), color='tab:gray', lw=0.6,
+                label=f'|velocity prediction error| ({joint}, {h} tick ahead)')
+    ax.set_ylabel('prediction error [rad/s]')
+    if trace.anomaly_score is not None:
+        twin = ax.twinx()
+        twin.plot(trace.t, trace.anomaly_score, color='tab:pink', lw=0.8,
+                  label='anomaly score (1: flagged)')
+        twin.set_ylabel('anomaly score')
+        twin.legend(loc='upper left', fontsize=8)

@@ -59,9 +59,31 @@ def traces_from_mcap(path: str) -> tuple[list[CL.Trace], dict[str, str]]:
         err = np.linalg.norm(kp * (q_d - q) + kd * (qd_d - qd), axis=1)
         meta_arm = _supervisor_from_diagnostics(data.get('/diagnostics', []),
                                                 f'/{ns}/lnn_controller', desired['stamp_ns'][0])
-        traces.append(CL.Trace(t, q_d, q, u, err, label='adaptive' if learning else 'PD only',
-                               meta=meta_arm))
+        prediction, horizon = _predictions(data.get(f'/{ns}/lnn_controller/prediction', []),
+                                           joints, desired['stamp_ns'][d])
+        if prediction is not None:
+            meta_arm['horizons'] = (horizon,)
+        traces.append(CL.Trace(t, q_d, q, u, err, qd, prediction,
+                               label='adaptive' if learning else 'PD only', meta=meta_arm))
     return traces, meta
+
+
+def _predictions(messages, joints, tick_ns: np.ndarray) -> tuple[np.ndarray | None, int]:
+    """
+    Return the ~/prediction of each tick, (ticks, 1, 2n) (NaN where none), and its horizon.
+
+    Each is stamped with the time it predicts; the first was made at the first tick.
+    """
+    pred = mcap_io.joint_states(messages, joints)
+    if pred['stamp_ns'].size == 0 or tick_ns.size < 2:
+        return None, 0
+    period = float(np.median(np.diff(tick_ns)))
+    ahead = pred['stamp_ns'] - (pred['stamp_ns'][0] - tick_ns[0])    # when each was made
+    k = np.clip(np.searchsorted(tick_ns, ahead - period / 2), 0, tick_ns.size - 1)
+    ok = np.abs(tick_ns[k] - ahead) < period / 2
+    out = np.full((tick_ns.size, 1, 2 * len(joints)), np.nan)
+    out[k[ok], 0] = np.concatenate([pred['position'], pred['velocity']], axis=1)[ok]
+    return out, int(round((pred['stamp_ns'][0] - tick_ns[0]) / period))
 
 
 def _supervisor_from_diagnostics(messages, hardware_id: str, t0_ns: int) -> dict:
@@ -71,7 +93,7 @@ def _supervisor_from_diagnostics(messages, hardware_id: str, t0_ns: int) -> dict
     Both as the node reported them on /diagnostics (1 Hz: an event's time is that of the
     first status counting it).
     """
-    events, last, state, gain, detections = [], {}, None, None, []
+    events, last, state, gain, detections, anomalies = [], {}, None, None, [], []
     for _, msg in messages:
         for status in msg.status:
             if status.hardware_id != hardware_id:
@@ -87,8 +109,10 @@ def _supervisor_from_diagnostics(messages, hardware_id: str, t0_ns: int) -> dict
                 last[action] = count
             count = int(values.get('plant changes detected or reported', 0))
             detections += [t] * (count - len(detections))
+            count = int(values.get('prediction anomalies', 0))
+            anomalies += [t] * (count - len(anomalies))
             state, gain = values['supervisor state'], float(values['supervisor gain scale'])
     if state is None:
         return {}
     return {'interventions': sorted(events), 'supervisor_state': state, 'gain_scale': gain,
-            'change_detections': detections}
+            'change_detections': detections, 'anomalies': anomalies}

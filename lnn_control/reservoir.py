@@ -100,6 +100,25 @@ class Reservoir:
                        self.lif_trace_time_constant_s, self._scratch)
         return self.state
 
+    def feature_power(self, ticks: int) -> tuple[float, float]:
+        """
+        Return the mean |[1, u, x]|^2 and |[1, u]|^2 under smooth unit-scale inputs u.
+
+        What an RLS readout's initial covariance is scaled by. Leaves the state reset.
+        """
+        t = np.arange(ticks) * self.dt
+        freqs = np.linspace(0.2, 1.0, self.n_inputs)
+        total = total_u = 0.0
+        for k in range(ticks):
+            u = np.sin(2 * np.pi * freqs * t[k] + freqs)
+            x = self.step(u)
+            if k >= ticks // 3:
+                total += 1.0 + float(u @ u) + float(x @ x)
+                total_u += 1.0 + float(u @ u)
+        self.reset()
+        count = ticks - ticks // 3
+        return total / count, total_u / count
+
     def twin(self) -> 'Reservoir':
         """Return a reservoir with the same weights and its own state."""
         other = object.__new__(Reservoir)

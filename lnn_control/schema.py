@@ -118,6 +118,21 @@ CONTROLLER = (
           'Evidence a change needs [s]: the time integral of log(error power / 2x its '
           'typical level, the running 90th percentile). Lower flags smaller changes '
           'sooner, with more false alarms.', 0.0, 100.0, open_low=True),
+    Param('prediction.enabled', BOOL, True,
+          'Forward model: readouts of the reservoir predict the measured joint state '
+          '(feedback_error mode; O(N) per tick, docs: "Forward model").', read_only=True),
+    Param('prediction.horizon_ticks', INT, 1,
+          'Horizon of the prediction published on ~/prediction [control ticks].', 1, 1000,
+          read_only=True),
+    Param('prediction.long_horizon_s', DOUBLE, 0.5,
+          'A second, longer prediction horizon [s] (0: none).', 0.0, 5.0, read_only=True),
+    Param('prediction.anomaly_threshold', DOUBLE, 0.3,
+          'Evidence an anomaly needs [s]: the change-detection test on the one-step '
+          'prediction error. Lower flags smaller changes sooner, with more false alarms.',
+          0.0, 100.0, open_low=True),
+    Param('prediction.anomaly_restarts_learning', BOOL, False,
+          "Treat a prediction anomaly as a plant change: restart the readouts' covariances "
+          'as change_detection does.'),
     Param('reservoir.size', INT, 300, 'Number of reservoir neurons N.', 10, 5000,
           read_only=True),
     Param('reservoir.neuron_model', STRING, 'esn',

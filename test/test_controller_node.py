@@ -666,3 +666,31 @@ def test_plant_changes_on_diagnostics_and_the_plant_changed_service(rig):
     keys = key_values(status)
     assert keys['plant changes detected or reported'] == '1'
     assert status.level == DiagnosticStatus.OK
+
+
+def test_prediction_published_stamped_with_the_time_it_predicts(rig):
+    r = rig({'prediction.horizon_ticks': 3})
+    got = []
+    r.tester.create_subscription(JointState, 'lnn_controller/prediction', got.append, RELIABLE)
+    r.wait(lambda: r.node._prediction_pub.get_subscription_count() > 0, 'discovery')
+    for k in range(6):
+        r.send([0.1 * k, -0.05 * k], [0.3, -0.2])
+        r.tick()
+    r.wait(lambda: len(got) == 6, 'six predictions')
+    ctrl = r.node.controller
+    last = got[-1]
+    assert list(last.name) == ['j1', 'j2']
+    assert C.stamp_to_ns(last.header.stamp) == r.now_ns + 3 * PERIOD_NS
+    np.testing.assert_array_equal(last.position, ctrl.forward.prediction(0)[0])
+    np.testing.assert_array_equal(last.velocity, ctrl.forward.prediction(0)[1])
+    assert [C.stamp_to_ns(m.header.stamp) for m in got] == [
+        (k + 1 + 3) * PERIOD_NS for k in range(6)]
+    keys = key_values(r.node.diagnostics().status[0])
+    assert keys['prediction anomalies'] == '0'
+    assert 'prediction error 3 ticks ahead (RMS, input-scale units)' in keys
+    # a recorded anomaly is logged once and counted
+    ctrl.forward.detector.record(ctrl.ticks, 'test')
+    r.send([0.6, -0.3], [0.3, -0.2])
+    r.tick()
+    assert r.node._anomalies_logged == 1
+    assert key_values(r.node.diagnostics().status[0])['prediction anomalies'] == '1'

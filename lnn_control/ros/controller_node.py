@@ -8,6 +8,7 @@ forward_command_controller (``interface_name: effort``)::
     ~/reference   (sensor_msgs/JointState, optional)          -> node
     node -> commands (std_msgs/Float64MultiArray, RELIABLE, one value per joint)
     node -> /diagnostics (diagnostic_msgs/DiagnosticArray, 1 Hz)
+    node -> ~/desired, ~/prediction (sensor_msgs/JointState, every tick)
 
     ros2 run lnn_control lnn_controller --ros-args \\
         --params-file config/pendulum.yaml -r commands:=/effort_controller/commands
@@ -31,7 +32,6 @@ import numpy as np
 from rclpy.clock import JumpThreshold
 from rclpy.duration import Duration
 from rclpy.node import Node
-from rclpy.parameter import Parameter
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import SetBool, Trigger
@@ -39,6 +39,7 @@ from std_srvs.srv import SetBool, Trigger
 from . import common
 from . import conversions as C
 from . import parameters as RP
+from .controller_services import ControllerServices
 from .. import schema
 from ..controller import AdaptiveController
 from ..loop import ControlLoop, REFUSED, RESUMED, STALE
@@ -51,7 +52,7 @@ NODE_NAME = 'lnn_controller'
 CONTROLLER_REFUSED = 'controller_refused'
 
 
-class LnnControllerNode(Node):
+class LnnControllerNode(ControllerServices, Node):
     """
     Adaptive reservoir controller node; see the module docstring for its interface.
 
@@ -89,6 +90,7 @@ class LnnControllerNode(Node):
         self._publisher = common.PublishGuard(self.get_logger())
         self._interventions_logged = 0
         self._detections_logged = 0
+        self._anomalies_logged = 0
         self.stats = TickStats(stats_window or max(256, int(2 * cfg.control_rate_hz)))
         # (stats.count, stats.callbacks, node clock ns) at the previous diagnostics
         self._diag_mark = (0, 0, self.get_clock().now().nanoseconds)
@@ -128,6 +130,13 @@ class LnnControllerNode(Node):
         self._desired_pub = self.create_publisher(JointState, '~/desired', common.LATCHED_QOS)
         self._desired_msg = JointState()
         self._desired_msg.name = list(self.joints)
+        forward = self.controller.forward
+        if forward is not None:     # stamped with the time it predicts
+            self._prediction_pub = self.create_publisher(JointState, '~/prediction',
+                                                         common.LATCHED_QOS)
+            self._prediction_msg = JointState(name=list(self.joints))
+            self._prediction_ns = int(round(forward.horizons[0] * 1e9
+                                            / self.controller.config.control_rate_hz))
         self.create_subscription(JointState, 'joint_states', self._on_joint_states,
                                  common.SENSOR_QOS)
         self.create_subscription(JointState, '~/reference', self._on_reference,
@@ -259,8 +268,7 @@ class LnnControllerNode(Node):
             self.get_logger().info('joint_states resumed: control resumes')
         elif event == REFUSED:
             self._refuse(self.rejected, CONTROLLER_REFUSED, f'a tick: {loop.refusal}')
-        if (len(self.controller.supervisor.interventions) > self._interventions_logged
-                or len(self.controller.change_detector.detections) > self._detections_logged):
+        if self._events_pending():
             self._log_new_events()
         view[:] = loop.command
         sent = self._publisher.publish(self._commands_pub, self._command.msg)
@@ -270,13 +278,28 @@ class LnnControllerNode(Node):
         C.set_stamp(msg.header.stamp, now)
         msg.position, msg.velocity = self.desired.q, self.desired.qd
         self._publisher.publish(self._desired_pub, msg)
+        if self.controller.forward is not None and event is None and not loop.stale:
+            self._publish_prediction(now)
         self.commands_published += sent
         self.stats.record(start, time.perf_counter_ns(), self._sensor_wall_ns,
                           self._sensor_stamp_ns, self.period_ns)
         self.readout_store.tick(now)    # autosave: after the command is out, written off thread
 
+    def _publish_prediction(self, now: int) -> None:
+        msg, predicted = self._prediction_msg, self.controller.forward.prediction(0)
+        C.set_stamp(msg.header.stamp, now + self._prediction_ns)
+        msg.position, msg.velocity = predicted[0], predicted[1]
+        self._publisher.publish(self._prediction_pub, msg)
+
+    def _events_pending(self) -> bool:
+        ctrl = self.controller
+        return (len(ctrl.supervisor.interventions) > self._interventions_logged
+                or len(ctrl.change_detector.detections) > self._detections_logged
+                or (ctrl.forward is not None
+                    and len(ctrl.forward.detector.detections) > self._anomalies_logged))
+
     def _log_new_events(self) -> None:
-        """Log each new supervisor intervention and detected plant change once, not per tick."""
+        """Log each supervisor intervention, detected plant change and anomaly once."""
         ctrl, log = self.controller, self.get_logger()
         for event in ctrl.supervisor.interventions[self._interventions_logged:]:
             common.log_outcome(log, event.action == 'resume', f'learning supervisor: '
@@ -285,59 +308,10 @@ class LnnControllerNode(Node):
         for event in ctrl.change_detector.detections[self._detections_logged:]:
             log.info(f'plant change detected at t={event.time_s:.2f} s: {event.reason}')
             self._detections_logged += 1
-
-    # -- services ----------------------------------------------------------------------
-    def _srv_reset_learning(self, request, response):
-        self.controller.reset_learning()
-        response.success, response.message = True, 'learned readout reset'
-        self.get_logger().info(response.message)
-        return response
-
-    def _srv_set_learning(self, request, response):
-        # Through the parameter, so `ros2 param get ... learning_enabled` agrees.
-        result = self.set_parameters([Parameter('learning_enabled', Parameter.Type.BOOL,
-                                                bool(request.data))])[0]
-        response.success = result.successful
-        response.message = (f'learning {"on" if request.data else "off"}'
-                            if result.successful else result.reason)
-        return response
-
-    def _srv_plant_changed(self, request, response):
-        """
-        Handle a user's report that the plant changed (tool change, grasp).
-
-        The readouts re-learn fast at once instead of waiting for the detector.
-        """
-        self.controller.plant_changed('reported on ~/plant_changed')
-        response.success, response.message = True, 'covariances restarted: re-learning'
-        return response
-
-    def _srv_save_readout(self, request, response):
-        response.success, response.message = self.save_readout()
-        return response
-
-    def _srv_load_readout(self, request, response):
-        response.success, response.message = self.readout_store.load()
-        if response.success:
-            self.get_logger().info(response.message)
-        return response
-
-    def save_readout(self, log: bool = True) -> tuple[bool, str]:
-        """Write the learned readout to ``readout_path`` atomically; (ok, message)."""
-        ok, message = self.readout_store.save()
-        if log and self.readout_store.path:
-            common.log_outcome(self.get_logger(), ok, message, 'error')
-        return ok, message
-
-    def on_shutdown(self) -> Optional[tuple[bool, str]]:
-        """
-        Save the readout (when ``readout_path`` is set) so learning survives a restart.
-
-        Does not log: after Ctrl-C the context is gone and logging through the
-        node's /rosout publisher would fail; the caller logs the returned message.
-        """
-        self.readout_store.close()
-        return self.save_readout(log=False) if self.readout_store.path else None
+        anomalies = ctrl.forward.detector.detections if ctrl.forward is not None else ()
+        for event in anomalies[self._anomalies_logged:]:
+            log.warning(f'prediction anomaly at t={event.time_s:.2f} s: {event.reason}')
+            self._anomalies_logged += 1
 
     # -- diagnostics ---------------------------------------------------------------------
     def diagnostics(self) -> DiagnosticArray:

@@ -1,0 +1,93 @@
+"""The forward model: shared-covariance bookkeeping, prediction and anomaly detection."""
+from lnn_control import closed_loop as CL
+from lnn_control.controller import AdaptiveController
+from lnn_control.forward_model import ForwardModel
+from lnn_control.rls import RLSReadout
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.unit
+
+NOISE = {'position_noise': 0.5e-3, 'velocity_noise': 5e-3}
+
+
+def test_reservoir_readouts_take_exact_delayed_rls_steps_on_the_shared_gain():
+    """
+    Each horizon's readout equals RLS run on (features of t, state of t + h) pairs.
+
+    With the covariance of the readout whose gain it borrows: a numpy reference keeps its
+    own P on the same features and applies each tick's gain when the target arrives.
+    """
+    rng = np.random.default_rng(3)
+    n_in, horizons, ticks = 6, (1, 3), 60
+    slow = RLSReadout(n_in, 1, 1.0, 0.5)             # lambda 1: no trace cap acting
+    fm = ForwardModel(1, n_in, horizons, 0.01, 0.3, 0.9999, detect=False)
+    p = 0.5 * np.eye(n_in + 1)
+    w = np.zeros((len(horizons), 2, n_in + 1))
+    phis, xs, gains, bases = [], [], [], []     # bases: the plant readout's one-step part
+    for t in range(ticks):
+        phi, x = rng.standard_normal(n_in), rng.standard_normal(2)
+        factor = slow.update(phi, rng.standard_normal(1))
+        f = np.concatenate([[1.0], phi])
+        k = p @ f / (1.0 + f @ p @ f)
+        p -= np.outer(k, f @ p)
+        np.testing.assert_allclose(slow._g * factor, k, rtol=1e-9, atol=1e-12)
+        for i, h in enumerate(horizons):
+            if t >= h:
+                ff = np.concatenate([[1.0], phis[t - h]])
+                base = bases[t - h] if h == 1 else 0.0
+                w[i] += np.outer(x - xs[t - h] - base - w[i] @ ff, gains[t - h])
+        fm.step(phi, x, np.zeros(1), np.ones(2), slow._g, factor)
+        phis.append(phi)
+        xs.append(x)
+        gains.append(k)
+        bases.append(fm._base[0].copy())
+    np.testing.assert_allclose(fm.w, w, rtol=1e-9, atol=1e-12)
+
+
+def test_no_gain_no_step():
+    fm = ForwardModel(1, 4, (1,), 0.01, 0.3, 0.9999, detect=False)
+    for t in range(20):
+        fm.step(np.full(4, 0.1 * t), np.array([0.01 * t, 0.1]), np.array([1.0]), np.ones(2),
+                np.ones(5), 0.0)
+    assert not fm.w.any()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('plant', ['pendulum', 'arm2'])
+def test_prediction_error_after_30_s_of_learning(plant):
+    trace = CL.run(plant, CL.plant_params(plant), 40.0)
+    one_step, long = CL.prediction_nrmse(trace, 30.0, 40.0)
+    assert one_step <= 0.02, one_step
+    assert long <= 0.6, long          # 0.5 s ahead: see docs/forward_model.md
+
+
+@pytest.mark.slow
+def test_anomaly_flags_a_payload_change_and_stays_quiet_before_it():
+    trace = CL.run('pendulum', CL.plant_params('pendulum'), 44.0, payload_change_at=40.0,
+                   **NOISE)
+    anomalies = trace.meta['anomalies']
+    assert anomalies and all(t >= 40.0 for t in anomalies), anomalies
+    assert anomalies[0] <= 41.0, anomalies
+
+
+@pytest.mark.slow
+def test_steady_run_with_noise_raises_no_anomaly():
+    trace = CL.run('arm2', CL.plant_params('arm2'), 90.0, **NOISE)
+    assert trace.meta['anomalies'] == []
+
+
+def test_controller_reports_predictions_and_can_switch_them_off():
+    params = {'joints': ['a', 'b'], 'kp': [10.0], 'kd': [1.0], 'reservoir.size': 40}
+    ctrl = AdaptiveController(params)
+    assert ctrl.forward.horizons == (1, 50)
+    for k in range(5):
+        q = np.array([0.1, 0.2]) * k
+        ctrl.step((q, np.zeros(2)), (q, np.zeros(2), np.zeros(2)))
+    assert ctrl.forward.prediction(0).shape == (2, 2)
+    ctrl.update_params({'prediction.anomaly_threshold': 0.7})
+    assert ctrl.forward.detector.threshold == 0.7
+    assert AdaptiveController({**params, 'prediction.enabled': False}).forward is None
+    assert AdaptiveController({**params, 'controller.mode': 'inverse_model'}).forward is None
+    with pytest.raises(ValueError):
+        ctrl.update_params({'prediction.horizon_ticks': 2})        # read-only
