@@ -1,9 +1,9 @@
 """
-Numba kernels of the forward model (``forward_model.py``): two calls per tick.
+Numba kernel of the forward model (``forward_model.py``): one call per tick.
 
-``forward_learn`` takes last tick's plant-readout step and the anomaly test and builds
-this tick's plant inputs; ``forward_predict`` predicts with both learners and steps the
-reservoir readouts through their ring of past features and gains.
+The model's small vectors live in the rows of one work array and its ring of past
+ticks in one 2-D array, so the call passes 20 arguments, not 50: with numba each
+array argument costs ~0.07 us to pass, as much as a few hundred multiply-adds.
 """
 from __future__ import annotations
 
@@ -11,124 +11,147 @@ from numba import njit
 import numpy as np
 
 from .control_kernels import change_cusum, FRICTION_BAND
-from .kernels import readout, rls_step
+from .kernels import readout, rls_restart, rls_step
 
-# Layout of the forward model's state vector (then one gain factor per ring slot).
+# Layout of the state vector (then one gain factor per ring slot).
 FM_HEAD = 0      # ring slot of the next tick
 FM_COUNT = 1     # ticks stored in the ring (up to its length)
 FM_TICKS = 2     # ticks since the last restart
 FM_SIZE = 3
+# Rows of the work array: vectors carried from tick to tick, then H rows each of the
+# base (the plant readout's part of a prediction), predictions and errors.
+W_X_PREV, W_PLANT, W_INV_SCALE, W_U_SCALE, W_FACTORS, W_Z, W_Z_PREV, W_POWER, W_ARGS, W_UNIT = (
+    range(10))
+W_BASE = 10
+# Columns of the W_ARGS row: the anomaly test's settings (see change_cusum), the plant
+# readout's initial covariance, the command scale's headroom, the error average's rate.
+A_SHORT, A_HIST, A_WARM, A_QUANTILE, A_EXCESS, A_DT, A_THRESHOLD, A_P0, A_HEADROOM, A_ERR = (
+    range(10))
+N_ARGS = 10
 
 
 @njit(cache=True)
-def forward_learn(x, x_prev, plant_pred, z_prev, p, w, phi, g, y, rls_st, inv_scale, scale,
-                  command, u_scale, headroom, factors, z, detect, cd_weights, cd_args, cd_st,
-                  cd_hist, st):
+def forward_tick(x, command, scale, phi, gain, k_scale, detect, wk, ring, st, w, horizons,
+                 p, wp, rphi, g, y, rst, cd_st, cd_hist):
     """
-    Learn last tick's step, test for an anomaly, build this tick's plant inputs.
+    One tick of the forward model; returns 1 on an anomaly, + 2 if the command scale grew.
 
-    Returns 1 on an anomaly, + 2 when the command's scale grew (the caller then rescales
-    the plant readout, before ``forward_predict``), + 4 when the RLS step was refused.
-    cd_args: a_short, a_hist, warm_ticks, quantile, log_excess, dt, threshold.
+    + 4 when the plant readout's RLS step was refused. First the plant readout (P ``p``,
+    weights ``wp``, scratch ``rphi``, ``g``, ``y``, state ``rst``) takes the step it
+    predicted last tick and its velocity error goes through the anomaly test (an anomaly
+    restarts its covariance: re-learn the changed plant fast). Then this tick's inputs
+    are built (a grown command scale rescales their weights and restarts P), the plant
+    readout predicts one tick ahead and ``forward_step`` does the reservoir readouts.
     """
     m = x.shape[0]
-    n = m // 2
+    n, nh = m // 2, w.shape[0]
+    nz = 6 * n
+    a, inv, e1 = wk[W_ARGS], wk[W_INV_SCALE, :m], wk[W_PLANT, :m]
     code = 0
     for o in range(m):
-        inv_scale[o] = 1.0 / scale[o]
+        inv[o] = 1.0 / scale[o]
     if st[FM_TICKS] > 0:
-        for o in range(m):
-            plant_pred[o] = x[o] - x_prev[o] - plant_pred[o]   # the a-priori error
-        if rls_step(p, w, z_prev, True, plant_pred, phi, g, y, rls_st) < 0.0:
+        for o in range(m):      # e1: last tick's plant prediction, now its a-priori error
+            e1[o] = x[o] - wk[W_X_PREV, o] - e1[o]
+        if rls_step(p, wp, wk[W_Z_PREV, :nz], True, e1, rphi, g, y, rst) < 0.0:
             code |= 4
         for o in range(m):
-            plant_pred[o] *= inv_scale[o]
-        if detect and change_cusum(plant_pred[n:], cd_weights, cd_args[0],
-                                   cd_args[1], cd_args[2], cd_args[3], cd_args[4], cd_args[5],
-                                   cd_args[6], cd_st, cd_hist):
+            e1[o] *= inv[o]
+        if detect and change_cusum(e1[n:], wk[W_UNIT, :n], a[A_SHORT], a[A_HIST], a[A_WARM],
+                                   a[A_QUANTILE], a[A_EXCESS], a[A_DT], a[A_THRESHOLD],
+                                   cd_st, cd_hist):
             code |= 1
-    if plant_inputs(x[:n], x[n:], command, scale, u_scale, headroom, factors, z):
+            rls_restart(p, g, rst, a[A_P0])
+    f = wk[W_FACTORS, :nz]
+    if plant_inputs(x[:n], x[n:], command, scale, wk[W_U_SCALE, :n], a[A_HEADROOM], f,
+                    wk[W_Z, :nz]):
         code |= 2
-    return code
-
-
-@njit(cache=True)
-def forward_predict(w_plant, z, plant_pred, base, one_step, w, horizons, phi, g, k_scale, x,
-                    inv_scale, buf_phi, buf_gain, buf_x, buf_base, buf_pred, st, pred, err,
-                    power, a_err, z_prev, x_prev):
-    """Predict with the plant readout and the reservoir readouts; keep this tick for the next."""
-    readout(w_plant, z, True, plant_pred)
-    m = x.shape[0]
-    for o in range(m):
-        base[0, o] = plant_pred[o] if one_step else 0.0
-    forward_step(w, horizons, phi, g, k_scale, x, base, inv_scale, buf_phi, buf_gain, buf_x,
-                 buf_base, buf_pred, st, pred, err)
+        for k in range(nz):
+            for o in range(m):
+                wp[1 + k, o] *= f[k]
+        rls_restart(p, g, rst, a[A_P0])
+    readout(wp, wk[W_Z, :nz], True, e1)
+    base = wk[W_BASE:W_BASE + nh, :m]
+    pred = wk[W_BASE + nh:W_BASE + 2 * nh, :m]
+    err = wk[W_BASE + 2 * nh:W_BASE + 3 * nh, :m]
+    for i in range(nh):
+        for o in range(m):
+            base[i, o] = e1[o] if horizons[i] == 1 else 0.0
+    forward_step(w, horizons, phi, gain, k_scale, x, base, inv, ring, st, pred, err)
     st[FM_TICKS] += 1.0
-    for i in range(horizons.shape[0]):
+    for i in range(nh):
         if st[FM_TICKS] > horizons[i]:
             e2 = 0.0
             for o in range(m):
                 e2 += err[i, o] * err[i, o]
-            power[i] += a_err * (e2 / m - power[i])
-    for k in range(z.shape[0]):
-        z_prev[k] = z[k]
+            wk[W_POWER, i] += a[A_ERR] * (e2 / m - wk[W_POWER, i])
+    for k in range(nz):
+        wk[W_Z_PREV, k] = wk[W_Z, k]
     for o in range(m):
-        x_prev[o] = x[o]
+        wk[W_X_PREV, o] = x[o]
+    return code
 
 
 @njit(cache=True, fastmath=True)
-def forward_step(w, horizons, phi, g, k_scale, x, base, inv_scale, buf_phi, buf_gain, buf_x,
-                 buf_base, buf_pred, st, pred, err):
+def forward_step(w, horizons, phi, g, k_scale, x, base, inv_scale, ring, st, pred, err):
     """
-    One tick of the forward model's reservoir readouts (see forward_model.py).
+    Step the reservoir readouts of the forward model: learn from the ring, predict, store.
 
     w (H, m, F): per horizon h a readout of [1, phi] predicting x(t + h) - x(t) - base(t)
-    (x: the measured (q, qd), m = 2n; base: what another predictor supplies). First, for
+    (x: the measured (q, qd), m = 2n; base: what the plant readout supplies). First, for
     each horizon, the prediction made h ticks ago is compared with x (the error, times
     ``inv_scale``, goes to ``err[i]``) and, if that tick learned, its readout takes an
     RLS step on that tick's features with that tick's gain: the slow readout's ``g``
     x ``k_scale`` (k_scale 0: no step). Then this tick's features, gain, state, base and
-    predictions (into ``pred`` and the ring) are stored. st: ring head, ticks stored.
+    predictions are stored in the ring: per slot phi (F - 1), gain (F), x (m), base and
+    predictions (H m each). st: see FM_*, then the gain factor of each ring slot.
     """
     nh, m, nf = w.shape
-    ring = buf_phi.shape[0]
-    head, count = int(st[0]), int(st[1])
+    slots = ring.shape[0]
+    c_gain, c_x = nf - 1, 2 * nf - 1
+    c_base, c_pred = c_x + m, c_x + m + nh * m
+    head, count = int(st[FM_HEAD]), int(st[FM_COUNT])
     for i in range(nh):
         h = horizons[i]
         if count < h:
             for o in range(m):
                 err[i, o] = 0.0
             continue
-        s = (head - h) % ring
-        learn = st[FM_SIZE + s] != 0.0
+        past = ring[(head - h) % slots]
+        learn = st[FM_SIZE + (head - h) % slots] != 0.0
+        # slices indexed from 0: no wraparound checks, so LLVM vectorises the loops
+        p_phi, p_gain = past[:nf - 1], past[c_gain:c_gain + nf]
         for o in range(m):
-            err[i, o] = (x[o] - buf_pred[s, i, o]) * inv_scale[o]
+            err[i, o] = (x[o] - past[c_pred + i * m + o]) * inv_scale[o]
             if learn:
                 wo = w[i, o]
-                acc = wo[0]
-                for f in range(1, nf):
-                    acc += wo[f] * buf_phi[s, f - 1]
-                e = x[o] - buf_x[s, o] - buf_base[s, i, o] - acc
+                wx = wo[1:]
+                acc = 0.0
+                for f in range(nf - 1):
+                    acc += wx[f] * p_phi[f]
+                e = x[o] - past[c_x + o] - past[c_base + i * m + o] - (wo[0] + acc)
                 for f in range(nf):
-                    wo[f] += buf_gain[s, f] * e
+                    wo[f] += p_gain[f] * e
+    now = ring[head]
     st[FM_SIZE + head] = k_scale
+    n_phi, n_gain = now[:nf - 1], now[c_gain:c_gain + nf]
+    for f in range(nf - 1):
+        n_phi[f] = phi[f]
     for f in range(nf):
-        buf_gain[head, f] = g[f] * k_scale
-        if f > 0:
-            buf_phi[head, f - 1] = phi[f - 1]
+        n_gain[f] = g[f] * k_scale
     for o in range(m):
-        buf_x[head, o] = x[o]
+        now[c_x + o] = x[o]
     for i in range(nh):
         for o in range(m):
-            wo = w[i, o]
-            acc = wo[0]
-            for f in range(1, nf):
-                acc += wo[f] * phi[f - 1]
-            buf_base[head, i, o] = base[i, o]
-            pred[i, o] = x[o] + base[i, o] + acc
-            buf_pred[head, i, o] = pred[i, o]
-    st[FM_HEAD] = (head + 1) % ring
-    st[FM_COUNT] = min(count + 1, ring)
+            wx = w[i, o, 1:]
+            acc = 0.0
+            for f in range(nf - 1):
+                acc += wx[f] * phi[f]
+            pred[i, o] = x[o] + base[i, o] + w[i, o, 0] + acc
+            now[c_base + i * m + o] = base[i, o]
+            now[c_pred + i * m + o] = pred[i, o]
+    st[FM_HEAD] = (head + 1) % slots
+    st[FM_COUNT] = min(count + 1, slots)
 
 
 @njit(cache=True)

@@ -58,28 +58,23 @@ class ForwardModel:
         if not horizons or horizons[0] < 1:
             raise ValueError(f'prediction horizons must be >= 1 tick; got {horizons}')
         self.n, self.dt, self.horizons = n_joints, float(dt), horizons
-        m, nh, nf, ring = 2 * n_joints, len(horizons), n_inputs + 1, horizons[-1] + 1
+        m, nh, nf, slots = 2 * n_joints, len(horizons), n_inputs + 1, horizons[-1] + 1
         self._horizons = np.array(horizons, dtype=np.int64)
         self.w = np.zeros((nh, m, nf))
-        self._ring = (np.zeros((ring, n_inputs)), np.zeros((ring, nf)), np.zeros((ring, m)),
-                      np.zeros((ring, nh, m)), np.zeros((ring, nh, m)))
-        self._st = np.zeros(FK.FM_SIZE + ring)
-        self._one_step = horizons[0] == 1
+        self._ring = np.zeros((slots, 2 * nf - 1 + m + 2 * nh * m))
+        self._st = np.zeros(FK.FM_SIZE + slots)
         self.plant = RLSReadout(6 * n_joints, m, forgetting_factor, 1.0 / (1 + 6 * n_joints))
-        self._z, self._z_prev = np.zeros(6 * n_joints), np.zeros(6 * n_joints)
-        self._factors = np.ones(6 * n_joints)
-        self._u_scale = np.full(n_joints, 1e-3)    # grows to the command's range
-        self._x, self._x_prev, self._d = np.zeros(m), np.zeros(m), np.zeros(m)
-        self._base, self._plant_pred = np.zeros((nh, m)), np.zeros(m)
-        self._inv_scale = np.ones(m)
-        self._pred = np.zeros((nh, m))
-        self._err = np.zeros((nh, m))
-        self._power = np.zeros(nh)
-        self._a_err = min(1.0, self.dt / ERROR_AVERAGE_S)
         self.detector = d = ChangeDetector(n_joints, dt, threshold, enabled=detect,
                                            short_s=ANOMALY_SHORT_S, baseline_s=ANOMALY_BASELINE_S)
-        self._cd_args = np.array([d._a_short, d._a_hist, d._warm, CD.QUANTILE, d._log_excess,
-                                  d.dt, d.threshold])
+        wk = self._wk = np.zeros((FK.W_BASE + 3 * nh, max(6 * n_joints, FK.N_ARGS, nh)))
+        wk[FK.W_U_SCALE] = 1e-3                    # grows to the command's range
+        wk[FK.W_UNIT] = 1.0
+        wk[FK.W_ARGS, :FK.N_ARGS] = (d._a_short, d._a_hist, d._warm, CD.QUANTILE,
+                                     d._log_excess, d.dt, d.threshold,
+                                     self.plant.initial_covariance, COMMAND_HEADROOM,
+                                     min(1.0, self.dt / ERROR_AVERAGE_S))
+        self._base = wk[FK.W_BASE:FK.W_BASE + nh, :m]
+        self._pred = wk[FK.W_BASE + nh:FK.W_BASE + 2 * nh, :m]
 
     def step(self, phi: np.ndarray, x: np.ndarray, command: np.ndarray, scale: np.ndarray,
              gain: np.ndarray, k_scale: float) -> bool:
@@ -89,22 +84,12 @@ class ForwardModel:
         phi: the reservoir features (no bias); x: measured q then qd (2n); scale: the
         position and velocity input scales (2n); gain, k_scale: the slow readout's
         ``P [1, phi]`` and 1 / (lambda + phi' P phi) of this tick's step (k_scale 0: it
-        did not learn). Two kernel calls, no allocation.
+        did not learn). One kernel call, no allocation.
         """
         pl, det = self.plant, self.detector
-        code = FK.forward_learn(x, self._x_prev, self._plant_pred, self._z_prev, pl.p, pl.w,
-                                pl._phi, pl._g, pl._y, pl._st, self._inv_scale, scale, command,
-                                self._u_scale, COMMAND_HEADROOM, self._factors, self._z,
-                                det.enabled, det._inv_kp, self._cd_args, det._st, det._hist,
-                                self._st)
-        if code & 2:          # the command outgrew its scale
-            pl.rescale_inputs(self._factors)
-        if code & 1:          # re-learn the changed plant fast
-            pl.restart_covariance()
-        FK.forward_predict(pl.w, self._z, self._plant_pred, self._base, self._one_step, self.w,
-                           self._horizons, phi, gain, k_scale, x, self._inv_scale, *self._ring,
-                           self._st, self._pred, self._err, self._power, self._a_err,
-                           self._z_prev, self._x_prev)
+        code = FK.forward_tick(x, command, scale, phi, gain, k_scale, det.enabled, self._wk,
+                               self._ring, self._st, self.w, self._horizons, pl.p, pl.w,
+                               pl._phi, pl._g, pl._y, pl._st, det._st, det._hist)
         return bool(code & 1)
 
     @property
@@ -114,7 +99,7 @@ class ForwardModel:
 
     def set_threshold(self, threshold: float) -> None:
         """Set the anomaly test's threshold (``prediction.anomaly_threshold``) [s]."""
-        self.detector.threshold = self._cd_args[6] = float(threshold)
+        self.detector.threshold = self._wk[FK.W_ARGS, FK.A_THRESHOLD] = float(threshold)
 
     def prediction(self, i: int = 0) -> np.ndarray:
         """Return (2, n) position and velocity predicted for horizons[i] ticks ahead."""
@@ -123,12 +108,12 @@ class ForwardModel:
     @property
     def error_rms(self) -> np.ndarray:
         """Return the running RMS prediction error per horizon, in input-scale units."""
-        return np.sqrt(self._power)
+        return np.sqrt(self._wk[FK.W_POWER, :len(self.horizons)])
 
     def restart(self) -> None:
         """Forget the ring (the reservoir restarted: old features do not lead to new states)."""
         self._st[:] = 0.0
-        self._power[:] = 0.0
+        self._wk[FK.W_POWER] = 0.0
         self.detector.restart()
 
     def rescale_inputs(self, factors: np.ndarray) -> None:

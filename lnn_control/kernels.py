@@ -346,6 +346,18 @@ def rls_step(p, w, x, bias, err, phi, g, y, st):
 
 
 @njit(cache=True)
+def rls_restart(p, g, st, d):
+    """Set P = d I, trace cap d n, nothing pending (the weights are the caller's)."""
+    n = p.shape[0]
+    for i in range(n):
+        g[i] = 0.0
+        for j in range(n):
+            p[i, j] = d if i == j else 0.0
+    st[ST_PENDING_GAIN], st[ST_PENDING_SCALE], st[ST_SCALE] = 0.0, 1.0, 1.0
+    st[ST_TRACE] = st[ST_TRACE_CAP] = d * n
+
+
+@njit(cache=True)
 def rls_flush(p, g, st):
     """Apply the pending update and the scale; mirror the upper triangle into the lower."""
     n = p.shape[0]
@@ -366,12 +378,7 @@ def rls_flush(p, g, st):
 
 @njit(cache=True)
 def spectral_radius_estimate(indptr, indices, data, v, tmp, iterations):
-    """
-    |largest eigenvalue| of a sparse matrix by power iteration on norms.
-
-    Averages the log growth over the second half of the iterations, which
-    converges for complex dominant eigenvalue pairs too.
-    """
+    """|largest eigenvalue| by power iteration (mean log growth over the second half)."""
     total = 0.0
     count = 0
     for it in range(iterations):

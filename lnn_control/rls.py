@@ -82,16 +82,8 @@ class RLSReadout:
         if initial_covariance is not None:
             self._check_positive('initial_covariance', initial_covariance)
             self.initial_covariance = float(initial_covariance)
-        d = self.initial_covariance
-        self.p[:] = 0.0
-        np.fill_diagonal(self.p, d)
         self.w[:] = 0.0
-        self._g[:] = 0.0
-        self._st[K.ST_PENDING_GAIN] = 0.0
-        self._st[K.ST_PENDING_SCALE] = 1.0
-        self._st[K.ST_SCALE] = 1.0
-        self._st[K.ST_TRACE] = d * self.n_features
-        self._st[K.ST_TRACE_CAP] = d * self.n_features
+        K.rls_restart(self.p, self._g, self._st, self.initial_covariance)
         self.updates = 0
 
     def _check_features(self, phi: np.ndarray) -> None:
