@@ -260,6 +260,18 @@ def bounded_command(pd, ff, ff_limit, limit, out):
     return code
 
 
+@njit(cache=True)
+def state_table(q_d, q, pd, ff, command, out):
+    """Fill out (joints x 6): reference, feedback, error, PD effort, feedforward, command."""
+    for j in range(out.shape[0]):
+        out[j, 0] = q_d[j]
+        out[j, 1] = q[j]
+        out[j, 2] = q_d[j] - q[j]
+        out[j, 3] = pd[j]
+        out[j, 4] = ff[j]
+        out[j, 5] = command[j]
+
+
 def warm_up() -> None:
     """
     Compile (or load from numba's cache) every kernel here.
@@ -269,6 +281,7 @@ def warm_up() -> None:
     io, out = np.ones((5, 1)), np.zeros(1)
     feedback_error_inputs(io, np.ones(3), np.ones(1), np.ones(1), out, np.zeros(8))
     bounded_command(out, out.copy(), np.ones(1), np.ones(1), np.zeros(1))
+    state_table(out, out, out, out, out, np.zeros((1, 6)))
     supervisor_stats(out, out, out, np.ones(1), np.ones(1), np.ones(1), np.zeros((2, 1)),
                      0.0, 0.5, 1.1, 0.25, True, np.zeros(SV_SIZE))
     track_scales(io, np.zeros(3), np.ones(3), np.ones(3), np.ones(3), 1.25)

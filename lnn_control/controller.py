@@ -290,6 +290,10 @@ class AdaptiveController(InverseModelTick):
         self.ticks += 1
         return self._command_view
 
+    def tick_terms(self) -> tuple[np.ndarray, ...]:
+        """Return views of the last tick's measured, desired position, PD effort, feedforward."""
+        return self._io[0], self._io[2], self._pd, self._ff
+
     def _predict(self, phi: np.ndarray | None = None) -> None:
         phi = self._phi if phi is None else phi
         self.slow.predict(phi, self._ff)

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import control_kernels as CK
 from .controller import AdaptiveController
 
 # What ``tick`` reports, for the front end to log (once per episode).
 STALE, RESUMED, REFUSED = 'stale', 'resumed', 'refused'
+# Per joint, what ros2_controllers' pid_controller reports on ~/controller_state.
+STATE_FIELDS = ('reference', 'feedback', 'error', 'pd_effort', 'feedforward', 'command')
 
 
 class ControlLoop:
@@ -75,6 +78,17 @@ class ControlLoop:
         if not np.isfinite(self.command).all():   # cannot happen with a finite readout
             self.command[:] = 0.0
         return event
+
+    def state(self, out: np.ndarray) -> np.ndarray:
+        """
+        Fill ``out`` (joints x STATE_FIELDS) with this tick's terms; allocates nothing.
+
+        ``command`` is what was sent (zero or held while sensors are stale); the
+        other columns are those of the controller's latest computed tick.
+        """
+        q, q_d, pd, ff = self.controller.tick_terms()
+        CK.state_table(q_d, q, pd, ff, self.command, out)
+        return out
 
     def sensor_age_s(self, now_ns: int) -> float:
         return (now_ns - self.sensor_time_ns) * 1e-9

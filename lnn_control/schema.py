@@ -185,6 +185,8 @@ CONTROLLER = (
     Param('stale_sensor_action', STRING, 'zero',
           'Command while sensors are stale: zero effort or hold the last command.',
           choices=('zero', 'hold')),
+    Param('controller_state_decimation', INT, 1,
+          'Publish ~/controller_state every Nth control tick (0: never).', 0, 1000),
     Param('readout_path', STRING, '',
           'File (.npz) the readout is loaded from at start and saved to periodically, '
           'at shutdown and by ~/save_readout; empty disables. A file that cannot be '

@@ -389,7 +389,7 @@ def test_rclpy_import_would_be_detected():
 
 # -- the shared control-loop tick -----------------------------------------------------
 def test_control_loop_stale_zero_resume_and_refusal():
-    from lnn_control.loop import REFUSED, RESUMED, STALE, ControlLoop
+    from lnn_control.loop import REFUSED, RESUMED, STALE, STATE_FIELDS, ControlLoop
 
     ctrl = make()
     loop = ControlLoop(ctrl, sensor_timeout_s=0.02, stale_action='zero')
@@ -397,8 +397,14 @@ def test_control_loop_stale_zero_resume_and_refusal():
     loop.sensor_received(0)
     assert loop.tick(10_000_000, measured, desired) is None
     assert np.abs(loop.command).max() > 0
+    table = loop.state(np.zeros((ctrl.n, len(STATE_FIELDS))))
+    np.testing.assert_array_equal(table[:, [0, 1]], np.column_stack([desired[0], measured[0]]))
+    np.testing.assert_allclose(table[:, 3] + table[:, 4], loop.command, atol=1e-12)
     assert loop.tick(30_000_000, measured, desired) == STALE      # 30 ms > 20 ms
     assert (loop.command == 0).all() and loop.stale_episodes == 1
+    # the table says what was sent: zero; the terms of the last computed tick stay
+    stale = loop.state(np.zeros((ctrl.n, len(STATE_FIELDS))))
+    assert (stale[:, 5] == 0).all() and (stale[:, :5] == table[:, :5]).all()
     assert loop.tick(40_000_000, measured, desired) is None       # logged once per episode
     loop.sensor_received(40_000_000)
     assert loop.tick(50_000_000, measured, desired) == RESUMED

@@ -694,3 +694,37 @@ def test_prediction_published_stamped_with_the_time_it_predicts(rig):
     r.tick()
     assert r.node._anomalies_logged == 1
     assert key_values(r.node.diagnostics().status[0])['prediction anomalies'] == '1'
+
+
+def test_controller_state_table_every_nth_tick(rig):
+    r = rig({'controller_state_decimation': 2, 'kp': [10.0, 20.0], 'kd': [1.0, 2.0]})
+    got = []
+    r.tester.create_subscription(Float64MultiArray, 'lnn_controller/controller_state',
+                                 got.append, RELIABLE)
+    r.wait(lambda: r.node._state_pub.get_subscription_count() > 0, 'discovery')
+    for k in range(3):
+        r.send([0.1 * k, -0.05 * k], [0.3, -0.2])
+        r.tick()
+    r.wait(lambda: len(got) == 2, 'two state tables (ticks 1 and 3)')
+    dims = got[-1].layout.dim
+    assert [(d.label, d.size, d.stride) for d in dims] == [
+        ('j1,j2', 2, 12), ('reference,feedback,error,pd_effort,feedforward,command', 6, 6)]
+    table = np.array(got[-1].data).reshape(2, 6)
+    q, q_d = np.array([0.2, -0.1]), r.node.desired.q
+    np.testing.assert_array_equal(table[:, 0], q_d)
+    np.testing.assert_array_equal(table[:, 1], q)
+    np.testing.assert_allclose(table[:, 2], q_d - q)
+    pd = np.array([10.0, 20.0]) * (q_d - q) + np.array([1.0, 2.0]) * (
+        r.node.desired.qd - np.array([0.3, -0.2]))
+    np.testing.assert_allclose(table[:, 3], pd, atol=1e-12)
+    np.testing.assert_allclose(table[:, 3] + table[:, 4], table[:, 5], atol=1e-12)
+    np.testing.assert_array_equal(table[:, 5], r.commands[-1])
+    # decimation is live; out of range is refused with a reason; 0 stops the topic
+    (result,) = r.node.set_parameters([Parameter('controller_state_decimation', value=-1)])
+    assert not result.successful and 'controller_state_decimation' in result.reason
+    (result,) = r.node.set_parameters([Parameter('controller_state_decimation', value=0)])
+    assert result.successful
+    r.send([0.3, -0.15], [0.3, -0.2])
+    r.tick(3)
+    r.spinner.wait(lambda: True, 'a last spin')
+    assert len(got) == 2

@@ -17,7 +17,8 @@ import pytest
 # Process-level: every test starts the node processes and runs seconds of loop.
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
-ARM_TOPICS = ('joint_states', 'commands', 'lnn_controller/desired')
+ARM_TOPICS = ('joint_states', 'commands', 'lnn_controller/desired',
+              'lnn_controller/controller_state')
 
 
 def _check_recording(path, duration):

@@ -9,6 +9,9 @@ forward_command_controller (``interface_name: effort``)::
     node -> commands (std_msgs/Float64MultiArray, RELIABLE, one value per joint)
     node -> /diagnostics (diagnostic_msgs/DiagnosticArray, 1 Hz)
     node -> ~/desired, ~/prediction (sensor_msgs/JointState, every tick)
+    node -> ~/controller_state (std_msgs/Float64MultiArray, joints x
+            reference, feedback, error, pd_effort, feedforward, command;
+            every ``controller_state_decimation`` ticks)
 
     ros2 run lnn_control lnn_controller --ros-args \\
         --params-file config/pendulum.yaml -r commands:=/effort_controller/commands
@@ -42,7 +45,7 @@ from . import parameters as RP
 from .controller_services import ControllerServices
 from .. import schema
 from ..controller import AdaptiveController
-from ..loop import ControlLoop, REFUSED, RESUMED, STALE
+from ..loop import ControlLoop, REFUSED, RESUMED, STALE, STATE_FIELDS
 from ..readout_file import ReadoutStore
 from ..timing import TickStats
 from ..trajectories import DesiredState
@@ -130,6 +133,12 @@ class LnnControllerNode(ControllerServices, Node):
         self._desired_pub = self.create_publisher(JointState, '~/desired', common.LATCHED_QOS)
         self._desired_msg = JointState()
         self._desired_msg.name = list(self.joints)
+        # control_msgs/MultiDOFStateStamped on a ROS install; std_msgs needs no extra
+        # package, and its layout names the joints and the columns.
+        self._state_pub = self.create_publisher(Float64MultiArray, '~/controller_state',
+                                                common.LATCHED_QOS)
+        self._state_msg = C.StateTableMessage(self.joints, STATE_FIELDS)
+        self._state_countdown = 0
         forward = self.controller.forward
         if forward is not None:     # stamped with the time it predicts
             self._prediction_pub = self.create_publisher(JointState, '~/prediction',
@@ -280,10 +289,21 @@ class LnnControllerNode(ControllerServices, Node):
         self._publisher.publish(self._desired_pub, msg)
         if self.controller.forward is not None and event is None and not loop.stale:
             self._publish_prediction(now)
+        self._publish_state()
         self.commands_published += sent
         self.stats.record(start, time.perf_counter_ns(), self._sensor_wall_ns,
                           self._sensor_stamp_ns, self.period_ns)
         self.readout_store.tick(now)    # autosave: after the command is out, written off thread
+
+    def _publish_state(self) -> None:
+        decimation = self.controller.config.controller_state_decimation
+        if decimation == 0:
+            return
+        self._state_countdown -= 1
+        if self._state_countdown <= 0:
+            self._state_countdown = decimation
+            self.loop.state(self._state_msg.table)
+            self._publisher.publish(self._state_pub, self._state_msg.msg)
 
     def _publish_prediction(self, now: int) -> None:
         msg, predicted = self._prediction_msg, self.controller.forward.prediction(0)

@@ -13,7 +13,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 from sensor_msgs.msg import JointState
-from std_msgs.msg import Float64MultiArray
+from std_msgs.msg import Float64MultiArray, MultiArrayDimension
 
 NON_FINITE = 'non_finite'
 MISSING_JOINT = 'missing_joint'
@@ -223,6 +223,24 @@ class CommandMessage:
     def set(self, values) -> Float64MultiArray:  # noqa: A003 (the message's setter)
         self.view[:] = values
         return self.msg
+
+
+class StateTableMessage(CommandMessage):
+    """
+    A joints x fields table as a Float64MultiArray, reused every tick (``table`` views it).
+
+    Row-major with its layout filled in: dim[0] is labelled with the joint
+    names, dim[1] with the field names (comma-separated), so a subscriber or a
+    plotting tool can tell which column is which without this package.
+    """
+
+    def __init__(self, joints: Sequence[str], fields: Sequence[str]):
+        n, m = len(joints), len(fields)
+        super().__init__(n * m)
+        self.msg.layout.dim = [
+            MultiArrayDimension(label=','.join(joints), size=n, stride=n * m),
+            MultiArrayDimension(label=','.join(fields), size=m, stride=m)]
+        self.table = self.view.reshape(n, m)
 
 
 def to_float64_multiarray(values, msg: Optional[Float64MultiArray] = None) -> Float64MultiArray:

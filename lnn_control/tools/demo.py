@@ -162,7 +162,9 @@ def _recording_topics() -> list[tuple]:
         topics += [(f'/{ns}/joint_states', JointState, RECORD_LATCHED_QOS),
                    (f'/{ns}/commands', Float64MultiArray, RECORD_LATCHED_QOS),
                    (f'/{ns}/lnn_controller/desired', JointState, RECORD_LATCHED_QOS),
-                   (f'/{ns}/lnn_controller/prediction', JointState, RECORD_LATCHED_QOS)]
+                   (f'/{ns}/lnn_controller/prediction', JointState, RECORD_LATCHED_QOS),
+                   (f'/{ns}/lnn_controller/controller_state', Float64MultiArray,
+                    RECORD_LATCHED_QOS)]
     return topics
 
 
