@@ -147,12 +147,15 @@ def _zoo(args: argparse.Namespace) -> int:
 
     from . import zoo, zoo_report
 
+    drawn = zoo.random_names(args.random_seed, args.random) if args.random > 0 else []
     if args.list:
-        for name in zoo.names():
-            print(f'{name:26s} {zoo.ZOO[name].note}')
+        for name in list(zoo.names()) + drawn:
+            print(f'{name:26s} {zoo.spec(name)}' if name in drawn
+                  else f'{name:26s} {zoo.ZOO[name].note}')
         return 0
-    plants = args.plants.split(',') if args.plants else list(zoo.names())
+    plants = args.plants.split(',') if args.plants else ([] if drawn else list(zoo.names()))
     unknown = [p for p in plants if p not in zoo.ZOO]
+    plants += drawn
     variants = args.variants.split(',')
     unknown += [v for v in variants if v not in zoo.VARIANTS]
     changes = args.changes.split(',')
@@ -273,6 +276,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help='override a controller parameter on every plant (repeatable)')
     zoo.add_argument('--workers', type=int, default=2, help='processes (default: 2 cores)')
     zoo.add_argument('--out', default='runs/zoo', help='output directory')
+    zoo.add_argument('--random', type=int, default=0, metavar='K',
+                     help="K plants drawn at random from the zoo's family (pendulums, arms, "
+                          'cart-poles over the same ranges), instead of the named ones '
+                          '(with --plants: as well); plants no default was checked on')
+    zoo.add_argument('--random-seed', type=int, default=0, help='seed of the --random draws')
     zoo.add_argument('--list', action='store_true', help='list the zoo plants and exit')
     zoo.add_argument('--quiet', action='store_true', help='no progress bar')
     zoo.set_defaults(func=_zoo)

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 import math
+import os
 from pathlib import Path
+import tempfile
 from typing import Any
 
 import numpy as np
@@ -101,70 +103,131 @@ def names() -> tuple[str, ...]:
     return tuple(ZOO)
 
 
+# -- members drawn at random from the same family: plants no default was checked on -----
+RANDOM_PREFIX = 'random'
+
+
+def random_names(seed: int, count: int) -> list[str]:
+    """Name ``count`` members drawn from the zoo's family (``random_<seed>_<k>``)."""
+    return [f'{RANDOM_PREFIX}_{int(seed)}_{k}' for k in range(int(count))]
+
+
+def _draw(seed: int, k: int):
+    """
+    Draw member k of seed: pendulum, arm, cart-pole in turn, over the zoo's ranges.
+
+    Pendulums 0.3-5 kg, 0.2-1.2 m (a tip mass up to 3 kg in 30 %), viscous damping
+    0.002-0.5 N m s, Coulomb friction up to 30 % of the gravity torque (60 %),
+    armature up to 0.3 kg m^2 (40 %); arms 0.4-3 / 0.3-2 kg, 0.25-0.65 / 0.2-0.55 m;
+    cart-poles 0.4-3 kg carts with 0.2-1.5 kg, 0.3-1 m poles.
+    """
+    rng = np.random.default_rng([int(seed), int(k)])
+    u, maybe = rng.uniform, (lambda p: rng.random() < p)
+    if k % 3 == 0:
+        m, length = u(0.3, 5.0), u(0.2, 1.2)
+        tip = u(0.0, 3.0) if maybe(0.3) else 0.0
+        friction = u(0.0, 0.3) * (m / 2 + tip) * G * length if maybe(0.6) else 0.0
+        return Pendulum(round(m, 3), round(length, 3), tip_mass=round(tip, 3),
+                        damping=round(10 ** u(-2.7, -0.3), 4), friction=round(friction, 3),
+                        armature=round(u(0.0, 0.3), 3) if maybe(0.4) else 0.0, note='random')
+    if k % 3 == 1:
+        friction = (round(u(0, 0.5), 3), round(u(0, 0.3), 3)) if maybe(0.6) else (0.0, 0.0)
+        armature = (round(u(0, 0.1), 3), round(u(0, 0.05), 3)) if maybe(0.4) else (0.0, 0.0)
+        return Arm((round(u(0.4, 3.0), 3), round(u(0.3, 2.0), 3)),
+                   (round(u(0.25, 0.65), 3), round(u(0.2, 0.55), 3)),
+                   damping=(round(u(0.01, 0.2), 3), round(u(0.01, 0.1), 3)),
+                   friction=friction, armature=armature, note='random')
+    return CartPole(round(u(0.4, 3.0), 3), round(u(0.2, 1.5), 3), round(u(0.3, 1.0), 3),
+                    rail_damping=round(u(0.05, 0.6), 3),
+                    rail_friction=round(u(0.0, 1.0), 3) if maybe(0.5) else 0.0, note='random')
+
+
+def spec(name: str):
+    """Return the description of a zoo member or of a random draw (``random_names``)."""
+    if name in ZOO:
+        return ZOO[name]
+    parts = name.split('_')
+    if len(parts) == 3 and parts[0] == RANDOM_PREFIX and all(p.isdigit() for p in parts[1:]):
+        return _draw(int(parts[1]), int(parts[2]))
+    raise ValueError(f'unknown zoo plant {name!r}; zoo: {", ".join(ZOO)} or '
+                     f'{RANDOM_PREFIX}_<seed>_<k>')
+
+
 def model_name(name: str) -> str:
-    """Return the ``model`` value (``Plant``, ``lnn_sim``) of a zoo plant."""
-    if name not in ZOO:
-        raise ValueError(f'unknown zoo plant {name!r}; zoo: {", ".join(ZOO)}')
-    return f'zoo/{name}'
+    """
+    Return the ``model`` value (``Plant``, ``lnn_sim``) of a zoo plant.
+
+    A random draw is written as MJCF into the temporary directory first.
+    """
+    if name in ZOO:
+        return f'zoo/{name}'
+    text = mjcf(name)
+    path = Path(tempfile.gettempdir()) / 'lnn_control_zoo' / f'{name}.xml'
+    if not path.is_file() or path.read_text(encoding='utf-8') != text:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f'.{os.getpid()}.tmp')
+        tmp.write_text(text, encoding='utf-8')
+        tmp.replace(path)           # atomic: parallel workers may write the same draw
+    return str(path)
 
 
 def reference_amplitude(name: str) -> float:
-    return AMPLITUDE_M if isinstance(ZOO[name], CartPole) else AMPLITUDE_RAD
+    return AMPLITUDE_M if isinstance(spec(name), CartPole) else AMPLITUDE_RAD
 
 
 def effort_limits(name: str, max_frequency_hz: float = 0.55) -> list[float]:
     """Four times the effort the nominal reference needs, per actuated joint."""
-    spec = ZOO[name]
+    member = spec(name)
     a = reference_amplitude(name)
     acc = a * (2 * math.pi * max_frequency_hz) ** 2   # bound on the peak acceleration
-    if isinstance(spec, Pendulum):
-        inertia = spec.mass * spec.length ** 2 / 3 + spec.tip_mass * spec.length ** 2 \
-            + spec.armature
-        grav = G * math.sin(a) * (spec.mass * spec.length / 2 + spec.tip_mass * spec.length)
-        need = [grav + inertia * acc + spec.friction
-                + spec.damping * a * 2 * math.pi * max_frequency_hz]
-    elif isinstance(spec, Arm):
-        (m1, m2), (l1, l2) = spec.masses, spec.lengths
+    if isinstance(member, Pendulum):
+        inertia = member.mass * member.length ** 2 / 3 + member.tip_mass * member.length ** 2 \
+            + member.armature
+        grav = G * math.sin(a) * (member.mass * member.length / 2 + member.tip_mass * member.length)
+        need = [grav + inertia * acc + member.friction
+                + member.damping * a * 2 * math.pi * max_frequency_hz]
+    elif isinstance(member, Arm):
+        (m1, m2), (l1, l2) = member.masses, member.lengths
         grav1 = G * math.sin(2 * a) * (m1 * l1 / 2 + m2 * (l1 + l2 / 2))
         grav2 = G * math.sin(2 * a) * m2 * l2 / 2
-        i1 = m1 * l1 ** 2 / 3 + m2 * (l1 ** 2 + l1 * l2 + l2 ** 2 / 3) + spec.armature[0]
-        i2 = m2 * l2 ** 2 / 3 + spec.armature[1]
-        need = [grav1 + i1 * acc * 1.5 + spec.friction[0],
-                grav2 + i2 * acc * 1.5 + spec.friction[1]]
+        i1 = m1 * l1 ** 2 / 3 + m2 * (l1 ** 2 + l1 * l2 + l2 ** 2 / 3) + member.armature[0]
+        i2 = m2 * l2 ** 2 / 3 + member.armature[1]
+        need = [grav1 + i1 * acc * 1.5 + member.friction[0],
+                grav2 + i2 * acc * 1.5 + member.friction[1]]
     else:
-        total = spec.cart_mass + spec.pole_mass
-        need = [total * acc * 1.5 + spec.rail_friction + spec.rail_damping * 2]
+        total = member.cart_mass + member.pole_mass
+        need = [total * acc * 1.5 + member.rail_friction + member.rail_damping * 2]
     return [float(math.ceil(4 * x)) for x in need]
 
 
 def mjcf(name: str) -> str:
     """Return the MJCF text of a zoo plant (what ``models/zoo/<name>.xml`` holds)."""
-    spec = ZOO[name]
+    member = spec(name)
     limits = effort_limits(name)
-    head = (f'<!-- Zoo plant {name}: {spec.note}. Generated by lnn_control/zoo.py '
+    head = (f'<!-- Zoo plant {name}: {member.note}. Generated by lnn_control/zoo.py '
             f'(python -m lnn_control.zoo); do not edit. -->\n'
             f'<mujoco model="{name}">\n'
             '  <compiler angle="radian" inertiafromgeom="true"/>\n'
             '  <option timestep="0.001" integrator="implicitfast" gravity="0 0 -9.81"/>\n'
             '  <default>\n    <geom contype="0" conaffinity="0"/>\n  </default>\n'
             '  <worldbody>\n')
-    if isinstance(spec, Pendulum):
-        r = max(0.01, 0.05 * spec.length)
-        body = (f'    <body name="link1" pos="0 0 {spec.length + 0.5:g}">\n'
+    if isinstance(member, Pendulum):
+        r = max(0.01, 0.05 * member.length)
+        body = (f'    <body name="link1" pos="0 0 {member.length + 0.5:g}">\n'
                 f'      <joint name="joint1" type="hinge" axis="0 1 0" '
-                f'damping="{spec.damping:g}" frictionloss="{spec.friction:g}" '
-                f'armature="{spec.armature:g}"/>\n'
-                f'      <geom name="link1" type="capsule" fromto="0 0 0 0 0 -{spec.length:g}" '
-                f'size="{r:g}" mass="{spec.mass:g}"/>\n')
-        if spec.tip_mass:
-            body += (f'      <geom name="tip" type="sphere" pos="0 0 -{spec.length:g}" '
-                     f'size="{2 * r:g}" mass="{spec.tip_mass:g}"/>\n')
+                f'damping="{member.damping:g}" frictionloss="{member.friction:g}" '
+                f'armature="{member.armature:g}"/>\n'
+                f'      <geom name="link1" type="capsule" fromto="0 0 0 0 0 -{member.length:g}" '
+                f'size="{r:g}" mass="{member.mass:g}"/>\n')
+        if member.tip_mass:
+            body += (f'      <geom name="tip" type="sphere" pos="0 0 -{member.length:g}" '
+                     f'size="{2 * r:g}" mass="{member.tip_mass:g}"/>\n')
         body += '    </body>\n'
         motors = [('joint1', limits[0])]
-    elif isinstance(spec, Arm):
-        (m1, m2), (l1, l2) = spec.masses, spec.lengths
-        j = [f'type="hinge" axis="0 1 0" damping="{spec.damping[i]:g}" '
-             f'frictionloss="{spec.friction[i]:g}" armature="{spec.armature[i]:g}"'
+    elif isinstance(member, Arm):
+        (m1, m2), (l1, l2) = member.masses, member.lengths
+        j = [f'type="hinge" axis="0 1 0" damping="{member.damping[i]:g}" '
+             f'frictionloss="{member.friction[i]:g}" armature="{member.armature[i]:g}"'
              for i in range(2)]
         body = (f'    <body name="link1" pos="0 0 {l1 + l2 + 0.5:g}">\n'
                 f'      <joint name="joint1" {j[0]}/>\n'
@@ -181,14 +244,14 @@ def mjcf(name: str) -> str:
                 'mass="0"/>\n'
                 '    <body name="cart" pos="0 0 1.5">\n'
                 f'      <joint name="cart" type="slide" axis="1 0 0" limited="true" range="-2 2" '
-                f'damping="{spec.rail_damping:g}" frictionloss="{spec.rail_friction:g}"/>\n'
+                f'damping="{member.rail_damping:g}" frictionloss="{member.rail_friction:g}"/>\n'
                 f'      <geom name="cart" type="box" size="0.1 0.05 0.05" '
-                f'mass="{spec.cart_mass:g}"/>\n'
+                f'mass="{member.cart_mass:g}"/>\n'
                 '      <body name="pole">\n'
                 '        <joint name="pole" type="hinge" axis="0 1 0" damping="0.002"/>\n'
                 '        <geom name="pole" type="capsule" '
-                f'fromto="0 0 0 0 0 -{spec.pole_length:g}" size="0.02" '
-                f'mass="{spec.pole_mass:g}"/>\n'
+                f'fromto="0 0 0 0 0 -{member.pole_length:g}" size="0.02" '
+                f'mass="{member.pole_mass:g}"/>\n'
                 '      </body>\n    </body>\n')
         motors = [('cart', limits[0])]
     acts = ''.join(f'    <motor name="{j}" joint="{j}" gear="1" ctrllimited="true" '
@@ -241,16 +304,21 @@ CHANGES: dict[str, dict[str, Any]] = {
 }
 
 
+def has_friction(name: str) -> bool:
+    """Return whether a zoo plant has Coulomb friction (where a friction step means something)."""
+    member = spec(name)
+    return bool(np.any(np.asarray(getattr(member, 'friction', 0.0)) > 0)
+                or getattr(member, 'rail_friction', 0.0) > 0)
+
+
 def friction_plants() -> tuple[str, ...]:
-    """Zoo plants with Coulomb friction (where a friction step means something)."""
-    return tuple(name for name, spec in ZOO.items()
-                 if np.any(np.asarray(getattr(spec, 'friction', 0.0)) > 0)
-                 or getattr(spec, 'rail_friction', 0.0) > 0)
+    """Zoo plants with Coulomb friction."""
+    return tuple(name for name in ZOO if has_friction(name))
 
 
 def change_applies(change: str, plant: str) -> bool:
     """Return whether ``change`` runs on ``plant``: friction steps only on plants with friction."""
-    return CHANGES[change]['change'] != 'friction' or plant in friction_plants()
+    return CHANGES[change]['change'] != 'friction' or has_friction(plant)
 
 
 def jobs(plants=None, variants=('nominal',), seeds=(0,), extra=None,
@@ -280,7 +348,9 @@ def run_member(job: tuple) -> dict[str, Any]:
     summary = CL.summarize(pd, adaptive, DURATION_S, CHANGE_AT_S, settled)
     summary['worst_window_ratio'] = CL.worst_window_ratio(pd, adaptive)
     detections = adaptive.meta['change_detections']
-    return {'plant': name, 'variant': variant, 'seed': seed, 'change': change, **summary,
+    drawn = {} if name in ZOO else {'drawn': repr(spec(name))}
+    return {'plant': name, **drawn, 'variant': variant, 'seed': seed, 'change': change,
+            **summary,
             'interventions': len([i for i in adaptive.meta['interventions']
                                   if i[1] != 'resume']),
             'intervention_log': adaptive.meta['interventions'],

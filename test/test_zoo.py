@@ -33,7 +33,27 @@ def test_zoo_spans_the_family():
     assert any(isinstance(s, zoo.CartPole) for s in specs)
 
 
-@pytest.mark.parametrize('name', zoo.names())
+def test_random_draws_come_from_the_family_and_are_reproducible():
+    names = zoo.random_names(5, 9)
+    specs = [zoo.spec(n) for n in names]
+    assert [type(s) for s in specs[:3]] == [zoo.Pendulum, zoo.Arm, zoo.CartPole]
+    assert specs == [zoo.spec(n) for n in zoo.random_names(5, 9)]    # same seed, same plants
+    assert specs[0] != zoo.spec(zoo.random_names(6, 1)[0])
+    for s in specs:
+        if isinstance(s, zoo.Pendulum):
+            assert 0.3 <= s.mass <= 5.0 and 0.2 <= s.length <= 1.2
+        elif isinstance(s, zoo.Arm):
+            assert 0.4 <= s.masses[0] <= 3.0 and 0.2 <= s.lengths[1] <= 0.55
+        else:
+            assert 0.4 <= s.cart_mass <= 3.0 and 0.3 <= s.pole_length <= 1.0
+    plant = Plant(zoo.model_name(names[1]))      # written as MJCF, loadable, honest gains
+    assert plant.n == 2 and zoo.controller_params(names[1])['joints'] == list(plant.joint_names)
+    for bad in ('random_5', 'random_x_1', 'pendulum_huge'):
+        with pytest.raises(ValueError, match='unknown zoo plant'):
+            zoo.spec(bad)
+
+
+@pytest.mark.parametrize('name', zoo.names() + tuple(zoo.random_names(0, 3)))
 def test_zoo_gains_follow_the_honest_rule(name):
     plant = Plant(zoo.model_name(name))
     params = zoo.controller_params(name)
@@ -130,4 +150,10 @@ def test_zoo_cli_writes_table_json_and_figure(tmp_path):
     assert '| pendulum_tiny | nominal | 0 | payload_x2 |' in (out / 'zoo.md').read_text()
     assert (out / 'zoo.png').stat().st_size > 10_000
     assert cli.main(['zoo', '--plants', 'nope', '--quiet']) == 2
+    out = tmp_path / 'drawn'
+    assert cli.main(['zoo', '--random', '1', '--random-seed', '4', '--variants', 'nominal',
+                     '--workers', '1', '--out', str(out), '--quiet']) == 0
+    (row,) = json.loads((out / 'zoo.json').read_text())['runs']
+    assert row['plant'] == 'random_4_0' and row['drawn'].startswith('Pendulum(')
+    assert row['ratio'] < 1.0
     assert cli.main(['zoo', '--changes', 'payload_x9', '--quiet']) == 2
