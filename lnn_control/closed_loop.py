@@ -132,7 +132,8 @@ def run(plant_name: str, controller_params: Mapping[str, Any], duration: float,
         plant.step(u, dt)
         log_e[k] = ctrl.learning_error
         if fm is not None:
-            log_pred[k] = fm._pred
+            for i in range(len(fm.horizons)):
+                log_pred[k, i] = fm.prediction(i).reshape(-1)
             log_score[k] = fm.detector.score
         if progress is not None and k % 100 == 0:
             progress(t)

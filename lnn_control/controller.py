@@ -144,8 +144,9 @@ class AdaptiveController(InverseModelTick):
         if not p.enabled or self.mode != 'feedback_error':
             return None     # inverse_model: its slow readout learns on other features
         long = int(round(p.long_horizon_s / self.dt))
-        return ForwardModel(self.n, self._phi.size, (p.horizon_ticks, long)[:1 + (long > 0)],
-                            self.dt, p.anomaly_threshold, self.config.rls.forgetting_factor)
+        return ForwardModel(self.n, self._phi.size, (p.horizon_ticks,), self.dt,
+                            p.anomaly_threshold, self.config.rls.forgetting_factor,
+                            memory_horizon=long)
 
     def update_params(self, changes: Mapping[str, Any]) -> None:
         """

@@ -183,11 +183,65 @@ def plant_inputs(q, qd, u, scale, u_scale, headroom, factors, z):
     return grew
 
 
+# The memory readout's features per joint: the desired and measured q, qd, then their
+# exponential traces at these time constants [s] (see forward_model.MemoryReadout).
+MEMORY_TAUS_S = (0.1, 0.3, 1.0, 3.0)
+MEMORY_SIGNALS = 4
+MEMORY_FEATURES = MEMORY_SIGNALS * (1 + len(MEMORY_TAUS_S))
+
+
+@njit(cache=True)
+def memory_step(x, phi, scale, decay, h, traces, ring, mst, p, w, rphi, g, y, rst, err, out,
+                power, a_err):
+    """
+    Step the memory readout: learn (q, qd)(t) from the features of t - h, then predict.
+
+    Per joint j the features are q_d, qd_d (from phi and the input scales), q, qd and
+    their traces at rates ``decay``; one readout (P ``p``, weights ``w`` over [1, z], 2n
+    outputs) takes one RLS step on the pair (z(t - h), x(t)) and predicts from z(t).
+    ring (slots, F + 2n): features and predictions per tick; mst: head, count; power:
+    running squared error in input-scale units (rate a_err).
+    """
+    n = x.shape[0] // 2
+    slots, nf = ring.shape[0], MEMORY_FEATURES * n
+    head, count = int(mst[0]), int(mst[1])
+    if count >= h:
+        past = ring[(head - h) % slots]
+        e2 = 0.0
+        for o in range(2 * n):
+            d = (x[o] - past[nf + o]) / scale[o]
+            e2 += d * d
+        power[0] += a_err * (e2 / (2 * n) - power[0])
+        readout(w, past[:nf], True, err)
+        for o in range(2 * n):
+            err[o] = x[o] - err[o]
+        rls_step(p, w, past[:nf], True, err, rphi, g, y, rst)
+    z = ring[head]
+    for j in range(n):
+        b = MEMORY_FEATURES * j
+        z[b] = phi[j] * scale[j]
+        z[b + 1] = phi[n + j] * scale[n + j]
+        z[b + 2] = x[j]
+        z[b + 3] = x[n + j]
+        for k in range(decay.shape[0]):
+            for s in range(MEMORY_SIGNALS):
+                if count == 0:      # (re)started: the traces start at the signals
+                    traces[j, k, s] = z[b + s]
+                else:
+                    traces[j, k, s] += decay[k] * (z[b + s] - traces[j, k, s])
+                z[b + MEMORY_SIGNALS * (1 + k) + s] = traces[j, k, s]
+    readout(w, z[:nf], True, out)
+    for o in range(2 * n):
+        z[nf + o] = out[o]
+    mst[0] = (head + 1) % slots
+    mst[1] = min(count + 1, slots)
+
+
 def warm_up() -> None:
     """Compile (or load from numba's cache) the forward model's kernels."""
     from .forward_model import ForwardModel
 
-    fm = ForwardModel(1, 3, (1, 2), 0.01, 0.3, 0.999)
+    fm = ForwardModel(1, 3, (1, 2), 0.01, 0.3, 0.999, memory_horizon=2)
     for k in range(4):
         fm.step(np.full(3, 0.1 * k), np.array([0.1 * k, 0.2]), np.array([k + 1.0]),
                 np.ones(2), np.ones(4), 0.5)
