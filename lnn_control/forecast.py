@@ -21,6 +21,7 @@ ROS-free; deterministic for a seed.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+import functools
 import statistics
 from typing import Callable, Iterable
 import warnings
@@ -108,7 +109,9 @@ def valid_steps(prediction: np.ndarray, target: np.ndarray, scale: float) -> int
 
 
 # -- the package's reservoirs and readouts ---------------------------------------------
+@functools.lru_cache(maxsize=1)
 def _defaults() -> Config:
+    """Return the controller's defaults (validated once: every row reads them)."""
     return Config({'joints': ['x']})
 
 

@@ -1,7 +1,7 @@
 """
 The reservoir also predicts: an online forward model of the controlled robot.
 
-Two learners predict the measured state x = (q, qd) as x(t) plus an increment:
+Three learners predict the measured state x = (q, qd):
 
 - the plant readout, for one tick ahead, on what the joint acceleration depends
   on: the measured state (with sin, cos and a friction-like term) and the
@@ -152,7 +152,7 @@ class ForwardModel:
 
 class MemoryReadout:
     """
-    Per joint, (q, qd) ``horizon`` ticks ahead from the recent history at several time scales.
+    Predict (q, qd) ``horizon`` ticks ahead from the recent history at several time scales.
 
     What the robot does in 0.5 s follows the reference, which the reservoir (a memory of
     a few tenths of a second at the default leak) cannot extrapolate that far: a sum of

@@ -311,11 +311,6 @@ def has_friction(name: str) -> bool:
                 or getattr(member, 'rail_friction', 0.0) > 0)
 
 
-def friction_plants() -> tuple[str, ...]:
-    """Zoo plants with Coulomb friction."""
-    return tuple(name for name in ZOO if has_friction(name))
-
-
 def change_applies(change: str, plant: str) -> bool:
     """Return whether ``change`` runs on ``plant``: friction steps only on plants with friction."""
     return CHANGES[change]['change'] != 'friction' or has_friction(plant)
