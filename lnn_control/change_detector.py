@@ -58,16 +58,31 @@ class ChangeDetector:
     def __init__(self, n: int, dt: float, threshold: float, enabled: bool = True,
                  short_s: float = SHORT_S, baseline_s: float = BASELINE_S):
         self.dt = float(dt)
-        self.threshold = float(threshold)
         self._enabled = bool(enabled)
         self._inv_kp = np.ones(n)
-        self._st = np.zeros(CK.CD_SIZE)
+        self._st = st = np.zeros(CK.CD_SIZE)     # the kernel's state, then its settings
         self._hist = np.zeros(CK.CD_BINS)
-        self._a_short = min(1.0, self.dt / short_s)
-        self._a_hist = min(1.0, self.dt / HISTORY_S)
-        self._warm = float(round(baseline_s / self.dt))
-        self._log_excess = float(np.log(EXCESS))
+        st[CK.CD_A_SHORT] = min(1.0, self.dt / short_s)
+        st[CK.CD_A_HIST] = min(1.0, self.dt / HISTORY_S)
+        st[CK.CD_WARM] = float(round(baseline_s / self.dt))
+        st[CK.CD_QUANTILE] = QUANTILE
+        st[CK.CD_LOG_EXCESS] = float(np.log(EXCESS))
+        st[CK.CD_DT] = self.dt
+        self.threshold = threshold
         self.detections: list[Detection] = []
+
+    @property
+    def settings(self) -> np.ndarray:
+        """Return the test's settings in ``CK.change_cusum``'s order (a_short ... threshold)."""
+        return self._st[CK.CD_A_SHORT:CK.CD_THRESHOLD + 1]
+
+    @property
+    def threshold(self) -> float:
+        return float(self._st[CK.CD_THRESHOLD])
+
+    @threshold.setter
+    def threshold(self, value: float) -> None:
+        self._st[CK.CD_THRESHOLD] = float(value)
 
     @property
     def enabled(self) -> bool:
@@ -96,15 +111,13 @@ class ChangeDetector:
 
         The error level before it no longer applies.
         """
-        self._st[:] = 0.0
+        self._st[:CK.CD_CLEARED] = 0.0
 
     def observe(self, error: np.ndarray) -> bool:
         """One learning tick's a-priori error; True when a change is detected."""
         if not self._enabled:
             return False
-        return CK.change_cusum(error, self._inv_kp, self._a_short, self._a_hist, self._warm,
-                               QUANTILE, self._log_excess, self.dt, self.threshold, self._st,
-                               self._hist)
+        return CK.change_test(error, self._inv_kp, self._st, self._hist)
 
     @property
     def score(self) -> float:

@@ -68,7 +68,9 @@ def feedback_error_inputs(io, scale, kp, kd, pd, u):
         u[7 * n + j] = qd / scale[n + j]
 
 
-# Layout of the supervisor's statistics vector (see supervisor.py).
+# Layout of the learning supervisor's state vector (see supervisor.py): statistics and
+# timers, cleared at every change of state (entries below SV_CLEARED), then its state and
+# settings.
 SV_PD = 0       # EWMA of |u_pd / kp|^2: the error left with the feedforward
 SV_TOTAL = 1    # EWMA of |u / kp|^2, u the applied command: the error PD alone would leave
 SV_PUSH = 2     # EWMA of the fraction of ticks the feedforward drives a saturation
@@ -76,40 +78,57 @@ SV_RHO = 3      # the estimated error ratio to PD alone (the larger of the two b
 SV_MAX = 4      # largest SV_RHO since the supervisor last cleared it
 SV_PD_LOW = 5   # SV_PD and SV_TOTAL of the low-passed efforts
 SV_TOTAL_LOW = 6
-SV_SIZE = 7
+SV_TICKS = 7    # ticks in the current state
+SV_INTERVAL = 8  # ticks since the last snapshot candidate
+SV_CLEARED = 9
+SV_STATE = 9    # 0 learning, 1 frozen, 2 PD only
+SV_ALPHA = 10   # EWMA coefficient, dt / window_s (at most 1)
+SV_TRIP = 11    # trip_ratio
+SV_WINDOW = 12  # window_s in ticks (at least 1)
+SV_HOLD = 13    # hold_s in ticks (at least one window)
+SV_HOLD_FACTOR = 14   # this PD-only hold in hold_s
+SV_SIZE = 15
+SV_PUSH_TRIP = 0.25   # the feedforward drives saturation this often: not credible
+# What ``supervise`` asks of the supervisor (0: nothing this tick).
+SV_ROLLBACK, SV_SNAPSHOT, SV_TO_PD_ONLY, SV_RESUME = 1, 2, 3, 4
 
 
 @njit(cache=True)
-def supervisor_stats(pd, ff, command, limit, inv_kp, beta, lp, ff_at_bound, alpha, trip,
-                     push_trip, warm, st):
+def supervise(pd, ff, command, gains, lp, ff_at_bound, refused, st):
     """
-    Update the supervisor's EWMAs; True when learning looks harmful.
+    One tick of the learning supervisor: update its statistics, say what it must do.
 
-    Harmful: ``warm`` and rho > ``trip`` or the push fraction > ``push_trip``.
+    ``gains`` rows: command limit, 1/kp, the low-pass coefficients. Harmful: a full window
+    in this state and rho > trip or the push fraction > SV_PUSH_TRIP.
 
     rho is the larger of two estimates: from the efforts as they are (quick) and from the
-    efforts low-passed per joint (``lp`` (2, n) holds the filter states, ``beta`` the
-    coefficients): effort above the closed loop's bandwidth does not move the plant, and a
-    feedforward chattering there would otherwise inflate the denominator and hide the
-    damage. A tick 'pushes' when the feedforward is at its bound, or a joint's command is at
-    its limit with the feedforward (more than a quarter of the limit) pushing the same way.
+    efforts low-passed per joint (``lp`` (2, n) holds the filter states): effort above the
+    closed loop's bandwidth does not move the plant, and a feedforward chattering there
+    would otherwise inflate the denominator and hide the damage. A tick 'pushes' when the
+    feedforward is at its bound, or a joint's command is at its limit with the feedforward
+    (more than a quarter of the limit) pushing the same way. Returns SV_ROLLBACK (harmful
+    or ``refused`` while learning), SV_SNAPSHOT (two good windows of learning),
+    SV_TO_PD_ONLY (harmful while frozen), SV_RESUME (the hold is over) or 0; the rare
+    events are the caller's, the every-tick part is all here.
     """
     a = 0.0
     b = 0.0
     a_low = 0.0
     b_low = 0.0
-    push = ff_at_bound
+    push = 1.0 if ff_at_bound else 0.0
     for j in range(pd.shape[0]):
-        e = pd[j] * inv_kp[j]
-        t = command[j] * inv_kp[j]
+        limit, inv_kp, beta = gains[0, j], gains[1, j], gains[2, j]
+        e = pd[j] * inv_kp
+        t = command[j] * inv_kp
         a += e * e
         b += t * t
-        lp[0, j] += beta[j] * (e - lp[0, j])
-        lp[1, j] += beta[j] * (t - lp[1, j])
+        lp[0, j] += beta * (e - lp[0, j])
+        lp[1, j] += beta * (t - lp[1, j])
         a_low += lp[0, j] * lp[0, j]
         b_low += lp[1, j] * lp[1, j]
-        if abs(command[j]) >= limit[j] and ff[j] * command[j] > 0.25 * limit[j] * limit[j]:
+        if abs(command[j]) >= limit and ff[j] * command[j] > 0.25 * limit * limit:
             push = 1.0
+    alpha = st[SV_ALPHA]
     st[SV_PD] += alpha * (a - st[SV_PD])
     st[SV_TOTAL] += alpha * (b - st[SV_TOTAL])
     st[SV_PD_LOW] += alpha * (a_low - st[SV_PD_LOW])
@@ -122,7 +141,19 @@ def supervisor_stats(pd, ff, command, limit, inv_kp, beta, lp, ff_at_bound, alph
     st[SV_RHO] = rho
     if rho > st[SV_MAX]:
         st[SV_MAX] = rho
-    return warm and (rho > trip or st[SV_PUSH] > push_trip)
+    ticks = st[SV_TICKS] + 1.0
+    st[SV_TICKS] = ticks
+    harmful = ticks >= st[SV_WINDOW] and (rho > st[SV_TRIP] or st[SV_PUSH] > SV_PUSH_TRIP)
+    state = st[SV_STATE]
+    if state == 0.0:
+        if refused or harmful:
+            return SV_ROLLBACK
+        st[SV_INTERVAL] += 1.0
+        return SV_SNAPSHOT if st[SV_INTERVAL] >= 2.0 * st[SV_WINDOW] else 0
+    if state == 1.0 and harmful:
+        return SV_TO_PD_ONLY
+    hold = st[SV_HOLD] if state == 1.0 else st[SV_HOLD] * st[SV_HOLD_FACTOR]
+    return SV_RESUME if ticks >= hold else 0
 
 
 # Layout of the change detector's state vector (see change_detector.py).
@@ -133,7 +164,9 @@ CD_TICKS = 3    # ticks observed since the last (re)start
 CD_WEIGHT = 4   # weight of the next histogram entry (grows instead of decaying the rest)
 CD_TOTAL = 5    # total weight in the histogram
 CD_TOP = 6      # highest histogram bin filled since the last (re)start
-CD_SIZE = 7
+CD_CLEARED = 7  # entries below this restart with the detector; the settings follow
+CD_A_SHORT, CD_A_HIST, CD_WARM, CD_QUANTILE, CD_LOG_EXCESS, CD_DT, CD_THRESHOLD = range(7, 14)
+CD_SIZE = 14
 # The histogram of log(CD_SHORT) the typical level is read from.
 CD_LOG_LOW, CD_LOG_HIGH, CD_BINS = -46.0, 18.0, 256
 
@@ -213,15 +246,24 @@ def change_cusum(err, inv_kp, a_short, a_hist, warm_ticks, quantile, log_excess,
 
 
 @njit(cache=True)
-def track_scales(io, envelope, scale, before, floor, headroom):
+def change_test(err, inv_kp, st, hist):
+    """``change_cusum`` with its settings read from ``st`` (a Numba entry with few arguments)."""
+    return change_cusum(err, inv_kp, st[CD_A_SHORT], st[CD_A_HIST], st[CD_WARM],
+                        st[CD_QUANTILE], st[CD_LOG_EXCESS], st[CD_DT], st[CD_THRESHOLD], st,
+                        hist)
+
+
+@njit(cache=True)
+def track_scales(io, table, headroom):
     """
     Grow the input scales the reference outgrows (automatic input normalisation).
 
-    Per joint, ``envelope`` (3n) holds the running peak of |q_d|, |qd_d| and |qdd_d| (io
-    rows 2..4); where a peak outgrows its scale the scale becomes headroom x the peak (so
-    each change is at least ``headroom``-fold). Scales start at ``floor`` and only grow, so
-    they settle once the reference has shown its range. ``before`` receives the scales as
-    they were. Returns how many scales changed (the caller then rescales the readouts).
+    ``table`` rows (each 3n, per quantity then joint): the scales, the running peaks of
+    |q_d|, |qd_d| and |qdd_d| (io rows 2..4), the scales before this tick, the floors.
+    Where a peak outgrows its scale the scale becomes headroom x the peak (so each change
+    is at least ``headroom``-fold). Scales start at their floors and only grow, so they
+    settle once the reference has shown its range. Returns how many scales changed (the
+    caller then rescales the readouts).
     """
     n = io.shape[1]
     changed = 0
@@ -229,11 +271,11 @@ def track_scales(io, envelope, scale, before, floor, headroom):
         for j in range(n):
             v = abs(io[2 + k, j])
             i = k * n + j
-            before[i] = scale[i]
-            if v > envelope[i]:
-                envelope[i] = v
-                if v > scale[i]:
-                    scale[i] = max(floor[i], headroom * v)
+            table[2, i] = table[0, i]
+            if v > table[1, i]:
+                table[1, i] = v
+                if v > table[0, i]:
+                    table[0, i] = max(table[3, i], headroom * v)
                     changed += 1
     return changed
 
@@ -282,8 +324,8 @@ def warm_up() -> None:
     feedback_error_inputs(io, np.ones(3), np.ones(1), np.ones(1), out, np.zeros(8))
     bounded_command(out, out.copy(), np.ones(1), np.ones(1), np.zeros(1))
     state_table(out, out, out, out, out, np.zeros((1, 6)))
-    supervisor_stats(out, out, out, np.ones(1), np.ones(1), np.ones(1), np.zeros((2, 1)),
-                     0.0, 0.5, 1.1, 0.25, True, np.zeros(SV_SIZE))
-    track_scales(io, np.zeros(3), np.ones(3), np.ones(3), np.ones(3), 1.25)
+    supervise(out, out, out, np.ones((3, 1)), np.zeros((2, 1)), 0, False, np.zeros(SV_SIZE))
+    track_scales(io, np.ones((4, 3)), 1.25)
     change_cusum(out, np.ones(1), 0.1, 0.01, 2.0, 0.9, 1.0, 0.01, 0.2, np.zeros(CD_SIZE),
                  np.zeros(CD_BINS))
+    change_test(out, np.ones(1), np.zeros(CD_SIZE), np.zeros(CD_BINS))

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import change_detector as CD
 from . import forward_kernels as FK
 from .change_detector import ChangeDetector
 from .rls import RLSReadout
@@ -78,9 +77,7 @@ class ForwardModel:
         wk = self._wk = np.zeros((FK.W_BASE + 3 * nh, max(6 * n_joints, FK.N_ARGS, nh)))
         wk[FK.W_U_SCALE] = 1e-3                    # grows to the command's range
         wk[FK.W_UNIT] = 1.0
-        wk[FK.W_ARGS, :FK.N_ARGS] = (d._a_short, d._a_hist, d._warm, CD.QUANTILE,
-                                     d._log_excess, d.dt, d.threshold,
-                                     self.plant.initial_covariance, COMMAND_HEADROOM,
+        wk[FK.W_ARGS, :FK.N_ARGS] = (*d.settings, self.plant.initial_covariance, COMMAND_HEADROOM,
                                      min(1.0, self.dt / ERROR_AVERAGE_S))
         self._base = wk[FK.W_BASE:FK.W_BASE + nh, :m]
         self._pred = wk[FK.W_BASE + nh:FK.W_BASE + 2 * nh, :m]

@@ -50,20 +50,22 @@ class InputNormalizer:
 
     def __init__(self, n: int, auto: bool, fixed_scales, input_index: np.ndarray):
         self.n, self.auto = n, auto
+        # One table for the kernel: the scales, the reference's peaks, the scales before
+        # the last change, the floors (rows, each 3n; the attributes are views).
+        self._table = np.zeros((4, 3 * n))
+        self.scale, self.envelope, self._before, self._floor = self._table
         if auto:
-            self.scale = np.repeat(np.asarray(AUTO_FLOOR, dtype=float), n)
+            self.scale[:] = np.repeat(np.asarray(AUTO_FLOOR, dtype=float), n)
         else:
-            self.scale = np.concatenate([np.asarray(s, dtype=float) for s in fixed_scales])
-        self._floor = self.scale.copy()
-        self._before = self.scale.copy()
-        self.envelope = np.zeros(3 * n)
+            self.scale[:] = np.concatenate([np.asarray(s, dtype=float) for s in fixed_scales])
+        self._floor[:] = self.scale
+        self._before[:] = self.scale
         self.input_index = np.asarray(input_index)
         self.changes = 0
 
     def track(self, io: np.ndarray) -> bool:
         """Follow the reference of this tick (``io`` rows 2-4); True when a scale grew."""
-        if self.auto and CK.track_scales(io, self.envelope, self.scale, self._before,
-                                         self._floor, AUTO_HEADROOM):
+        if self.auto and CK.track_scales(io, self._table, AUTO_HEADROOM):
             self.changes += 1
             return True
         return False

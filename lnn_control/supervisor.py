@@ -26,7 +26,7 @@ The response, with hysteresis (``hold_s``) and escalation:
 
 1. Trip on any of: rho above ``trip_ratio``; the feedforward driving the
    command into saturation (at its own bound ``feedforward_limit``, or pushing
-   a saturated joint the same way) on more than ``PUSH_FRACTION`` of the ticks
+   a saturated joint the same way) on more than a quarter of the ticks
    -- under saturation rho reads about 1 whatever the error, and a learned
    model that keeps asking for more than the actuator has is not credible
    (learning itself pauses on saturated ticks, see the controller); a
@@ -51,7 +51,9 @@ The response, with hysteresis (``hold_s``) and escalation:
    which by definition is not worse than PD, for another ``hold_s``; then
    learning restarts from zero at the cut gain.
 
-ROS-free; the per-tick part is a few scalar operations on preallocated arrays.
+ROS-free; the per-tick part is one kernel (``control_kernels.supervise``) on
+preallocated arrays, which also keeps the timers and says when to act; the
+actions, rare, are Python.
 """
 from __future__ import annotations
 
@@ -61,10 +63,9 @@ import numpy as np
 
 from . import control_kernels as CK
 
-LEARNING, FROZEN, PD_ONLY = 'learning', 'frozen', 'pd_only'
+LEARNING, FROZEN, PD_ONLY = STATES = ('learning', 'frozen', 'pd_only')   # SV_STATE codes
 GAIN_CUT = 0.1
 GOOD_FRACTION = 0.5          # snapshots are taken while rho < GOOD_FRACTION * trip_ratio
-PUSH_FRACTION = 0.25         # feedforward drives saturation this often: not credible
 MAX_BACKOFF = 32             # PD-only holds grow to at most this many hold_s
 
 
@@ -90,14 +91,12 @@ class LearningSupervisor:
                  enabled: bool = True):
         self.ctrl = controller
         self.enabled = bool(enabled)
-        self.trip_ratio = float(trip_ratio)
-        self.window_s = float(window_s)
-        self.hold_s = float(hold_s)
         n = controller.n
-        self._stats = np.zeros(CK.SV_SIZE)          # EWMAs (see control_kernels.supervisor_stats)
-        self._inv_kp = np.zeros(n)
-        self._beta = np.ones(n)                    # low-pass coefficients, per joint
+        self._stats = np.zeros(CK.SV_SIZE)         # statistics, timers, state, settings
+        self._gains = np.zeros((3, n))             # command limit, 1/kp, low-pass coefficients
         self._lp = np.zeros((2, n))                # low-passed error and effort
+        self._trip_ratio, self._window_s, self._hold_s = trip_ratio, window_s, hold_s
+        self._derive()
         self.set_gains(controller.kp, controller.kd, controller.command_limit)
         self._good = [r.w.copy() for r in controller.readouts()]
         self._candidate = [r.w.copy() for r in controller.readouts()]
@@ -110,11 +109,26 @@ class LearningSupervisor:
         self.counts = {'rollback': 0, 'pd_only': 0, 'resume': 0}
         self.episodes = 0               # interventions so far (learning paused or restarted)
         self.snapshots = 0
-        self._hold_factor = 1           # this PD-only hold, in hold_s (see _pd_only)
+        self._stats[CK.SV_HOLD_FACTOR] = 1   # this PD-only hold, in hold_s (see _pd_only)
         self._next_hold_factor = 1
         self._reset_timers()
 
     # -- configuration ---------------------------------------------------------
+    trip_ratio = property(lambda self: self._trip_ratio,
+                          lambda self, v: self._derive(trip_ratio=v))
+    window_s = property(lambda self: self._window_s, lambda self, v: self._derive(window_s=v))
+    hold_s = property(lambda self: self._hold_s, lambda self, v: self._derive(hold_s=v))
+
+    def _derive(self, **settings) -> None:
+        """Carry the settings into the kernel's units (ticks, EWMA coefficient)."""
+        for name, value in settings.items():
+            setattr(self, '_' + name, float(value))
+        dt, st = self.ctrl.dt, self._stats
+        st[CK.SV_TRIP] = self._trip_ratio
+        st[CK.SV_ALPHA] = min(1.0, dt / self._window_s)
+        st[CK.SV_WINDOW] = max(1, int(self._window_s / dt + 0.5))
+        st[CK.SV_HOLD] = max(st[CK.SV_WINDOW], int(self._hold_s / dt + 0.5))
+
     def set_gains(self, kp: np.ndarray, kd: np.ndarray, command_limit: np.ndarray) -> None:
         """
         Set the error units: effort / kp (effort / command_limit where kp is 0).
@@ -123,16 +137,23 @@ class LearningSupervisor:
         loop's bandwidth (2 zeta omega_n = kd/I, omega_n^2 = kp/I give omega_n = 2 zeta
         kp/kd), so the figure follows what moves the plant.
         """
-        self._inv_kp[:] = 1.0 / np.where(kp > 0, kp, command_limit)
+        self._gains[0] = command_limit
+        self._gains[1] = 1.0 / np.where(kp > 0, kp, command_limit)
         wc_dt = kp / np.where(kd > 0, kd, 1.0) * self.ctrl.dt
-        self._beta[:] = np.where(kd > 0, wc_dt / (1.0 + wc_dt), 1.0)
+        self._gains[2] = np.where(kd > 0, wc_dt / (1.0 + wc_dt), 1.0)
 
     def _reset_timers(self) -> None:
-        self._stats[:] = 0.0
+        self._stats[:CK.SV_CLEARED] = 0.0
         self._lp[:] = 0.0
-        self._ticks_in_state = 0
-        self._interval_ticks = 0
         self._candidate_ok = False
+
+    @property
+    def state(self) -> str:
+        return STATES[int(self._stats[CK.SV_STATE])]
+
+    @state.setter
+    def state(self, value: str) -> None:
+        self._stats[CK.SV_STATE] = STATES.index(value)
 
     def reset(self) -> None:
         """After ``reset_learning``: a fresh start at full gain."""
@@ -161,39 +182,33 @@ class LearningSupervisor:
 
     # -- the tick --------------------------------------------------------------
     def observe(self, pd: np.ndarray, ff: np.ndarray, command: np.ndarray,
-                ff_at_bound: bool, refused_step: bool = False) -> None:
+                ff_at_bound: int, refused_step: bool = False) -> None:
         if not self.enabled:
             return
-        ctrl = self.ctrl
-        window_ticks = max(1, int(self.window_s / ctrl.dt + 0.5))
-        self._ticks_in_state += 1
-        harmful = CK.supervisor_stats(pd, ff, command, ctrl.command_limit, self._inv_kp,
-                                      self._beta, self._lp, float(ff_at_bound),
-                                      min(1.0, ctrl.dt / self.window_s),
-                                      self.trip_ratio, PUSH_FRACTION,
-                                      self._ticks_in_state >= window_ticks, self._stats)
-        if self.state == LEARNING:
-            if refused_step or harmful:
-                rho, push = self.ratio, self._stats[CK.SV_PUSH]
-                self._rollback('RLS step refused as numerically unusable' if refused_step
-                               else f'estimated error ratio to PD {rho:.2f} > trip_ratio '
-                                    f'{self.trip_ratio:g}' if rho > self.trip_ratio
-                               else f'feedforward drove the command into its limit '
-                                    f'{push:.0%} of the time')
-            else:
-                self._interval_ticks += 1
-                if self._interval_ticks >= 2 * window_ticks:
-                    self._take_snapshot()
-            return
-        hold_ticks = max(window_ticks, int(self.hold_s / ctrl.dt + 0.5))
-        if self.state == FROZEN:
-            if harmful:
-                self._pd_only(f'still {self.ratio:.2f} x PD with the rolled-back readout')
-            elif self._ticks_in_state >= hold_ticks:
-                self._resume(f'error ratio {self.ratio:.2f} after {self.hold_s:g} s frozen')
-        elif self._ticks_in_state >= hold_ticks * self._hold_factor:
-            self._resume(f'restart from zero after {self.hold_s * self._hold_factor:g} s '
-                         'of PD only')
+        action = CK.supervise(pd, ff, command, self._gains, self._lp, ff_at_bound,
+                              refused_step, self._stats)
+        if action:
+            self._act(action, refused_step)
+
+    def _act(self, action: int, refused_step: bool) -> None:
+        """Do what ``CK.supervise`` asked for (rare: not every tick)."""
+        rho = self.ratio
+        if action == CK.SV_ROLLBACK:
+            push = self._stats[CK.SV_PUSH]
+            self._rollback('RLS step refused as numerically unusable' if refused_step
+                           else f'estimated error ratio to PD {rho:.2f} > trip_ratio '
+                                f'{self.trip_ratio:g}' if rho > self.trip_ratio
+                           else f'feedforward drove the command into its limit '
+                                f'{push:.0%} of the time')
+        elif action == CK.SV_SNAPSHOT:
+            self._take_snapshot()
+        elif action == CK.SV_TO_PD_ONLY:
+            self._pd_only(f'still {rho:.2f} x PD with the rolled-back readout')
+        elif self.state == FROZEN:
+            self._resume(f'error ratio {rho:.2f} after {self.hold_s:g} s frozen')
+        else:
+            hold = self.hold_s * self._stats[CK.SV_HOLD_FACTOR]
+            self._resume(f'restart from zero after {hold:g} s of PD only')
 
     def _take_snapshot(self) -> None:
         """
@@ -212,7 +227,7 @@ class LearningSupervisor:
         for c, r in zip(self._candidate, self.ctrl.readouts()):
             c[:] = r.w
         self._candidate_ok = good
-        self._interval_ticks = 0
+        self._stats[CK.SV_INTERVAL] = 0.0
         self._stats[CK.SV_MAX] = 0.0
 
     # -- responses -------------------------------------------------------------
@@ -247,10 +262,10 @@ class LearningSupervisor:
         self.state = PD_ONLY
         # Each retry that fails costs a few bad seconds: until a good snapshot
         # resets it, the next PD-only hold is twice as long.
-        self._hold_factor = self._next_hold_factor
-        self._next_hold_factor = min(MAX_BACKOFF, 2 * self._hold_factor)
+        hold_factor = self._stats[CK.SV_HOLD_FACTOR] = self._next_hold_factor
+        self._next_hold_factor = min(MAX_BACKOFF, 2 * hold_factor)
         self._record('pd_only', f'{reason}: feedforward zeroed (PD only) for '
-                                f'{self.hold_s * self._hold_factor:g} s')
+                                f'{self.hold_s * hold_factor:g} s')
         self._reset_timers()
 
     def _resume(self, reason: str) -> None:

@@ -6,6 +6,7 @@ when it fires.
 """
 from lnn_control import change_detector as CD
 from lnn_control import closed_loop as CL
+from lnn_control import control_kernels as CK
 from lnn_control.controller import AdaptiveController, RESTART_GAIN
 from lnn_control.kernels_numpy import ChangeCusum
 import numpy as np
@@ -133,8 +134,10 @@ def test_detection_can_be_switched_off_live():
     assert ctrl.change_detector.enabled
     ctrl.update_params({'change_detection.enabled': False, 'change_detection.threshold': 0.8})
     assert not ctrl.change_detector.enabled and ctrl.change_detector.threshold == 0.8
-    ctrl.change_detector._st[:] = 1.0                 # as if it had been running
+    state = ctrl.change_detector._st[:CK.CD_CLEARED]
+    state[:] = 1.0                                    # as if it had been running
     ctrl.update_params({'change_detection.enabled': True})
-    assert ctrl.change_detector._st.sum() == 0.0      # switched back on: a fresh start
+    assert state.sum() == 0.0                         # switched back on: a fresh start
+    assert ctrl.change_detector.threshold == 0.8      # ... with its settings kept
     with pytest.raises(ValueError):
         ctrl.update_params({'change_detection.threshold': 0.0})

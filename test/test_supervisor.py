@@ -151,3 +151,44 @@ def test_a_pd_only_controller_has_nothing_for_the_supervisor_to_judge():
     _loop(ctrl, 'pendulum', 6.0)
     assert ctrl.saturated_ticks > 50                  # PD alone hit the limit, often
     assert ctrl.supervisor.interventions == [] and ctrl.supervisor.state == 'learning'
+
+
+def test_supervise_kernel_trips_snapshots_and_resumes_on_its_timers():
+    """The per-tick kernel's decisions, one joint, window 10 ticks, hold 30."""
+    from lnn_control import control_kernels as CK
+    st = np.zeros(CK.SV_SIZE)
+    st[CK.SV_ALPHA], st[CK.SV_TRIP], st[CK.SV_WINDOW], st[CK.SV_HOLD] = 0.1, 1.1, 10, 30
+    st[CK.SV_HOLD_FACTOR] = 2
+    gains, lp = np.array([[10.0], [0.1], [1.0]]), np.zeros((2, 1))
+    one = np.ones(1)
+
+    def run(pd, ff, ticks, refused=False):
+        codes = []
+        for _ in range(ticks):
+            codes.append(CK.supervise(pd, ff, pd + ff, gains, lp, 0, refused, st))
+            if codes[-1] == CK.SV_SNAPSHOT:
+                st[CK.SV_INTERVAL] = 0.0        # what LearningSupervisor._take_snapshot does
+        return codes
+
+    # Learning that halves the PD effort: good, a snapshot every two windows.
+    codes = run(0.5 * one, 0.5 * one, 40)
+    assert [k for k, c in enumerate(codes) if c] == [19, 39]
+    assert all(c == CK.SV_SNAPSHOT for c in codes if c)
+    assert st[CK.SV_RHO] == pytest.approx(0.5)
+    # A feedforward against the PD loop: rho 2, a rollback once it has a full window.
+    st[:CK.SV_CLEARED] = 0.0
+    codes = run(2.0 * one, -1.0 * one, 10)
+    assert codes[:9] == [0] * 9 and codes[9] == CK.SV_ROLLBACK
+    # A refused RLS step rolls back at once, whatever rho says.
+    st[:CK.SV_CLEARED] = 0.0
+    assert run(0.5 * one, 0.5 * one, 1, refused=True) == [CK.SV_ROLLBACK]
+    # Frozen: harmful again -> PD only; good -> resume after the hold.
+    st[:CK.SV_CLEARED], st[CK.SV_STATE] = 0.0, 1
+    assert run(2.0 * one, -1.0 * one, 10)[-1] == CK.SV_TO_PD_ONLY
+    st[:CK.SV_CLEARED] = 0.0
+    codes = run(0.5 * one, 0.5 * one, 30)
+    assert codes[:29] == [0] * 29 and codes[29] == CK.SV_RESUME
+    # PD only: the hold times the backoff factor, whatever rho reads.
+    st[:CK.SV_CLEARED], st[CK.SV_STATE] = 0.0, 2
+    codes = run(2.0 * one, -1.0 * one, 60)
+    assert codes[:59] == [0] * 59 and codes[59] == CK.SV_RESUME
