@@ -368,12 +368,14 @@ def parity_check(res, m, n_ticks=50):
 # main
 # --------------------------------------------------------------------------
 
-def controller_overhead(n=300, ticks=2000, rounds=5):
+def controller_overhead(n=300, ticks=2000, block=50, skip=5):
     """
     Measure the median AdaptiveController.step time with and without the safety layers.
 
     The defaults; without the forward model (prediction); and also without the learning
-    supervisor, automatic normalisation and change detection: interleaved in one run.
+    supervisor, automatic normalisation and change detection. The three take turns every
+    ``block`` ticks (the first ``skip`` of each block, which refill the caches, untimed),
+    so a noisy neighbour slows all three alike.
     """
     from lnn_control.controller import AdaptiveController
 
@@ -393,12 +395,13 @@ def controller_overhead(n=300, ticks=2000, rounds=5):
         data.append(((q_d * 0.98, 0.5 * w * np.cos(w * t)),
                      (q_d, 0.5 * w * np.cos(w * t), -0.5 * w * w * np.sin(w * t))))
     times = {k: [] for k in arms}
-    for _ in range(rounds):
+    for start in range(0, ticks, block):
         for name, ctrl in ctrls.items():
-            for measured, desired in data[:ticks // rounds]:
+            for i, (measured, desired) in enumerate(data[start:start + block]):
                 t0 = time.perf_counter_ns()
                 ctrl.step(measured, desired)
-                times[name].append(time.perf_counter_ns() - t0)
+                if i >= skip:
+                    times[name].append(time.perf_counter_ns() - t0)
     return {k: float(np.median(v)) / 1e3 for k, v in times.items()}
 
 

@@ -17,32 +17,6 @@ import numpy as np
 FRICTION_BAND = 0.05
 
 
-@njit('int64(float64[:], float64[:], float64[:], float64[:], float64[:], float64[:, :])',
-      cache=True)
-def load_io(q, qd, q_d, qd_d, qdd_d, io):
-    """
-    Copy one tick's measured and desired state into the rows of io: 0, or why not.
-
-    Returns 1 + the index of the first value whose length is not io's row length (io
-    untouched), -1 when a value is not finite. The explicit signature means any other
-    type raises TypeError instead of compiling mid-run; the caller then checks the
-    slow way (lists, other dtypes) with the same rules.
-    """
-    n = io.shape[1]
-    values = (q, qd, q_d, qd_d, qdd_d)
-    for r in range(5):
-        if values[r].shape[0] != n:
-            return 1 + r
-    finite = True
-    for r in range(5):
-        v = values[r]
-        for j in range(n):
-            x = v[j]
-            io[r, j] = x
-            finite &= np.isfinite(x)
-    return 0 if finite else -1
-
-
 @njit(cache=True)
 def feedback_error_inputs(io, scale, kp, kd, pd, u):
     """
@@ -278,6 +252,43 @@ def track_scales(io, table, headroom):
                     table[0, i] = max(table[3, i], headroom * v)
                     changed += 1
     return changed
+
+
+# What load_io returns besides 1 + the row of a value of the wrong length.
+IO_VALID, IO_NOT_FINITE, IO_SCALES_GREW = 0, -1, -2
+
+
+@njit('int64(float64[:], float64[:], float64[:], float64[:], float64[:], float64[:, :], '
+      'float64[:, :], float64)', cache=True)
+def load_io(q, qd, q_d, qd_d, qdd_d, io, scales, headroom):
+    """
+    Copy one tick's measured and desired state into the rows of io and follow the scales.
+
+    Returns IO_VALID, or IO_SCALES_GREW when the automatic normalisation (``headroom`` >
+    0; ``scales``: the ``track_scales`` table) grew a scale; 1 + the index of the first
+    value whose length is not io's row length (io untouched); IO_NOT_FINITE when a value
+    is not finite (the scales untouched). The explicit signature means any other type
+    raises TypeError instead of compiling mid-run; the caller then checks the slow way
+    (lists, other dtypes) with the same rules. One Numba entry for both: the tick's
+    cost is mostly such entries.
+    """
+    n = io.shape[1]
+    values = (q, qd, q_d, qd_d, qdd_d)
+    for r in range(5):
+        if values[r].shape[0] != n:
+            return 1 + r
+    finite = True
+    for r in range(5):
+        v = values[r]
+        for j in range(n):
+            x = v[j]
+            io[r, j] = x
+            finite &= np.isfinite(x)
+    if not finite:
+        return IO_NOT_FINITE
+    if headroom > 0.0 and track_scales(io, scales, headroom):
+        return IO_SCALES_GREW
+    return IO_VALID
 
 
 @njit(cache=True)

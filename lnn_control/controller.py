@@ -229,17 +229,21 @@ class AdaptiveController(InverseModelTick):
         phi[:m] = u
         phi[m:] = reservoir.step(u)
 
-    def _load_io(self, measured, desired) -> np.ndarray:
-        io, n = self._io, self.n
+    def _load_io(self, measured, desired) -> bool:
+        """Load and check this tick's inputs into ``self._io``; True when an input scale grew."""
+        io, n, norm = self._io, self.n, self.normalizer
         if len(measured) != 2 or len(desired) != 3:
             raise ValueError('measured is (position, velocity), desired is '
                              '(position, velocity, acceleration)')
         try:        # float64 vectors, the usual case: one kernel call
-            code = CK.load_io(*measured, *desired, io)
+            code = CK.load_io(*measured, *desired, io, norm.table, norm.headroom)
         except TypeError:
             code = None     # other types: the same checks the slow way
-        if code == 0:
-            return io
+        if code == CK.IO_VALID:
+            return False
+        if code == CK.IO_SCALES_GREW:
+            norm.grew()
+            return True
         for row, value in enumerate((*measured, *desired)):
             if np.shape(value) != (n,):
                 raise ValueError(f'expected {n} values per quantity (joints {list(self.joints)}), '
@@ -247,12 +251,12 @@ class AdaptiveController(InverseModelTick):
             io[row] = value
         if not K.all_finite(io.reshape(-1)):
             raise ValueError('non-finite measurement or reference refused')
-        return io
+        return norm.track(io)
 
     def step(self, measured, desired) -> np.ndarray:
-        io = self._load_io(measured, desired)
-        if self.normalizer.track(io):
+        if self._load_io(measured, desired):
             self._rescale_readouts()
+        io = self._io
         refused = False
         self._k_scale = 0.0
         if self.mode == 'feedback_error':

@@ -52,8 +52,9 @@ class InputNormalizer:
         self.n, self.auto = n, auto
         # One table for the kernel: the scales, the reference's peaks, the scales before
         # the last change, the floors (rows, each 3n; the attributes are views).
-        self._table = np.zeros((4, 3 * n))
-        self.scale, self.envelope, self._before, self._floor = self._table
+        self.table = np.zeros((4, 3 * n))
+        self.headroom = AUTO_HEADROOM if auto else 0.0     # 0: no tracking
+        self.scale, self.envelope, self._before, self._floor = self.table
         if auto:
             self.scale[:] = np.repeat(np.asarray(AUTO_FLOOR, dtype=float), n)
         else:
@@ -64,11 +65,19 @@ class InputNormalizer:
         self.changes = 0
 
     def track(self, io: np.ndarray) -> bool:
-        """Follow the reference of this tick (``io`` rows 2-4); True when a scale grew."""
-        if self.auto and CK.track_scales(io, self._table, AUTO_HEADROOM):
-            self.changes += 1
+        """
+        Follow the reference of this tick (``io`` rows 2-4); True when a scale grew.
+
+        The controller's fast path does this inside ``CK.load_io`` and calls ``grew``.
+        """
+        if self.auto and CK.track_scales(io, self.table, AUTO_HEADROOM):
+            self.grew()
             return True
         return False
+
+    def grew(self) -> None:
+        """Count a change of scale (``track`` or ``CK.load_io`` found one)."""
+        self.changes += 1
 
     def input_factors(self) -> np.ndarray:
         """Per input: new scale / scale before the last change (1 for unscaled inputs)."""

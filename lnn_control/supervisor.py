@@ -79,6 +79,12 @@ class Intervention:
     reason: str
 
 
+def _setting(name: str) -> property:
+    """Return a live setting the kernel reads in its own units (see ``_derive``)."""
+    return property(lambda self: getattr(self, '_' + name),
+                    lambda self, value: self._derive(**{name: value}))
+
+
 class LearningSupervisor:
     """
     Watches rho and rolls back, freezes or zeroes the readouts of an ``AdaptiveController``.
@@ -114,10 +120,9 @@ class LearningSupervisor:
         self._reset_timers()
 
     # -- configuration ---------------------------------------------------------
-    trip_ratio = property(lambda self: self._trip_ratio,
-                          lambda self, v: self._derive(trip_ratio=v))
-    window_s = property(lambda self: self._window_s, lambda self, v: self._derive(window_s=v))
-    hold_s = property(lambda self: self._hold_s, lambda self, v: self._derive(hold_s=v))
+    trip_ratio = _setting('trip_ratio')
+    window_s = _setting('window_s')
+    hold_s = _setting('hold_s')
 
     def _derive(self, **settings) -> None:
         """Carry the settings into the kernel's units (ticks, EWMA coefficient)."""
