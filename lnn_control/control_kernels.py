@@ -72,8 +72,9 @@ def supervise(pd, ff, command, gains, lp, ff_at_bound, refused, st):
     """
     One tick of the learning supervisor: update its statistics, say what it must do.
 
-    ``gains`` rows: command limit, 1/kp, the low-pass coefficients. Harmful: a full window
-    in this state and rho > trip or the push fraction > SV_PUSH_TRIP.
+    ``gains`` rows: command limit, 1/kp, the low-pass coefficients. Harmful: rho > trip
+    after a full window in this state, or the push fraction > SV_PUSH_TRIP after a quarter
+    window (its own averaging time).
 
     rho is the larger of two estimates: from the efforts as they are (quick) and from the
     efforts low-passed per joint (``lp`` (2, n) holds the filter states): effort above the
@@ -117,7 +118,10 @@ def supervise(pd, ff, command, gains, lp, ff_at_bound, refused, st):
         st[SV_MAX] = rho
     ticks = st[SV_TICKS] + 1.0
     st[SV_TICKS] = ticks
-    harmful = ticks >= st[SV_WINDOW] and (rho > st[SV_TRIP] or st[SV_PUSH] > SV_PUSH_TRIP)
+    # each figure is judged once its own average has filled: rho's window, the push
+    # fraction's quarter window (saturation does its damage fast)
+    harmful = ((ticks >= st[SV_WINDOW] and rho > st[SV_TRIP])
+               or (4.0 * ticks >= st[SV_WINDOW] and st[SV_PUSH] > SV_PUSH_TRIP))
     state = st[SV_STATE]
     if state == 0.0:
         if refused or harmful:

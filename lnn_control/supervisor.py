@@ -26,7 +26,10 @@ The response, with hysteresis (``hold_s``) and escalation:
 
 1. Trip on any of: rho above ``trip_ratio``; the feedforward driving the
    command into saturation (at its own bound ``feedforward_limit``, or pushing
-   a saturated joint the same way) on more than a quarter of the ticks
+   a saturated joint the same way) on more than a quarter of the ticks, judged
+   over a quarter window (with a tick of actuation delay the first learning
+   steps drive the command into its limit within 0.3 s; waiting for a full
+   window kept arms saturated for most of their first second, 10x PD's error)
    -- under saturation rho reads about 1 whatever the error, and a learned
    model that keeps asking for more than the actuator has is not credible
    (learning itself pauses on saturated ticks, see the controller); a

@@ -179,6 +179,12 @@ def test_supervise_kernel_trips_snapshots_and_resumes_on_its_timers():
     st[:CK.SV_CLEARED] = 0.0
     codes = run(2.0 * one, -1.0 * one, 10)
     assert codes[:9] == [0] * 9 and codes[9] == CK.SV_ROLLBACK
+    # A feedforward pushing a saturated command: judged after a quarter window already.
+    st[:CK.SV_CLEARED] = 0.0
+    limit = 10.0 * one
+    codes = [CK.supervise(2.0 * one, 9.0 * one, limit, gains, lp, 1, False, st)
+             for _ in range(3)]
+    assert codes[:2] == [0, 0] and codes[2] == CK.SV_ROLLBACK
     # A refused RLS step rolls back at once, whatever rho says.
     st[:CK.SV_CLEARED] = 0.0
     assert run(0.5 * one, 0.5 * one, 1, refused=True) == [CK.SV_ROLLBACK]
