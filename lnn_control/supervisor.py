@@ -202,21 +202,24 @@ class LearningSupervisor:
         """Do what ``CK.supervise`` asked for (rare: not every tick)."""
         rho = self.ratio
         if action == CK.SV_ROLLBACK:
-            push = self._stats[CK.SV_PUSH]
             self._rollback('RLS step refused as numerically unusable' if refused_step
-                           else f'estimated error ratio to PD {rho:.2f} > trip_ratio '
-                                f'{self.trip_ratio:g}' if rho > self.trip_ratio
-                           else f'feedforward drove the command into its limit '
-                                f'{push:.0%} of the time')
+                           else self._harm())
         elif action == CK.SV_SNAPSHOT:
             self._take_snapshot()
         elif action == CK.SV_TO_PD_ONLY:
-            self._pd_only(f'still {rho:.2f} x PD with the rolled-back readout')
+            self._pd_only(f'still harmful with the rolled-back readout ({self._harm()})')
         elif self.state == FROZEN:
             self._resume(f'error ratio {rho:.2f} after {self.hold_s:g} s frozen')
         else:
             hold = self.hold_s * self._stats[CK.SV_HOLD_FACTOR]
             self._resume(f'restart from zero after {hold:g} s of PD only')
+
+    def _harm(self) -> str:
+        """Say which figure tripped (rho is judged after a full window, saturation sooner)."""
+        st, rho = self._stats, self.ratio
+        if rho > self.trip_ratio and st[CK.SV_TICKS] >= st[CK.SV_WINDOW]:
+            return f'estimated error ratio to PD {rho:.2f} > trip_ratio {self.trip_ratio:g}'
+        return f'feedforward drove the command into its limit {st[CK.SV_PUSH]:.0%} of the time'
 
     def _take_snapshot(self) -> None:
         """
