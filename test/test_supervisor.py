@@ -198,3 +198,20 @@ def test_supervise_kernel_trips_snapshots_and_resumes_on_its_timers():
     st[:CK.SV_CLEARED], st[CK.SV_STATE] = 0.0, 2
     codes = run(2.0 * one, -1.0 * one, 60)
     assert codes[:59] == [0] * 59 and codes[59] == CK.SV_RESUME
+
+
+def test_saturating_start_up_with_a_tick_of_delay_is_cut_short():
+    """
+    With a tick of actuation delay the first learning steps push a 2-link arm's command
+    into its limit within 0.3 s; the push fraction is judged after a quarter window, so
+    the supervisor steps in then, not after its first full window (which had left the arm
+    saturated for most of its first second at 2.3x PD's error over the first 3 s).
+    """
+    params = {**zoo.controller_params('arm_heavy_base'), 'reservoir.seed': 0,
+              'reference.seed': 0}
+    pd, adaptive = (CL.run(zoo.model_name('arm_heavy_base'), params, 3.0, learning=learning,
+                           delay_ticks=1) for learning in (False, True))
+    first = adaptive.meta['interventions'][0]
+    assert first[1] == 'rollback' and first[0] < 0.5, first
+    assert 'into its limit' in first[2]
+    assert CL.rms(adaptive, 0.0, 3.0) <= 1.5 * CL.rms(pd, 0.0, 3.0)
