@@ -202,6 +202,8 @@ def test_supervise_kernel_trips_snapshots_and_resumes_on_its_timers():
 
 def test_saturating_start_up_with_a_tick_of_delay_is_cut_short():
     """
+    Step in within 0.5 s when a tick of delay makes the first learning steps saturate.
+
     With a tick of actuation delay the first learning steps push a 2-link arm's command
     into its limit within 0.3 s; the push fraction is judged after a quarter window, so
     the supervisor steps in then, not after its first full window (which had left the arm
