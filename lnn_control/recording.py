@@ -60,7 +60,8 @@ def traces_from_mcap(path: str) -> tuple[list[CL.Trace], dict[str, str]]:
         meta_arm = _supervisor_from_diagnostics(data.get('/diagnostics', []),
                                                 f'/{ns}/lnn_controller', desired['stamp_ns'][0])
         prediction, horizon = _predictions(data.get(f'/{ns}/lnn_controller/prediction', []),
-                                           joints, desired['stamp_ns'][d])
+                                           joints, desired['stamp_ns'][d],
+                                           int(meta.get('prediction_horizon_ticks', 0)))
         if prediction is not None:
             meta_arm['horizons'] = (horizon,)
         traces.append(CL.Trace(t, q_d, q, u, err, qd, prediction,
@@ -68,22 +69,28 @@ def traces_from_mcap(path: str) -> tuple[list[CL.Trace], dict[str, str]]:
     return traces, meta
 
 
-def _predictions(messages, joints, tick_ns: np.ndarray) -> tuple[np.ndarray | None, int]:
+def _predictions(messages, joints, tick_ns: np.ndarray,
+                 horizon: int = 0) -> tuple[np.ndarray | None, int]:
     """
     Return the ~/prediction of each tick, (ticks, 1, 2n) (NaN where none), and its horizon.
 
-    Each is stamped with the time it predicts; the first was made at the first tick.
+    Each is stamped with the time it predicts, ``horizon`` ticks after the tick that made
+    it. Recordings from before the horizon was stored (``horizon`` 0) assume that the
+    first prediction was made at the first tick, which holds in lock-step only (in real
+    time the recorder can match the two topics' publishers at different ticks).
     """
     pred = mcap_io.joint_states(messages, joints)
     if pred['stamp_ns'].size == 0 or tick_ns.size < 2:
         return None, 0
     period = float(np.median(np.diff(tick_ns)))
-    ahead = pred['stamp_ns'] - (pred['stamp_ns'][0] - tick_ns[0])    # when each was made
+    if horizon <= 0:
+        horizon = int(round((pred['stamp_ns'][0] - tick_ns[0]) / period))
+    ahead = pred['stamp_ns'] - int(round(horizon * period))     # when each was made
     k = np.clip(np.searchsorted(tick_ns, ahead - period / 2), 0, tick_ns.size - 1)
     ok = np.abs(tick_ns[k] - ahead) < period / 2
     out = np.full((tick_ns.size, 1, 2 * len(joints)), np.nan)
     out[k[ok], 0] = np.concatenate([pred['position'], pred['velocity']], axis=1)[ok]
-    return out, int(round((pred['stamp_ns'][0] - tick_ns[0]) / period))
+    return out, max(1, horizon)
 
 
 def _supervisor_from_diagnostics(messages, hardware_id: str, t0_ns: int) -> dict:

@@ -190,3 +190,30 @@ def test_empty_recording_and_close_stops_recording(context, tmp_path):
         node.destroy_node()
     assert mcap_io.message_counts(path) == {topic: 0}
     assert mcap_io.read(path) == {topic: []}
+
+
+def test_predictions_are_matched_to_the_tick_that_made_them_with_the_stored_horizon():
+    """
+    In real time the recorder can match ~/prediction later than ~/desired.
+
+    The first recorded prediction then was not made at the first recorded tick; with the
+    horizon stored in the recording each prediction still lands on the tick that made it.
+    """
+    from builtin_interfaces.msg import Time
+    from lnn_control import recording
+
+    period = 10_000_000
+    ticks = np.arange(100, 150) * period                  # desired recorded from tick 100
+    messages = []
+    for k in range(120, 150):                             # predictions only from tick 120
+        stamp = (k + 1) * period                          # one tick ahead
+        msg = JointState(name=['a'], position=[float(k)], velocity=[0.0])
+        msg.header.stamp = Time(sec=stamp // 10**9, nanosec=stamp % 10**9)
+        messages.append((stamp, msg))
+    out, horizon = recording._predictions(messages, ['a'], ticks, horizon=1)
+    assert horizon == 1
+    made = out[:, 0, 0]
+    assert np.isnan(made[:20]).all()                      # ticks 100-119 predicted nothing
+    np.testing.assert_array_equal(made[20:], np.arange(120, 150))
+    _, guessed = recording._predictions(messages, ['a'], ticks)   # old recordings: inferred
+    assert guessed == 21                                  # what the inference got wrong

@@ -106,7 +106,8 @@ def run(plant: str, neuron: str, duration: float, out: str, payload_change_at: f
         'plant': plant, 'neuron': neuron, 'duration_s': duration,
         'payload_change_at_s': payload_change_at or 0.0, 'seed': seed,
         'mode': 'ros-lockstep' if lockstep else 'ros-realtime', 'joints': ','.join(joints),
-        'kp': json.dumps(list(cfg['kp'])), 'kd': json.dumps(list(cfg['kd']))})
+        'kp': json.dumps(list(cfg['kp'])), 'kd': json.dumps(list(cfg['kd'])),
+        'prediction_horizon_ticks': str(cfg['prediction.horizon_ticks'])})
     procs: list[subprocess.Popen] = []
     log = open(os.path.join(out, 'nodes.log'), 'w', encoding='utf-8')
     env = dict(os.environ, PYTHONUNBUFFERED='1')
