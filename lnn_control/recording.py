@@ -84,13 +84,13 @@ def _predictions(messages, joints, tick_ns: np.ndarray,
         return None, 0
     period = float(np.median(np.diff(tick_ns)))
     if horizon <= 0:
-        horizon = int(round((pred['stamp_ns'][0] - tick_ns[0]) / period))
+        horizon = max(1, int(round((pred['stamp_ns'][0] - tick_ns[0]) / period)))
     ahead = pred['stamp_ns'] - int(round(horizon * period))     # when each was made
     k = np.clip(np.searchsorted(tick_ns, ahead - period / 2), 0, tick_ns.size - 1)
     ok = np.abs(tick_ns[k] - ahead) < period / 2
     out = np.full((tick_ns.size, 1, 2 * len(joints)), np.nan)
     out[k[ok], 0] = np.concatenate([pred['position'], pred['velocity']], axis=1)[ok]
-    return out, max(1, horizon)
+    return out, horizon
 
 
 def _supervisor_from_diagnostics(messages, hardware_id: str, t0_ns: int) -> dict:
