@@ -70,7 +70,7 @@ class InputNormalizer:
 
         The controller's fast path does this inside ``CK.load_io`` and calls ``grew``.
         """
-        if self.auto and CK.track_scales(io, self.table, AUTO_HEADROOM):
+        if self.headroom > 0.0 and CK.track_scales(io, self.table, self.headroom):
             self.grew()
             return True
         return False
