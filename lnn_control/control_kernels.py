@@ -63,6 +63,7 @@ SV_HOLD = 13    # hold_s in ticks (at least one window)
 SV_HOLD_FACTOR = 14   # this PD-only hold in hold_s
 SV_SIZE = 15
 SV_PUSH_TRIP = 0.25   # the feedforward drives saturation this often: not credible
+SV_GROSS = 2.0        # rho this many times the trip ratio is judged after a quarter window
 # What ``supervise`` asks of the supervisor (0: nothing this tick).
 SV_ROLLBACK, SV_SNAPSHOT, SV_TO_PD_ONLY, SV_RESUME = 1, 2, 3, 4
 
@@ -121,7 +122,8 @@ def supervise(pd, ff, command, gains, lp, ff_at_bound, refused, st):
     # each figure is judged once its own average has filled: rho's window, the push
     # fraction's quarter window (saturation does its damage fast)
     harmful = ((ticks >= st[SV_WINDOW] and rho > st[SV_TRIP])
-               or (4.0 * ticks >= st[SV_WINDOW] and st[SV_PUSH] > SV_PUSH_TRIP))
+               or (4.0 * ticks >= st[SV_WINDOW]
+                   and (st[SV_PUSH] > SV_PUSH_TRIP or rho > SV_GROSS * st[SV_TRIP])))
     state = st[SV_STATE]
     if state == 0.0:
         if refused or harmful:

@@ -368,11 +368,12 @@ class AdaptiveController(InverseModelTick):
     def _rescale_readouts(self) -> None:
         """Keep the direct inputs' weights consistent with a changed scale (reservoir: re-learn)."""
         factors = self.normalizer.input_factors()
-        gains = self.supervisor.readout_gains()
-        self.slow.rescale_inputs(np.concatenate([factors, np.ones(self.reservoir.size)]),
-                                 gains[0])
-        if self.fast is not None:
-            self.fast.rescale_inputs(factors[:self._n_fast], gains[1])
+        per_readout = (np.concatenate([factors, np.ones(self.reservoir.size)]),
+                       factors[:self._n_fast])
+        for readout, f, gain in zip(self.readouts(), per_readout,
+                                    self.supervisor.readout_gains()):
+            readout.rescale_inputs(f, gain)
+        self.supervisor.rescale_snapshots(per_readout)    # a rollback restores these units
         if self.forward is not None:
             self.forward.rescale_inputs(factors)
         self.change_detector.restart()     # P restarted: a learning transient, not a change

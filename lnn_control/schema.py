@@ -165,7 +165,8 @@ CONTROLLER = (
           0.9, 1.0),
     Param('rls.initial_covariance', DOUBLE, 1.0,
           'Initial covariance P0 = delta*I, relative to the mean squared feature '
-          'norm; applies at the next reset. Large values destabilise the loop.',
+          'norm; applies at the next reset. Large values learn aggressively; above '
+          '100 the learning supervisor brings it to 100 at its first trip.',
           0.0, 1e6, open_low=True),
     Param('rls.fast_learner', BOOL, True,
           'Add a fast-forgetting readout on top of the slow one for quick '

@@ -24,7 +24,10 @@ learners are left to re-adapt.
 
 The response, with hysteresis (``hold_s``) and escalation:
 
-1. Trip on any of: rho above ``trip_ratio``; the feedforward driving the
+1. Trip on any of: rho above ``trip_ratio`` over a full window, or above twice it
+   over a quarter window (a feedforward that bad does its damage within tenths of a
+   second: a rolled-back readout that was no better let the error grow tenfold
+   before a full window had passed); the feedforward driving the
    command into saturation (at its own bound ``feedforward_limit``, or pushing
    a saturated joint the same way) on more than a quarter of the ticks, judged
    over a quarter window (with a tick of actuation delay the first learning
@@ -38,7 +41,9 @@ The response, with hysteresis (``hold_s``) and escalation:
    and promoted only after one more good interval), learning is frozen, and
    the covariance restarts at its initial value cut by ``GAIN_CUT`` (a cut of
    the current P would leave a directional-forgetting learner, whose P never
-   grows, unable to learn at all); each further trip cuts it again. An
+   grows, unable to learn at all); each further trip cuts it again, and an
+   ``rls.initial_covariance`` above 100 (the largest the sweep validated) is
+   brought to 100 at the first. An
    unstable setting thus ends up stable instead of oscillating between
    learning and rollback. The first suspect is the fast learner: with a
    memory of a few ticks it acts as a high-gain integrator on the PD output,
@@ -70,6 +75,8 @@ LEARNING, FROZEN, PD_ONLY = STATES = ('learning', 'frozen', 'pd_only')   # SV_ST
 GAIN_CUT = 0.1
 GOOD_FRACTION = 0.5          # snapshots are taken while rho < GOOD_FRACTION * trip_ratio
 MAX_BACKOFF = 32             # PD-only holds grow to at most this many hold_s
+# The largest initial covariance the sweep validated (benchmarks/bench_sweep.py DELTAS)
+VALIDATED_COVARIANCE = 100.0
 
 
 @dataclass
@@ -175,6 +182,17 @@ class LearningSupervisor:
             cand[:] = r.w
         self._reset_timers()
 
+    def rescale_snapshots(self, factors) -> None:
+        """
+        Keep the snapshots in the units the readouts now use (``RLSReadout.rescale_inputs``).
+
+        ``factors``: per readout, new / old scale of each input. A snapshot kept in the old
+        units would, rolled back, scale the feedforward's direct-input part by the factors.
+        """
+        for snapshots in (self._good, self._candidate):
+            for w, readout, f in zip(snapshots, self.ctrl.readouts(), factors):
+                w[int(readout.bias):] *= np.asarray(f, dtype=float)[:, None]
+
     def readout_gains(self) -> tuple[float, ...]:
         """Covariance restart scale of each readout (slow, fast), as ``ctrl.readouts()``."""
         return (self.gain_scale, self.gain_scale * self.fast_cut)[:len(self.ctrl.readouts())]
@@ -215,9 +233,10 @@ class LearningSupervisor:
             self._resume(f'restart from zero after {hold:g} s of PD only')
 
     def _harm(self) -> str:
-        """Say which figure tripped (rho is judged after a full window, saturation sooner)."""
+        """Say which figure tripped (rho after a full window; saturation, gross rho sooner)."""
         st, rho = self._stats, self.ratio
-        if rho > self.trip_ratio and st[CK.SV_TICKS] >= st[CK.SV_WINDOW]:
+        if rho > self.trip_ratio and (st[CK.SV_TICKS] >= st[CK.SV_WINDOW]
+                                      or rho > CK.SV_GROSS * self.trip_ratio):
             return f'estimated error ratio to PD {rho:.2f} > trip_ratio {self.trip_ratio:g}'
         return f'feedforward drove the command into its limit {st[CK.SV_PUSH]:.0%} of the time'
 
@@ -249,6 +268,11 @@ class LearningSupervisor:
         self.episodes += 1
 
     def _rollback(self, reason: str) -> None:
+        # An initial covariance above the validated range is the first suspect: back into
+        # it at once (from 1e6, ten-fold cuts took five trips, each a second at 2-4x PD's
+        # error: windows of 1.67x PD on arm_heavy_tip; 0.19x with this).
+        self.gain_scale = min(self.gain_scale,
+                              VALIDATED_COVARIANCE / self.ctrl.config.rls.initial_covariance)
         self._only_fast_cut = self.ctrl.fast is not None and self.fast_cut == 1.0
         if self._only_fast_cut:
             self.fast_cut = GAIN_CUT

@@ -179,6 +179,10 @@ def test_supervise_kernel_trips_snapshots_and_resumes_on_its_timers():
     st[:CK.SV_CLEARED] = 0.0
     codes = run(2.0 * one, -1.0 * one, 10)
     assert codes[:9] == [0] * 9 and codes[9] == CK.SV_ROLLBACK
+    # Grossly harmful (rho 5, over twice the trip ratio): judged after a quarter window.
+    st[:CK.SV_CLEARED] = 0.0
+    codes = run(5.0 * one, -4.0 * one, 3)
+    assert codes[:2] == [0, 0] and codes[2] == CK.SV_ROLLBACK
     # A feedforward pushing a saturated command: judged after a quarter window already.
     st[:CK.SV_CLEARED] = 0.0
     limit = 10.0 * one
@@ -217,3 +221,29 @@ def test_saturating_start_up_with_a_tick_of_delay_is_cut_short():
     assert first[1] == 'rollback' and first[0] < 0.5, first
     assert 'into its limit' in first[2]
     assert CL.rms(adaptive, 0.0, 3.0) <= 1.5 * CL.rms(pd, 0.0, 3.0)
+
+
+def test_a_rollback_after_an_input_scale_grew_restores_the_snapshot_in_the_new_units():
+    """
+    Rescale the snapshots with the readouts when automatic normalisation grows a scale.
+
+    The readouts keep their outputs when a scale grows (their weights are rescaled); a
+    snapshot kept in the old units would, rolled back, change the feedforward by the
+    scale factor on every direct input.
+    """
+    params = {**zoo.controller_params('arm_geared'), 'reservoir.seed': 0}
+    ctrl = AdaptiveController(params)
+    _loop(ctrl, zoo.model_name('arm_geared'), 2.0)
+    sv, norm, n = ctrl.supervisor, ctrl.normalizer, ctrl.n
+    sv.reset()                                  # snapshot = the readouts as they are now
+    norm._before = norm.scale.copy()
+    norm.scale[n:2 * n] *= 3.0                  # the velocity scale grew 3x
+    before = [r.w.copy() for r in ctrl.readouts()]
+    ctrl._rescale_readouts()
+    rescaled = [r.w.copy() for r in ctrl.readouts()]
+    assert all(not np.allclose(a, b) for a, b in zip(before, rescaled))
+    for r in ctrl.readouts():
+        r.w *= -10.0                            # learning goes wrong after the change
+    sv._rollback('test')
+    for r, w in zip(ctrl.readouts(), rescaled):
+        np.testing.assert_allclose(r.w, w, rtol=1e-12, atol=0.0)

@@ -134,6 +134,18 @@ def test_sweep_corners_never_diverge(extra):
 
 
 @pytest.mark.slow
+def test_the_top_of_the_covariance_range_is_brought_back_at_the_first_trip():
+    """
+    Cap P0 at the validated range's top (100) at the first trip, instead of cutting 10x.
+
+    rls.initial_covariance 1e6 is inside its declared range; cut ten-fold per trip it
+    took five trips, each a second at 2-4x PD's error (windows of 1.67x PD).
+    """
+    r = zoo.run_member(('arm_heavy_tip', 'nominal', 0, {'rls.initial_covariance': 1e6}))
+    assert r['worst_window_ratio'] <= 0.5 and r['interventions'] <= 3, r
+
+
+@pytest.mark.slow
 def test_zoo_cli_writes_table_json_and_figure(tmp_path):
     out = tmp_path / 'zoo'
     code = cli.main(['zoo', '--plants', 'pendulum_tiny,pendulum_5kg', '--variants', 'nominal',
