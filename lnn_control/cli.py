@@ -211,10 +211,16 @@ def _forecast(args: argparse.Namespace) -> int:
 
 
 def _param_overrides(items: Sequence[str]) -> dict:
+    """Parse NAME=VALUE items: JSON where it parses (numbers, lists, true), else a string."""
     extra = {}
     for item in items:
-        name, _, value = item.partition('=')
-        extra[name] = json.loads(value) if value[:1] in '[{0123456789-tf' else value
+        name, sep, value = item.partition('=')
+        if not sep or not name:
+            raise ValueError(f'--param expects NAME=VALUE; got {item!r}')
+        try:
+            extra[name] = json.loads(value)
+        except ValueError:      # fixed, esn, ...: a string, which the schema then checks
+            extra[name] = value
     return extra
 
 

@@ -59,3 +59,14 @@ def test_console_script_is_installed():
                             text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)['kp'][0] > 0
+
+
+def test_param_overrides_take_json_values_and_plain_strings():
+    # 'fixed' starts like 'false': it used to be fed to the JSON parser and fail
+    assert cli._param_overrides(['input.normalization=fixed', 'reservoir.neuron_model=ltc',
+                                 'rls.initial_covariance=1e6', 'rls.fast_learner=false',
+                                 'kp=[1, 2]']) == {
+        'input.normalization': 'fixed', 'reservoir.neuron_model': 'ltc',
+        'rls.initial_covariance': 1e6, 'rls.fast_learner': False, 'kp': [1, 2]}
+    with pytest.raises(ValueError, match='NAME=VALUE'):
+        cli._param_overrides(['rls.initial_covariance'])
