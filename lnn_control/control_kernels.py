@@ -54,16 +54,21 @@ SV_PD_LOW = 5   # SV_PD and SV_TOTAL of the low-passed efforts
 SV_TOTAL_LOW = 6
 SV_TICKS = 7    # ticks in the current state
 SV_INTERVAL = 8  # ticks since the last snapshot candidate
-SV_CLEARED = 9
-SV_STATE = 9    # 0 learning, 1 frozen, 2 PD only
-SV_ALPHA = 10   # EWMA coefficient, dt / window_s (at most 1)
-SV_TRIP = 11    # trip_ratio
-SV_WINDOW = 12  # window_s in ticks (at least 1)
-SV_HOLD = 13    # hold_s in ticks (at least one window)
-SV_HOLD_FACTOR = 14   # this PD-only hold in hold_s
-SV_SIZE = 15
+SV_FF_HIGH = 9  # EWMA of |u_ff / kp|^2 above the closed loop's bandwidth
+SV_ECHO = 10    # the echo figure: sqrt(SV_FF_HIGH / SV_TOTAL_LOW)
+SV_ECHO_MAX = 11  # largest SV_ECHO since the supervisor last cleared it
+SV_CLEARED = 12
+SV_STATE = 12   # 0 learning, 1 frozen, 2 PD only
+SV_ALPHA = 13   # EWMA coefficient, dt / window_s (at most 1)
+SV_TRIP = 14    # trip_ratio
+SV_WINDOW = 15  # window_s in ticks (at least 1)
+SV_HOLD = 16    # hold_s in ticks (at least one window)
+SV_HOLD_FACTOR = 17   # this PD-only hold in hold_s
+SV_ARMED = 18   # 1: the echo figure is judged (set by the supervisor, see supervisor.py)
+SV_SIZE = 19
 SV_PUSH_TRIP = 0.25   # the feedforward drives saturation this often: not credible
 SV_GROSS = 2.0        # rho this many times the trip ratio is judged after a quarter window
+SV_ECHO_FACTOR = 1.3  # the echo figure trips at this many times the trip ratio
 # What ``supervise`` asks of the supervisor (0: nothing this tick).
 SV_ROLLBACK, SV_SNAPSHOT, SV_TO_PD_ONLY, SV_RESUME = 1, 2, 3, 4
 
@@ -74,23 +79,26 @@ def supervise(pd, ff, command, gains, lp, ff_at_bound, refused, st):
     One tick of the learning supervisor: update its statistics, say what it must do.
 
     ``gains`` rows: command limit, 1/kp, the low-pass coefficients. Harmful: rho > trip
-    after a full window in this state, or the push fraction > SV_PUSH_TRIP after a quarter
-    window (its own averaging time).
+    or (armed) the echo figure > SV_ECHO_FACTOR trip after a full window in this state,
+    or the push fraction > SV_PUSH_TRIP after a quarter window (its own averaging time).
 
     rho is the larger of two estimates: from the efforts as they are (quick) and from the
-    efforts low-passed per joint (``lp`` (2, n) holds the filter states): effort above the
+    efforts low-passed per joint (``lp`` (3, n) holds the filter states): effort above the
     closed loop's bandwidth does not move the plant, and a feedforward chattering there
-    would otherwise inflate the denominator and hide the damage. A tick 'pushes' when the
-    feedforward is at its bound, or a joint's command is at its limit with the feedforward
-    (more than a quarter of the limit) pushing the same way. Returns SV_ROLLBACK (harmful
-    or ``refused`` while learning), SV_SNAPSHOT (two good windows of learning),
-    SV_TO_PD_ONLY (harmful while frozen), SV_RESUME (the hold is over) or 0; the rare
-    events are the caller's, the every-tick part is all here.
+    would otherwise inflate the denominator and hide the damage. The echo figure: the
+    feedforward's power above that bandwidth (``lp`` row 2 low-passes it) over the
+    low-passed command's: a self-excited oscillation of the learning loop. A tick
+    'pushes' when the feedforward is at its bound, or a joint's command is at its limit
+    with the feedforward (more than a quarter of the limit) pushing the same way.
+    Returns SV_ROLLBACK (harmful or ``refused`` while learning), SV_SNAPSHOT (two good
+    windows of learning), SV_TO_PD_ONLY (harmful while frozen), SV_RESUME (the hold is
+    over) or 0; the rare events are the caller's, the every-tick part is all here.
     """
     a = 0.0
     b = 0.0
     a_low = 0.0
     b_low = 0.0
+    high = 0.0
     push = 1.0 if ff_at_bound else 0.0
     for j in range(pd.shape[0]):
         limit, inv_kp, beta = gains[0, j], gains[1, j], gains[2, j]
@@ -100,6 +108,9 @@ def supervise(pd, ff, command, gains, lp, ff_at_bound, refused, st):
         b += t * t
         lp[0, j] += beta * (e - lp[0, j])
         lp[1, j] += beta * (t - lp[1, j])
+        f = ff[j] * inv_kp
+        lp[2, j] += beta * (f - lp[2, j])
+        high += (f - lp[2, j]) * (f - lp[2, j])
         a_low += lp[0, j] * lp[0, j]
         b_low += lp[1, j] * lp[1, j]
         if abs(command[j]) >= limit and ff[j] * command[j] > 0.25 * limit * limit:
@@ -109,6 +120,11 @@ def supervise(pd, ff, command, gains, lp, ff_at_bound, refused, st):
     st[SV_TOTAL] += alpha * (b - st[SV_TOTAL])
     st[SV_PD_LOW] += alpha * (a_low - st[SV_PD_LOW])
     st[SV_TOTAL_LOW] += alpha * (b_low - st[SV_TOTAL_LOW])
+    st[SV_FF_HIGH] += alpha * (high - st[SV_FF_HIGH])
+    echo = np.sqrt(st[SV_FF_HIGH] / st[SV_TOTAL_LOW]) if st[SV_TOTAL_LOW] > 0.0 else 0.0
+    st[SV_ECHO] = echo
+    if echo > st[SV_ECHO_MAX]:
+        st[SV_ECHO_MAX] = echo
     # pushing into saturation does damage fast: a four times shorter average
     st[SV_PUSH] += min(1.0, 4.0 * alpha) * (push - st[SV_PUSH])
     rho = np.sqrt(st[SV_PD] / st[SV_TOTAL]) if st[SV_TOTAL] > 0.0 else 1.0
@@ -121,7 +137,8 @@ def supervise(pd, ff, command, gains, lp, ff_at_bound, refused, st):
     st[SV_TICKS] = ticks
     # each figure is judged once its own average has filled: rho's window, the push
     # fraction's quarter window (saturation does its damage fast)
-    harmful = ((ticks >= st[SV_WINDOW] and rho > st[SV_TRIP])
+    echoing = st[SV_ARMED] == 1.0 and echo > SV_ECHO_FACTOR * st[SV_TRIP]
+    harmful = ((ticks >= st[SV_WINDOW] and (rho > st[SV_TRIP] or echoing))
                or (4.0 * ticks >= st[SV_WINDOW]
                    and (st[SV_PUSH] > SV_PUSH_TRIP or rho > SV_GROSS * st[SV_TRIP])))
     state = st[SV_STATE]

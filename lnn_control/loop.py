@@ -115,6 +115,7 @@ class ControlLoop:
             ('readout updates', ctrl.slow.updates),
             ('supervisor state', sv.state if sv.enabled else 'disabled'),
             ('supervisor error ratio estimate', sv.ratio),
+            ('supervisor oscillation ratio', sv.oscillation),
             *((f'supervisor {k}', v) for k, v in sv.counts.items()),
             ('supervisor gain scale', sv.gain_scale),
             ('supervisor fast learner gain scale',

@@ -104,7 +104,9 @@ CONTROLLER = (
           'makes tracking worse than PD alone (docs: "Learning supervisor").'),
     Param('supervisor.trip_ratio', DOUBLE, 1.1,
           'Estimated tracking error with learning / PD alone above which the supervisor '
-          'intervenes.', 0.5, 10.0),
+          "intervenes; 1.3x it bounds the settled feedforward's power above the "
+          "loop's bandwidth / the command's within it (a self-excited oscillation).",
+          0.5, 10.0),
     Param('supervisor.window_s', DOUBLE, 1.0,
           'Averaging time of that estimate [s].', 0.0, 60.0, open_low=True),
     Param('supervisor.hold_s', DOUBLE, 2.0,

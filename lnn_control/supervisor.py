@@ -36,7 +36,19 @@ The response, with hysteresis (``hold_s``) and escalation:
    -- under saturation rho reads about 1 whatever the error, and a learned
    model that keeps asking for more than the actuator has is not credible
    (learning itself pauses on saturated ticks, see the controller); a
-   numerically refused RLS step. The readout goes back to the last good
+   numerically refused RLS step; the echo figure -- the feedforward's power above
+   the loop's bandwidth over the command's within it -- above 1.3x the trip ratio
+   over a full window, once armed. A learned model has little above the bandwidth
+   (at most 0.66 after the first 10 s over the named zoo, esn and ltc); a
+   self-excited oscillation of the learning loop, the feedforward echoing the PD
+   effort a few ticks late, reads 1.4-2.1 while rho, which takes the command for
+   the torque the motion needs, reads 0.4 (ltc neurons re-learning a payload on
+   2-link arms: windows up to 1.95x PD). At 1.0x the trip ratio it also fired at
+   1.11-1.13 on reservoirs that chatter harmlessly (spectral radius 2, input
+   scaling 100), costing them a restart. Learning from scratch reads up to 2.7 in its first
+   seconds and settles, so the figure is armed only by a snapshot promoted while it
+   stayed below half the trip ratio, and disarmed when learning restarts from
+   zero. The readout goes back to the last good
    snapshot (taken every 2 windows while rho stayed below half the trip ratio,
    and promoted only after one more good interval), learning is frozen, and
    the covariance restarts at its initial value cut by ``GAIN_CUT`` (a cut of
@@ -110,7 +122,7 @@ class LearningSupervisor:
         n = controller.n
         self._stats = np.zeros(CK.SV_SIZE)         # statistics, timers, state, settings
         self._gains = np.zeros((3, n))             # command limit, 1/kp, low-pass coefficients
-        self._lp = np.zeros((2, n))                # low-passed error and effort
+        self._lp = np.zeros((3, n))                # low-passed error, effort, feedforward
         self._trip_ratio, self._window_s, self._hold_s = trip_ratio, window_s, hold_s
         self._derive()
         self.set_gains(controller.kp, controller.kd, controller.command_limit)
@@ -177,6 +189,7 @@ class LearningSupervisor:
         self.fast_cut = 1.0
         self._owed_cut = False
         self._next_hold_factor = 1
+        self._stats[CK.SV_ARMED] = 0.0
         for good, cand, r in zip(self._good, self._candidate, self.ctrl.readouts()):
             good[:] = r.w
             cand[:] = r.w
@@ -201,6 +214,11 @@ class LearningSupervisor:
     def ratio(self) -> float:
         """Latest estimate of rho (1 before there is data)."""
         return float(self._stats[CK.SV_RHO]) if self._stats[CK.SV_TOTAL] > 0 else 1.0
+
+    @property
+    def oscillation(self) -> float:
+        """Latest echo figure: feedforward above the loop's bandwidth / command within it."""
+        return float(self._stats[CK.SV_ECHO])
 
     @property
     def learning_allowed(self) -> bool:
@@ -238,6 +256,11 @@ class LearningSupervisor:
         if rho > self.trip_ratio and (st[CK.SV_TICKS] >= st[CK.SV_WINDOW]
                                       or rho > CK.SV_GROSS * self.trip_ratio):
             return f'estimated error ratio to PD {rho:.2f} > trip_ratio {self.trip_ratio:g}'
+        echo = st[CK.SV_ECHO]
+        bound = CK.SV_ECHO_FACTOR * self.trip_ratio
+        if st[CK.SV_ARMED] and echo > bound and st[CK.SV_TICKS] >= st[CK.SV_WINDOW]:
+            return (f'feedforward above the loop bandwidth {echo:.2f}x the command within it '
+                    f'> {bound:.3g} (a self-excited oscillation)')
         return f'feedforward drove the command into its limit {st[CK.SV_PUSH]:.0%} of the time'
 
     def _take_snapshot(self) -> None:
@@ -252,6 +275,8 @@ class LearningSupervisor:
             for g, c in zip(self._good, self._candidate):
                 g[:] = c
             self.snapshots += 1
+            if self._stats[CK.SV_ECHO_MAX] < GOOD_FRACTION * self.trip_ratio:
+                self._stats[CK.SV_ARMED] = 1.0
             self._next_hold_factor = 1     # learning has worked again: back to short holds
             self._owed_cut = False
         for c, r in zip(self._candidate, self.ctrl.readouts()):
@@ -259,6 +284,7 @@ class LearningSupervisor:
         self._candidate_ok = good
         self._stats[CK.SV_INTERVAL] = 0.0
         self._stats[CK.SV_MAX] = 0.0
+        self._stats[CK.SV_ECHO_MAX] = 0.0
 
     # -- responses -------------------------------------------------------------
     def _record(self, action: str, reason: str) -> None:
@@ -295,6 +321,7 @@ class LearningSupervisor:
         for r in self.ctrl.readouts():
             r.w[:] = 0.0
         self.state = PD_ONLY
+        self._stats[CK.SV_ARMED] = 0.0      # learning restarts from zero: a transient again
         # Each retry that fails costs a few bad seconds: until a good snapshot
         # resets it, the next PD-only hold is twice as long.
         hold_factor = self._stats[CK.SV_HOLD_FACTOR] = self._next_hold_factor

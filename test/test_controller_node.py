@@ -600,7 +600,8 @@ def test_supervisor_state_and_interventions_on_diagnostics(rig):
     keys = key_values(r.node.diagnostics().status[0])
     assert keys['supervisor state'] == 'learning'
     assert keys['supervisor rollback'] == '0'
-    for key in ('supervisor error ratio estimate', 'supervisor gain scale',
+    for key in ('supervisor error ratio estimate', 'supervisor oscillation ratio',
+                'supervisor gain scale',
                 'feedforward limited ticks', 'command saturated ticks',
                 'input scale position'):
         assert key in keys

@@ -204,6 +204,35 @@ def test_supervise_kernel_trips_snapshots_and_resumes_on_its_timers():
     assert codes[:59] == [0] * 59 and codes[59] == CK.SV_RESUME
 
 
+def test_supervise_kernel_judges_the_echo_only_once_armed():
+    """
+    A feedforward chattering above the loop's bandwidth trips once learning is armed.
+
+    Per tick: PD effort +-0.4, feedforward 0.2 +- 0.6 in phase. rho reads 0.4 (the
+    command is large), but the feedforward's power above the bandwidth is ~3x the
+    command's within it: a self-excited oscillation, not a model of the motion.
+    """
+    from lnn_control import control_kernels as CK
+    st = np.zeros(CK.SV_SIZE)
+    st[CK.SV_ALPHA], st[CK.SV_TRIP], st[CK.SV_WINDOW], st[CK.SV_HOLD] = 0.1, 1.1, 10, 30
+    gains, lp = np.array([[10.0], [0.1], [0.1]]), np.zeros((3, 1))
+
+    def run(ticks):
+        codes = []
+        for k in range(ticks):
+            sign = 1.0 if k % 2 else -1.0
+            pd, ff = np.array([0.4 * sign]), np.array([0.2 + 0.6 * sign])
+            codes.append(CK.supervise(pd, ff, pd + ff, gains, lp, 0, False, st))
+        return codes
+
+    assert not any(c == CK.SV_ROLLBACK for c in run(40))     # not armed: left alone
+    assert st[CK.SV_RHO] < 0.5 and st[CK.SV_ECHO] > 2.0
+    st[:CK.SV_CLEARED], lp[:] = 0.0, 0.0
+    st[CK.SV_ARMED] = 1.0
+    codes = run(10)
+    assert codes[:9] == [0] * 9 and codes[9] == CK.SV_ROLLBACK
+
+
 def test_saturating_start_up_with_a_tick_of_delay_is_cut_short():
     """
     Step in within 0.5 s when a tick of delay makes the first learning steps saturate.

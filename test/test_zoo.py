@@ -146,6 +146,19 @@ def test_the_top_of_the_covariance_range_is_brought_back_at_the_first_trip():
 
 
 @pytest.mark.slow
+def test_the_ltc_reservoir_re_learning_an_arm_never_pumps_it():
+    """
+    A feedforward that oscillates above the loop's bandwidth is rolled back.
+
+    With ltc neurons arm_geared re-learned payload x2 in a self-excited 3 Hz oscillation
+    that rho did not see (its windows reached 1.95x PD); the echo figure trips on it.
+    """
+    r = zoo.run_member(('arm_geared', 'nominal', 0, {'reservoir.neuron_model': 'ltc'}))
+    assert r['worst_window_ratio'] <= 0.5 and r['ratio'] <= 0.1, r
+    assert any('oscillation' in i[2] for i in r['intervention_log']), r
+
+
+@pytest.mark.slow
 def test_zoo_cli_writes_table_json_and_figure(tmp_path):
     out = tmp_path / 'zoo'
     code = cli.main(['zoo', '--plants', 'pendulum_tiny,pendulum_5kg', '--variants', 'nominal',
