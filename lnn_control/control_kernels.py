@@ -57,18 +57,20 @@ SV_INTERVAL = 8  # ticks since the last snapshot candidate
 SV_FF_HIGH = 9  # EWMA of |u_ff / kp|^2 above the closed loop's bandwidth
 SV_ECHO = 10    # the echo figure: sqrt(SV_FF_HIGH / SV_TOTAL_LOW)
 SV_ECHO_MAX = 11  # largest SV_ECHO since the supervisor last cleared it
-SV_CLEARED = 12
-SV_STATE = 12   # 0 learning, 1 frozen, 2 PD only
-SV_ALPHA = 13   # EWMA coefficient, dt / window_s (at most 1)
-SV_TRIP = 14    # trip_ratio
-SV_WINDOW = 15  # window_s in ticks (at least 1)
-SV_HOLD = 16    # hold_s in ticks (at least one window)
-SV_HOLD_FACTOR = 17   # this PD-only hold in hold_s
-SV_ARMED = 18   # 1: the echo figure is judged (set by the supervisor, see supervisor.py)
-SV_SIZE = 19
+SV_WHY = 12     # which figure made this tick harmful: one of SV_WHY_* (0: none)
+SV_CLEARED = 13
+SV_STATE = 13   # 0 learning, 1 frozen, 2 PD only
+SV_ALPHA = 14   # EWMA coefficient, dt / window_s (at most 1)
+SV_TRIP = 15    # trip_ratio
+SV_WINDOW = 16  # window_s in ticks (at least 1)
+SV_HOLD = 17    # hold_s in ticks (at least one window)
+SV_HOLD_FACTOR = 18   # this PD-only hold in hold_s
+SV_ARMED = 19   # 1: the echo figure is judged (set by the supervisor, see supervisor.py)
+SV_SIZE = 20
 SV_PUSH_TRIP = 0.25   # the feedforward drives saturation this often: not credible
 SV_GROSS = 2.0        # rho this many times the trip ratio is judged after a quarter window
 SV_ECHO_FACTOR = 1.3  # the echo figure trips at this many times the trip ratio
+SV_WHY_RHO, SV_WHY_ECHO, SV_WHY_PUSH = 1, 2, 3
 # What ``supervise`` asks of the supervisor (0: nothing this tick).
 SV_ROLLBACK, SV_SNAPSHOT, SV_TO_PD_ONLY, SV_RESUME = 1, 2, 3, 4
 
@@ -92,7 +94,8 @@ def supervise(pd, ff, command, gains, lp, ff_at_bound, refused, st):
     with the feedforward (more than a quarter of the limit) pushing the same way.
     Returns SV_ROLLBACK (harmful or ``refused`` while learning), SV_SNAPSHOT (two good
     windows of learning), SV_TO_PD_ONLY (harmful while frozen), SV_RESUME (the hold is
-    over) or 0; the rare events are the caller's, the every-tick part is all here.
+    over) or 0, and leaves in st[SV_WHY] which figure was harmful (SV_WHY_*, for the
+    log); the rare events are the caller's, the every-tick part is all here.
     """
     a = 0.0
     b = 0.0
@@ -135,12 +138,18 @@ def supervise(pd, ff, command, gains, lp, ff_at_bound, refused, st):
         st[SV_MAX] = rho
     ticks = st[SV_TICKS] + 1.0
     st[SV_TICKS] = ticks
-    # each figure is judged once its own average has filled: rho's window, the push
-    # fraction's quarter window (saturation does its damage fast)
-    echoing = st[SV_ARMED] == 1.0 and echo > SV_ECHO_FACTOR * st[SV_TRIP]
-    harmful = ((ticks >= st[SV_WINDOW] and (rho > st[SV_TRIP] or echoing))
-               or (4.0 * ticks >= st[SV_WINDOW]
-                   and (st[SV_PUSH] > SV_PUSH_TRIP or rho > SV_GROSS * st[SV_TRIP])))
+    # each figure is judged once its own average has filled: rho's and the echo's
+    # window, the push fraction's quarter window (saturation does its damage fast)
+    full, quarter = ticks >= st[SV_WINDOW], 4.0 * ticks >= st[SV_WINDOW]
+    why = 0
+    if rho > st[SV_TRIP] and (full or (quarter and rho > SV_GROSS * st[SV_TRIP])):
+        why = SV_WHY_RHO
+    elif full and st[SV_ARMED] == 1.0 and echo > SV_ECHO_FACTOR * st[SV_TRIP]:
+        why = SV_WHY_ECHO
+    elif quarter and st[SV_PUSH] > SV_PUSH_TRIP:
+        why = SV_WHY_PUSH
+    st[SV_WHY] = why
+    harmful = why != 0
     state = st[SV_STATE]
     if state == 0.0:
         if refused or harmful:
@@ -358,7 +367,7 @@ def warm_up() -> None:
     feedback_error_inputs(io, np.ones(3), np.ones(1), np.ones(1), out, np.zeros(8))
     bounded_command(out, out.copy(), np.ones(1), np.ones(1), np.zeros(1))
     state_table(out, out, out, out, out, np.zeros((1, 6)))
-    supervise(out, out, out, np.ones((3, 1)), np.zeros((2, 1)), 0, False, np.zeros(SV_SIZE))
+    supervise(out, out, out, np.ones((3, 1)), np.zeros((3, 1)), 0, False, np.zeros(SV_SIZE))
     track_scales(io, np.ones((4, 3)), 1.25)
     change_cusum(out, np.ones(1), 0.1, 0.01, 2.0, 0.9, 1.0, 0.01, 0.2, np.zeros(CD_SIZE),
                  np.zeros(CD_BINS))

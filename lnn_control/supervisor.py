@@ -251,17 +251,15 @@ class LearningSupervisor:
             self._resume(f'restart from zero after {hold:g} s of PD only')
 
     def _harm(self) -> str:
-        """Say which figure tripped (rho after a full window; saturation, gross rho sooner)."""
-        st, rho = self._stats, self.ratio
-        if rho > self.trip_ratio and (st[CK.SV_TICKS] >= st[CK.SV_WINDOW]
-                                      or rho > CK.SV_GROSS * self.trip_ratio):
-            return f'estimated error ratio to PD {rho:.2f} > trip_ratio {self.trip_ratio:g}'
-        echo = st[CK.SV_ECHO]
-        bound = CK.SV_ECHO_FACTOR * self.trip_ratio
-        if st[CK.SV_ARMED] and echo > bound and st[CK.SV_TICKS] >= st[CK.SV_WINDOW]:
-            return (f'feedforward above the loop bandwidth {echo:.2f}x the command within it '
-                    f'> {bound:.3g} (a self-excited oscillation)')
-        return f'feedforward drove the command into its limit {st[CK.SV_PUSH]:.0%} of the time'
+        """Say which figure the kernel found harmful (``CK.SV_WHY``)."""
+        st, why = self._stats, int(self._stats[CK.SV_WHY])
+        if why == CK.SV_WHY_ECHO:
+            return (f'feedforward above the loop bandwidth {st[CK.SV_ECHO]:.2f}x the command '
+                    f'within it > {CK.SV_ECHO_FACTOR * self.trip_ratio:.3g} '
+                    '(a self-excited oscillation)')
+        if why == CK.SV_WHY_PUSH:
+            return f'feedforward drove the command into its limit {st[CK.SV_PUSH]:.0%} of the time'
+        return f'estimated error ratio to PD {self.ratio:.2f} > trip_ratio {self.trip_ratio:g}'
 
     def _take_snapshot(self) -> None:
         """

@@ -256,3 +256,42 @@ def test_vectorised_tanh_within_two_ulp_of_libm():
     np.testing.assert_array_less(np.abs(got - np.tanh(x)), 2.01 * np.spacing(np.tanh(np.abs(x))))
     assert tanh(0.0) == 0.0 and np.signbit(tanh(-0.0))
     assert tanh(np.inf) == 1.0 and tanh(-np.inf) == -1.0 and np.isnan(tanh(np.nan))
+
+
+_BOUNDS_RUN = """
+import numpy as np
+from lnn_control import control_kernels, forward_kernels, rls
+from lnn_control.controller import AdaptiveController
+for module in (control_kernels, forward_kernels, rls):
+    module.warm_up()
+base = {'joints': ['j1', 'j2'], 'kp': [50.0, 20.0], 'kd': [5.0, 2.0],
+        'command_limit': [40.0, 20.0], 'reservoir.size': 30}
+w = 2 * np.pi * np.array([0.3, 0.5])
+for extra in ({}, {'reservoir.neuron_model': 'ltc'}, {'reservoir.neuron_model': 'lif'},
+              {'controller.mode': 'inverse_model'}):
+    ctrl = AdaptiveController({**base, **extra})
+    for k in range(300):
+        t = k * 0.01
+        q_d, qd_d = 0.5 * np.sin(w * t), 0.5 * w * np.cos(w * t)
+        ctrl.step((0.9 * q_d, qd_d), (q_d, qd_d, -w * w * q_d))
+"""
+
+
+@pytest.mark.slow
+def test_kernels_stay_inside_their_arrays(tmp_path):
+    """
+    Every kernel, compiled with bounds checks, on the warm-ups and 300 controller ticks.
+
+    Numba does not check indices by default: a kernel handed an array smaller than it
+    writes (the supervisor's filter states once were, in a warm-up) corrupts memory
+    silently. Here an out-of-bounds index raises instead.
+    """
+    import os
+    import subprocess
+    import sys
+    env = {**os.environ, 'NUMBA_BOUNDSCHECK': '1', 'NUMBA_CACHE_DIR': str(tmp_path)}
+    root = os.path.join(os.path.dirname(__file__), '..')
+    env['PYTHONPATH'] = os.pathsep.join([root, env.get('PYTHONPATH', '')])
+    run = subprocess.run([sys.executable, '-c', _BOUNDS_RUN], env=env, cwd=root,
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]

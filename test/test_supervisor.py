@@ -159,7 +159,7 @@ def test_supervise_kernel_trips_snapshots_and_resumes_on_its_timers():
     st = np.zeros(CK.SV_SIZE)
     st[CK.SV_ALPHA], st[CK.SV_TRIP], st[CK.SV_WINDOW], st[CK.SV_HOLD] = 0.1, 1.1, 10, 30
     st[CK.SV_HOLD_FACTOR] = 2
-    gains, lp = np.array([[10.0], [0.1], [1.0]]), np.zeros((2, 1))
+    gains, lp = np.array([[10.0], [0.1], [1.0]]), np.zeros((3, 1))
     one = np.ones(1)
 
     def run(pd, ff, ticks, refused=False):
@@ -179,6 +179,7 @@ def test_supervise_kernel_trips_snapshots_and_resumes_on_its_timers():
     st[:CK.SV_CLEARED] = 0.0
     codes = run(2.0 * one, -1.0 * one, 10)
     assert codes[:9] == [0] * 9 and codes[9] == CK.SV_ROLLBACK
+    assert st[CK.SV_WHY] == CK.SV_WHY_RHO
     # Grossly harmful (rho 5, over twice the trip ratio): judged after a quarter window.
     st[:CK.SV_CLEARED] = 0.0
     codes = run(5.0 * one, -4.0 * one, 3)
@@ -189,6 +190,7 @@ def test_supervise_kernel_trips_snapshots_and_resumes_on_its_timers():
     codes = [CK.supervise(2.0 * one, 9.0 * one, limit, gains, lp, 1, False, st)
              for _ in range(3)]
     assert codes[:2] == [0, 0] and codes[2] == CK.SV_ROLLBACK
+    assert st[CK.SV_WHY] == CK.SV_WHY_PUSH
     # A refused RLS step rolls back at once, whatever rho says.
     st[:CK.SV_CLEARED] = 0.0
     assert run(0.5 * one, 0.5 * one, 1, refused=True) == [CK.SV_ROLLBACK]
@@ -231,6 +233,7 @@ def test_supervise_kernel_judges_the_echo_only_once_armed():
     st[CK.SV_ARMED] = 1.0
     codes = run(10)
     assert codes[:9] == [0] * 9 and codes[9] == CK.SV_ROLLBACK
+    assert st[CK.SV_WHY] == CK.SV_WHY_ECHO
 
 
 def test_saturating_start_up_with_a_tick_of_delay_is_cut_short():
