@@ -66,7 +66,9 @@ SV_WINDOW = 16  # window_s in ticks (at least 1)
 SV_HOLD = 17    # hold_s in ticks (at least one window)
 SV_HOLD_FACTOR = 18   # this PD-only hold in hold_s
 SV_ARMED = 19   # 1: the echo figure is judged (set by the supervisor, see supervisor.py)
-SV_SIZE = 20
+SV_CHATTER = 20  # lowest lag-1 correlation of a joint's command (-1: flips every tick)
+SV_CHATTER_JOINT = 21   # ... on this joint
+SV_SIZE = 22
 SV_PUSH_TRIP = 0.25   # the feedforward drives saturation this often: not credible
 SV_GROSS = 2.0        # rho this many times the trip ratio is judged after a quarter window
 SV_ECHO_FACTOR = 1.3  # the echo figure trips at this many times the trip ratio
@@ -85,7 +87,8 @@ def supervise(pd, ff, command, gains, lp, ff_at_bound, refused, st):
     or the push fraction > SV_PUSH_TRIP after a quarter window (its own averaging time).
 
     rho is the larger of two estimates: from the efforts as they are (quick) and from the
-    efforts low-passed per joint (``lp`` (3, n) holds the filter states): effort above the
+    efforts low-passed per joint (``lp`` (6, n) holds the filter states, then the
+    command's last value and the averages of its lag-1 product and power): effort above the
     closed loop's bandwidth does not move the plant, and a feedforward chattering there
     would otherwise inflate the denominator and hide the damage. The echo figure: the
     feedforward's power above that bandwidth (``lp`` row 2 low-passes it) over the
@@ -97,12 +100,16 @@ def supervise(pd, ff, command, gains, lp, ff_at_bound, refused, st):
     over) or 0, and leaves in st[SV_WHY] which figure was harmful (SV_WHY_*, for the
     log); the rare events are the caller's, the every-tick part is all here.
     """
+    if lp.shape[0] < 6 or lp.shape[1] < pd.shape[0] or gains.shape[1] < pd.shape[0]:
+        raise ValueError('supervise: lp must be (6, n) and gains (3, n)')
     a = 0.0
     b = 0.0
     a_low = 0.0
     b_low = 0.0
     high = 0.0
     push = 1.0 if ff_at_bound else 0.0
+    alpha = st[SV_ALPHA]
+    chatter, chatter_joint = 1.0, 0
     for j in range(pd.shape[0]):
         limit, inv_kp, beta = gains[0, j], gains[1, j], gains[2, j]
         e = pd[j] * inv_kp
@@ -118,7 +125,13 @@ def supervise(pd, ff, command, gains, lp, ff_at_bound, refused, st):
         b_low += lp[1, j] * lp[1, j]
         if abs(command[j]) >= limit and ff[j] * command[j] > 0.25 * limit * limit:
             push = 1.0
-    alpha = st[SV_ALPHA]
+        # the command's lag-1 correlation: near -1 when the loop chatters at Nyquist
+        lp[4, j] += alpha * (t * lp[3, j] - lp[4, j])
+        lp[5, j] += alpha * (t * t - lp[5, j])
+        lp[3, j] = t
+        if lp[5, j] > 0.0 and lp[4, j] < chatter * lp[5, j]:
+            chatter, chatter_joint = lp[4, j] / lp[5, j], j
+    st[SV_CHATTER], st[SV_CHATTER_JOINT] = chatter, chatter_joint
     st[SV_PD] += alpha * (a - st[SV_PD])
     st[SV_TOTAL] += alpha * (b - st[SV_TOTAL])
     st[SV_PD_LOW] += alpha * (a_low - st[SV_PD_LOW])
@@ -367,7 +380,7 @@ def warm_up() -> None:
     feedback_error_inputs(io, np.ones(3), np.ones(1), np.ones(1), out, np.zeros(8))
     bounded_command(out, out.copy(), np.ones(1), np.ones(1), np.zeros(1))
     state_table(out, out, out, out, out, np.zeros((1, 6)))
-    supervise(out, out, out, np.ones((3, 1)), np.zeros((3, 1)), 0, False, np.zeros(SV_SIZE))
+    supervise(out, out, out, np.ones((3, 1)), np.zeros((6, 1)), 0, False, np.zeros(SV_SIZE))
     track_scales(io, np.ones((4, 3)), 1.25)
     change_cusum(out, np.ones(1), 0.1, 0.01, 2.0, 0.9, 1.0, 0.01, 0.2, np.zeros(CD_SIZE),
                  np.zeros(CD_BINS))

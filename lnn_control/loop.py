@@ -18,6 +18,10 @@ from .controller import AdaptiveController
 STALE, RESUMED, REFUSED = 'stale', 'resumed', 'refused'
 # Per joint, what ros2_controllers' pid_controller reports on ~/controller_state.
 STATE_FIELDS = ('reference', 'feedback', 'error', 'pd_effort', 'feedforward', 'command')
+# A joint's command whose lag-1 correlation is below this flips sign most ticks: the
+# loop oscillates at the Nyquist frequency (a kd too high for the rate). A tracking
+# command reads near +1, white measurement noise through kd near 0.
+CHATTER_WARN = -0.5
 
 
 class ControlLoop:
@@ -95,9 +99,14 @@ class ControlLoop:
 
     def problems(self) -> list[str]:
         """Return what a front end should report as wrong with the loop or the learning."""
-        state = self.controller.supervisor.state
+        sv = self.controller.supervisor
+        state = sv.state
+        correlation, joint = sv.chatter
         return ((['joint_states stale'] if self.stale else [])
-                + ([f'learning supervisor: {state}'] if state != 'learning' else []))
+                + ([f'learning supervisor: {state}'] if state != 'learning' else [])
+                + ([f'command on {self.controller.joints[joint]} flips sign every tick '
+                    f'(lag-1 correlation {correlation:.2f}): the PD loop chatters at the '
+                    'control rate, lower its kd'] if correlation < CHATTER_WARN else []))
 
     def status(self) -> list[tuple[str, object]]:
         """
@@ -116,6 +125,7 @@ class ControlLoop:
             ('supervisor state', sv.state if sv.enabled else 'disabled'),
             ('supervisor error ratio estimate', sv.ratio),
             ('supervisor oscillation ratio', sv.oscillation),
+            ('command lag-1 correlation (lowest joint)', sv.chatter[0]),
             *((f'supervisor {k}', v) for k, v in sv.counts.items()),
             ('supervisor gain scale', sv.gain_scale),
             ('supervisor fast learner gain scale',

@@ -122,7 +122,8 @@ class LearningSupervisor:
         n = controller.n
         self._stats = np.zeros(CK.SV_SIZE)         # statistics, timers, state, settings
         self._gains = np.zeros((3, n))             # command limit, 1/kp, low-pass coefficients
-        self._lp = np.zeros((3, n))                # low-passed error, effort, feedforward
+        self._lp = np.zeros((6, n))                # filters (error, effort, feedforward),
+        #                                            the command's lag-1 statistics
         self._trip_ratio, self._window_s, self._hold_s = trip_ratio, window_s, hold_s
         self._derive()
         self.set_gains(controller.kp, controller.kd, controller.command_limit)
@@ -138,6 +139,7 @@ class LearningSupervisor:
         self.episodes = 0               # interventions so far (learning paused or restarted)
         self.snapshots = 0
         self._stats[CK.SV_HOLD_FACTOR] = 1   # this PD-only hold, in hold_s (see _pd_only)
+        self._stats[CK.SV_CHATTER] = 1.0
         self._next_hold_factor = 1
         self._reset_timers()
 
@@ -171,7 +173,7 @@ class LearningSupervisor:
 
     def _reset_timers(self) -> None:
         self._stats[:CK.SV_CLEARED] = 0.0
-        self._lp[:] = 0.0
+        self._lp[:3] = 0.0          # the chatter statistics run on: they judge the loop
         self._candidate_ok = False
 
     @property
@@ -214,6 +216,12 @@ class LearningSupervisor:
     def ratio(self) -> float:
         """Latest estimate of rho (1 before there is data)."""
         return float(self._stats[CK.SV_RHO]) if self._stats[CK.SV_TOTAL] > 0 else 1.0
+
+    @property
+    def chatter(self) -> tuple[float, int]:
+        """Lowest lag-1 correlation of a joint's command (-1: it flips every tick), joint."""
+        st = self._stats
+        return float(st[CK.SV_CHATTER]), int(st[CK.SV_CHATTER_JOINT])
 
     @property
     def oscillation(self) -> float:

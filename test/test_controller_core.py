@@ -416,3 +416,33 @@ def test_control_loop_stale_zero_resume_and_refusal():
     last = hold.command.copy()
     hold.tick(40_000_000, measured, desired)
     np.testing.assert_array_equal(hold.command, last)
+
+
+@pytest.mark.slow
+def test_a_pd_loop_chattering_at_the_control_rate_is_reported():
+    """
+    random_5_7's honest kd is too high for 100 Hz: its commands flip sign every tick.
+
+    The loop says so (on /diagnostics from the node); a healthy arm's loop says nothing.
+    """
+    from lnn_control import closed_loop, zoo
+    from lnn_control.loop import ControlLoop
+
+    loops = []
+    build = ControlLoop.__init__
+
+    def keep(self, *args, **kwargs):
+        build(self, *args, **kwargs)
+        loops.append(self)
+
+    for name, chatters in (('random_5_7', True), ('arm_geared', False)):
+        loops.clear()
+        ControlLoop.__init__ = keep
+        try:
+            closed_loop.run(zoo.model_name(name), zoo.controller_params(name), 10.0)
+        finally:
+            ControlLoop.__init__ = build
+        problems = [p for p in loops[0].problems() if 'flips sign' in p]
+        assert bool(problems) == chatters, (name, loops[0].problems())
+        if chatters:     # the coupled arm chatters on both joints; either is named
+            assert problems[0].startswith('command on joint'), problems

@@ -601,6 +601,7 @@ def test_supervisor_state_and_interventions_on_diagnostics(rig):
     assert keys['supervisor state'] == 'learning'
     assert keys['supervisor rollback'] == '0'
     for key in ('supervisor error ratio estimate', 'supervisor oscillation ratio',
+                'command lag-1 correlation (lowest joint)',
                 'supervisor gain scale',
                 'feedforward limited ticks', 'command saturated ticks',
                 'input scale position'):

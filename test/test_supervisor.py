@@ -159,7 +159,7 @@ def test_supervise_kernel_trips_snapshots_and_resumes_on_its_timers():
     st = np.zeros(CK.SV_SIZE)
     st[CK.SV_ALPHA], st[CK.SV_TRIP], st[CK.SV_WINDOW], st[CK.SV_HOLD] = 0.1, 1.1, 10, 30
     st[CK.SV_HOLD_FACTOR] = 2
-    gains, lp = np.array([[10.0], [0.1], [1.0]]), np.zeros((3, 1))
+    gains, lp = np.array([[10.0], [0.1], [1.0]]), np.zeros((6, 1))
     one = np.ones(1)
 
     def run(pd, ff, ticks, refused=False):
@@ -217,7 +217,7 @@ def test_supervise_kernel_judges_the_echo_only_once_armed():
     from lnn_control import control_kernels as CK
     st = np.zeros(CK.SV_SIZE)
     st[CK.SV_ALPHA], st[CK.SV_TRIP], st[CK.SV_WINDOW], st[CK.SV_HOLD] = 0.1, 1.1, 10, 30
-    gains, lp = np.array([[10.0], [0.1], [0.1]]), np.zeros((3, 1))
+    gains, lp = np.array([[10.0], [0.1], [0.1]]), np.zeros((6, 1))
 
     def run(ticks):
         codes = []
@@ -234,6 +234,22 @@ def test_supervise_kernel_judges_the_echo_only_once_armed():
     codes = run(10)
     assert codes[:9] == [0] * 9 and codes[9] == CK.SV_ROLLBACK
     assert st[CK.SV_WHY] == CK.SV_WHY_ECHO
+
+
+def test_supervise_kernel_measures_a_command_flipping_sign_every_tick():
+    """The command's lag-1 correlation, per joint: -1 chattering, near +1 tracking."""
+    from lnn_control import control_kernels as CK
+    st = np.zeros(CK.SV_SIZE)
+    st[CK.SV_ALPHA], st[CK.SV_TRIP], st[CK.SV_WINDOW], st[CK.SV_HOLD] = 0.1, 1.1, 10, 30
+    gains, lp = np.array([[10.0, 10.0], [0.1, 0.1], [0.1, 0.1]]), np.zeros((6, 2))
+    for k in range(100):
+        command = np.array([np.sin(0.05 * k), 2.0 * (-1.0) ** k])   # smooth, chattering
+        CK.supervise(0.5 * command, 0.5 * command, command, gains, lp, 0, False, st)
+    assert st[CK.SV_CHATTER] < -0.99 and st[CK.SV_CHATTER_JOINT] == 1
+    for k in range(100):
+        command = np.array([np.sin(0.05 * k), np.cos(0.05 * k)])
+        CK.supervise(0.5 * command, 0.5 * command, command, gains, lp, 0, False, st)
+    assert st[CK.SV_CHATTER] > 0.9
 
 
 def test_saturating_start_up_with_a_tick_of_delay_is_cut_short():
