@@ -132,13 +132,23 @@ def _gains(args: argparse.Namespace) -> int:
     hz = PL.MAX_REFERENCE_HZ if args.max_reference_hz is None else args.max_reference_hz
     factor = PL.BANDWIDTH_FACTOR if args.bandwidth_factor is None else args.bandwidth_factor
     zeta = PL.DAMPING_RATIO if args.damping_ratio is None else args.damping_ratio
+    rate = (schema.by_name()['control_rate_hz'].default if args.control_rate_hz is None
+            else args.control_rate_hz)
     plant = PL.Plant(args.plant)   # bundled, zoo/<name> or an MJCF path
     kp, kd = PL.honest_gains(plant, hz, factor, zeta)
+    warnings = PL.rate_check(plant, kd, rate)
+    effective = plant.effective_inertia()
     print(json.dumps({'plant': args.plant, 'joints': list(plant.joint_names),
                       'nominal_inertia': plant.nominal_inertia().round(5).tolist(),
                       'natural_frequency_rad_s': round(2 * math.pi * hz * factor, 3),
                       'damping_ratio': zeta,
-                      'kp': kp.round(3).tolist(), 'kd': kd.round(3).tolist()}, indent=2))
+                      'kp': kp.round(3).tolist(), 'kd': kd.round(3).tolist(),
+                      'effective_inertia': effective.round(5).tolist(),
+                      'control_rate_hz': rate,
+                      'kd_dt_per_effective_inertia': (kd / (effective * rate)).round(3).tolist(),
+                      'warnings': warnings}, indent=2))
+    for line in warnings:
+        print(f'warning: {line}', file=sys.stderr)
     return 0
 
 
@@ -267,6 +277,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help='wn / (2 pi max-reference-hz) (default: the honest-baseline rule)')
     gains.add_argument('--damping-ratio', type=float, default=None,
                        help='(default: the honest-baseline rule)')
+    gains.add_argument('--control-rate-hz', type=float, default=None,
+                       help='the rate the gains will run at, for the chatter check '
+                            "(default: control_rate_hz's default)")
     gains.set_defaults(func=_gains)
 
     zoo = sub.add_parser('zoo', help='run the plant zoo (offline, default settings)')

@@ -5,6 +5,8 @@ Rule: closed-loop natural frequency at least 4x the highest reference
 frequency, damping ratio 0.7-1, for the nominal plant (kp = I wn^2,
 kd = 2 zeta wn I, I the nominal joint-space inertia).
 """
+import json
+
 from lnn_control import closed_loop as CL
 from lnn_control import schema
 from lnn_control.plants import Plant, PLANTS
@@ -42,3 +44,29 @@ def test_pendulum_config_agrees_with_the_schema_defaults():
     for name, value in schema.resolve(overrides).items():
         if name in overrides:
             assert np.array_equal(np.asarray(value), np.asarray(defaults[name])), name
+
+
+def test_rate_check_flags_a_kd_that_chatters_at_the_control_rate(tmp_path, capsys):
+    """
+    random_5_7's honest kd chatters at 100 Hz (kd dt / effective inertia 1.6), not at 160.
+
+    Its diagonal inertia hides it: with the proximal joint free the distal joint's inertia
+    is a seventh of the diagonal's. The named zoo's gains pass (largest figure 0.96).
+    """
+    from lnn_control import cli, zoo
+    from lnn_control.plants import honest_gains, rate_check
+
+    for name in zoo.names():
+        plant = Plant(zoo.model_name(name))
+        assert rate_check(plant, honest_gains(plant)[1], 100.0) == [], name
+    path = tmp_path / 'random_5_7.xml'
+    path.write_text(zoo.mjcf('random_5_7'))
+    plant = Plant(str(path))
+    kd = honest_gains(plant)[1]
+    assert plant.effective_inertia()[1] < plant.nominal_inertia()[1] / 6
+    warnings = rate_check(plant, kd, 100.0)
+    assert len(warnings) == 2 and 'control at >= 160 Hz' in warnings[1], warnings
+    assert rate_check(plant, kd, 160.0) == []
+    assert cli.main(['gains', '--plant', str(path)]) == 0
+    out = capsys.readouterr()
+    assert json.loads(out.out)['warnings'] == warnings and 'warning: joint2' in out.err
