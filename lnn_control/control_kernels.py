@@ -100,7 +100,8 @@ def supervise(pd, ff, command, gains, lp, ff_at_bound, refused, st):
     over) or 0, and leaves in st[SV_WHY] which figure was harmful (SV_WHY_*, for the
     log); the rare events are the caller's, the every-tick part is all here.
     """
-    if lp.shape[0] < 6 or lp.shape[1] < pd.shape[0] or gains.shape[1] < pd.shape[0]:
+    if (lp.shape[0] < 6 or lp.shape[1] < pd.shape[0] or gains.shape[0] < 3
+            or gains.shape[1] < pd.shape[0] or st.shape[0] < SV_SIZE):
         raise ValueError('supervise: lp must be (6, n) and gains (3, n)')
     a = 0.0
     b = 0.0
