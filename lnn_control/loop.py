@@ -22,6 +22,10 @@ STATE_FIELDS = ('reference', 'feedback', 'error', 'pd_effort', 'feedforward', 'c
 # loop oscillates at the Nyquist frequency (a kd too high for the rate). A tracking
 # command reads near +1, white measurement noise through kd near 0.
 CHATTER_WARN = -0.5
+# With the feedforward zeroed (PD only), the command at its limit this often: the PD
+# loop itself saturates or oscillates (every such hold over the named zoo and 60 random
+# plants was on a plant whose PD loop is unstable or in a limit cycle).
+PD_ONLY_SATURATION_WARN = 0.1
 
 
 class ControlLoop:
@@ -102,11 +106,16 @@ class ControlLoop:
         sv = self.controller.supervisor
         state = sv.state
         correlation, joint = sv.chatter
+        saturation = sv.pd_only_saturation
         return ((['joint_states stale'] if self.stale else [])
                 + ([f'learning supervisor: {state}'] if state != 'learning' else [])
                 + ([f'command on {self.controller.joints[joint]} flips sign every tick '
                     f'(lag-1 correlation {correlation:.2f}): the PD loop chatters at the '
-                    'control rate, lower its kd'] if correlation < CHATTER_WARN else []))
+                    'control rate, lower its kd'] if correlation < CHATTER_WARN else [])
+                + ([f'with the feedforward zeroed the command is at its limit '
+                    f'{saturation:.0%} of the time: the PD loop itself saturates or '
+                    'oscillates (check kp, kd and command_limit against the actuation delay)']
+                   if saturation > PD_ONLY_SATURATION_WARN else []))
 
     def status(self) -> list[tuple[str, object]]:
         """
@@ -126,6 +135,7 @@ class ControlLoop:
             ('supervisor error ratio estimate', sv.ratio),
             ('supervisor oscillation ratio', sv.oscillation),
             ('command lag-1 correlation (lowest joint)', sv.chatter[0]),
+            ('PD-only hold: ticks at the command limit', sv.pd_only_saturation),
             *((f'supervisor {k}', v) for k, v in sv.counts.items()),
             ('supervisor gain scale', sv.gain_scale),
             ('supervisor fast learner gain scale',

@@ -141,6 +141,7 @@ class LearningSupervisor:
         self._stats[CK.SV_HOLD_FACTOR] = 1   # this PD-only hold, in hold_s (see _pd_only)
         self._stats[CK.SV_CHATTER] = 1.0
         self._next_hold_factor = 1
+        self._pd_only_mark = (0, 0)     # controller ticks, saturated ticks at PD only
         self._reset_timers()
 
     # -- configuration ---------------------------------------------------------
@@ -222,6 +223,15 @@ class LearningSupervisor:
         """Lowest lag-1 correlation of a joint's command (-1: it flips every tick), joint."""
         st = self._stats
         return float(st[CK.SV_CHATTER]), int(st[CK.SV_CHATTER_JOINT])
+
+    @property
+    def pd_only_saturation(self) -> float:
+        """Fraction of ticks at the command limit in this PD-only hold (0 when learning)."""
+        ticks, saturated = self._pd_only_mark
+        elapsed = self.ctrl.ticks - ticks
+        if self.state != PD_ONLY or elapsed <= 0:
+            return 0.0
+        return (self.ctrl.saturated_ticks - saturated) / elapsed
 
     @property
     def oscillation(self) -> float:
@@ -327,6 +337,7 @@ class LearningSupervisor:
         for r in self.ctrl.readouts():
             r.w[:] = 0.0
         self.state = PD_ONLY
+        self._pd_only_mark = (self.ctrl.ticks, self.ctrl.saturated_ticks)
         self._stats[CK.SV_ARMED] = 0.0      # learning restarts from zero: a transient again
         # Each retry that fails costs a few bad seconds: until a good snapshot
         # resets it, the next PD-only hold is twice as long.

@@ -446,3 +446,21 @@ def test_a_pd_loop_chattering_at_the_control_rate_is_reported():
         assert bool(problems) == chatters, (name, loops[0].problems())
         if chatters:     # the coupled arm chatters on both joints; either is named
             assert problems[0].startswith('command on joint'), problems
+
+
+def test_a_pd_only_hold_at_the_command_limit_is_reported():
+    """Feedforward zeroed and the command still at its limit: the PD loop is the problem."""
+    from lnn_control.loop import ControlLoop
+
+    for limit, warns in ((0.01, True), (100.0, False)):
+        ctrl = make(command_limit=[limit, limit])
+        loop = ControlLoop(ctrl, sensor_timeout_s=1.0)
+        ctrl.supervisor._pd_only('injected by the test')
+        for k, (measured, desired) in enumerate(signals(50)):
+            loop.sensor_received(k * 10_000_000)
+            loop.tick(k * 10_000_000, measured, desired)
+        assert ctrl.supervisor.state == 'pd_only'
+        found = [p for p in loop.problems() if 'feedforward zeroed' in p]
+        assert bool(found) == warns, loop.problems()
+        if warns:
+            assert ctrl.supervisor.pd_only_saturation == 1.0 and '100%' in found[0]
