@@ -103,19 +103,32 @@ class ControlLoop:
 
     def problems(self) -> list[str]:
         """Return what a front end should report as wrong with the loop or the learning."""
-        sv = self.controller.supervisor
-        state = sv.state
-        correlation, joint = sv.chatter
-        saturation = sv.pd_only_saturation
+        state = self.controller.supervisor.state
         return ((['joint_states stale'] if self.stale else [])
                 + ([f'learning supervisor: {state}'] if state != 'learning' else [])
-                + ([f'command on {self.controller.joints[joint]} flips sign every tick '
-                    f'(lag-1 correlation {correlation:.2f}): the PD loop chatters at the '
-                    'control rate, lower its kd'] if correlation < CHATTER_WARN else [])
-                + ([f'with the feedforward zeroed the command is at its limit '
-                    f'{saturation:.0%} of the time: the PD loop itself saturates or '
-                    'oscillates (check kp, kd and command_limit against the actuation delay)']
-                   if saturation > PD_ONLY_SATURATION_WARN else []))
+                + list(self.pd_health().values()))
+
+    def pd_health(self) -> dict[str, str]:
+        """
+        Return what is wrong with the PD loop itself, by kind ('chatter', 'saturation').
+
+        Learning cannot fix either: a front end reports them (and logs each kind once
+        when it appears).
+        """
+        sv = self.controller.supervisor
+        correlation, joint = sv.chatter
+        saturation = sv.pd_only_saturation
+        out = {}
+        if correlation < CHATTER_WARN:
+            out['chatter'] = (f'command on {self.controller.joints[joint]} flips sign every '
+                              f'tick (lag-1 correlation {correlation:.2f}): the PD loop '
+                              'chatters at the control rate, lower its kd')
+        if saturation > PD_ONLY_SATURATION_WARN:
+            out['saturation'] = (f'with the feedforward zeroed the command is at its limit '
+                                 f'{saturation:.0%} of the time: the PD loop itself '
+                                 'saturates or oscillates (check kp, kd and command_limit '
+                                 'against the actuation delay)')
+        return out
 
     def status(self) -> list[tuple[str, object]]:
         """

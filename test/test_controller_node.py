@@ -621,6 +621,33 @@ def test_supervisor_state_and_interventions_on_diagnostics(rig):
     assert status.level == DiagnosticStatus.WARN and 'frozen' in status.message
 
 
+def test_pd_loop_trouble_is_on_diagnostics_and_logged_once(rig):
+    """A PD-only hold with the command at its limit: WARN, one log line per episode."""
+    r = rig({'command_limit': [0.01, 0.01]})
+    warnings = []
+
+    class Recorder:
+
+        def warning(self, text, **kwargs):
+            warnings.append(text)
+
+        def __getattr__(self, name):
+            return lambda *args, **kwargs: None
+
+    r.node.get_logger = Recorder
+    r.send([0.0, 0.0])
+    r.tick()
+    r.node.controller.supervisor._pd_only('injected by the test')
+    for _ in range(5):
+        r.send([0.5, -0.5])
+        r.tick()
+    for _ in range(3):
+        status = r.node.diagnostics().status[0]
+    assert status.level == DiagnosticStatus.WARN and 'feedforward zeroed' in status.message
+    assert len([w for w in warnings if 'the PD loop itself' in w]) == 1, warnings
+    assert float(key_values(status)['PD-only hold: ticks at the command limit']) == 1.0
+
+
 def test_a_failing_publish_is_counted_and_control_goes_on(rig):
     """A middleware refusal (RCLError, as Fast DDS gives under starvation) is no crash."""
     r = rig()

@@ -94,6 +94,7 @@ class LnnControllerNode(ControllerServices, Node):
         self._interventions_logged = 0
         self._detections_logged = 0
         self._anomalies_logged = 0
+        self._pd_health_logged: set[str] = set()    # kinds of PD-loop trouble logged
         self.stats = TickStats(stats_window or max(256, int(2 * cfg.control_rate_hz)))
         # (stats.count, stats.callbacks, node clock ns) at the previous diagnostics
         self._diag_mark = (0, 0, self.get_clock().now().nanoseconds)
@@ -333,6 +334,13 @@ class LnnControllerNode(ControllerServices, Node):
             log.warning(f'prediction anomaly at t={event.time_s:.2f} s: {event.reason}')
             self._anomalies_logged += 1
 
+    def _log_pd_health(self) -> None:
+        """Log each kind of PD-loop trouble once when it appears (again after it cleared)."""
+        health = self.loop.pd_health()
+        for kind in health.keys() - self._pd_health_logged:
+            self.get_logger().warning(health[kind])
+        self._pd_health_logged = set(health)
+
     # -- diagnostics ---------------------------------------------------------------------
     def diagnostics(self) -> DiagnosticArray:
         """Build the status since the previous call (rates and percentiles over that window)."""
@@ -348,6 +356,7 @@ class LnnControllerNode(ControllerServices, Node):
         problems = ([] if self._have_sensor else ['waiting for joint_states'])
         problems += ['tick overran the control period'] if worst > self.period_ns * 1e-6 else []
         problems += self.loop.problems()
+        self._log_pd_health()
         problems += [self.readout_store.last_error] if self.readout_store.last_error else []
         values = [
             ('control rate target [Hz]', 1e9 / self.period_ns),
