@@ -137,15 +137,15 @@ def _gains(args: argparse.Namespace) -> int:
     plant = PL.Plant(args.plant)   # bundled, zoo/<name> or an MJCF path
     kp, kd = PL.honest_gains(plant, hz, factor, zeta)
     warnings = PL.rate_check(plant, kd, rate)
-    effective = plant.effective_inertia()
+    figure = PL.kd_dt_per_effective_inertia(plant, kd, rate)
     print(json.dumps({'plant': args.plant, 'joints': list(plant.joint_names),
                       'nominal_inertia': plant.nominal_inertia().round(5).tolist(),
                       'natural_frequency_rad_s': round(2 * math.pi * hz * factor, 3),
                       'damping_ratio': zeta,
                       'kp': kp.round(3).tolist(), 'kd': kd.round(3).tolist(),
-                      'effective_inertia': effective.round(5).tolist(),
+                      'effective_inertia': plant.effective_inertia().round(5).tolist(),
                       'control_rate_hz': rate,
-                      'kd_dt_per_effective_inertia': (kd / (effective * rate)).round(3).tolist(),
+                      'kd_dt_per_effective_inertia': figure.round(3).tolist(),
                       'warnings': warnings}, indent=2))
     for line in warnings:
         print(f'warning: {line}', file=sys.stderr)

@@ -70,9 +70,14 @@ def honest_gains(plant: 'Plant', max_reference_hz: float = MAX_REFERENCE_HZ,
 KD_DT_PER_INERTIA_LIMIT = 1.0
 
 
+def kd_dt_per_effective_inertia(plant: 'Plant', kd: np.ndarray, rate_hz: float) -> np.ndarray:
+    """Per joint kd / (effective inertia x rate): the figure ``rate_check`` judges."""
+    return np.asarray(kd, dtype=float) / (plant.effective_inertia() * rate_hz)
+
+
 def rate_check(plant: 'Plant', kd: np.ndarray, rate_hz: float) -> list[str]:
     """Say which joints' kd is too high for ``rate_hz`` (empty: none), and what would do."""
-    ratio = np.asarray(kd, dtype=float) / (plant.effective_inertia() * rate_hz)
+    ratio = kd_dt_per_effective_inertia(plant, kd, rate_hz)
     return [f'{name}: kd dt / effective inertia = {r:.2f} > {KD_DT_PER_INERTIA_LIMIT:g}: at '
             f'{rate_hz:g} Hz the velocity feedback is near or past chattering (the command '
             f'flipping sign every tick); control at >= '

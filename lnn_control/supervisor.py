@@ -45,12 +45,12 @@ The response, with hysteresis (``hold_s``) and escalation:
    the torque the motion needs, reads 0.4 (ltc neurons re-learning a payload on
    2-link arms: windows up to 1.95x PD). At 1.0x the trip ratio it also fired at
    1.11-1.13 on reservoirs that chatter harmlessly (spectral radius 2, input
-   scaling 100), costing them a restart. Learning from scratch reads up to 2.7 in its first
-   seconds and settles, so the figure is armed only by a snapshot promoted while it
-   stayed below half the trip ratio, and disarmed when learning restarts from
-   zero. The readout goes back to the last good
-   snapshot (taken every 2 windows while rho stayed below half the trip ratio,
-   and promoted only after one more good interval), learning is frozen, and
+   scaling 100), costing them a restart. Learning from scratch reads up to 2.7 in
+   its first seconds and settles, so the figure is armed only by a snapshot
+   promoted while it stayed below half the trip ratio, and disarmed when learning
+   restarts from zero. The readout goes back to the last good snapshot (taken
+   every 2 windows while rho stayed below half the trip ratio, and promoted only
+   after one more good interval), learning is frozen, and
    the covariance restarts at its initial value cut by ``GAIN_CUT`` (a cut of
    the current P would leave a directional-forgetting learner, whose P never
    grows, unable to learn at all); each further trip cuts it again, and an
