@@ -66,6 +66,16 @@ The response, with hysteresis (``hold_s``) and escalation:
    the rolled-back readout is still harmful (step 2), the fast learner was not
    the only suspect, and the next trip cuts the slow learner's gain twice
    (cutting it at once instead cost arm_heavy_base with delay 5x its error).
+   The echo figure's first trip, with rho still below half the trip ratio, is
+   the fast learner's alone: only it is rolled back and cut, and learning goes
+   on (a readout gone bad moves rho too: weights scaled by -10 tripped the
+   echo figure at rho 0.83, and get the full rollback). The fast learner's
+   output carries the out-of-band power (1.3-2.1 of the command's in-band
+   power at the peak on 2-link arms re-learning a payload, esn and ltc,
+   against 0.1-0.6 from the slow readout), and freezing the slow readout on
+   its pre-change snapshot brought the old plant's model back (arm_geared,
+   seed 1: 0.41x PD after the change; 0.15x with only the fast learner cut).
+   A second echo trip is a full rollback.
 2. After ``hold_s``: rho back below the trip ratio -> learning resumes. Still
    above (the snapshot is bad too) -> the feedforward is zeroed: plain PD,
    which by definition is not worse than PD, for another ``hold_s``; then
@@ -256,8 +266,13 @@ class LearningSupervisor:
         """Do what ``CK.supervise`` asked for (rare: not every tick)."""
         rho = self.ratio
         if action == CK.SV_ROLLBACK:
-            self._rollback('RLS step refused as numerically unusable' if refused_step
-                           else self._harm())
+            if (not refused_step and int(self._stats[CK.SV_WHY]) == CK.SV_WHY_ECHO
+                    and rho < GOOD_FRACTION * self.trip_ratio
+                    and self.ctrl.fast is not None and self.fast_cut == 1.0):
+                self._cut_fast(self._harm())
+            else:
+                self._rollback('RLS step refused as numerically unusable' if refused_step
+                               else self._harm())
         elif action == CK.SV_SNAPSHOT:
             self._take_snapshot()
         elif action == CK.SV_TO_PD_ONLY:
@@ -329,6 +344,17 @@ class LearningSupervisor:
         self.state = FROZEN
         self._record('rollback', f'{reason}: readout rolled back to the last good snapshot, '
                                  f'learning frozen for {self.hold_s:g} s, {response}')
+        self._reset_timers()
+
+    def _cut_fast(self, reason: str) -> None:
+        """Roll back and cut only the fast learner; the slow readout keeps learning."""
+        self.fast_cut = GAIN_CUT
+        fast, good = self.ctrl.fast, self._good[1]
+        fast.w[:] = good
+        fast.restart_covariance(self.readout_gains()[1])
+        self._record('rollback', f'{reason}: fast learner rolled back to its last good '
+                                 f'snapshot, its gain now x{self.fast_cut * self.gain_scale:g}; '
+                                 'the slow readout learns on')
         self._reset_timers()
 
     def _pd_only(self, reason: str) -> None:

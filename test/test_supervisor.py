@@ -295,3 +295,35 @@ def test_a_rollback_after_an_input_scale_grew_restores_the_snapshot_in_the_new_u
     sv._rollback('test')
     for r, w in zip(ctrl.readouts(), rescaled):
         np.testing.assert_allclose(r.w, w, rtol=1e-12, atol=0.0)
+
+
+def test_an_oscillating_fast_learner_is_cut_without_stopping_the_slow_readout():
+    """
+    The echo figure's first trip rolls back and cuts only the fast learner; learning goes on.
+
+    After a plant change the restarted fast learner can echo the PD effort above the loop's
+    bandwidth. Rolling both readouts back to the pre-change snapshot and freezing them
+    brought the old plant's model back and cost arm_geared (seed 1) 0.41x PD after a
+    payload change, against 0.15x with only the fast learner cut. A second trip, the fast
+    learner already cut, is the full rollback.
+    """
+    from lnn_control import control_kernels as CK
+    ctrl = AdaptiveController({**zoo.controller_params('pendulum_viscous'), 'reservoir.seed': 0})
+    _loop(ctrl, zoo.model_name('pendulum_viscous'), 8.0)
+    sv = ctrl.supervisor
+    assert sv.snapshots >= 1 and sv.interventions == []
+    good_fast = sv._good[1].copy()
+    slow_w = ctrl.slow.w.copy()
+    ctrl.fast.w += 1.0                          # what an oscillating fast learner left
+    sv._stats[CK.SV_WHY] = CK.SV_WHY_ECHO
+    sv._act(CK.SV_ROLLBACK, False)
+    assert sv.state == 'learning' and sv.readout_gains() == (1.0, 0.1)
+    np.testing.assert_array_equal(ctrl.slow.w, slow_w)
+    np.testing.assert_array_equal(ctrl.fast.w, good_fast)
+    first = sv.interventions[-1]
+    assert first.action == 'rollback' and 'oscillation' in first.reason
+    assert 'slow readout learns on' in first.reason
+    sv._stats[CK.SV_WHY] = CK.SV_WHY_ECHO
+    sv._act(CK.SV_ROLLBACK, False)
+    assert sv.state == 'frozen' and sv.readout_gains() == pytest.approx((0.1, 0.01))
+    assert 'adaptation gain now x0.1' in sv.interventions[-1].reason
