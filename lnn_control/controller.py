@@ -188,6 +188,11 @@ class AdaptiveController(InverseModelTick):
     def readouts(self) -> Sequence[RLSReadout]:
         return (self.slow,) if self.fast is None else (self.slow, self.fast)
 
+    @property
+    def fast_active(self) -> bool:
+        """Say whether the fast learner exists and the supervisor has not switched it off."""
+        return self.fast is not None and self.supervisor.fast_cut > 0.0
+
     # -- learning state ----------------------------------------------------------
     def reset_state(self) -> None:
         """Forget the reservoir state and the previous tick (not the readout)."""
@@ -302,7 +307,7 @@ class AdaptiveController(InverseModelTick):
     def _predict(self, phi: np.ndarray | None = None) -> None:
         phi = self._phi if phi is None else phi
         self.slow.predict(phi, self._ff)
-        if self.fast is not None:
+        if self.fast_active:
             self.fast.predict(phi[:self._n_fast], self._ff_fast)
             self._ff += self._ff_fast
 
@@ -320,7 +325,8 @@ class AdaptiveController(InverseModelTick):
         """
         err = self._err
         np.copyto(err, error)
-        if self.fast is not None:
+        fast = self.fast_active
+        if fast:
             err += self._ff_fast
         if self._detector_mark != self.supervisor.episodes:
             self._detector_mark = self.supervisor.episodes   # learning paused since
@@ -331,7 +337,7 @@ class AdaptiveController(InverseModelTick):
             factor = self.slow.update(phi, err)
             if not self.slow.frozen:
                 self._k_scale = factor / self.slow.forgetting_factor   # 1 / (lambda + r)
-            if self.fast is not None:
+            if fast:
                 err *= factor                  # what the slow one left after its step
                 err -= self._ff_fast
                 self.fast.update(phi[:self._n_fast], err)
@@ -360,7 +366,7 @@ class AdaptiveController(InverseModelTick):
         """
         gains = self.supervisor.readout_gains()
         self.slow.restart_covariance(gains[0] * RESTART_GAIN)
-        if self.fast is not None:
+        if self.fast_active:
             self.fast.restart_covariance(gains[1])
         self.change_detector.restart()
         self.change_detector.record(self.ticks, f'{reason}: covariances restarted')
@@ -372,7 +378,8 @@ class AdaptiveController(InverseModelTick):
                        factors[:self._n_fast])
         for readout, f, gain in zip(self.readouts(), per_readout,
                                     self.supervisor.readout_gains()):
-            readout.rescale_inputs(f, gain)
+            if gain > 0.0:                   # 0: the fast learner is off (weights zero)
+                readout.rescale_inputs(f, gain)
         self.supervisor.rescale_snapshots(per_readout)    # a rollback restores these units
         if self.forward is not None:
             self.forward.rescale_inputs(factors)

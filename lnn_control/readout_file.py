@@ -114,7 +114,7 @@ def load_controller(ctrl, path: str) -> None:
     envelope = np.asarray(data.get('input/envelope', norm.envelope), dtype=float)
     gain = float(data.get('supervisor/gain_scale', 1.0))
     fast_cut = float(data.get('supervisor/fast_cut', 1.0))
-    if not (0 < gain <= 1 and 0 < fast_cut <= 1):
+    if not (0 < gain <= 1 and 0 <= fast_cut <= 1):
         raise ValueError(f'{path} holds invalid input scales or supervisor gain')
     norm.check_state(path, scale, envelope)
     states = []

@@ -60,12 +60,18 @@ The response, with hysteresis (``hold_s``) and escalation:
    learning and rollback. The first suspect is the fast learner: with a
    memory of a few ticks it acts as a high-gain integrator on the PD output,
    which a tick of actuation delay turns into an oscillation, so the first
-   trip cuts only its gain and leaves the slow learner's (measured on the zoo
-   with one tick of delay: cutting every gain instead doubled the error after
-   a payload change; switching the fast learner off lost the cart-poles). If
-   the rolled-back readout is still harmful (step 2), the fast learner was not
-   the only suspect, and the next trip cuts the slow learner's gain twice
-   (cutting it at once instead cost arm_heavy_base with delay 5x its error).
+   trip switches it off and leaves the slow learner's gain (cutting every
+   gain instead doubled the error after a payload change on the zoo with
+   delay). Cutting its gain 10x instead, as until 2026-12-04, left it where,
+   with the delay, it slowly pumps a lightly damped mode the controller does
+   not measure (a cart-pole's pole: after a payload change 1.59x PD at x0.1,
+   0.79x at x0.03, 0.23x at x0.01, 0.12x off; over 60 random cart-poles with
+   delay, 10 s windows above 1.2x PD 13 -> 5, the largest 2.25x -> 1.26x);
+   the price is slower re-adaptation with delay (named zoo, seeds 0-2, after
+   the change: median 0.057x -> 0.125x PD). If the rolled-back readout is still harmful
+   (step 2), the fast learner was not the only suspect, and the next trip
+   cuts the slow learner's gain twice (cutting it at once instead cost
+   arm_heavy_base with delay 5x its error).
    The echo figure's first trip, with rho still below half the trip ratio, is
    the fast learner's alone: only it is rolled back and cut, and learning goes
    on (a readout gone bad moves rho too: weights scaled by -10 tripped the
@@ -141,7 +147,7 @@ class LearningSupervisor:
         self._candidate = [r.w.copy() for r in controller.readouts()]
         self.state = LEARNING
         self.gain_scale = 1.0
-        self.fast_cut = 1.0             # the fast learner's own extra cut (first trip)
+        self.fast_cut = 1.0             # the fast learner's own extra cut; 0: switched off
         self._only_fast_cut = False     # the last rollback (PD only follows one) cut only fast
         self._owed_cut = False          # ... and PD only followed: the next trip cuts 2x
         self.interventions: list[Intervention] = []
@@ -220,7 +226,7 @@ class LearningSupervisor:
                 w[int(readout.bias):] *= np.asarray(f, dtype=float)[:, None]
 
     def readout_gains(self) -> tuple[float, ...]:
-        """Covariance restart scale of each readout (slow, fast), as ``ctrl.readouts()``."""
+        """Covariance restart scale of each readout (slow, fast), as ``ctrl.readouts()``; 0: off."""
         return (self.gain_scale, self.gain_scale * self.fast_cut)[:len(self.ctrl.readouts())]
 
     @property
@@ -332,15 +338,19 @@ class LearningSupervisor:
                               VALIDATED_COVARIANCE / self.ctrl.config.rls.initial_covariance)
         self._only_fast_cut = self.ctrl.fast is not None and self.fast_cut == 1.0
         if self._only_fast_cut:
-            self.fast_cut = GAIN_CUT
-            response = f'fast learner gain now x{self.fast_cut * self.gain_scale:g}'
+            self.fast_cut = 0.0
+            response = 'fast learner switched off'
         else:
             self.gain_scale *= GAIN_CUT ** (2 if self._owed_cut else 1)
             self._owed_cut = False
             response = f'adaptation gain now x{self.gain_scale:g}'
         for r, good, g in zip(self.ctrl.readouts(), self._good, self.readout_gains()):
-            r.w[:] = good
-            r.restart_covariance(g)
+            if g > 0.0:
+                r.w[:] = good
+                r.restart_covariance(g)
+            else:                               # the fast learner, switched off
+                r.w[:] = 0.0
+                self.ctrl._ff_fast[:] = 0.0
         self.state = FROZEN
         self._record('rollback', f'{reason}: readout rolled back to the last good snapshot, '
                                  f'learning frozen for {self.hold_s:g} s, {response}')
