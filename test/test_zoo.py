@@ -174,6 +174,14 @@ def test_a_transient_out_of_band_echo_while_re_learning_costs_only_the_fast_lear
 
 
 @pytest.mark.slow
+def test_the_defaults_hold_at_another_control_rate():
+    """Nothing in the defaults is tied to 100 Hz: a 2-link arm controlled at 250 Hz."""
+    r = zoo.run_member(('arm_geared', 'nominal', 0, {'control_rate_hz': 250.0}))
+    assert r['ratio'] <= 0.05 and r['ratio_after_change'] <= 0.1, r
+    assert r['worst_window_ratio'] <= 0.2 and r['interventions'] == 0, r
+
+
+@pytest.mark.slow
 def test_zoo_cli_writes_table_json_and_figure(tmp_path):
     out = tmp_path / 'zoo'
     code = cli.main(['zoo', '--plants', 'pendulum_tiny,pendulum_5kg', '--variants', 'nominal',
