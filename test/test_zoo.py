@@ -174,6 +174,20 @@ def test_a_transient_out_of_band_echo_while_re_learning_costs_only_the_fast_lear
 
 
 @pytest.mark.slow
+def test_with_actuation_delay_the_fast_learner_does_not_pump_an_unmeasured_pole():
+    """
+    A cart-pole the defaults never saw, one tick of delay: the fast learner goes off.
+
+    The supervisor trips at start-up with the delay; while that trip only cut the fast
+    learner's gain, it slowly pumped the pole (after payload x2 1.59x PD, windows 2.0x).
+    """
+    r = zoo.run_member(('random_7_29', 'delay', 0, {}))
+    assert r['ratio_after_change'] <= 0.3 and r['worst_window_ratio'] <= 0.6, r
+    first = r['intervention_log'][0]
+    assert first[0] < 1.0 and 'fast learner switched off' in first[2], first
+
+
+@pytest.mark.slow
 def test_the_defaults_hold_at_another_control_rate():
     """Nothing in the defaults is tied to 100 Hz: a 2-link arm controlled at 250 Hz."""
     r = zoo.run_member(('arm_geared', 'nominal', 0, {'control_rate_hz': 250.0}))
