@@ -345,23 +345,25 @@ class LearningSupervisor:
             self._owed_cut = False
             response = f'adaptation gain now x{self.gain_scale:g}'
         for r, good, g in zip(self.ctrl.readouts(), self._good, self.readout_gains()):
-            if g > 0.0:
-                r.w[:] = good
-                r.restart_covariance(g)
-            else:                               # the fast learner, switched off
-                r.w[:] = 0.0
-                self.ctrl._ff_fast[:] = 0.0
+            self._restore(r, good, g)
         self.state = FROZEN
         self._record('rollback', f'{reason}: readout rolled back to the last good snapshot, '
                                  f'learning frozen for {self.hold_s:g} s, {response}')
         self._reset_timers()
 
+    def _restore(self, readout, good: np.ndarray, gain: float) -> None:
+        """Put a readout back to its snapshot at covariance ``gain`` (0: switched off, zero)."""
+        if gain > 0.0:
+            readout.w[:] = good
+            readout.restart_covariance(gain)
+        else:                                   # the fast learner, switched off
+            readout.w[:] = 0.0
+            self.ctrl._ff_fast[:] = 0.0
+
     def _cut_fast(self, reason: str) -> None:
         """Roll back and cut only the fast learner; the slow readout keeps learning."""
         self.fast_cut = GAIN_CUT
-        fast, good = self.ctrl.fast, self._good[1]
-        fast.w[:] = good
-        fast.restart_covariance(self.readout_gains()[1])
+        self._restore(self.ctrl.fast, self._good[1], self.readout_gains()[1])
         self._record('rollback', f'{reason}: fast learner rolled back to its last good '
                                  f'snapshot, its gain now x{self.fast_cut * self.gain_scale:g}; '
                                  'the slow readout learns on')
