@@ -32,7 +32,8 @@ ST_TRACE_CAP = 3       # upper bound on trace(P): the anti-windup
 ST_LAMBDA = 4          # forgetting factor
 ST_DIRECTIONAL = 5     # 1: directional forgetting, 0: exponential
 ST_SCALE = 6           # P = ST_SCALE x the stored array (see _apply_pending)
-ST_SIZE = 7
+ST_GAIN_CAP = 7        # largest fraction of the error one step may absorb (0: no cap)
+ST_SIZE = 8
 
 
 @njit(cache=True)
@@ -281,6 +282,9 @@ def rls_update(p, w, phi, err, g, y, st):
     trace-capped; directional forgetting (Kulhavy, forgetting only along phi
     and never more than phi adds, so P never grows): with r = phi.T P phi,
     P_t = P - y y^T (r - 1 + lambda) / (r c) when r > 1 - lambda, else P.
+    A gain cap (``st[ST_GAIN_CAP]`` > 0) raises c to r / cap where the step would
+    absorb more than that fraction of the error: the sample is weighted down, as if
+    noisier, and P shrinks by as much less (a weighted RLS step, so P stays consistent).
     Returns the a-posteriori error factor (err after / err before), or -1.0
     without touching w when the step is numerically unusable.
     """
@@ -300,6 +304,10 @@ def rls_update(p, w, phi, err, g, y, st):
         c = lam + r if r > 1.0 - lam else 1.0
     else:
         c = lam + r
+    cap = st[ST_GAIN_CAP]
+    capped = cap > 0.0 and r > cap * c
+    if capped:      # the sample counts less (as if noisier): it absorbs cap of the error
+        c = r / cap
     inv = 1.0 / c
     m = err.shape[0]
     for i in range(n):
@@ -311,15 +319,16 @@ def rls_update(p, w, phi, err, g, y, st):
         scale = 1.0
         tr_new = tr - yy * gain
         post = lam * inv if r > 1.0 - lam else 1.0 - r
+        if capped:
+            post = 1.0 - r * inv
     else:
         gain = inv
         scale = 1.0 / lam
         tr_new = (tr - yy * inv) * scale
-        cap = st[ST_TRACE_CAP]
-        if tr_new > cap:
-            scale *= cap / tr_new
-            tr_new = cap
-        post = lam * inv
+        if tr_new > st[ST_TRACE_CAP]:
+            scale *= st[ST_TRACE_CAP] / tr_new
+            tr_new = st[ST_TRACE_CAP]
+        post = 1.0 - r * inv if capped else lam * inv
     for i in range(n):
         g[i] = y[i]
     st[ST_PENDING_GAIN] = gain

@@ -42,18 +42,28 @@ def lif_step(trace, v, refractory, spikes, u, w_in, w, bias, dt, substeps, tau_m
 
 
 class RLS:
-    """Textbook exponentially weighted RLS with a trace cap on P."""
+    """
+    Textbook exponentially weighted RLS with a trace cap on P.
 
-    def __init__(self, n_features, n_outputs, delta, lam, trace_cap=None):
+    ``gain_cap`` > 0 weights a sample down so that one step absorbs at most that
+    fraction of its error: the denominator lambda + r becomes r / gain_cap.
+    """
+
+    def __init__(self, n_features, n_outputs, delta, lam, trace_cap=None, gain_cap=0.0):
         self.p = np.eye(n_features) * delta
         self.w = np.zeros((n_features, n_outputs))
         self.lam = lam
         self.trace_cap = delta * n_features if trace_cap is None else trace_cap
+        self.gain_cap = gain_cap
 
     def update(self, phi, target):
         err = target - self.w.T @ phi
         pphi = self.p @ phi
-        k = pphi / (self.lam + phi @ pphi)
+        r = phi @ pphi
+        den = self.lam + r
+        if self.gain_cap > 0 and r > self.gain_cap * den:
+            den = r / self.gain_cap
+        k = pphi / den
         self.w += np.outer(k, err)
         self.p = (self.p - np.outer(k, pphi)) / self.lam
         tr = np.trace(self.p)

@@ -153,6 +153,7 @@ class ControlLoop:
             ('supervisor gain scale', sv.gain_scale),
             ('supervisor fast learner gain scale',
              sv.readout_gains()[1] if ctrl.fast is not None else 0.0),
+            ('supervisor learning gain cap per step (0: none)', ctrl.slow.gain_cap),
             ('plant changes detected or reported', len(detector.detections)),
             ('change detector score', detector.score),
             ('feedforward limited ticks', ctrl.feedforward_clipped),

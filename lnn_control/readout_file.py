@@ -80,6 +80,7 @@ def controller_arrays(ctrl) -> dict[str, np.ndarray]:
     arrays.update(ctrl.normalizer.state())
     arrays['supervisor/gain_scale'] = np.float64(ctrl.supervisor.gain_scale)
     arrays['supervisor/fast_cut'] = np.float64(ctrl.supervisor.fast_cut)
+    arrays['supervisor/gain_capped'] = np.bool_(ctrl.supervisor.gain_capped)
     return arrays
 
 
@@ -114,6 +115,7 @@ def load_controller(ctrl, path: str) -> None:
     envelope = np.asarray(data.get('input/envelope', norm.envelope), dtype=float)
     gain = float(data.get('supervisor/gain_scale', 1.0))
     fast_cut = float(data.get('supervisor/fast_cut', 1.0))
+    gain_capped = bool(data.get('supervisor/gain_capped', False))
     if not (0 < gain <= 1 and 0 <= fast_cut <= 1):
         raise ValueError(f'{path} holds invalid input scales or supervisor gain')
     norm.check_state(path, scale, envelope)
@@ -135,6 +137,7 @@ def load_controller(ctrl, path: str) -> None:
     ctrl.supervisor.reset()
     ctrl.supervisor.gain_scale = gain
     ctrl.supervisor.fast_cut = fast_cut
+    ctrl.supervisor.gain_capped = gain_capped
 
 
 def set_aside(path: str) -> str:

@@ -77,6 +77,17 @@ class RLSReadout:
             raise ValueError(f'forgetting_factor must be in (0, 1]; got {lam}')
         self._st[K.ST_LAMBDA] = lam
 
+    @property
+    def gain_cap(self) -> float:
+        """Largest fraction of the a-priori error one step absorbs (0: no cap; see kernels)."""
+        return float(self._st[K.ST_GAIN_CAP])
+
+    @gain_cap.setter
+    def gain_cap(self, cap: float) -> None:
+        if not (np.isfinite(cap) and 0.0 <= cap <= 1.0):
+            raise ValueError(f'gain_cap must be in [0, 1]; got {cap}')
+        self._st[K.ST_GAIN_CAP] = cap
+
     def reset(self, initial_covariance: float | None = None) -> None:
         """Forget everything learned: W = 0, P = delta I."""
         if initial_covariance is not None:

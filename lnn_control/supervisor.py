@@ -58,19 +58,31 @@ The response, with hysteresis (``hold_s``) and escalation:
    brought to 100 at the first. An
    unstable setting thus ends up stable instead of oscillating between
    learning and rollback. The first suspect is the fast learner: with a
-   memory of a few ticks it acts as a high-gain integrator on the PD output,
-   which a tick of actuation delay turns into an oscillation, so the first
-   trip switches it off and leaves the slow learner's gain (cutting every
-   gain instead doubled the error after a payload change on the zoo with
-   delay). Cutting its gain 10x instead, as until 2026-12-04, left it where,
-   with the delay, it slowly pumps a lightly damped mode the controller does
-   not measure (a cart-pole's pole: after a payload change 1.59x PD at x0.1,
-   0.79x at x0.03, 0.23x at x0.01, 0.12x off; over 60 random cart-poles with
-   delay, 10 s windows above 1.2x PD 13 -> 5, the largest 2.25x -> 1.26x);
-   the price is slower re-adaptation with delay (named zoo, seeds 0-2, after
-   the change: median 0.057x -> 0.125x PD). If the rolled-back readout is still harmful
-   (step 2), the fast learner was not the only suspect, and the next trip
-   cuts the slow learner's gain twice (cutting it at once instead cost
+   memory of a few ticks it absorbs a third to a half of its error every
+   tick, an integrator on the PD output far faster than the PD loop, which a
+   tick of actuation delay turns into an oscillation. So the first trip caps
+   its gain: one step may absorb at most ``GAIN_CAP`` x kp/kd x dt of its
+   error (the loop's bandwidth, per tick; a weighted RLS step, see
+   ``kernels.rls_update``), and the slow learner's the same way, which binds
+   only while its own gain is that high (its first seconds, a covariance
+   restart, a large ``rls.initial_covariance``: at 100 on arm_heavy_tip,
+   capping the fast learner alone left windows of up to 1.74x PD, both
+   0.96x) but leaves its learning rate otherwise (cutting its covariance
+   instead doubled the error after a payload change on the zoo with delay);
+   a second trip switches the fast learner off. The cap sits above a band of gains
+   where, with the delay, it slowly pumps a lightly damped mode the
+   controller does not measure (a cart-pole's pole; 7 random cart-poles that
+   pumped, after a payload change: cap 3 kp/kd dt 0.09-0.35x PD, 1.6 up to
+   1.25x, 0.8 up to 1.91x; random_7_29 with a covariance cut x0.1, as until
+   2026-12-04, 1.59x, off 0.12x), and below the full gain, which the delay
+   makes unstable. Over 180
+   random plants with delay, against switching it off at the first trip
+   (as on 2026-12-04): 10 s windows above 1.2x PD 10 -> 4 (left: four arms
+   whose PD loop, kicked by the first learning steps, stays in a saturating
+   cycle), the cart-poles' ratio median 0.37 -> 0.09; four arms that learned
+   well with it off end at 0.5-0.6x PD. If the rolled-back readout is still
+   harmful (step 2), the fast learner was not the only suspect, and the next
+   trip cuts the slow learner's gain twice (cutting it at once instead cost
    arm_heavy_base with delay 5x its error).
    The echo figure's first trip, with rho still below half the trip ratio, is
    the fast learner's alone: only it is rolled back and cut, and learning goes
@@ -105,6 +117,9 @@ GOOD_FRACTION = 0.5          # snapshots are taken while rho < GOOD_FRACTION * t
 MAX_BACKOFF = 32             # PD-only holds grow to at most this many hold_s
 # The largest initial covariance the sweep validated (benchmarks/bench_sweep.py DELTAS)
 VALIDATED_COVARIANCE = 100.0
+# The first trip caps the learners' gain: one step absorbs at most this x the PD loop's
+# bandwidth kp/kd x dt of its error (a second trip switches the fast learner off).
+GAIN_CAP = 3.0
 
 
 @dataclass
@@ -142,6 +157,7 @@ class LearningSupervisor:
         #                                            the command's lag-1 statistics
         self._trip_ratio, self._window_s, self._hold_s = trip_ratio, window_s, hold_s
         self._derive()
+        self._gain_capped = False       # the learners' gain is capped (GAIN_CAP)
         self.set_gains(controller.kp, controller.kd, controller.command_limit)
         self._good = [r.w.copy() for r in controller.readouts()]
         self._candidate = [r.w.copy() for r in controller.readouts()]
@@ -187,6 +203,24 @@ class LearningSupervisor:
         self._gains[1] = 1.0 / np.where(kp > 0, kp, command_limit)
         wc_dt = kp / np.where(kd > 0, kd, 1.0) * self.ctrl.dt
         self._gains[2] = np.where(kd > 0, wc_dt / (1.0 + wc_dt), 1.0)
+        self._bandwidth_dt = float(np.min(wc_dt[kd > 0])) if np.any(kd > 0) else np.inf
+        self.gain_capped = self._gain_capped      # the cap follows the gains
+
+    @property
+    def gain_capped(self) -> bool:
+        """Whether the learners' gain is capped (see ``gain_cap_per_step``)."""
+        return self._gain_capped
+
+    @gain_capped.setter
+    def gain_capped(self, capped: bool) -> None:
+        self._gain_capped = bool(capped)
+        for readout in self.ctrl.readouts():
+            readout.gain_cap = self.gain_cap_per_step if capped else 0.0
+
+    @property
+    def gain_cap_per_step(self) -> float:
+        """Return the learners' cap: a fraction of the error per step (1: none here)."""
+        return min(1.0, GAIN_CAP * self._bandwidth_dt)
 
     def _reset_timers(self) -> None:
         self._stats[:CK.SV_CLEARED] = 0.0
@@ -206,6 +240,7 @@ class LearningSupervisor:
         self.state = LEARNING
         self.gain_scale = 1.0
         self.fast_cut = 1.0
+        self.gain_capped = False
         self._owed_cut = False
         self._next_hold_factor = 1
         self._stats[CK.SV_ARMED] = 0.0
@@ -336,8 +371,18 @@ class LearningSupervisor:
         # error: windows of 1.67x PD on arm_heavy_tip; 0.19x with this).
         self.gain_scale = min(self.gain_scale,
                               VALIDATED_COVARIANCE / self.ctrl.config.rls.initial_covariance)
-        self._only_fast_cut = self.ctrl.fast is not None and self.fast_cut == 1.0
-        if self._only_fast_cut:
+        # A trip after a PD-only hold (owed) is the slow learner's: see the module docstring.
+        self._only_fast_cut = (self.ctrl.fast is not None and self.fast_cut == 1.0
+                               and not self._owed_cut)
+        # In inverse_model mode the fast learner reads the measured state: its frozen output
+        # is a feedback law that a gain cap does not bound (heavy cart-pole with delay: a
+        # rolled-back, capped fast learner made rho 6.4, a window of 1.71x PD), so it goes off.
+        capping = self.ctrl.mode == 'feedback_error' and self.gain_cap_per_step < 1.0
+        if self._only_fast_cut and not self.gain_capped and capping:
+            self.gain_capped = True
+            response = (f'learning gain capped at {self.gain_cap_per_step:.3g} of the error per '
+                        'step')
+        elif self._only_fast_cut:
             self.fast_cut = 0.0
             response = 'fast learner switched off'
         else:

@@ -615,9 +615,10 @@ def test_supervisor_state_and_interventions_on_diagnostics(rig):
     keys = key_values(status)
     assert keys['supervisor state'] == 'frozen'
     assert keys['supervisor rollback'] == '1'
-    # the first trip switches only the fast learner off (see supervisor.py)
+    # the first trip only caps the learners' gain per step (see supervisor.py)
     assert float(keys['supervisor gain scale']) == pytest.approx(1.0)
-    assert float(keys['supervisor fast learner gain scale']) == 0.0
+    assert float(keys['supervisor fast learner gain scale']) == pytest.approx(1.0)
+    assert 0.0 < float(keys['supervisor learning gain cap per step (0: none)']) < 1.0
     assert status.level == DiagnosticStatus.WARN and 'frozen' in status.message
 
 

@@ -107,21 +107,26 @@ def _covariance(readout):
     return copy.deepcopy(readout).covariance()
 
 
-def test_rls_exponential_matches_reference():
+@pytest.mark.parametrize('gain_cap', [0.0, 0.3])
+def test_rls_exponential_matches_reference(gain_cap):
     n, m, lam, delta = 4, 2, 0.99, 2.0
     rng = np.random.default_rng(3)
     ours = RLSReadout(n, m, forgetting_factor=lam, initial_covariance=delta, bias=False)
-    ref = R.RLS(n, m, delta, lam)
+    ours.gain_cap = gain_cap
+    ref = R.RLS(n, m, delta, lam, gain_cap=gain_cap)
     w_true = rng.standard_normal((n, m))
-    capped = uncapped = 0
+    capped = uncapped = gain_bound = 0
     for t, phi in enumerate(_phi_sequence(rng, 400, n)):
         target = w_true.T @ phi + 0.1 * rng.standard_normal(m)
         p_before = ref.p.copy()
         err_ours = ours.train(phi, target)
         err_ref = ref.update(phi, target)
-        # Did the cap bind on this step? (trace before capping above the cap)
+        # Did the trace cap bind on this step? (trace before capping above the cap)
         pphi = p_before @ phi
-        free = (p_before - np.outer(pphi, pphi) / (lam + phi @ pphi)) / lam
+        r = phi @ pphi
+        den = max(lam + r, r / gain_cap) if gain_cap else lam + r
+        gain_bound += den > lam + r
+        free = (p_before - np.outer(pphi, pphi) / den) / lam
         if np.trace(free) > ref.trace_cap * (1 + 1e-9):
             capped += 1
         else:
@@ -129,6 +134,7 @@ def test_rls_exponential_matches_reference():
         _assert_same_step(ours, ref, err_ours, err_ref, t)
     np.testing.assert_allclose(ours.covariance(), ref.p, **TOL)
     assert capped > 20 and uncapped > 20, (capped, uncapped)
+    assert (gain_bound > 20) == (gain_cap > 0), gain_bound      # the gain cap bound too
 
 
 def _assert_same_step(ours, ref, err_ours, err_ref, t):
@@ -143,34 +149,36 @@ def _assert_same_step(ours, ref, err_ours, err_ref, t):
 class DirectionalRLS:
     """Textbook directional forgetting (Kulhavy), non-negative beta."""
 
-    def __init__(self, n, m, delta, lam):
+    def __init__(self, n, m, delta, lam, gain_cap=0.0):
         self.p = np.eye(n) * delta
         self.w = np.zeros((n, m))
         self.lam = lam
+        self.gain_cap = gain_cap
 
     def update(self, phi, target):
         err = target - self.w.T @ phi
         pphi = self.p @ phi
         r = phi @ pphi
-        if r > 1.0 - self.lam:
-            c = self.lam + r
-            k = pphi / c
+        forgot = r > 1.0 - self.lam
+        c = self.lam + r if forgot else 1.0
+        if self.gain_cap and r > self.gain_cap * c:     # the sample weighted down
+            c = r / self.gain_cap
+        k = pphi / c
+        if forgot:
             self.p = self.p - np.outer(pphi, pphi) * (r - 1.0 + self.lam) / (r * c)
-            forgot = True
-        else:
-            k = pphi
-            forgot = False
         self.w += np.outer(k, err)
         return err, forgot
 
 
+@pytest.mark.parametrize('gain_cap', [0.0, 0.3])
 @pytest.mark.parametrize('lam', [0.9, 0.99])
-def test_rls_directional_matches_textbook(lam):
+def test_rls_directional_matches_textbook(lam, gain_cap):
     n, m, delta = 4, 2, 1.5
     rng = np.random.default_rng(11)
     ours = RLSReadout(n, m, forgetting_factor=lam, initial_covariance=delta, bias=False,
                       forgetting='directional')
-    ref = DirectionalRLS(n, m, delta, lam)
+    ours.gain_cap = gain_cap
+    ref = DirectionalRLS(n, m, delta, lam, gain_cap)
     w_true = rng.standard_normal((n, m))
     branches = {True: 0, False: 0}
     for t, phi in enumerate(_phi_sequence(rng, 400, n)):
@@ -184,11 +192,13 @@ def test_rls_directional_matches_textbook(lam):
     assert branches[True] > 20 and branches[False] > 20, branches
 
 
-def test_rls_post_factor_is_a_posteriori_error_ratio():
-    """update() returns (error after the step) / (error before) for both schemes."""
+@pytest.mark.parametrize('gain_cap', [0.0, 0.2])
+def test_rls_post_factor_is_a_posteriori_error_ratio(gain_cap):
+    """update() returns (error after the step) / (error before); a gain cap bounds it."""
     rng = np.random.default_rng(5)
     for forgetting in RLSReadout.FORGETTING:
         r = RLSReadout(3, 1, forgetting_factor=0.95, bias=False, forgetting=forgetting)
+        r.gain_cap = gain_cap
         for phi in _phi_sequence(rng, 200, 3):
             target = np.array([phi.sum() + 0.3])
             before = target - r.predict(phi)
@@ -198,7 +208,9 @@ def test_rls_post_factor_is_a_posteriori_error_ratio():
             factor = r.update(phi, before.copy())
             after = target - r.predict(phi)
             np.testing.assert_allclose(after, factor * before, rtol=1e-9, atol=1e-12)
-            assert 0.0 < factor <= 1.0
+            assert 1.0 - (gain_cap or 1.0) - 1e-12 <= factor <= 1.0
+    with pytest.raises(ValueError, match='gain_cap'):
+        r.gain_cap = 1.5
 
 
 @pytest.mark.parametrize('n_inputs', [10, 37])

@@ -69,33 +69,52 @@ def test_good_learning_is_left_alone():
 
 
 @pytest.mark.slow
-def test_first_trip_switches_the_fast_learner_off_then_cuts_every_gain(tmp_path):
+def test_trips_cap_the_fast_learner_then_switch_it_off_then_cut_every_gain(tmp_path):
     """
-    The fast learner is the first suspect; a second trip cuts the slow learner too.
+    The fast learner is the first suspect: a first trip caps the gains, a second switches it off.
 
-    Switched off, it supplies nothing and learns nothing. The cut is learned state: it
-    survives a save and load, and reset_learning lifts it.
+    A third cuts the slow learner too. Switched off, it supplies nothing and learns
+    nothing. The cuts are learned state: they survive a save and load, and
+    reset_learning lifts them.
     """
     ctrl = AdaptiveController(zoo.controller_params('pendulum_viscous'))
-    _loop(ctrl, zoo.model_name('pendulum_viscous'), 9.0, inject_at=6.0)
     sv = ctrl.supervisor
+    _loop(ctrl, zoo.model_name('pendulum_viscous'), 9.0, inject_at=6.0)
     assert [e.action for e in sv.interventions] == ['rollback', 'resume'], sv.interventions
-    assert 'fast learner switched off' in sv.interventions[0].reason
+    cap = sv.gain_cap_per_step                       # GAIN_CAP x kp/kd x dt
+    assert 0.0 < cap < 1.0 and f'gain capped at {cap:.3g}' in sv.interventions[0].reason
+    assert ctrl.fast.gain_cap == ctrl.slow.gain_cap == cap and ctrl.fast_active
+    assert sv.readout_gains() == (1.0, 1.0)
+    _loop(ctrl, zoo.model_name('pendulum_viscous'), 4.0, inject_at=2.0)
+    rollbacks = [e.reason for e in sv.interventions if e.action == 'rollback']
+    assert len(rollbacks) == 2 and 'fast learner switched off' in rollbacks[1], rollbacks
     assert sv.readout_gains() == (1.0, 0.0) and not ctrl.fast_active
     updates = ctrl.fast.updates
     _loop(ctrl, zoo.model_name('pendulum_viscous'), 4.0, inject_at=2.0)
     assert ctrl.fast.updates == updates and not ctrl.fast.w.any()
     assert not ctrl._ff_fast.any()
     rollbacks = [e.reason for e in sv.interventions if e.action == 'rollback']
-    assert len(rollbacks) == 2 and 'adaptation gain now x0.1' in rollbacks[1], rollbacks
+    assert len(rollbacks) == 3 and 'adaptation gain now x0.1' in rollbacks[2], rollbacks
     assert sv.readout_gains() == pytest.approx((0.1, 0.0))
     ctrl.save(str(tmp_path / 'readout.npz'))
     other = AdaptiveController(zoo.controller_params('pendulum_viscous'))
     other.load(str(tmp_path / 'readout.npz'))
     assert other.supervisor.readout_gains() == pytest.approx((0.1, 0.0))
+    assert other.supervisor.gain_capped and other.slow.gain_cap == cap
     assert not other.fast_active
     other.reset_learning()
     assert other.supervisor.readout_gains() == (1.0, 1.0) and other.fast_active
+    assert not other.supervisor.gain_capped and other.slow.gain_cap == 0.0
+
+
+def test_in_inverse_model_mode_the_first_trip_switches_the_fast_learner_off():
+    """There it reads the measured state: a gain cap would not bound its output's feedback."""
+    for mode, capped in (('feedback_error', True), ('inverse_model', False)):
+        ctrl = AdaptiveController({**zoo.controller_params('pendulum_viscous'),
+                                   'controller.mode': mode})
+        ctrl.supervisor._rollback('injected by the test')
+        assert ctrl.supervisor.gain_capped is capped and ctrl.fast_active is capped, mode
+        assert (ctrl.slow.gain_cap > 0.0) is capped, mode
 
 
 def test_supervisor_off_means_no_interventions():
