@@ -173,7 +173,7 @@ CONTROLLER = (
     Param('rls.fast_learner', BOOL, True,
           'Add a fast-forgetting readout on top of the slow one for quick '
           're-adaptation after plant changes. The learning supervisor caps the '
-          'learners\' gain per step at its first trip (with actuation delay: at '
+          "learners' gain per step at its first trip (with actuation delay: at "
           'start-up) and switches the fast learner off at the second.', read_only=True),
     Param('rls.fast_forgetting_factor', DOUBLE, 0.5,
           'Forgetting factor of the fast readout (directional forgetting, so no '
