@@ -69,6 +69,8 @@ class Config(Mapping):
             _CLASSES[key] = _section_classes(self.entries)
         self._classes = _CLASSES[key]
         self._values = schema.resolve(overrides, self.entries)
+        if (problems := self._joint_problems({})):
+            raise ValueError('; '.join(problems))
         self._sections: dict[str, Any] = {}
         self._rebuild(self._table)
 
@@ -116,7 +118,22 @@ class Config(Mapping):
                     out.append(f'{name} is read-only: it needs a restart')
             elif (reason := schema.check(p, value, self.n_joints)):
                 out.append(reason)
+        if not out:
+            out.extend(self._joint_problems(changes))
         return out
+
+    def _joint_problems(self, changes: Mapping[str, Any]) -> list[str]:
+        """Problems of settings that are only wrong together."""
+        if not {'sensor_timeout_s', 'control_rate_hz'} <= self._table.keys():
+            return []           # another schema (the simulator's)
+
+        def value(name):
+            return float(changes.get(name, self._values[name]))
+        timeout, rate = value('sensor_timeout_s'), value('control_rate_hz')
+        if timeout * rate < 1.0:
+            return [f'sensor_timeout_s {timeout:g} is shorter than one control period '
+                    f'({1.0 / rate:g} s): every tick would find the sensor stale']
+        return []
 
     def apply(self, changes: Mapping[str, Any], started: bool = True) -> dict[str, Any]:
         """

@@ -180,7 +180,8 @@ CONTROLLER = (
           'windup even this low; 0.5 remembers about two ticks, which measured '
           'best over the plant zoo, see docs/zoo.md).', 0.5, 1.0),
     Param('sensor_timeout_s', DOUBLE, 0.1,
-          'joint_states older than this make the sensor stale.', 0.0, 60.0,
+          'joint_states older than this make the sensor stale (at least one control '
+          'period).', 0.0, 60.0,
           open_low=True),
     Param('sync_to_joint_state_stamps', BOOL, False,
           'Sim time only: the tick of time t waits (at most one period) for the '

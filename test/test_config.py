@@ -71,3 +71,14 @@ def test_the_simulator_schema_has_its_own_sections():
     assert cfg.model == 'pendulum' and cfg.lockstep is True
     assert cfg.apply({'payload_scale': 1.5}) == {'payload_scale': 1.5}
     assert cfg.payload_scale == 1.5
+
+
+def test_a_sensor_timeout_shorter_than_one_control_period_is_refused():
+    """Every tick would find the sensor stale: refused at start and as a change."""
+    with pytest.raises(ValueError, match='shorter than one control period'):
+        Config({'joints': ['a'], 'control_rate_hz': 100.0, 'sensor_timeout_s': 0.005})
+    cfg = Config({'joints': ['a'], 'control_rate_hz': 100.0})
+    with pytest.raises(ValueError, match='shorter than one control period'):
+        cfg.apply({'sensor_timeout_s': 1e-12})
+    assert cfg['sensor_timeout_s'] == 0.1                       # nothing applied
+    assert cfg.apply({'sensor_timeout_s': 0.01}) == {'sensor_timeout_s': 0.01}

@@ -399,6 +399,34 @@ def test_sync_to_joint_state_stamps_waits_for_the_state_of_the_tick(rig):
     assert r.node.commands_published == 2
 
 
+def test_sync_a_repeated_or_unstamped_state_does_not_release_the_waiting_tick(rig):
+    """Only the state stamped with the waiting tick's time runs it, not an older one."""
+    r = rig({'sync_to_joint_state_stamps': True, 'learning_enabled': False, 'kd': [0.0],
+             'kp': [10.0], 'reference.mode': 'hold', 'reference.offset': [0.0]})
+    r.send([0.0, 0.0])                          # state of t = 0
+    r.tick()                                    # 0.01: waits for its state
+    r.send([0.3, 0.3], stamp_ns=r.now_ns)       # which comes: the tick runs
+    r.wait(lambda: len(r.commands) == 1, 'the deferred command')
+    r.tick()                                    # 0.02: waits for its state
+    r.send([0.3, 0.3], stamp_ns=r.now_ns - PERIOD_NS)   # a repeat of 0.01's
+    r.send([0.3, 0.3], stamp_ns=0)                      # an unstamped one
+    assert r.node.commands_published == 1
+    r.send([0.1, -0.2], stamp_ns=r.now_ns)      # the state of 0.02
+    r.wait(lambda: len(r.commands) == 2, 'the deferred command')
+    np.testing.assert_allclose(r.commands[-1], [-1.0, 2.0])
+
+
+def test_a_joint_state_stamped_far_in_the_future_is_refused(rig):
+    """Accepted, it would have made every correctly stamped message after it 'backwards'."""
+    r = rig({'learning_enabled': False})
+    r.tick()                                    # the clock runs; no sensor yet
+    r.send([0.0, 0.0], stamp_ns=r.now_ns + 10**18)
+    assert r.node.rejected['stamp_in_future'] == 1
+    r.send([0.0, 0.0], stamp_ns=r.now_ns)
+    r.tick()
+    assert r.node.commands_published == 1 and r.node.rejected['stamp_backwards'] == 0
+
+
 def test_without_sync_the_tick_uses_the_latest_state_at_once(rig):
     r = rig({'learning_enabled': False, 'kd': [0.0], 'kp': [10.0],
              'reference.mode': 'hold', 'reference.offset': [0.0]})

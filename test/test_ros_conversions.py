@@ -90,6 +90,36 @@ def test_a_refused_message_does_not_poison_the_cache():
     assert read(reader, C.joint_state(['b', 'a'], [2.0, 1.0], [0.0, 0.0]))[1].tolist() == [1, 2]
 
 
+def test_a_message_missing_a_joint_leaves_the_cached_name_order_intact():
+    """One of our joints found before the missing one must not rewrite the cached index."""
+    reader = C.JointStateReader(('j1', 'j2'))
+    usual = C.joint_state(['j1', 'j2'], [0.1, -0.2], [0.0, 0.0])
+    assert read(reader, usual)[1].tolist() == [0.1, -0.2]
+    assert read(reader, C.joint_state(['x', 'j1'], [5.0, 0.3], [0.0, 0.0]))[0] == C.MISSING_JOINT
+    assert read(reader, usual)[1].tolist() == [0.1, -0.2]
+    bad = C.joint_state(['j1', 'j2'], [math.nan, -0.2], [0.0, 0.0])
+    assert read(reader, bad)[0] == C.NON_FINITE
+
+
+def test_a_stamp_far_ahead_of_the_clock_is_refused_and_does_not_block_the_next():
+    """Accepted, one future stamp would make every correct stamp after it 'backwards'."""
+    reader = C.JointStateReader(('a',))
+    now = 5_000_000_000
+
+    def at(stamp_ns, now_ns=now):
+        q, qd = np.zeros(1), np.zeros(1)
+        return reader.read(C.joint_state(['a'], [1.0], [0.0], stamp_ns=stamp_ns), q, qd, now_ns)
+
+    assert at(now + C.FUTURE_TOLERANCE_NS + 1) == C.STAMP_IN_FUTURE
+    assert at(now + 10_000_000) is None          # a lock-step simulator's tick ahead
+    assert at(now + 20_000_000) is None and reader.last_stamp_ns == now + 20_000_000
+    assert at(2**62, now_ns=0) is None           # no clock yet (sim time before /clock)
+    msg = C.joint_state(['a'], [1.0], [0.0], stamp_ns=now)
+    msg.header.stamp.nanosec = 4_000_000_000     # not normalised
+    assert reader.read(msg, np.zeros(1), np.zeros(1), now) == C.MALFORMED
+    assert C.STAMP_IN_FUTURE in C.REASONS
+
+
 def test_velocity_optional_when_not_required():
     reader = C.JointStateReader(('a', 'b'), require_velocity=False)
     reason, q, qd = read(reader, C.joint_state(['b', 'a'], [2.0, 1.0]))

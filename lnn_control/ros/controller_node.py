@@ -198,22 +198,25 @@ class LnnControllerNode(ControllerServices, Node):
 
     # -- inputs ------------------------------------------------------------------------
     def _on_joint_states(self, msg: JointState) -> None:
-        reason = self._sensor.read(msg, self._q, self._qd)
+        now = self.get_clock().now().nanoseconds
+        reason = self._sensor.read(msg, self._q, self._qd, now)
         if reason:
             self._refuse(self.rejected, reason, 'a joint_states message')
             return
         self.sensor_messages += 1
-        self._sensor_stamp_ns = C.stamp_to_ns(msg.header.stamp)
+        stamp = self._sensor_stamp_ns = C.stamp_to_ns(msg.header.stamp)
         # Sensor age from the stamp when it is the simulator's own time: the arrival
-        # time reads 0 if this state comes before the first /clock.
-        self.loop.sensor_received(self._sensor_stamp_ns if self._sync_stamps
-                                  else self.get_clock().now().nanoseconds)
+        # time reads 0 if this state comes before the first /clock. An unstamped state
+        # can only be placed by its arrival.
+        self.loop.sensor_received(stamp if self._sync_stamps and stamp else now)
         self._sensor_wall_ns = time.perf_counter_ns()
         if not self._have_sensor:
             self._have_sensor = True
             self.desired.hold[:] = self._q
             self.get_logger().info('first valid joint_states: control starts')
-        if self._deferred_tick_ns is not None:
+        # Only the state of the waiting tick's time releases it (a repeat of the previous
+        # state or an unstamped one would run that tick on the old state).
+        if self._deferred_tick_ns is not None and stamp >= self._deferred_tick_ns:
             self._tick(self._deferred_tick_ns)
 
     def _on_reference(self, msg: JointState) -> None:

@@ -21,7 +21,13 @@ LENGTH_MISMATCH = 'length_mismatch'
 STAMP_BACKWARDS = 'stamp_backwards'
 MALFORMED = 'malformed'
 IMPLAUSIBLE = 'implausible'
-REASONS = (NON_FINITE, MISSING_JOINT, LENGTH_MISMATCH, STAMP_BACKWARDS, MALFORMED, IMPLAUSIBLE)
+STAMP_IN_FUTURE = 'stamp_in_future'
+REASONS = (NON_FINITE, MISSING_JOINT, LENGTH_MISMATCH, STAMP_BACKWARDS, MALFORMED, IMPLAUSIBLE,
+           STAMP_IN_FUTURE)
+# A stamp further ahead of the receiver's clock than this is refused: accepted, it would
+# make every correctly stamped message after it look stamped backwards. Generous for
+# clocks kept in step (NTP/chrony; a lock-step simulator's state runs a tick ahead).
+FUTURE_TOLERANCE_NS = 1_000_000_000
 
 
 def stamp_to_ns(stamp) -> int:
@@ -66,9 +72,12 @@ class JointStateReader:
     numeric), ``missing_joint``,
     ``non_finite`` (NaN/Inf in a value of one of OUR joints; other joints' values
     are not looked at), ``implausible`` (|position| or |velocity| of one of our
-    joints above its limit, see ``set_limits``; none by default) and
-    ``stamp_backwards`` (a non-zero header stamp older than the last accepted
-    one; unstamped messages skip this check).
+    joints above its limit, see ``set_limits``; none by default),
+    ``stamp_in_future`` (a stamp more than ``FUTURE_TOLERANCE_NS`` ahead of the
+    ``now_ns`` given to ``read``, when that is non-zero) and ``stamp_backwards``
+    (a non-zero header stamp older than the last accepted one; unstamped
+    messages skip both stamp checks). A stamp with ``nanosec`` >= 1e9 is
+    ``malformed``.
     """
 
     def __init__(self, joints: Sequence[str], require_velocity: bool = True):
@@ -101,21 +110,22 @@ class JointStateReader:
             if name in table:
                 return MALFORMED
             table[name] = i
-        try:
-            for j, joint in enumerate(self.joints):
-                self._index[j] = table[joint]
+        try:        # the cached index changes only when every joint is found
+            index = [table[joint] for joint in self.joints]
         except KeyError:
             return MISSING_JOINT
+        self._index[:] = index
         self._names = list(names)
         return None
 
     def read(self, msg: JointState, out_position: np.ndarray,
-             out_velocity: np.ndarray) -> Optional[str]:
+             out_velocity: np.ndarray, now_ns: int = 0) -> Optional[str]:
         """
         Write our joints' position/velocity into the outputs; None or a reason.
 
         Without velocity (allowed only if not ``require_velocity``) the velocity
         output is set to zero. Outputs are untouched when the message is refused.
+        ``now_ns``: the receiver's clock, for the future-stamp check (0: no check).
         """
         try:
             names = msg.name
@@ -124,9 +134,10 @@ class JointStateReader:
             vel = _as_float_array(msg.velocity)
             n_effort = len(msg.effort)
             stamp = stamp_to_ns(msg.header.stamp)
+            normalised = msg.header.stamp.nanosec < 1_000_000_000
         except (AttributeError, TypeError):
             return MALFORMED
-        if pos is None or vel is None:
+        if pos is None or vel is None or not normalised:
             return MALFORMED
         if (pos.size != k or vel.size not in (0, k) or n_effort not in (0, k)
                 or (self.require_velocity and vel.size != k)):
@@ -145,6 +156,8 @@ class JointStateReader:
         np.abs(self._state, out=self._magnitude)
         if (self._magnitude > self._limits).any():
             return IMPLAUSIBLE
+        if stamp and now_ns and stamp > now_ns + FUTURE_TOLERANCE_NS:
+            return STAMP_IN_FUTURE
         if stamp and stamp < self.last_stamp_ns:
             return STAMP_BACKWARDS
         if stamp:
@@ -183,7 +196,7 @@ class ReferenceFromMessages:
 
     def update(self, msg: JointState, arrival_ns: int) -> Optional[str]:
         """Take one message; returns None or the reason it was refused."""
-        reason = self.reader.read(msg, self._q_in, self._qd_in)
+        reason = self.reader.read(msg, self._q_in, self._qd_in, arrival_ns)
         if reason:
             return reason
         stamp = stamp_to_ns(msg.header.stamp)
