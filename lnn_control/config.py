@@ -69,7 +69,7 @@ class Config(Mapping):
             _CLASSES[key] = _section_classes(self.entries)
         self._classes = _CLASSES[key]
         self._values = schema.resolve(overrides, self.entries)
-        if (problems := self._joint_problems({})):
+        if (problems := self._combined_problems({})):
             raise ValueError('; '.join(problems))
         self._sections: dict[str, Any] = {}
         self._rebuild(self._table)
@@ -119,10 +119,10 @@ class Config(Mapping):
             elif (reason := schema.check(p, value, self.n_joints)):
                 out.append(reason)
         if not out:
-            out.extend(self._joint_problems(changes))
+            out.extend(self._combined_problems(changes))
         return out
 
-    def _joint_problems(self, changes: Mapping[str, Any]) -> list[str]:
+    def _combined_problems(self, changes: Mapping[str, Any]) -> list[str]:
         """Problems of settings that are only wrong together."""
         if not {'sensor_timeout_s', 'control_rate_hz'} <= self._table.keys():
             return []           # another schema (the simulator's)
