@@ -16,20 +16,33 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from typing import Sequence
 
 from . import schema
 
+MAX_DURATION_S = 86400.0
+# What reading a recording that is not one can raise (mcap raises many types).
+READ_ERRORS = (Exception,)
+
 
 def _demo(args: argparse.Namespace) -> int:
+    from . import closed_loop as CL
     from .plotting import tracking_figure
 
     if args.payload_change_at is not None and not 0 < args.payload_change_at < args.duration:
-        raise SystemExit('--payload-change-at must lie inside (0, --duration)')
+        raise ValueError('--payload-change-at must lie inside (0, --duration)')
     extra = _param_overrides(args.param)
-    os.makedirs(args.out, exist_ok=True)
+    for name, option, value in (('reservoir.neuron_model', '--neuron', args.neuron),
+                                ('reservoir.seed', '--seed', args.seed),
+                                ('reference.seed', '--seed', args.seed)):
+        if name in extra and extra[name] != value:
+            raise ValueError(f'--param {name}={extra[name]} contradicts {option} {value}: '
+                             f'use {option}')
+    schema.resolve(CL.plant_params(args.plant, extra))     # refuse bad settings before work
+    _make_out(args.out)
     if args.mode == 'offline':
         traces, summary = _offline(args, extra)
     else:
@@ -38,8 +51,9 @@ def _demo(args: argparse.Namespace) -> int:
                                        payload_change_at=args.payload_change_at,
                                        seed=args.seed, lockstep=args.mode == 'ros',
                                        extra=extra, progress=not args.quiet)
+    summary = _json_safe(summary)
     with open(os.path.join(args.out, 'summary.json'), 'w', encoding='utf-8') as f:
-        json.dump(summary, f, indent=2)
+        json.dump(summary, f, indent=2, allow_nan=False)
     tracking_figure(traces, os.path.join(args.out, 'tracking.png'),
                     title=f'{args.plant}, {args.neuron} reservoir ({summary["mode"]}): '
                           f'ratio {summary["ratio"]:.3f}',
@@ -90,9 +104,18 @@ def _plot(args: argparse.Namespace) -> int:
     from .plotting import tracking_figure
     from .recording import traces_from_mcap
 
-    traces, meta = traces_from_mcap(args.recording)
+    try:
+        traces, meta = traces_from_mcap(args.recording)
+        joints = meta['joints'].split(',')
+    except READ_ERRORS as exc:
+        raise ValueError(f'{args.recording} is not a run.mcap written by lnn-control demo '
+                         f'({type(exc).__name__}: {exc})') from None
     out = args.out or os.path.join(os.path.dirname(os.path.abspath(args.recording)),
                                    'tracking.png')
+    if os.path.isdir(out):
+        out = os.path.join(out, 'tracking.png')
+    elif not out.endswith('.png'):
+        raise ValueError(f'--out {out}: give a .png path or a directory')
     change = float(meta.get('payload_change_at_s', 0.0)) or None
     recovery = None
     if change is not None and len(traces) > 1:
@@ -102,7 +125,7 @@ def _plot(args: argparse.Namespace) -> int:
                                     CL.rms(adaptive, change - CL.WINDOW_S, change))
     tracking_figure(traces, out, title=f"{meta.get('plant', '')}, {meta.get('neuron', '')} "
                                        f"reservoir ({meta.get('mode', '')})",
-                    payload_change_at=change, joint_names=meta['joints'].split(','),
+                    payload_change_at=change, joint_names=joints,
                     recovery_time_s=recovery)
     print(f'wrote {out}')
     return 0
@@ -132,8 +155,10 @@ def _gains(args: argparse.Namespace) -> int:
     hz = PL.MAX_REFERENCE_HZ if args.max_reference_hz is None else args.max_reference_hz
     factor = PL.BANDWIDTH_FACTOR if args.bandwidth_factor is None else args.bandwidth_factor
     zeta = PL.DAMPING_RATIO if args.damping_ratio is None else args.damping_ratio
-    rate = (schema.by_name()['control_rate_hz'].default if args.control_rate_hz is None
-            else args.control_rate_hz)
+    rate_param = schema.by_name()['control_rate_hz']
+    rate = rate_param.default if args.control_rate_hz is None else args.control_rate_hz
+    if (reason := schema.check(rate_param, rate)):
+        raise ValueError(f'--control-rate-hz: {reason}')
     plant = PL.Plant(args.plant)   # bundled, zoo/<name> or an MJCF path
     kp, kd = PL.honest_gains(plant, hz, factor, zeta)
     warnings = PL.rate_check(plant, kd, rate)
@@ -163,25 +188,29 @@ def _zoo(args: argparse.Namespace) -> int:
             print(f'{name:26s} {zoo.spec(name)}' if name in drawn
                   else f'{name:26s} {zoo.ZOO[name].note}')
         return 0
-    plants = args.plants.split(',') if args.plants else ([] if drawn else list(zoo.names()))
+    plants = (_names(args.plants, '--plants') if args.plants
+              else ([] if drawn else list(zoo.names())))
     unknown = [p for p in plants if p not in zoo.ZOO]
     plants += drawn
-    variants = args.variants.split(',')
+    variants = _names(args.variants, '--variants')
     unknown += [v for v in variants if v not in zoo.VARIANTS]
-    changes = args.changes.split(',')
+    changes = _names(args.changes, '--changes')
     unknown += [c for c in changes if c not in zoo.CHANGES]
     if unknown:
         raise ValueError(f'unknown zoo plants, variants or changes: {", ".join(unknown)}')
-    seeds = [int(s) for s in args.seeds.split(',')]
+    seeds = _int_list(args.seeds, '--seeds')
     extra = _param_overrides(args.param)
     total = len(zoo.jobs(plants, variants, seeds, extra, changes))
+    if not total:
+        raise ValueError('no runs: friction changes apply only to plants with friction')
+    _make_out(args.out)
     with tqdm(total=total, desc='zoo', unit='run', disable=args.quiet) as bar:
         rows = zoo.run_zoo(plants, variants, seeds, extra, workers=args.workers,
                            progress=bar.update, changes=changes)
-    os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, 'zoo.json'), 'w', encoding='utf-8') as f:
-        json.dump({'params': extra, 'duration_s': zoo.DURATION_S,
-                   'payload_change_at_s': zoo.CHANGE_AT_S, 'runs': rows}, f, indent=2)
+        json.dump(_json_safe({'params': extra, 'duration_s': zoo.DURATION_S,
+                              'payload_change_at_s': zoo.CHANGE_AT_S, 'runs': rows}),
+                  f, indent=2, allow_nan=False)
     table = zoo_report.summary_table(rows) + '\n' + zoo_report.markdown_table(rows)
     with open(os.path.join(args.out, 'zoo.md'), 'w', encoding='utf-8') as f:
         f.write(table)
@@ -200,12 +229,12 @@ def _forecast(args: argparse.Namespace) -> int:
                + [n for n in neurons if n not in forecast.NEURON_MODELS])
     if unknown:
         raise ValueError(f'unknown series or neuron models: {", ".join(unknown)}')
-    seeds = [int(s) for s in args.seeds.split(',')]
+    seeds = _int_list(args.seeds, '--seeds')
     traces: dict = {}
     result = forecast.run(args.size, seeds, neurons, names,
                           use_reservoirpy=not args.no_reservoirpy, traces=traces,
                           progress=None if args.quiet else lambda what: print(what, flush=True))
-    os.makedirs(args.out, exist_ok=True)
+    _make_out(args.out)
     with open(os.path.join(args.out, 'forecast.json'), 'w', encoding='utf-8') as f:
         json.dump(result, f, indent=2)
     table = forecast_report.markdown_table(result)
@@ -218,6 +247,71 @@ def _forecast(args: argparse.Namespace) -> int:
                                                    'forecast.png'))
     print(f'wrote {", ".join(written)}')
     return 0
+
+
+def _make_out(path: str) -> None:
+    """Create the output directory, or say why it cannot be (before any work is done)."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f'--out {path} exists and is not a directory')
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f'--out {path}: {exc.strerror or exc}') from None
+
+
+def _json_safe(value):
+    """Non-finite floats as null: strict JSON readers refuse NaN (a run too short for a figure)."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _names(text: str, option: str) -> list[str]:
+    names = text.split(',')
+    if not all(names):
+        raise ValueError(f'{option} {text!r}: an empty name (a stray comma?)')
+    return names
+
+
+def _int_list(text: str, option: str) -> list[int]:
+    try:
+        return [int(s) for s in _names(text, option)]
+    except ValueError:
+        raise ValueError(f'{option} expects comma-separated integers; got {text!r}') from None
+
+
+def _positive(text: str) -> float:
+    """Argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'not a number: {text!r}') from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f'must be finite and > 0; got {text}')
+    return value
+
+
+def _duration(text: str) -> float:
+    """Argparse type: simulated seconds, finite, > 0 and at most a day."""
+    value = _positive(text)
+    if value > MAX_DURATION_S:
+        raise argparse.ArgumentTypeError(f'at most {MAX_DURATION_S:g} s; got {text}')
+    return value
+
+
+def _count(text: str) -> int:
+    """Argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'not an integer: {text!r}') from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f'must be >= 0; got {text}')
+    return value
 
 
 def _param_overrides(items: Sequence[str]) -> dict:
@@ -245,10 +339,10 @@ def build_parser() -> argparse.ArgumentParser:
                            'ros-realtime: nodes in real time; offline: no ROS')
     demo.add_argument('--plant', choices=schema.BUNDLED_PLANTS, default='pendulum')
     demo.add_argument('--neuron', choices=('esn', 'ltc', 'lif'), default='esn')
-    demo.add_argument('--duration', type=float, default=60.0, help='simulated seconds')
-    demo.add_argument('--payload-change-at', type=float, default=None,
+    demo.add_argument('--duration', type=_duration, default=60.0, help='simulated seconds')
+    demo.add_argument('--payload-change-at', type=_positive, default=None,
                       help='time [s] at which the end-link mass doubles')
-    demo.add_argument('--seed', type=int, default=0,
+    demo.add_argument('--seed', type=_count, default=0,
                       help='reservoir.seed and reference.seed (reservoir and reference phases)')
     demo.add_argument('--param', action='append', default=[], metavar='NAME=VALUE',
                       help='override a controller parameter (repeatable), e.g. '
@@ -271,13 +365,13 @@ def build_parser() -> argparse.ArgumentParser:
     gains = sub.add_parser('gains', help='honest PD baseline gains for a bundled plant')
     gains.add_argument('--plant', default='pendulum',
                        help='a bundled plant (pendulum, arm2, cartpole) or zoo/<name>')
-    gains.add_argument('--max-reference-hz', type=float, default=None,
+    gains.add_argument('--max-reference-hz', type=_positive, default=None,
                        help='highest reference frequency [Hz] (default: the honest-baseline rule)')
-    gains.add_argument('--bandwidth-factor', type=float, default=None,
+    gains.add_argument('--bandwidth-factor', type=_positive, default=None,
                        help='wn / (2 pi max-reference-hz) (default: the honest-baseline rule)')
-    gains.add_argument('--damping-ratio', type=float, default=None,
+    gains.add_argument('--damping-ratio', type=_positive, default=None,
                        help='(default: the honest-baseline rule)')
-    gains.add_argument('--control-rate-hz', type=float, default=None,
+    gains.add_argument('--control-rate-hz', type=_positive, default=None,
                        help='the rate the gains will run at, for the chatter check '
                             "(default: control_rate_hz's default)")
     gains.set_defaults(func=_gains)
@@ -293,13 +387,14 @@ def build_parser() -> argparse.ArgumentParser:
     zoo.add_argument('--seeds', default='0', help='comma-separated seeds')
     zoo.add_argument('--param', action='append', default=[], metavar='NAME=VALUE',
                      help='override a controller parameter on every plant (repeatable)')
-    zoo.add_argument('--workers', type=int, default=2, help='processes (default: 2 cores)')
+    zoo.add_argument('--workers', type=_count, default=2, help='processes (default: 2 cores)')
     zoo.add_argument('--out', default='runs/zoo', help='output directory')
-    zoo.add_argument('--random', type=int, default=0, metavar='K',
+    zoo.add_argument('--random', type=_count, default=0, metavar='K',
                      help="K plants drawn at random from the zoo's family (pendulums, arms, "
                           'cart-poles over the same ranges), instead of the named ones '
                           '(with --plants: as well); plants no default was checked on')
-    zoo.add_argument('--random-seed', type=int, default=0, help='seed of the --random draws')
+    zoo.add_argument('--random-seed', type=_count, default=0,
+                     help='seed of the --random draws')
     zoo.add_argument('--list', action='store_true', help='list the zoo plants and exit')
     zoo.add_argument('--quiet', action='store_true', help='no progress bar')
     zoo.set_defaults(func=_zoo)
@@ -325,6 +420,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, TimeoutError, RuntimeError) as exc:
         print(f'lnn-control: error: {exc}', file=sys.stderr)
         return 2
+    except BrokenPipeError:     # `lnn-control params | head`: the reader has had enough
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == '__main__':

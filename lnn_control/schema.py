@@ -266,7 +266,8 @@ SIMULATOR = (
           'payload_scale applied at payload_change.time_s.', 0.0, 100.0, open_low=True,
           read_only=True),
     Param('initial_positions', DOUBLE_ARRAY, [],
-          'Start positions of the actuated joints (empty: zeros).', -1e3, 1e3),
+          'Start positions of the actuated joints (empty: zeros); also where ~/reset puts '
+          'them.', -1e3, 1e3, read_only=True),
 )
 
 SCHEMAS = {'controller': CONTROLLER, 'simulator': SIMULATOR}

@@ -1,5 +1,6 @@
 """The lnn-control command line."""
 import json
+import math
 import os
 import subprocess
 import sys
@@ -27,12 +28,52 @@ def test_offline_demo_writes_summary_and_figure(tmp_path):
 
 
 def test_demo_refuses_a_change_outside_the_run(tmp_path, capsys):
-    try:
-        cli.main(['demo', '--duration', '5', '--payload-change-at', '9', '--out', str(tmp_path)])
-    except SystemExit as exc:
-        assert 'payload-change-at' in str(exc)
-    else:
-        raise AssertionError('expected SystemExit')
+    out = tmp_path / 'run'
+    rc = cli.main(['demo', '--duration', '5', '--payload-change-at', '9', '--out', str(out)])
+    assert rc == 2 and 'payload-change-at' in capsys.readouterr().err
+    assert not out.exists()                     # nothing written for a refused run
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['demo', '--duration', '0'], 'must be finite and > 0'),
+    (['demo', '--duration', 'inf'], 'must be finite and > 0'),
+    (['demo', '--duration', '1e12'], 'at most 86400'),
+    (['zoo', '--random', '-3', '--list'], 'must be >= 0'),
+    (['gains', '--control-rate-hz', '0'], 'must be finite and > 0'),
+])
+def test_bad_numbers_are_refused_by_the_parser(argv, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(argv)
+    assert exc.value.code == 2 and message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['demo', '--neuron', 'esn', '--param', 'reservoir.neuron_model=lif'], 'contradicts'),
+    (['zoo', '--plants', 'pendulum_tiny', '--changes', 'friction_x3'], 'no runs'),
+    (['zoo', '--seeds', 'a'], 'comma-separated integers'),
+    (['zoo', '--plants', 'pendulum_tiny,'], 'an empty name'),
+    (['gains', '--control-rate-hz', '5000'], 'control_rate_hz must be <= '),
+])
+def test_bad_arguments_are_refused_before_any_work(argv, message, tmp_path, capsys):
+    out = tmp_path / 'out'
+    argv = argv + (['--out', str(out)] if argv[0] != 'gains' else [])
+    assert cli.main(argv) == 2 and message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_out_that_is_a_file_and_a_recording_that_is_not_one_are_refused(tmp_path, capsys):
+    afile = tmp_path / 'afile'
+    afile.write_text('not a directory, not an MCAP file')
+    assert cli.main(['zoo', '--plants', 'pendulum_tiny', '--out', str(afile)]) == 2
+    assert 'not a directory' in capsys.readouterr().err
+    assert cli.main(['plot', str(afile)]) == 2
+    assert 'is not a run.mcap' in capsys.readouterr().err
+
+
+def test_summary_json_is_strict_json_when_a_figure_is_undefined():
+    summary = cli._json_safe({'worst_window_ratio': math.nan, 'runs': [{'x': math.inf}]})
+    assert json.loads(json.dumps(summary, allow_nan=False)) == {
+        'worst_window_ratio': None, 'runs': [{'x': None}]}
 
 
 def test_docs_parameter_table_is_generated_from_the_schema(capsys):

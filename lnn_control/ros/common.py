@@ -194,9 +194,14 @@ def run_node(make_node: Callable[[], Any], node_name: str, args: Optional[list] 
     return on SIGINT/SIGTERM.
     """
     argv = sys.argv if args is None else [sys.argv[0], *args]
-    cli = executor_option(node_name, description, argv)
+    try:            # malformed --ros-args or parameter files: one line, not a traceback
+        cli = executor_option(node_name, description, argv)
+        context = rclpy.init(args=argv)
+    except RCLError as e:
+        print(f'[FATAL] [{node_name}]: invalid ROS arguments: {e}', file=sys.stderr)
+        return 1
     try:
-        with rclpy.init(args=argv):
+        with context:
             try:
                 node = make_node()
             except ValueError as e:

@@ -53,8 +53,9 @@ clock; no ``/clock``. The latest valid command is held (zero-order hold), so
 its latency is up to one publish period. After a stall longer than 0.1 s the
 lost time is skipped, not replayed (counted as ``dropped time``).
 
-Commands of the wrong length or with NaN/Inf are rejected: counted by reason
-(``length_mismatch``, ``non_finite``; see /diagnostics), a warning at most
+Commands of the wrong length, with NaN/Inf or beyond MuJoCo's 1e10 limit for
+controls are rejected: counted by reason (``length_mismatch``, ``non_finite``,
+``implausible``; see /diagnostics), a warning at most
 every 5 s, the last valid effort is kept and, in lock-step, time does not
 advance.
 
@@ -85,6 +86,8 @@ from ..plants import Plant
 NODE_NAME = 'lnn_sim'
 LENGTH_MISMATCH = 'length_mismatch'
 NON_FINITE = 'non_finite'
+IMPLAUSIBLE = 'implausible'
+MAX_EFFORT = 1e10       # MuJoCo's mjMAXVAL: above it a control is 'huge' and zeroed
 
 # Lock-step idle period once a controller is matched (see the module docstring).
 IDLE_WITH_CONTROLLER_NS = 500_000_000
@@ -159,7 +162,7 @@ class SimNode(Node):
         self._effort = np.zeros(n)       # last valid command
         self._pending: Optional[np.ndarray] = None
         self.started = False             # lock-step: first valid command applied
-        self.rejected = {LENGTH_MISMATCH: 0, NON_FINITE: 0}
+        self.rejected = {LENGTH_MISMATCH: 0, NON_FINITE: 0, IMPLAUSIBLE: 0}
         self.commands_accepted = 0
         self.steps = 0                   # control periods (lock-step) or physics chunks advanced
         self.idle_steps = 0
@@ -222,11 +225,14 @@ class SimNode(Node):
             reason = LENGTH_MISMATCH
         elif not np.isfinite(data).all():
             reason = NON_FINITE
+        elif (np.abs(data) > MAX_EFFORT).any():    # MuJoCo would zero it, unstable
+            reason = IMPLAUSIBLE
         if reason is None:
             return data
         self.rejected[reason] += 1
         self.get_logger().warning(
-            f'rejected command ({reason}: expected {self.plant.n} finite values for '
+            f'rejected command ({reason}: expected {self.plant.n} finite values, at most '
+            f'{MAX_EFFORT:g} in size, for '
             f'{list(self.joints)}, got {len(msg.data)}); {self.rejected[reason]} so far; '
             'keeping the last valid effort' + ('' if not self.lockstep else ', time not advanced'),
             throttle_duration_sec=5.0)
