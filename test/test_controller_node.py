@@ -677,6 +677,28 @@ def test_pd_loop_trouble_is_on_diagnostics_and_logged_once(rig):
     assert float(key_values(status)['PD-only hold: ticks at the command limit']) == 1.0
 
 
+def test_each_refusal_reason_is_logged_not_hidden_by_another(rig):
+    """Throttled per reason: a NaN right after a short message is still logged, once."""
+    r = rig()
+    warnings = []
+
+    class Recorder:
+
+        def warning(self, text, **kwargs):
+            warnings.append(text)
+
+        def __getattr__(self, name):
+            return lambda *args, **kwargs: None
+
+    r.node.get_logger = Recorder
+    for _ in range(2):
+        r.send([0.0])                                   # length_mismatch
+        r.send([math.nan, 0.0])                         # non_finite
+    reasons = [w.split('(')[1].split(')')[0] for w in warnings]
+    assert reasons == ['length_mismatch', 'non_finite'], warnings
+    assert r.node.rejected['length_mismatch'] == 2 and r.node.rejected['non_finite'] == 2
+
+
 def test_a_failing_publish_is_counted_and_control_goes_on(rig):
     """A middleware refusal (RCLError, as Fast DDS gives under starvation) is no crash."""
     r = rig()
