@@ -79,8 +79,8 @@ The response, with hysteresis (``hold_s``) and escalation:
    random plants with delay, against switching it off at the first trip
    (as on 2026-12-04): 10 s windows above 1.2x PD 10 -> 4 (left: four arms
    whose PD loop, kicked by the first learning steps, stays in a saturating
-   cycle), the cart-poles' ratio median 0.37 -> 0.09; four arms that learned
-   well with it off end at 0.5-0.6x PD. If the rolled-back readout is still
+   cycle), the cart-poles' ratio median 0.37 -> 0.09; three arms that learned
+   well with it off end at 0.50-0.56x PD, a fourth at 0.23x. If the rolled-back readout is still
    harmful (step 2), the fast learner was not the only suspect, and the next
    trip cuts the slow learner's gain twice (cutting it at once instead cost
    arm_heavy_base with delay 5x its error).
