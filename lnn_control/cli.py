@@ -230,11 +230,11 @@ def _forecast(args: argparse.Namespace) -> int:
     if unknown:
         raise ValueError(f'unknown series or neuron models: {", ".join(unknown)}')
     seeds = _int_list(args.seeds, '--seeds')
+    _make_out(args.out)
     traces: dict = {}
     result = forecast.run(args.size, seeds, neurons, names,
                           use_reservoirpy=not args.no_reservoirpy, traces=traces,
                           progress=None if args.quiet else lambda what: print(what, flush=True))
-    _make_out(args.out)
     with open(os.path.join(args.out, 'forecast.json'), 'w', encoding='utf-8') as f:
         json.dump(result, f, indent=2)
     table = forecast_report.markdown_table(result)
