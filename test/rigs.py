@@ -43,6 +43,22 @@ def key_values(status):
     return {kv.key: kv.value for kv in status.values}
 
 
+def record_warnings(node) -> list:
+    """Replace ``node``'s logger by one that keeps its warnings (and drops the rest)."""
+    warnings = []
+
+    class Recorder:
+
+        def warning(self, text, **kwargs):
+            warnings.append(text)
+
+        def __getattr__(self, name):
+            return lambda *args, **kwargs: None
+
+    node.get_logger = Recorder
+    return warnings
+
+
 class Spinner:
     """Nodes of one context on a SingleThreadedExecutor spun from the test thread."""
 

@@ -28,7 +28,8 @@ from rclpy.impl.implementation_singleton import rclpy_implementation
 from rclpy.parameter import Parameter
 from rclpy.parameter_client import AsyncParameterClient
 from rclpy.qos import qos_profile_sensor_data
-from rigs import clock_remap, key_values, PERIOD_NS, RELIABLE, Spinner, unique_namespace
+from rigs import (clock_remap, key_values, PERIOD_NS, record_warnings, RELIABLE, Spinner,
+                  unique_namespace)
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
@@ -653,17 +654,7 @@ def test_supervisor_state_and_interventions_on_diagnostics(rig):
 def test_pd_loop_trouble_is_on_diagnostics_and_logged_once(rig):
     """A PD-only hold with the command at its limit: WARN, one log line per episode."""
     r = rig({'command_limit': [0.01, 0.01]})
-    warnings = []
-
-    class Recorder:
-
-        def warning(self, text, **kwargs):
-            warnings.append(text)
-
-        def __getattr__(self, name):
-            return lambda *args, **kwargs: None
-
-    r.node.get_logger = Recorder
+    warnings = record_warnings(r.node)
     r.send([0.0, 0.0])
     r.tick()
     r.node.controller.supervisor._pd_only('injected by the test')
@@ -680,17 +671,7 @@ def test_pd_loop_trouble_is_on_diagnostics_and_logged_once(rig):
 def test_each_refusal_reason_is_logged_not_hidden_by_another(rig):
     """Throttled per reason: a NaN right after a short message is still logged, once."""
     r = rig()
-    warnings = []
-
-    class Recorder:
-
-        def warning(self, text, **kwargs):
-            warnings.append(text)
-
-        def __getattr__(self, name):
-            return lambda *args, **kwargs: None
-
-    r.node.get_logger = Recorder
+    warnings = record_warnings(r.node)
     for _ in range(2):
         r.send([0.0])                                   # length_mismatch
         r.send([math.nan, 0.0])                         # non_finite

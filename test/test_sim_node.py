@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 import rclpy
 from rclpy.parameter import Parameter
-from rigs import (BEST_EFFORT, clock_remap, key_values, PERIOD_NS, RELIABLE, Spinner,
-                  unique_namespace)
+from rigs import (BEST_EFFORT, clock_remap, key_values, PERIOD_NS, record_warnings, RELIABLE,
+                  Spinner, unique_namespace)
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
@@ -191,6 +191,18 @@ def test_invalid_commands_are_rejected_counted_and_do_not_advance(harness):
     diag = key_values(h.sim.diagnostics().status[0])
     assert diag['commands rejected: length_mismatch'] == '3'
     assert diag['commands rejected: non_finite'] == '2'
+
+
+def test_each_rejection_reason_is_logged_not_hidden_by_another(harness):
+    """Throttled per reason (common.RefusalLog): a NaN right after a short command is logged."""
+    h = harness()
+    h.start()
+    warnings = record_warnings(h.sim)
+    for bad in ([1.0, 2.0], [math.nan], [1.0, 2.0], [math.nan]):
+        h.command(bad)
+    assert h.spin_until(lambda: sum(h.sim.rejected.values()) == 4)
+    reasons = [w.split('(')[1].split(':')[0] for w in warnings]
+    assert reasons == ['length_mismatch', 'non_finite'], warnings
 
 
 def test_effort_is_clipped_to_the_actuator_limit(harness):

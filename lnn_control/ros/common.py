@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from typing import Any, Callable, Iterable, Optional
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -84,6 +85,27 @@ def log_outcome(logger, ok: bool, message: str, failure: str = 'warning') -> Non
         logger.error(message)
     else:
         logger.warning(message)
+
+
+class RefusalLog:
+    """
+    Warn about refused inputs at most every ``period_s`` per key (an input's reason).
+
+    rclpy's ``throttle_duration_sec`` throttles per call site, so one refusal site would
+    let one reason's warnings hide another's. The logger is looked up at each warning
+    (``node.get_logger()``), as the nodes' other log lines are.
+    """
+
+    def __init__(self, node, period_s: float = 5.0):
+        self._node = node
+        self._period_s = float(period_s)
+        self._last: dict = {}           # key -> monotonic s last logged
+
+    def warn(self, key, text: str) -> None:
+        now = time.monotonic()
+        if now - self._last.get(key, -self._period_s) >= self._period_s:
+            self._last[key] = now
+            self._node.get_logger().warning(text)
 
 
 class PublishGuard:

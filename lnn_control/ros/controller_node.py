@@ -53,7 +53,6 @@ from ..trajectories import DesiredState
 NODE_NAME = 'lnn_controller'
 # Node-level failure counted alongside the message rejections.
 CONTROLLER_REFUSED = 'controller_refused'
-REFUSAL_LOG_PERIOD_S = 5.0
 
 
 class LnnControllerNode(ControllerServices, Node):
@@ -88,7 +87,7 @@ class LnnControllerNode(ControllerServices, Node):
         self._init_tick_state()
         self.rejected = dict.fromkeys((*C.REASONS, CONTROLLER_REFUSED), 0)
         self.rejected_reference = dict.fromkeys(C.REASONS, 0)
-        self._refusal_logged: dict = {}       # (input, reason) -> monotonic s last logged
+        self._refusal_log = common.RefusalLog(self)
         self.sensor_messages = 0
         self.reference_messages = 0
         self.commands_published = 0
@@ -231,11 +230,8 @@ class LnnControllerNode(ControllerServices, Node):
     def _refuse(self, counts: dict, reason: str, what: str) -> None:
         """Count a refusal; log it at most every 5 s per input and reason."""
         counts[reason] += 1
-        key = (id(counts), reason)       # rclpy's throttle is per call site: one for all
-        now = time.monotonic()
-        if now - self._refusal_logged.get(key, -REFUSAL_LOG_PERIOD_S) >= REFUSAL_LOG_PERIOD_S:
-            self._refusal_logged[key] = now
-            self.get_logger().warning(f'dropped {what} ({reason}); {counts[reason]} so far')
+        self._refusal_log.warn((id(counts), reason),
+                               f'dropped {what} ({reason}); {counts[reason]} so far')
 
     def _on_clock_jump(self, jump) -> None:
         """

@@ -56,7 +56,7 @@ lost time is skipped, not replayed (counted as ``dropped time``).
 Commands of the wrong length, with NaN/Inf or beyond MuJoCo's 1e10 limit for
 controls are rejected: counted by reason (``length_mismatch``, ``non_finite``,
 ``implausible``; see /diagnostics), a warning at most
-every 5 s, the last valid effort is kept and, in lock-step, time does not
+every 5 s per reason, the last valid effort is kept and, in lock-step, time does not
 advance.
 
 ``payload_scale`` is a live parameter: it scales the mass and inertia of the
@@ -163,6 +163,7 @@ class SimNode(Node):
         self._pending: Optional[np.ndarray] = None
         self.started = False             # lock-step: first valid command applied
         self.rejected = {LENGTH_MISMATCH: 0, NON_FINITE: 0, IMPLAUSIBLE: 0}
+        self._refusal_log = common.RefusalLog(self)
         self.commands_accepted = 0
         self.steps = 0                   # control periods (lock-step) or physics chunks advanced
         self.idle_steps = 0
@@ -230,12 +231,12 @@ class SimNode(Node):
         if reason is None:
             return data
         self.rejected[reason] += 1
-        self.get_logger().warning(
+        self._refusal_log.warn(
+            reason,
             f'rejected command ({reason}: expected {self.plant.n} finite values, at most '
             f'{MAX_EFFORT:g} in size, for '
             f'{list(self.joints)}, got {len(msg.data)}); {self.rejected[reason]} so far; '
-            'keeping the last valid effort' + ('' if not self.lockstep else ', time not advanced'),
-            throttle_duration_sec=5.0)
+            'keeping the last valid effort' + ('' if not self.lockstep else ', time not advanced'))
         return None
 
     def _on_command(self, msg: Float64MultiArray) -> None:
