@@ -80,6 +80,11 @@ class AdaptiveController(InverseModelTick):
         self.feedforward_clipped = 0      # ticks on which the feedforward bound acted
         self.saturated_ticks = 0          # ticks with the command at command_limit
         self._saturated = False           # the previous command saturated: do not learn
+        self._was_saturated = False       # ... as seen by this tick's learning step
+        self._at_bound = 0                # this tick's feedforward was at its bound
+        self._refused = False             # this tick's inverse-model step was refused
+        self._pending = False             # act ran, its adapt has not
+        self.pd_scale = 1.0               # < 1 while the supervisor eases the PD output
         self.saturation_pauses = 0        # learning steps skipped for that
         self.refused_steps = 0            # RLS steps refused as numerically unusable
         self.supervisor = None
@@ -155,6 +160,7 @@ class AdaptiveController(InverseModelTick):
         Validates everything first (``Config.apply``), so a refused change
         applies nothing; a new value of a read-only setting is refused.
         """
+        self.adapt()
         self._apply(self.config.apply(changes))
 
     def _apply(self, values: Mapping[str, Any]) -> None:
@@ -196,6 +202,7 @@ class AdaptiveController(InverseModelTick):
     # -- learning state ----------------------------------------------------------
     def reset_state(self) -> None:
         """Forget the reservoir state and the previous tick (not the readout)."""
+        self.adapt()
         self.change_detector.restart()    # the reservoir's restart is a transient
         if self.forward is not None:
             self.forward.restart()
@@ -206,6 +213,7 @@ class AdaptiveController(InverseModelTick):
 
     def reset_learning(self) -> None:
         """Forget the learned readouts (P back to its initial value)."""
+        self.adapt()
         relative = self.config.rls.initial_covariance
         self.slow.reset(relative / self.feature_power)
         if self.fast is not None:
@@ -221,6 +229,7 @@ class AdaptiveController(InverseModelTick):
 
     def load(self, path: str) -> None:
         """Load readouts saved by ``save``; refuses a file for other joints or shapes."""
+        self.adapt()
         readout_file.load_controller(self, path)
         self.change_detector.restart()
         # the live parameters stay the source of truth for the forgetting factors
@@ -259,23 +268,35 @@ class AdaptiveController(InverseModelTick):
         return norm.track(io)
 
     def step(self, measured, desired) -> np.ndarray:
+        """Run one whole tick: ``act``, then ``adapt``; return the command."""
+        command = self.act(measured, desired)
+        self.adapt()
+        return command
+
+    def act(self, measured, desired) -> np.ndarray:
+        """
+        Compute this tick's command from the readout as it stands; return it.
+
+        The tick's learning waits for ``adapt``, so a front end can send the command
+        first: the readout predicts before it learns, so the command never depended on
+        the O(N^2) RLS step, the supervisor or the forward model, and they run after it
+        is out. (In ``inverse_model`` mode the step on the previous tick's transition,
+        which this command uses, stays here.) An ``act`` (or a reset, load or parameter
+        change) finishes a previous tick's pending learning first.
+        """
+        self.adapt()
         if self._load_io(measured, desired):
             self._rescale_readouts()
         io = self._io
-        refused = False
+        self._refused = False
         self._k_scale = 0.0
+        self._was_saturated = self._saturated
         if self.mode == 'feedback_error':
             CK.feedback_error_inputs(io, self.normalizer.scale, self.kp, self.kd, self._pd, self._u)
+            if self.pd_scale != 1.0:
+                self._pd *= self.pd_scale
             self._features(self.reservoir, self._u, self._phi)
             self._predict()
-            # Conditional learning (anti-windup): when the command saturates, the PD
-            # output is no longer the error of what was applied; do not learn from it.
-            if self._learning_now():
-                if self._saturated:
-                    self.saturation_pauses += 1
-                else:
-                    refused = not self._learn(self._phi, self._pd)
-            self.learning_error = float(np.sqrt(self._pd @ self._pd))
         else:
             q, qd, q_d, qd_d, _ = io
             np.subtract(q_d, q, out=self._pd)
@@ -283,22 +304,46 @@ class AdaptiveController(InverseModelTick):
             np.subtract(qd_d, qd, out=self._err)
             self._err *= self.kd
             self._pd += self._err
-            refused = not self._inverse_model_tick(*io)
+            if self.pd_scale != 1.0:
+                self._pd *= self.pd_scale
+            self._refused = not self._inverse_model_tick(*io)
         code = CK.bounded_command(self._pd, self._ff, self._ff_limit, self.command_limit,
                                   self._command)
-        at_bound = code & 1
+        self._at_bound = code & 1
         self._saturated = code >= 2
         if code:
-            self.feedforward_clipped += at_bound
+            self.feedforward_clipped += self._at_bound
             self.saturated_ticks += self._saturated
+        self._pending = True
+        return self._command_view
+
+    def adapt(self) -> None:
+        """
+        Learn from the tick ``act`` computed (RLS, supervisor, forward model); else nothing.
+
+        Learning from this tick's PD output only changes the commands of later ticks.
+        """
+        if not self._pending:
+            return
+        self._pending = False
+        refused = self._refused
+        if self.mode == 'feedback_error':
+            # Conditional learning (anti-windup): when the command saturates, the PD
+            # output is no longer the error of what was applied; do not learn from it.
+            if self._learning_now():
+                if self._was_saturated:
+                    self.saturation_pauses += 1
+                else:
+                    refused = not self._learn(self._phi, self._pd)
+            self.learning_error = float(np.sqrt(self._pd @ self._pd))
         if self.learning_enabled or self._ff.any():   # nothing learned to judge: PD alone
-            self.supervisor.observe(self._pd, self._ff, self._command, at_bound, refused)
+            self.supervisor.observe(self._pd, self._ff, self._command, self._at_bound, refused)
         if self.forward is not None:
             self._forecast()
+        io = self._io
         self._prev[0], self._prev[1], self._prev[2] = io[0], io[1], self._command
         self._has_prev = True
         self.ticks += 1
-        return self._command_view
 
     def tick_terms(self) -> tuple[np.ndarray, ...]:
         """Return views of the last tick's measured, desired position, PD effort, feedforward."""

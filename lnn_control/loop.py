@@ -58,11 +58,18 @@ class ControlLoop:
         self.controller.reset_state()
 
     def tick(self, now_ns: int, measured, desired) -> str | None:
+        """Run one whole tick, ``act`` then ``adapt``; return this tick's event or None."""
+        event = self.act(now_ns, measured, desired)
+        self.adapt()
+        return event
+
+    def act(self, now_ns: int, measured, desired) -> str | None:
         """
         Compute ``self.command`` for time ``now_ns``; return this tick's event or None.
 
         Returns STALE when a stale episode starts, RESUMED when it ends, REFUSED when the
         controller refused the inputs (``self.refusal`` says why; zero effort), else None.
+        The tick's learning runs in ``adapt``, after the front end has sent the command.
         """
         event = None
         if now_ns - self.sensor_time_ns > self.timeout_ns:
@@ -78,7 +85,7 @@ class ControlLoop:
                 self.controller.reset_state()   # the reservoir must not bridge the gap
                 event = RESUMED
             try:
-                self.command[:] = self.controller.step(measured, desired)
+                self.command[:] = self.controller.act(measured, desired)
             except ValueError as e:
                 self.command[:] = 0.0
                 self.refusal = str(e)
@@ -86,6 +93,10 @@ class ControlLoop:
         if not np.isfinite(self.command).all():   # cannot happen with a finite readout
             self.command[:] = 0.0
         return event
+
+    def adapt(self) -> None:
+        """Learn from the tick ``act`` computed (nothing after a stale or refused tick)."""
+        self.controller.adapt()
 
     def state(self, out: np.ndarray) -> np.ndarray:
         """

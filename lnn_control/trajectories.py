@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from numba import njit
 import numpy as np
 
 
@@ -15,6 +16,28 @@ def _finite(name: str, a: np.ndarray) -> np.ndarray:
     if not np.isfinite(a).all():
         raise ValueError(f'{name} must be finite, got {a}')
     return a
+
+
+@njit(cache=True)
+def _sample_sum_of_sines(t, w, phases, amplitudes, aw, aw2, offsets, out_q, out_qd, out_qdd):
+    """
+    One Numba call per tick (the numpy form took a dozen calls: 9 us, 22 us in a busy node).
+
+    Same operations in the same order as ``q = offsets + sum(A sin(w t + phi))`` in numpy.
+    """
+    for j in range(w.shape[0]):
+        q = 0.0
+        qd = 0.0
+        qdd = 0.0
+        for k in range(w.shape[1]):
+            arg = w[j, k] * t + phases[j, k]
+            s = np.sin(arg)
+            q += amplitudes[j, k] * s
+            qd += aw[j, k] * np.cos(arg)
+            qdd += aw2[j, k] * s
+        out_q[j] = q + offsets[j]
+        out_qd[j] = qd
+        out_qdd[j] = qdd
 
 
 class SumOfSines:
@@ -42,23 +65,12 @@ class SumOfSines:
         self._w = w
         self._aw = amp * w
         self._aw2 = -amp * w * w
-        self._arg = np.empty(amp.shape)  # scratch, reused every sample
-        self._sin = np.empty(amp.shape)
-        self._cos = np.empty(amp.shape)
+        self(0.0)        # compiles (or loads) the kernel now, not at the first control tick
 
     def sample(self, t: float, out_q, out_qd, out_qdd) -> None:
         """Write q, qd, qdd at time t into the given (n_joints,) arrays."""
-        np.multiply(self._w, t, out=self._arg)
-        self._arg += self.phases
-        np.sin(self._arg, out=self._sin)
-        np.cos(self._arg, out=self._cos)
-        np.multiply(self.amplitudes, self._sin, out=self._arg)
-        self._arg.sum(axis=1, out=out_q)
-        out_q += self.offsets
-        np.multiply(self._aw, self._cos, out=self._arg)
-        self._arg.sum(axis=1, out=out_qd)
-        np.multiply(self._aw2, self._sin, out=self._arg)
-        self._arg.sum(axis=1, out=out_qdd)
+        _sample_sum_of_sines(float(t), self._w, self.phases, self.amplitudes, self._aw,
+                             self._aw2, self.offsets, out_q, out_qd, out_qdd)
 
     def __call__(self, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         out = np.empty((3, self.n_joints))

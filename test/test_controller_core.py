@@ -88,6 +88,38 @@ def test_step_returns_finite_limited_commands(model):
     assert np.abs(ctrl.slow.w).max() > 0      # it learned something
 
 
+@pytest.mark.parametrize('supervised', [False, True])
+@pytest.mark.parametrize('mode', ['feedback_error', 'inverse_model'])
+def test_act_then_adapt_is_the_step_and_the_command_waits_for_nothing(mode, supervised):
+    """
+    A front end sends ``act``'s command before ``adapt`` learns.
+
+    Same commands and learned state as ``step``, bit for bit; the command is final
+    before the learning step runs (feedback_error: act takes no RLS step), and an
+    ``act`` without ``adapt`` finishes the previous tick's learning.
+    """
+    settings = {'controller.mode': mode, 'supervisor.enabled': supervised}
+    whole, split, skipping = make(**settings), make(**settings), make(**settings)
+    for measured, desired in signals(150):
+        expected = whole.step(measured, desired).copy()
+        before = learned_state(split)
+        command = split.act(measured, desired)
+        sent = command.copy()
+        if mode == 'feedback_error':       # act learns nothing
+            assert split.slow.updates == before['slow.updates']
+        split.adapt()
+        split.adapt()                      # a second adapt has nothing left to do
+        np.testing.assert_array_equal(command, sent)
+        np.testing.assert_array_equal(sent, expected)
+        np.testing.assert_array_equal(skipping.act(measured, desired), expected)
+    skipping.adapt()
+    # open loop, the supervisor freezes learning early (its interventions are compared)
+    assert whole.slow.updates > (0 if supervised else 10)
+    for ctrl in (split, skipping):
+        assert_unchanged(ctrl, learned_state(whole))
+        assert ctrl.supervisor.counts == whole.supervisor.counts
+
+
 def test_command_is_read_only_view():
     ctrl = make()
     (measured, desired), = signals(1)

@@ -173,6 +173,24 @@ def test_command_equals_the_core_controller_with_learning(rig):
     assert r.node.controller.slow.updates == 30
 
 
+def test_the_command_is_published_before_the_tick_learns(rig):
+    """The learning step (O(N^2)), the supervisor and the forward model run after it."""
+    r = rig({'learning_enabled': True})
+    order = []
+    publish, adapt = r.node._publisher.publish, r.node.loop.adapt
+    r.node._publisher.publish = lambda pub, msg: (
+        order.append('command' if pub is r.node._commands_pub else 'other'), publish(pub, msg))[1]
+    r.node.loop.adapt = lambda: (order.append('learn'), adapt())[1]
+    for k in range(5):
+        r.send(np.array([0.1, 0.0]) + 0.01 * k)
+        r.tick()
+    assert order[:2] == ['command', 'learn'] and order.count('learn') == 5
+    assert [order[i + 1] for i, e in enumerate(order) if e == 'command'] == ['learn'] * 5
+    assert r.node.controller.slow.updates == 5
+    stats = r.node.stats
+    assert (stats.command_ns[:5] > 0).all() and (stats.command_ns[:5] <= stats.compute_ns[:5]).all()
+
+
 def test_no_command_before_first_valid_joint_states(rig):
     r = rig()
     r.tick(5)

@@ -273,7 +273,11 @@ class LnnControllerNode(ControllerServices, Node):
             # last desired state is kept
             self.desired.update(now, self._reference if self._reference.received else None)
         d = self.desired
-        event = loop.tick(now, (self._q, self._qd), (d.q, d.qd, d.qdd))
+        event = loop.act(now, (self._q, self._qd), (d.q, d.qd, d.qdd))
+        view[:] = loop.command
+        sent = self._publisher.publish(self._commands_pub, self._command.msg)
+        commanded = time.perf_counter_ns()
+        loop.adapt()            # learning, the supervisor and the forward model: after it
         if event == STALE:
             self.get_logger().warning(
                 f'no valid joint_states for {loop.sensor_age_s(now):.3f} s '
@@ -285,8 +289,6 @@ class LnnControllerNode(ControllerServices, Node):
             self._refuse(self.rejected, CONTROLLER_REFUSED, f'a tick: {loop.refusal}')
         if self._events_pending():
             self._log_new_events()
-        view[:] = loop.command
-        sent = self._publisher.publish(self._commands_pub, self._command.msg)
         # Every command has its desired state (the last one while sensors are stale),
         # stamped with the tick time, so a recording can set it against joint_states.
         msg = self._desired_msg
@@ -297,7 +299,7 @@ class LnnControllerNode(ControllerServices, Node):
             self._publish_prediction(now)
         self._publish_state()
         self.commands_published += sent
-        self.stats.record(start, time.perf_counter_ns(), self._sensor_wall_ns,
+        self.stats.record(start, commanded, time.perf_counter_ns(), self._sensor_wall_ns,
                           self._sensor_stamp_ns, self.period_ns)
         self.readout_store.tick(now)    # autosave: after the command is out, written off thread
 
@@ -369,6 +371,8 @@ class LnnControllerNode(ControllerServices, Node):
             ('tick compute p50 [ms]', p50),
             ('tick compute p99 [ms]', p99),
             ('tick compute max [ms]', worst),
+            ('tick entry to command published p99 [ms]', s.compute_ms(s.count - count0,
+                                                                      'command')[1]),
             ('overruns', s.overruns),
             ('commands published', self.commands_published),
             ('failed publishes', self._publisher.failures),
