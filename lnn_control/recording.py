@@ -15,6 +15,7 @@ import numpy as np
 
 from . import closed_loop as CL
 from . import mcap_io
+from .supervisor import ACTIONS
 
 ARMS = (('pd', False), ('adaptive', True))     # namespace, learning on
 CONTROL_PERIOD_S = 0.01
@@ -109,7 +110,7 @@ def _supervisor_from_diagnostics(messages, hardware_id: str, t0_ns: int) -> dict
             if 'supervisor state' not in values:
                 continue
             t = (mcap_io.stamp_ns(msg.header.stamp) - t0_ns) * 1e-9
-            for action in ('rollback', 'pd_only', 'resume'):
+            for action in ACTIONS:
                 count = int(values.get(f'supervisor {action}', 0))
                 for _ in range(count - last.get(action, 0)):
                     events.append((t, action, 'reported on /diagnostics'))

@@ -98,6 +98,17 @@ The response, with hysteresis (``hold_s``) and escalation:
    above (the snapshot is bad too) -> the feedforward is zeroed: plain PD,
    which by definition is not worse than PD, for another ``hold_s``; then
    learning restarts from zero at the cut gain.
+3. Plain PD is not worse than PD only if it starts from where PD alone would be.
+   With a tick of actuation delay some honest PD loops are bistable: a one-tick
+   pulse of 20 % of the command limit, anti-phase on a 2-link arm's joints, sends
+   PD alone into a 17 Hz cycle at its limits that it never leaves (zoo random_3_40;
+   10 % does not), and the first learning steps give such a pulse. So when, a
+   quarter window into a PD-only hold, the command has been at its limit on more than
+   ``EASE_SATURATION`` of the ticks, the PD output is eased (``EASE_GAIN`` for
+   ``EASE_HOLD_S``, back to full over ``EASE_RAMP_S``; once per hold): the lower loop
+   gain has the phase margin the delay took, the cycle dies, and the restored loop
+   stays out of it (any gain from 0.3 to 0.7 for 0.2-0.5 s did). Only the learning
+   arm does this; the PD-only arm of every comparison has nothing to ease.
 
 ROS-free; the per-tick part is one kernel (``control_kernels.supervise``) on
 preallocated arrays, which also keeps the timers and says when to act; the
@@ -112,6 +123,9 @@ import numpy as np
 from . import control_kernels as CK
 
 LEARNING, FROZEN, PD_ONLY = STATES = ('learning', 'frozen', 'pd_only')   # SV_STATE codes
+# What an intervention does (``Intervention.action``; counted on /diagnostics as
+# 'supervisor <action>').
+ACTIONS = ('rollback', 'pd_only', 'pd_eased', 'resume')
 GAIN_CUT = 0.1
 GOOD_FRACTION = 0.5          # snapshots are taken while rho < GOOD_FRACTION * trip_ratio
 MAX_BACKOFF = 32             # PD-only holds grow to at most this many hold_s
@@ -120,6 +134,11 @@ VALIDATED_COVARIANCE = 100.0
 # The first trip caps the learners' gain: one step absorbs at most this x the PD loop's
 # bandwidth kp/kd x dt of its error (a second trip switches the fast learner off).
 GAIN_CAP = 3.0
+# A PD loop kicked into a cycle at its limits is eased out of it (step 3 above).
+EASE_SATURATION = 0.25
+EASE_GAIN = 0.5
+EASE_HOLD_S = 0.2
+EASE_RAMP_S = 0.5
 
 
 @dataclass
@@ -128,7 +147,7 @@ class Intervention:
 
     tick: int
     time_s: float
-    action: str          # rollback | pd_only | resume
+    action: str          # one of ACTIONS
     reason: str
 
 
@@ -167,13 +186,15 @@ class LearningSupervisor:
         self._only_fast_cut = False     # the last rollback (PD only follows one) cut only fast
         self._owed_cut = False          # ... and PD only followed: the next trip cuts 2x
         self.interventions: list[Intervention] = []
-        self.counts = {'rollback': 0, 'pd_only': 0, 'resume': 0}
+        self.counts = dict.fromkeys(ACTIONS, 0)
         self.episodes = 0               # interventions so far (learning paused or restarted)
         self.snapshots = 0
         self._stats[CK.SV_HOLD_FACTOR] = 1   # this PD-only hold, in hold_s (see _pd_only)
         self._stats[CK.SV_CHATTER] = 1.0
         self._next_hold_factor = 1
         self._pd_only_mark = (0, 0)     # controller ticks, saturated ticks at PD only
+        self._ease_tick = -1            # tick the PD output was eased at (-1: not eased)
+        self._eased_hold = False        # this PD-only hold has eased the PD output
         self._reset_timers()
 
     # -- configuration ---------------------------------------------------------
@@ -244,6 +265,7 @@ class LearningSupervisor:
         self._owed_cut = False
         self._next_hold_factor = 1
         self._stats[CK.SV_ARMED] = 0.0
+        self._ease_tick, self._eased_hold, self.ctrl.pd_scale = -1, False, 1.0
         for good, cand, r in zip(self._good, self._candidate, self.ctrl.readouts()):
             good[:] = r.w
             cand[:] = r.w
@@ -302,6 +324,27 @@ class LearningSupervisor:
                               refused_step, self._stats)
         if action:
             self._act(action, refused_step)
+        if self._ease_tick >= 0:
+            self._ease()
+        elif (self.state == PD_ONLY and not self._eased_hold
+              and 4 * (self.ctrl.ticks - self._pd_only_mark[0]) >= self._stats[CK.SV_WINDOW]
+              and self.pd_only_saturation > EASE_SATURATION):
+            self._eased_hold = True
+            self._record('pd_eased', f'command at its limit {self.pd_only_saturation:.0%} of '
+                                     'the time with the feedforward zeroed: PD output eased to '
+                                     f'{EASE_GAIN:g}x for {EASE_HOLD_S:g} s, back over '
+                                     f'{EASE_RAMP_S:g} s, to leave the cycle')
+            self._ease_tick = self.ctrl.ticks
+            self._ease()
+
+    def _ease(self) -> None:
+        """Set the PD output's scale for this point of the easing (see EASE_GAIN)."""
+        dt, k = self.ctrl.dt, self.ctrl.ticks - self._ease_tick
+        ramp = (k * dt - EASE_HOLD_S) / EASE_RAMP_S
+        scale = EASE_GAIN if ramp <= 0.0 else EASE_GAIN + (1.0 - EASE_GAIN) * ramp
+        if scale >= 1.0:
+            scale, self._ease_tick = 1.0, -1
+        self.ctrl.pd_scale = scale
 
     def _act(self, action: int, refused_step: bool) -> None:
         """Do what ``CK.supervise`` asked for (rare: not every tick)."""
@@ -421,6 +464,7 @@ class LearningSupervisor:
             r.w[:] = 0.0
         self.state = PD_ONLY
         self._pd_only_mark = (self.ctrl.ticks, self.ctrl.saturated_ticks)
+        self._eased_hold = False
         self._stats[CK.SV_ARMED] = 0.0      # learning restarts from zero: a transient again
         # Each retry that fails costs a few bad seconds: until a good snapshot
         # resets it, the next PD-only hold is twice as long.

@@ -295,6 +295,28 @@ def test_saturating_start_up_with_a_tick_of_delay_is_cut_short():
     assert CL.rms(adaptive, 0.0, 3.0) <= 1.5 * CL.rms(pd, 0.0, 3.0)
 
 
+@pytest.mark.parametrize('ease', [True, False])
+def test_a_pd_loop_kicked_into_a_cycle_at_its_limits_is_eased_out_of_it(monkeypatch, ease):
+    """
+    A random arm whose PD loop, with a tick of delay, is bistable (zoo random_3_40).
+
+    The first learning steps kick it into a cycle at its limits; with the feedforward
+    zeroed the supervisor eases the PD output for a moment and the arm leaves the
+    cycle. Without the easing (EASE_GAIN 1) it stays in it through the PD-only hold.
+    """
+    from lnn_control import supervisor
+    if not ease:
+        monkeypatch.setattr(supervisor, 'EASE_GAIN', 1.0)
+    params = {**zoo.controller_params('random_3_40'), 'reservoir.seed': 0,
+              'reference.seed': 0}
+    run = CL.run(zoo.model_name('random_3_40'), params, 3.2, delay_ticks=1)
+    actions = [action for _, action, _ in run.meta['interventions']]
+    assert actions[:3] == ['rollback', 'pd_only', 'pd_eased'], run.meta['interventions']
+    limit = np.asarray(params['command_limit'])
+    late_hold = np.abs(run.command[int(2.4 / 0.01):int(3.2 / 0.01)]) >= 0.999 * limit
+    assert late_hold.any(axis=1).mean() < 0.02 if ease else late_hold.any(axis=1).mean() > 0.3
+
+
 def test_a_rollback_after_an_input_scale_grew_restores_the_snapshot_in_the_new_units():
     """
     Rescale the snapshots with the readouts when automatic normalisation grows a scale.
