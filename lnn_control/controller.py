@@ -84,7 +84,6 @@ class AdaptiveController(InverseModelTick):
         self._at_bound = 0                # this tick's feedforward was at its bound
         self._refused = False             # this tick's inverse-model step was refused
         self._pending = False             # act ran, its adapt has not
-        self.pd_scale = 1.0               # < 1 while the supervisor eases the PD output
         self.saturation_pauses = 0        # learning steps skipped for that
         self.refused_steps = 0            # RLS steps refused as numerically unusable
         self.supervisor = None
@@ -293,8 +292,8 @@ class AdaptiveController(InverseModelTick):
         self._was_saturated = self._saturated
         if self.mode == 'feedback_error':
             CK.feedback_error_inputs(io, self.normalizer.scale, self.kp, self.kd, self._pd, self._u)
-            if self.pd_scale != 1.0:
-                self._pd *= self.pd_scale
+            if self.supervisor.easing:      # out of a cycle at the limits (supervisor.py)
+                self._pd *= self.supervisor.pd_scale(self.ticks)
             self._features(self.reservoir, self._u, self._phi)
             self._predict()
         else:
@@ -304,8 +303,8 @@ class AdaptiveController(InverseModelTick):
             np.subtract(qd_d, qd, out=self._err)
             self._err *= self.kd
             self._pd += self._err
-            if self.pd_scale != 1.0:
-                self._pd *= self.pd_scale
+            if self.supervisor.easing:
+                self._pd *= self.supervisor.pd_scale(self.ticks)
             self._refused = not self._inverse_model_tick(*io)
         code = CK.bounded_command(self._pd, self._ff, self._ff_limit, self.command_limit,
                                   self._command)

@@ -265,7 +265,7 @@ class LearningSupervisor:
         self._owed_cut = False
         self._next_hold_factor = 1
         self._stats[CK.SV_ARMED] = 0.0
-        self._ease_tick, self._eased_hold, self.ctrl.pd_scale = -1, False, 1.0
+        self._ease_tick, self._eased_hold = -1, False
         for good, cand, r in zip(self._good, self._candidate, self.ctrl.readouts()):
             good[:] = r.w
             cand[:] = r.w
@@ -324,27 +324,35 @@ class LearningSupervisor:
                               refused_step, self._stats)
         if action:
             self._act(action, refused_step)
-        if self._ease_tick >= 0:
-            self._ease()
-        elif (self.state == PD_ONLY and not self._eased_hold
-              and 4 * (self.ctrl.ticks - self._pd_only_mark[0]) >= self._stats[CK.SV_WINDOW]
-              and self.pd_only_saturation > EASE_SATURATION):
+        if (self.state == PD_ONLY and not self._eased_hold
+                and 4 * (self.ctrl.ticks - self._pd_only_mark[0]) >= self._stats[CK.SV_WINDOW]
+                and self.pd_only_saturation > EASE_SATURATION):
             self._eased_hold = True
             self._record('pd_eased', f'command at its limit {self.pd_only_saturation:.0%} of '
                                      'the time with the feedforward zeroed: PD output eased to '
                                      f'{EASE_GAIN:g}x for {EASE_HOLD_S:g} s, back over '
                                      f'{EASE_RAMP_S:g} s, to leave the cycle')
-            self._ease_tick = self.ctrl.ticks
-            self._ease()
+            self._ease_tick = self.ctrl.ticks + 1      # from the next tick's command on
 
-    def _ease(self) -> None:
-        """Set the PD output's scale for this point of the easing (see EASE_GAIN)."""
-        dt, k = self.ctrl.dt, self.ctrl.ticks - self._ease_tick
-        ramp = (k * dt - EASE_HOLD_S) / EASE_RAMP_S
+    @property
+    def easing(self) -> bool:
+        """Whether the PD output is being eased (see ``pd_scale``)."""
+        return self._ease_tick >= 0
+
+    def pd_scale(self, tick: int) -> float:
+        """
+        Return the PD output's scale for controller tick ``tick`` while ``easing``.
+
+        EASE_GAIN for EASE_HOLD_S, then back to 1 over EASE_RAMP_S; at 1 (or once the
+        supervisor is disabled) the easing ends. Kept by the controller's tick, not by
+        ``observe``, so it ends even if learning or the supervisor is switched off.
+        """
+        ramp = ((tick - self._ease_tick) * self.ctrl.dt - EASE_HOLD_S) / EASE_RAMP_S
         scale = EASE_GAIN if ramp <= 0.0 else EASE_GAIN + (1.0 - EASE_GAIN) * ramp
-        if scale >= 1.0:
-            scale, self._ease_tick = 1.0, -1
-        self.ctrl.pd_scale = scale
+        if scale >= 1.0 or not self.enabled:
+            self._ease_tick = -1
+            return 1.0
+        return scale
 
     def _act(self, action: int, refused_step: bool) -> None:
         """Do what ``CK.supervise`` asked for (rare: not every tick)."""

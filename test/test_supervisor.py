@@ -317,6 +317,30 @@ def test_a_pd_loop_kicked_into_a_cycle_at_its_limits_is_eased_out_of_it(monkeypa
     assert late_hold.any(axis=1).mean() < 0.02 if ease else late_hold.any(axis=1).mean() > 0.3
 
 
+def test_the_pd_easing_schedule_and_its_end_when_the_supervisor_is_switched_off():
+    """EASE_GAIN for EASE_HOLD_S, back to full over EASE_RAMP_S; never left half-way."""
+    from lnn_control import supervisor as S
+    ctrl = AdaptiveController({**zoo.controller_params('random_3_40'),
+                               'learning_enabled': False})
+    sv, per_s = ctrl.supervisor, round(1.0 / ctrl.dt)
+    start = ctrl.ticks
+    sv._ease_tick = start                        # as a PD-only hold at its limits sets it
+    q, zero = np.array([0.1, -0.2]), np.zeros(2)
+    pd = ctrl.kp * (zero - q)
+    np.testing.assert_allclose(ctrl.step((q, zero), (zero, zero, zero)), S.EASE_GAIN * pd)
+    assert sv.pd_scale(start + int(S.EASE_HOLD_S * per_s)) == S.EASE_GAIN
+    middle = start + int((S.EASE_HOLD_S + S.EASE_RAMP_S / 2) * per_s)
+    assert sv.pd_scale(middle) == pytest.approx((1.0 + S.EASE_GAIN) / 2)
+    assert sv.easing
+    assert sv.pd_scale(start + int((S.EASE_HOLD_S + S.EASE_RAMP_S) * per_s) + 1) == 1.0
+    assert not sv.easing
+    np.testing.assert_allclose(ctrl.step((q, zero), (zero, zero, zero)), pd)
+    sv._ease_tick = ctrl.ticks
+    ctrl.update_params({'supervisor.enabled': False})
+    np.testing.assert_allclose(ctrl.step((q, zero), (zero, zero, zero)), pd)
+    assert not sv.easing
+
+
 def test_a_rollback_after_an_input_scale_grew_restores_the_snapshot_in_the_new_units():
     """
     Rescale the snapshots with the readouts when automatic normalisation grows a scale.
