@@ -180,6 +180,8 @@ class AdaptiveController(InverseModelTick):
                 if bool(value) != self.learning_enabled:
                     self.change_detector.restart()    # the error level before no longer applies
                 self.learning_enabled = bool(value)
+                if not self.learning_enabled and self.supervisor is not None:
+                    self.supervisor.stop_easing()     # learning off: plain PD at once
             elif name == 'rls.forgetting_factor':
                 self.slow.forgetting_factor = float(value)
             elif name == 'rls.fast_forgetting_factor' and self.fast is not None:
@@ -224,6 +226,7 @@ class AdaptiveController(InverseModelTick):
 
     def save(self, path: str) -> None:
         """Save the readouts with their joints, mode, input scales and supervisor cut."""
+        self.adapt()
         readout_file.save_controller(self, path)
 
     def load(self, path: str) -> None:
@@ -408,6 +411,7 @@ class AdaptiveController(InverseModelTick):
         value 2-link arms oscillated while re-learning (zoo arm_heavy_tip, seed 2), at 0.1 the
         pendulums kept half the benefit (docs/zoo.md). O(N^2): an event, not a tick.
         """
+        self.adapt()                     # a pending tick learns on the old covariance
         gains = self.supervisor.readout_gains()
         self.slow.restart_covariance(gains[0] * RESTART_GAIN)
         if self.fast_active:

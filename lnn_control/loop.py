@@ -60,8 +60,7 @@ class ControlLoop:
     def tick(self, now_ns: int, measured, desired) -> str | None:
         """Run one whole tick, ``act`` then ``adapt``; return this tick's event or None."""
         event = self.act(now_ns, measured, desired)
-        self.adapt()
-        return event
+        return self.adapt() or event
 
     def act(self, now_ns: int, measured, desired) -> str | None:
         """
@@ -94,9 +93,19 @@ class ControlLoop:
             self.command[:] = 0.0
         return event
 
-    def adapt(self) -> None:
-        """Learn from the tick ``act`` computed (nothing after a stale or refused tick)."""
-        self.controller.adapt()
+    def adapt(self) -> str | None:
+        """
+        Learn from the tick ``act`` computed (nothing after a stale or refused tick).
+
+        Returns REFUSED (``self.refusal`` says why) if the learning step refused its
+        inputs; the command already sent stands.
+        """
+        try:
+            self.controller.adapt()
+        except ValueError as e:
+            self.refusal = str(e)
+            return REFUSED
+        return None
 
     def state(self, out: np.ndarray) -> np.ndarray:
         """

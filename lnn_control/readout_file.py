@@ -72,6 +72,7 @@ def load_npz(path: str) -> dict[str, np.ndarray]:
 
 def controller_arrays(ctrl) -> dict[str, np.ndarray]:
     """Copy what ``ctrl`` has learned, with what it needs to mean the same on load."""
+    ctrl.adapt()                     # a tick's pending learning step first
     arrays = {f'{name}/{k}': v for name, r in zip(READOUT_NAMES, ctrl.readouts())
               for k, v in r.state_dict().items()}
     arrays['joints'] = np.array(ctrl.joints)

@@ -265,7 +265,8 @@ class LearningSupervisor:
         self._owed_cut = False
         self._next_hold_factor = 1
         self._stats[CK.SV_ARMED] = 0.0
-        self._ease_tick, self._eased_hold = -1, False
+        self.stop_easing()
+        self._eased_hold = False
         for good, cand, r in zip(self._good, self._candidate, self.ctrl.readouts()):
             good[:] = r.w
             cand[:] = r.w
@@ -338,6 +339,10 @@ class LearningSupervisor:
     def easing(self) -> bool:
         """Whether the PD output is being eased (see ``pd_scale``)."""
         return self._ease_tick >= 0
+
+    def stop_easing(self) -> None:
+        """End an easing now (the PD output at full scale from the next tick)."""
+        self._ease_tick = -1
 
     def pd_scale(self, tick: int) -> float:
         """
@@ -483,6 +488,7 @@ class LearningSupervisor:
         self._reset_timers()
 
     def _resume(self, reason: str) -> None:
+        self.stop_easing()             # learning judges and learns from the full PD output
         self.state = LEARNING
         self._record('resume', f'{reason}: learning resumes')
         for good, cand, r in zip(self._good, self._candidate, self.ctrl.readouts()):

@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 import lnn_control
-from lnn_control import schema
+from lnn_control import readout_file, schema
 from lnn_control.controller import AdaptiveController
 import numpy as np
 import pytest
@@ -112,7 +112,14 @@ def test_act_then_adapt_is_the_step_and_the_command_waits_for_nothing(mode, supe
         np.testing.assert_array_equal(command, sent)
         np.testing.assert_array_equal(sent, expected)
         np.testing.assert_array_equal(skipping.act(measured, desired), expected)
-    skipping.adapt()
+    (measured, desired), = signals(1, seed=7)
+    whole.step(measured, desired)
+    skipping.act(measured, desired)        # saved with its pending learning step
+    np.testing.assert_equal(readout_file.controller_arrays(skipping),
+                            readout_file.controller_arrays(whole))
+    split.act(measured, desired)
+    for ctrl in (split, skipping, whole):   # a pending step learns on the old covariance
+        ctrl.plant_changed('test')
     # open loop, the supervisor freezes learning early (its interventions are compared)
     assert whole.slow.updates > (0 if supervised else 10)
     for ctrl in (split, skipping):
@@ -443,6 +450,11 @@ def test_control_loop_stale_zero_resume_and_refusal():
     bad = (np.array([np.nan, 0.0]), measured[1])
     assert loop.tick(60_000_000, bad, desired) == REFUSED
     assert 'non-finite' in loop.refusal and (loop.command == 0).all()
+    # a learning step that refuses (after the command went out) is reported, not raised
+    loop.sensor_received(60_000_000)
+    loop.controller._learn = lambda phi, error: (_ for _ in ()).throw(ValueError('refused'))
+    assert loop.act(70_000_000, measured, desired) is None and np.abs(loop.command).max() > 0
+    assert loop.adapt() == REFUSED and loop.refusal == 'refused'
     hold = ControlLoop(make(), sensor_timeout_s=0.02, stale_action='hold')
     hold.tick(10_000_000, measured, desired)
     last = hold.command.copy()

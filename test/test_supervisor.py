@@ -318,7 +318,11 @@ def test_a_pd_loop_kicked_into_a_cycle_at_its_limits_is_eased_out_of_it(monkeypa
 
 
 def test_the_pd_easing_schedule_and_its_end_when_the_supervisor_is_switched_off():
-    """EASE_GAIN for EASE_HOLD_S, back to full over EASE_RAMP_S; never left half-way."""
+    """
+    EASE_GAIN for EASE_HOLD_S, back to full over EASE_RAMP_S; never left half-way.
+
+    It ends at once when the supervisor or learning is switched off, or learning resumes.
+    """
     from lnn_control import supervisor as S
     ctrl = AdaptiveController({**zoo.controller_params('random_3_40'),
                                'learning_enabled': False})
@@ -338,6 +342,13 @@ def test_the_pd_easing_schedule_and_its_end_when_the_supervisor_is_switched_off(
     sv._ease_tick = ctrl.ticks
     ctrl.update_params({'supervisor.enabled': False})
     np.testing.assert_allclose(ctrl.step((q, zero), (zero, zero, zero)), pd)
+    assert not sv.easing
+    ctrl.update_params({'supervisor.enabled': True, 'learning_enabled': True})
+    sv._ease_tick = ctrl.ticks
+    sv._resume('test')                    # learning resumes on the full PD output
+    assert not sv.easing
+    sv._ease_tick = ctrl.ticks
+    ctrl.update_params({'learning_enabled': False})     # learning off: plain PD at once
     assert not sv.easing
 
 

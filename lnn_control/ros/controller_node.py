@@ -277,7 +277,7 @@ class LnnControllerNode(ControllerServices, Node):
         view[:] = loop.command
         sent = self._publisher.publish(self._commands_pub, self._command.msg)
         commanded = time.perf_counter_ns()
-        loop.adapt()            # learning, the supervisor and the forward model: after it
+        learned = loop.adapt()   # learning, the supervisor and the forward model: after it
         if event == STALE:
             self.get_logger().warning(
                 f'no valid joint_states for {loop.sensor_age_s(now):.3f} s '
@@ -285,7 +285,7 @@ class LnnControllerNode(ControllerServices, Node):
                 f'{"zero effort" if loop.stale_action == "zero" else "the last command"}')
         elif event == RESUMED:
             self.get_logger().info('joint_states resumed: control resumes')
-        elif event == REFUSED:
+        if REFUSED in (event, learned):
             self._refuse(self.rejected, CONTROLLER_REFUSED, f'a tick: {loop.refusal}')
         if self._events_pending():
             self._log_new_events()
@@ -295,7 +295,8 @@ class LnnControllerNode(ControllerServices, Node):
         C.set_stamp(msg.header.stamp, now)
         msg.position, msg.velocity = self.desired.q, self.desired.qd
         self._publisher.publish(self._desired_pub, msg)
-        if self.controller.forward is not None and event is None and not loop.stale:
+        if (self.controller.forward is not None and event is None and learned is None
+                and not loop.stale):
             self._publish_prediction(now)
         self._publish_state()
         self.commands_published += sent
