@@ -82,7 +82,8 @@ class Rig:
         self.spinner.wait(condition, what)
 
     def handled(self):
-        return self.node.sensor_messages + sum(self.node.rejected[r] for r in C.REASONS)
+        return (self.node.sensor_messages + self.node.foreign_messages
+                + sum(self.node.rejected[r] for r in C.REASONS))
 
     def send(self, q, qd=None, names=None, stamp_ns=None, msg=None):
         """Publish joint_states and spin until the node has accepted or refused it."""
@@ -272,6 +273,21 @@ def test_bad_joint_states_are_dropped_counted_and_never_learned(rig, kind):
     assert r.node.controller.slow.updates == core.slow.updates == 6
     keys = key_values(r.node.diagnostics().status[0])
     assert keys[f'joint_states rejected: {reason}'] == '2'
+
+
+def test_another_drivers_joint_states_on_the_topic_are_ignored_quietly(rig):
+    r = rig()
+    warnings = record_warnings(r.node)
+    r.send(np.array([0.1, 0.2]))
+    gripper = C.joint_state(['finger'], [0.01], [0.0], stamp_ns=r.now_ns)
+    for _ in range(3):
+        r.send(None, msg=gripper)
+        r.tick()
+    assert r.node.foreign_messages == 3 and r.node.sensor_messages == 1
+    assert sum(r.node.rejected.values()) == 0 and warnings == []
+    assert len(r.commands) == 3 and not r.node.loop.stale
+    values = key_values(r.node.diagnostics().status[0])
+    assert values['joint_states without our joints (ignored)'] == '3'
 
 
 def test_bad_reference_is_dropped_and_counted(rig):

@@ -101,6 +101,23 @@ def test_a_message_missing_a_joint_leaves_the_cached_name_order_intact():
     assert read(reader, bad)[0] == C.NON_FINITE
 
 
+def test_another_drivers_joint_states_are_ignored_not_refused():
+    """A gripper's joint_states on the shared topic: not ours, not judged, not counted."""
+    strict, lenient = C.JointStateReader(('j1', 'j2')), C.JointStateReader(
+        ('j1', 'j2'), ignore_foreign=True)
+    gripper = C.joint_state(['finger_l', 'finger_r'], [0.01, 0.01], [0.0, 0.0])
+    broken_gripper = C.joint_state(['finger_l', 'finger_r'], [0.01], [])   # lengths wrong
+    arm = C.joint_state(['j2', 'j1'], [0.2, 0.1], [0.0, 0.0])
+    partial = C.joint_state(['j1', 'finger_l'], [0.1, 0.0], [0.0, 0.0])
+    assert read(strict, gripper)[0] == C.MISSING_JOINT
+    for _ in range(2):                      # the arm's and the gripper's messages alternate
+        reason, q, _ = read(lenient, gripper)
+        assert reason == C.NOT_OURS and reason not in C.REASONS and (q == -7.0).all()
+        assert read(lenient, broken_gripper)[0] == C.NOT_OURS
+        assert read(lenient, arm)[1].tolist() == [0.1, 0.2]
+    assert read(lenient, partial)[0] == C.MISSING_JOINT    # one of ours missing: refused
+
+
 def test_a_stamp_far_ahead_of_the_clock_is_refused_and_does_not_block_the_next():
     """Accepted, one future stamp would make every correct stamp after it 'backwards'."""
     reader = C.JointStateReader(('a',))

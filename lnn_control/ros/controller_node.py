@@ -89,6 +89,7 @@ class LnnControllerNode(ControllerServices, Node):
         self.rejected_reference = dict.fromkeys(C.REASONS, 0)
         self._refusal_log = common.RefusalLog(self)
         self.sensor_messages = 0
+        self.foreign_messages = 0       # joint_states naming none of our joints (ignored)
         self.reference_messages = 0
         self.commands_published = 0
         self._publisher = common.PublishGuard(self.get_logger())
@@ -122,7 +123,8 @@ class LnnControllerNode(ControllerServices, Node):
                              and bool(self.get_parameter('use_sim_time').value))
         self._sensor_stamp_ns = 0      # header stamp of the latest valid joint_states
         self._deferred_tick_ns = None
-        self._sensor = C.JointStateReader(self.joints, require_velocity=True)
+        self._sensor = C.JointStateReader(self.joints, require_velocity=True,
+                                          ignore_foreign=True)
         self._reference = C.ReferenceFromMessages(self.joints)
         self._configure_inputs()
         self._command = C.CommandMessage(n)
@@ -201,6 +203,9 @@ class LnnControllerNode(ControllerServices, Node):
     def _on_joint_states(self, msg: JointState) -> None:
         now = self.get_clock().now().nanoseconds
         reason = self._sensor.read(msg, self._q, self._qd, now)
+        if reason == C.NOT_OURS:
+            self.foreign_messages += 1        # another driver's joints: not for us
+            return
         if reason:
             self._refuse(self.rejected, reason, 'a joint_states message')
             return
@@ -379,6 +384,7 @@ class LnnControllerNode(ControllerServices, Node):
             ('failed publishes', self._publisher.failures),
             ('sensor age [s]', age),
             ('joint_states received', self.sensor_messages),
+            ('joint_states without our joints (ignored)', self.foreign_messages),
             *((f'joint_states rejected: {k}', v) for k, v in self.rejected.items()),
             ('reference received', self.reference_messages),
             *((f'reference rejected: {k}', v) for k, v in self.rejected_reference.items()),

@@ -24,6 +24,9 @@ IMPLAUSIBLE = 'implausible'
 STAMP_IN_FUTURE = 'stamp_in_future'
 REASONS = (NON_FINITE, MISSING_JOINT, LENGTH_MISMATCH, STAMP_BACKWARDS, MALFORMED, IMPLAUSIBLE,
            STAMP_IN_FUTURE)
+# Not a refusal: a joint_states message that names none of the controller's joints is
+# another driver's (a gripper, a second arm publishing on the same topic) and is ignored.
+NOT_OURS = 'none_of_our_joints'
 # A stamp further ahead of the receiver's clock than this is refused: accepted, it would
 # make every correctly stamped message after it look stamped backwards. Generous for
 # clocks kept in step (NTP/chrony; a lock-step simulator's state runs a tick ahead).
@@ -57,7 +60,10 @@ class JointStateReader:
     Picks the controller's joints out of JointState messages, by name.
 
     Joints may come in any order and extra joints are ignored (a
-    joint_state_broadcaster publishes every joint of the robot). The
+    joint_state_broadcaster publishes every joint of the robot). With
+    ``ignore_foreign`` a message that names none of our joints (another driver's,
+    on a shared joint_states topic) is not judged at all: ``read`` returns
+    ``NOT_OURS``, which is not a refusal. The
     name -> index map is cached while the publisher keeps the same name list,
     so the usual case is a list comparison plus a gather.
 
@@ -80,10 +86,13 @@ class JointStateReader:
     ``malformed``.
     """
 
-    def __init__(self, joints: Sequence[str], require_velocity: bool = True):
+    def __init__(self, joints: Sequence[str], require_velocity: bool = True,
+                 ignore_foreign: bool = False):
         self.joints = tuple(joints)
         self.n = len(self.joints)
         self.require_velocity = bool(require_velocity)
+        self.ignore_foreign = bool(ignore_foreign)
+        self._foreign: Optional[list] = None     # the last name list without our joints
         self.last_stamp_ns = 0
         self.has_velocity = False
         self._names: Optional[list] = None
@@ -101,6 +110,18 @@ class JointStateReader:
     def reset(self) -> None:
         """Forget the last stamp (e.g. after the clock was reset)."""
         self.last_stamp_ns = 0
+
+    def _is_foreign(self, names) -> bool:
+        """Whether ``names`` holds none of our joints (the last such list is cached)."""
+        if names == self._foreign:
+            return True
+        try:
+            foreign = not any(name in self.joints for name in names)
+        except TypeError:
+            return False               # not names: judged (and refused) as malformed
+        if foreign:
+            self._foreign = list(names)
+        return foreign
 
     def _lookup(self, names) -> Optional[str]:
         if self._names is not None and names == self._names:
@@ -137,6 +158,8 @@ class JointStateReader:
             normalised = msg.header.stamp.nanosec < 1_000_000_000
         except (AttributeError, TypeError):
             return MALFORMED
+        if self.ignore_foreign and names != self._names and self._is_foreign(names):
+            return NOT_OURS
         if pos is None or vel is None or not normalised:
             return MALFORMED
         if (pos.size != k or vel.size not in (0, k) or n_effort not in (0, k)
