@@ -192,6 +192,26 @@ def test_the_command_is_published_before_the_tick_learns(rig):
     assert (stats.command_ns[:5] > 0).all() and (stats.command_ns[:5] <= stats.compute_ns[:5]).all()
 
 
+def test_joint_states_without_velocity_use_the_difference_of_positions(rig):
+    """A driver that exports only position: the D term gets dq / dt from the stamps."""
+    r = rig({'learning_enabled': False, 'kp': [10.0], 'kd': [1.0], 'command_limit': [50.0]})
+    hold, slope = np.array([0.1, 0.2]), np.array([2.0, -1.0])      # rad/s
+    for k in range(4):
+        r.now_ns += PERIOD_NS
+        q = hold + slope * k * PERIOD_NS * 1e-9
+        r.send(None, msg=C.joint_state(['j1', 'j2'], q, [], stamp_ns=r.now_ns))
+        r.now_ns -= PERIOD_NS
+        command = r.tick()
+        velocity = np.zeros(2) if k == 0 else slope
+        np.testing.assert_allclose(command, 10.0 * (hold - q) - 1.0 * velocity, atol=1e-9)
+    values = key_values(r.node.diagnostics().status[0])
+    assert values['joint_states velocity'] == 'position differences'
+    r.send(hold, np.array([0.5, 0.5]))          # velocity measured again: used as it is
+    np.testing.assert_allclose(r.tick(), 10.0 * (hold - hold) - 1.0 * 0.5)
+    assert key_values(r.node.diagnostics().status[0])['joint_states velocity'] == 'measured'
+    assert sum(r.node.rejected.values()) == 0
+
+
 def test_no_command_before_first_valid_joint_states(rig):
     r = rig()
     r.tick(5)

@@ -123,8 +123,11 @@ class LnnControllerNode(ControllerServices, Node):
                              and bool(self.get_parameter('use_sim_time').value))
         self._sensor_stamp_ns = 0      # header stamp of the latest valid joint_states
         self._deferred_tick_ns = None
-        self._sensor = C.JointStateReader(self.joints, require_velocity=True,
+        # joint_states without velocity: the velocity is the positions' difference
+        self._sensor = C.JointStateReader(self.joints, require_velocity=False,
                                           ignore_foreign=True)
+        self._velocity = C.VelocityFromPositions(n)
+        self._differentiating = False    # the last accepted joint_states had no velocity
         self._reference = C.ReferenceFromMessages(self.joints)
         self._configure_inputs()
         self._command = C.CommandMessage(n)
@@ -211,6 +214,14 @@ class LnnControllerNode(ControllerServices, Node):
             return
         self.sensor_messages += 1
         stamp = self._sensor_stamp_ns = C.stamp_to_ns(msg.header.stamp)
+        if not self._sensor.has_velocity:
+            self._qd[:] = self._velocity.update(self._q, stamp if stamp else now)
+            if not self._differentiating:
+                self.get_logger().info('joint_states carry no velocity: using the '
+                                       'difference of successive positions')
+        elif self._differentiating:
+            self.get_logger().info('joint_states carry velocity again: using it')
+        self._differentiating = not self._sensor.has_velocity
         # Sensor age from the stamp when it is the simulator's own time: the arrival
         # time reads 0 if this state comes before the first /clock. An unstamped state
         # can only be placed by its arrival.
@@ -247,6 +258,7 @@ class LnnControllerNode(ControllerServices, Node):
         what was learned is kept.
         """
         self._sensor.reset()
+        self._velocity.reset()
         self._reference.reader.reset()
         self._have_sensor = False
         self.desired.restart()
@@ -385,6 +397,8 @@ class LnnControllerNode(ControllerServices, Node):
             ('sensor age [s]', age),
             ('joint_states received', self.sensor_messages),
             ('joint_states without our joints (ignored)', self.foreign_messages),
+            ('joint_states velocity', 'position differences' if self._differentiating
+             else 'measured'),
             *((f'joint_states rejected: {k}', v) for k, v in self.rejected.items()),
             ('reference received', self.reference_messages),
             *((f'reference rejected: {k}', v) for k, v in self.rejected_reference.items()),
