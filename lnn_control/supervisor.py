@@ -123,6 +123,7 @@ import numpy as np
 from . import control_kernels as CK
 
 LEARNING, FROZEN, PD_ONLY = STATES = ('learning', 'frozen', 'pd_only')   # SV_STATE codes
+PD_ONLY_CODE = float(STATES.index(PD_ONLY))
 # What an intervention does (``Intervention.action``; counted on /diagnostics as
 # 'supervisor <action>').
 ACTIONS = ('rollback', 'pd_only', 'pd_eased', 'resume')
@@ -325,7 +326,7 @@ class LearningSupervisor:
                               refused_step, self._stats)
         if action:
             self._act(action, refused_step)
-        if (self.state == PD_ONLY and not self._eased_hold
+        if (self._stats[CK.SV_STATE] == PD_ONLY_CODE and not self._eased_hold
                 and 4 * (self.ctrl.ticks - self._pd_only_mark[0]) >= self._stats[CK.SV_WINDOW]
                 and self.pd_only_saturation > EASE_SATURATION):
             self._eased_hold = True
