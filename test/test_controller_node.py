@@ -206,10 +206,18 @@ def test_joint_states_without_velocity_use_the_difference_of_positions(rig):
         np.testing.assert_allclose(command, 10.0 * (hold - q) - 1.0 * velocity, atol=1e-9)
     values = key_values(r.node.diagnostics().status[0])
     assert values['joint_states velocity'] == 'position differences'
+    # a position step that would mean more than limits.velocity: refused, state kept
+    r.node.set_parameters([Parameter('limits.velocity', value=[5.0])])
+    r.now_ns += PERIOD_NS
+    r.send(None, msg=C.joint_state(['j1', 'j2'], q + [0.5, 0.0], [], stamp_ns=r.now_ns))
+    r.now_ns -= PERIOD_NS
+    assert r.node.rejected['implausible'] == 1
+    np.testing.assert_array_equal(r.node._q, q)
+    np.testing.assert_allclose(r.node._qd, slope)
     r.send(hold, np.array([0.5, 0.5]))          # velocity measured again: used as it is
     np.testing.assert_allclose(r.tick(), 10.0 * (hold - hold) - 1.0 * 0.5)
     assert key_values(r.node.diagnostics().status[0])['joint_states velocity'] == 'measured'
-    assert sum(r.node.rejected.values()) == 0
+    assert sum(r.node.rejected.values()) == 1
 
 
 def test_no_command_before_first_valid_joint_states(rig):
@@ -293,6 +301,16 @@ def test_bad_joint_states_are_dropped_counted_and_never_learned(rig, kind):
     assert r.node.controller.slow.updates == core.slow.updates == 6
     keys = key_values(r.node.diagnostics().status[0])
     assert keys[f'joint_states rejected: {reason}'] == '2'
+
+
+def test_joint_states_naming_none_of_our_joints_before_control_starts_are_reported(rig):
+    """A misspelt ``joints`` parameter looks like another driver: say so while waiting."""
+    r = rig()
+    warnings = record_warnings(r.node)
+    for _ in range(2):
+        r.send(None, msg=C.joint_state(['arm_j1', 'arm_j2'], [0.0, 0.0], [0.0, 0.0]))
+    assert r.node.foreign_messages == 2 and not r.node._have_sensor
+    assert len(warnings) == 1 and "['j1', 'j2']" in warnings[0] and 'arm_j1' in warnings[0]
 
 
 def test_another_drivers_joint_states_on_the_topic_are_ignored_quietly(rig):

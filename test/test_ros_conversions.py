@@ -118,6 +118,34 @@ def test_another_drivers_joint_states_are_ignored_not_refused():
     assert read(lenient, partial)[0] == C.MISSING_JOINT    # one of ours missing: refused
 
 
+def test_velocity_from_positions_never_divides_two_clocks_or_a_burst():
+    """
+    Steady 2 rad/s at 100 Hz, then what a real topic does to it.
+
+    A repeated stamp; a message queued and delivered 50 us after the previous; a switch
+    from stamps to arrival times; time going backwards.
+    """
+    v = C.VelocityFromPositions(1)
+
+    def take(q, t_ns, stamped=True):
+        out = v.estimate(np.array([q]), t_ns, stamped)[0]
+        v.commit(np.array([q]))
+        return out
+
+    period = 10_000_000
+    assert take(0.0, period) == 0.0                        # nothing to difference yet
+    for k in range(2, 6):
+        assert take(0.02 * (k - 1), k * period) == pytest.approx(2.0)
+    assert take(0.08, 5 * period) == pytest.approx(2.0)     # a repeat: the estimate stands
+    burst = take(0.0801, 5 * period + 50_000)               # 0.1 mrad in 50 us
+    assert burst == pytest.approx(0.0001 / 0.005)           # dt at least half the interval
+    assert take(0.5, 123, stamped=False) == 0.0             # another clock: start over
+    assert take(0.52, 123 + period, stamped=False) == pytest.approx(2.0)
+    assert take(0.6, 50, stamped=False) == 0.0              # backwards: start over
+    v.reset()
+    assert take(0.7, 10 * period) == 0.0
+
+
 def test_a_stamp_far_ahead_of_the_clock_is_refused_and_does_not_block_the_next():
     """Accepted, one future stamp would make every correct stamp after it 'backwards'."""
     reader = C.JointStateReader(('a',))

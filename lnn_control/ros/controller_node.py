@@ -128,6 +128,8 @@ class LnnControllerNode(ControllerServices, Node):
                                           ignore_foreign=True)
         self._velocity = C.VelocityFromPositions(n)
         self._differentiating = False    # the last accepted joint_states had no velocity
+        self._differentiating_logged = False
+        self._q_in, self._qd_in = np.zeros(n), np.zeros(n)   # a message, before it is taken
         self._reference = C.ReferenceFromMessages(self.joints)
         self._configure_inputs()
         self._command = C.CommandMessage(n)
@@ -201,27 +203,43 @@ class LnnControllerNode(ControllerServices, Node):
         self.desired.configure(ref.mode, ref.amplitude, ref.frequency_hz, ref.offset, ref.seed)
         for reader in (self._sensor, self._reference.reader):
             reader.set_limits(cfg.limits.position, cfg.limits.velocity)
+        self._velocity_limits = np.broadcast_to(
+            np.asarray(cfg.limits.velocity, dtype=float), (self.controller.n,)).copy()
 
     # -- inputs ------------------------------------------------------------------------
     def _on_joint_states(self, msg: JointState) -> None:
         now = self.get_clock().now().nanoseconds
-        reason = self._sensor.read(msg, self._q, self._qd, now)
+        q, qd = self._q_in, self._qd_in
+        last_stamp = self._sensor.last_stamp_ns
+        reason = self._sensor.read(msg, q, qd, now)
         if reason == C.NOT_OURS:
             self.foreign_messages += 1        # another driver's joints: not for us
+            if not self._have_sensor:         # or a joint name that is wrong
+                self._refusal_log.warn(
+                    ('joint_states', C.NOT_OURS),
+                    f'waiting for joint_states naming {list(self.joints)}: got one naming '
+                    f'{list(msg.name)[:8]}; {self.foreign_messages} such so far')
             return
         if reason:
             self._refuse(self.rejected, reason, 'a joint_states message')
             return
-        self.sensor_messages += 1
-        stamp = self._sensor_stamp_ns = C.stamp_to_ns(msg.header.stamp)
+        stamp = C.stamp_to_ns(msg.header.stamp)
         if not self._sensor.has_velocity:
-            self._qd[:] = self._velocity.update(self._q, stamp if stamp else now)
-            if not self._differentiating:
+            qd[:] = self._velocity.estimate(q, stamp if stamp else now, bool(stamp))
+            if (np.abs(qd) > self._velocity_limits).any():
+                self._sensor.last_stamp_ns = last_stamp     # as if the reader refused it
+                self._refuse(self.rejected, C.IMPLAUSIBLE,
+                             'a joint_states message (velocity from its position step)')
+                return
+            self._velocity.commit(q)
+            if not self._differentiating_logged:
+                self._differentiating_logged = True
                 self.get_logger().info('joint_states carry no velocity: using the '
                                        'difference of successive positions')
-        elif self._differentiating:
-            self.get_logger().info('joint_states carry velocity again: using it')
         self._differentiating = not self._sensor.has_velocity
+        self._q[:], self._qd[:] = q, qd
+        self.sensor_messages += 1
+        self._sensor_stamp_ns = stamp
         # Sensor age from the stamp when it is the simulator's own time: the arrival
         # time reads 0 if this state comes before the first /clock. An unstamped state
         # can only be placed by its arrival.

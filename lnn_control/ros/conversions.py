@@ -196,34 +196,54 @@ class VelocityFromPositions:
     Joint velocity as the backward difference of successive positions.
 
     For joint_states without velocity (a driver, or a ros2_control hardware interface,
-    that exports only position). dt from the header stamps when both are set, else from
-    the arrival times; the first message, or one no later than the previous, leaves the
-    estimate as it is (zero at first). Unfiltered on purpose: a low-pass would add lag
-    to the D term (two sensor periods at 100 Hz are 20 degrees of phase at the honest PD
-    loop's natural frequency); the noise it leaves is sqrt(2) sigma_q / dt (0.07 rad/s
-    for 0.5 mrad at 100 Hz).
+    that exports only position). Times are the header stamps, or the arrival times of
+    unstamped messages; a switch between the two, or a time that goes backwards,
+    starts over from that message (velocity 0: two clocks cannot be subtracted). dt is
+    at least half the typical interval so far (messages queued during a slow tick and
+    delivered back to back would otherwise divide by microseconds). Unfiltered on
+    purpose: a low-pass would add lag to the D term (two sensor periods at 100 Hz are 20
+    degrees of phase at the honest PD loop's natural frequency); the noise it leaves is
+    sqrt(2) sigma_q / dt (0.07 rad/s for 0.5 mrad at 100 Hz).
     """
 
     def __init__(self, n: int):
         self.qd = np.zeros(n)
+        self._next = np.zeros(n)
         self._q = np.zeros(n)
         self._t_ns: Optional[int] = None
+        self._stamped = False
+        self._interval_s = 0.0            # EWMA of the intervals seen (0: none yet)
+        self._pending = (0, False)        # time and kind of the last estimate
 
     def reset(self) -> None:
         """Forget the previous position (after a clock jump: dt would be meaningless)."""
         self._t_ns = None
+        self._interval_s = 0.0
         self.qd[:] = 0.0
 
-    def update(self, q: np.ndarray, t_ns: int) -> np.ndarray:
-        """Take this message's positions at time ``t_ns``; return the velocity estimate."""
-        if self._t_ns is not None:
-            if t_ns <= self._t_ns:
-                return self.qd
-            np.subtract(q, self._q, out=self.qd)
-            self.qd /= (t_ns - self._t_ns) * 1e-9
+    def estimate(self, q: np.ndarray, t_ns: int, stamped: bool) -> np.ndarray:
+        """Return the velocity for positions ``q`` at ``t_ns``; ``commit`` keeps it."""
+        self._pending = (t_ns, stamped)
+        if self._t_ns is None or stamped != self._stamped or t_ns < self._t_ns:
+            self._next[:] = 0.0                         # start over from this message
+        elif t_ns == self._t_ns:
+            self._next[:] = self.qd                     # a repeat: nothing new
+        else:
+            dt = (t_ns - self._t_ns) * 1e-9
+            np.subtract(q, self._q, out=self._next)
+            self._next /= max(dt, 0.5 * self._interval_s)
+        return self._next
+
+    def commit(self, q: np.ndarray) -> None:
+        """Accept the last ``estimate`` (its message was accepted)."""
+        t_ns, stamped = self._pending
+        if self._t_ns is not None and stamped == self._stamped and t_ns > self._t_ns:
+            dt = (t_ns - self._t_ns) * 1e-9
+            self._interval_s = dt if self._interval_s == 0.0 else (
+                self._interval_s + 0.1 * (dt - self._interval_s))
+        self.qd[:] = self._next
         self._q[:] = q
-        self._t_ns = t_ns
-        return self.qd
+        self._t_ns, self._stamped = t_ns, stamped
 
 
 class ReferenceFromMessages:
