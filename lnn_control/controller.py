@@ -226,8 +226,7 @@ class AdaptiveController(InverseModelTick):
 
     def save(self, path: str) -> None:
         """Save the readouts with their joints, mode, input scales and supervisor cut."""
-        self.adapt()
-        readout_file.save_controller(self, path)
+        readout_file.save_controller(self, path)     # pending learning first (controller_arrays)
 
     def load(self, path: str) -> None:
         """Load readouts saved by ``save``; refuses a file for other joints or shapes."""
@@ -295,8 +294,6 @@ class AdaptiveController(InverseModelTick):
         self._was_saturated = self._saturated
         if self.mode == 'feedback_error':
             CK.feedback_error_inputs(io, self.normalizer.scale, self.kp, self.kd, self._pd, self._u)
-            if self.supervisor.easing:      # out of a cycle at the limits (supervisor.py)
-                self._pd *= self.supervisor.pd_scale(self.ticks)
             self._features(self.reservoir, self._u, self._phi)
             self._predict()
         else:
@@ -306,9 +303,9 @@ class AdaptiveController(InverseModelTick):
             np.subtract(qd_d, qd, out=self._err)
             self._err *= self.kd
             self._pd += self._err
-            if self.supervisor.easing:
-                self._pd *= self.supervisor.pd_scale(self.ticks)
             self._refused = not self._inverse_model_tick(*io)
+        if self.supervisor.easing:      # out of a cycle at the limits (supervisor.py)
+            self._pd *= self.supervisor.pd_scale(self.ticks)
         code = CK.bounded_command(self._pd, self._ff, self._ff_limit, self.command_limit,
                                   self._command)
         self._at_bound = code & 1

@@ -125,11 +125,8 @@ class LnnControllerNode(ControllerServices, Node):
         self._deferred_tick_ns = None
         # joint_states without velocity: the velocity is the positions' difference
         self._sensor = C.JointStateReader(self.joints, require_velocity=False,
-                                          ignore_foreign=True)
-        self._velocity = C.VelocityFromPositions(n)
-        self._differentiating = False    # the last accepted joint_states had no velocity
+                                          ignore_foreign=True, differentiate=True)
         self._differentiating_logged = False
-        self._q_in, self._qd_in = np.zeros(n), np.zeros(n)   # a message, before it is taken
         self._reference = C.ReferenceFromMessages(self.joints)
         self._configure_inputs()
         self._command = C.CommandMessage(n)
@@ -203,15 +200,11 @@ class LnnControllerNode(ControllerServices, Node):
         self.desired.configure(ref.mode, ref.amplitude, ref.frequency_hz, ref.offset, ref.seed)
         for reader in (self._sensor, self._reference.reader):
             reader.set_limits(cfg.limits.position, cfg.limits.velocity)
-        self._velocity_limits = np.broadcast_to(
-            np.asarray(cfg.limits.velocity, dtype=float), (self.controller.n,)).copy()
 
     # -- inputs ------------------------------------------------------------------------
     def _on_joint_states(self, msg: JointState) -> None:
         now = self.get_clock().now().nanoseconds
-        q, qd = self._q_in, self._qd_in
-        last_stamp = self._sensor.last_stamp_ns
-        reason = self._sensor.read(msg, q, qd, now)
+        reason = self._sensor.read(msg, self._q, self._qd, now)
         if reason == C.NOT_OURS:
             self.foreign_messages += 1        # another driver's joints: not for us
             if not self._have_sensor:         # or a joint name that is wrong
@@ -223,23 +216,12 @@ class LnnControllerNode(ControllerServices, Node):
         if reason:
             self._refuse(self.rejected, reason, 'a joint_states message')
             return
-        stamp = C.stamp_to_ns(msg.header.stamp)
-        if not self._sensor.has_velocity:
-            qd[:] = self._velocity.estimate(q, stamp if stamp else now, bool(stamp))
-            if (np.abs(qd) > self._velocity_limits).any():
-                self._sensor.last_stamp_ns = last_stamp     # as if the reader refused it
-                self._refuse(self.rejected, C.IMPLAUSIBLE,
-                             'a joint_states message (velocity from its position step)')
-                return
-            self._velocity.commit(q)
-            if not self._differentiating_logged:
-                self._differentiating_logged = True
-                self.get_logger().info('joint_states carry no velocity: using the '
-                                       'difference of successive positions')
-        self._differentiating = not self._sensor.has_velocity
-        self._q[:], self._qd[:] = q, qd
+        if not (self._sensor.has_velocity or self._differentiating_logged):
+            self._differentiating_logged = True
+            self.get_logger().info('joint_states carry no velocity: using the '
+                                   'difference of successive positions')
         self.sensor_messages += 1
-        self._sensor_stamp_ns = stamp
+        stamp = self._sensor_stamp_ns = C.stamp_to_ns(msg.header.stamp)
         # Sensor age from the stamp when it is the simulator's own time: the arrival
         # time reads 0 if this state comes before the first /clock. An unstamped state
         # can only be placed by its arrival.
@@ -276,7 +258,6 @@ class LnnControllerNode(ControllerServices, Node):
         what was learned is kept.
         """
         self._sensor.reset()
-        self._velocity.reset()
         self._reference.reader.reset()
         self._have_sensor = False
         self.desired.restart()
@@ -415,8 +396,8 @@ class LnnControllerNode(ControllerServices, Node):
             ('sensor age [s]', age),
             ('joint_states received', self.sensor_messages),
             ('joint_states without our joints (ignored)', self.foreign_messages),
-            ('joint_states velocity', 'position differences' if self._differentiating
-             else 'measured'),
+            ('joint_states velocity', 'position differences'
+             if self.sensor_messages and not self._sensor.has_velocity else 'measured'),
             *((f'joint_states rejected: {k}', v) for k, v in self.rejected.items()),
             ('reference received', self.reference_messages),
             *((f'reference rejected: {k}', v) for k, v in self.rejected_reference.items()),

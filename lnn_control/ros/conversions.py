@@ -69,8 +69,10 @@ class JointStateReader:
 
     ``require_velocity``: an empty velocity array counts as a length mismatch.
     Otherwise velocity is optional and ``has_velocity`` says whether the last
-    accepted message had one (the controller node then differentiates positions,
-    ``VelocityFromPositions``; a reference without velocity is a set point).
+    accepted message had one; without it the velocity output is zero (a reference
+    is then a set point) or, with ``differentiate`` (the controller's joint_states),
+    the difference of successive positions (``VelocityFromPositions``), judged by the
+    same finiteness and plausibility checks as a measured one.
 
     Rejections, in the order they are checked: ``length_mismatch``
     (position/velocity/effort neither empty nor as long as ``name``; position is
@@ -87,11 +89,13 @@ class JointStateReader:
     """
 
     def __init__(self, joints: Sequence[str], require_velocity: bool = True,
-                 ignore_foreign: bool = False):
+                 ignore_foreign: bool = False, differentiate: bool = False):
         self.joints = tuple(joints)
         self.n = len(self.joints)
         self.require_velocity = bool(require_velocity)
         self.ignore_foreign = bool(ignore_foreign)
+        # messages without velocity: the difference of successive positions
+        self.velocity = VelocityFromPositions(self.n) if differentiate else None
         self._foreign: Optional[list] = None     # the last name list without our joints
         self.last_stamp_ns = 0
         self.has_velocity = False
@@ -108,8 +112,10 @@ class JointStateReader:
         self._limits[1] = velocity
 
     def reset(self) -> None:
-        """Forget the last stamp (e.g. after the clock was reset)."""
+        """Forget the last stamp and position (e.g. after the clock was reset)."""
         self.last_stamp_ns = 0
+        if self.velocity is not None:
+            self.velocity.reset()
 
     def _is_foreign(self, names) -> bool:
         """Whether ``names`` holds none of our joints (the last such list is cached)."""
@@ -176,6 +182,10 @@ class JointStateReader:
             self._qd[:] = 0.0
         if not np.isfinite(self._state).all():
             return NON_FINITE
+        differentiate = not has_velocity and self.velocity is not None
+        if differentiate:       # judged below like a measured velocity
+            self._qd[:] = self.velocity.estimate(self._q, stamp if stamp else now_ns,
+                                                 bool(stamp))
         np.abs(self._state, out=self._magnitude)
         if (self._magnitude > self._limits).any():
             return IMPLAUSIBLE
@@ -185,6 +195,8 @@ class JointStateReader:
             return STAMP_BACKWARDS
         if stamp:
             self.last_stamp_ns = stamp
+        if differentiate:
+            self.velocity.commit(self._q)
         self.has_velocity = has_velocity
         out_position[:] = self._q
         out_velocity[:] = self._qd
@@ -213,7 +225,7 @@ class VelocityFromPositions:
         self._t_ns: Optional[int] = None
         self._stamped = False
         self._interval_s = 0.0            # EWMA of the intervals seen (0: none yet)
-        self._pending = (0, False)        # time and kind of the last estimate
+        self._pending = (0, False, 0.0)   # time, kind and interval of the last estimate
 
     def reset(self) -> None:
         """Forget the previous position (after a clock jump: dt would be meaningless)."""
@@ -223,7 +235,7 @@ class VelocityFromPositions:
 
     def estimate(self, q: np.ndarray, t_ns: int, stamped: bool) -> np.ndarray:
         """Return the velocity for positions ``q`` at ``t_ns``; ``commit`` keeps it."""
-        self._pending = (t_ns, stamped)
+        dt = 0.0
         if self._t_ns is None or stamped != self._stamped or t_ns < self._t_ns:
             self._next[:] = 0.0                         # start over from this message
         elif t_ns == self._t_ns:
@@ -232,13 +244,13 @@ class VelocityFromPositions:
             dt = (t_ns - self._t_ns) * 1e-9
             np.subtract(q, self._q, out=self._next)
             self._next /= max(dt, 0.5 * self._interval_s)
+        self._pending = (t_ns, stamped, dt)
         return self._next
 
     def commit(self, q: np.ndarray) -> None:
         """Accept the last ``estimate`` (its message was accepted)."""
-        t_ns, stamped = self._pending
-        if self._t_ns is not None and stamped == self._stamped and t_ns > self._t_ns:
-            dt = (t_ns - self._t_ns) * 1e-9
+        t_ns, stamped, dt = self._pending
+        if dt > 0.0:
             self._interval_s = dt if self._interval_s == 0.0 else (
                 self._interval_s + 0.1 * (dt - self._interval_s))
         self.qd[:] = self._next
