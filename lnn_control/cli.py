@@ -51,9 +51,7 @@ def _demo(args: argparse.Namespace) -> int:
                                        payload_change_at=args.payload_change_at,
                                        seed=args.seed, lockstep=args.mode == 'ros',
                                        extra=extra, progress=not args.quiet)
-    summary = _json_safe(summary)
-    with open(os.path.join(args.out, 'summary.json'), 'w', encoding='utf-8') as f:
-        json.dump(summary, f, indent=2, allow_nan=False)
+    summary = _write_json(os.path.join(args.out, 'summary.json'), summary)
     tracking_figure(traces, os.path.join(args.out, 'tracking.png'),
                     title=f'{args.plant}, {args.neuron} reservoir ({summary["mode"]}): '
                           f'ratio {summary["ratio"]:.3f}',
@@ -207,10 +205,9 @@ def _zoo(args: argparse.Namespace) -> int:
     with tqdm(total=total, desc='zoo', unit='run', disable=args.quiet) as bar:
         rows = zoo.run_zoo(plants, variants, seeds, extra, workers=args.workers,
                            progress=bar.update, changes=changes)
-    with open(os.path.join(args.out, 'zoo.json'), 'w', encoding='utf-8') as f:
-        json.dump(_json_safe({'params': extra, 'duration_s': zoo.DURATION_S,
-                              'payload_change_at_s': zoo.CHANGE_AT_S, 'runs': rows}),
-                  f, indent=2, allow_nan=False)
+    _write_json(os.path.join(args.out, 'zoo.json'),
+                {'params': extra, 'duration_s': zoo.DURATION_S,
+                 'payload_change_at_s': zoo.CHANGE_AT_S, 'runs': rows})
     table = zoo_report.summary_table(rows) + '\n' + zoo_report.markdown_table(rows)
     with open(os.path.join(args.out, 'zoo.md'), 'w', encoding='utf-8') as f:
         f.write(table)
@@ -257,6 +254,14 @@ def _make_out(path: str) -> None:
         os.makedirs(path, exist_ok=True)
     except OSError as exc:
         raise ValueError(f'--out {path}: {exc.strerror or exc}') from None
+
+
+def _write_json(path: str, value):
+    """Write ``value`` as strict JSON (non-finite floats as null); return what was written."""
+    value = _json_safe(value)
+    with open(path, 'w', encoding='utf-8') as f:
+        json.dump(value, f, indent=2, allow_nan=False)
+    return value
 
 
 def _json_safe(value):
