@@ -99,16 +99,19 @@ The response, with hysteresis (``hold_s``) and escalation:
    which by definition is not worse than PD, for another ``hold_s``; then
    learning restarts from zero at the cut gain.
 3. Plain PD is not worse than PD only if it starts from where PD alone would be.
-   With a tick of actuation delay some honest PD loops are bistable: a one-tick
-   pulse of 20 % of the command limit, anti-phase on a 2-link arm's joints, sends
-   PD alone into a 17 Hz cycle at its limits that it never leaves (zoo random_3_40;
-   10 % does not), and the first learning steps give such a pulse. So when, a
-   quarter window into a PD-only hold, the command has been at its limit on more than
-   ``EASE_SATURATION`` of the ticks, the PD output is eased (``EASE_GAIN`` for
-   ``EASE_HOLD_S``, back to full over ``EASE_RAMP_S``; once per hold): the lower loop
-   gain has the phase margin the delay took, the cycle dies, and the restored loop
-   stays out of it (any gain from 0.3 to 0.7 for 0.2-0.5 s did). Only the learning
-   arm does this; the PD-only arm of every comparison has nothing to ease.
+   With a tick of actuation delay some honest PD loops are bistable: a one-tick pulse
+   of 20 % of the command limit, anti-phase on a 2-link arm's joints, sends PD alone
+   into a 17 Hz cycle at its limits that it never leaves (zoo random_3_40; 10 % does
+   not), and the first learning steps, or a learning loop that starts to oscillate,
+   give such a pulse. So when, a quarter window into a hold (frozen or PD only), the
+   command has been at its limit on more than ``EASE_SATURATION`` of the ticks, the PD
+   output is eased (``EASE_GAIN`` for ``EASE_HOLD_S``, back to full over
+   ``EASE_RAMP_S``; once per hold): the lower loop gain has the phase margin the delay
+   took, the cycle dies, and the restored loop stays out of it (any gain from 0.3 to
+   0.7 for 0.2-0.5 s did). Easing only in PD-only holds left the frozen hold before
+   them a second in the cycle: 10 s windows of 1.46x and 1.51x PD (random_11_25,
+   random_5_16; 0.75x and 1.20x easing in both). Only the learning arm does this; the
+   PD-only arm of every comparison has nothing to ease.
 
 ROS-free; the per-tick part is one kernel (``control_kernels.supervise``) on
 preallocated arrays, which also keeps the timers and says when to act; the
@@ -123,7 +126,7 @@ import numpy as np
 from . import control_kernels as CK
 
 LEARNING, FROZEN, PD_ONLY = STATES = ('learning', 'frozen', 'pd_only')   # SV_STATE codes
-PD_ONLY_CODE = float(STATES.index(PD_ONLY))
+LEARNING_CODE = float(STATES.index(LEARNING))
 # What an intervention does (``Intervention.action``; counted on /diagnostics as
 # 'supervisor <action>').
 ACTIONS = ('rollback', 'pd_only', 'pd_eased', 'resume')
@@ -193,9 +196,9 @@ class LearningSupervisor:
         self._stats[CK.SV_HOLD_FACTOR] = 1   # this PD-only hold, in hold_s (see _pd_only)
         self._stats[CK.SV_CHATTER] = 1.0
         self._next_hold_factor = 1
-        self._pd_only_mark = (0, 0)     # controller ticks, saturated ticks at PD only
+        self._hold_mark = (0, 0)        # controller ticks, saturated ticks as this hold began
         self._ease_tick = -1            # tick the PD output was eased at (-1: not eased)
-        self._eased_hold = False        # this PD-only hold has eased the PD output
+        self._eased_hold = False        # this hold (frozen or PD only) has eased the PD output
         self._reset_timers()
 
     # -- configuration ---------------------------------------------------------
@@ -300,13 +303,18 @@ class LearningSupervisor:
         return float(st[CK.SV_CHATTER]), int(st[CK.SV_CHATTER_JOINT])
 
     @property
-    def pd_only_saturation(self) -> float:
-        """Fraction of ticks at the command limit in this PD-only hold (0 when learning)."""
-        ticks, saturated = self._pd_only_mark
+    def hold_saturation(self) -> float:
+        """Fraction of ticks at the command limit in this hold, frozen or PD only (0 learning)."""
+        ticks, saturated = self._hold_mark
         elapsed = self.ctrl.ticks - ticks
-        if self.state != PD_ONLY or elapsed <= 0:
+        if self.state == LEARNING or elapsed <= 0:
             return 0.0
         return (self.ctrl.saturated_ticks - saturated) / elapsed
+
+    @property
+    def pd_only_saturation(self) -> float:
+        """Fraction of ticks at the command limit in this PD-only hold (0 otherwise)."""
+        return self.hold_saturation if self.state == PD_ONLY else 0.0
 
     @property
     def oscillation(self) -> float:
@@ -326,12 +334,13 @@ class LearningSupervisor:
                               refused_step, self._stats)
         if action:
             self._act(action, refused_step)
-        if (self._stats[CK.SV_STATE] == PD_ONLY_CODE and not self._eased_hold
-                and 4 * (self.ctrl.ticks - self._pd_only_mark[0]) >= self._stats[CK.SV_WINDOW]
-                and self.pd_only_saturation > EASE_SATURATION):
+        if (self._stats[CK.SV_STATE] != LEARNING_CODE and not self._eased_hold
+                and 4 * (self.ctrl.ticks - self._hold_mark[0]) >= self._stats[CK.SV_WINDOW]
+                and self.hold_saturation > EASE_SATURATION):
             self._eased_hold = True
-            self._record('pd_eased', f'command at its limit {self.pd_only_saturation:.0%} of '
-                                     'the time with the feedforward zeroed: PD output eased to '
+            held = 'feedforward zeroed' if self.state == PD_ONLY else 'learning frozen'
+            self._record('pd_eased', f'command at its limit {self.hold_saturation:.0%} of '
+                                     f'the time with the {held}: PD output eased to '
                                      f'{EASE_GAIN:g}x for {EASE_HOLD_S:g} s, back over '
                                      f'{EASE_RAMP_S:g} s, to leave the cycle')
             self._ease_tick = self.ctrl.ticks + 1      # from the next tick's command on
@@ -448,10 +457,16 @@ class LearningSupervisor:
             response = f'adaptation gain now x{self.gain_scale:g}'
         for r, good, g in zip(self.ctrl.readouts(), self._good, self.readout_gains()):
             self._restore(r, good, g)
-        self.state = FROZEN
+        self._hold(FROZEN)
         self._record('rollback', f'{reason}: readout rolled back to the last good snapshot, '
                                  f'learning frozen for {self.hold_s:g} s, {response}')
         self._reset_timers()
+
+    def _hold(self, state: str) -> None:
+        """Enter a hold (frozen or PD only): its saturation count and easing start afresh."""
+        self.state = state
+        self._hold_mark = (self.ctrl.ticks, self.ctrl.saturated_ticks)
+        self._eased_hold = False
 
     def _restore(self, readout, good: np.ndarray, gain: float) -> None:
         """Put a readout back to its snapshot at covariance ``gain`` (0: switched off, zero)."""
@@ -476,9 +491,7 @@ class LearningSupervisor:
         self._owed_cut = self._owed_cut or self._only_fast_cut
         for r in self.ctrl.readouts():
             r.w[:] = 0.0
-        self.state = PD_ONLY
-        self._pd_only_mark = (self.ctrl.ticks, self.ctrl.saturated_ticks)
-        self._eased_hold = False
+        self._hold(PD_ONLY)
         self._stats[CK.SV_ARMED] = 0.0      # learning restarts from zero: a transient again
         # Each retry that fails costs a few bad seconds: until a good snapshot
         # resets it, the next PD-only hold is twice as long.

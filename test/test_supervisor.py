@@ -300,9 +300,10 @@ def test_a_pd_loop_kicked_into_a_cycle_at_its_limits_is_eased_out_of_it(monkeypa
     """
     A random arm whose PD loop, with a tick of delay, is bistable (zoo random_3_40).
 
-    The first learning steps kick it into a cycle at its limits; with the feedforward
-    zeroed the supervisor eases the PD output for a moment and the arm leaves the
-    cycle. Without the easing (EASE_GAIN 1) it stays in it through the PD-only hold.
+    The first learning steps kick it into a cycle at its limits; a quarter window into
+    the frozen hold that follows the rollback the supervisor eases the PD output for a
+    moment and the arm leaves the cycle. Without the easing (EASE_GAIN 1) it stays in it
+    through the PD-only hold that follows.
     """
     from lnn_control import supervisor
     if not ease:
@@ -311,7 +312,9 @@ def test_a_pd_loop_kicked_into_a_cycle_at_its_limits_is_eased_out_of_it(monkeypa
               'reference.seed': 0}
     run = CL.run(zoo.model_name('random_3_40'), params, 3.2, delay_ticks=1)
     actions = [action for _, action, _ in run.meta['interventions']]
-    assert actions[:3] == ['rollback', 'pd_only', 'pd_eased'], run.meta['interventions']
+    assert actions[:3] == ['rollback', 'pd_eased', 'pd_only'], run.meta['interventions']
+    rollback, eased = run.meta['interventions'][:2]
+    assert eased[0] - rollback[0] <= 0.3 and 'learning frozen' in eased[2]
     limit = np.asarray(params['command_limit'])
     late_hold = np.abs(run.command[int(2.4 / 0.01):int(3.2 / 0.01)]) >= 0.999 * limit
     assert late_hold.any(axis=1).mean() < 0.02 if ease else late_hold.any(axis=1).mean() > 0.3
