@@ -172,7 +172,7 @@ class LearningSupervisor:
     def __init__(self, controller, trip_ratio: float, window_s: float, hold_s: float,
                  enabled: bool = True):
         self.ctrl = controller
-        self.enabled = bool(enabled)
+        self._enabled = bool(enabled)
         n = controller.n
         self._stats = np.zeros(CK.SV_SIZE)         # statistics, timers, state, settings
         self._gains = np.zeros((3, n))             # command limit, 1/kp, low-pass coefficients
@@ -230,6 +230,23 @@ class LearningSupervisor:
         self._gains[2] = np.where(kd > 0, wc_dt / (1.0 + wc_dt), 1.0)
         self._bandwidth_dt = float(np.min(wc_dt[kd > 0])) if np.any(kd > 0) else np.inf
         self.gain_capped = self._gain_capped      # the cap follows the gains
+
+    @property
+    def enabled(self) -> bool:
+        """Whether the supervisor watches; switched off, a hold it was in ends at once."""
+        return self._enabled
+
+    @enabled.setter
+    def enabled(self, enabled: bool) -> None:
+        enabled = bool(enabled)
+        if enabled == self._enabled:
+            return
+        self._enabled = enabled
+        if not enabled and self.state != LEARNING:
+            # nothing would end the hold: learning would stay frozen (or PD only) for good
+            self._resume('supervisor disabled')
+        self.stop_easing()
+        self._reset_timers()        # re-enabled: judge from fresh statistics
 
     @property
     def gain_capped(self) -> bool:

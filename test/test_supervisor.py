@@ -412,3 +412,28 @@ def test_an_oscillating_fast_learner_is_cut_without_stopping_the_slow_readout():
     sv._act(CK.SV_ROLLBACK, False)
     assert sv.state == 'frozen' and sv.readout_gains() == pytest.approx((0.1, 0.01))
     assert 'adaptation gain now x0.1' in sv.interventions[-1].reason
+
+
+@pytest.mark.parametrize('hold', ['rollback', 'pd_only'])
+def test_switching_the_supervisor_off_during_a_hold_ends_the_hold(hold):
+    """
+    A frozen or PD-only hold ends when the supervisor is switched off.
+
+    Disabled, the supervisor no longer runs its timers, so a hold it was in would
+    otherwise freeze learning for good (found by a review over the node's interface).
+    """
+    ctrl = AdaptiveController(zoo.controller_params('pendulum_heavy_coulomb'))
+    sv, zero = ctrl.supervisor, np.zeros(1)
+    for k in range(20):
+        ctrl.step((zero, zero), (np.array([0.001 * k]), zero, zero))
+    sv._rollback('injected') if hold == 'rollback' else sv._pd_only('injected')
+    assert not sv.learning_allowed
+    ctrl.update_params({'supervisor.enabled': False})
+    assert sv.state == 'learning' and sv.interventions[-1].action == 'resume'
+    assert 'supervisor disabled' in sv.interventions[-1].reason
+    updates = ctrl.slow.updates
+    for k in range(20):
+        ctrl.step((zero, zero), (np.array([0.001 * k]), zero, zero))
+    assert ctrl.slow.updates == updates + 20 and ctrl.saturation_pauses == 0
+    ctrl.update_params({'supervisor.enabled': True})     # back on: watches again
+    assert sv.enabled and sv.state == 'learning'
