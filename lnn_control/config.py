@@ -69,7 +69,7 @@ class Config(Mapping):
             _CLASSES[key] = _section_classes(self.entries)
         self._classes = _CLASSES[key]
         self._values = schema.resolve(overrides, self.entries)
-        if (problems := self._combined_problems({})):
+        if (problems := self.combined_problems({})):
             raise ValueError('; '.join(problems))
         self._sections: dict[str, Any] = {}
         self._rebuild(self._table)
@@ -119,11 +119,16 @@ class Config(Mapping):
             elif (reason := schema.check(p, value, self.n_joints)):
                 out.append(reason)
         if not out:
-            out.extend(self._combined_problems(changes))
+            out.extend(self.combined_problems(changes))
         return out
 
-    def _combined_problems(self, changes: Mapping[str, Any]) -> list[str]:
-        """Problems of settings that are only wrong together."""
+    def combined_problems(self, changes: Mapping[str, Any]) -> list[str]:
+        """
+        Problems of settings that are only wrong together, ``changes`` with the current values.
+
+        The one place of these rules: ``problems`` and the ROS nodes' on-set
+        check (``lnn_control.ros.parameters.attach``) both ask here.
+        """
         if not {'sensor_timeout_s', 'control_rate_hz'} <= self._table.keys():
             return []           # another schema (the simulator's)
 

@@ -162,30 +162,75 @@ class ReadoutStore:
     durably and atomically (``save_npz``), so a kill at any moment leaves the
     last completed save. A save due while the writer is still busy is skipped
     (counted), never queued. Times are nanoseconds of the front end's clock.
+
+    Automatic writes (the autosave, ``save_at_shutdown``) never replace a good file with
+    a doubtful readout: with the learning supervisor on, they write only a readout it
+    judged good (promoted a snapshot) since the last write or due time, without an
+    intervention meanwhile and outside its holds. Otherwise (counted as withheld) a robot
+    held by its brakes, learning from a plant that does not move, had its readout rolled
+    back, restarted and re-learned wrong, and the autosave wrote that over the good file.
+    A ``path`` set while running that names an existing file is not written automatically
+    until ``save`` (replace it) or ``load`` (use it) is asked for: it may hold another
+    robot's learning.
     """
 
     def __init__(self, ctrl, path: str, period_s: float):
         self.ctrl = ctrl
         self.saves = 0                # completed autosaves
         self.skipped = 0              # due while the writer was busy
+        self.withheld = 0             # due while the readout was doubtful (see above)
+        self.withheld_because: Optional[str] = None   # ... the last time, why
         self.last_error: Optional[str] = None
         self._queue: queue.Queue = queue.Queue(maxsize=1)
-        self.configure(path, period_s)
+        # the supervisor's interventions and promoted snapshots at the last check or write
+        self._marks = (ctrl.supervisor.episodes, ctrl.supervisor.snapshots)
+        self._guarded: Optional[str] = None         # an existing file set while running
+        self.configure(path, period_s, running=False)
         self._thread = threading.Thread(target=self._write_loop, name='readout-autosave',
                                         daemon=True)
         self._thread.start()
 
-    def configure(self, path: str, period_s: float) -> None:
+    def configure(self, path: str, period_s: float, running: bool = True) -> None:
         """
         Use ``path``, autosaving every ``period_s`` (0 or an empty path: never).
 
         The schedule restarts only when one of the two changes, so a front end may
         call this on every parameter change (a gain) without postponing the next save.
+        ``running``: a new ``path`` naming an existing file is guarded (class docstring).
         """
         period_ns = int(period_s * 1e9)
+        if running and path and path != getattr(self, 'path', None) and os.path.exists(path):
+            self._guarded = path
         if (path, period_ns) != (getattr(self, 'path', None), getattr(self, 'period_ns', None)):
             self.path, self.period_ns = path, period_ns
-            self._next_ns: Optional[int] = None
+            self.restart_schedule()
+
+    def restart_schedule(self) -> None:
+        """Count the next autosave from the next ``tick`` (after the clock jumped back)."""
+        self._next_ns: Optional[int] = None
+
+    @property
+    def guarded(self) -> Optional[str]:
+        """Return a ``path`` set while running that named an existing file (until save or load)."""
+        return self._guarded if self._guarded == self.path else None
+
+    def doubtful(self) -> Optional[str]:
+        """Say why an automatic write should not replace the file now (None: it may)."""
+        sv = self.ctrl.supervisor
+        marks, (episodes, snapshots) = (sv.episodes, sv.snapshots), self._marks
+        self._marks = marks
+        if self.guarded:
+            return (f'{self.path} existed when readout_path was set: not overwritten until '
+                    '~/save_readout (replace it) or ~/load_readout (use it)')
+        if not sv.enabled:
+            return None
+        if sv.state != 'learning':
+            return f'the learning supervisor holds the readout ({sv.state})'
+        if marks[0] != episodes:
+            return 'the learning supervisor intervened since the last save'
+        if marks[1] == snapshots:
+            return 'the learning supervisor has not judged the readout good since the last save'
+        return None
 
     def load_at_start(self) -> Optional[tuple[bool, str]]:
         """
@@ -211,7 +256,16 @@ class ReadoutStore:
             self.ctrl.save(self.path)
         except (OSError, ValueError) as e:
             return False, f'saving readout to {self.path} failed: {e}'
+        self._guarded = None
+        self._marks = (self.ctrl.supervisor.episodes, self.ctrl.supervisor.snapshots)
         return True, f'saved readout to {self.path}'
+
+    def save_at_shutdown(self) -> tuple[bool, str]:
+        """Save unless the readout is doubtful now (``doubtful``); (ok, message)."""
+        why = self.doubtful()
+        if why:
+            return False, f'readout not saved at shutdown: {why}; {self.path} keeps the last save'
+        return self.save()
 
     def load(self) -> tuple[bool, str]:
         """Load ``path``; (ok, message); a refused file changes nothing."""
@@ -221,6 +275,8 @@ class ReadoutStore:
             self.ctrl.load(self.path)
         except LOAD_ERRORS as e:
             return False, f'not loaded ({e}); nothing changed'
+        self._guarded = None
+        self._marks = (self.ctrl.supervisor.episodes, self.ctrl.supervisor.snapshots)
         return True, f'loaded {self.path}'
 
     def tick(self, now_ns: int) -> bool:
@@ -232,6 +288,10 @@ class ReadoutStore:
         if now_ns < self._next_ns:
             return False
         self._next_ns = now_ns + self.period_ns
+        self.withheld_because = self.doubtful()
+        if self.withheld_because:
+            self.withheld += 1
+            return False
         if self._queue.full():
             self.skipped += 1
             return False

@@ -82,3 +82,13 @@ def test_a_sensor_timeout_shorter_than_one_control_period_is_refused():
         cfg.apply({'sensor_timeout_s': 1e-12})
     assert cfg['sensor_timeout_s'] == 0.1                       # nothing applied
     assert cfg.apply({'sensor_timeout_s': 0.01}) == {'sensor_timeout_s': 0.01}
+
+
+def test_combined_problems_judge_the_changes_with_the_current_values():
+    cfg = Config({'joints': ['a'], 'control_rate_hz': 100.0})
+    assert cfg.combined_problems({}) == []
+    assert cfg.combined_problems({'sensor_timeout_s': 0.005}) == [
+        'sensor_timeout_s 0.005 is shorter than one control period (0.01 s): every tick '
+        'would find the sensor stale']
+    assert cfg.combined_problems({'sensor_timeout_s': 0.005, 'control_rate_hz': 200.0}) == []
+    assert Config(entries=schema.SIMULATOR).combined_problems({'payload_scale': 2.0}) == []

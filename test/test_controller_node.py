@@ -500,6 +500,32 @@ def test_a_joint_state_stamped_far_in_the_future_is_refused(rig):
     assert r.node.commands_published == 1 and r.node.rejected['stamp_backwards'] == 0
 
 
+@pytest.mark.parametrize('first', ['ahead', 'wall_clock'])
+def test_stamps_from_another_time_base_do_not_stop_control_for_good(rig, first):
+    """
+    Follow the correct stamps after RESYNC_MESSAGES of them, logged and counted.
+
+    A state stamped 0.9 s ahead (inside the future tolerance), or wall-clock stamps
+    before the first /clock, made every correctly stamped state after it 'backwards':
+    zero effort until the stamps caught up, or for good.
+    """
+    r = rig({'learning_enabled': False, 'sensor_timeout_s': 1.0})
+    warnings = record_warnings(r.node)
+    if first == 'ahead':
+        r.tick()
+        r.send([0.0, 0.0], stamp_ns=r.now_ns + 900_000_000)
+    else:           # before any /clock (node time 0): not judged against it
+        r.send([0.0, 0.0], stamp_ns=time.time_ns())
+    for _ in range(C.RESYNC_MESSAGES + 3):
+        r.tick()
+        r.send([0.1, -0.2], stamp_ns=r.now_ns)
+    assert r.node.rejected['stamp_backwards'] == C.RESYNC_MESSAGES - 1
+    assert r.node._sensor.resyncs == 1
+    assert any('joint_states stamps went back' in w for w in warnings), warnings
+    assert not r.node.loop.stale
+    np.testing.assert_allclose(r.tick(), r.node.controller.kp * [-0.1, 0.2], atol=1e-9)
+
+
 def test_without_sync_the_tick_uses_the_latest_state_at_once(rig):
     r = rig({'learning_enabled': False, 'kd': [0.0], 'kp': [10.0],
              'reference.mode': 'hold', 'reference.offset': [0.0]})
@@ -549,7 +575,13 @@ def test_services(rig, tmp_path):
 
 def test_learning_survives_a_restart(rig, tmp_path):
     path = tmp_path / 'sub' / 'readout.npz'
-    first = rig({'readout_path': str(path), 'rls.forgetting_factor': 0.9995})
+    judged = rig({'readout_path': str(path)})
+    _learn(judged, 30)                       # 0.3 s: too short for the supervisor to judge
+    ok, message = judged.node.on_shutdown()
+    assert not ok and 'not judged the readout good' in message and not path.exists()
+    # the supervisor off: nothing withholds the write (ReadoutStore.doubtful)
+    first = rig({'readout_path': str(path), 'rls.forgetting_factor': 0.9995,
+                 'supervisor.enabled': False})
     _learn(first, 30)
     weights = [ro.w.copy() for ro in first.node.controller.readouts()]
     first.node.on_shutdown()                 # what main() does on Ctrl-C / SIGTERM
@@ -574,7 +606,8 @@ def test_unloadable_readout_is_set_aside_and_the_node_starts_fresh(rig, tmp_path
 
 def test_autosave_on_the_node_clock_survives_without_shutdown(rig, tmp_path):
     path = tmp_path / 'readout.npz'
-    r = rig({'readout_path': str(path), 'readout_autosave_period_s': 0.05})
+    r = rig({'readout_path': str(path), 'readout_autosave_period_s': 0.05,
+             'supervisor.enabled': False})          # nothing withholds a write
     _learn(r, 12)                                     # 120 ms of sim time: 2 autosaves due
     store = r.node.readout_store
     store.flush()

@@ -120,6 +120,85 @@ def test_autosave_off_when_the_period_is_zero_or_the_path_empty(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+def test_automatic_writes_never_replace_the_file_with_a_doubtful_readout(tmp_path):
+    """
+    Write automatically only a readout the supervisor judged good since the last write.
+
+    A robot held by its brakes had its learned readout rolled back, restarted and
+    re-learned from a plant that does not move, and the autosave wrote that over the
+    good file. (``snapshots += 1`` stands for the supervisor promoting a snapshot.)
+    """
+    path = tmp_path / 'r.npz'
+    ctrl = trained()
+    ctrl.update_params({'supervisor.enabled': True})
+    sv = ctrl.supervisor
+    store = ReadoutStore(ctrl, str(path), 0.05)
+    try:
+        assert store.tick(0) is False                 # the schedule starts
+        assert not store.tick(50_000_000) and 'not judged' in store.withheld_because
+        sv.snapshots += 1
+        assert store.tick(100_000_000)                # judged good since: written
+        store.flush()
+        good = ctrl.slow.w.copy()
+        sv.snapshots += 1
+        sv._pd_only('injected: the readout made tracking worse')
+        assert not ctrl.slow.w.any()
+        assert not store.tick(150_000_000)
+        assert 'holds the readout (pd_only)' in store.withheld_because
+        ok, message = store.save_at_shutdown()
+        assert not ok and 'keeps the last save' in message
+        sv._resume('injected')                        # learning again, from zero
+        sv.snapshots += 1
+        assert not store.tick(200_000_000) and 'intervened' in store.withheld_because
+        assert not store.tick(250_000_000) and 'not judged' in store.withheld_because
+        assert store.withheld == 4 and store.saves == 1
+    finally:
+        store.close()
+    other = AdaptiveController(BASE, dt=0.01)
+    other.load(str(path))
+    np.testing.assert_array_equal(other.slow.w, good)        # the file kept the good one
+    sv.snapshots += 1
+    assert store.save_at_shutdown()[0]
+    ctrl.update_params({'supervisor.enabled': False})         # nothing judges: written
+    assert store.save_at_shutdown()[0]
+
+
+def test_a_readout_path_set_while_running_is_not_overwritten_until_asked(tmp_path):
+    """An existing file named at runtime may be another robot's: no automatic write."""
+    other_robot = tmp_path / 'other.npz'
+    trained(joints=['a', 'b']).save(str(other_robot))
+    before = other_robot.read_bytes()
+    ctrl = trained()
+    store = ReadoutStore(ctrl, str(tmp_path / 'mine.npz'), 0.05)
+    try:
+        store.configure(str(other_robot), 0.05)
+        assert store.guarded == str(other_robot)
+        assert not any(store.tick(k * 50_000_000) for k in range(4))
+        assert 'not overwritten until' in store.withheld_because
+        assert not store.save_at_shutdown()[0]
+        assert not store.load()[0]                # another robot's: refused, still guarded
+        assert store.guarded
+        assert store.save()[0] and store.guarded is None     # asked for: replaced
+        assert store.tick(10 * 50_000_000)
+        store.flush()
+    finally:
+        store.close()
+    assert other_robot.read_bytes() != before
+    store = ReadoutStore(ctrl, str(other_robot), 0.05)   # at start: load_at_start's rules
+    assert store.guarded is None
+    store.close()
+
+
+def test_the_autosave_schedule_restarts_after_the_clock_jumped_back(tmp_path):
+    store = ReadoutStore(trained(), str(tmp_path / 'r.npz'), 1.0)
+    try:
+        assert not store.tick(30_000_000_000)     # due at 31 s
+        store.restart_schedule()                  # sim time went back to 1 s
+        assert not store.tick(1_000_000_000) and store.tick(2_000_000_000)
+    finally:
+        store.close()
+
+
 def test_a_busy_writer_skips_instead_of_queueing(tmp_path, monkeypatch):
     import lnn_control.readout_file as RF
     release = []
@@ -160,7 +239,9 @@ WRITER = textwrap.dedent("""
     import numpy as np
     from lnn_control.controller import AdaptiveController
     from lnn_control.readout_file import ReadoutStore
-    ctrl = AdaptiveController({'joints': ['j1', 'j2'], 'reservoir.size': 200}, dt=0.01)
+    # the supervisor off: nothing withholds a write (ReadoutStore.doubtful)
+    ctrl = AdaptiveController({'joints': ['j1', 'j2'], 'reservoir.size': 200,
+                               'supervisor.enabled': False}, dt=0.01)
     store = ReadoutStore(ctrl, sys.argv[1], 1e-9)      # a save due on every tick
     print('ready', flush=True)
     k = 0

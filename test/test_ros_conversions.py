@@ -84,6 +84,40 @@ def test_stamp_going_backwards_is_refused_but_unstamped_is_accepted():
     assert read(reader, old)[0] is None
 
 
+def test_stamps_that_went_back_and_run_on_consistently_become_the_new_time_base():
+    """
+    Follow RESYNC_MESSAGES in a row that went back but run forward among themselves.
+
+    One message stamped ahead, or a publisher whose clock stepped back, must not stop
+    control until the stamps catch up. A lone late message, or two interleaved time
+    bases, are not followed.
+    """
+    second = 1_000_000_000
+    reader = C.JointStateReader(['a'])
+    assert read(reader, C.joint_state(['a'], [0.0], [0.0], stamp_ns=10 * second))[0] is None
+    assert read(reader, C.joint_state(['a'], [0.0], [0.0], stamp_ns=60 * second))[0] is None
+    steady = [C.joint_state(['a'], [0.1 * k], [0.0], stamp_ns=(11 + k) * second)
+              for k in range(C.RESYNC_MESSAGES + 1)]
+    reasons = [read(reader, m)[0] for m in steady]
+    assert reasons == [C.STAMP_BACKWARDS] * (C.RESYNC_MESSAGES - 1) + [None, None]
+    assert reader.resyncs == 1
+    assert reader.resync_ns == (60 - 10 - C.RESYNC_MESSAGES) * second
+    assert reader.last_stamp_ns == (11 + C.RESYNC_MESSAGES) * second
+    # a lone late message between current ones: refused every time, never followed
+    for k in range(3 * C.RESYNC_MESSAGES):
+        now = (20 + k) * second
+        assert read(reader, C.joint_state(['a'], [0.0], [0.0], stamp_ns=now))[0] is None
+        late = C.joint_state(['a'], [0.0], [0.0], stamp_ns=now - second // 2)
+        assert read(reader, late)[0] == C.STAMP_BACKWARDS
+    # an older stream interleaved with the current one is never followed either
+    for k in range(3 * C.RESYNC_MESSAGES):
+        now = (40 + k) * second
+        assert read(reader, C.joint_state(['a'], [0.0], [0.0], stamp_ns=now))[0] is None
+        assert read(reader, C.joint_state(['a'], [0.0], [0.0], stamp_ns=(k + 1) * second))[0] \
+            == C.STAMP_BACKWARDS
+    assert reader.resyncs == 1
+
+
 def test_a_refused_message_does_not_poison_the_cache():
     reader = C.JointStateReader(('a', 'b'))
     assert read(reader, C.joint_state(['a'], [1.0], [0.0]))[0] == C.MISSING_JOINT

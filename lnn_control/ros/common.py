@@ -24,7 +24,9 @@ RELIABLE publishers, a RELIABLE one does not hear BEST_EFFORT publishers):
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 import time
 from typing import Any, Callable, Iterable, Optional
 
@@ -33,6 +35,7 @@ import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.qos import DurabilityPolicy, qos_profile_sensor_data, QoSProfile, ReliabilityPolicy
+from rclpy.signals import SignalHandlerOptions
 
 from .conversions import set_stamp
 from .. import realtime
@@ -197,6 +200,36 @@ def apply_process_settings(node, logger) -> Optional[realtime.QuietGc]:
     return policy
 
 
+class _StopRequest:
+    """
+    SIGINT / SIGTERM handlers that only ask the spin loop to stop.
+
+    Python runs them between bytecodes on the main thread, which also runs the
+    callbacks: setting a flag is all they do, so a tick in progress completes, and the
+    loop sees it when ``spin_once`` returns (the control timer's period, at most its
+    timeout; the EventsExecutor has no guard conditions to wake it sooner). A second
+    signal while stopping raises KeyboardInterrupt, as a user pressing Ctrl-C twice
+    expects.
+    """
+
+    def __init__(self):
+        self.requested = False
+        self._previous = {}
+        if threading.current_thread() is threading.main_thread():   # else Python refuses
+            self._previous = {sig: signal.signal(sig, self._handle)
+                              for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def restore(self) -> None:
+        """Put back the handlers that were installed before."""
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
 def run_node(make_node: Callable[[], Any], node_name: str, args: Optional[list] = None,
              description: str = '',
              on_shutdown: Optional[Callable[[Any], Optional[tuple[bool, str]]]] = None) -> int:
@@ -208,17 +241,20 @@ def run_node(make_node: Callable[[], Any], node_name: str, args: Optional[list] 
     logged) and exits 0. ``args``: the command line after the program name
     (None: ``sys.argv``).
 
-    Invalid parameters (``make_node`` raises ValueError): logged, exit 1. rclpy's signal
-    handlers shut the context down on SIGINT and SIGTERM; the loop then ends (or rclpy
-    raises KeyboardInterrupt, ExternalShutdownException, or an RCLError or RuntimeError
-    from a callback or a take it interrupted), which is a shutdown, not a failure. A
-    spin_once loop, not ``spin()``: the EventsExecutor's spin() of rclpy 9.1 does not
-    return on SIGINT/SIGTERM.
+    Invalid parameters (``make_node`` raises ValueError): logged, exit 1. SIGINT and
+    SIGTERM only ask the spin loop to stop between callbacks (``_StopRequest``): rclpy's
+    own handlers shut the context down wherever the signal lands, and Python's raised
+    KeyboardInterrupt inside a control tick (a FATAL log line with a traceback, and a
+    shutdown save of a half-run tick). The loop also ends when something else shuts the
+    context down (rclpy then raises ExternalShutdownException, or an RCLError or
+    RuntimeError from a take it interrupted): a shutdown, not a failure. A spin_once
+    loop, not ``spin()``: the EventsExecutor's spin() of rclpy 9.1 does not return on
+    SIGINT/SIGTERM.
     """
     argv = sys.argv if args is None else [sys.argv[0], *args]
     try:            # malformed --ros-args or parameter files: one line, not a traceback
         cli = executor_option(node_name, description, argv)
-        context = rclpy.init(args=argv)
+        context = rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
     except RCLError as e:
         print(f'[FATAL] [{node_name}]: invalid ROS arguments: {e}', file=sys.stderr)
         return 1
@@ -232,14 +268,15 @@ def run_node(make_node: Callable[[], Any], node_name: str, args: Optional[list] 
             except RCLError:
                 if rclpy.ok():
                     raise
-                return 0                # SIGTERM while starting: nothing to keep
+                return 0                # shut down while starting: nothing to keep
             gc_policy = apply_process_settings(node, rclpy.logging.get_logger(node_name))
             executor = make_executor(_resolve_executor(cli.executor, node))
             executor.add_node(node)
+            stop = _StopRequest()
             if gc_policy:
                 gc_policy.start()       # last: everything set up so far is frozen
             try:
-                while rclpy.ok():
+                while rclpy.ok() and not stop.requested:
                     try:
                         executor.spin_once(timeout_sec=0.5)
                     except RuntimeError:
@@ -249,6 +286,7 @@ def run_node(make_node: Callable[[], Any], node_name: str, args: Optional[list] 
                         if rclpy.ok():
                             raise
             finally:
+                stop.restore()
                 result = on_shutdown(node) if on_shutdown else None
                 executor.shutdown()
                 node.destroy_node()

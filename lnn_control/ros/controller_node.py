@@ -32,7 +32,7 @@ from typing import Any, Optional
 
 from diagnostic_msgs.msg import DiagnosticArray
 import numpy as np
-from rclpy.clock import JumpThreshold
+from rclpy.clock import Clock, ClockType, JumpThreshold
 from rclpy.duration import Duration
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
@@ -90,6 +90,7 @@ class LnnControllerNode(ControllerServices, Node):
         self._refusal_log = common.RefusalLog(self)
         self.sensor_messages = 0
         self.foreign_messages = 0       # joint_states naming none of our joints (ignored)
+        self._resyncs_logged: dict[str, int] = {}   # per topic: new stamp time bases logged
         self.reference_messages = 0
         self.commands_published = 0
         self._publisher = common.PublishGuard(self.get_logger())
@@ -100,7 +101,8 @@ class LnnControllerNode(ControllerServices, Node):
         self.stats = TickStats(stats_window or max(256, int(2 * cfg.control_rate_hz)))
         # (stats.count, stats.callbacks, node clock ns) at the previous diagnostics
         self._diag_mark = (0, 0, self.get_clock().now().nanoseconds)
-        RP.attach(self, schema.CONTROLLER, ctrl.n, self._apply_parameters)
+        RP.attach(self, schema.CONTROLLER, ctrl.n, self._apply_parameters,
+                  combined=lambda changes: ctrl.config.combined_problems(changes))
         self._create_interfaces()
         self.get_logger().info(
             f'controlling {list(self.joints)} at {cfg.control_rate_hz:g} Hz '
@@ -168,6 +170,12 @@ class LnnControllerNode(ControllerServices, Node):
         self._timer = self.create_timer(1.0 / self.controller.config.control_rate_hz,
                                         self._on_tick)
         self._diagnostics_timer = self.create_timer(1.0, self.publish_diagnostics)
+        # ... and on the wall clock while the node clock stands still (no /clock yet, or it
+        # stopped): a silent node would not say why no commands come out.
+        self._diagnostics_wall_ns = time.monotonic_ns()
+        self._diagnostics_watchdog = self.create_timer(
+            1.0, self._publish_diagnostics_if_stalled,
+            clock=Clock(clock_type=ClockType.STEADY_TIME))
 
     def destroy_node(self) -> None:
         handle = getattr(self, '_jump_handle', None)
@@ -189,7 +197,13 @@ class LnnControllerNode(ControllerServices, Node):
         cfg = self.controller.config
         self.loop.set_timeout(cfg.sensor_timeout_s)
         self.loop.stale_action = cfg.stale_sensor_action
+        guarded = self.readout_store.guarded
         self.readout_store.configure(cfg.readout_path, cfg.readout_autosave_period_s)
+        if self.readout_store.guarded and self.readout_store.guarded != guarded:
+            self.get_logger().warning(
+                f'readout_path {cfg.readout_path} already exists: autosave will not overwrite '
+                "it (it may hold another robot's learning) until ~/save_readout replaces it "
+                'or ~/load_readout loads it')
         if any(k.startswith(('reference.', 'limits.')) for k in changes):
             self._configure_inputs()
 
@@ -216,6 +230,7 @@ class LnnControllerNode(ControllerServices, Node):
         if reason:
             self._refuse(self.rejected, reason, 'a joint_states message')
             return
+        self._log_new_time_base(self._sensor, 'joint_states')
         if not (self._sensor.has_velocity or self._differentiating_logged):
             self._differentiating_logged = True
             self.get_logger().info('joint_states carry no velocity: using the '
@@ -241,7 +256,17 @@ class LnnControllerNode(ControllerServices, Node):
         if reason:
             self._refuse(self.rejected_reference, reason, 'a ~/reference message')
             return
+        self._log_new_time_base(self._reference.reader, '~/reference')
         self.reference_messages += 1
+
+    def _log_new_time_base(self, reader: C.JointStateReader, topic: str) -> None:
+        """Warn once per event that ``topic``'s stamps went back and are followed now."""
+        if reader.resyncs != self._resyncs_logged.get(topic, 0):
+            self._resyncs_logged[topic] = reader.resyncs
+            self.get_logger().warning(
+                f'{topic} stamps went back {reader.resync_ns * 1e-9:.3f} s and ran on '
+                f'consistently for {C.RESYNC_MESSAGES} messages: following the new time base '
+                '(a publisher restarted, its clock stepped, or an earlier stamp was ahead)')
 
     def _refuse(self, counts: dict, reason: str, what: str) -> None:
         """Count a refusal; log it at most every 5 s per input and reason."""
@@ -264,6 +289,7 @@ class LnnControllerNode(ControllerServices, Node):
         self._sensor_stamp_ns = 0
         self._deferred_tick_ns = None
         self.loop.clock_jumped()
+        self.readout_store.restart_schedule()     # the next autosave is due on the new clock
         self.get_logger().warning('clock jumped backwards or changed: waiting for joint_states')
 
     # -- the control tick ----------------------------------------------------------
@@ -378,6 +404,8 @@ class LnnControllerNode(ControllerServices, Node):
         age = (self.loop.sensor_age_s(now.nanoseconds) if self._have_sensor
                else float('nan'))
         problems = ([] if self._have_sensor else ['waiting for joint_states'])
+        problems += [] if elapsed > 0 else [
+            'the node clock stands still (use_sim_time: is /clock published?)']
         problems += ['tick overran the control period'] if worst > self.period_ns * 1e-6 else []
         problems += self.loop.problems()
         self._log_pd_health()
@@ -396,6 +424,7 @@ class LnnControllerNode(ControllerServices, Node):
             ('sensor age [s]', age),
             ('joint_states received', self.sensor_messages),
             ('joint_states without our joints (ignored)', self.foreign_messages),
+            ('joint_states stamps: new time bases followed', self._sensor.resyncs),
             ('joint_states velocity', 'position differences'
              if self.sensor_messages and not self._sensor.has_velocity else 'measured'),
             *((f'joint_states rejected: {k}', v) for k, v in self.rejected.items()),
@@ -404,6 +433,8 @@ class LnnControllerNode(ControllerServices, Node):
             *self.loop.status(),
             ('readout autosaves', self.readout_store.saves),
             ('readout autosaves skipped (writer busy)', self.readout_store.skipped),
+            ('readout autosaves withheld (doubtful readout)', self.readout_store.withheld),
+            ('readout autosave last withheld because', self.readout_store.withheld_because or ''),
         ]
         return common.diagnostic_array(
             f'{self.get_name()}: adaptive controller', self.get_fully_qualified_name(),
@@ -412,7 +443,12 @@ class LnnControllerNode(ControllerServices, Node):
             now.nanoseconds)
 
     def publish_diagnostics(self) -> None:
+        self._diagnostics_wall_ns = time.monotonic_ns()
         self._publisher.publish(self._diagnostics_pub, self.diagnostics())
+
+    def _publish_diagnostics_if_stalled(self) -> None:
+        if time.monotonic_ns() - self._diagnostics_wall_ns > 1_500_000_000:
+            self.publish_diagnostics()
 
 
 def main(args: Optional[list] = None) -> int:

@@ -62,8 +62,10 @@ class ControllerServices:
         """
         Save the readout (when ``readout_path`` is set) so learning survives a restart.
 
+        Not a doubtful one (``ReadoutStore.doubtful``): the file keeps the last save.
+
         Does not log: after Ctrl-C the context is gone and logging through the
         node's /rosout publisher would fail; the caller logs the returned message.
         """
         self.readout_store.close()
-        return self.save_readout(log=False) if self.readout_store.path else None
+        return self.readout_store.save_at_shutdown() if self.readout_store.path else None

@@ -31,6 +31,10 @@ NOT_OURS = 'none_of_our_joints'
 # make every correctly stamped message after it look stamped backwards. Generous for
 # clocks kept in step (NTP/chrony; a lock-step simulator's state runs a tick ahead).
 FUTURE_TOLERANCE_NS = 1_000_000_000
+# Stamps that go back and then run on consistently (a publisher restarted, an NTP step,
+# one message stamped ahead, wall-clock stamps before the first /clock) are a new time
+# base once this many messages in a row agree: they are followed from then on.
+RESYNC_MESSAGES = 5
 
 
 def stamp_to_ns(stamp) -> int:
@@ -85,7 +89,11 @@ class JointStateReader:
     ``now_ns`` given to ``read``, when that is non-zero) and ``stamp_backwards``
     (a non-zero header stamp older than the last accepted one; unstamped
     messages skip both stamp checks). A stamp with ``nanosec`` >= 1e9 is
-    ``malformed``.
+    ``malformed``. When ``RESYNC_MESSAGES`` messages in a row are older than the
+    last accepted stamp but run forward among themselves, the last of them is
+    accepted as the start of a new time base (``resyncs`` counts these, ``resync_ns``
+    says by how much the stamps went back): otherwise one message stamped ahead, or a
+    publisher whose clock stepped back, would stop control until the stamps caught up.
     """
 
     def __init__(self, joints: Sequence[str], require_velocity: bool = True,
@@ -98,6 +106,10 @@ class JointStateReader:
         self.velocity = VelocityFromPositions(self.n) if differentiate else None
         self._foreign: Optional[list] = None     # the last name list without our joints
         self.last_stamp_ns = 0
+        self.resyncs = 0
+        self.resync_ns = 0
+        self._behind = 0                 # messages in a row stamped before last_stamp_ns
+        self._behind_stamp = 0           # ... the last of them
         self.has_velocity = False
         self._names: Optional[list] = None
         self._index = np.zeros(self.n, dtype=np.intp)
@@ -114,6 +126,7 @@ class JointStateReader:
     def reset(self) -> None:
         """Forget the last stamp and position (e.g. after the clock was reset)."""
         self.last_stamp_ns = 0
+        self._behind = self._behind_stamp = 0
         if self.velocity is not None:
             self.velocity.reset()
 
@@ -192,7 +205,14 @@ class JointStateReader:
         if stamp and now_ns and stamp > now_ns + FUTURE_TOLERANCE_NS:
             return STAMP_IN_FUTURE
         if stamp and stamp < self.last_stamp_ns:
-            return STAMP_BACKWARDS
+            self._behind = self._behind + 1 if stamp >= self._behind_stamp else 1
+            self._behind_stamp = stamp
+            if self._behind < RESYNC_MESSAGES:
+                return STAMP_BACKWARDS
+            # a new time base: follow it (a differenced velocity has started over already)
+            self.resyncs += 1
+            self.resync_ns = self.last_stamp_ns - stamp
+        self._behind = self._behind_stamp = 0
         if stamp:
             self.last_stamp_ns = stamp
         if differentiate:

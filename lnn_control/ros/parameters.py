@@ -8,9 +8,13 @@ read-only flag the CLI and the docs use. What a ROS descriptor cannot express
 ``additional_constraints``.
 
 Integers where doubles are expected (``kp: [20]`` in YAML, ``ros2 param set
-... kp "[20]"``) are accepted and widened to doubles: rclpy would otherwise
-refuse them as the wrong type (its static typing does not widen), which is a
-needless trap for users. Nothing else is converted.
+... kp "[20]"``) are accepted and widened to doubles, and a single number for a
+double array (``kp: 20``) to a one-element array, which per-joint arrays apply
+to every joint: rclpy would otherwise refuse them as the wrong type (its static
+typing does not widen), which is a needless trap for users. Nothing else is
+converted; other wrong types are refused with a reason in words, not rclpy's
+type codes, and an empty list (which reaches rclpy untyped) is refused where
+the default is not empty, not replaced by the default.
 """
 from __future__ import annotations
 
@@ -76,31 +80,62 @@ def to_python(value: Any) -> Any:
 
 
 def _widen(kind: str, value: Any) -> Any:
-    """Widen int -> float and [int] -> [float] for double kinds; None if not applicable."""
-    if kind == schema.DOUBLE and isinstance(value, int) and not isinstance(value, bool):
+    """Widen int -> float, a number -> [float] and [int] -> [float]; None if not applicable."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind == schema.DOUBLE and number and isinstance(value, int):
         return float(value)
+    if kind == schema.DOUBLE_ARRAY and number:
+        return [float(value)]
     if (kind == schema.DOUBLE_ARRAY and isinstance(value, (list, tuple, array.array))
-            and all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
+            and value and all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
         return [float(v) for v in value]
     return None
 
 
+_FORMS = {schema.BOOL: 'true or false', schema.INT: 'an integer', schema.DOUBLE: 'a number',
+          schema.STRING: 'a string', schema.DOUBLE_ARRAY: 'a list of numbers',
+          schema.STRING_ARRAY: 'a list of strings'}
+_GOT = {Parameter.Type.BOOL: 'a bool', Parameter.Type.INTEGER: 'an integer',
+        Parameter.Type.DOUBLE: 'a number', Parameter.Type.STRING: 'a string',
+        Parameter.Type.BYTE_ARRAY: 'a list of bytes', Parameter.Type.BOOL_ARRAY: 'a list of bools',
+        Parameter.Type.INTEGER_ARRAY: 'a list of integers',
+        Parameter.Type.DOUBLE_ARRAY: 'a list of numbers',
+        Parameter.Type.STRING_ARRAY: 'a list of strings'}
+
+
+def _empty(value: Any) -> bool:
+    """Return whether ``value`` is an empty list: untyped, rclpy makes it NOT_SET or bytes."""
+    return value is None or (isinstance(value, (list, tuple, array.array)) and not value)
+
+
+def _type_reason(p: schema.Param, type_: Parameter.Type, value: Any) -> str:
+    """Why a value of ``type_`` is not one for ``p``, in words (rclpy says type codes)."""
+    if _empty(value):
+        hint = ('name at least one joint' if p.name == 'joints' else
+                'give one value per joint or a single value for all' if p.per_joint else
+                f'give {_FORMS[p.kind]}')
+        return f'{p.name}: an empty list is not a value: {hint}'
+    form = _FORMS[p.kind] + (' (one per joint, or one for all)' if p.per_joint else '')
+    return f'{p.name} must be {form}; got {_GOT.get(type_, type_.name)}'
+
+
 def _declare_one(node: Node, p: schema.Param) -> Any:
-    default: Any = p.default
-    if isinstance(default, list) and not default:
-        # rclpy infers BYTE_ARRAY from [], so declare by type: uninitialised unless set.
-        default = ROS_TYPES[p.kind]
+    # rclpy has no public accessor for the overrides (-p, --params-file, constructor).
+    override = node._parameter_overrides.get(p.name)
+    empty_default = isinstance(p.default, list) and not p.default
+    if override is not None and _empty(override.value):
+        if not empty_default:    # else rclpy would silently keep the default
+            raise ValueError(_type_reason(p, override.type_, override.value))
+        override = None
+    # rclpy infers BYTE_ARRAY from [], so declare by type: uninitialised unless set.
+    default = ROS_TYPES[p.kind] if empty_default else p.default
     try:
-        return node.declare_parameter(p.name, default, descriptor(p)).value
+        return node.declare_parameter(p.name, default, descriptor(p),
+                                      ignore_override=override is None).value
     except InvalidParameterTypeException:
-        if p.kind not in (schema.DOUBLE, schema.DOUBLE_ARRAY):
-            raise
-        original = node.declare_parameter(
-            p.name, None, ParameterDescriptor(dynamic_typing=True)).value
-        node.undeclare_parameter(p.name)
-        widened = _widen(p.kind, original)
+        widened = _widen(p.kind, to_python(override.value))
         if widened is None:
-            raise ValueError(f'{p.name} must be of type {p.kind}; got {original!r}') from None
+            raise ValueError(_type_reason(p, override.type_, override.value)) from None
         return node.declare_parameter(p.name, widened, descriptor(p),
                                       ignore_override=True).value
 
@@ -112,8 +147,6 @@ def _reason(p: schema.Param, error: Exception) -> str:
         text = text[:-len(p.name) - 2]
     if isinstance(error, InvalidParameterValueException):
         return text.split('Reason: ', 1)[-1]       # refused by the descriptor's range
-    if isinstance(error, InvalidParameterTypeException):
-        return f'{p.name} must be of type {p.kind} ({text})'
     return text if text.startswith(p.name) else f'{p.name}: {text}'
 
 
@@ -158,60 +191,91 @@ def read(node: Node, entries: Iterable[schema.Param]) -> dict[str, Any]:
     return out
 
 
+class _WrongType(Parameter):
+    """A value of the wrong type, passed on typed right for ``validation_callback`` to refuse."""
+
+    def __init__(self, p: schema.Param, reason: str):
+        super().__init__(p.name, ROS_TYPES[p.kind], p.default)
+        self.reason = reason
+
+
 def widening_callback(entries: Iterable[schema.Param]) -> Callable[[list], list]:
-    """Pre-set-parameters callback widening integers to doubles for double parameters."""
-    kinds = {p.name: p.kind for p in entries if p.kind in (schema.DOUBLE, schema.DOUBLE_ARRAY)}
+    """
+    Pre-set-parameters callback widening numbers for double parameters (see ``_widen``).
+
+    Other wrong types become ``_WrongType``: rclpy refuses a wrong type before
+    the on-set callbacks, with a reason in type codes ("expected '8' got '4'"),
+    and a pre-set callback cannot refuse. Register ``validation_callback``
+    too (``attach`` does); it refuses them with the reason in words.
+    """
+    table = schema.by_name(entries)
 
     def widen(parameters: list) -> list:
         out = []
         for param in parameters:
-            kind = kinds.get(param.name)
-            if kind is not None and param.type_ in (Parameter.Type.INTEGER,
-                                                    Parameter.Type.INTEGER_ARRAY):
-                widened = _widen(kind, to_python(param.value))
-                if widened is not None:
-                    param = Parameter(param.name, ROS_TYPES[kind], widened)
+            p = table.get(param.name)
+            if p is not None and param.type_ not in (ROS_TYPES[p.kind], Parameter.Type.NOT_SET):
+                value = to_python(param.value)
+                widened = _widen(p.kind, value)
+                param = (_WrongType(p, _type_reason(p, param.type_, value)) if widened is None
+                         else Parameter(p.name, ROS_TYPES[p.kind], widened))
             out.append(param)
         return out
     return widen
 
 
-def validation_callback(entries: Iterable[schema.Param],
-                        n_joints: JointCount = None) -> Callable[[list], SetParametersResult]:
+Combined = Callable[[dict[str, Any]], list[str]]
+
+
+def validation_callback(entries: Iterable[schema.Param], n_joints: JointCount = None, *,
+                        combined: Optional[Combined] = None
+                        ) -> Callable[[list], SetParametersResult]:
     """
     On-set-parameters callback: refuse values the schema refuses, with the reason.
 
     ``n_joints`` (int or callable) is what per-joint arrays must match. Unknown
     parameters (``use_sim_time``, other components') are left alone, as the rclpy
-    docs ask; types, ranges and read-only are enforced by rclpy from the descriptor.
+    docs ask; ranges and read-only are enforced by rclpy from the descriptor.
+    ``combined({name: value})`` (e.g. ``Config.combined_problems``) then judges
+    the batch's values of this schema together with the current ones, so a
+    combination the apply step would refuse is refused here, as a whole, and
+    not accepted and then left unapplied.
     """
     table = schema.by_name(entries)
 
     def validate(parameters: list) -> SetParametersResult:
         n = n_joints() if callable(n_joints) else n_joints
+        changes = {}
         for param in parameters:
             p = table.get(param.name)
             if p is None or param.type_ == Parameter.Type.NOT_SET:
                 continue
-            reason = schema.check(p, to_python(param.value), n)
+            value = to_python(param.value)
+            reason = (param.reason if isinstance(param, _WrongType)
+                      else schema.check(p, value, n))
             if reason:
                 return SetParametersResult(successful=False, reason=reason)
-        return SetParametersResult(successful=True)
+            changes[p.name] = value
+        problems = combined(changes) if combined and changes else []
+        return SetParametersResult(successful=not problems, reason='; '.join(problems))
     return validate
 
 
 def attach(node: Node, entries: Iterable[schema.Param], n_joints: JointCount,
-           apply: Callable[[dict[str, Any]], None]) -> None:
+           apply: Callable[[dict[str, Any]], None], *,
+           combined: Optional[Combined] = None) -> None:
     """
     Register widening, validation and ``apply({name: value})`` after a successful set.
 
     ``apply`` runs in the post-set callback (side effects belong there, not in
-    validation) with only this schema's parameters.
+    validation) with only this schema's parameters; ``combined``: see
+    ``validation_callback``.
     """
     entries = tuple(entries)
     names = {p.name for p in entries}
     node.add_pre_set_parameters_callback(widening_callback(entries))
-    node.add_on_set_parameters_callback(validation_callback(entries, n_joints))
+    node.add_on_set_parameters_callback(validation_callback(entries, n_joints,
+                                                            combined=combined))
 
     def post(parameters: list) -> None:
         changes = {p.name: to_python(p.value) for p in parameters if p.name in names}
