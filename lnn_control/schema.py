@@ -105,10 +105,14 @@ CONTROLLER = (
     Param('supervisor.trip_ratio', DOUBLE, 1.1,
           'Estimated tracking error with learning / PD alone above which the supervisor '
           "intervenes; 1.3x it bounds the settled feedforward's power above the "
-          "loop's bandwidth / the command's within it (a self-excited oscillation).",
-          0.5, 10.0),
+          "loop's bandwidth / the command's within it (a self-excited oscillation). "
+          'Stricter (lower) is allowed, looser is not: at 2-10 learning made arms with '
+          'actuation delay 2.0-2.9x worse than PD over 10 s; to accept that, disable the '
+          'supervisor.',
+          0.5, 1.1),
     Param('supervisor.window_s', DOUBLE, 1.0,
-          'Averaging time of that estimate [s].', 0.0, 60.0, open_low=True),
+          'Averaging time of that estimate [s]. At most 1 s: at 5-60 s the supervisor '
+          'stepped in too late (10 s windows of 1.4-7.8x PD).', 0.0, 1.0, open_low=True),
     Param('supervisor.hold_s', DOUBLE, 2.0,
           'Learning stays frozen (or the feedforward zeroed) this long after an '
           'intervention [s].', 0.0, 600.0, open_low=True),
