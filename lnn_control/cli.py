@@ -24,6 +24,7 @@ from typing import Sequence
 from . import schema
 
 MAX_DURATION_S = 86400.0
+MAX_DELAY_TICKS = 100      # lnn-control gains --delay-ticks
 # What reading a recording that is not one can raise (mcap raises many types).
 READ_ERRORS = (Exception,)
 
@@ -161,6 +162,12 @@ def _gains(args: argparse.Namespace) -> int:
     kp, kd = PL.honest_gains(plant, hz, factor, zeta)
     warnings = PL.rate_check(plant, kd, rate)
     figure = PL.kd_dt_per_effective_inertia(plant, kd, rate)
+    radius = None
+    if args.delay_ticks:
+        if args.delay_ticks > MAX_DELAY_TICKS:
+            raise ValueError(f'--delay-ticks: at most {MAX_DELAY_TICKS}; got {args.delay_ticks}')
+        radius, delay_warnings = PL.delay_check(plant, kp, kd, rate, args.delay_ticks)
+        warnings += delay_warnings
     print(json.dumps({'plant': args.plant, 'joints': list(plant.joint_names),
                       'nominal_inertia': plant.nominal_inertia().round(5).tolist(),
                       'natural_frequency_rad_s': round(2 * math.pi * hz * factor, 3),
@@ -169,6 +176,9 @@ def _gains(args: argparse.Namespace) -> int:
                       'effective_inertia': plant.effective_inertia().round(5).tolist(),
                       'control_rate_hz': rate,
                       'kd_dt_per_effective_inertia': figure.round(3).tolist(),
+                      'delay_ticks': args.delay_ticks,
+                      'pd_loop_spectral_radius_with_delay': (None if radius is None
+                                                             else round(radius, 4)),
                       'warnings': warnings}, indent=2))
     for line in warnings:
         print(f'warning: {line}', file=sys.stderr)
@@ -379,6 +389,10 @@ def build_parser() -> argparse.ArgumentParser:
     gains.add_argument('--control-rate-hz', type=_positive, default=None,
                        help='the rate the gains will run at, for the chatter check '
                             "(default: control_rate_hz's default)")
+    gains.add_argument('--delay-ticks', type=_count, default=0,
+                       help='control periods between a command and its effect (actuation '
+                            'delay): checks that the PD loop is stable with it (default 0: '
+                            'no check)')
     gains.set_defaults(func=_gains)
 
     zoo = sub.add_parser('zoo', help='run the plant zoo (offline, default settings)')

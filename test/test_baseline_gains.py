@@ -70,3 +70,53 @@ def test_rate_check_flags_a_kd_that_chatters_at_the_control_rate(tmp_path, capsy
     assert cli.main(['gains', '--plant', str(path)]) == 0
     out = capsys.readouterr()
     assert json.loads(out.out)['warnings'] == warnings and 'warning: joint2' in out.err
+
+
+def test_pd_loop_radius_says_whether_the_sampled_loop_with_delay_decays():
+    """The radius against the loop itself, stepped tick by tick from a kick."""
+    from lnn_control.plants import pd_loop_radius
+
+    m = np.array([[0.30, 0.08], [0.08, 0.05]])           # a 2-link arm's, coupled
+    kp, kd = m.diagonal() * 13.8 ** 2, 2 * 0.8 * 13.8 * m.diagonal()
+    for delay, gain in ((0, 1.0), (1, 1.0), (1, 3.0), (2, 1.0)):
+        dt, m_inv = 0.01, np.linalg.inv(m)
+        q, v = np.array([0.01, -0.01]), np.zeros(2)
+        queue = [np.zeros(2)] * delay
+        for _ in range(3000):
+            queue.append(-(gain ** 2 * kp) * q - gain * kd * v)
+            u = queue.pop(0)
+            q, v = q + dt * v + 0.5 * dt * dt * m_inv @ u, v + dt * m_inv @ u
+        radius = pd_loop_radius(m, gain ** 2 * kp, gain * kd, dt, delay)
+        grown = np.abs(q).max() / 0.01
+        assert (radius < 1.0) == (grown < 1.0), (delay, gain, radius, grown)
+
+
+def test_delay_check_flags_the_arms_whose_pd_loop_cycles_with_a_tick_of_delay(capsys):
+    """
+    arm_friction and arm_heavy_tip cycle with one tick of delay at 100 Hz; no other zoo plant.
+
+    The advice (a lower natural frequency, or a higher rate) brings the radius below 1.
+    """
+    from lnn_control import cli, zoo
+    from lnn_control.plants import delay_check, honest_gains, pd_loop_radius
+
+    flagged = []
+    for name in zoo.names():
+        plant = Plant(zoo.model_name(name))
+        kp, kd = honest_gains(plant)
+        radius, warnings = delay_check(plant, kp, kd, 100.0, 1)
+        assert (radius >= 1.0) == bool(warnings)
+        if warnings:
+            flagged.append(name)
+            scale = float(warnings[0].split('frequency to ')[1].split('x')[0])
+            rate = float(warnings[0].split('control at >= ')[1].split(' Hz')[0])
+            m = plant.nominal_mass_matrix()
+            assert pd_loop_radius(m, kp * scale ** 2, kd * scale, 0.01, 1) < 1.0
+            assert pd_loop_radius(m, kp, kd, 1.0 / rate, 1) < 1.0
+    assert flagged == ['arm_friction', 'arm_heavy_tip']
+    assert cli.main(['gains', '--plant', 'zoo/arm_heavy_tip', '--delay-ticks', '1']) == 0
+    out = capsys.readouterr()
+    assert json.loads(out.out)['pd_loop_spectral_radius_with_delay'] > 1.3
+    assert 'warning: with 1 tick(s) of actuation delay' in out.err
+    assert cli.main(['gains', '--plant', 'zoo/arm_heavy_tip', '--delay-ticks', '101']) == 2
+    assert 'at most 100' in capsys.readouterr().err
