@@ -213,8 +213,14 @@ class AdaptiveController(InverseModelTick):
         self._has_prev = False
 
     def reset_learning(self) -> None:
-        """Forget the learned readouts (P back to its initial value)."""
+        """
+        Forget the learned readouts (P back to its initial value) and the automatic scales.
+
+        The scales are learned too: one reference sent in the wrong unit (degrees) grew
+        them for good, and a fresh start should not keep that.
+        """
         self.adapt()
+        self.normalizer.reset()
         relative = self.config.rls.initial_covariance
         self.slow.reset(relative / self.feature_power)
         if self.fast is not None:

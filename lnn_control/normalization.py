@@ -104,6 +104,12 @@ class InputNormalizer:
             raise ValueError(f'{path} was learned with input scales {scale.tolist()}, '
                              f'these are fixed at {self.scale.tolist()}')
 
+    def reset(self) -> None:
+        """Forget the peaks seen (automatic scales back to their floors; fixed: unchanged)."""
+        if self.auto:
+            self.scale[:] = self._before[:] = self._floor
+            self.envelope[:] = 0.0
+
     def load_state(self, scale: np.ndarray, envelope: np.ndarray) -> None:
         self.scale[:] = scale
         self.envelope[:] = envelope

@@ -508,3 +508,25 @@ def test_a_pd_only_hold_at_the_command_limit_is_reported():
         assert bool(found) == warns, loop.problems()
         if warns:
             assert ctrl.supervisor.pd_only_saturation == 1.0 and '100%' in found[0]
+
+
+def test_reset_learning_also_forgets_the_automatic_input_scales():
+    """One reference in the wrong unit (degrees) grew them for good; a reset starts clean."""
+    ctrl = make()
+    fresh = ctrl.input_scales
+    zero = np.zeros(2)
+    ctrl.step((zero, zero), (np.array([90.0, 0.0]), zero, zero))      # degrees, once
+    assert ctrl.input_scales['position'][0] > 100.0
+    ctrl.reset_learning()
+    for name, scale in ctrl.input_scales.items():
+        np.testing.assert_array_equal(scale, fresh[name])
+    twin = make()
+    for measured, desired in signals(50):       # the scales follow as a new controller's do
+        ctrl.step(measured, desired)
+        twin.step(measured, desired)
+    for name, scale in ctrl.input_scales.items():
+        np.testing.assert_array_equal(scale, twin.input_scales[name])
+    fixed = make(**{'input.normalization': 'fixed'})
+    before = fixed.input_scales
+    fixed.reset_learning()
+    np.testing.assert_array_equal(fixed.input_scales['position'], before['position'])

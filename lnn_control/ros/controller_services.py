@@ -18,7 +18,8 @@ class ControllerServices:
 
     def _srv_reset_learning(self, request, response):
         self.controller.reset_learning()
-        response.success, response.message = True, 'learned readout reset'
+        response.success = True
+        response.message = 'learned readout and automatic input scales reset'
         self.get_logger().info(response.message)
         return response
 
