@@ -100,7 +100,11 @@ def pd_loop_radius(mass_matrix: np.ndarray, kp: np.ndarray, kd: np.ndarray, dt: 
     """
     m = np.atleast_2d(np.asarray(mass_matrix, dtype=float))
     n, d = m.shape[0], int(delay_ticks)
-    m_inv = np.linalg.inv(m)
+    try:
+        m_inv = np.linalg.inv(m)
+    except np.linalg.LinAlgError:
+        raise ValueError('the mass matrix is singular: a joint without inertia '
+                         '(give it armature or mass)') from None
     a = np.eye(2 * n)
     a[:n, n:] = dt * np.eye(n)
     b = np.vstack([0.5 * dt * dt * m_inv, dt * m_inv])

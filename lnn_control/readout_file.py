@@ -169,9 +169,9 @@ class ReadoutStore:
     intervention meanwhile and outside its holds. Otherwise (counted as withheld) a robot
     held by its brakes, learning from a plant that does not move, had its readout rolled
     back, restarted and re-learned wrong, and the autosave wrote that over the good file.
-    A ``path`` set while running that names an existing file is not written automatically
-    until ``save`` (replace it) or ``load`` (use it) is asked for: it may hold another
-    robot's learning.
+    A ``path`` set while running that names an existing file this store has not written or
+    loaded is not written automatically until ``save`` (replace it) or ``load`` (use it)
+    is asked for: it may hold another robot's learning.
     """
 
     def __init__(self, ctrl, path: str, period_s: float):
@@ -185,6 +185,7 @@ class ReadoutStore:
         # the supervisor's interventions and promoted snapshots at the last check or write
         self._marks = (ctrl.supervisor.episodes, ctrl.supervisor.snapshots)
         self._guarded: Optional[str] = None         # an existing file set while running
+        self._own: set[str] = set()                  # files this store wrote or loaded
         self.configure(path, period_s, running=False)
         self._thread = threading.Thread(target=self._write_loop, name='readout-autosave',
                                         daemon=True)
@@ -199,7 +200,8 @@ class ReadoutStore:
         ``running``: a new ``path`` naming an existing file is guarded (class docstring).
         """
         period_ns = int(period_s * 1e9)
-        if running and path and path != getattr(self, 'path', None) and os.path.exists(path):
+        if (running and path and path != getattr(self, 'path', None)
+                and path not in self._own and os.path.exists(path)):
             self._guarded = path
         if (path, period_ns) != (getattr(self, 'path', None), getattr(self, 'period_ns', None)):
             self.path, self.period_ns = path, period_ns
@@ -257,6 +259,7 @@ class ReadoutStore:
         except (OSError, ValueError) as e:
             return False, f'saving readout to {self.path} failed: {e}'
         self._guarded = None
+        self._own.add(self.path)
         self._marks = (self.ctrl.supervisor.episodes, self.ctrl.supervisor.snapshots)
         return True, f'saved readout to {self.path}'
 
@@ -276,6 +279,7 @@ class ReadoutStore:
         except LOAD_ERRORS as e:
             return False, f'not loaded ({e}); nothing changed'
         self._guarded = None
+        self._own.add(self.path)
         self._marks = (self.ctrl.supervisor.episodes, self.ctrl.supervisor.snapshots)
         return True, f'loaded {self.path}'
 
@@ -320,6 +324,7 @@ class ReadoutStore:
                 continue
             try:
                 save_npz(path, arrays)
+                self._own.add(path)
                 self.saves += 1
                 self.last_error = None
             except (OSError, ValueError) as e:

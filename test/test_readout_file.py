@@ -187,6 +187,15 @@ def test_a_readout_path_set_while_running_is_not_overwritten_until_asked(tmp_pat
     store = ReadoutStore(ctrl, str(other_robot), 0.05)   # at start: load_at_start's rules
     assert store.guarded is None
     store.close()
+    mine = tmp_path / 'mine.npz'                      # back to a file this store wrote
+    store = ReadoutStore(ctrl, str(mine), 0.05)
+    try:
+        assert store.save()[0]
+        store.configure(str(other_robot), 0.05)
+        store.configure(str(mine), 0.05)
+        assert store.guarded is None
+    finally:
+        store.close()
 
 
 def test_the_autosave_schedule_restarts_after_the_clock_jumped_back(tmp_path):
