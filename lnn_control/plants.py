@@ -154,7 +154,9 @@ def delay_check(plant: 'Plant', kp: np.ndarray, kd: np.ndarray, rate_hz: float,
     if pd_loop_radius(m, kp, kd, 1.0 / (100.0 * rate_hz), delay_ticks) < 1.0:
         rate = math.ceil(rate_hz / stable_scale(1e-2, 1.0, lambda c: pd_loop_radius(
             m, kp, kd, c / rate_hz, delay_ticks)))
-        advice += f' or control at >= {rate} Hz'
+        advice += (f', or control at >= {rate} Hz if the delay is {delay_ticks} period(s) of '
+                   'this loop whatever its rate (a fixed latency in seconds grows in ticks '
+                   'with the rate: there only the lower frequency helps)')
     return radius, [f'with {delay_ticks} tick(s) of actuation delay at {rate_hz:g} Hz the PD '
                     f'loop is unstable at q = 0 (spectral radius {radius:.3f} >= 1): friction '
                     'may hold small motions, but a kick (the first learning steps give one) '

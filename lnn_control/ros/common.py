@@ -260,39 +260,41 @@ def run_node(make_node: Callable[[], Any], node_name: str, args: Optional[list] 
         return 1
     try:
         with context:
+            stop = _StopRequest()       # from here a signal asks to stop, start-up included
             try:
-                node = make_node()
-            except ValueError as e:
-                rclpy.logging.get_logger(node_name).fatal(str(e))
-                return 1
-            except RCLError:
-                if rclpy.ok():
-                    raise
-                return 0                # shut down while starting: nothing to keep
-            gc_policy = apply_process_settings(node, rclpy.logging.get_logger(node_name))
-            executor = make_executor(_resolve_executor(cli.executor, node))
-            executor.add_node(node)
-            stop = _StopRequest()
-            if gc_policy:
-                gc_policy.start()       # last: everything set up so far is frozen
-            try:
-                while rclpy.ok() and not stop.requested:
-                    try:
-                        executor.spin_once(timeout_sec=0.5)
-                    except RuntimeError:
-                        # RCLError, or a RuntimeError from taking a message while the
-                        # signal shuts the context down (measured: pybind's 'Unable to
-                        # convert call argument'): the shutdown, not a failure.
-                        if rclpy.ok():
-                            raise
+                try:
+                    node = make_node()
+                except ValueError as e:
+                    rclpy.logging.get_logger(node_name).fatal(str(e))
+                    return 1
+                except RCLError:
+                    if rclpy.ok():
+                        raise
+                    return 0            # shut down while starting: nothing to keep
+                gc_policy = apply_process_settings(node, rclpy.logging.get_logger(node_name))
+                executor = make_executor(_resolve_executor(cli.executor, node))
+                executor.add_node(node)
+                if gc_policy:
+                    gc_policy.start()   # last: everything set up so far is frozen
+                try:
+                    while rclpy.ok() and not stop.requested:
+                        try:
+                            executor.spin_once(timeout_sec=0.5)
+                        except RuntimeError:
+                            # RCLError, or a RuntimeError from taking a message while the
+                            # context shuts down (measured: pybind's 'Unable to convert
+                            # call argument'): the shutdown, not a failure.
+                            if rclpy.ok():
+                                raise
+                finally:
+                    result = on_shutdown(node) if on_shutdown else None
+                    executor.shutdown()
+                    node.destroy_node()
+                    if result:
+                        logger = rclpy.logging.get_logger(node_name)
+                        log_outcome(logger, result[0], result[1], 'error')
             finally:
                 stop.restore()
-                result = on_shutdown(node) if on_shutdown else None
-                executor.shutdown()
-                node.destroy_node()
-                if result:
-                    logger = rclpy.logging.get_logger(node_name)
-                    log_outcome(logger, result[0], result[1], 'error')
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     return 0
