@@ -164,11 +164,12 @@ class ReadoutStore:
     (counted), never queued. Times are nanoseconds of the front end's clock.
 
     Automatic writes (the autosave, ``save_at_shutdown``) never replace a good file with
-    a doubtful readout: with the learning supervisor on, they write only a readout it
-    judged good (promoted a snapshot) since the last write or due time, without an
-    intervention meanwhile and outside its holds. Otherwise (counted as withheld) a robot
-    held by its brakes, learning from a plant that does not move, had its readout rolled
-    back, restarted and re-learned wrong, and the autosave wrote that over the good file.
+    a doubtful readout: with the learning supervisor on, they replace an existing file
+    only after it judged the readout good (promoted a snapshot) since the last write, and
+    never with an intervention since the previous due time or during its holds (withheld,
+    counted). Before, a robot held by its brakes, learning from a plant that does not
+    move, had its readout rolled back, restarted and re-learned wrong, and the autosave
+    wrote that over the good file.
     A ``path`` set while running that names an existing file this store has not written or
     loaded is not written automatically until ``save`` (replace it) or ``load`` (use it)
     is asked for: it may hold another robot's learning.
@@ -182,8 +183,9 @@ class ReadoutStore:
         self.withheld_because: Optional[str] = None   # ... the last time, why
         self.last_error: Optional[str] = None
         self._queue: queue.Queue = queue.Queue(maxsize=1)
-        # the supervisor's interventions and promoted snapshots at the last check or write
-        self._marks = (ctrl.supervisor.episodes, ctrl.supervisor.snapshots)
+        # the supervisor's interventions at the last due time or write, its promoted
+        # snapshots at the last write (``doubtful``)
+        self._episodes, self._snapshots = ctrl.supervisor.episodes, ctrl.supervisor.snapshots
         self._guarded: Optional[str] = None         # an existing file set while running
         self._own: set[str] = set()                  # files this store wrote or loaded
         self.configure(path, period_s, running=False)
@@ -217,10 +219,14 @@ class ReadoutStore:
         return self._guarded if self._guarded == self.path else None
 
     def doubtful(self) -> Optional[str]:
-        """Say why an automatic write should not replace the file now (None: it may)."""
+        """
+        Say why an automatic write should not replace the file now (None: it may).
+
+        Interventions count since the previous due time or write (a clean period after
+        one allows a write again); the judgement (a promoted snapshot) since the last
+        write, and only when there is a file to lose. Call ``_checked`` when a write was due.
+        """
         sv = self.ctrl.supervisor
-        marks, (episodes, snapshots) = (sv.episodes, sv.snapshots), self._marks
-        self._marks = marks
         if self.guarded:
             return (f'{self.path} existed when readout_path was set: not overwritten until '
                     '~/save_readout (replace it) or ~/load_readout (use it)')
@@ -228,11 +234,22 @@ class ReadoutStore:
             return None
         if sv.state != 'learning':
             return f'the learning supervisor holds the readout ({sv.state})'
-        if marks[0] != episodes:
+        if sv.episodes != self._episodes:
             return 'the learning supervisor intervened since the last save'
-        if marks[1] == snapshots:
+        if sv.snapshots == self._snapshots and os.path.exists(self.path):
             return 'the learning supervisor has not judged the readout good since the last save'
         return None
+
+    def _checked(self, written: bool) -> None:
+        """
+        Move the marks ``doubtful`` judges from: a write was due (and made, if ``written``).
+
+        An intervention also voids earlier judgements: they vouched for the readout before it.
+        """
+        sv = self.ctrl.supervisor
+        if written or sv.episodes != self._episodes:
+            self._snapshots = sv.snapshots
+        self._episodes = sv.episodes
 
     def load_at_start(self) -> Optional[tuple[bool, str]]:
         """
@@ -260,14 +277,16 @@ class ReadoutStore:
             return False, f'saving readout to {self.path} failed: {e}'
         self._guarded = None
         self._own.add(self.path)
-        self._marks = (self.ctrl.supervisor.episodes, self.ctrl.supervisor.snapshots)
+        self._checked(written=True)
         return True, f'saved readout to {self.path}'
 
     def save_at_shutdown(self) -> tuple[bool, str]:
         """Save unless the readout is doubtful now (``doubtful``); (ok, message)."""
         why = self.doubtful()
         if why:
-            return False, f'readout not saved at shutdown: {why}; {self.path} keeps the last save'
+            kept = (f'{self.path} keeps the last save' if os.path.exists(self.path)
+                    else 'nothing written')
+            return False, f'readout not saved at shutdown: {why}; {kept}'
         return self.save()
 
     def load(self) -> tuple[bool, str]:
@@ -280,7 +299,7 @@ class ReadoutStore:
             return False, f'not loaded ({e}); nothing changed'
         self._guarded = None
         self._own.add(self.path)
-        self._marks = (self.ctrl.supervisor.episodes, self.ctrl.supervisor.snapshots)
+        self._checked(written=True)
         return True, f'loaded {self.path}'
 
     def tick(self, now_ns: int) -> bool:
@@ -295,11 +314,13 @@ class ReadoutStore:
         self.withheld_because = self.doubtful()
         if self.withheld_because:
             self.withheld += 1
+            self._checked(written=False)
             return False
         if self._queue.full():
             self.skipped += 1
             return False
         self._queue.put_nowait((self.path, controller_arrays(self.ctrl)))
+        self._checked(written=True)
         return True
 
     def flush(self, timeout_s: float = 10.0) -> None:

@@ -201,11 +201,16 @@ CONTROLLER = (
           'File (.npz) the readout is loaded from at start and saved to periodically, '
           'at shutdown and by ~/save_readout; empty disables. A file that cannot be '
           'loaded (corrupt, truncated, another robot or reservoir) is renamed to '
-          '<file>.refused and the node starts fresh.'),
+          '<file>.refused and the node starts fresh. With the supervisor on, the automatic '
+          'saves replace an existing file only with a readout the supervisor judged good '
+          'since (none during its holds or after an intervention); ~/save_readout always '
+          'writes. Set while running to an existing file not written by this node: not '
+          'written automatically until ~/save_readout or ~/load_readout.'),
     Param('readout_autosave_period_s', DOUBLE, 10.0,
           'With readout_path set: save the readout this often [s, node clock], written '
           'off the control thread (durable, atomic), so a crash or kill -9 loses at most '
-          'this much learning; 0 saves only at shutdown and on ~/save_readout.',
+          'the learning since the last autosave (withheld while the readout is doubtful, '
+          'see readout_path); 0 saves only at shutdown and on ~/save_readout.',
           0.0, 86400.0),
     Param('realtime.priority', INT, 0,
           'SCHED_FIFO priority (1-99) of the thread that runs the control loop, applied '

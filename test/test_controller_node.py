@@ -577,8 +577,12 @@ def test_learning_survives_a_restart(rig, tmp_path):
     path = tmp_path / 'sub' / 'readout.npz'
     judged = rig({'readout_path': str(path)})
     _learn(judged, 30)                       # 0.3 s: too short for the supervisor to judge
-    ok, message = judged.node.on_shutdown()
-    assert not ok and 'not judged the readout good' in message and not path.exists()
+    assert judged.node.on_shutdown()[0] and path.is_file()    # no file yet: nothing to lose
+    again = rig({'readout_path': str(path)})
+    _learn(again, 30)
+    ok, message = again.node.on_shutdown()   # a file now: only a readout judged good
+    assert not ok and 'not judged the readout good' in message
+    path.unlink()
     # the supervisor off: nothing withholds the write (ReadoutStore.doubtful)
     first = rig({'readout_path': str(path), 'rls.forgetting_factor': 0.9995,
                  'supervisor.enabled': False})

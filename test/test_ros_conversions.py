@@ -116,6 +116,8 @@ def test_stamps_that_went_back_and_run_on_consistently_become_the_new_time_base(
         assert read(reader, C.joint_state(['a'], [0.0], [0.0], stamp_ns=(k + 1) * second))[0] \
             == C.STAMP_BACKWARDS
     assert reader.resyncs == 1
+    stuck = C.joint_state(['a'], [0.3], [0.0], stamp_ns=second)    # one old message, repeated
+    assert all(read(reader, stuck)[0] == C.STAMP_BACKWARDS for _ in range(3 * C.RESYNC_MESSAGES))
 
 
 def test_a_refused_message_does_not_poison_the_cache():

@@ -254,7 +254,10 @@ def run_node(make_node: Callable[[], Any], node_name: str, args: Optional[list] 
     argv = sys.argv if args is None else [sys.argv[0], *args]
     try:            # malformed --ros-args or parameter files: one line, not a traceback
         cli = executor_option(node_name, description, argv)
-        context = rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
+        # our handlers (_StopRequest) need the main thread; elsewhere rclpy's stay
+        main = threading.current_thread() is threading.main_thread()
+        context = rclpy.init(args=argv, signal_handler_options=(
+            SignalHandlerOptions.NO if main else None))
     except RCLError as e:
         print(f'[FATAL] [{node_name}]: invalid ROS arguments: {e}', file=sys.stderr)
         return 1

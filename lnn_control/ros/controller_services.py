@@ -65,8 +65,8 @@ class ControllerServices:
 
         Not a doubtful one (``ReadoutStore.doubtful``): the file keeps the last save.
 
-        Does not log: after Ctrl-C the context is gone and logging through the
-        node's /rosout publisher would fail; the caller logs the returned message.
+        Does not log: the caller (``common.run_node``) logs the returned message once the
+        spin loop has ended.
         """
         self.readout_store.close()
         return self.readout_store.save_at_shutdown() if self.readout_store.path else None

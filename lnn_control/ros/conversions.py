@@ -205,7 +205,7 @@ class JointStateReader:
         if stamp and now_ns and stamp > now_ns + FUTURE_TOLERANCE_NS:
             return STAMP_IN_FUTURE
         if stamp and stamp < self.last_stamp_ns:
-            self._behind = self._behind + 1 if stamp >= self._behind_stamp else 1
+            self._behind = self._behind + 1 if stamp > self._behind_stamp else 1
             self._behind_stamp = stamp
             if self._behind < RESYNC_MESSAGES:
                 return STAMP_BACKWARDS
