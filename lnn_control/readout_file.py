@@ -240,6 +240,12 @@ class ReadoutStore:
             return 'the learning supervisor has not judged the readout good since the last save'
         return None
 
+    def _adopted(self) -> None:
+        """``path`` was saved or loaded on request: this store's own file, judged from now."""
+        self._guarded = None
+        self._own.add(self.path)
+        self._checked(written=True)
+
     def _checked(self, written: bool) -> None:
         """
         Move the marks ``doubtful`` judges from: a write was due (and made, if ``written``).
@@ -275,9 +281,7 @@ class ReadoutStore:
             self.ctrl.save(self.path)
         except (OSError, ValueError) as e:
             return False, f'saving readout to {self.path} failed: {e}'
-        self._guarded = None
-        self._own.add(self.path)
-        self._checked(written=True)
+        self._adopted()
         return True, f'saved readout to {self.path}'
 
     def save_at_shutdown(self) -> tuple[bool, str]:
@@ -297,9 +301,7 @@ class ReadoutStore:
             self.ctrl.load(self.path)
         except LOAD_ERRORS as e:
             return False, f'not loaded ({e}); nothing changed'
-        self._guarded = None
-        self._own.add(self.path)
-        self._checked(written=True)
+        self._adopted()
         return True, f'loaded {self.path}'
 
     def tick(self, now_ns: int) -> bool:
