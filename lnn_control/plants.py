@@ -12,7 +12,7 @@ from typing import Sequence
 import mujoco
 import numpy as np
 
-from .schema import BUNDLED_PLANTS
+from .schema import BUNDLED_PLANTS, by_name
 
 PLANTS = BUNDLED_PLANTS
 _MODEL_DIR = Path(__file__).resolve().parent / 'models'
@@ -26,6 +26,14 @@ _TRN_JOINT = int(mujoco.mjtTrn.mjTRN_JOINT)
 MAX_REFERENCE_HZ = 0.55
 BANDWIDTH_FACTOR = 4.0
 DAMPING_RATIO = 0.8
+# The delay check advises a natural frequency this far below the stability boundary (kp
+# 1/0.8^2 = 1.56x and kd 1.25x below it), or a rate this far above it (1/0.8): arms
+# that read 1.02-1.26 were bistable (a kick sent them into a cycle at their limits), so
+# advice that lands just inside the boundary (radius 0.996-0.9995 before) leaves no
+# margin for what the model at q = 0 and nominal payload misses. (A margin in the radius
+# itself would mean different things at different rates: it tends to 1 as rate grows.)
+ADVICE_MARGIN = 0.8
+MAX_CONTROL_RATE_HZ = by_name()['control_rate_hz'].high
 
 
 def model_path(name_or_path: str) -> str:
@@ -131,8 +139,9 @@ def delay_check(plant: 'Plant', kp: np.ndarray, kd: np.ndarray, rate_hz: float,
     them whose PD loop cycled with the delay (1.2-12x its error without it) read 1.04-1.79,
     and so did the named zoo's arm_friction and arm_heavy_tip (1.14, 1.37); 24 arms that
     did not cycle read at most 0.99, 7 read 1.02-1.26, among them every arm that a kick
-    sent into a cycle at its limits (bistable). The warning says how to get below 1:
-    a lower natural frequency (the same damping ratio) or a higher rate.
+    sent into a cycle at its limits (bistable). The warning says how to get below 1 with a
+    margin (``ADVICE_MARGIN``): a lower natural frequency (the same damping ratio) or a
+    higher rate, and whether that rate is within the node's range.
     """
     m = plant.nominal_mass_matrix()
     kp, kd = np.asarray(kp, dtype=float), np.asarray(kd, dtype=float)
@@ -146,18 +155,22 @@ def delay_check(plant: 'Plant', kp: np.ndarray, kd: np.ndarray, rate_hz: float,
             low, high = (mid, high) if radius_at(mid) < 1.0 else (low, mid)
         return low
 
-    # rounded to the safe side, so that the advice as printed is stable
-    wn_scale = math.floor(100 * stable_scale(1e-3, 1.0, lambda c: pd_loop_radius(
-        m, kp * c * c, kd * c, 1.0 / rate_hz, delay_ticks))) / 100
+    # the stability boundary, then the margin, rounded to the safe side
+    boundary = stable_scale(1e-3, 1.0, lambda c: pd_loop_radius(
+        m, kp * c * c, kd * c, 1.0 / rate_hz, delay_ticks))
+    wn_scale = math.floor(100 * ADVICE_MARGIN * boundary) / 100
     advice = (f'lower the natural frequency to {wn_scale:.2f}x (kp x {wn_scale ** 2:.4g}, '
               f'kd x {wn_scale:.2f}; --bandwidth-factor {wn_scale:.2f}x the one used)'
               if wn_scale >= 0.01 else 'no natural frequency above 1 % of this one is stable')
     if pd_loop_radius(m, kp, kd, 1.0 / (100.0 * rate_hz), delay_ticks) < 1.0:
-        rate = math.ceil(rate_hz / stable_scale(1e-2, 1.0, lambda c: pd_loop_radius(
-            m, kp, kd, c / rate_hz, delay_ticks)))
+        boundary = stable_scale(1e-2, 1.0, lambda c: pd_loop_radius(
+            m, kp, kd, c / rate_hz, delay_ticks))
+        rate = math.ceil(rate_hz / (ADVICE_MARGIN * boundary))
         advice += (f', or control at >= {rate} Hz if the delay is {delay_ticks} period(s) of '
                    'this loop whatever its rate (a fixed latency in seconds grows in ticks '
                    'with the rate: there only the lower frequency helps)')
+        if rate > MAX_CONTROL_RATE_HZ:
+            advice += f" -- above the node's {MAX_CONTROL_RATE_HZ:g} Hz, so not with this node"
     return radius, [f'with {delay_ticks} tick(s) of actuation delay at {rate_hz:g} Hz the PD '
                     f'loop is unstable at q = 0 (spectral radius {radius:.3f} >= 1): friction '
                     'may hold small motions, but a kick (the first learning steps give one) '
