@@ -174,7 +174,7 @@ class LnnControllerNode(ControllerServices, Node):
         # stopped): a silent node would not say why no commands come out.
         self._diagnostics_wall_ns = time.monotonic_ns()
         self._diagnostics_watchdog = self.create_timer(
-            1.0, self._publish_diagnostics_if_stalled,
+            0.25, self._publish_diagnostics_if_stalled,
             clock=Clock(clock_type=ClockType.STEADY_TIME))
 
     def destroy_node(self) -> None:
@@ -410,6 +410,10 @@ class LnnControllerNode(ControllerServices, Node):
         problems += self.loop.problems()
         self._log_pd_health()
         problems += [self.readout_store.last_error] if self.readout_store.last_error else []
+        # a guarded readout_path holds every automatic save until the operator acts
+        problems += ([f'readout_path {self.readout_store.guarded} existed when it was set: not '
+                      'written automatically until ~/save_readout or ~/load_readout']
+                     if self.readout_store.guarded else [])
         values = [
             ('control rate target [Hz]', 1e9 / self.period_ns),
             ('control rate achieved [Hz]', rate),
@@ -447,7 +451,8 @@ class LnnControllerNode(ControllerServices, Node):
         self._publisher.publish(self._diagnostics_pub, self.diagnostics())
 
     def _publish_diagnostics_if_stalled(self) -> None:
-        if time.monotonic_ns() - self._diagnostics_wall_ns > 1_500_000_000:
+        # about 1 Hz while stalled; more than 1 s, so a running node clock publishes first
+        if time.monotonic_ns() - self._diagnostics_wall_ns > 1_250_000_000:
             self.publish_diagnostics()
 
 
