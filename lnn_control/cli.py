@@ -208,15 +208,23 @@ def _zoo(args: argparse.Namespace) -> int:
         raise ValueError(f'unknown zoo plants, variants or changes: {", ".join(unknown)}')
     seeds = _int_list(args.seeds, '--seeds')
     extra = _param_overrides(args.param)
-    total = len(zoo.jobs(plants, variants, seeds, extra, changes))
+    reference = {'frequency_hz': args.reference_hz, 'amplitude_scale': args.amplitude_scale,
+                 'offset_scale': args.offset_scale}
+    for flag, value in (('--reference-hz', args.reference_hz),
+                        ('--amplitude-scale', args.amplitude_scale)):
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f'{flag} must be a positive number; got {value}')
+    if not math.isfinite(args.offset_scale):
+        raise ValueError(f'--offset-scale must be a finite number; got {args.offset_scale}')
+    total = len(zoo.jobs(plants, variants, seeds, extra, changes, reference))
     if not total:
         raise ValueError('no runs: friction changes apply only to plants with friction')
     _make_out(args.out)
     with tqdm(total=total, desc='zoo', unit='run', disable=args.quiet) as bar:
         rows = zoo.run_zoo(plants, variants, seeds, extra, workers=args.workers,
-                           progress=bar.update, changes=changes)
+                           progress=bar.update, changes=changes, reference=reference)
     _write_json(os.path.join(args.out, 'zoo.json'),
-                {'params': extra, 'duration_s': zoo.DURATION_S,
+                {'params': extra, 'reference': reference, 'duration_s': zoo.DURATION_S,
                  'payload_change_at_s': zoo.CHANGE_AT_S, 'runs': rows})
     table = zoo_report.summary_table(rows) + '\n' + zoo_report.markdown_table(rows)
     with open(os.path.join(args.out, 'zoo.md'), 'w', encoding='utf-8') as f:
@@ -395,6 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
                             'no check)')
     gains.set_defaults(func=_gains)
 
+    from .zoo import REFERENCE as zoo_defaults
     zoo = sub.add_parser('zoo', help='run the plant zoo (offline, default settings)')
     zoo.add_argument('--plants', default='', help='comma-separated zoo plants (default: all)')
     zoo.add_argument('--variants', default='nominal,noise,delay',
@@ -414,6 +423,14 @@ def build_parser() -> argparse.ArgumentParser:
                           '(with --plants: as well); plants no default was checked on')
     zoo.add_argument('--random-seed', type=_count, default=0,
                      help='seed of the --random draws')
+    zoo.add_argument('--reference-hz', type=float, default=zoo_defaults['frequency_hz'],
+                     help="the reference's highest frequency [Hz]; the PD gains follow the "
+                          'honest rule for it, the command limits (the actuators) stay')
+    zoo.add_argument('--amplitude-scale', type=float,
+                     default=zoo_defaults['amplitude_scale'],
+                     help="reference amplitude in units of the plant's (0.5 rad, 0.3 m)")
+    zoo.add_argument('--offset-scale', type=float, default=zoo_defaults['offset_scale'],
+                     help='reference offset (the position it moves about) in the same units')
     zoo.add_argument('--list', action='store_true', help='list the zoo plants and exit')
     zoo.add_argument('--quiet', action='store_true', help='no progress bar')
     zoo.set_defaults(func=_zoo)

@@ -22,13 +22,19 @@ import math
 import os
 from pathlib import Path
 import tempfile
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
+
+from .schema import by_name
 
 ZOO_DIR = Path(__file__).resolve().parent / 'models' / 'zoo'
 AMPLITUDE_RAD = 0.5          # reference amplitude of the rotary plants
 AMPLITUDE_M = 0.3            # reference amplitude of the cart-poles
+# The reference the zoo tracks (sum of sines; ``lnn-control zoo --reference-hz`` etc.):
+# its highest frequency [Hz], and amplitude and offset in units of the plant's amplitude.
+REFERENCE = {'frequency_hz': by_name()['reference.frequency_hz'].default,
+             'amplitude_scale': 1.0, 'offset_scale': 0.0}
 G = 9.81
 
 
@@ -259,22 +265,29 @@ def mjcf(name: str) -> str:
     return head + body + '  </worldbody>\n  <actuator>\n' + acts + '  </actuator>\n</mujoco>\n'
 
 
-def controller_params(name: str) -> dict[str, Any]:
+def controller_params(name: str, reference: Mapping[str, float] | None = None
+                      ) -> dict[str, Any]:
     """
     Return what a PID user sets for a zoo plant: joints, honest gains, limits, reference.
 
     Everything else stays at the schema default: that is what the zoo tests.
+    ``reference`` (``REFERENCE`` keys) changes the task, not the robot: the gains follow
+    the honest rule for its highest frequency, the command limits (the actuators) stay.
     """
     from .plants import Plant, honest_gains
 
+    ref = {**REFERENCE, **(reference or {})}
     plant = Plant(model_name(name))
-    kp, kd = honest_gains(plant)
+    kp, kd = honest_gains(plant, max_reference_hz=ref['frequency_hz'])
     limit = np.asarray(effort_limits(name))
     n = plant.n
+    amplitude = reference_amplitude(name)
     return {'joints': list(plant.joint_names), 'kp': kp.round(4).tolist(),
             'kd': kd.round(4).tolist(), 'command_limit': limit.tolist(),
             'reference.mode': 'sum_of_sines',
-            'reference.amplitude': [reference_amplitude(name)] * n}
+            'reference.frequency_hz': ref['frequency_hz'],
+            'reference.amplitude': [amplitude * ref['amplitude_scale']] * n,
+            'reference.offset': [amplitude * ref['offset_scale']] * n}
 
 
 def write_models(directory: Path = ZOO_DIR) -> list[Path]:
@@ -317,10 +330,10 @@ def change_applies(change: str, plant: str) -> bool:
 
 
 def jobs(plants=None, variants=('nominal',), seeds=(0,), extra=None,
-         changes=('payload_x2',)) -> list[tuple]:
+         changes=('payload_x2',), reference=None) -> list[tuple]:
     """Return the ``run_member`` jobs of every (plant, change, variant, seed) that applies."""
-    return [(p, v, s, dict(extra or {}), c) for p in (plants or names()) for c in changes
-            if change_applies(c, p) for v in variants for s in seeds]
+    return [(p, v, s, dict(extra or {}), c, dict(reference or {})) for p in (plants or names())
+            for c in changes if change_applies(c, p) for v in variants for s in seeds]
 
 
 def run_member(job: tuple) -> dict[str, Any]:
@@ -328,14 +341,15 @@ def run_member(job: tuple) -> dict[str, Any]:
     Run PD-only and adaptive on one zoo plant, variant and change (defaults plus ``extra``).
 
     Also runs the adaptive controller on the changed plant from the start (for
-    ``readaptation_ratio``); ``job`` is (plant, variant, seed, extra[, change]).
+    ``readaptation_ratio``); ``job`` is (plant, variant, seed, extra[, change[, reference]]).
     """
     from . import closed_loop as CL
 
     name, variant, seed, extra = job[:4]
     change = job[4] if len(job) > 4 else 'payload_x2'
-    params = {**controller_params(name), 'reservoir.seed': seed, 'reference.seed': seed,
-              **extra}
+    reference = job[5] if len(job) > 5 else None
+    params = {**controller_params(name, reference), 'reservoir.seed': seed,
+              'reference.seed': seed, **extra}
     pd, adaptive, settled = (
         CL.run(model_name(name), params, DURATION_S, learning=learning,
                payload_change_at=at, noise_seed=seed, **VARIANTS[variant], **CHANGES[change])
@@ -357,9 +371,9 @@ def run_member(job: tuple) -> dict[str, Any]:
 
 
 def run_zoo(plants=None, variants=('nominal',), seeds=(0,), extra=None, workers=2,
-            progress=None, changes=('payload_x2',)) -> list[dict[str, Any]]:
+            progress=None, changes=('payload_x2',), reference=None) -> list[dict[str, Any]]:
     """Every job of ``jobs(...)``, on ``workers`` processes; rows in job order."""
-    todo = jobs(plants, variants, seeds, extra, changes)
+    todo = jobs(plants, variants, seeds, extra, changes, reference)
     if workers <= 1:
         return _collect(map(run_member, todo), progress)
     import multiprocessing as mp

@@ -65,6 +65,27 @@ def test_zoo_gains_follow_the_honest_rule(name):
     np.testing.assert_allclose(plant.effort_limit, params['command_limit'])
 
 
+def test_another_reference_changes_the_task_and_the_gains_not_the_robot(tmp_path):
+    """``--reference-hz`` etc.: gains by the honest rule for the new frequency, same limits."""
+    name = 'arm_geared'
+    plant = Plant(zoo.model_name(name))
+    base = zoo.controller_params(name)
+    other = zoo.controller_params(name, {'frequency_hz': 0.2, 'amplitude_scale': 2.0,
+                                         'offset_scale': 1.2})
+    kp, kd = honest_gains(plant, max_reference_hz=0.2)
+    np.testing.assert_allclose(other['kp'], kp, rtol=1e-3)
+    np.testing.assert_allclose(other['kd'], kd, rtol=1e-3)
+    assert other['command_limit'] == base['command_limit']
+    assert other['reference.frequency_hz'] == 0.2
+    assert other['reference.amplitude'] == [1.0, 1.0] and other['reference.offset'] == [0.6, 0.6]
+    from lnn_control import schema                     # the default task: as before
+    assert base['reference.frequency_hz'] == schema.by_name()['reference.frequency_hz'].default
+    assert base['reference.offset'] == [0.0, 0.0] and base['reference.amplitude'] == [0.5, 0.5]
+    from lnn_control import cli
+    for flag in (['--reference-hz', '0'], ['--amplitude-scale', '-1'], ['--offset-scale', 'nan']):
+        assert cli.main(['zoo', '--plants', name, '--out', str(tmp_path), *flag]) == 2
+
+
 # The hardest members with the defaults (measured when this was written; see the
 # README's zoo table): every run learns, and none is worse than PD in any window.
 HARD = ['arm_heavy_tip', 'arm_geared', 'pendulum_5kg']
