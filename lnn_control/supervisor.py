@@ -46,16 +46,32 @@ The response, with hysteresis (``hold_s``) and escalation:
    2-link arms: windows up to 1.95x PD). At 1.0x the trip ratio it also fired at
    1.11-1.13 on reservoirs that chatter harmlessly (spectral radius 2, input
    scaling 100), costing them a restart. Learning from scratch reads up to 2.7 in
-   its first seconds and settles, so the figure is armed only by a snapshot
-   promoted while it stayed below half the trip ratio, and disarmed when learning
-   restarts from zero. The readout goes back to the last good snapshot (taken
-   every 2 windows while rho stayed below half the trip ratio, and promoted only
-   after one more good interval), learning is frozen, and
-   the covariance restarts at its initial value cut by ``GAIN_CUT`` (a cut of
-   the current P would leave a directional-forgetting learner, whose P never
-   grows, unable to learn at all); each further trip cuts it again, and an
-   ``rls.initial_covariance`` above 100 (the largest the sweep validated) is
-   brought to 100 at the first. An
+   its first seconds and settles, so the figure is armed by a snapshot promoted
+   while it stayed below half the trip ratio, and disarmed when learning restarts
+   from zero. After ``ARM_AFTER_S`` of learning from zero it is also armed without
+   one, but only against the capped fast learner (the band of gains below the cap
+   that can slowly pump a lightly damped mode, see below) and only where the
+   reference lies well below the loop's bandwidth (``ARM_BANDWIDTH_MARGIN``): its
+   trip is the fast learner's next step (off), and then it is disarmed. Armed by
+   snapshots alone, it missed a capped fast learner pumping a mode the controller
+   does not measure inside the loop's bandwidth: reading 1.2-2.5 from the first
+   seconds, it never let a snapshot arm it, while rho, the command growing with the
+   error, read 0.4 (the heavy cart-pole with a 0.2 Hz reference, the gains for it
+   and a tick of delay: 5.9x PD's error over a 10 s window; now 1.28x, then 0.29x
+   before the change). Armed by time with full authority it starved a low-gain arm
+   that learned well (gains below the honest rule put part of the reference's own
+   feedforward above the loop's bandwidth: 1.4-2.5 while learning; four trips, 0.15x
+   -> 1.0x PD); against a fast learner not capped it cost the same cart-pole without
+   delay 0.055 -> 0.23x PD after a payload change (0.085 -> 0.80x with noise); and
+   cutting the fast learner on a ladder of its own broke the regular one on 3 of 90
+   random arms with delay (0.08 -> 0.91x PD).
+   The readout goes back to the last good snapshot (taken every 2 windows while rho
+   stayed below half the trip ratio, and promoted only after one more good
+   interval), learning is frozen, and the covariance restarts at its initial value
+   cut by ``GAIN_CUT`` (a cut of the current P would leave a directional-forgetting
+   learner, whose P never grows, unable to learn at all); each further trip cuts it
+   again, and an ``rls.initial_covariance`` above 100 (the largest the sweep
+   validated) is brought to 100 at the first. An
    unstable setting thus ends up stable instead of oscillating between
    learning and rollback. The first suspect is the fast learner: with a
    memory of a few ticks it absorbs a third to a half of its error every
@@ -143,6 +159,12 @@ EASE_SATURATION = 0.25
 EASE_GAIN = 0.5
 EASE_HOLD_S = 0.2
 EASE_RAMP_S = 0.5
+# The echo figure is also armed after this much learning from zero (see step 1), where
+# the loop's bandwidth kp/kd is at least this x the reference's own frequency (the peak
+# desired acceleration over the peak desired velocity; honest gains: 3.8x on the zoo's
+# sum of sines, whatever its frequency).
+ARM_AFTER_S = 10.0
+ARM_BANDWIDTH_MARGIN = 2.0
 
 
 @dataclass
@@ -199,6 +221,8 @@ class LearningSupervisor:
         self._hold_mark = (0, 0)        # controller ticks, saturated ticks as this hold began
         self._ease_tick = -1            # tick the PD output was eased at (-1: not eased)
         self._eased_hold = False        # this hold (frozen or PD only) has eased the PD output
+        self._arm_tick = int(round(ARM_AFTER_S / controller.dt))   # learning from zero till then
+        self._armed_by_time = False     # the echo figure judges the fast learner only
         self._reset_timers()
 
     # -- configuration ---------------------------------------------------------
@@ -264,6 +288,9 @@ class LearningSupervisor:
         """Return the learners' cap: a fraction of the error per step (1: none here)."""
         return min(1.0, GAIN_CAP * self._bandwidth_dt)
 
+    def _ticks_from_now(self, seconds: float) -> int:
+        return self.ctrl.ticks + int(round(seconds / self.ctrl.dt))
+
     def _reset_timers(self) -> None:
         self._stats[:CK.SV_CLEARED] = 0.0
         self._lp[:3] = 0.0          # the chatter statistics run on: they judge the loop
@@ -285,7 +312,7 @@ class LearningSupervisor:
         self.gain_capped = False
         self._owed_cut = False
         self._next_hold_factor = 1
-        self._stats[CK.SV_ARMED] = 0.0
+        self._disarm()
         self.stop_easing()
         self._eased_hold = False
         for good, cand, r in zip(self._good, self._candidate, self.ctrl.readouts()):
@@ -390,8 +417,13 @@ class LearningSupervisor:
         """Do what ``CK.supervise`` asked for (rare: not every tick)."""
         rho = self.ratio
         if action == CK.SV_ROLLBACK:
-            if (not refused_step and int(self._stats[CK.SV_WHY]) == CK.SV_WHY_ECHO
-                    and rho < GOOD_FRACTION * self.trip_ratio
+            echo = not refused_step and int(self._stats[CK.SV_WHY]) == CK.SV_WHY_ECHO
+            if echo and self._armed_by_time:
+                if self._fast_suspect():
+                    self._rollback(self._harm())     # the fast learner's step: cap, then off
+                if not self._fast_suspect():
+                    self._disarm()                   # nothing left for it to judge
+            elif (echo and rho < GOOD_FRACTION * self.trip_ratio
                     and self.ctrl.fast is not None and self.fast_cut == 1.0):
                 self._cut_fast(self._harm())
             else:
@@ -432,8 +464,14 @@ class LearningSupervisor:
             self.snapshots += 1
             if self._stats[CK.SV_ECHO_MAX] < GOOD_FRACTION * self.trip_ratio:
                 self._stats[CK.SV_ARMED] = 1.0
+                self._armed_by_time = False
             self._next_hold_factor = 1     # learning has worked again: back to short holds
             self._owed_cut = False
+        if (not self._stats[CK.SV_ARMED] and self.ctrl.ticks >= self._arm_tick
+                and self.gain_capped and self._fast_suspect()
+                and self._reference_below_bandwidth()):
+            self._stats[CK.SV_ARMED] = 1.0
+            self._armed_by_time = True
         for c, r in zip(self._candidate, self.ctrl.readouts()):
             c[:] = r.w
         self._candidate_ok = good
@@ -455,8 +493,7 @@ class LearningSupervisor:
         self.gain_scale = min(self.gain_scale,
                               VALIDATED_COVARIANCE / self.ctrl.config.rls.initial_covariance)
         # A trip after a PD-only hold (owed) is the slow learner's: see the module docstring.
-        self._only_fast_cut = (self.ctrl.fast is not None and self.fast_cut == 1.0
-                               and not self._owed_cut)
+        self._only_fast_cut = self._fast_suspect()
         # In inverse_model mode the fast learner reads the measured state: its frozen output
         # is a feedback law that a gain cap does not bound (heavy cart-pole with delay: a
         # rolled-back, capped fast learner made rho 6.4, a window of 1.71x PD), so it goes off.
@@ -503,13 +540,40 @@ class LearningSupervisor:
                                  'the slow readout learns on')
         self._reset_timers()
 
+    def _reference_below_bandwidth(self) -> bool:
+        """
+        Whether the reference's own feedforward lies well below the loop's bandwidth.
+
+        Only then is power above that bandwidth a symptom: with gains below the honest
+        rule a feedforward that learned well reads 1.4-2.5 there (the reference's peak
+        frequency 2.3 rad/s, kp/kd 3.2). Judged from the automatic scales' peaks; with
+        fixed scales, or no motion yet, it cannot be judged and is taken as below.
+        """
+        n, envelope = self.ctrl.n, self.ctrl.normalizer.envelope
+        qd, qdd = envelope[n:2 * n], envelope[2 * n:]
+        moving = qd > 0.0
+        if not moving.any():
+            return True
+        reference_rad_s = float(np.max(qdd[moving] / qd[moving]))
+        return self._bandwidth_dt >= ARM_BANDWIDTH_MARGIN * reference_rad_s * self.ctrl.dt
+
+    def _fast_suspect(self) -> bool:
+        """Whether the next trip is the fast learner's (its gain capped, then off)."""
+        return self.ctrl.fast is not None and self.fast_cut == 1.0 and not self._owed_cut
+
+    def _disarm(self) -> None:
+        """Learning restarts from zero: the echo figure waits for a snapshot or the time."""
+        self._stats[CK.SV_ARMED] = 0.0
+        self._armed_by_time = False
+        self._arm_tick = self._ticks_from_now(ARM_AFTER_S)
+
     def _pd_only(self, reason: str) -> None:
         # The fast learner alone was not the problem: the next trip owes the cut skipped.
         self._owed_cut = self._owed_cut or self._only_fast_cut
         for r in self.ctrl.readouts():
             r.w[:] = 0.0
         self._hold(PD_ONLY)
-        self._stats[CK.SV_ARMED] = 0.0      # learning restarts from zero: a transient again
+        self._disarm()                      # learning restarts from zero: a transient again
         # Each retry that fails costs a few bad seconds: until a good snapshot
         # resets it, the next PD-only hold is twice as long.
         hold_factor = self._stats[CK.SV_HOLD_FACTOR] = self._next_hold_factor
@@ -520,6 +584,8 @@ class LearningSupervisor:
 
     def _resume(self, reason: str) -> None:
         self.stop_easing()             # learning judges and learns from the full PD output
+        if self.state == PD_ONLY:      # learning restarts from zero now
+            self._arm_tick = self._ticks_from_now(ARM_AFTER_S)
         self.state = LEARNING
         self._record('resume', f'{reason}: learning resumes')
         for good, cand, r in zip(self._good, self._candidate, self.ctrl.readouts()):

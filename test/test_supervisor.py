@@ -414,6 +414,73 @@ def test_an_oscillating_fast_learner_is_cut_without_stopping_the_slow_readout():
     assert 'adaptation gain now x0.1' in sv.interventions[-1].reason
 
 
+@pytest.mark.slow
+def test_a_fast_learner_pumping_an_unmeasured_mode_is_caught_after_the_arming_time():
+    """
+    The echo figure is armed after ``ARM_AFTER_S`` of learning even with no snapshot.
+
+    The heavy cart-pole tracking a 0.2 Hz reference, with the honest gains for it and a
+    tick of delay: the capped fast learner pumps the pole (0.6 Hz, inside the loop's
+    bandwidth). The echo figure reads 1.2-2.5 from the first seconds, so no snapshot ever
+    armed it, and rho reads 0.4 (the command grows with the error): before, the error
+    grew to 5x PD's over 50 s (1.5x over 30-40 s). Now the echo trips soon after the
+    arming time, the fast learner goes off and the run ends below PD.
+    """
+    from lnn_control.plants import honest_gains
+    from lnn_control.supervisor import ARM_AFTER_S
+    name = 'cartpole_heavy_load'
+    kp, kd = honest_gains(Plant(zoo.model_name(name)), max_reference_hz=0.2)
+    params = {**zoo.controller_params(name), 'kp': kp.tolist(), 'kd': kd.tolist(),
+              'reference.frequency_hz': 0.2, 'reservoir.seed': 0, 'reference.seed': 0}
+    pd, adaptive = (CL.run(zoo.model_name(name), params, 40.0, learning=learning,
+                           delay_ticks=1) for learning in (False, True))
+    echo = [(t, why) for t, action, why in adaptive.meta['interventions']
+            if action == 'rollback' and 'oscillation' in why]
+    assert echo and ARM_AFTER_S <= echo[0][0] < ARM_AFTER_S + 5.0, adaptive.meta['interventions']
+    assert all('fast learner switched off' in why for _, why in echo)   # its step only
+    assert CL.rms(adaptive, 30.0, 40.0) <= 0.8 * CL.rms(pd, 30.0, 40.0)    # was 1.5x
+
+
+def test_armed_by_time_the_echo_figure_judges_only_a_capped_fast_learner():
+    """
+    Without a promoted snapshot the echo figure, armed by time, judges only the fast learner.
+
+    Only once a trip capped the learners' gain (the capped fast learner is what can pump
+    an unmeasured mode) and where the reference's frequency is below half the loop's
+    bandwidth. Its trip is the fast learner's next step (off); then time no longer arms
+    the figure (a promoted snapshot still may), so it never cuts the slow readout's gain.
+    """
+    from lnn_control import control_kernels as CK
+    from lnn_control.supervisor import ARM_AFTER_S
+    ctrl = AdaptiveController({**zoo.controller_params('pendulum_viscous'), 'reservoir.seed': 0})
+    sv = ctrl.supervisor
+    ctrl.ticks = int(ARM_AFTER_S / ctrl.dt)         # learning from zero this long
+    sv._act(CK.SV_SNAPSHOT, False)
+    assert sv._stats[CK.SV_ARMED] == 0.0            # the fast learner is not capped
+    sv.gain_capped = True                           # as the first trip does
+    bandwidth = ctrl.kp[0] / ctrl.kd[0]
+    envelope = ctrl.normalizer.envelope             # the reference's peaks: |q|, |qd|, |qdd|
+    envelope[:] = (0.5, 1.0, 0.6 * bandwidth)       # its frequency above half the bandwidth:
+    sv._stats[CK.SV_MAX] = 1.0                      # (rho high since: nothing promoted)
+    sv._act(CK.SV_SNAPSHOT, False)                  # power above the bandwidth is no symptom
+    assert sv._stats[CK.SV_ARMED] == 0.0
+    envelope[2] = 0.4 * bandwidth
+    sv._stats[CK.SV_MAX] = 1.0
+    sv._act(CK.SV_SNAPSHOT, False)                  # no snapshot promoted: time arms it
+    assert sv.snapshots == 0 and sv._stats[CK.SV_ARMED] == 1.0
+    sv._stats[CK.SV_WHY] = CK.SV_WHY_ECHO
+    sv._act(CK.SV_ROLLBACK, False)
+    assert 'oscillation' in sv.interventions[-1].reason
+    assert 'fast learner switched off' in sv.interventions[-1].reason
+    assert sv.gain_scale == 1.0                     # the slow readout's gain is not cut
+    assert sv.readout_gains()[1] == 0.0 and sv._stats[CK.SV_ARMED] == 0.0
+    sv._resume('test')
+    ctrl.ticks += 10 * int(ARM_AFTER_S / ctrl.dt)
+    sv._stats[CK.SV_MAX] = 1.0
+    sv._act(CK.SV_SNAPSHOT, False)
+    assert sv._stats[CK.SV_ARMED] == 0.0             # nothing left for time to arm it for
+
+
 @pytest.mark.parametrize('hold', ['rollback', 'pd_only'])
 def test_switching_the_supervisor_off_during_a_hold_ends_the_hold(hold):
     """
