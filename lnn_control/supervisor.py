@@ -161,7 +161,7 @@ EASE_HOLD_S = 0.2
 EASE_RAMP_S = 0.5
 # The echo figure is also armed after this much learning from zero (see step 1), where
 # the loop's bandwidth kp/kd is at least this x the reference's own frequency (the peak
-# desired acceleration over the peak desired velocity; honest gains: 3.8x on the zoo's
+# desired acceleration over the peak desired velocity; honest gains: 3.6-3.9x on the zoo's
 # sum of sines, whatever its frequency).
 ARM_AFTER_S = 10.0
 ARM_BANDWIDTH_MARGIN = 2.0
@@ -420,7 +420,7 @@ class LearningSupervisor:
             echo = not refused_step and int(self._stats[CK.SV_WHY]) == CK.SV_WHY_ECHO
             if echo and self._armed_by_time:
                 if self._fast_suspect():
-                    self._rollback(self._harm())     # the fast learner's step: cap, then off
+                    self._rollback(self._harm())     # the fast learner's next step: off
                 if not self._fast_suspect():
                     self._disarm()                   # nothing left for it to judge
             elif (echo and rho < GOOD_FRACTION * self.trip_ratio
