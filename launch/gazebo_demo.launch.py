@@ -106,7 +106,7 @@ def generate_launch_description():
             description='lnn_controller parameter file.'),
         DeclareLaunchArgument(
             'reference_mode', default_value='sum_of_sines',
-            choices=['topic', 'hold', 'sine', 'sum_of_sines'],
+            choices=['topic', 'hold', 'sine', 'sum_of_sines', 'point_to_point'],
             description='Reference the controller tracks.'),
         gazebo,
         robot_state_publisher,

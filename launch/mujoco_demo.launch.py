@@ -39,7 +39,7 @@ def generate_launch_description():
             description='Initial end-link mass/inertia scale (live: ros2 param set).'),
         DeclareLaunchArgument(
             'reference_mode', default_value='sum_of_sines',
-            choices=['topic', 'hold', 'sine', 'sum_of_sines'],
+            choices=['topic', 'hold', 'sine', 'sum_of_sines', 'point_to_point'],
             description='Reference the controller tracks (topic: /lnn_controller/reference).'),
         DeclareLaunchArgument(
             'params_file',

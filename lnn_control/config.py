@@ -133,12 +133,17 @@ class Config(Mapping):
             return []           # another schema (the simulator's)
 
         def value(name):
-            return float(changes.get(name, self._values[name]))
-        timeout, rate = value('sensor_timeout_s'), value('control_rate_hz')
+            return changes.get(name, self._values[name])
+        timeout, rate = float(value('sensor_timeout_s')), float(value('control_rate_hz'))
+        problems = []
         if timeout * rate < 1.0:
-            return [f'sensor_timeout_s {timeout:g} is shorter than one control period '
-                    f'({1.0 / rate:g} s): every tick would find the sensor stale']
-        return []
+            problems.append(f'sensor_timeout_s {timeout:g} is shorter than one control period '
+                            f'({1.0 / rate:g} s): every tick would find the sensor stale')
+        if (value('reference.mode') == 'point_to_point'
+                and not float(value('reference.frequency_hz')) > 0.0):
+            problems.append('reference.mode point_to_point needs reference.frequency_hz above '
+                            '0 (its moves take 1 / frequency_hz s)')
+        return problems
 
     def apply(self, changes: Mapping[str, Any], started: bool = True) -> dict[str, Any]:
         """

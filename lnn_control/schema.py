@@ -229,15 +229,19 @@ CONTROLLER = (
           '(benchmarks/README.md).',
           read_only=True),
     Param('reference.mode', STRING, 'topic',
-          'topic: follow ~/reference; hold, sine, sum_of_sines: generated internally.',
-          choices=('topic', 'hold', 'sine', 'sum_of_sines')),
+          'topic: follow ~/reference; hold, sine, sum_of_sines, point_to_point: generated '
+          'internally (point_to_point: minimum-jerk moves of 1/frequency_hz s between set '
+          'points within offset +- amplitude, each held as long).',
+          choices=('topic', 'hold', 'sine', 'sum_of_sines', 'point_to_point')),
     Param('reference.amplitude', DOUBLE_ARRAY, [0.5],
           'Amplitude per joint of the generated reference [rad or m].',
           0.0, 1e3, per_joint=True),
     Param('reference.frequency_hz', DOUBLE, 0.55,
-          'Frequency of sine; highest component of sum_of_sines.', 0.0, 50.0),
+          'Frequency of sine; highest component of sum_of_sines; 1 / move time of '
+          'point_to_point (which needs it above 0).', 0.0, 50.0),
     Param('reference.seed', INT, 0,
-          'Seed of the sum_of_sines phases (reproducible references).', 0, 2**31 - 1),
+          'Seed of the sum_of_sines phases and the point_to_point set points '
+          '(reproducible references).', 0, 2**31 - 1),
     Param('reference.offset', DOUBLE_ARRAY, [0.0],
           'Offset per joint of the generated reference (hold position).',
           -1e3, 1e3, per_joint=True),

@@ -125,14 +125,65 @@ class Hold:
         return self.position.copy(), np.zeros(self.n_joints), np.zeros(self.n_joints)
 
 
-MODES = ('hold', 'sine', 'sum_of_sines')
+class PointToPoint:
+    """
+    Set points reached by minimum-jerk moves: a move of 1/f s, then a hold of 1/f s.
+
+    A user's task as a trajectory generator sends it (reach a pose, stay, move on), not
+    steps: position, velocity and acceleration are continuous (zero velocity and
+    acceleration at both ends of a move), and a move's content reaches about f, so the
+    honest gains for f fit it. Set points are drawn uniformly within offset +- amplitude
+    per joint (seeded, a cycle of ``SEGMENTS``); the first is the offset. No allocation
+    per sample.
+    """
+
+    SEGMENTS = 256
+
+    def __init__(self, amplitude, frequency_hz: float, offsets, seed: int = 0):
+        offsets = _finite('offsets', np.atleast_1d(np.asarray(offsets, dtype=float)))
+        amplitude = np.broadcast_to(np.asarray(amplitude, dtype=float), offsets.shape)
+        amplitude = _finite('amplitude', amplitude)
+        if not frequency_hz > 0.0:
+            raise ValueError(f'point_to_point needs a frequency above 0 Hz; got {frequency_hz}')
+        self.n_joints = offsets.shape[0]
+        self.max_frequency_hz = float(frequency_hz)
+        self.move_s = 1.0 / self.max_frequency_hz
+        rng = np.random.default_rng(seed)
+        self.points = offsets + amplitude * rng.uniform(-1.0, 1.0, (self.SEGMENTS, self.n_joints))
+        self.points[0] = offsets
+        self._step = np.zeros(self.n_joints)
+
+    def sample(self, t: float, out_q, out_qd, out_qdd) -> None:
+        segment, tau = divmod(max(t, 0.0), 2.0 * self.move_s)
+        k = int(segment) % self.SEGMENTS
+        start, end = self.points[k], self.points[(k + 1) % self.SEGMENTS]
+        if tau >= self.move_s:
+            out_q[:] = end
+            out_qd[:] = 0.0
+            out_qdd[:] = 0.0
+            return
+        s, T = tau / self.move_s, self.move_s
+        np.subtract(end, start, out=self._step)
+        np.multiply(self._step, s * s * s * (10.0 - 15.0 * s + 6.0 * s * s), out=out_q)
+        out_q += start
+        np.multiply(self._step, 30.0 * s * s * (1.0 - s) ** 2 / T, out=out_qd)
+        np.multiply(self._step, 60.0 * s * (1.0 - s) * (1.0 - 2.0 * s) / (T * T), out=out_qdd)
+
+    def __call__(self, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        q, qd, qdd = (np.zeros(self.n_joints) for _ in range(3))
+        self.sample(t, q, qd, qdd)
+        return q, qd, qdd
+
+
+MODES = ('hold', 'sine', 'sum_of_sines', 'point_to_point')
 
 
 def make_reference(mode: str, n_joints: int, amplitude, frequency_hz, offset=None, seed=0):
     """
     Build a reference by name; amplitude/frequency/offset are scalars or per joint.
 
-    'hold' stays at `offset`; 'sum_of_sines' uses frequency_hz as its highest frequency.
+    'hold' stays at `offset`; 'sum_of_sines' uses frequency_hz as its highest frequency;
+    'point_to_point' moves between set points in 1/frequency_hz s and holds as long.
     """
     offsets = np.broadcast_to(np.asarray(0.0 if offset is None else offset, dtype=float),
                               (n_joints,))
@@ -143,6 +194,8 @@ def make_reference(mode: str, n_joints: int, amplitude, frequency_hz, offset=Non
                     np.broadcast_to(frequency_hz, (n_joints,)), offsets)
     if mode == 'sum_of_sines':
         return SumOfSines.standard(n_joints, amplitude, float(frequency_hz), seed, offsets)
+    if mode == 'point_to_point':
+        return PointToPoint(amplitude, float(frequency_hz), offsets, seed)
     raise ValueError(f'unknown reference mode {mode!r}; choose one of {", ".join(MODES)}')
 
 
@@ -152,7 +205,7 @@ class DesiredState:
 
     It serves a front end that may be given a reference or generate one.
 
-    Generated (``reference.mode`` hold, sine, sum_of_sines; time counted from the first
+    Generated (``reference.mode`` hold, sine, sum_of_sines, point_to_point; time from the first
     ``update``) when configured so; otherwise the latest reference received; before the
     first one, ``hold`` (a front end sets it to the first measured position: the one set
     point that cannot make the robot move).

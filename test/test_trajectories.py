@@ -1,5 +1,5 @@
 """References: analytic derivatives, allocation-free sampling, factory."""
-from lnn_control.trajectories import Hold, make_reference, Sine, SumOfSines
+from lnn_control.trajectories import Hold, make_reference, PointToPoint, Sine, SumOfSines
 import numpy as np
 import pytest
 
@@ -68,5 +68,40 @@ def test_make_reference():
     sos = make_reference('sum_of_sines', 3, 0.4, 0.55, offset=[0.0, 0.1, 0.2], seed=1)
     assert sos.n_joints == 3 and sos.max_frequency_hz == pytest.approx(0.55)
     np.testing.assert_allclose(sos.offsets, [0.0, 0.1, 0.2])
-    with pytest.raises(ValueError, match='hold.*sine.*sum_of_sines'):
+    with pytest.raises(ValueError, match='hold.*sine.*sum_of_sines.*point_to_point'):
         make_reference('chirp', 1, 0.5, 0.5)
+
+
+def test_point_to_point_moves_between_set_points_and_holds_them():
+    """Minimum-jerk moves of 1/f s within offset +- amplitude, each set point held 1/f s."""
+    f, amplitude, offset = 0.5, np.array([0.5, 0.2]), np.array([0.1, -0.2])
+    ref = make_reference('point_to_point', 2, amplitude, f, offset, seed=7)
+    assert isinstance(ref, PointToPoint) and ref.max_frequency_hz == f
+    np.testing.assert_array_equal(ref(0.0)[0], offset)            # starts where it holds
+    t = np.arange(0.0, 40.0, 0.01)
+    q, qd, qdd = (np.array(x) for x in zip(*(ref(ti) for ti in t)))
+    assert (np.abs(q - offset) <= amplitude + 1e-12).all()
+    assert np.abs(np.diff(q, axis=0)).max() < 0.02                 # no steps
+    holding = (t % (2 / f)) >= 1 / f
+    np.testing.assert_array_equal(qd[holding], 0.0)
+    np.testing.assert_array_equal(qdd[holding], 0.0)
+    ends = [ref(k * 2 / f + 1 / f)[0] for k in range(1, 5)]       # a new set point each time
+    assert all(np.abs(a - b).max() > 1e-3 for a, b in zip(ends, ends[1:]))
+    _check_derivatives(ref, times=np.linspace(0.05, 7.05, 15))    # off the move/hold joints
+    again = make_reference('point_to_point', 2, amplitude, f, offset, seed=7)
+    np.testing.assert_array_equal(again(13.3)[0], ref(13.3)[0])    # reproducible by seed
+    out = np.empty(2), np.empty(2), np.empty(2)
+    ids = tuple(id(a) for a in out)
+    ref.sample(0.4, *out)
+    assert ids == tuple(id(a) for a in out)
+    with pytest.raises(ValueError, match='above 0 Hz'):
+        make_reference('point_to_point', 1, 0.5, 0.0)
+
+
+def test_point_to_point_without_a_frequency_is_refused_as_a_setting():
+    from lnn_control import zoo
+    from lnn_control.controller import AdaptiveController
+    with pytest.raises(ValueError, match='point_to_point needs reference.frequency_hz'):
+        AdaptiveController({**zoo.controller_params('pendulum_viscous'),
+                            'reference.mode': 'point_to_point',
+                            'reference.frequency_hz': 0.0})

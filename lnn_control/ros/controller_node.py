@@ -19,7 +19,7 @@ forward_command_controller (``interface_name: effort``)::
 The control loop is a timer on the node clock, so ``use_sim_time`` with
 ``/clock`` drives it deterministically. Each tick uses the latest valid
 joint_states (stored by the subscription) and a reference that is either
-generated (``reference.mode`` hold/sine/sum_of_sines, time measured from the
+generated (``reference.mode`` hold/sine/sum_of_sines/point_to_point, time measured from the
 first valid joint_states) or the last ``~/reference`` message. In topic mode,
 before the first reference message the node holds the first measured position:
 the one set point that cannot make the robot move.
