@@ -161,7 +161,8 @@ def delay_check(plant: 'Plant', kp: np.ndarray, kd: np.ndarray, rate_hz: float,
     wn_scale = math.floor(100 * ADVICE_MARGIN * boundary) / 100
     advice = (f'lower the natural frequency to {wn_scale:.2f}x (kp x {wn_scale ** 2:.4g}, '
               f'kd x {wn_scale:.2f}; --bandwidth-factor {wn_scale:.2f}x the one used)'
-              if wn_scale >= 0.01 else 'no natural frequency above 1 % of this one is stable')
+              if wn_scale >= 0.01 else 'no usable natural frequency is stable with the margin '
+              f'(the boundary lies at {100 * boundary:.2g} % of this one)')
     if pd_loop_radius(m, kp, kd, 1.0 / (100.0 * rate_hz), delay_ticks) < 1.0:
         boundary = stable_scale(1e-2, 1.0, lambda c: pd_loop_radius(
             m, kp, kd, c / rate_hz, delay_ticks))

@@ -52,7 +52,9 @@ The response, with hysteresis (``hold_s``) and escalation:
    one, but only against the capped fast learner (the band of gains below the cap
    that can slowly pump a lightly damped mode, see below) and only where the
    reference lies well below the loop's bandwidth (``ARM_BANDWIDTH_MARGIN``): its
-   trip is the fast learner's next step (off), and then it is disarmed. Armed by
+   trip is the fast learner's next step (off), and once the fast learner is off or cut,
+   by any trip, it is disarmed (also when the gains or the reference no longer meet the
+   conditions at its trip; a readout file loaded restarts the time too). Armed by
    snapshots alone, it missed a capped fast learner pumping a mode the controller
    does not measure inside the loop's bandwidth: reading 1.2-2.5 from the first
    seconds, it never let a snapshot arm it, while rho, the command growing with the
@@ -419,10 +421,10 @@ class LearningSupervisor:
         if action == CK.SV_ROLLBACK:
             echo = not refused_step and int(self._stats[CK.SV_WHY]) == CK.SV_WHY_ECHO
             if echo and self._armed_by_time:
-                if self._fast_suspect():
+                if self._time_arming_holds():        # (gains or reference may have changed)
                     self._rollback(self._harm())     # the fast learner's next step: off
-                if not self._fast_suspect():
-                    self._disarm()                   # nothing left for it to judge
+                else:
+                    self._disarm()
             elif (echo and rho < GOOD_FRACTION * self.trip_ratio
                     and self.ctrl.fast is not None and self.fast_cut == 1.0):
                 self._cut_fast(self._harm())
@@ -468,8 +470,7 @@ class LearningSupervisor:
             self._next_hold_factor = 1     # learning has worked again: back to short holds
             self._owed_cut = False
         if (not self._stats[CK.SV_ARMED] and self.ctrl.ticks >= self._arm_tick
-                and self.gain_capped and self._fast_suspect()
-                and self._reference_below_bandwidth()):
+                and self._time_arming_holds()):
             self._stats[CK.SV_ARMED] = 1.0
             self._armed_by_time = True
         for c, r in zip(self._candidate, self.ctrl.readouts()):
@@ -515,6 +516,7 @@ class LearningSupervisor:
         self._record('rollback', f'{reason}: readout rolled back to the last good snapshot, '
                                  f'learning frozen for {self.hold_s:g} s, {response}')
         self._reset_timers()
+        self._disarm_time_if_done()
 
     def _hold(self, state: str) -> None:
         """Enter a hold (frozen or PD only): its saturation count and easing start afresh."""
@@ -539,6 +541,11 @@ class LearningSupervisor:
                                  f'snapshot, its gain now x{self.fast_cut * self.gain_scale:g}; '
                                  'the slow readout learns on')
         self._reset_timers()
+        self._disarm_time_if_done()
+
+    def _time_arming_holds(self) -> bool:
+        """Whether time may arm the echo figure: a capped fast learner, a slow reference."""
+        return self.gain_capped and self._fast_suspect() and self._reference_below_bandwidth()
 
     def _reference_below_bandwidth(self) -> bool:
         """
@@ -546,8 +553,10 @@ class LearningSupervisor:
 
         Only then is power above that bandwidth a symptom: with gains below the honest
         rule a feedforward that learned well reads 1.4-2.5 there (the reference's peak
-        frequency 2.3 rad/s, kp/kd 3.2). Judged from the automatic scales' peaks; with
-        fixed scales, or no motion yet, it cannot be judged and is taken as below.
+        frequency 2.3 rad/s, kp/kd 3.2). Judged from the automatic scales' peaks (the peak
+        velocity and acceleration may come from different parts of the reference: a large
+        slow one then a small fast one reads low); with fixed scales, or no motion yet, it
+        cannot be judged and is taken as below.
         """
         n, envelope = self.ctrl.n, self.ctrl.normalizer.envelope
         qd, qdd = envelope[n:2 * n], envelope[2 * n:]
@@ -560,6 +569,11 @@ class LearningSupervisor:
     def _fast_suspect(self) -> bool:
         """Whether the next trip is the fast learner's (its gain capped, then off)."""
         return self.ctrl.fast is not None and self.fast_cut == 1.0 and not self._owed_cut
+
+    def _disarm_time_if_done(self) -> None:
+        """Armed by time, the figure judges the fast learner only: disarm once it is gone."""
+        if self._armed_by_time and not self._fast_suspect():
+            self._disarm()
 
     def _disarm(self) -> None:
         """Learning restarts from zero: the echo figure waits for a snapshot or the time."""

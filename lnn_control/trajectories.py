@@ -6,6 +6,7 @@ so every reference writes all three into preallocated arrays without allocating 
 """
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 from numba import njit
@@ -154,6 +155,9 @@ class PointToPoint:
         self._step = np.zeros(self.n_joints)
 
     def sample(self, t: float, out_q, out_qd, out_qdd) -> None:
+        if not math.isfinite(t):              # as the sines: no time, no reference
+            out_q[:] = out_qd[:] = out_qdd[:] = np.nan
+            return
         segment, tau = divmod(max(t, 0.0), 2.0 * self.move_s)
         k = int(segment) % self.SEGMENTS
         start, end = self.points[k], self.points[(k + 1) % self.SEGMENTS]

@@ -481,6 +481,49 @@ def test_armed_by_time_the_echo_figure_judges_only_a_capped_fast_learner():
     assert sv._stats[CK.SV_ARMED] == 0.0             # nothing left for time to arm it for
 
 
+def _armed_by_time(ctrl):
+    """Arm the echo figure by time on a fresh controller (capped, slow reference)."""
+    from lnn_control import control_kernels as CK
+    from lnn_control.supervisor import ARM_AFTER_S
+    sv = ctrl.supervisor
+    ctrl.ticks = int(ARM_AFTER_S / ctrl.dt)
+    sv.gain_capped = True
+    ctrl.normalizer.envelope[:] = (0.5, 1.0, 0.4 * ctrl.kp[0] / ctrl.kd[0])
+    sv._stats[CK.SV_MAX] = 1.0
+    sv._act(CK.SV_SNAPSHOT, False)
+    assert sv._armed_by_time and sv._stats[CK.SV_ARMED] == 1.0
+    return sv
+
+
+def test_a_trip_that_switches_the_fast_learner_off_disarms_the_time_armed_echo_figure():
+    """Any trip that leaves no fast learner to judge disarms it: it can never cut the slow one."""
+    from lnn_control import control_kernels as CK
+    ctrl = AdaptiveController({**zoo.controller_params('pendulum_viscous'), 'reservoir.seed': 0})
+    sv = _armed_by_time(ctrl)
+    sv._stats[CK.SV_WHY] = CK.SV_WHY_RHO              # a rho trip, not the echo figure
+    sv._act(CK.SV_ROLLBACK, False)
+    assert 'fast learner switched off' in sv.interventions[-1].reason
+    assert sv._stats[CK.SV_ARMED] == 0.0 and not sv._armed_by_time
+    n = ctrl.n
+    for k in range(int(sv._stats[CK.SV_WINDOW]) + 5):  # the hold: a chattering feedforward
+        pd = np.full(n, 1.0)
+        ff = np.full(n, 4.0 * (-1) ** k)
+        sv.observe(pd, ff, pd + ff, 0)
+        ctrl.ticks += 1
+    assert sv.counts['pd_only'] == 0 and not sv._owed_cut
+
+
+def test_a_time_armed_trip_is_ignored_once_the_gains_put_the_reference_above_half_the_bandwidth():
+    from lnn_control import control_kernels as CK
+    ctrl = AdaptiveController({**zoo.controller_params('pendulum_viscous'), 'reservoir.seed': 0})
+    sv = _armed_by_time(ctrl)
+    ctrl.update_params({'kp': (ctrl.kp / 4).tolist()})     # kp/kd 4x lower
+    sv._stats[CK.SV_WHY] = CK.SV_WHY_ECHO
+    sv._act(CK.SV_ROLLBACK, False)
+    assert sv.interventions == [] and sv.readout_gains()[1] == 1.0
+    assert sv._stats[CK.SV_ARMED] == 0.0
+
+
 @pytest.mark.parametrize('hold', ['rollback', 'pd_only'])
 def test_switching_the_supervisor_off_during_a_hold_ends_the_hold(hold):
     """
