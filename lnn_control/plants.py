@@ -22,8 +22,8 @@ _TRN_JOINT = int(mujoco.mjtTrn.mjTRN_JOINT)
 
 
 # The honest-baseline rule (see README): wn = BANDWIDTH_FACTOR x the highest
-# reference frequency, damping ratio DAMPING_RATIO.
-MAX_REFERENCE_HZ = 0.55
+# reference frequency (the default reference's), damping ratio DAMPING_RATIO.
+MAX_REFERENCE_HZ = by_name()['reference.frequency_hz'].default
 BANDWIDTH_FACTOR = 4.0
 DAMPING_RATIO = 0.8
 # The delay check advises a natural frequency this far below the stability boundary (kp

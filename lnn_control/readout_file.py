@@ -218,6 +218,14 @@ class ReadoutStore:
         """Return a ``path`` set while running that named an existing file (until save or load)."""
         return self._guarded if self._guarded == self.path else None
 
+    @property
+    def guard_problem(self) -> Optional[str]:
+        """Say why a guarded ``path`` is not written automatically (None: not guarded)."""
+        if not self.guarded:
+            return None
+        return (f'{self.path} existed when readout_path was set: not overwritten until '
+                '~/save_readout (replace it) or ~/load_readout (use it)')
+
     def doubtful(self) -> Optional[str]:
         """
         Say why an automatic write should not replace the file now (None: it may).
@@ -228,8 +236,7 @@ class ReadoutStore:
         """
         sv = self.ctrl.supervisor
         if self.guarded:
-            return (f'{self.path} existed when readout_path was set: not overwritten until '
-                    '~/save_readout (replace it) or ~/load_readout (use it)')
+            return self.guard_problem
         if not sv.enabled:
             return None
         if sv.state != 'learning':

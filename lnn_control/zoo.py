@@ -181,7 +181,7 @@ def reference_amplitude(name: str) -> float:
     return AMPLITUDE_M if isinstance(spec(name), CartPole) else AMPLITUDE_RAD
 
 
-def effort_limits(name: str, max_frequency_hz: float = 0.55) -> list[float]:
+def effort_limits(name: str, max_frequency_hz: float = REFERENCE['frequency_hz']) -> list[float]:
     """Four times the effort the nominal reference needs, per actuated joint."""
     member = spec(name)
     a = reference_amplitude(name)

@@ -107,7 +107,7 @@ def test_a_foreign_file_set_as_readout_path_is_only_written_on_request(rig, tmp_
     saved = r.call(Trigger, 'save_readout', Trigger.Request())
     assert saved.success, saved.message
     assert foreign.read_bytes() != original and store.guarded is None
-    assert 'existed when it was set' not in r.node.diagnostics().status[0].message
+    assert 'existed when readout_path was set' not in r.node.diagnostics().status[0].message
     reloaded = twin(r.params)
     reloaded.load(str(foreign))
     for mine, theirs in zip(r.node.controller.readouts(), reloaded.readouts()):

@@ -411,9 +411,8 @@ class LnnControllerNode(ControllerServices, Node):
         self._log_pd_health()
         problems += [self.readout_store.last_error] if self.readout_store.last_error else []
         # a guarded readout_path holds every automatic save until the operator acts
-        problems += ([f'readout_path {self.readout_store.guarded} existed when it was set: not '
-                      'written automatically until ~/save_readout or ~/load_readout']
-                     if self.readout_store.guarded else [])
+        guard = self.readout_store.guard_problem
+        problems += [guard] if guard else []
         values = [
             ('control rate target [Hz]', 1e9 / self.period_ns),
             ('control rate achieved [Hz]', rate),
