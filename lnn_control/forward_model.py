@@ -79,8 +79,31 @@ class ForwardModel:
         wk[FK.W_UNIT] = 1.0
         wk[FK.W_ARGS, :FK.N_ARGS] = (*d.settings, self.plant.initial_covariance, COMMAND_HEADROOM,
                                      min(1.0, self.dt / ERROR_AVERAGE_S))
-        self._base = wk[FK.W_BASE:FK.W_BASE + nh, :m]
-        self._pred = wk[FK.W_BASE + nh:FK.W_BASE + 2 * nh, :m]
+        self._pack()
+
+    def _pack(self) -> None:
+        """
+        Move every array the tick touches into one buffer (``FK.pack``): one short call.
+
+        The owners keep views of it under the same names, so everything else (resets,
+        rescaling, the readouts' own methods) works on them in place as before.
+        """
+        pl, det, mem = self.plant, self.detector, self.memory
+        owners = [(self, '_wk'), (self, '_ring'), (self, '_st'), (self, 'w'),
+                  *((pl, a) for a in ('p', 'w', '_phi', '_g', '_y', '_st')),
+                  (det, '_st'), (det, '_hist')]
+        if mem is not None:
+            r = mem.readout
+            owners += [(mem, '_decay'), (mem, '_traces'), (mem, '_ring'), (mem, '_mst'),
+                       *((r, a) for a in ('p', 'w', '_phi', '_g', '_y', '_st')),
+                       (mem, '_err'), (mem, 'out'), (mem, '_power')]
+        self._buf, self._index, views = FK.pack([getattr(o, a) for o, a in owners])
+        for (owner, attr), view in zip(owners, views):
+            setattr(owner, attr, view)
+        nh, m = len(self._horizons), 2 * self.n
+        self._base = self._wk[FK.W_BASE:FK.W_BASE + nh, :m]
+        self._pred = self._wk[FK.W_BASE + nh:FK.W_BASE + 2 * nh, :m]
+        self._memory_h = mem.horizon if mem is not None else 0
 
     def step(self, phi: np.ndarray, x: np.ndarray, command: np.ndarray, scale: np.ndarray,
              gain: np.ndarray, k_scale: float) -> bool:
@@ -92,12 +115,8 @@ class ForwardModel:
         ``P [1, phi]`` and 1 / (lambda + phi' P phi) of this tick's step (k_scale 0: it
         did not learn). One kernel call, no allocation.
         """
-        pl, det = self.plant, self.detector
-        code = FK.forward_tick(x, command, scale, phi, gain, k_scale, det.enabled, self._wk,
-                               self._ring, self._st, self.w, self._horizons, pl.p, pl.w,
-                               pl._phi, pl._g, pl._y, pl._st, det._st, det._hist)
-        if self.memory is not None:
-            self.memory.step(x, phi, scale)
+        code = FK.forecast(x, command, scale, phi, gain, k_scale, self.detector.enabled,
+                           self._horizons, self._memory_h, self._buf, self._index)
         return bool(code & 1)
 
     @property
@@ -171,17 +190,19 @@ class MemoryReadout:
         self._err = np.zeros(2 * n)
         self.out = np.zeros(2 * n)
         self._power = np.zeros(1)
-        r = self.readout       # its arrays are updated in place: bind them once
-        self._args = (self._decay, self.horizon, self._traces, self._ring, self._mst, r.p, r.w,
-                      r._phi, r._g, r._y, r._st, self._err, self.out, self._power,
-                      min(1.0, dt / ERROR_AVERAGE_S))
+
+        self._a_err = min(1.0, dt / ERROR_AVERAGE_S)
 
     @property
     def power(self) -> float:
         return float(self._power[0])
 
     def step(self, x: np.ndarray, phi: np.ndarray, scale: np.ndarray) -> None:
-        FK.memory_step(x, phi, scale, *self._args)
+        """Step on its own (a ``ForwardModel`` steps it inside its one kernel call)."""
+        r = self.readout
+        FK.memory_step(x, phi, scale, self._decay, self.horizon, self._traces, self._ring,
+                       self._mst, r.p, r.w, r._phi, r._g, r._y, r._st, self._err, self.out,
+                       self._power, self._a_err)
 
     def restart(self) -> None:
         """Forget the ring; the traces start again from the next values (weights stay)."""

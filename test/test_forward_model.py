@@ -1,5 +1,6 @@
 """The forward model: shared-covariance bookkeeping, prediction and anomaly detection."""
 from lnn_control import closed_loop as CL
+from lnn_control import forward_kernels as FK
 from lnn_control.controller import AdaptiveController
 from lnn_control.forward_model import ForwardModel, MemoryReadout
 from lnn_control.rls import RLSReadout
@@ -113,3 +114,35 @@ def test_controller_reports_predictions_and_can_switch_them_off():
     assert AdaptiveController({**params, 'controller.mode': 'inverse_model'}).forward is None
     with pytest.raises(ValueError):
         ctrl.update_params({'prediction.horizon_ticks': 2})        # read-only
+
+
+def test_pack_copies_arrays_into_one_buffer_that_the_kernels_read_as_the_same_views():
+    arrays = [np.arange(5.0), np.arange(6.0).reshape(2, 3), np.arange(24.0).reshape(2, 3, 4)]
+    buf, index, views = FK.pack(arrays)
+    assert np.all(index[:, 0] % FK.ALIGN == 0)
+    for a, v in zip(arrays, views):
+        assert np.array_equal(a, v) and np.shares_memory(v, buf)
+    views[2][1, 2, 3] = -1.0                        # written through a view...
+    assert FK._view3(buf, index, 2)[1, 2, 3] == -1.0   # ...read by the kernel's view
+    assert np.array_equal(FK._view2(buf, index, 1), arrays[1])
+    assert np.array_equal(FK._view1(buf, index, 0), arrays[0])
+    with pytest.raises(ValueError):
+        FK.pack([np.arange(3)])                    # int64: not a float64 array
+
+
+def test_forward_model_state_stays_in_its_one_buffer():
+    # the tick passes only the buffer: an array rebound elsewhere would stop learning
+    fm = ForwardModel(2, 6, (1, 3), 0.01, 0.3, 0.9999, memory_horizon=5)
+    fm.reset()
+    fm.rescale_inputs(np.full(6, 2.0))
+    fm.plant.restart_covariance(0.5)
+    fm.memory.readout.restart_covariance(0.5)
+    owned = [fm._wk, fm._ring, fm._st, fm.w, fm.plant.p, fm.plant.w, fm.plant._st,
+             fm.detector._st, fm.detector._hist, fm.memory.readout.p, fm.memory.readout.w,
+             fm.memory._traces, fm.memory.out]
+    assert all(np.shares_memory(a, fm._buf) for a in owned)
+    x = np.array([0.1, -0.2, 0.3, 0.0])
+    for k in range(8):
+        fm.step(np.full(6, 0.1 * k), x * k, np.array([1.0, -1.0]), np.ones(4),
+                np.ones(7), 0.5)
+    assert fm.w.any() and fm.memory.readout.w.any()    # both learned through the buffer
