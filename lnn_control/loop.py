@@ -119,7 +119,8 @@ class ControlLoop:
         return out
 
     def sensor_age_s(self, now_ns: int) -> float:
-        return (now_ns - self.sensor_time_ns) * 1e-9
+        """Age of the latest measurement (never negative: a stamp ahead of ``now_ns`` is 0)."""
+        return max(0.0, (now_ns - self.sensor_time_ns) * 1e-9)
 
     def problems(self) -> list[str]:
         """Return what a front end should report as wrong with the loop or the learning."""

@@ -187,6 +187,10 @@ CONTROLLER = (
           'joint_states older than this make the sensor stale (at least one control '
           'period).', 0.0, 60.0,
           open_low=True),
+    Param('reference_timeout_s', DOUBLE, 0.5,
+          'A ~/reference that asks for motion (a velocity) and then stops coming is held '
+          'at its last position after this long (0: never); a set point is held anyway.',
+          0.0, 60.0),
     Param('sync_to_joint_state_stamps', BOOL, False,
           'Sim time only: the tick of time t waits (at most one period) for the '
           'joint_states stamped t. For lock-step simulators such as lnn_sim, which '

@@ -676,6 +676,84 @@ def test_clock_jumping_back_waits_for_fresh_joint_states(rig):
     assert r.tick() is not None
 
 
+def test_a_stamp_ahead_of_the_clock_cannot_keep_a_silent_sensor_fresh(rig):
+    # sync mode takes the sensor's age from its stamp: one stamp 0.9 s ahead (inside the
+    # reader's tolerance) kept the sensor "fresh" for 0.9 s, one far ahead for good
+    r = rig({'sync_to_joint_state_stamps': True, 'sensor_timeout_s': 0.03,
+             'learning_enabled': False, 'reference.mode': 'hold'})
+    r.now_ns = 10**9
+    r.send([0.0, 0.0], stamp_ns=r.now_ns + 900_000_000)
+    r.tick(6)                                   # then silence
+    assert r.node.loop.stale and (r.commands[-1] == 0.0).all()
+    assert r.node.loop.stale_episodes == 1
+    assert 0.0 <= float(key_values(r.node.diagnostics().status[0])['sensor age [s]']) < 0.1
+
+
+def test_the_same_sample_again_does_not_keep_the_sensor_fresh(rig):
+    r = rig({'sensor_timeout_s': 0.03, 'learning_enabled': False})
+    r.send([0.1, 0.0], stamp_ns=10_000_000)
+    for _ in range(6):                          # a driver re-publishing a frozen sample
+        r.tick()
+        r.send([0.1, 0.0], stamp_ns=10_000_000)
+    assert r.node.loop.stale and r.node.loop.stale_episodes == 1
+    r.send([0.1, 0.0])                          # a new sample: fresh again
+    r.tick()
+    assert not r.node.loop.stale
+
+
+def test_a_state_from_before_the_clock_started_is_fresh_at_the_first_tick(rig):
+    # joining a running simulation: the state arrives at node time 0, /clock starts at 5 s
+    r = rig({'sensor_timeout_s': 0.03, 'learning_enabled': False})
+    r.send([0.1, -0.2], stamp_ns=5 * 10**9)
+    r.now_ns = 5 * 10**9 - PERIOD_NS
+    warnings = record_warnings(r.node)
+    r.tick()
+    assert not r.node.loop.stale and r.node.loop.stale_episodes == 0, warnings
+    assert not [w for w in warnings if 'no valid joint_states' in w]
+
+
+def test_after_a_clock_reset_diagnostics_measure_the_rate_on_the_new_clock(rig):
+    r = rig({'learning_enabled': False})
+    r.now_ns = 3 * 10**9
+    r.send([0.0, 0.0])
+    r.send_reference([0.2, 0.2])
+    r.tick(3)
+    r.node.diagnostics()                     # the window starts at 3.03 s
+    r.now_ns = PERIOD_NS                     # simulation reset
+    msg = Clock()
+    msg.clock.nanosec = r.now_ns
+    r.clock.publish(msg)
+    r.wait(lambda: r.node.get_clock().now().nanoseconds == PERIOD_NS, 'the clock reset')
+    assert not r.node._reference.received    # the old reference is not commanded on
+    r.send([0.0, 0.0])
+    r.tick(10)
+    status = r.node.diagnostics().status[0]
+    assert 'stands still' not in status.message, status.message
+    assert float(key_values(status)['control rate achieved [Hz]']) > 50.0
+
+
+def test_a_moving_reference_that_stops_coming_is_held_at_its_last_position(rig):
+    r = rig({'learning_enabled': False, 'reference_timeout_s': 0.05})
+    r.send([0.0, 0.0])
+    r.send_reference([0.5, 0.5], [0.4, -0.4])
+    r.tick(3)
+    np.testing.assert_allclose(r.node.desired.qd, [0.4, -0.4])
+    warnings = record_warnings(r.node)
+    r.tick(5)                                # 80 ms since the last reference
+    np.testing.assert_allclose(r.node.desired.q, [0.5, 0.5])
+    assert not r.node.desired.qd.any() and not r.node.desired.qdd.any()
+    assert r.node.reference_stale_episodes == 1 and len(warnings) == 1, warnings
+    status = r.node.diagnostics().status[0]
+    assert status.level == DiagnosticStatus.WARN and 'reference' in status.message
+    r.send_reference([0.6, 0.6], [0.4, -0.4])   # it resumes
+    r.tick()
+    np.testing.assert_allclose(r.node.desired.qd, [0.4, -0.4])
+    r.send_reference([0.7, 0.7])             # a set point (no velocity) is held for good
+    r.tick(20)
+    assert r.node.reference_stale_episodes == 1
+    assert 'reference' not in r.node.diagnostics().status[0].message
+
+
 # -- across processes ------------------------------------------------------------------
 
 def _console_script():

@@ -124,7 +124,10 @@ class LnnControllerNode(ControllerServices, Node):
         self._sync_stamps = (self.controller.config.sync_to_joint_state_stamps
                              and bool(self.get_parameter('use_sim_time').value))
         self._sensor_stamp_ns = 0      # header stamp of the latest valid joint_states
+        self._fresh_at_first_tick = False  # a state came before the node clock started
         self._deferred_tick_ns = None
+        self._reference_stale = False   # a moving ~/reference stopped coming (held)
+        self.reference_stale_episodes = 0
         # joint_states without velocity: the velocity is the positions' difference
         self._sensor = C.JointStateReader(self.joints, require_velocity=False,
                                           ignore_foreign=True, differentiate=True)
@@ -236,11 +239,12 @@ class LnnControllerNode(ControllerServices, Node):
             self.get_logger().info('joint_states carry no velocity: using the '
                                    'difference of successive positions')
         self.sensor_messages += 1
-        stamp = self._sensor_stamp_ns = C.stamp_to_ns(msg.header.stamp)
-        # Sensor age from the stamp when it is the simulator's own time: the arrival
-        # time reads 0 if this state comes before the first /clock. An unstamped state
-        # can only be placed by its arrival.
-        self.loop.sensor_received(stamp if self._sync_stamps and stamp else now)
+        stamp = C.stamp_to_ns(msg.header.stamp)
+        # The same stamp again is the same sample again (a driver re-publishing a frozen
+        # sensor): it does not make the sensor fresh.
+        if not (stamp and stamp == self._sensor_stamp_ns):
+            self._sensor_fresh(stamp, now)
+        self._sensor_stamp_ns = stamp
         self._sensor_wall_ns = time.perf_counter_ns()
         if not self._have_sensor:
             self._have_sensor = True
@@ -251,6 +255,24 @@ class LnnControllerNode(ControllerServices, Node):
         if self._deferred_tick_ns is not None and stamp >= self._deferred_tick_ns:
             self._tick(self._deferred_tick_ns)
 
+    def _sensor_fresh(self, stamp: int, now: int) -> None:
+        """
+        Record when the state just read was measured, for the stale-sensor test.
+
+        From the stamp when it is the simulator's own time (sync): the arrival time reads 0
+        if this state comes before the first /clock. Otherwise, and for an unstamped
+        state, from its arrival; before the node clock has started that is unknown, so
+        the first tick counts it as fresh (else a node joining a running simulation at
+        t = 5 s found its first state 5 s old). A time ahead of the clock is brought back
+        to it at each tick (``_tick``).
+        """
+        if self._sync_stamps and stamp:
+            self.loop.sensor_received(stamp)
+        elif now > 0:
+            self.loop.sensor_received(now)
+        else:
+            self._fresh_at_first_tick = True
+
     def _on_reference(self, msg: JointState) -> None:
         reason = self._reference.update(msg, self.get_clock().now().nanoseconds)
         if reason:
@@ -258,6 +280,9 @@ class LnnControllerNode(ControllerServices, Node):
             return
         self._log_new_time_base(self._reference.reader, '~/reference')
         self.reference_messages += 1
+        if self._reference_stale:
+            self._reference_stale = False
+            self.get_logger().info('~/reference resumed')
 
     def _log_new_time_base(self, reader: C.JointStateReader, topic: str) -> None:
         """Warn once per event that ``topic``'s stamps went back and are followed now."""
@@ -283,8 +308,12 @@ class LnnControllerNode(ControllerServices, Node):
         what was learned is kept.
         """
         self._sensor.reset()
-        self._reference.reader.reset()
+        self._reference.reset()         # the old reference is not commanded on the new clock
+        self._reference_stale = False
         self._have_sensor = False
+        self._fresh_at_first_tick = False
+        s = self.stats                  # the rate is measured on the new clock from here
+        self._diag_mark = (s.count, s.callbacks, self.get_clock().now().nanoseconds)
         self.desired.restart()
         self._sensor_stamp_ns = 0
         self._deferred_tick_ns = None
@@ -310,6 +339,12 @@ class LnnControllerNode(ControllerServices, Node):
         self._deferred_tick_ns = None
         view = self._command.view
         loop = self.loop
+        if self._fresh_at_first_tick or loop.sensor_time_ns > now:
+            # (a state that came before the clock, or stamped ahead of it: no fresher
+            # than now, else a stamp far ahead kept a silent sensor fresh for good)
+            self._fresh_at_first_tick = False
+            loop.sensor_received(now)
+        self._check_reference_age(now)
         if now - loop.sensor_time_ns <= loop.timeout_ns:
             # generated references start at the first command; while stale the
             # last desired state is kept
@@ -345,6 +380,27 @@ class LnnControllerNode(ControllerServices, Node):
         self.stats.record(start, commanded, time.perf_counter_ns(), self._sensor_wall_ns,
                           self._sensor_stamp_ns, self.period_ns)
         self.readout_store.tick(now)    # autosave: after the command is out, written off thread
+
+    def _check_reference_age(self, now: int) -> None:
+        """
+        Hold a moving ``~/reference`` that stopped coming at its last position.
+
+        Its last velocity and acceleration would otherwise drive the robot on for good
+        (the position frozen, PD alone pushing at kd times the velocity). A set point (no
+        velocity) is meant to be held and never times out.
+        """
+        timeout = self.controller.config.reference_timeout_s
+        ref = self._reference
+        if (timeout <= 0.0 or not ref.received or self._reference_stale
+                or self.desired.generator is not None or not ref.moving
+                or now - ref.time_ns <= timeout * 1e9):
+            return
+        ref.stop()
+        self._reference_stale = True
+        self.reference_stale_episodes += 1
+        self.get_logger().warning(
+            f'~/reference silent for {(now - ref.time_ns) * 1e-9:.3f} s while moving '
+            f'(reference_timeout_s {timeout:g}): holding its last position')
 
     def _publish_state(self) -> None:
         decimation = self.controller.config.controller_state_decimation
@@ -408,6 +464,7 @@ class LnnControllerNode(ControllerServices, Node):
             'the node clock stands still (use_sim_time: is /clock published?)']
         problems += ['tick overran the control period'] if worst > self.period_ns * 1e-6 else []
         problems += self.loop.problems()
+        problems += ['~/reference stopped while moving: held'] if self._reference_stale else []
         self._log_pd_health()
         problems += [self.readout_store.last_error] if self.readout_store.last_error else []
         # a guarded readout_path holds every automatic save until the operator acts
@@ -432,6 +489,9 @@ class LnnControllerNode(ControllerServices, Node):
              if self.sensor_messages and not self._sensor.has_velocity else 'measured'),
             *((f'joint_states rejected: {k}', v) for k, v in self.rejected.items()),
             ('reference received', self.reference_messages),
+            ('reference age [s]', (now.nanoseconds - self._reference.time_ns) * 1e-9
+             if self._reference.received else float('nan')),
+            ('reference stale episodes', self.reference_stale_episodes),
             *((f'reference rejected: {k}', v) for k, v in self.rejected_reference.items()),
             *self.loop.status(),
             ('readout autosaves', self.readout_store.saves),

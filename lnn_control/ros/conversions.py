@@ -298,17 +298,37 @@ class ReferenceFromMessages:
         self.qdd = np.zeros(n)
         self.tau = float(acceleration_time_constant_s)
         self.received = False
+        self.time_ns = 0                # arrival of the latest accepted message
         self._q_in = np.zeros(n)
         self._qd_in = np.zeros(n)
         self._raw = np.zeros(n)
         self._prev_time_ns = 0
         self._prev_had_velocity = False
 
+    @property
+    def moving(self) -> bool:
+        """Whether the latest reference asks for motion (a velocity or acceleration)."""
+        return bool(self.qd.any() or self.qdd.any())
+
+    def stop(self) -> None:
+        """Hold the latest position: zero velocity and acceleration until the next message."""
+        self.qd[:] = 0.0
+        self.qdd[:] = 0.0
+        self._prev_had_velocity = False     # the next one does not difference against 0
+
+    def reset(self) -> None:
+        """Forget the references received (a new clock): none until the next message."""
+        self.reader.reset()
+        self.stop()
+        self.received = False
+        self._prev_time_ns = 0
+
     def update(self, msg: JointState, arrival_ns: int) -> Optional[str]:
         """Take one message; returns None or the reason it was refused."""
         reason = self.reader.read(msg, self._q_in, self._qd_in, arrival_ns)
         if reason:
             return reason
+        self.time_ns = arrival_ns
         stamp = stamp_to_ns(msg.header.stamp)
         t = stamp if stamp else arrival_ns
         has_velocity = self.reader.has_velocity
