@@ -213,6 +213,11 @@ class DesiredState:
     ``update``) when configured so; otherwise the latest reference received; before the
     first one, ``hold`` (a front end sets it to the first measured position: the one set
     point that cannot make the robot move).
+
+    Reconfigured while running (a ``reference.*`` parameter set live), it blends from the
+    old reference to the new one with a minimum-jerk weight over one period of the new
+    reference (``blend_s``): switching at once stepped the desired position (a frequency
+    change mid-sine moved it by 0.6 rad in one tick, and PD answered with a step of effort).
     """
 
     def __init__(self, n_joints: int):
@@ -221,20 +226,30 @@ class DesiredState:
         self.hold = np.zeros(n_joints)
         self.generator = None
         self._t0_ns = None
+        # the blend: the reference it leaves (None: the last desired position, held), its
+        # start (ns; None until the next update) and length; scratch rows
+        self._old = None
+        self._blend_start_ns = None
+        self.blend_s = 0.0
+        self._from = np.zeros((3, n_joints))      # the old reference's q, qd, qdd
 
     def configure(self, mode: str, amplitude, frequency_hz: float, offset, seed: int) -> None:
-        """Generate ``mode`` (``topic``: follow the references received)."""
-        if mode == 'topic':
-            self.generator = None
-            return
+        """Generate ``mode`` (``topic``: follow the references received); blend if running."""
         n = self.n
-        self.generator = make_reference(
+        new = None if mode == 'topic' else make_reference(
             mode, n, np.broadcast_to(np.asarray(amplitude, float), (n,)), float(frequency_hz),
             np.broadcast_to(np.asarray(offset, float), (n,)), seed=int(seed))
+        if self._t0_ns is not None:
+            self._old = self.generator
+            self._from[0] = self.q                     # held if it followed no generator
+            self._blend_start_ns = None
+            self.blend_s = 1.0 / frequency_hz if new is not None and frequency_hz > 0 else 1.0
+        self.generator = new
 
     def restart(self) -> None:
-        """Start generated references again at the next ``update``."""
+        """Start generated references again at the next ``update`` (no blend)."""
         self._t0_ns = None
+        self.blend_s = 0.0
 
     def update(self, now_ns: int, received=None) -> None:
         """
@@ -245,8 +260,9 @@ class DesiredState:
         """
         if self._t0_ns is None:
             self._t0_ns = now_ns
+        t = (now_ns - self._t0_ns) * 1e-9
         if self.generator is not None:
-            self.generator.sample((now_ns - self._t0_ns) * 1e-9, self.q, self.qd, self.qdd)
+            self.generator.sample(t, self.q, self.qd, self.qdd)
         elif received is not None:
             self.q[:] = received.q
             self.qd[:] = received.qd
@@ -255,3 +271,31 @@ class DesiredState:
             self.q[:] = self.hold
             self.qd[:] = 0.0
             self.qdd[:] = 0.0
+        if self.blend_s > 0.0:
+            self._blend(now_ns, t)
+
+    def _blend(self, now_ns: int, t: float) -> None:
+        """Blend the old reference into the new: q, qd, qdd stay continuous."""
+        if self._blend_start_ns is None:
+            self._blend_start_ns = now_ns
+        T = self.blend_s
+        tau = (now_ns - self._blend_start_ns) * 1e-9 / T
+        if tau >= 1.0:
+            self.blend_s = 0.0
+            self._old = None
+            return
+        old_q, old_qd, old_qdd = self._from
+        if self._old is not None:
+            self._old.sample(t, old_q, old_qd, old_qdd)
+        else:
+            old_qd[:] = 0.0
+            old_qdd[:] = 0.0
+        w = tau * tau * tau * (10.0 + tau * (-15.0 + 6.0 * tau))        # min-jerk 0 -> 1
+        dw = tau * tau * (30.0 + tau * (-60.0 + 30.0 * tau)) / T
+        ddw = tau * (60.0 + tau * (-180.0 + 120.0 * tau)) / (T * T)
+        q, qd, qdd = self.q, self.qd, self.qdd
+        for j in range(self.n):    # x = old + w (new - old), derivatives by the product rule
+            dq, dqd, dqdd = q[j] - old_q[j], qd[j] - old_qd[j], qdd[j] - old_qdd[j]
+            q[j] = old_q[j] + w * dq
+            qd[j] = old_qd[j] + w * dqd + dw * dq
+            qdd[j] = old_qdd[j] + w * dqdd + 2.0 * dw * dqd + ddw * dq

@@ -427,15 +427,23 @@ def test_live_parameters_through_the_parameter_service(rig):
     assert ok.successful
 
 
-def test_reference_parameters_change_the_generated_reference_live(rig):
+def test_reference_parameters_change_the_generated_reference_live_without_a_step(rig):
     r = rig({'reference.mode': 'hold', 'reference.offset': [0.3, -0.3],
-             'learning_enabled': False, 'kd': [0.0]})
+             'reference.frequency_hz': 1.0, 'learning_enabled': False, 'kd': [0.0]})
     r.send([0.0, 0.0])
     np.testing.assert_allclose(r.tick(), [3.0, -3.0])
     r.node.set_parameters([Parameter('reference.offset', value=[0.1])])
-    np.testing.assert_allclose(r.tick(), [1.0, 1.0])
+
+    def ticks(n):
+        return np.array([r.send([0.0, 0.0]) or r.tick() for _ in range(n)])
+    commands = ticks(101)                                   # blended over 1 / frequency_hz
+    np.testing.assert_allclose(commands[0], [3.0, -3.0])    # from where it was
+    assert np.abs(np.diff(commands, axis=0)).max() < 0.1    # no step (was 2 and 4 at once)
+    np.testing.assert_allclose(commands[-1], [1.0, 1.0])
     r.node.set_parameters([Parameter('reference.mode', value='topic')])
-    np.testing.assert_allclose(r.tick(), [0.0, 0.0])   # no reference yet: hold position
+    commands = ticks(101)
+    assert np.abs(np.diff(commands, axis=0)).max() < 0.1
+    np.testing.assert_allclose(commands[-1], [0.0, 0.0], atol=1e-12)   # no reference: hold
 
 
 def test_generated_sine_reference_follows_sim_time(rig):

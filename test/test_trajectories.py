@@ -1,5 +1,6 @@
 """References: analytic derivatives, allocation-free sampling, factory."""
-from lnn_control.trajectories import Hold, make_reference, PointToPoint, Sine, SumOfSines
+from lnn_control.trajectories import (DesiredState, Hold, make_reference, PointToPoint, Sine,
+                                      SumOfSines)
 import numpy as np
 import pytest
 
@@ -105,3 +106,25 @@ def test_point_to_point_without_a_frequency_is_refused_as_a_setting():
         AdaptiveController({**zoo.controller_params('pendulum_viscous'),
                             'reference.mode': 'point_to_point',
                             'reference.frequency_hz': 0.0})
+
+
+def test_a_live_reconfiguration_blends_into_the_new_reference_without_a_step():
+    d = DesiredState(2)
+    d.configure('sine', [0.5, 0.3], 0.5, [0.0, 0.1], 0)
+    dt, rows = 0.001, []
+    for k in range(9000):
+        if k == 5500:                              # mid-motion, far from the new reference
+            d.configure('sum_of_sines', [0.5, 0.3], 0.55, [0.2, 0.1], 1)
+        d.update(int(round(k * dt * 1e9)))
+        rows.append(np.concatenate([d.q, d.qd, d.qdd]))
+    x = np.array(rows)[5400:]
+    q, qd, qdd = x[:, :2], x[:, 2:4], x[:, 4:]
+    # continuous: position, velocity and acceleration consistent with each other
+    np.testing.assert_allclose(np.gradient(q, dt, axis=0)[2:-2], qd[2:-2], atol=1e-4)
+    np.testing.assert_allclose(np.gradient(qd, dt, axis=0)[2:-2], qdd[2:-2], atol=1e-2)
+    assert np.abs(np.diff(q, axis=0)).max() < 0.005          # no step (one ms apart)
+    # after one period of the new reference (1 / 0.55 s) it is the new reference
+    ref, out = make_reference('sum_of_sines', 2, np.array([0.5, 0.3]), 0.55,
+                              np.array([0.2, 0.1]), seed=1), np.zeros((3, 2))
+    ref.sample(8.999, *out)
+    np.testing.assert_allclose(np.array(rows)[-1].reshape(3, 2), out, atol=1e-12)
