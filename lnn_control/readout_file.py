@@ -142,9 +142,17 @@ def load_controller(ctrl, path: str) -> None:
 
 
 def set_aside(path: str) -> str:
-    """Rename a refused file out of the way (kept for inspection); return its new name."""
-    aside = f'{path}.refused'
-    os.replace(path, aside)
+    """
+    Rename a refused file out of the way (kept for inspection); return its new name.
+
+    Never over an earlier one (``.refused``, then ``.refused.1``, ...): a refused file may
+    be the learning of another run, set aside before.
+    """
+    aside, k = f'{path}.refused', 0
+    while os.path.lexists(aside):
+        k += 1
+        aside = f'{path}.refused.{k}'
+    os.rename(path, aside)
     return aside
 
 
@@ -202,6 +210,7 @@ class ReadoutStore:
         ``running``: a new ``path`` naming an existing file is guarded (class docstring).
         """
         period_ns = int(period_s * 1e9)
+        path = os.path.expanduser(path) if path else path   # '~/.ros/...' as a shell would
         if (running and path and path != getattr(self, 'path', None)
                 and path not in self._own and os.path.exists(path)):
             self._guarded = path
@@ -274,6 +283,10 @@ class ReadoutStore:
             remove_stale_temporaries(self.path)
         if not (self.path and os.path.exists(self.path)):
             return None
+        if not os.path.isfile(self.path):        # a directory, a device: never renamed
+            return False, (f'readout_path {self.path} is not a regular file: not loaded, '
+                           'left as it is, and nothing will be saved there; learning '
+                           'starts fresh')
         ok, message = self.load()
         if not ok:
             message = (f'readout_path {self.path} refused ({message}); kept as '

@@ -290,3 +290,27 @@ def test_kill_9_at_any_moment_leaves_a_loadable_file(tmp_path):
     assert loaded >= 10
     print(f'{torn} of 12 kills interrupted a write')
     assert torn >= 3
+
+
+def test_a_directory_as_readout_path_is_left_alone_and_set_aside_files_never_overwritten(
+        tmp_path):
+    ctrl = AdaptiveController(BASE, dt=0.01)
+    folder = tmp_path / 'data'
+    folder.mkdir()
+    (folder / 'keep.txt').write_text('mine')
+    ok, message = ReadoutStore(ctrl, str(folder), 0.0).load_at_start()
+    assert not ok and 'not a regular file' in message
+    assert (folder / 'keep.txt').read_text() == 'mine'          # not renamed
+    path = tmp_path / 'readout.npz'
+    for k in range(3):                                          # three refused files in turn
+        path.write_bytes(b'not a readout %d' % k)
+        assert not ReadoutStore(ctrl, str(path), 0.0).load_at_start()[0]
+    kept = sorted(p.name for p in tmp_path.iterdir() if 'refused' in p.name)
+    assert kept == ['readout.npz.refused', 'readout.npz.refused.1', 'readout.npz.refused.2']
+    assert (tmp_path / 'readout.npz.refused').read_bytes() == b'not a readout 0'
+
+
+def test_readout_path_expands_the_home_directory(tmp_path, monkeypatch):
+    monkeypatch.setenv('HOME', str(tmp_path))
+    store = ReadoutStore(AdaptiveController(BASE, dt=0.01), '~/lnn/readout.npz', 0.0)
+    assert store.path == str(tmp_path / 'lnn' / 'readout.npz')
