@@ -5,7 +5,9 @@ A readout's weights only mean something with the joints, controller mode,
 reservoir and input normalisation they were learned with, and a supervisor
 gain cut belongs to what was learned, so all of it is saved together and a
 file for other joints, another mode, another reservoir or other fixed scales
-is refused with the reason, leaving the controller as it was. Writes are
+is refused with the reason, leaving the controller as it was (a fast readout only
+one side has is not: it is what rls.fast_learner toggled between runs leaves, and
+forgets within ticks anyway; the slow one, the model, is loaded). Writes are
 durable and atomic (temporary file, fsync, rename, fsync of the directory), so
 a crash or a power cut at any moment leaves either the previous file or the
 new one. ``ReadoutStore`` saves periodically with the writing off the control
@@ -65,9 +67,49 @@ def remove_stale_temporaries(path: str) -> int:
     return len(stale)
 
 
+def _open_npz(path: str):
+    """
+    Open an .npz archive (its index only); refuse anything else, with what it is.
+
+    Given another file, ``np.load`` tries to unpickle it and its refusal points at
+    ``allow_pickle=`` as the way out: unpickling runs whatever code the file holds.
+    """
+    with open(path, 'rb') as f:
+        if f.read(2) != b'PK':                  # every zip archive starts so
+            raise ValueError(f'{path} is not a readout file (not an .npz archive)')
+    return np.load(path, allow_pickle=False)
+
+
 def load_npz(path: str) -> dict[str, np.ndarray]:
-    with np.load(path, allow_pickle=False) as data:
-        return {k: data[k] for k in data.files}
+    """Read every array of an .npz archive; pickled (object) data is refused, never loaded."""
+    with _open_npz(path) as data:
+        try:
+            return {k: data[k] for k in data.files}
+        except ValueError as e:
+            if 'allow_pickle' not in str(e):
+                raise
+            raise ValueError(f'{path} is not a readout file: it holds pickled (object) data, '
+                             'which is never loaded') from None
+
+
+def saved_readouts(path: str) -> set[str]:
+    """Name the readouts (of ``READOUT_NAMES``) a file holds, reading only its index."""
+    with _open_npz(path) as data:
+        return {k.split('/', 1)[0] for k in data.files} & set(READOUT_NAMES)
+
+
+def fast_readout_note(ctrl, saved: set[str]) -> Optional[str]:
+    """
+    Say how a fast readout saved without ``ctrl`` having one, or the reverse, is taken.
+
+    None when both or neither have one. The slow readout is what was learned; the fast
+    one forgets within ticks, so toggling rls.fast_learner between runs costs only it.
+    """
+    if 'fast' in saved and ctrl.fast is None:
+        return 'its fast readout is ignored: rls.fast_learner is off'
+    if 'fast' not in saved and ctrl.fast is not None:
+        return 'saved with rls.fast_learner off: the fast readout starts fresh'
+    return None
 
 
 def controller_arrays(ctrl) -> dict[str, np.ndarray]:
@@ -95,14 +137,16 @@ def _reservoir_identity(ctrl) -> str:
     return json.dumps(ctrl.config.section('reservoir'), sort_keys=True)
 
 
-def load_controller(ctrl, path: str) -> None:
+def load_controller(ctrl, path: str) -> Optional[str]:
     """
     Load what ``save_controller`` wrote into ``ctrl``, all or nothing.
 
     Raises ValueError (``ctrl`` unchanged) for a file of other joints, mode,
-    shapes or fixed input scales.
+    shapes or fixed input scales. A fast readout only one side has is no reason to
+    refuse: returns how it was taken (``fast_readout_note``), else None.
     """
     data = load_npz(path)
+    note = fast_readout_note(ctrl, {k.split('/', 1)[0] for k in data})
     if tuple(str(j) for j in data.get('joints', ())) != ctrl.joints:
         raise ValueError(f"{path} was saved for joints {list(data.get('joints', []))}, "
                          f'not {list(ctrl.joints)}')
@@ -123,6 +167,8 @@ def load_controller(ctrl, path: str) -> None:
     states = []
     for name, r in zip(READOUT_NAMES, ctrl.readouts()):
         state = {k.split('/', 1)[1]: v for k, v in data.items() if k.startswith(name + '/')}
+        if not state and name == 'fast':
+            break                       # saved with rls.fast_learner off: reset below
         if not state:
             raise ValueError(f'{path} has no {name} readout')
         states.append(state)
@@ -134,11 +180,14 @@ def load_controller(ctrl, path: str) -> None:
         for r, s in zip(ctrl.readouts(), backup):
             r.load_state_dict(s)
         raise
+    if len(states) < len(ctrl.readouts()):
+        ctrl.fast.reset(ctrl.config.rls.initial_covariance / ctrl.input_power)
     norm.load_state(scale, envelope)
     ctrl.supervisor.reset()
     ctrl.supervisor.gain_scale = gain
     ctrl.supervisor.fast_cut = fast_cut
     ctrl.supervisor.gain_capped = gain_capped
+    return note
 
 
 def set_aside(path: str) -> str:
@@ -162,7 +211,9 @@ class ReadoutStore:
 
     ``load_at_start`` loads ``path`` if it exists; a file that cannot be loaded
     (corrupt, truncated, pickled, another robot or reservoir) is renamed to
-    ``<path>.refused`` so that nothing overwrites it, and learning starts fresh.
+    ``<path>.refused`` (``.refused.1``, ... when taken: ``set_aside``) so that nothing
+    overwrites it, and learning starts fresh; a ``path`` that is not a regular file (a
+    directory) is refused and left as it is.
     ``save``/``load`` serve requests and return (ok, message), never raising.
     ``tick(now_ns)`` autosaves every ``period_s``: on the control thread, after
     the command is out, it copies what was learned (``controller_arrays``,
@@ -287,7 +338,7 @@ class ReadoutStore:
             return False, (f'readout_path {self.path} is not a regular file: not loaded, '
                            'left as it is, and nothing will be saved there; learning '
                            'starts fresh')
-        ok, message = self.load()
+        ok, message = self._load()
         if not ok:
             message = (f'readout_path {self.path} refused ({message}); kept as '
                        f'{set_aside(self.path)}; learning starts fresh')
@@ -317,12 +368,18 @@ class ReadoutStore:
         """Load ``path``; (ok, message); a refused file changes nothing."""
         if not self.path:
             return False, 'readout_path is empty'
+        ok, message = self._load()
+        return ok, (message if ok else f'not loaded ({message}); nothing changed')
+
+    def _load(self) -> tuple[bool, str]:
+        """Load ``path``: (True, what was loaded) or (False, why not; ``ctrl`` unchanged)."""
         try:
+            note = fast_readout_note(self.ctrl, saved_readouts(self.path))
             self.ctrl.load(self.path)
         except LOAD_ERRORS as e:
-            return False, f'not loaded ({e}); nothing changed'
+            return False, str(e)
         self._adopted()
-        return True, f'loaded {self.path}'
+        return True, f'loaded {self.path}' + (f' ({note})' if note else '')
 
     def tick(self, now_ns: int) -> bool:
         """Autosave if due; return whether a snapshot was handed to the writer."""

@@ -202,14 +202,17 @@ CONTROLLER = (
     Param('controller_state_decimation', INT, 1,
           'Publish ~/controller_state every Nth control tick (0: never).', 0, 1000),
     Param('readout_path', STRING, '',
-          'File (.npz) the readout is loaded from at start and saved to periodically, '
-          'at shutdown and by ~/save_readout; empty disables. A file that cannot be '
-          'loaded (corrupt, truncated, another robot or reservoir) is renamed to '
-          '<file>.refused and the node starts fresh. With the supervisor on, the automatic '
-          'saves replace an existing file only with a readout the supervisor judged good '
-          'since (none during its holds or after an intervention); ~/save_readout always '
-          'writes. Set while running to an existing file not written by this node: not '
-          'written automatically until ~/save_readout or ~/load_readout.'),
+          'File (.npz; ~ expanded) the readout is loaded from at start and saved to '
+          'periodically, at shutdown and by ~/save_readout; empty disables. A file that '
+          'cannot be loaded (corrupt, truncated, another robot or reservoir) is renamed to '
+          '<file>.refused (.refused.1, ... if taken) and the node starts fresh; a path that '
+          'is not a regular file (a directory) is left as it is. A file saved with the other '
+          'rls.fast_learner setting loads, its fast readout fresh or ignored. With the '
+          'supervisor on, the automatic saves replace an existing file only with a readout '
+          'the supervisor judged good since (none during its holds or after an '
+          'intervention); ~/save_readout always writes. Set while running to an existing '
+          'file not written by this node: not written automatically until ~/save_readout '
+          'or ~/load_readout.'),
     Param('readout_autosave_period_s', DOUBLE, 10.0,
           'With readout_path set: save the readout this often [s, node clock], written '
           'off the control thread (durable, atomic), so a crash or kill -9 loses at most '

@@ -356,7 +356,6 @@ def test_load_keeps_forgetting_factors_consistent_with_parameters(
     {'joints': ['j1', 'x2']},                               # same shape, other names
     {'joints': ['j1'], 'kp': [1.0], 'kd': [1.0], 'command_limit': [1.0]},
     {'controller.mode': 'inverse_model'},
-    {'rls.fast_learner': False},
     {'reservoir.neuron_model': 'ltc'},                      # same shapes, other reservoir
     {'reservoir.seed': 7},
 ])

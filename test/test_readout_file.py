@@ -74,6 +74,7 @@ def test_a_file_that_cannot_be_loaded_is_set_aside_and_learning_starts_fresh(tmp
     finally:
         store.close()
     assert not ok and 'refused' in message and 'starts fresh' in message, message
+    assert 'nothing changed' not in message               # it was set aside
     assert not path.exists()
     assert (tmp_path / 'readout.npz.refused').read_bytes() == before   # kept, untouched
     assert not fresh.slow.w.any() and fresh.slow.updates == 0
@@ -314,3 +315,44 @@ def test_readout_path_expands_the_home_directory(tmp_path, monkeypatch):
     monkeypatch.setenv('HOME', str(tmp_path))
     store = ReadoutStore(AdaptiveController(BASE, dt=0.01), '~/lnn/readout.npz', 0.0)
     assert store.path == str(tmp_path / 'lnn' / 'readout.npz')
+
+
+@pytest.mark.parametrize('saved_fast', [False, True], ids=['saved_without', 'saved_with'])
+def test_a_readout_saved_with_the_fast_learner_toggled_loads_its_slow_readout(
+        tmp_path, saved_fast):
+    """Only the fast readout (it forgets within ticks) is left out: the file was refused."""
+    path = tmp_path / 'readout.npz'
+    saved = trained(**{'rls.fast_learner': saved_fast})
+    saved.save(str(path))
+    ctrl = trained(**{'rls.fast_learner': not saved_fast})   # learned something of its own
+    store = ReadoutStore(ctrl, str(path), 0.0)
+    try:
+        ok, message = store.load_at_start()
+    finally:
+        store.close()
+    assert ok, message
+    np.testing.assert_array_equal(ctrl.slow.w, saved.slow.w)
+    assert path.exists() and not list(tmp_path.glob('*.refused*'))
+    if saved_fast:
+        assert 'its fast readout is ignored' in message, message
+    else:
+        assert 'the fast readout starts fresh' in message, message
+        fresh = AdaptiveController(BASE, dt=0.01).fast
+        assert not ctrl.fast.w.any() and ctrl.fast.updates == 0
+        np.testing.assert_array_equal(ctrl.fast.covariance(), fresh.covariance())
+
+
+def test_a_file_that_is_no_readout_is_refused_without_pointing_at_unpickling(tmp_path):
+    """The refusal said, as numpy's, to load it 'unsafely using allow_pickle=' (runs its code)."""
+    text = tmp_path / 'version'                 # e.g. readout_path: /proc/version
+    text.write_text('Linux version 6.1.0\n')
+    objects = tmp_path / 'objects.npz'
+    np.savez(objects, w=np.array([{'w': 1}], dtype=object))
+    for path, reason in ((text, 'is not a readout file (not an .npz archive)'),
+                         (objects, 'holds pickled (object) data, which is never loaded')):
+        store = ReadoutStore(AdaptiveController(BASE, dt=0.01), str(path), 0.0)
+        try:
+            ok, message = store.load()
+        finally:
+            store.close()
+        assert not ok and reason in message and 'allow_pickle' not in message, message

@@ -10,6 +10,7 @@ the same ROS domain).
 """
 import math
 
+from diagnostic_msgs.msg import DiagnosticStatus
 from lnn_control.plants import Plant
 from lnn_control.ros import sim_node
 from lnn_control.ros.sim_node import SimNode
@@ -191,6 +192,22 @@ def test_invalid_commands_are_rejected_counted_and_do_not_advance(harness):
     diag = key_values(h.sim.diagnostics().status[0])
     assert diag['commands rejected: length_mismatch'] == '3'
     assert diag['commands rejected: non_finite'] == '2'
+
+
+def test_the_rejection_warn_clears_after_a_clean_interval(harness):
+    """WARN while commands were rejected since the previous report (it never cleared)."""
+    h = harness(idle_period_s=0.02)
+    h.sim._diag_timer.cancel()                  # the calls below are the only reports
+    h.start()
+    h.command([math.nan])
+    assert h.spin_until(lambda: h.sim.rejected['non_finite'] == 1)
+    status = h.sim.diagnostics().status[0]
+    assert status.level == DiagnosticStatus.WARN
+    assert 'commands rejected (1 since the last report)' in status.message, status.message
+    h.step([0.5])                               # a clean interval
+    status = h.sim.diagnostics().status[0]
+    assert status.level == DiagnosticStatus.OK, status.message
+    assert key_values(status)['commands rejected: non_finite'] == '1'    # still counted
 
 
 def test_each_rejection_reason_is_logged_not_hidden_by_another(harness):

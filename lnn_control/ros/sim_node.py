@@ -55,9 +55,9 @@ lost time is skipped, not replayed (counted as ``dropped time``).
 
 Commands of the wrong length, with NaN/Inf or beyond MuJoCo's 1e10 limit for
 controls are rejected: counted by reason (``length_mismatch``, ``non_finite``,
-``implausible``; see /diagnostics), a warning at most
-every 5 s per reason, the last valid effort is kept and, in lock-step, time does not
-advance.
+``implausible``; see /diagnostics: WARN while any came since its previous report), a
+warning at most every 5 s per reason, the last valid effort is kept and, in lock-step,
+time does not advance.
 
 ``payload_scale`` is a live parameter: it scales the mass and inertia of the
 end link from the next physics step on.
@@ -176,6 +176,7 @@ class SimNode(Node):
         self._last_progress_ns = self._steady.now().nanoseconds
         self._resend_after_ns = int(resend_after_s * 1e9)
         self._diag_mark = (self._last_progress_ns, 0)
+        self._diag_rejected = 0          # commands rejected up to the last diagnostics
         self._state = JointState()
         self._state.name = list(self.plant.all_joint_names)
         self._clock_msg = ClockMsg()
@@ -354,14 +355,22 @@ class SimNode(Node):
 
     # -- diagnostics -----------------------------------------------------------------------------
     def diagnostics(self) -> DiagnosticArray:
+        """
+        Build the /diagnostics status, the interval since the previous call for rates.
+
+        Also for the 'commands rejected' WARN (the counts stay cumulative): it checked the
+        counts, so one bad command early on made every later report a WARN.
+        """
         now = self._steady.now().nanoseconds
         wall0, sim0 = self._diag_mark
         self._diag_mark = (now, self.time_ns)
         elapsed = (now - wall0) * 1e-9
         rtf = (self.time_ns - sim0) * 1e-9 / elapsed if elapsed > 0 else float('nan')
         problems = []
-        if any(self.rejected.values()):
-            problems.append('commands rejected')
+        total = sum(self.rejected.values())
+        rejected, self._diag_rejected = total - self._diag_rejected, total
+        if rejected:
+            problems.append(f'commands rejected ({rejected} since the last report)')
         if self.lockstep and not self.started:
             problems.append('waiting for the first command (idling)')
         if self.dropped_time_s > 0:
