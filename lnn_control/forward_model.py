@@ -190,8 +190,7 @@ class MemoryReadout:
         self._err = np.zeros(2 * n)
         self.out = np.zeros(2 * n)
         self._power = np.zeros(1)
-
-        self._a_err = min(1.0, dt / ERROR_AVERAGE_S)
+        self._a_err = min(1.0, dt / ERROR_AVERAGE_S)   # as ForwardModel's (its W_ARGS)
 
     @property
     def power(self) -> float:

@@ -126,7 +126,6 @@ class LnnControllerNode(ControllerServices, Node):
         self._sensor_stamp_ns = 0      # header stamp of the latest valid joint_states
         self._fresh_at_first_tick = False  # a state came before the node clock started
         self._deferred_tick_ns = None
-        self._reference_stale = False   # a moving ~/reference stopped coming (held)
         self.reference_stale_episodes = 0
         # joint_states without velocity: the velocity is the positions' difference
         self._sensor = C.JointStateReader(self.joints, require_velocity=False,
@@ -274,14 +273,14 @@ class LnnControllerNode(ControllerServices, Node):
             self._fresh_at_first_tick = True
 
     def _on_reference(self, msg: JointState) -> None:
+        was_held = self._reference.held
         reason = self._reference.update(msg, self.get_clock().now().nanoseconds)
         if reason:
             self._refuse(self.rejected_reference, reason, 'a ~/reference message')
             return
         self._log_new_time_base(self._reference.reader, '~/reference')
         self.reference_messages += 1
-        if self._reference_stale:
-            self._reference_stale = False
+        if was_held:
             self.get_logger().info('~/reference resumed')
 
     def _log_new_time_base(self, reader: C.JointStateReader, topic: str) -> None:
@@ -309,7 +308,6 @@ class LnnControllerNode(ControllerServices, Node):
         """
         self._sensor.reset()
         self._reference.reset()         # the old reference is not commanded on the new clock
-        self._reference_stale = False
         self._have_sensor = False
         self._fresh_at_first_tick = False
         s = self.stats                  # the rate is measured on the new clock from here
@@ -391,12 +389,11 @@ class LnnControllerNode(ControllerServices, Node):
         """
         timeout = self.controller.config.reference_timeout_s
         ref = self._reference
-        if (timeout <= 0.0 or not ref.received or self._reference_stale
+        if (timeout <= 0.0 or not ref.received or ref.held
                 or self.desired.generator is not None or not ref.moving
                 or now - ref.time_ns <= timeout * 1e9):
             return
-        ref.stop()
-        self._reference_stale = True
+        ref.hold()
         self.reference_stale_episodes += 1
         self.get_logger().warning(
             f'~/reference silent for {(now - ref.time_ns) * 1e-9:.3f} s while moving '
@@ -464,7 +461,7 @@ class LnnControllerNode(ControllerServices, Node):
             'the node clock stands still (use_sim_time: is /clock published?)']
         problems += ['tick overran the control period'] if worst > self.period_ns * 1e-6 else []
         problems += self.loop.problems()
-        problems += ['~/reference stopped while moving: held'] if self._reference_stale else []
+        problems += ['~/reference stopped while moving: held'] if self._reference.held else []
         self._log_pd_health()
         problems += [self.readout_store.last_error] if self.readout_store.last_error else []
         # a guarded readout_path holds every automatic save until the operator acts

@@ -298,6 +298,7 @@ class ReferenceFromMessages:
         self.qdd = np.zeros(n)
         self.tau = float(acceleration_time_constant_s)
         self.received = False
+        self.held = False               # a moving reference stopped coming: ``hold``
         self.time_ns = 0                # arrival of the latest accepted message
         self._q_in = np.zeros(n)
         self._qd_in = np.zeros(n)
@@ -316,11 +317,17 @@ class ReferenceFromMessages:
         self.qdd[:] = 0.0
         self._prev_had_velocity = False     # the next one does not difference against 0
 
+    def hold(self) -> None:
+        """``stop`` because the reference stopped coming; ``held`` until the next message."""
+        self.stop()
+        self.held = True
+
     def reset(self) -> None:
         """Forget the references received (a new clock): none until the next message."""
         self.reader.reset()
         self.stop()
         self.received = False
+        self.held = False
         self._prev_time_ns = 0
 
     def update(self, msg: JointState, arrival_ns: int) -> Optional[str]:
@@ -346,6 +353,7 @@ class ReferenceFromMessages:
         self._prev_time_ns = t
         self._prev_had_velocity = has_velocity
         self.received = True
+        self.held = False
         return None
 
 
