@@ -126,7 +126,10 @@ The response, with hysteresis (``hold_s``) and escalation:
    output is eased (``EASE_GAIN`` for ``EASE_HOLD_S``, back to full over
    ``EASE_RAMP_S``; once per hold): the lower loop gain has the phase margin the delay
    took, the cycle dies, and the restored loop stays out of it (any gain from 0.3 to
-   0.7 for 0.2-0.5 s did). Easing only in PD-only holds left the frozen hold before
+   0.7 for 0.2-0.5 s did). Held 0.2 s and restored over 0.5 s, the cycle of a heavy-tip
+   arm tracking a small reference (zoo arm_heavy_tip, amplitude x0.1) had not died
+   when the gain came back, and it stayed in it for the whole run (23x PD over 10 s);
+   0.5 s and 1 s: 0.47x. Easing only in PD-only holds left the frozen hold before
    them a second in the cycle: 10 s windows of 1.46x and 1.51x PD (random_11_25,
    random_5_16; 0.75x and 1.20x easing in both). Only the learning arm does this; the
    PD-only arm of every comparison has nothing to ease.
@@ -159,8 +162,8 @@ GAIN_CAP = 3.0
 # A PD loop kicked into a cycle at its limits is eased out of it (step 3 above).
 EASE_SATURATION = 0.25
 EASE_GAIN = 0.5
-EASE_HOLD_S = 0.2
-EASE_RAMP_S = 0.5
+EASE_HOLD_S = 0.5
+EASE_RAMP_S = 1.0
 # The echo figure is also armed after this much learning from zero (see step 1), where
 # the loop's bandwidth kp/kd is at least this x the reference's own frequency (the peak
 # desired acceleration over the peak desired velocity; honest gains: 3.6-3.9x on the zoo's

@@ -320,6 +320,24 @@ def test_a_pd_loop_kicked_into_a_cycle_at_its_limits_is_eased_out_of_it(monkeypa
     assert late_hold.any(axis=1).mean() < 0.02 if ease else late_hold.any(axis=1).mean() > 0.3
 
 
+@pytest.mark.slow
+def test_the_easing_lasts_until_the_cycle_has_died():
+    """
+    A heavy-tip arm tracking a small reference (x0.1), a tick of delay: bistable PD.
+
+    The first learning steps kick it into the cycle at its limits. Eased 0.2 s and
+    restored over 0.5 s it fell back in as the gain came back and stayed there (PD
+    only, 17-23x PD's error over every 10 s window); eased long enough it leaves.
+    """
+    name = 'arm_heavy_tip'
+    params = {**zoo.controller_params(name, {'amplitude_scale': 0.1}),
+              'reservoir.seed': 0, 'reference.seed': 0}
+    pd, adaptive = (CL.run(zoo.model_name(name), params, 20.0, learning=learning,
+                           delay_ticks=1) for learning in (False, True))
+    assert 'pd_eased' in [action for _, action, _ in adaptive.meta['interventions']]
+    assert CL.worst_window_ratio(pd, adaptive) <= 1.2
+
+
 def test_the_pd_easing_schedule_and_its_end_when_the_supervisor_is_switched_off():
     """
     EASE_GAIN for EASE_HOLD_S, back to full over EASE_RAMP_S; never left half-way.
