@@ -158,6 +158,18 @@ def test_commands_once_per_period_in_joints_order_and_bounded(rig):
     np.testing.assert_allclose(r.commands[-1], [0.1, 2.0, -3.0])   # 100 * -0.3 clipped to 3
 
 
+def test_stopping_leaves_zero_effort_as_the_last_command(rig):
+    """A forward command controller applies the last command until another comes."""
+    r = rig({'learning_enabled': False})
+    r.send([0.0, 0.0])
+    r.send_reference([0.3, -0.2])
+    assert np.abs(r.tick(5)).min() > 0.0          # pushing toward the reference
+    published = len(r.commands)
+    r.node.on_shutdown()                          # what main() does on Ctrl-C / SIGTERM
+    r.wait(lambda: len(r.commands) > published, 'the last command')
+    np.testing.assert_array_equal(r.commands[-1], [0.0, 0.0])
+
+
 def test_command_equals_the_core_controller_with_learning(rig):
     r = rig({'learning_enabled': True})
     core = twin(r.params)

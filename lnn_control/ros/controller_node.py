@@ -179,6 +179,23 @@ class LnnControllerNode(ControllerServices, Node):
             0.25, self._publish_diagnostics_if_stalled,
             clock=Clock(clock_type=ClockType.STEADY_TIME))
 
+    def command_zero_effort(self, timeout_s: float = 1.0) -> bool:
+        """
+        Publish zero effort on ``commands``; wait (at most ``timeout_s``) until it is received.
+
+        For a node that stops commanding: ros2_control's forward command controllers apply
+        the last command received until another comes, so the robot would go on pushing
+        with the last torque of a loop that no longer runs. Returns whether every reliable
+        subscriber acknowledged it in time.
+        """
+        self._command.view[:] = 0.0
+        if not self._publisher.publish(self._commands_pub, self._command.msg):
+            return False
+        acked = self._commands_pub.wait_for_all_acked(Duration(seconds=timeout_s))
+        self.get_logger().info('stopped: zero effort commanded'
+                               + ('' if acked else ' (not acknowledged by every subscriber)'))
+        return acked
+
     def destroy_node(self) -> None:
         handle = getattr(self, '_jump_handle', None)
         if handle is not None:

@@ -61,12 +61,14 @@ class ControllerServices:
 
     def on_shutdown(self) -> Optional[tuple[bool, str]]:
         """
-        Save the readout (when ``readout_path`` is set) so learning survives a restart.
+        Leave zero effort on ``commands``, then save the readout (``readout_path`` set).
 
-        Not a doubtful one (``ReadoutStore.doubtful``): the file keeps the last save.
+        The save lets learning survive a restart; not a doubtful readout
+        (``ReadoutStore.doubtful``): the file keeps the last save.
 
-        Does not log: the caller (``common.run_node``) logs the returned message once the
-        spin loop has ended.
+        Does not log the save: the caller (``common.run_node``) logs the returned message
+        once the spin loop has ended.
         """
+        self.command_zero_effort()
         self.readout_store.close()
         return self.readout_store.save_at_shutdown() if self.readout_store.path else None
