@@ -78,6 +78,9 @@ class ControlLoop:
                 event = STALE
             if self.stale_action == 'zero':
                 self.command[:] = 0.0
+            else:               # held, within the limit as it is now (it may be set lower)
+                limit = self.controller.command_limit
+                np.clip(self.command, -limit, limit, out=self.command)
         else:
             if self.stale:
                 self.stale = False

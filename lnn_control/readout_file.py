@@ -265,6 +265,8 @@ class ReadoutStore:
         if (running and path and path != getattr(self, 'path', None)
                 and path not in self._own and os.path.exists(path)):
             self._guarded = path
+        if path != getattr(self, 'path', None):
+            self.last_error = None      # it was about the old path
         if (path, period_ns) != (getattr(self, 'path', None), getattr(self, 'period_ns', None)):
             self.path, self.period_ns = path, period_ns
             self.restart_schedule()
@@ -353,6 +355,7 @@ class ReadoutStore:
         except (OSError, ValueError) as e:
             return False, f'saving readout to {self.path} failed: {e}'
         self._adopted()
+        self.last_error = None          # an earlier autosave's failure is mended
         return True, f'saved readout to {self.path}'
 
     def save_at_shutdown(self) -> tuple[bool, str]:

@@ -384,6 +384,10 @@ def test_stale_sensor_hold_keeps_the_last_command(rig):
     assert r.node.loop.stale_episodes == 1
     for c in held:
         np.testing.assert_array_equal(c, last)
+    # a lower command_limit set while holding applies to the held command
+    lower = 0.5 * np.abs(last)
+    assert r.node.set_parameters([Parameter('command_limit', value=lower.tolist())])[0].successful
+    np.testing.assert_allclose(np.abs(r.tick()), lower)
 
 
 # -- parameters ----------------------------------------------------------------------

@@ -356,3 +356,25 @@ def test_a_file_that_is_no_readout_is_refused_without_pointing_at_unpickling(tmp
         finally:
             store.close()
         assert not ok and reason in message and 'allow_pickle' not in message, message
+
+
+@pytest.mark.parametrize('mend', ['save', 'new_path'])
+def test_a_failed_autosave_is_no_longer_reported_once_mended(tmp_path, mend):
+    """The failure stayed on /diagnostics until a later autosave succeeded (never, with 0 s)."""
+    blocker = tmp_path / 'afile'
+    blocker.write_text('')
+    store = ReadoutStore(trained(), str(blocker / 'readout.npz'), 0.05)   # under a file
+    try:
+        store.tick(0)
+        store.tick(60_000_000)
+        store.flush()
+        assert store.last_error and 'autosave' in store.last_error
+        if mend == 'save':                         # the cause removed, ~/save_readout
+            blocker.unlink()
+            blocker.mkdir()
+            assert store.save()[0]
+        else:                                      # readout_path set to a good place
+            store.configure(str(tmp_path / 'readout.npz'), 0.05)
+        assert store.last_error is None
+    finally:
+        store.close()
