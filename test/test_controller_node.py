@@ -347,6 +347,15 @@ def test_bad_reference_is_dropped_and_counted(rig):
     r.reference.publish(C.joint_state(['j1', 'j2'], [math.nan, 9.0]))
     r.wait(lambda: r.node.rejected_reference['non_finite'] == 1, 'the refusal')
     np.testing.assert_allclose(r.tick(), [5.0, 5.0])    # kp 10 * 0.5, old reference kept
+    # a WARN while inputs are dropped (it stayed OK with every reference dropped)
+    status = r.node.diagnostics().status[0]
+    assert status.level == DiagnosticStatus.WARN, status.message
+    assert '~/reference dropped since the last report (non_finite 1)' in status.message
+    r.send([0.0, 0.0])
+    r.tick()
+    status = r.node.diagnostics().status[0]
+    assert status.level == DiagnosticStatus.OK, status.message
+    assert key_values(status)['reference rejected: non_finite'] == '1'    # still counted
 
 
 # -- stale sensors ---------------------------------------------------------------------

@@ -101,6 +101,7 @@ class LnnControllerNode(ControllerServices, Node):
         self.stats = TickStats(stats_window or max(256, int(2 * cfg.control_rate_hz)))
         # (stats.count, stats.callbacks, node clock ns) at the previous diagnostics
         self._diag_mark = (0, 0, self.get_clock().now().nanoseconds)
+        self._diag_dropped = ({}, {})   # joint_states, ~/reference dropped up to the last report
         RP.attach(self, schema.CONTROLLER, ctrl.n, self._apply_parameters,
                   combined=lambda changes: ctrl.config.combined_problems(changes))
         self._create_interfaces()
@@ -479,6 +480,7 @@ class LnnControllerNode(ControllerServices, Node):
         problems += ['tick overran the control period'] if worst > self.period_ns * 1e-6 else []
         problems += self.loop.problems()
         problems += ['~/reference stopped while moving: held'] if self._reference.held else []
+        problems += self._dropped_since_last_report()
         self._log_pd_health()
         problems += [self.readout_store.last_error] if self.readout_store.last_error else []
         # a guarded readout_path holds every automatic save until the operator acts
@@ -518,6 +520,24 @@ class LnnControllerNode(ControllerServices, Node):
             problems, values,
             'learning' if self.controller.learning_enabled else 'running, learning off',
             now.nanoseconds)
+
+    def _dropped_since_last_report(self) -> list[str]:
+        """
+        Say which inputs were dropped since the previous report, and why (a WARN).
+
+        The counters alone left the level OK while every ~/reference was dropped (joint
+        names that do not match, stamps on another clock) and the robot just held still.
+        """
+        problems = []
+        for what, counts, before in zip(('joint_states', '~/reference'),
+                                        (self.rejected, self.rejected_reference),
+                                        self._diag_dropped):
+            new = {k: v - before.get(k, 0) for k, v in counts.items() if v > before.get(k, 0)}
+            if new:
+                why = ', '.join(f'{k} {n}' for k, n in new.items())
+                problems.append(f'{what} dropped since the last report ({why})')
+        self._diag_dropped = (dict(self.rejected), dict(self.rejected_reference))
+        return problems
 
     def publish_diagnostics(self) -> None:
         self._diagnostics_wall_ns = time.monotonic_ns()
