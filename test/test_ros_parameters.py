@@ -281,3 +281,20 @@ def test_the_combined_check_sees_only_the_schema_parameters_that_passed(combined
     (result,) = node.set_parameters([Parameter('use_sim_time', value=False)])
     assert result.successful
     assert judged == [{'kp': [3.0]}]
+
+
+def test_a_misspelled_parameter_and_gains_left_out_are_warned_about(make_node):
+    """Both ran silently: the misspelling ignored, a 7-joint arm on the pendulum's gains."""
+    joints = [f'j{k}' for k in range(7)]
+    node = make_node(Parameter('joints', value=joints), Parameter('Kp', value=[300.0]),
+                     Parameter('use_sim_time', value=True))
+    RP.declare(node, schema.CONTROLLER)
+    warnings = RP.startup_warnings(node, schema.CONTROLLER)
+    assert len(warnings) == 2, warnings
+    assert "'Kp' is not one of this node's: ignored (did you mean 'kp'?)" in warnings[0]
+    assert 'joints set but not kp, kd, command_limit' in warnings[1]
+    complete = make_node(*(Parameter(n, value=v) for n, v in (
+        ('joints', joints), ('kp', [1.0]), ('kd', [0.1]), ('command_limit', [5.0]))),
+        name='complete')
+    RP.declare(complete, schema.CONTROLLER)
+    assert RP.startup_warnings(complete, schema.CONTROLLER) == []

@@ -76,6 +76,8 @@ class LnnControllerNode(ControllerServices, Node):
 
     def _setup(self, stats_window: Optional[int]) -> None:
         self.controller = ctrl = AdaptiveController(RP.declare(self, schema.CONTROLLER))
+        for warning in RP.startup_warnings(self, schema.CONTROLLER):
+            self.get_logger().warning(warning)
         cfg = ctrl.config
         self.joints = ctrl.joints
         self.period_ns = int(round(1e9 / cfg.control_rate_hz))

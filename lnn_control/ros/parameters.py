@@ -19,6 +19,7 @@ the default is not empty, not replaced by the default.
 from __future__ import annotations
 
 import array
+import difflib
 from typing import Any, Callable, Iterable, Mapping, Optional, Union
 
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
@@ -179,6 +180,39 @@ def declare(node: Node, entries: Iterable[schema.Param]) -> dict[str, Any]:
     if errors:
         raise ValueError('invalid parameters: ' + '; '.join(errors))
     return values
+
+
+# Parameters every node has (rclpy's own) or that rclpy reads itself.
+ROS_OWN = ('use_sim_time', 'start_type_description_service', 'qos_overrides.')
+ROBOT_SPECIFIC = ('kp', 'kd', 'command_limit')
+
+
+def startup_warnings(node: Node, entries: Iterable[schema.Param]) -> list[str]:
+    """
+    Name what a parameter file probably got wrong, though every value is valid.
+
+    An override no schema parameter has (``Kp``, a misspelling, a section of another
+    node) is ignored by ROS without a word; and gains or limits left out with ``joints``
+    set run the user's robot on the bundled pendulum's (one value for every joint).
+    """
+    names = [p.name for p in entries]
+    warnings = []
+    for name in sorted(node._parameter_overrides):
+        if name in names or name.startswith(ROS_OWN):
+            continue
+        lower = {n.lower(): n for n in names}
+        close = difflib.get_close_matches(name.lower(), lower, n=1)
+        warnings.append(f"parameter '{name}' is not one of this node's: ignored"
+                        + (f" (did you mean '{lower[close[0]]}'?)" if close else ''))
+    if 'joints' in node._parameter_overrides:
+        missing = [n for n in ROBOT_SPECIFIC if n not in node._parameter_overrides]
+        if missing:
+            defaults = schema.defaults([p for p in entries if p.name in missing])
+            warnings.append(
+                'joints set but not ' + ', '.join(missing) + ': using the defaults ('
+                + ', '.join(f'{n} {defaults[n]}' for n in missing)
+                + ', those of the bundled pendulum, for every joint); set them for your robot')
+    return warnings
 
 
 def read(node: Node, entries: Iterable[schema.Param]) -> dict[str, Any]:
