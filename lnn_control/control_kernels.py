@@ -350,7 +350,8 @@ def bounded_command(pd, ff, ff_limit, limit, out):
         if f > ff_limit[j] or f < -ff_limit[j]:
             f = min(max(f, -ff_limit[j]), ff_limit[j])
             ff[j] = f
-            code |= 1
+            if ff_limit[j] > 0.0:       # 0: the feedforward switched off, not clipped
+                code |= 1
         v = pd[j] + f
         if v > limit[j] or v < -limit[j]:
             v = min(max(v, -limit[j]), limit[j])

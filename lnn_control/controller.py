@@ -37,7 +37,7 @@ from .normalization import input_layout, InputNormalizer
 from .reservoir import Reservoir
 from .rls import RLSReadout
 from .rls import warm_up as rls_warm_up
-from .supervisor import LearningSupervisor
+from .supervisor import LearningSupervisor, PD_ONLY
 
 _WARMUP_TICKS = 300
 # A detected plant change restarts the slow covariance at this x its initial value.
@@ -310,6 +310,8 @@ class AdaptiveController(InverseModelTick):
             self._err *= self.kd
             self._pd += self._err
             self._refused = not self._inverse_model_tick(*io)
+        if self.supervisor.state == PD_ONLY:   # a frozen readout keeps its weights: unused
+            self._ff[:] = 0.0
         if self.supervisor.easing:      # out of a cycle at the limits (supervisor.py)
             self._pd *= self.supervisor.pd_scale(self.ticks)
         code = CK.bounded_command(self._pd, self._ff, self._ff_limit, self.command_limit,
@@ -341,7 +343,8 @@ class AdaptiveController(InverseModelTick):
                 else:
                     refused = not self._learn(self._phi, self._pd)
             self.learning_error = float(np.sqrt(self._pd @ self._pd))
-        if self.learning_enabled or self._ff.any():   # nothing learned to judge: PD alone
+        # nothing learned to judge: PD alone (a hold runs on, to its end)
+        if self.learning_enabled or self._ff.any() or not self.supervisor.learning_allowed:
             self.supervisor.observe(self._pd, self._ff, self._command, self._at_bound, refused)
         if self.forward is not None:
             self._forecast()

@@ -442,7 +442,9 @@ class LearningSupervisor:
             self._resume(f'error ratio {rho:.2f} after {self.hold_s:g} s frozen')
         else:
             hold = self.hold_s * self._stats[CK.SV_HOLD_FACTOR]
-            self._resume(f'restart from zero after {hold:g} s of PD only')
+            self._resume(f'restart from zero after {hold:g} s of PD only'
+                         if not any(r.w.any() for r in self.ctrl.readouts())
+                         else f'the frozen readout applies again after {hold:g} s of PD only')
 
     def _harm(self) -> str:
         """Say which figure the kernel found harmful (``CK.SV_WHY``)."""
@@ -587,8 +589,9 @@ class LearningSupervisor:
     def _pd_only(self, reason: str) -> None:
         # The fast learner alone was not the problem: the next trip owes the cut skipped.
         self._owed_cut = self._owed_cut or self._only_fast_cut
-        for r in self.ctrl.readouts():
-            r.w[:] = 0.0
+        if self.ctrl.learning_enabled:      # learning restarts from zero after the hold;
+            for r in self.ctrl.readouts():  # a frozen readout (learning off) is kept, unused
+                r.w[:] = 0.0
         self._hold(PD_ONLY)
         self._disarm()                      # learning restarts from zero: a transient again
         # Each retry that fails costs a few bad seconds: until a good snapshot

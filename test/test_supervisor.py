@@ -68,6 +68,41 @@ def test_good_learning_is_left_alone():
     assert ctrl.supervisor.state == 'learning' and ctrl.supervisor.ratio < 0.3
 
 
+def test_a_pd_only_hold_keeps_a_frozen_readout_and_applies_it_again():
+    """
+    Learning off: the hold zeroes the feedforward, not the readout (it zeroed the weights).
+
+    A readout judged harmful while learning is on restarts from zero; one frozen by the
+    user is theirs: unused during the hold, applied again after it.
+    """
+    name = 'pendulum_viscous'
+    ctrl = AdaptiveController(zoo.controller_params(name))
+    _loop(ctrl, zoo.model_name(name), 10.0)
+    ctrl.update_params({'learning_enabled': False})
+    weights = [r.w.copy() for r in ctrl.readouts()]
+    ctrl.supervisor._pd_only('injected')
+    _loop(ctrl, zoo.model_name(name), 0.5)
+    assert ctrl.supervisor.state == 'pd_only'
+    assert not ctrl.tick_terms()[3].any()               # the feedforward unused
+    _loop(ctrl, zoo.model_name(name), ctrl.supervisor.hold_s + 1.0)
+    last = ctrl.supervisor.interventions[-1]
+    assert last.action == 'resume' and 'frozen readout applies again' in last.reason, last
+    for before, r in zip(weights, ctrl.readouts()):
+        np.testing.assert_array_equal(r.w, before)
+    assert ctrl.tick_terms()[3].any()
+
+
+def test_a_feedforward_switched_off_is_not_a_feedforward_at_its_bound():
+    """feedforward_limit 0 clipped every tick: the supervisor wiped the readout for it."""
+    from lnn_control import control_kernels as CK
+    out = np.zeros(2)
+    ff = np.array([0.3, -0.2])
+    assert CK.bounded_command(np.array([0.1, 0.1]), ff, np.zeros(2), np.ones(2), out) == 0
+    assert not ff.any()
+    ff = np.array([0.3, -0.2])
+    assert CK.bounded_command(np.array([0.1, 0.1]), ff, np.full(2, 0.25), np.ones(2), out) == 1
+
+
 @pytest.mark.slow
 def test_trips_cap_the_fast_learner_then_switch_it_off_then_cut_every_gain(tmp_path):
     """
