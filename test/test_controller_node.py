@@ -315,6 +315,16 @@ def test_bad_joint_states_are_dropped_counted_and_never_learned(rig, kind):
     assert keys[f'joint_states rejected: {reason}'] == '2'
 
 
+def test_a_joint_missing_from_joint_states_is_named_in_the_log(rig):
+    """Split publishers (one driver per joint) were refused as 'missing_joint', unnamed."""
+    r = rig({'learning_enabled': False})
+    warnings = record_warnings(r.node)
+    r.send(None, msg=C.joint_state(['j1'], [0.1], [0.0], stamp_ns=r.now_ns))
+    assert r.node.rejected['missing_joint'] == 1
+    assert len(warnings) == 1 and "without ['j2']" in warnings[0], warnings
+    assert 'source_list' in warnings[0]
+
+
 def test_joint_states_naming_none_of_our_joints_before_control_starts_are_reported(rig):
     """A misspelt ``joints`` parameter looks like another driver: say so while waiting."""
     r = rig()

@@ -249,6 +249,14 @@ class LnnControllerNode(ControllerServices, Node):
                     f'waiting for joint_states naming {list(self.joints)}: got one naming '
                     f'{list(msg.name)[:8]}; {self.foreign_messages} such so far')
             return
+        if reason == C.MISSING_JOINT:     # e.g. split publishers, each naming some joints
+            names = set(msg.name)
+            missing = [j for j in self.joints if j not in names]
+            self._refuse(self.rejected, reason,
+                         f'a joint_states message without {missing} (every controlled joint '
+                         'must come in one message: merge split publishers, e.g. with '
+                         "joint_state_publisher's source_list)")
+            return
         if reason:
             self._refuse(self.rejected, reason, 'a joint_states message')
             return
