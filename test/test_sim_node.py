@@ -210,6 +210,20 @@ def test_the_rejection_warn_clears_after_a_clean_interval(harness):
     assert key_values(status)['commands rejected: non_finite'] == '1'    # still counted
 
 
+def test_the_fell_behind_warn_clears_after_a_clean_interval(harness):
+    """WARN while simulated time was dropped since the previous report (it never cleared)."""
+    h = harness(idle_period_s=0.02)
+    h.sim._diag_timer.cancel()                  # the calls below are the only reports
+    h.start()
+    h.sim.dropped_time_s += 0.25                # as a stalled real-time loop counts it
+    status = h.sim.diagnostics().status[0]
+    assert status.level == DiagnosticStatus.WARN
+    assert 'fell behind (0.25 s of simulated time dropped' in status.message, status.message
+    status = h.sim.diagnostics().status[0]
+    assert status.level == DiagnosticStatus.OK, status.message
+    assert key_values(status)['dropped time [s]'] == '0.25'      # still counted
+
+
 def test_each_rejection_reason_is_logged_not_hidden_by_another(harness):
     """Throttled per reason (common.RefusalLog): a NaN right after a short command is logged."""
     h = harness()

@@ -51,7 +51,8 @@ Real-time mode (``lockstep: false``): a wall-clock timer at
 the elapsed wall time and publishes ``joint_states`` stamped with the node
 clock; no ``/clock``. The latest valid command is held (zero-order hold), so
 its latency is up to one publish period. After a stall longer than 0.1 s the
-lost time is skipped, not replayed (counted as ``dropped time``).
+lost time is skipped, not replayed (counted as ``dropped time``; /diagnostics is WARN
+while any was dropped since its previous report).
 
 Commands of the wrong length, with NaN/Inf or beyond MuJoCo's 1e10 limit for
 controls are rejected: counted by reason (``length_mismatch``, ``non_finite``,
@@ -177,6 +178,7 @@ class SimNode(Node):
         self._resend_after_ns = int(resend_after_s * 1e9)
         self._diag_mark = (self._last_progress_ns, 0)
         self._diag_rejected = 0          # commands rejected up to the last diagnostics
+        self._diag_dropped_s = 0.0       # dropped time up to the last diagnostics
         self._state = JointState()
         self._state.name = list(self.plant.all_joint_names)
         self._clock_msg = ClockMsg()
@@ -373,8 +375,11 @@ class SimNode(Node):
             problems.append(f'commands rejected ({rejected} since the last report)')
         if self.lockstep and not self.started:
             problems.append('waiting for the first command (idling)')
-        if self.dropped_time_s > 0:
-            problems.append('real-time loop fell behind')
+        dropped, self._diag_dropped_s = (self.dropped_time_s - self._diag_dropped_s,
+                                         self.dropped_time_s)
+        if dropped > 0:
+            problems.append(f'real-time loop fell behind ({dropped:.3g} s of simulated time '
+                            'dropped since the last report)')
         values = [
             ('mode', 'lock-step' if self.lockstep else 'real time'),
             ('simulated time [s]', self.time_ns * 1e-9),
