@@ -116,6 +116,16 @@ def test_a_foreign_file_set_as_readout_path_is_only_written_on_request(rig, tmp_
 
 # -- autosaves withheld while the supervisor doubts the readout -----------------------
 
+def test_a_directory_set_as_readout_path_is_named_as_such(rig, tmp_path):
+    """It was warned about as an existing file that autosave would not overwrite."""
+    r = rig({'supervisor.enabled': False})
+    warnings = record_warnings(r.node)
+    (result,) = r.node.set_parameters([Parameter('readout_path', value=str(tmp_path))])
+    assert result.successful, result.reason
+    assert len(warnings) == 1 and 'is not a regular file' in warnings[0], warnings
+    assert tmp_path.is_dir()
+
+
 def test_autosaves_withheld_while_the_readout_is_not_judged_good(rig, tmp_path):
     path = tmp_path / 'readout.npz'
     r = rig({'readout_path': str(path), 'readout_autosave_period_s': 0.05})

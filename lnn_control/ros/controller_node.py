@@ -26,6 +26,7 @@ the one set point that cannot make the robot move.
 """
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import Any, Optional
@@ -221,7 +222,13 @@ class LnnControllerNode(ControllerServices, Node):
         self.loop.stale_action = cfg.stale_sensor_action
         guarded = self.readout_store.guarded
         self.readout_store.configure(cfg.readout_path, cfg.readout_autosave_period_s)
-        if self.readout_store.guarded and self.readout_store.guarded != guarded:
+        path = self.readout_store.path
+        if 'readout_path' in changes and path and os.path.exists(path) and not os.path.isfile(
+                path):
+            self.get_logger().warning(
+                f'readout_path {path} is not a regular file (a directory?): nothing can be '
+                'saved there or loaded from it; set it to a file (.npz)')
+        elif self.readout_store.guarded and self.readout_store.guarded != guarded:
             self.get_logger().warning(
                 f'readout_path {cfg.readout_path} already exists: autosave will not overwrite '
                 "it (it may hold another robot's learning) until ~/save_readout replaces it "
