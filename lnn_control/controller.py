@@ -234,15 +234,20 @@ class AdaptiveController(InverseModelTick):
         """Save the readouts with their joints, mode, input scales and supervisor cut."""
         readout_file.save_controller(self, path)     # pending learning first (controller_arrays)
 
-    def load(self, path: str) -> None:
-        """Load readouts saved by ``save``; refuses a file for other joints or shapes."""
+    def load(self, path: str) -> str | None:
+        """
+        Load readouts saved by ``save``; refuses a file for other joints or shapes.
+
+        Returns how a fast readout only one side has was taken (``load_controller``).
+        """
         self.adapt()
-        readout_file.load_controller(self, path)
+        note = readout_file.load_controller(self, path)
         self.change_detector.restart()
         # the live parameters stay the source of truth for the forgetting factors
         self.slow.forgetting_factor = self.config.rls.forgetting_factor
         if self.fast is not None:
             self.fast.forgetting_factor = self.config.rls.fast_forgetting_factor
+        return note
 
     # -- the control tick ----------------------------------------------------------
     def _features(self, reservoir: Reservoir, u: np.ndarray, phi: np.ndarray) -> None:

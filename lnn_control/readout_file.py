@@ -92,12 +92,6 @@ def load_npz(path: str) -> dict[str, np.ndarray]:
                              'which is never loaded') from None
 
 
-def saved_readouts(path: str) -> set[str]:
-    """Name the readouts (of ``READOUT_NAMES``) a file holds, reading only its index."""
-    with _open_npz(path) as data:
-        return {k.split('/', 1)[0] for k in data.files} & set(READOUT_NAMES)
-
-
 def fast_readout_note(ctrl, saved: set[str]) -> Optional[str]:
     """
     Say how a fast readout saved without ``ctrl`` having one, or the reverse, is taken.
@@ -276,6 +270,11 @@ class ReadoutStore:
         self._next_ns: Optional[int] = None
 
     @property
+    def not_a_file(self) -> bool:
+        """Whether ``path`` names something that is not a regular file (a directory)."""
+        return bool(self.path) and os.path.exists(self.path) and not os.path.isfile(self.path)
+
+    @property
     def guarded(self) -> Optional[str]:
         """Return a ``path`` set while running that named an existing file (until save or load)."""
         return self._guarded if self._guarded == self.path else None
@@ -336,7 +335,7 @@ class ReadoutStore:
             remove_stale_temporaries(self.path)
         if not (self.path and os.path.exists(self.path)):
             return None
-        if not os.path.isfile(self.path):        # a directory, a device: never renamed
+        if self.not_a_file:                       # a directory, a device: never renamed
             return False, (f'readout_path {self.path} is not a regular file: not loaded, '
                            'left as it is, and nothing will be saved there; learning '
                            'starts fresh')
@@ -377,8 +376,7 @@ class ReadoutStore:
     def _load(self) -> tuple[bool, str]:
         """Load ``path``: (True, what was loaded) or (False, why not; ``ctrl`` unchanged)."""
         try:
-            note = fast_readout_note(self.ctrl, saved_readouts(self.path))
-            self.ctrl.load(self.path)
+            note = self.ctrl.load(self.path)
         except LOAD_ERRORS as e:
             return False, str(e)
         self._adopted()

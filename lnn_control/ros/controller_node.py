@@ -26,7 +26,6 @@ the one set point that cannot make the robot move.
 """
 from __future__ import annotations
 
-import os
 import sys
 import time
 from typing import Any, Optional
@@ -222,12 +221,10 @@ class LnnControllerNode(ControllerServices, Node):
         self.loop.stale_action = cfg.stale_sensor_action
         guarded = self.readout_store.guarded
         self.readout_store.configure(cfg.readout_path, cfg.readout_autosave_period_s)
-        path = self.readout_store.path
-        if 'readout_path' in changes and path and os.path.exists(path) and not os.path.isfile(
-                path):
+        if 'readout_path' in changes and self.readout_store.not_a_file:
             self.get_logger().warning(
-                f'readout_path {path} is not a regular file (a directory?): nothing can be '
-                'saved there or loaded from it; set it to a file (.npz)')
+                f'readout_path {self.readout_store.path} is not a regular file (a directory?): '
+                'nothing can be saved there or loaded from it; set it to a file (.npz)')
         elif self.readout_store.guarded and self.readout_store.guarded != guarded:
             self.get_logger().warning(
                 f'readout_path {cfg.readout_path} already exists: autosave will not overwrite '

@@ -196,11 +196,11 @@ def startup_warnings(node: Node, entries: Iterable[schema.Param]) -> list[str]:
     set run the user's robot on the bundled pendulum's (one value for every joint).
     """
     names = [p.name for p in entries]
+    lower = {n.lower(): n for n in names}
     warnings = []
     for name in sorted(node._parameter_overrides):
         if name in names or name.startswith(ROS_OWN):
             continue
-        lower = {n.lower(): n for n in names}
         close = difflib.get_close_matches(name.lower(), lower, n=1)
         warnings.append(f"parameter '{name}' is not one of this node's: ignored"
                         + (f" (did you mean '{lower[close[0]]}'?)" if close else ''))
