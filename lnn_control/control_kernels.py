@@ -68,8 +68,9 @@ SV_HOLD_FACTOR = 18   # this PD-only hold in hold_s
 SV_ARMED = 19   # 1: the echo figure is judged (set by the supervisor, see supervisor.py)
 SV_CHATTER = 20  # lowest lag-1 correlation of a joint's command (-1: flips every tick)
 SV_CHATTER_JOINT = 21   # ... on this joint
-SV_SIZE = 22
-SV_PUSH_TRIP = 0.25   # the feedforward drives saturation this often: not credible
+SV_PUSH_BASE = 22   # the push fraction the limits alone account for (see supervisor.py)
+SV_SIZE = 23
+SV_PUSH_TRIP = 0.25   # the feedforward drives saturation this often (over the base): not credible
 SV_GROSS = 2.0        # rho this many times the trip ratio is judged after a quarter window
 SV_ECHO_FACTOR = 1.3  # the echo figure trips at this many times the trip ratio
 SV_WHY_RHO, SV_WHY_ECHO, SV_WHY_PUSH = 1, 2, 3
@@ -84,7 +85,8 @@ def supervise(pd, ff, command, gains, lp, ff_at_bound, refused, st):
 
     ``gains`` rows: command limit, 1/kp, the low-pass coefficients. Harmful: rho > trip
     or (armed) the echo figure > SV_ECHO_FACTOR trip after a full window in this state,
-    or the push fraction > SV_PUSH_TRIP after a quarter window (its own averaging time).
+    or the push fraction > SV_PUSH_TRIP + st[SV_PUSH_BASE] after a quarter window (its
+    own averaging time).
 
     rho is the larger of two estimates: from the efforts as they are (quick) and from the
     efforts low-passed per joint (``lp`` (6, n) holds the filter states, then the
@@ -111,6 +113,7 @@ def supervise(pd, ff, command, gains, lp, ff_at_bound, refused, st):
     push = 1.0 if ff_at_bound else 0.0
     alpha = st[SV_ALPHA]
     chatter, chatter_joint = 1.0, 0
+    saturated = False
     for j in range(pd.shape[0]):
         limit, inv_kp, beta = gains[0, j], gains[1, j], gains[2, j]
         e = pd[j] * inv_kp
@@ -124,8 +127,10 @@ def supervise(pd, ff, command, gains, lp, ff_at_bound, refused, st):
         high += (f - lp[2, j]) * (f - lp[2, j])
         a_low += lp[0, j] * lp[0, j]
         b_low += lp[1, j] * lp[1, j]
-        if abs(command[j]) >= limit and ff[j] * command[j] > 0.25 * limit * limit:
-            push = 1.0
+        if abs(command[j]) >= limit:
+            saturated = True
+            if ff[j] * command[j] > 0.25 * limit * limit:
+                push = 1.0
         # the command's lag-1 correlation: near -1 when the loop chatters at Nyquist
         lp[4, j] += alpha * (t * lp[3, j] - lp[4, j])
         lp[5, j] += alpha * (t * t - lp[5, j])
@@ -133,10 +138,13 @@ def supervise(pd, ff, command, gains, lp, ff_at_bound, refused, st):
         if lp[5, j] > 0.0 and lp[4, j] < chatter * lp[5, j]:
             chatter, chatter_joint = lp[4, j] / lp[5, j], j
     st[SV_CHATTER], st[SV_CHATTER_JOINT] = chatter, chatter_joint
-    st[SV_PD] += alpha * (a - st[SV_PD])
-    st[SV_TOTAL] += alpha * (b - st[SV_TOTAL])
-    st[SV_PD_LOW] += alpha * (a_low - st[SV_PD_LOW])
-    st[SV_TOTAL_LOW] += alpha * (b_low - st[SV_TOTAL_LOW])
+    # Limits known to be below what the motion needs (a push base): a tick at the limit
+    # says nothing about the feedforward (PD alone would be there too), so rho skips it.
+    if not (saturated and st[SV_PUSH_BASE] > 0.0):
+        st[SV_PD] += alpha * (a - st[SV_PD])
+        st[SV_TOTAL] += alpha * (b - st[SV_TOTAL])
+        st[SV_PD_LOW] += alpha * (a_low - st[SV_PD_LOW])
+        st[SV_TOTAL_LOW] += alpha * (b_low - st[SV_TOTAL_LOW])
     st[SV_FF_HIGH] += alpha * (high - st[SV_FF_HIGH])
     echo = np.sqrt(st[SV_FF_HIGH] / st[SV_TOTAL_LOW]) if st[SV_TOTAL_LOW] > 0.0 else 0.0
     st[SV_ECHO] = echo
@@ -160,7 +168,7 @@ def supervise(pd, ff, command, gains, lp, ff_at_bound, refused, st):
         why = SV_WHY_RHO
     elif full and st[SV_ARMED] == 1.0 and echo > SV_ECHO_FACTOR * st[SV_TRIP]:
         why = SV_WHY_ECHO
-    elif quarter and st[SV_PUSH] > SV_PUSH_TRIP:
+    elif quarter and st[SV_PUSH] > SV_PUSH_TRIP + st[SV_PUSH_BASE]:
         why = SV_WHY_PUSH
     st[SV_WHY] = why
     harmful = why != 0

@@ -164,6 +164,8 @@ class AdaptiveController(InverseModelTick):
 
     def _apply(self, values: Mapping[str, Any]) -> None:
         """Carry validated settings into the parts that use them."""
+        limits = (None if self.command_limit is None
+                  else (self.command_limit.copy(), self._ff_limit.copy()))
         for name, value in values.items():
             group, _, attr = name.rpartition('.')
             if name in ('kp', 'kd', 'command_limit'):
@@ -190,6 +192,10 @@ class AdaptiveController(InverseModelTick):
             np.multiply(self.command_limit, self.config.feedforward_limit, out=self._ff_limit)
             if self.supervisor is not None:
                 self.supervisor.set_gains(self.kp, self.kd, self.command_limit)
+                if limits is not None and not (np.array_equal(limits[0], self.command_limit)
+                                               and np.array_equal(limits[1], self._ff_limit)):
+                    self.supervisor.limits_changed(bool(np.any(self.command_limit < limits[0])
+                                                        or np.any(self._ff_limit < limits[1])))
             self.change_detector.set_gains(self.kp, self.command_limit)
 
     def readouts(self) -> Sequence[RLSReadout]:

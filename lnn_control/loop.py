@@ -173,6 +173,7 @@ class ControlLoop:
             ('supervisor oscillation ratio', sv.oscillation),
             ('command lag-1 correlation (lowest joint)', sv.chatter[0]),
             ('PD-only hold: ticks at the command limit', sv.pd_only_saturation),
+            ('supervisor saturation the limits alone cause', sv.push_base),
             *((f'supervisor {k}', v) for k, v in sv.counts.items()),
             ('supervisor gain scale', sv.gain_scale),
             ('supervisor fast learner gain scale',

@@ -35,7 +35,8 @@ The response, with hysteresis (``hold_s``) and escalation:
    window kept arms saturated for most of their first second, 10x PD's error)
    -- under saturation rho reads about 1 whatever the error, and a learned
    model that keeps asking for more than the actuator has is not credible
-   (learning itself pauses on saturated ticks, see the controller); a
+   (learning itself pauses on saturated ticks, see the controller; after limits
+   lowered live, only saturation beyond what they alone cause, ``limits_changed``); a
    numerically refused RLS step; the echo figure -- the feedforward's power above
    the loop's bandwidth over the command's within it -- above 1.3x the trip ratio
    over a full window, once armed. A learned model has little above the bandwidth
@@ -170,6 +171,9 @@ EASE_RAMP_S = 1.0
 # sum of sines, whatever its frequency).
 ARM_AFTER_S = 10.0
 ARM_BANDWIDTH_MARGIN = 2.0
+# After limits lowered live the push base is measured over a period of the reference,
+# within these bounds [s] (see ``limits_changed``).
+PUSH_BASE_S = (2.0, 10.0)
 
 
 @dataclass
@@ -228,6 +232,8 @@ class LearningSupervisor:
         self._eased_hold = False        # this hold (frozen or PD only) has eased the PD output
         self._arm_tick = int(round(ARM_AFTER_S / controller.dt))   # learning from zero till then
         self._armed_by_time = False     # the echo figure judges the fast learner only
+        self._push_base_tick = -1       # tick the push base is measured at (-1: not pending)
+        self._push_max = 0.0            # the push fraction's peak while it is measured
         self._reset_timers()
 
     # -- configuration ---------------------------------------------------------
@@ -292,6 +298,46 @@ class LearningSupervisor:
     def gain_cap_per_step(self) -> float:
         """Return the learners' cap: a fraction of the error per step (1: none here)."""
         return min(1.0, GAIN_CAP * self._bandwidth_dt)
+
+    def limits_changed(self, lowered: bool) -> None:
+        """
+        Re-measure the push base: the command limits (or the feedforward bound) changed live.
+
+        Lowered below what the motion needs, they put a good readout at its bound and the
+        command at its limit on the reference's peaks: saturation the limits cause, which
+        PD alone meets as well. Counted against the feedforward, it set off the trip ladder
+        down to a readout zeroed (a pendulum's command_limit lowered from 0.77 N m to 0.7:
+        what it had learned was wiped and its error tripled; with the supervisor off it
+        tracked 2.6x better). So the push figure is off while the readout that met the
+        old limits meets the new ones over a period of the reference (``PUSH_BASE_S``
+        bounds), and the highest push fraction it reads then becomes the base: from then
+        on only saturation beyond it counts (the fraction follows the reference's peaks:
+        measured over one window, a quarter of the sine's period, the base was 51 % and
+        the peaks read 77 %). Raised limits can only saturate less: the base goes back
+        to 0 at once.
+        """
+        self._push_max = 0.0
+        if lowered:
+            self._stats[CK.SV_PUSH_BASE] = 1.0          # (SV_PUSH_TRIP + 1: never trips)
+            rad_s = self._reference_rad_s()
+            period = min(max(2.0 * np.pi / rad_s if rad_s > 0.0 else np.inf, PUSH_BASE_S[0]),
+                         PUSH_BASE_S[1])
+            self._push_base_tick = self._ticks_from_now(max(period, self._window_s))
+        else:
+            self._stats[CK.SV_PUSH_BASE] = 0.0
+            self._push_base_tick = -1
+
+    @property
+    def push_base(self) -> float:
+        """Return the push fraction the limits alone account for (1 while it is measured)."""
+        return float(self._stats[CK.SV_PUSH_BASE])
+
+    def _measure_push_base(self) -> None:
+        """Track the push fraction's peak; at the end of the period it becomes the base."""
+        self._push_max = max(self._push_max, float(self._stats[CK.SV_PUSH]))
+        if self.ctrl.ticks >= self._push_base_tick:
+            self._push_base_tick = -1
+            self._stats[CK.SV_PUSH_BASE] = min(self._push_max, 1.0 - CK.SV_PUSH_TRIP)
 
     def _ticks_from_now(self, seconds: float) -> int:
         return self.ctrl.ticks + int(round(seconds / self.ctrl.dt))
@@ -379,6 +425,8 @@ class LearningSupervisor:
                 ff_at_bound: int, refused_step: bool = False) -> None:
         if not self.enabled:
             return
+        if self._push_base_tick >= 0:
+            self._measure_push_base()
         action = CK.supervise(pd, ff, command, self._gains, self._lp, ff_at_bound,
                               refused_step, self._stats)
         if action:
@@ -454,7 +502,10 @@ class LearningSupervisor:
                     f'within it > {CK.SV_ECHO_FACTOR * self.trip_ratio:.3g} '
                     '(a self-excited oscillation)')
         if why == CK.SV_WHY_PUSH:
-            return f'feedforward drove the command into its limit {st[CK.SV_PUSH]:.0%} of the time'
+            base = (f' (the limits alone: {st[CK.SV_PUSH_BASE]:.0%})'
+                    if st[CK.SV_PUSH_BASE] > 0.0 else '')
+            return (f'feedforward drove the command into its limit {st[CK.SV_PUSH]:.0%} of the '
+                    f'time{base}')
         return f'estimated error ratio to PD {self.ratio:.2f} > trip_ratio {self.trip_ratio:g}'
 
     def _take_snapshot(self) -> None:
@@ -563,13 +614,14 @@ class LearningSupervisor:
         slow one then a small fast one reads low); with fixed scales, or no motion yet, it
         cannot be judged and is taken as below.
         """
+        return self._bandwidth_dt >= ARM_BANDWIDTH_MARGIN * self._reference_rad_s() * self.ctrl.dt
+
+    def _reference_rad_s(self) -> float:
+        """Return the reference's own frequency from the scales' peaks (0: no motion seen)."""
         n, envelope = self.ctrl.n, self.ctrl.normalizer.envelope
         qd, qdd = envelope[n:2 * n], envelope[2 * n:]
         moving = qd > 0.0
-        if not moving.any():
-            return True
-        reference_rad_s = float(np.max(qdd[moving] / qd[moving]))
-        return self._bandwidth_dt >= ARM_BANDWIDTH_MARGIN * reference_rad_s * self.ctrl.dt
+        return float(np.max(qdd[moving] / qd[moving])) if moving.any() else 0.0
 
     def _fast_suspect(self) -> bool:
         """Whether the next trip is the fast learner's (its gain capped, then off)."""
@@ -589,8 +641,13 @@ class LearningSupervisor:
     def _pd_only(self, reason: str) -> None:
         # The fast learner alone was not the problem: the next trip owes the cut skipped.
         self._owed_cut = self._owed_cut or self._only_fast_cut
-        if self.ctrl.learning_enabled:      # learning restarts from zero after the hold;
-            for r in self.ctrl.readouts():  # a frozen readout (learning off) is kept, unused
+        # Learning restarts from zero after the hold. A frozen readout (learning off) is
+        # kept, unused, and so is one that met limits lowered live below what the motion
+        # needs (a push base): at such limits rho misreads too (the error a saturation left
+        # behind reads as the feedforward's), and zeroing lost what was learned for good
+        # (the 5 kg pendulum at 0.85x its peak command: PD's error either way).
+        if self.ctrl.learning_enabled and not self._stats[CK.SV_PUSH_BASE] > 0.0:
+            for r in self.ctrl.readouts():
                 r.w[:] = 0.0
         self._hold(PD_ONLY)
         self._disarm()                      # learning restarts from zero: a transient again

@@ -5,6 +5,7 @@ It must catch a harmful readout, recover to PD-or-better within seconds, count
 what it did, and leave good learning alone.
 """
 from lnn_control import closed_loop as CL
+from lnn_control import control_kernels as CK
 from lnn_control import zoo
 from lnn_control.controller import AdaptiveController
 from lnn_control.plants import Plant
@@ -90,6 +91,53 @@ def test_a_pd_only_hold_keeps_a_frozen_readout_and_applies_it_again():
     for before, r in zip(weights, ctrl.readouts()):
         np.testing.assert_array_equal(r.w, before)
     assert ctrl.tick_terms()[3].any()
+
+
+@pytest.mark.parametrize('learning', [True, False])
+def test_limits_lowered_below_the_motions_need_leave_the_learned_readout(learning):
+    """
+    A command_limit lowered live below the peak the motion needs is the limit's saturation.
+
+    Counted against the feedforward it set off rollback, PD only and a restart from zero:
+    the learned weights were wiped (learning on or off). Now the push figure judges only
+    saturation beyond the base the readout that met the old limit reads under the new one,
+    rho skips the ticks at the limit, and a PD-only hold keeps the readout: the error is
+    the supervisor-off run's (PD's too: the limit decides it).
+    """
+    name = 'pendulum_5kg'
+    params = zoo.controller_params(name)
+    results = {}
+    for supervised in (True, False):
+        ctrl = AdaptiveController({**params, 'supervisor.enabled': supervised})
+        plant = Plant(zoo.model_name(name), joints=ctrl.joints)
+        cfg = ctrl.params
+        ref = make_reference('sum_of_sines', ctrl.n, cfg['reference.amplitude'],
+                             cfg['reference.frequency_hz'], cfg['reference.offset'])
+        q_d, qd_d, qdd_d = (np.zeros(ctrl.n) for _ in range(3))
+        ref.sample(0.0, q_d, qd_d, qdd_d)
+        plant.reset(q=q_d)
+        steps, change = int(round(30.0 / ctrl.dt)), int(round(15.0 / ctrl.dt))
+        err, peak = np.zeros(steps), 0.0
+        for k in range(steps):
+            if k == change:
+                if not learning:
+                    ctrl.update_params({'learning_enabled': False})
+                weights = np.abs(ctrl.slow.w).sum()
+                ctrl.update_params({'command_limit': [0.85 * peak]})
+            ref.sample(k * ctrl.dt, q_d, qd_d, qdd_d)
+            q, qd = plant.position(), plant.velocity()
+            err[k] = np.sqrt(np.mean((q_d - q) ** 2))
+            command = ctrl.step((q, qd), (q_d, qd_d, qdd_d))
+            if k >= change - int(round(5.0 / ctrl.dt)):
+                peak = max(peak, float(np.max(np.abs(command))))
+            plant.step(command, ctrl.dt)
+        results[supervised] = (_rms(err, ctrl.dt, 20.0, 30.0), ctrl)
+    err, ctrl = results[True]
+    sv = ctrl.supervisor
+    assert np.abs(ctrl.slow.w).sum() > 0.5 * weights, sv.interventions
+    assert 0.5 < sv.push_base <= 1.0 - CK.SV_PUSH_TRIP      # measured
+    assert ctrl.saturated_ticks > 0
+    assert err <= 1.05 * results[False][0]
 
 
 def test_a_feedforward_switched_off_is_not_a_feedforward_at_its_bound():
@@ -250,6 +298,17 @@ def test_supervise_kernel_trips_snapshots_and_resumes_on_its_timers():
              for _ in range(3)]
     assert codes[:2] == [0, 0] and codes[2] == CK.SV_ROLLBACK
     assert st[CK.SV_WHY] == CK.SV_WHY_PUSH
+    # ... only beyond the push fraction the limits alone cause (the base, see
+    # LearningSupervisor.limits_changed): pushing every other tick over a base of 0.5 is
+    # not (the quarter-window average swings 0.29-0.71), every tick is.
+    st[:CK.SV_CLEARED], st[CK.SV_PUSH_BASE] = 0.0, 0.5
+    codes = [CK.supervise(2.0 * one, 9.0 * one, limit * (0.5 + 0.5 * (k % 2)), gains, lp, 0,
+                          False, st) for k in range(40)]
+    assert CK.SV_ROLLBACK not in codes and 0.25 < st[CK.SV_PUSH] < 0.75
+    codes = [CK.supervise(2.0 * one, 9.0 * one, limit, gains, lp, 1, False, st)
+             for _ in range(10)]
+    assert CK.SV_ROLLBACK in codes and st[CK.SV_WHY] == CK.SV_WHY_PUSH
+    st[CK.SV_PUSH_BASE] = 0.0
     # A refused RLS step rolls back at once, whatever rho says.
     st[:CK.SV_CLEARED] = 0.0
     assert run(0.5 * one, 0.5 * one, 1, refused=True) == [CK.SV_ROLLBACK]
