@@ -16,7 +16,14 @@ import pytest
 pytestmark = pytest.mark.unit
 
 
-def _loop(ctrl, plant_name, duration, inject_at=None, factor=-10.0):
+def _loop(ctrl, plant_name, duration, inject_at=None, factor=-10.0, before_tick=None,
+          commands=None):
+    """
+    Run ``ctrl`` on a fresh ``plant_name``; return the RMS error per tick.
+
+    ``before_tick(k, ctrl)`` is called before tick k; ``commands`` (ticks x joints), if
+    given, receives the commands.
+    """
     plant = Plant(plant_name, joints=ctrl.joints)
     cfg = ctrl.params
     ref = make_reference('sum_of_sines', ctrl.n, cfg['reference.amplitude'],
@@ -31,10 +38,15 @@ def _loop(ctrl, plant_name, duration, inject_at=None, factor=-10.0):
         if any(abs(t - when) < ctrl.dt / 2 for when in inject_at):
             for r in ctrl.readouts():
                 r.w *= factor           # a corrupted readout, as a bad file would give
+        if before_tick is not None:
+            before_tick(k, ctrl)
         ref.sample(t, q_d, qd_d, qdd_d)
         q, qd = plant.position(), plant.velocity()
         err[k] = np.sqrt(np.mean((q_d - q) ** 2))
-        plant.step(ctrl.step((q, qd), (q_d, qd_d, qdd_d)), ctrl.dt)
+        command = ctrl.step((q, qd), (q_d, qd_d, qdd_d))
+        if commands is not None:
+            commands[k] = command
+        plant.step(command, ctrl.dt)
     return err
 
 
@@ -106,35 +118,26 @@ def test_limits_lowered_below_the_motions_need_leave_the_learned_readout(learnin
     """
     name = 'pendulum_5kg'
     params = zoo.controller_params(name)
-    results = {}
+    change, weights, results = 1500, [], {}       # at 15 s
+
+    def lower_the_limit(k, ctrl):
+        if k == change:
+            if not learning:
+                ctrl.update_params({'learning_enabled': False})
+            weights.append(np.abs(ctrl.slow.w).sum())
+            peak = np.abs(commands[change - 500:change]).max()     # over the last 5 s
+            ctrl.update_params({'command_limit': [0.85 * peak]})
+
     for supervised in (True, False):
         ctrl = AdaptiveController({**params, 'supervisor.enabled': supervised})
-        plant = Plant(zoo.model_name(name), joints=ctrl.joints)
-        cfg = ctrl.params
-        ref = make_reference('sum_of_sines', ctrl.n, cfg['reference.amplitude'],
-                             cfg['reference.frequency_hz'], cfg['reference.offset'])
-        q_d, qd_d, qdd_d = (np.zeros(ctrl.n) for _ in range(3))
-        ref.sample(0.0, q_d, qd_d, qdd_d)
-        plant.reset(q=q_d)
-        steps, change = int(round(30.0 / ctrl.dt)), int(round(15.0 / ctrl.dt))
-        err, peak = np.zeros(steps), 0.0
-        for k in range(steps):
-            if k == change:
-                if not learning:
-                    ctrl.update_params({'learning_enabled': False})
-                weights = np.abs(ctrl.slow.w).sum()
-                ctrl.update_params({'command_limit': [0.85 * peak]})
-            ref.sample(k * ctrl.dt, q_d, qd_d, qdd_d)
-            q, qd = plant.position(), plant.velocity()
-            err[k] = np.sqrt(np.mean((q_d - q) ** 2))
-            command = ctrl.step((q, qd), (q_d, qd_d, qdd_d))
-            if k >= change - int(round(5.0 / ctrl.dt)):
-                peak = max(peak, float(np.max(np.abs(command))))
-            plant.step(command, ctrl.dt)
+        assert ctrl.dt == 0.01
+        commands = np.zeros((3000, ctrl.n))
+        err = _loop(ctrl, zoo.model_name(name), 30.0, before_tick=lower_the_limit,
+                    commands=commands)
         results[supervised] = (_rms(err, ctrl.dt, 20.0, 30.0), ctrl)
     err, ctrl = results[True]
     sv = ctrl.supervisor
-    assert np.abs(ctrl.slow.w).sum() > 0.5 * weights, sv.interventions
+    assert np.abs(ctrl.slow.w).sum() > 0.5 * weights[0], sv.interventions
     assert 0.5 < sv.push_base <= 1.0 - CK.SV_PUSH_TRIP      # measured
     assert ctrl.saturated_ticks > 0
     assert err <= 1.05 * results[False][0]
