@@ -10,17 +10,19 @@ one side has is not: it is what rls.fast_learner toggled between runs leaves, an
 forgets within ticks anyway; the slow one, the model, is loaded). Writes are
 durable and atomic (temporary file, fsync, rename, fsync of the directory), so
 a crash or a power cut at any moment leaves either the previous file or the
-new one. ``ReadoutStore`` saves periodically with the writing off the control
-thread. ROS-free.
+new one. ``ReadoutStore`` saves periodically, and saves and loads on request, with the
+file work off the control thread. ROS-free.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+import functools
 import json
 import os
 import queue
 import tempfile
 import threading
-from typing import Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -28,6 +30,7 @@ READOUT_NAMES = ('slow', 'fast')
 # What reading a missing, foreign or corrupt readout file can raise: anything but a
 # BaseException (a corrupt zip raises from deep inside zipfile and numpy, with many types).
 LOAD_ERRORS = (Exception,)
+NOT_LOADED = 'not loaded ({}); nothing changed'     # a refused request, with the reason
 
 
 def save_npz(path: str, arrays: dict[str, np.ndarray]) -> None:
@@ -106,11 +109,19 @@ def fast_readout_note(ctrl, saved: set[str]) -> Optional[str]:
     return None
 
 
-def controller_arrays(ctrl) -> dict[str, np.ndarray]:
-    """Copy what ``ctrl`` has learned, with what it needs to mean the same on load."""
+def controller_arrays(ctrl, spare: Optional[dict] = None) -> dict[str, np.ndarray]:
+    """
+    Copy what ``ctrl`` has learned, with what it needs to mean the same on load.
+
+    ``spare``: an earlier copy no longer used, whose covariances are copied into: at
+    N=2000 a copy into fresh memory took up to 63 ms here (page faults), into used 9 ms.
+    """
     ctrl.adapt()                     # a tick's pending learning step first
-    arrays = {f'{name}/{k}': v for name, r in zip(READOUT_NAMES, ctrl.readouts())
-              for k, v in r.state_dict().items()}
+    arrays = {}
+    for name, r in zip(READOUT_NAMES, ctrl.readouts()):
+        out = (spare or {}).get(f'{name}/p')
+        out = out if out is not None and out.shape == r.p.shape else None
+        arrays.update({f'{name}/{k}': v for k, v in r.state_dict(out).items()})
     arrays['joints'] = np.array(ctrl.joints)
     arrays['mode'] = np.array(ctrl.mode)
     arrays['reservoir'] = np.array(_reservoir_identity(ctrl))
@@ -131,13 +142,28 @@ def _reservoir_identity(ctrl) -> str:
     return json.dumps(ctrl.config.section('reservoir'), sort_keys=True)
 
 
-def load_controller(ctrl, path: str) -> Optional[str]:
-    """
-    Load what ``save_controller`` wrote into ``ctrl``, all or nothing.
+@dataclass(frozen=True)
+class LoadedReadout:
+    """A readout file read and checked against a controller (``read_controller``)."""
 
-    Raises ValueError (``ctrl`` unchanged) for a file of other joints, mode,
-    shapes or fixed input scales. A fast readout only one side has is no reason to
-    refuse: returns how it was taken (``fast_readout_note``), else None.
+    path: str
+    note: Optional[str]                 # how a fast readout only one side has is taken
+    states: list                        # per readout, as ``RLSReadout.restore`` takes it
+    scale: np.ndarray
+    envelope: np.ndarray
+    gain_scale: float
+    fast_cut: float
+    gain_capped: bool
+
+
+def read_controller(ctrl, path: str) -> LoadedReadout:
+    """
+    Read what ``save_controller`` wrote and check it against ``ctrl``, changing nothing.
+
+    Raises ValueError for a file of other joints, mode, shapes or fixed input scales
+    (anything ``load_npz`` raises for one that is no readout file). Reads only what is
+    fixed when ``ctrl`` is built (joints, mode, reservoir, readout shapes, read-only
+    parameters), so it may run off the control thread while ``ctrl`` ticks.
     """
     data = load_npz(path)
     note = fast_readout_note(ctrl, {k.split('/', 1)[0] for k in data})
@@ -162,26 +188,39 @@ def load_controller(ctrl, path: str) -> Optional[str]:
     for name, r in zip(READOUT_NAMES, ctrl.readouts()):
         state = {k.split('/', 1)[1]: v for k, v in data.items() if k.startswith(name + '/')}
         if not state and name == 'fast':
-            break                       # saved with rls.fast_learner off: reset below
+            break                       # saved with rls.fast_learner off: reset on install
         if not state:
             raise ValueError(f'{path} has no {name} readout')
-        states.append(state)
-    backup = [r.state_dict() for r in ctrl.readouts()]
-    try:
-        for r, s in zip(ctrl.readouts(), states):
-            r.load_state_dict(s)
-    except (ValueError, KeyError):
-        for r, s in zip(ctrl.readouts(), backup):
-            r.load_state_dict(s)
-        raise
-    if len(states) < len(ctrl.readouts()):
+        states.append(r.checked_state(state))
+    return LoadedReadout(path, note, states, scale, envelope, gain, fast_cut, gain_capped)
+
+
+def install_controller(ctrl, loaded: LoadedReadout) -> Optional[str]:
+    """Put a readout ``read_controller`` checked into ``ctrl`` (cannot fail); return its note."""
+    for r, state in zip(ctrl.readouts(), loaded.states):
+        r.restore(state)
+    if len(loaded.states) < len(ctrl.readouts()):
         ctrl.fast.reset(ctrl.config.rls.initial_covariance / ctrl.input_power)
-    norm.load_state(scale, envelope)
+    ctrl.normalizer.load_state(loaded.scale, loaded.envelope)
     ctrl.supervisor.reset()
-    ctrl.supervisor.gain_scale = gain
-    ctrl.supervisor.fast_cut = fast_cut
-    ctrl.supervisor.gain_capped = gain_capped
-    return note
+    ctrl.supervisor.gain_scale = loaded.gain_scale
+    ctrl.supervisor.fast_cut = loaded.fast_cut
+    ctrl.supervisor.gain_capped = loaded.gain_capped
+    return loaded.note
+
+
+def load_controller(ctrl, path) -> Optional[str]:
+    """
+    Load what ``save_controller`` wrote into ``ctrl``, all or nothing.
+
+    Raises ValueError (``ctrl`` unchanged) for a file of other joints, mode,
+    shapes or fixed input scales. A fast readout only one side has is no reason to
+    refuse: returns how it was taken (``fast_readout_note``), else None. ``path`` may also
+    be what ``read_controller`` returned: ``ReadoutStore`` reads off the control thread and
+    installs, through ``AdaptiveController.load``, on it.
+    """
+    loaded = path if isinstance(path, LoadedReadout) else read_controller(ctrl, path)
+    return install_controller(ctrl, loaded)
 
 
 def set_aside(path: str) -> str:
@@ -199,6 +238,51 @@ def set_aside(path: str) -> str:
     return aside
 
 
+class Request:
+    """
+    A save or load asked of a ``ReadoutStore``, in two parts.
+
+    ``io`` (the file work) runs on the store's I/O thread, or at once for a synchronous
+    request, then ``wake`` is called there; ``finish`` runs on the thread that asked, once
+    ``wait`` says it is done, and returns (ok, message). So a front end's control thread
+    only takes the snapshot before and swaps a loaded readout in after, between ticks.
+    """
+
+    def __init__(self, io: Optional[Callable[[], Any]],
+                 finish: Callable[[Any, Optional[Exception]], tuple[bool, str]],
+                 wake: Optional[Callable[[], None]] = None):
+        self._io, self._finish, self._wake = io, finish, wake
+        self._result: Any = None
+        self._error: Optional[Exception] = None
+        self._done = threading.Event()
+        if io is None:
+            self._done.set()
+
+    @classmethod
+    def answered(cls, ok: bool, message: str) -> 'Request':
+        """Return a request with nothing to do but answer."""
+        return cls(None, lambda result, error: (ok, message))
+
+    def run(self) -> 'Request':
+        """Do the file work (any exception goes to ``finish``), then call ``wake``."""
+        try:
+            self._result = self._io()
+        except Exception as e:       # finish() re-raises what it does not expect
+            self._error = e
+        self._done.set()
+        if self._wake is not None:
+            self._wake()
+        return self
+
+    def wait(self, timeout_s: Optional[float] = None) -> bool:
+        """Wait at most ``timeout_s`` for the file work; return whether it is done."""
+        return self._done.wait(timeout_s)
+
+    def finish(self) -> tuple[bool, str]:
+        """Complete the request on the thread that asked (once done); return (ok, message)."""
+        return self._finish(self._result, self._error)
+
+
 class ReadoutStore:
     """
     Where a controller's learning lives on disk, for a front end (the node).
@@ -208,13 +292,16 @@ class ReadoutStore:
     ``<path>.refused`` (``.refused.1``, ... when taken: ``set_aside``) so that nothing
     overwrites it, and learning starts fresh; a ``path`` that is not a regular file (a
     directory) is refused and left as it is.
-    ``save``/``load`` serve requests and return (ok, message), never raising.
+    ``save``/``load`` serve requests on the calling thread and return (ok, message);
+    ``save_request``/``load_request`` serve them with the file work on the I/O thread
+    (``Request``), so that a control loop runs on meanwhile (at N=1000 a save is 30 ms of
+    writing, a load as long of reading and checking); neither raises for a file problem.
     ``tick(now_ns)`` autosaves every ``period_s``: on the control thread, after
     the command is out, it copies what was learned (``controller_arrays``,
-    0.23 ms at N=300, 4 ms at N=1000) and hands the copy to a writer thread that writes it
+    0.23 ms at N=300, 4 ms at N=1000) and hands the copy to the I/O thread that writes it
     durably and atomically (``save_npz``), so a kill at any moment leaves the
-    last completed save. A save due while the writer is still busy is skipped
-    (counted), never queued. Times are nanoseconds of the front end's clock.
+    last completed save. An autosave due while the previous one still waits for the I/O
+    thread is skipped (counted), never queued. Times are nanoseconds of the front end's clock.
 
     Automatic writes (the autosave, ``save_at_shutdown``) never replace a good file with
     a doubtful readout: with the learning supervisor on, they replace an existing file
@@ -235,14 +322,21 @@ class ReadoutStore:
         self.withheld = 0             # due while the readout was doubtful (see above)
         self.withheld_because: Optional[str] = None   # ... the last time, why
         self.last_error: Optional[str] = None
-        self._queue: queue.Queue = queue.Queue(maxsize=1)
+        # the I/O thread's work, in order: autosaves, requests, flush marks; None stops it
+        self._queue: queue.Queue = queue.Queue()
+        self._autosave_waiting = False
+        # a written snapshot, for the next one to copy into (``controller_arrays``)
+        self._spare: Optional[dict] = None
         # the supervisor's interventions at the last due time or write, its promoted
         # snapshots at the last write (``doubtful``)
         self._episodes, self._snapshots = ctrl.supervisor.episodes, ctrl.supervisor.snapshots
         self._guarded: Optional[str] = None         # an existing file set while running
         self._own: set[str] = set()                  # files this store wrote or loaded
         self.configure(path, period_s, running=False)
-        self._thread = threading.Thread(target=self._write_loop, name='readout-autosave',
+        if self.path:           # its memory touched now, so the first snapshot is as fast
+            self._spare = {f'{name}/p': np.ones_like(r.p)
+                           for name, r in zip(READOUT_NAMES, ctrl.readouts())}
+        self._thread = threading.Thread(target=self._work_loop, name='readout-io',
                                         daemon=True)
         self._thread.start()
 
@@ -308,11 +402,20 @@ class ReadoutStore:
             return 'the learning supervisor has not judged the readout good since the last save'
         return None
 
-    def _adopted(self) -> None:
-        """``path`` was saved or loaded on request: this store's own file, judged from now."""
-        self._guarded = None
-        self._own.add(self.path)
-        self._checked(written=True)
+    def _adopted(self, path: str, marks: Optional[tuple[int, int]] = None) -> None:
+        """
+        ``path`` was saved or loaded on request: this store's own file, judged from then.
+
+        ``marks``: the supervisor's (episodes, snapshots) when a save's snapshot was taken
+        (None: now), so the judgement counts from what the file holds.
+        """
+        if self._guarded == path:
+            self._guarded = None
+        self._own.add(path)
+        if marks is None:
+            self._checked(written=True)
+        else:
+            self._episodes, self._snapshots = marks
 
     def _checked(self, written: bool) -> None:
         """
@@ -347,15 +450,33 @@ class ReadoutStore:
 
     def save(self) -> tuple[bool, str]:
         """Save now, on the calling thread; (ok, message)."""
+        return self._save_request().run().finish()
+
+    def save_request(self, wake: Optional[Callable[[], None]] = None) -> Request:
+        """
+        Save with the writing on the I/O thread (``Request``).
+
+        What was learned is copied now, on the calling thread; the I/O thread writes it after
+        what it was given before. ``finish`` says success only once the file is complete.
+        """
+        return self._submit(self._save_request(wake))
+
+    def _save_request(self, wake: Optional[Callable[[], None]] = None) -> Request:
         if not self.path:
-            return False, 'readout_path is empty'
-        try:
-            self.ctrl.save(self.path)
-        except (OSError, ValueError) as e:
-            return False, f'saving readout to {self.path} failed: {e}'
-        self._adopted()
-        self.last_error = None          # an earlier autosave's failure is mended
-        return True, f'saved readout to {self.path}'
+            return Request.answered(False, 'readout_path is empty')
+        path, arrays = self.path, self._snapshot()
+        sv = self.ctrl.supervisor
+        marks = (sv.episodes, sv.snapshots)
+
+        def finish(result, error):
+            if isinstance(error, (OSError, ValueError)):
+                return False, f'saving readout to {path} failed: {error}'
+            if error is not None:
+                raise error
+            self._adopted(path, marks)
+            self.last_error = None          # an earlier autosave's failure is mended
+            return True, f'saved readout to {path}'
+        return Request(lambda: self._write(path, arrays), finish, wake)
 
     def save_at_shutdown(self) -> tuple[bool, str]:
         """Save unless the readout is doubtful now (``doubtful``); (ok, message)."""
@@ -367,20 +488,45 @@ class ReadoutStore:
         return self.save()
 
     def load(self) -> tuple[bool, str]:
-        """Load ``path``; (ok, message); a refused file changes nothing."""
-        if not self.path:
-            return False, 'readout_path is empty'
-        ok, message = self._load()
-        return ok, (message if ok else f'not loaded ({message}); nothing changed')
+        """Load ``path`` on the calling thread; (ok, message); a refused file changes nothing."""
+        return self._load_request(refused=NOT_LOADED).run().finish()
+
+    def load_request(self, wake: Optional[Callable[[], None]] = None) -> Request:
+        """
+        Load with the reading and checking on the I/O thread (``Request``, ``read_controller``).
+
+        ``finish``, on the calling (control) thread between ticks, puts the readout in, so a
+        tick never sees half of it; a refused file changes nothing.
+        """
+        return self._submit(self._load_request(wake, NOT_LOADED))
 
     def _load(self) -> tuple[bool, str]:
         """Load ``path``: (True, what was loaded) or (False, why not; ``ctrl`` unchanged)."""
-        try:
-            note = self.ctrl.load(self.path)
-        except LOAD_ERRORS as e:
-            return False, str(e)
-        self._adopted()
-        return True, f'loaded {self.path}' + (f' ({note})' if note else '')
+        return self._load_request().run().finish()
+
+    def _load_request(self, wake: Optional[Callable[[], None]] = None,
+                      refused: str = '{}') -> Request:
+        """Read and check ``path`` (``io``), then install it (``finish``); ``refused``: the why."""
+        if not self.path:
+            return Request.answered(False, 'readout_path is empty')
+        path, ctrl = self.path, self.ctrl
+
+        def finish(loaded, error):
+            if isinstance(error, LOAD_ERRORS):
+                return False, refused.format(error)
+            note = ctrl.load(loaded)        # its pending learning first, then the swap
+            self._adopted(path)
+            return True, f'loaded {path}' + (f' ({note})' if note else '')
+        return Request(lambda: read_controller(ctrl, path), finish, wake)
+
+    def _submit(self, request: Request) -> Request:
+        """Hand a request's file work to the I/O thread (done at once once it is stopped)."""
+        if request.wait(0):
+            return request
+        if not self._thread.is_alive():
+            return request.run()
+        self._queue.put(request.run)
+        return request
 
     def tick(self, now_ns: int) -> bool:
         """Autosave if due; return whether a snapshot was handed to the writer."""
@@ -396,37 +542,50 @@ class ReadoutStore:
             self.withheld += 1
             self._checked(written=False)
             return False
-        if self._queue.full():
+        if self._autosave_waiting:
             self.skipped += 1
             return False
-        self._queue.put_nowait((self.path, controller_arrays(self.ctrl)))
+        self._autosave_waiting = True
+        self._queue.put(functools.partial(self._autosave, self.path, self._snapshot()))
         self._checked(written=True)
         return True
 
     def flush(self, timeout_s: float = 10.0) -> None:
-        """Wait until the writer has written what it was given."""
+        """Wait until the I/O thread has done what it was given."""
         done = threading.Event()
-        self._queue.put((None, done), timeout=timeout_s)
+        self._queue.put(done.set)
         done.wait(timeout_s)
 
     def close(self, timeout_s: float = 10.0) -> None:
-        """Finish the write in progress and stop the writer thread."""
+        """Finish the work given (the write in progress, requests) and stop the I/O thread."""
         if self._thread.is_alive():
-            self._queue.put((None, None), timeout=timeout_s)
+            self._queue.put(None)
             self._thread.join(timeout_s)
 
-    def _write_loop(self) -> None:
+    def _work_loop(self) -> None:
         while True:
-            path, arrays = self._queue.get()
-            if path is None:
-                if arrays is None:
-                    return
-                arrays.set()            # a flush marker
-                continue
-            try:
-                save_npz(path, arrays)
-                self._own.add(path)
-                self.saves += 1
-                self.last_error = None
-            except (OSError, ValueError) as e:
-                self.last_error = f'autosave to {path} failed: {e}'
+            job = self._queue.get()
+            if job is None:
+                return
+            job()
+
+    def _snapshot(self) -> dict[str, np.ndarray]:
+        spare, self._spare = self._spare, None
+        return controller_arrays(self.ctrl, spare)
+
+    def _write(self, path: str, arrays: dict[str, np.ndarray]) -> None:
+        """Write a snapshot, then keep it for the next one to copy into."""
+        try:
+            save_npz(path, arrays)
+        finally:
+            self._spare = arrays
+
+    def _autosave(self, path: str, arrays: dict[str, np.ndarray]) -> None:
+        self._autosave_waiting = False
+        try:
+            self._write(path, arrays)
+            self._own.add(path)
+            self.saves += 1
+            self.last_error = None
+        except (OSError, ValueError) as e:
+            self.last_error = f'autosave to {path} failed: {e}'

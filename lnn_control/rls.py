@@ -184,13 +184,17 @@ class RLSReadout:
     def trace(self) -> float:
         return float(self._st[K.ST_TRACE])
 
-    def covariance(self) -> np.ndarray:
-        """Return the full symmetric P (applies the pending update first)."""
+    def covariance(self, out: np.ndarray | None = None) -> np.ndarray:
+        """Return the full symmetric P (applies the pending update first), a copy or ``out``."""
         K.rls_flush(self.p, self._g, self._st)
-        return self.p.copy()
+        if out is None:
+            return self.p.copy()
+        np.copyto(out, self.p)
+        return out
 
-    def state_dict(self) -> dict[str, np.ndarray]:
-        return {'w': self.w.copy(), 'p': self.covariance(),
+    def state_dict(self, p_out: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Copy the readout (P into ``p_out`` if given: ``covariance``) for ``load_state_dict``."""
+        return {'w': self.w.copy(), 'p': self.covariance(p_out),
                 'forgetting_factor': np.float64(self.forgetting_factor),
                 'initial_covariance': np.float64(self.initial_covariance),
                 'trace_cap': np.float64(self._st[K.ST_TRACE_CAP]),
@@ -203,6 +207,16 @@ class RLSReadout:
 
         Everything is checked before anything is changed, so a file of another shape or with
         bad values leaves this one intact.
+        """
+        self.restore(self.checked_state(state))
+
+    def checked_state(self, state: dict[str, np.ndarray]) -> dict:
+        """
+        Check a saved state against this readout; return it as ``restore`` takes it.
+
+        Raises ValueError. Changes nothing and reads only what construction fixed (shapes,
+        forgetting scheme), so it may run off the control thread: for N=2000 the checks of
+        the 32 MB covariance take tens of ms.
         """
         try:
             shape = tuple(int(v) for v in np.asarray(state['shape']).ravel())
@@ -230,16 +244,20 @@ class RLSReadout:
             raise ValueError(f'saved forgetting_factor {lam} is not in (0, 1]')
         for name in ('initial_covariance', 'trace_cap'):
             self._check_positive(f'saved {name}', scalars[name])
-        self.w[:] = w
-        self.p[:] = p
+        return {'w': w, 'p': p, 'trace': float(np.trace(p)), **scalars}
+
+    def restore(self, checked: dict) -> None:
+        """Take a state ``checked_state`` returned (it cannot fail: all was checked)."""
+        self.w[:] = checked['w']
+        self.p[:] = checked['p']
         self._g[:] = 0.0
         self._st[K.ST_PENDING_GAIN] = 0.0
         self._st[K.ST_PENDING_SCALE] = 1.0
         self._st[K.ST_SCALE] = 1.0
-        self._st[K.ST_TRACE] = float(np.trace(p))
-        self._st[K.ST_TRACE_CAP] = scalars['trace_cap']
-        self.initial_covariance = scalars['initial_covariance']
-        self._st[K.ST_LAMBDA] = lam
+        self._st[K.ST_TRACE] = checked['trace']
+        self._st[K.ST_TRACE_CAP] = checked['trace_cap']
+        self.initial_covariance = checked['initial_covariance']
+        self._st[K.ST_LAMBDA] = checked['forgetting_factor']
 
     def save(self, path: str) -> None:
         save_npz(path, self.state_dict())

@@ -15,9 +15,11 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from lnn_control import readout_file
 from lnn_control.controller import AdaptiveController
 from lnn_control.ros import conversions as C
 from lnn_control.ros.controller_node import LnnControllerNode
@@ -43,15 +45,20 @@ BASE = {'joints': ['j1', 'j2'], 'reservoir.size': 50, 'control_rate_hz': 100.0,
 
 
 class Rig:
-    """A controller node plus a test node publishing joint_states and /clock."""
+    """
+    A controller node plus a test node publishing joint_states and /clock.
 
-    def __init__(self, context, overrides=None, sensor_qos=10, namespace=None):
+    ``sim_time=False``: the node runs on the wall clock (its timer ticks as the rig spins;
+    ``tick`` does not apply).
+    """
+
+    def __init__(self, context, overrides=None, sensor_qos=10, namespace=None, sim_time=True):
         self.context = context
         self.ns = namespace or unique_namespace()
         self.params = {**BASE, **(overrides or {})}
         self.node = LnnControllerNode(
             context=context, namespace=self.ns,
-            parameter_overrides=[Parameter('use_sim_time', value=True)]
+            parameter_overrides=[Parameter('use_sim_time', value=sim_time)]
             + [Parameter(k, value=v) for k, v in self.params.items()],
             cli_args=clock_remap(self.ns))
         self.tester = rclpy.create_node('rig', context=context, namespace=self.ns)
@@ -68,7 +75,7 @@ class Rig:
         self.spinner = Spinner(context, self.node, self.tester)
         self.now_ns = 0
         self.wait(lambda: (self.joint_states.get_subscription_count() > 0
-                           and self.clock.get_subscription_count() > 0
+                           and (self.clock.get_subscription_count() > 0 or not sim_time)
                            and self.reference.get_subscription_count() > 0
                            and self.node._commands_pub.get_subscription_count() > 0),
                   'discovery')
@@ -614,6 +621,100 @@ def test_services(rig, tmp_path):
     r.node.set_parameters([Parameter('readout_path', value='')])
     assert not r.call(Trigger, 'save_readout', Trigger.Request()).success
     assert not r.call(Trigger, 'load_readout', Trigger.Request()).success
+
+
+def _gate(monkeypatch, name):
+    """
+    Hold ``readout_file.<name>`` (the file work) until the returned release is set.
+
+    Returns (started, release). On the old code the work ran in the service callback, on
+    the executor's thread: the wait (bounded, so that such a test fails, not hangs) stopped
+    the control loop with it.
+    """
+    started, release = threading.Event(), threading.Event()
+    work = getattr(readout_file, name)
+
+    def gated(*args):
+        started.set()
+        release.wait(5.0)
+        return work(*args)
+    monkeypatch.setattr(readout_file, name, gated)
+    return started, release
+
+
+def _ask(r, name):
+    client = r.tester.create_client(Trigger, f'{r.ns}/lnn_controller/{name}')
+    r.wait(client.service_is_ready, f'service {name}')
+    return client.call_async(Trigger.Request())
+
+
+def test_save_readout_answers_once_written_and_the_loop_runs_on(rig, tmp_path, monkeypatch):
+    """
+    The file is written on the readout store's I/O thread.
+
+    Ticks go on meanwhile; success comes only once the file is complete, and it holds the
+    readout as it was when asked for (the tick after the request learns on).
+    """
+    path = tmp_path / 'readout.npz'
+    r = rig({'readout_path': str(path), 'learning_enabled': True})
+    _learn(r)
+    ctrl = r.node.controller
+    asked = ctrl.slow.w.copy()
+    started, release = _gate(monkeypatch, 'save_npz')
+    future = _ask(r, 'save_readout')
+    r.wait(started.is_set, 'the write to start')
+    published = r.node.commands_published
+    _learn(r, 3)                                  # three ticks during the write
+    assert r.node.commands_published == published + 3
+    assert not future.done() and not path.exists()
+    assert not np.array_equal(ctrl.slow.w, asked)
+    release.set()
+    r.wait(future.done, 'the answer')
+    assert future.result().success, future.result().message
+    saved = twin(r.params)
+    saved.load(str(path))                         # complete: it loads
+    np.testing.assert_array_equal(saved.slow.w, asked)
+    assert not list(tmp_path.glob('.readout-*'))
+
+
+def test_load_readout_reads_off_the_loop_and_swaps_between_ticks(rig, tmp_path, monkeypatch):
+    """
+    On the wall clock the file is read and checked on the I/O thread while commands go on.
+
+    The readout is swapped in between ticks once the whole file is checked (none before);
+    a truncated file is refused with the reason and what was learned stays. (On simulated
+    time a load is synchronous, ``test_services``.)
+    """
+    path = tmp_path / 'readout.npz'
+    r = rig({'readout_path': str(path), 'learning_enabled': False}, sim_time=False)
+    ctrl = r.node.controller
+    learned = twin({**BASE, 'learning_enabled': True})
+    rng = np.random.default_rng(3)
+    for _ in range(30):
+        learned.step((0.1 * rng.standard_normal(2), rng.standard_normal(2)),
+                     (np.zeros(2), np.zeros(2), np.zeros(2)))
+    learned.save(str(path))
+    assert learned.slow.w.any() and not ctrl.slow.w.any()
+    r.send([0.0, 0.0])                            # the loop commands at 100 Hz from here
+    started, release = _gate(monkeypatch, 'load_npz')
+    future = _ask(r, 'load_readout')
+    r.wait(started.is_set, 'the read to start')
+    published = r.node.commands_published
+    r.wait(lambda: r.node.commands_published >= published + 3, 'commands during the read')
+    assert not future.done() and not ctrl.slow.w.any()      # nothing swapped in yet
+    release.set()
+    r.wait(future.done, 'the answer')
+    assert future.result().success, future.result().message
+    np.testing.assert_array_equal(ctrl.slow.w, learned.slow.w)
+
+    path.write_bytes(path.read_bytes()[:4096])    # truncated (a copy cut short)
+    refused = r.call(Trigger, 'load_readout', Trigger.Request())
+    assert not refused.success
+    assert refused.message.startswith('not loaded (') and 'nothing changed' in refused.message
+    assert len(refused.message) > len('not loaded (); nothing changed')   # with the reason
+    np.testing.assert_array_equal(ctrl.slow.w, learned.slow.w)
+    published = r.node.commands_published
+    r.wait(lambda: r.node.commands_published > published, 'the loop to go on')
 
 
 def test_learning_survives_a_restart(rig, tmp_path):

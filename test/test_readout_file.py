@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 from lnn_control.controller import AdaptiveController
@@ -226,7 +227,7 @@ def test_a_busy_writer_skips_instead_of_queueing(tmp_path, monkeypatch):
         assert not store.tick(10_000_000)                 # the first period starts
         assert store.tick(20_000_000)
         deadline = time.monotonic() + 10.0
-        while not store._queue.empty() and time.monotonic() < deadline:
+        while store._autosave_waiting and time.monotonic() < deadline:
             time.sleep(0.001)                             # the writer took it and is busy
         assert store.tick(30_000_000)                     # waits behind it
         assert not store.tick(40_000_000) and not store.tick(50_000_000)
@@ -234,6 +235,58 @@ def test_a_busy_writer_skips_instead_of_queueing(tmp_path, monkeypatch):
         release.append(True)
         store.flush()
         assert store.saves == 2
+    finally:
+        store.close()
+
+
+def test_requests_do_the_file_work_on_the_io_thread_in_order(tmp_path, monkeypatch):
+    """
+    A save request copies the readout at once and says success only once it is written.
+
+    A load asked for behind it reads what it wrote, and changes the controller only in
+    ``finish`` (the front end's control thread, between ticks); failures are answered
+    with the reason, and a refused file changes nothing.
+    """
+    import lnn_control.readout_file as RF
+    release = threading.Event()
+    write = RF.save_npz
+
+    def gated(path, arrays):
+        release.wait(10.0)
+        write(path, arrays)
+    monkeypatch.setattr(RF, 'save_npz', gated)
+    ctrl = trained()
+    path = tmp_path / 'r.npz'
+    store = ReadoutStore(ctrl, str(path), 0.0)
+    try:
+        asked = ctrl.slow.w.copy()
+        saving = store.save_request()
+        loading = store.load_request()             # behind the save on the I/O thread
+        ctrl.reset_learning()                      # the loop goes on meanwhile
+        assert not saving.wait(0) and not loading.wait(0) and not path.exists()
+        release.set()
+        assert saving.wait(10.0) and saving.finish() == (True, f'saved readout to {path}')
+        assert loading.wait(10.0) and not ctrl.slow.w.any()     # read, not swapped in
+        ok, message = loading.finish()
+        assert ok, message
+        np.testing.assert_array_equal(ctrl.slow.w, asked)
+
+        path.write_bytes(b'PK' + bytes(100))       # an archive's first bytes, then nothing
+        refused = store.load_request()
+        assert refused.wait(10.0)
+        ok, message = refused.finish()
+        assert not ok and message.startswith('not loaded (') and message.endswith(
+            '); nothing changed') and len(message) > len('not loaded (); nothing changed')
+        np.testing.assert_array_equal(ctrl.slow.w, asked)
+
+        def full(path, arrays):
+            raise OSError(28, 'No space left on device')
+        monkeypatch.setattr(RF, 'save_npz', full)
+        failed = store.save_request()
+        assert failed.wait(10.0)
+        ok, message = failed.finish()
+        assert not ok and message.startswith(f'saving readout to {path} failed: ')
+        assert 'No space left' in message
     finally:
         store.close()
 

@@ -32,6 +32,7 @@ from typing import Any, Optional
 
 from diagnostic_msgs.msg import DiagnosticArray
 import numpy as np
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.clock import Clock, ClockType, JumpThreshold
 from rclpy.duration import Duration
 from rclpy.node import Node
@@ -165,8 +166,12 @@ class LnnControllerNode(ControllerServices, Node):
                                  common.SENSOR_QOS)
         self.create_service(Trigger, '~/reset_learning', self._srv_reset_learning)
         self.create_service(SetBool, '~/set_learning', self._srv_set_learning)
-        self.create_service(Trigger, '~/save_readout', self._srv_save_readout)
-        self.create_service(Trigger, '~/load_readout', self._srv_load_readout)
+        # coroutines that await file work: a group of their own (controller_services)
+        files = MutuallyExclusiveCallbackGroup()
+        self.create_service(Trigger, '~/save_readout', self._srv_save_readout,
+                            callback_group=files)
+        self.create_service(Trigger, '~/load_readout', self._srv_load_readout,
+                            callback_group=files)
         self.create_service(Trigger, '~/plant_changed', self._srv_plant_changed)
         self._jump_handle = self.get_clock().create_jump_callback(
             JumpThreshold(min_forward=None, min_backward=Duration(nanoseconds=-1),
