@@ -19,11 +19,15 @@ import json
 import math
 import os
 import sys
+import tempfile
 from typing import Sequence
 
 from . import schema
 
 MAX_DURATION_S = 86400.0
+MIN_DURATION_S = 1.0       # lnn-control demo: shorter has no figures to speak of
+MAX_BANDWIDTH_FACTOR = 100.0   # lnn-control gains (the honest rule is 4)
+MAX_DAMPING_RATIO = 10.0
 MAX_DELAY_TICKS = 100      # lnn-control gains --delay-ticks
 # What reading a recording that is not one can raise (mcap raises many types).
 READ_ERRORS = (Exception,)
@@ -55,7 +59,8 @@ def _demo(args: argparse.Namespace) -> int:
     summary = _write_json(os.path.join(args.out, 'summary.json'), summary)
     tracking_figure(traces, os.path.join(args.out, 'tracking.png'),
                     title=f'{args.plant}, {args.neuron} reservoir ({summary["mode"]}): '
-                          f'ratio {summary["ratio"]:.3f}',
+                          + (f'ratio {summary["ratio"]:.3f}' if summary['ratio'] is not None
+                             else 'no ratio (PD tracks exactly)'),
                     payload_change_at=args.payload_change_at,
                     joint_names=_plant_joints(args.plant),
                     recovery_time_s=summary.get('recovery_time_s'))
@@ -154,13 +159,24 @@ def _gains(args: argparse.Namespace) -> int:
     hz = PL.MAX_REFERENCE_HZ if args.max_reference_hz is None else args.max_reference_hz
     factor = PL.BANDWIDTH_FACTOR if args.bandwidth_factor is None else args.bandwidth_factor
     zeta = PL.DAMPING_RATIO if args.damping_ratio is None else args.damping_ratio
-    rate_param = schema.by_name()['control_rate_hz']
+    params = schema.by_name()
+    rate_param = params['control_rate_hz']
     rate = rate_param.default if args.control_rate_hz is None else args.control_rate_hz
-    if (reason := schema.check(rate_param, rate)):
-        raise ValueError(f'--control-rate-hz: {reason}')
-    plant = PL.Plant(args.plant)   # bundled, zoo/<name> or an MJCF path
+    for option, param, value in (('--control-rate-hz', rate_param, rate),
+                                 ('--max-reference-hz', params['reference.frequency_hz'], hz)):
+        if (reason := schema.check(param, value)):
+            raise ValueError(f'{option}: {reason}')
+    for option, value, high in (('--bandwidth-factor', factor, MAX_BANDWIDTH_FACTOR),
+                                ('--damping-ratio', zeta, MAX_DAMPING_RATIO)):
+        if value > high:
+            raise ValueError(f'{option}: at most {high:g}; got {value:g}')
+    plant = PL.Plant(_plant_model(args.plant))   # bundled, zoo/<name> or an MJCF path
     kp, kd = PL.honest_gains(plant, hz, factor, zeta)
-    warnings = PL.rate_check(plant, kd, rate)
+    warnings = [f'{name} {value:.4g} on {joint} is above what the controller accepts '
+                f'({name} <= {params[name].high:g}): a lower natural frequency or reference'
+                for name, gains in (('kp', kp), ('kd', kd))
+                for joint, value in zip(plant.joint_names, gains) if value > params[name].high]
+    warnings += PL.rate_check(plant, kd, rate)
     figure = PL.kd_dt_per_effective_inertia(plant, kd, rate)
     radius = None
     if args.delay_ticks:
@@ -185,6 +201,16 @@ def _gains(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plant_model(plant: str) -> str:
+    """Return what ``Plant`` takes for ``plant``; zoo/random_<seed>_<k> written out first."""
+    from . import zoo
+
+    name = plant[len('zoo/'):] if plant.startswith('zoo/') else None
+    if name and name not in zoo.ZOO and zoo.is_member(name):
+        return zoo.model_name(name)
+    return plant
+
+
 def _zoo(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -198,15 +224,15 @@ def _zoo(args: argparse.Namespace) -> int:
         return 0
     plants = (_names(args.plants, '--plants') if args.plants
               else ([] if drawn else list(zoo.names())))
-    unknown = [p for p in plants if p not in zoo.ZOO]
-    plants += drawn
+    unknown = [p for p in plants if not zoo.is_member(p)]
+    plants += [p for p in drawn if p not in plants]
     variants = _names(args.variants, '--variants')
     unknown += [v for v in variants if v not in zoo.VARIANTS]
     changes = _names(args.changes, '--changes')
     unknown += [c for c in changes if c not in zoo.CHANGES]
     if unknown:
         raise ValueError(f'unknown zoo plants, variants or changes: {", ".join(unknown)}')
-    seeds = _int_list(args.seeds, '--seeds')
+    seeds = _seeds(args.seeds)
     extra = _param_overrides(args.param)
     reference = {'frequency_hz': args.reference_hz, 'amplitude_scale': args.amplitude_scale,
                  'offset_scale': args.offset_scale}
@@ -219,6 +245,11 @@ def _zoo(args: argparse.Namespace) -> int:
     total = len(zoo.jobs(plants, variants, seeds, extra, changes, reference))
     if not total:
         raise ValueError('no runs: friction changes apply only to plants with friction')
+    for plant in plants:      # before any work: a worker's refusal came after the directory
+        try:
+            schema.resolve({**zoo.controller_params(plant, reference), **extra})
+        except ValueError as exc:
+            raise ValueError(f'--param on {plant}: {exc}') from None
     _make_out(args.out)
     with tqdm(total=total, desc='zoo', unit='run', disable=args.quiet) as bar:
         rows = zoo.run_zoo(plants, variants, seeds, extra, workers=args.workers,
@@ -239,12 +270,17 @@ def _zoo(args: argparse.Namespace) -> int:
 def _forecast(args: argparse.Namespace) -> int:
     from . import forecast, forecast_report
 
-    names, neurons = args.series.split(','), args.neurons.split(',')
+    names, neurons = _names(args.series, '--series'), _names(args.neurons, '--neurons')
     unknown = ([n for n in names if n not in forecast.SERIES]
                + [n for n in neurons if n not in forecast.NEURON_MODELS])
     if unknown:
-        raise ValueError(f'unknown series or neuron models: {", ".join(unknown)}')
-    seeds = _int_list(args.seeds, '--seeds')
+        raise ValueError(f'unknown series or neuron models: {", ".join(unknown)} (series: '
+                         f'{", ".join(forecast.SERIES)}; neuron models: '
+                         f'{", ".join(forecast.NEURON_MODELS)})')
+    seeds = _seeds(args.seeds)
+    size = schema.by_name()['reservoir.size']
+    if (reason := schema.check(size, args.size)):
+        raise ValueError(f'--size: {reason}')
     _make_out(args.out)
     traces: dict = {}
     result = forecast.run(args.size, seeds, neurons, names,
@@ -270,6 +306,8 @@ def _make_out(path: str) -> None:
         raise ValueError(f'--out {path} exists and is not a directory')
     try:
         os.makedirs(path, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):    # writable? (a run's end is too late to say)
+            pass
     except OSError as exc:
         raise ValueError(f'--out {path}: {exc.strerror or exc}') from None
 
@@ -307,6 +345,16 @@ def _int_list(text: str, option: str) -> list[int]:
         raise ValueError(f'{option} expects comma-separated integers; got {text!r}') from None
 
 
+def _seeds(text: str) -> list[int]:
+    """--seeds: comma-separated integers in reservoir.seed's range."""
+    seeds = _int_list(text, '--seeds')
+    param = schema.by_name()['reservoir.seed']
+    for seed in seeds:
+        if (reason := schema.check(param, seed)):
+            raise ValueError(f'--seeds: {reason}')
+    return seeds
+
+
 def _positive(text: str) -> float:
     """Argparse type: a finite number > 0."""
     try:
@@ -319,10 +367,11 @@ def _positive(text: str) -> float:
 
 
 def _duration(text: str) -> float:
-    """Argparse type: simulated seconds, finite, > 0 and at most a day."""
+    """Argparse type: simulated seconds, finite, at least a second and at most a day."""
     value = _positive(text)
-    if value > MAX_DURATION_S:
-        raise argparse.ArgumentTypeError(f'at most {MAX_DURATION_S:g} s; got {text}')
+    if not MIN_DURATION_S <= value <= MAX_DURATION_S:
+        raise argparse.ArgumentTypeError(
+            f'from {MIN_DURATION_S:g} s to {MAX_DURATION_S:g} s; got {text}')
     return value
 
 
@@ -340,6 +389,7 @@ def _count(text: str) -> int:
 def _param_overrides(items: Sequence[str]) -> dict:
     """Parse NAME=VALUE items: JSON where it parses (numbers, lists, true), else a string."""
     extra = {}
+    params = schema.by_name()
     for item in items:
         name, sep, value = item.partition('=')
         if not sep or not name:
@@ -348,6 +398,10 @@ def _param_overrides(items: Sequence[str]) -> dict:
             extra[name] = json.loads(value)
         except ValueError:      # fixed, esn, ...: a string, which the schema then checks
             extra[name] = value
+        per_joint = name in params and params[name].per_joint
+        if per_joint and isinstance(extra[name], (int, float)) and not isinstance(
+                extra[name], bool):
+            extra[name] = [extra[name]]    # one number for every joint, as in a YAML file
     return extra
 
 
@@ -385,9 +439,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help='with --format yaml: which node')
     params.set_defaults(func=_params)
 
-    gains = sub.add_parser('gains', help='honest PD baseline gains for a bundled plant')
+    gains = sub.add_parser('gains', help='honest PD baseline gains for a plant')
     gains.add_argument('--plant', default='pendulum',
-                       help='a bundled plant (pendulum, arm2, cartpole) or zoo/<name>')
+                       help='a bundled plant (pendulum, arm2, cartpole), zoo/<name> or the '
+                            'path of an MJCF file (effort motors on hinge or slide joints)')
     gains.add_argument('--max-reference-hz', type=_positive, default=None,
                        help='highest reference frequency [Hz] (default: the honest-baseline rule)')
     gains.add_argument('--bandwidth-factor', type=_positive, default=None,

@@ -149,18 +149,25 @@ def run(plant_name: str, controller_params: Mapping[str, Any], duration: float,
 
 
 def rms(trace: Trace, start: float, stop: float) -> float:
-    """RMS over joints and time of the tracking error in [start, stop)."""
+    """RMS over joints and time of the tracking error in [start, stop) (NaN: no tick in it)."""
     sel = (trace.t >= start) & (trace.t < stop)
+    if not sel.any():
+        return float('nan')
     return float(np.sqrt(np.mean((trace.q_d[sel] - trace.q[sel]) ** 2)))
+
+
+def ratio(a: float, b: float) -> float | None:
+    """Return a / b; None where it means nothing (b zero: PD tracks exactly; or NaN)."""
+    return a / b if b > 0.0 and np.isfinite(a) and np.isfinite(b) else None
 
 
 def worst_window_ratio(pd: Trace, adaptive: Trace, window: float = WINDOW_S,
                        skip: float = WINDOW_S, step: float = 1.0) -> float:
-    """Largest adaptive/PD RMS over any ``window`` s after the first ``skip`` s."""
-    end = float(pd.t[-1]) + (pd.t[1] - pd.t[0])
+    """Largest adaptive/PD RMS over any ``window`` s after the first ``skip`` s (NaN: none)."""
+    end = float(pd.t[-1]) + (pd.t[1] - pd.t[0]) if pd.t.size > 1 else 0.0
     starts = np.arange(skip, end - window + 1e-9, step)
-    return max((rms(adaptive, a, a + window) / rms(pd, a, a + window) for a in starts),
-               default=float('nan'))
+    ratios = (ratio(rms(adaptive, a, a + window), rms(pd, a, a + window)) for a in starts)
+    return max((r for r in ratios if r is not None), default=float('nan'))
 
 
 def _rolling_rms(trace: Trace, w: int) -> np.ndarray:
@@ -197,7 +204,8 @@ def prediction_nrmse(trace: Trace, start: float, stop: float) -> list[float]:
     Per prediction horizon: the worst NRMSE over joints of position and velocity.
 
     Predictions of the states in [start, stop) against the true (noise-free) states;
-    NRMSE = RMS error / standard deviation of the quantity over that stretch.
+    NRMSE = RMS error / standard deviation of the quantity over that stretch (NaN or inf
+    where there is none, or the quantity never moved).
     """
     out = []
     true = np.concatenate([trace.q, trace.qd], axis=1)
@@ -206,8 +214,13 @@ def prediction_nrmse(trace: Trace, start: float, stop: float) -> list[float]:
         sel = sel[sel >= h]
         err = trace.prediction[sel - h, i] - true[sel]
         sel, err = sel[np.isfinite(err).all(axis=1)], err[np.isfinite(err).all(axis=1)]
+        if sel.size == 0:
+            out.append(float('nan'))
+            continue
         spread = np.std(true[sel], axis=0)
-        out.append(float(np.max(np.sqrt(np.mean(err ** 2, axis=0)) / spread)))
+        with np.errstate(divide='ignore', invalid='ignore'):    # a state that never moved
+            nrmse = np.sqrt(np.mean(err ** 2, axis=0)) / spread
+        out.append(float(np.max(nrmse)))
     return out
 
 
@@ -225,24 +238,49 @@ def summarize(pd: Trace, adaptive: Trace, duration: float,
     re-adaptation would show.
     """
     end = payload_change_at if payload_change_at is not None else duration
-    out = {'rms_pd': rms(pd, end - WINDOW_S, end),
-           'rms_adaptive': rms(adaptive, end - WINDOW_S, end)}
-    out['ratio'] = out['rms_adaptive'] / out['rms_pd']
+    before = (max(0.0, end - WINDOW_S), end)
+    out = {'rms_pd': rms(pd, *before), 'rms_adaptive': rms(adaptive, *before)}
+    out['ratio'] = ratio(out['rms_adaptive'], out['rms_pd'])
+    windows = {'before_s': [round(w, 6) for w in before]}
     if payload_change_at is not None:
-        a, b = (payload_change_at + w for w in AFTER_WINDOW_S)
+        a, b = (min(payload_change_at + w, duration) for w in AFTER_WINDOW_S)
+        windows['after_s'] = [round(a, 6), round(b, 6)]
         out['rms_pd_after'] = rms(pd, a, b)
         out['rms_adaptive_after'] = rms(adaptive, a, b)
-        out['ratio_after_change'] = out['rms_adaptive_after'] / out['rms_pd_after']
-        out['recovery_ratio'] = out['rms_adaptive_after'] / out['rms_adaptive']
-        out['recovery_time_s'] = recovery_time(adaptive, payload_change_at, out['rms_adaptive'])
+        out['ratio_after_change'] = ratio(out['rms_adaptive_after'], out['rms_pd_after'])
+        out['recovery_ratio'] = ratio(out['rms_adaptive_after'], out['rms_adaptive'])
+        out['recovery_time_s'] = (recovery_time(adaptive, payload_change_at, out['rms_adaptive'])
+                                  if b > a else None)
         if settled is not None:
             out['rms_settled_after'] = rms(settled, a, b)
-            out['readaptation_ratio'] = out['rms_adaptive_after'] / out['rms_settled_after']
+            out['readaptation_ratio'] = ratio(out['rms_adaptive_after'],
+                                              out['rms_settled_after'])
             # what instant, perfect re-adaptation would read as recovery_ratio
-            out['recovery_ratio_floor'] = out['rms_settled_after'] / out['rms_adaptive']
-            out['readaptation_time_s'] = recovery_time(adaptive, payload_change_at,
-                                                       out['rms_adaptive'], settled=settled)
+            out['recovery_ratio_floor'] = ratio(out['rms_settled_after'], out['rms_adaptive'])
+            out['readaptation_time_s'] = (recovery_time(adaptive, payload_change_at,
+                                                        out['rms_adaptive'], settled=settled)
+                                          if b > a else None)
+    notes = _window_notes(before, windows.get('after_s'), payload_change_at, out)
+    if notes:
+        out['windows'], out['notes'] = windows, notes
     return out
+
+
+def _window_notes(before, after, change_at, out) -> list[str]:
+    """Say where the run was too short for the nominal windows, or a ratio means nothing."""
+    notes = []
+    if before[1] - before[0] < WINDOW_S:
+        notes.append(f'the RMS before {"the change" if change_at else "the end"} is over '
+                     f'{before[1] - before[0]:g} s, not {WINDOW_S:g} s (start-up included)')
+    if after is not None and after[1] - after[0] < AFTER_WINDOW_S[1] - AFTER_WINDOW_S[0]:
+        notes.append(f'the RMS after the change is over {after[0] - change_at:g}-'
+                     f'{after[1] - change_at:g} s after it, not {AFTER_WINDOW_S[0]:g}-'
+                     f'{AFTER_WINDOW_S[1]:g} s' if after[1] > after[0] else
+                     'the run ends before the window after the change begins: no figures '
+                     'after it')
+    if out['rms_pd'] == 0.0 or out.get('rms_pd_after') == 0.0:
+        notes.append('PD alone tracks this reference exactly: no ratio to it')
+    return notes
 
 
 def report(mode: str, plant: str, neuron: str, seed: int, pd: Trace, adaptive: Trace,

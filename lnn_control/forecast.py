@@ -312,7 +312,8 @@ def run(size: int = 300, seeds: Iterable[int] = (0, 1, 2), neurons: Iterable[str
     ``traces`` collects the first seed's predictions (for the figure).
     """
     seeds, neurons = list(seeds), list(neurons)
-    rpy = reservoirpy_version() if use_reservoirpy else None
+    version = reservoirpy_version()
+    rpy = version if use_reservoirpy else None
     rows: list[Row] = []
     for name in names:
         for seed in seeds:
@@ -325,7 +326,8 @@ def run(size: int = 300, seeds: Iterable[int] = (0, 1, 2), neurons: Iterable[str
                 if progress:
                     progress(f'{name} reservoirpy seed {seed}')
                 rows += reservoirpy_rows(name, size, seed)
-    return {'size': size, 'seeds': seeds, 'reservoirpy': rpy,
+    return {'size': size, 'seeds': seeds, 'reservoirpy': version,
+            'reservoirpy_compared': bool(rpy),
             'layout': {k: dict(zip(('washout', 'train', 'test'), v)) for k, v in LAYOUT.items()},
             'valid_error': VALID_ERROR, 'rows': [asdict(r) for r in rows],
             'summary': summarise(rows)}

@@ -48,6 +48,8 @@ def markdown_table(result: dict) -> str:
                        for k, v in result['layout'].items())
     seeds = ', '.join(map(str, result['seeds']))
     rpy = result['reservoirpy'] or 'not installed'
+    if result['reservoirpy'] and not result.get('reservoirpy_compared', True):
+        rpy += ' (not compared: --no-reservoirpy)'
     foot = (f"\nN={result['size']}, seeds {seeds}; samples ({layout}); valid steps: until "
             f'the free-running error first exceeds {VALID_ERROR:g} standard deviations (at '
             f'most the test length); reservoirpy: {rpy}.\n')

@@ -86,13 +86,19 @@ def kd_dt_per_effective_inertia(plant: 'Plant', kd: np.ndarray, rate_hz: float) 
 def rate_check(plant: 'Plant', kd: np.ndarray, rate_hz: float) -> list[str]:
     """Say which joints' kd is too high for ``rate_hz`` (empty: none), and what would do."""
     ratio = kd_dt_per_effective_inertia(plant, kd, rate_hz)
-    return [f'{name}: kd dt / effective inertia = {r:.2f} > {KD_DT_PER_INERTIA_LIMIT:g}: at '
-            f'{rate_hz:g} Hz the velocity feedback is near or past chattering (the command '
-            f'flipping sign every tick); control at >= '
-            f'{rate_hz * r / KD_DT_PER_INERTIA_LIMIT:.0f} Hz or lower kd to '
-            f'<= {k * KD_DT_PER_INERTIA_LIMIT / r:.3g}'
-            for name, r, k in zip(plant.joint_names, ratio, kd)
-            if r > KD_DT_PER_INERTIA_LIMIT]
+    out = []
+    for name, r, k in zip(plant.joint_names, ratio, kd):
+        if r > KD_DT_PER_INERTIA_LIMIT:
+            need = rate_hz * r / KD_DT_PER_INERTIA_LIMIT
+            lower = f'lower kd to <= {k * KD_DT_PER_INERTIA_LIMIT / r:.3g}'
+            fix = (f'control at >= {need:.0f} Hz or {lower}' if need <= MAX_CONTROL_RATE_HZ
+                   else f'{lower} (the rate it would take, {need:.3g} Hz, is above the '
+                        f'largest control_rate_hz, {MAX_CONTROL_RATE_HZ:g})')
+            out.append(f'{name}: kd dt / effective inertia = {r:.2f} > '
+                       f'{KD_DT_PER_INERTIA_LIMIT:g}: at {rate_hz:g} Hz the velocity feedback '
+                       'is near or past chattering (the command flipping sign every tick); '
+                       f'{fix}')
+    return out
 
 
 def pd_loop_radius(mass_matrix: np.ndarray, kp: np.ndarray, kd: np.ndarray, dt: float,
@@ -183,17 +189,51 @@ def _name(model: mujoco.MjModel, obj: mujoco.mjtObj, i: int) -> str:
     return mujoco.mj_id2name(model, obj, i) or ''
 
 
+def _effort_per_ctrl(model: str, m, actuators, joints) -> np.ndarray:
+    """
+    Return the joint effort per unit of each actuator's ctrl; refuse what is not a motor.
+
+    A plain motor (fixed gain, no bias, no activation dynamics) applies gain x gear x ctrl.
+    A position or velocity servo (a bias term) or an actuator with dynamics turns ctrl into
+    a set point or a filtered signal: commanded as an effort it diverged (a <position>
+    actuator with kp 50: NaN accelerations within seconds).
+    """
+    bad = [f'{j} ({_name(m, mujoco.mjtObj.mjOBJ_ACTUATOR, a) or f"actuator {a}"})'
+           for a, j in zip(actuators, joints)
+           if m.actuator_biastype[a] != mujoco.mjtBias.mjBIAS_NONE
+           or m.actuator_gaintype[a] != mujoco.mjtGain.mjGAIN_FIXED
+           or m.actuator_dyntype[a] != mujoco.mjtDyn.mjDYN_NONE]
+    factor = m.actuator_gainprm[actuators, 0] * m.actuator_gear[actuators, 0]
+    bad += [f'{j} (zero gain or gear)' for j, f in zip(joints, factor)
+            if f == 0 and f'{j} (' not in ' '.join(bad)]
+    if bad:
+        raise ValueError(f'{model}: the actuators of {", ".join(bad)} are not effort motors '
+                         '(a position or velocity servo, activation dynamics, or a zero gain '
+                         'or gear): lnn_control commands joint effort; use <motor> actuators')
+    return factor
+
+
 class Plant:
-    """A MuJoCo plant driven by joint efforts with zero-order hold."""
+    """
+    A MuJoCo plant driven by joint efforts with zero-order hold.
+
+    Efforts are at the joint (a motor's gear and gain are divided out), as a robot's
+    driver takes them and as JointState reports them.
+    """
 
     def __init__(self, model: str = 'pendulum', joints: Sequence[str] | None = None,
                  payload_body: str | None = None):
-        self.model = mujoco.MjModel.from_xml_path(model_path(model))
+        path = model_path(model)
+        try:
+            self.model = mujoco.MjModel.from_xml_path(path)
+        except ValueError as exc:     # MuJoCo's parser: several lines, no file name
+            detail = ' '.join(str(exc).split())
+            raise ValueError(f'{path}: not a MuJoCo model ({detail})') from None
         self.data = mujoco.MjData(self.model)
         m = self.model
         jnt = mujoco.mjtObj.mjOBJ_JOINT
 
-        # Motor actuators acting directly on a joint, keyed by joint id (actuator order kept).
+        # Actuators acting directly on a joint, keyed by joint id (actuator order kept).
         motors = {int(m.actuator_trnid[a, 0]): a for a in range(m.nu)
                   if m.actuator_trntype[a] == _TRN_JOINT
                   and m.jnt_type[m.actuator_trnid[a, 0]] in _ONE_DOF}
@@ -206,15 +246,24 @@ class Plant:
             raise ValueError(f'duplicate joint names in {list(joints)}')
         missing = [j for j in joints if j not in by_name]
         if missing or not joints:
-            raise ValueError(f'joints {missing or list(joints)} are not actuated; '
-                             f'available: {", ".join(by_name)}')
+            hinges = [_name(m, jnt, j) for j in range(m.njnt) if m.jnt_type[j] in _ONE_DOF]
+            what = (f'joints {missing} are not actuated' if missing
+                    else 'no joint to control')
+            raise ValueError(
+                f'{model}: {what}; actuated (a <motor> on a hinge or slide joint): '
+                f'{", ".join(by_name) or "none"}'
+                + (f'; hinge/slide joints: {", ".join(hinges)}' if hinges else ''))
         jids = [by_name[j] for j in joints]
         self.joint_names = tuple(joints)
         self.n = len(jids)
         self._qadr = m.jnt_qposadr[jids].copy()
         self._vadr = m.jnt_dofadr[jids].copy()
         self._act = np.array([motors[j] for j in jids])
-        upper = np.abs(m.actuator_ctrlrange[self._act, 1])
+        # The controller commands joint effort (N m or N, as JointState.effort): a motor
+        # applies gain x gear x ctrl to its joint, so ctrl = effort / (gain x gear), and the
+        # effort limit is the control range times the same factor.
+        self._ctrl_per_effort = 1.0 / _effort_per_ctrl(model, m, self._act, joints)
+        upper = np.abs(m.actuator_ctrlrange[self._act, 1] / self._ctrl_per_effort)
         self.effort_limit = np.where(m.actuator_ctrllimited[self._act] > 0, upper, np.inf)
 
         all_ids = [j for j in range(m.njnt) if m.jnt_type[j] in _ONE_DOF]
@@ -271,7 +320,7 @@ class Plant:
         if not np.isfinite(self._effort).all():  # NaN would silently poison the simulation
             self._effort[:] = 0.0
             raise ValueError(f'effort must be finite, got {effort}')
-        self.data.ctrl[self._act] = self._effort
+        self.data.ctrl[self._act] = self._effort * self._ctrl_per_effort
         mujoco.mj_step(self.model, self.data, max(1, round(duration / self.model.opt.timestep)))
 
     def position(self) -> np.ndarray:

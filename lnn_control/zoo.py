@@ -159,6 +159,15 @@ def spec(name: str):
                      f'{RANDOM_PREFIX}_<seed>_<k>')
 
 
+def is_member(name: str) -> bool:
+    """Whether ``name`` is a zoo plant: a named one or a random draw (``random_names``)."""
+    try:
+        spec(name)
+    except ValueError:
+        return False
+    return True
+
+
 def model_name(name: str) -> str:
     """
     Return the ``model`` value (``Plant``, ``lnn_sim``) of a zoo plant.

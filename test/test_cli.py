@@ -27,6 +27,37 @@ def test_offline_demo_writes_summary_and_figure(tmp_path):
     assert (out / 'tracking.png').stat().st_size > 10_000
 
 
+@pytest.mark.parametrize('param', ['reference.mode=hold', 'reference.amplitude=[0.0]'])
+def test_a_reference_pd_tracks_exactly_gives_no_ratio_and_says_why(tmp_path, param):
+    """With PD's error 0 the ratio was a ZeroDivisionError after the whole run."""
+    out = tmp_path / 'run'
+    assert cli.main(['demo', '--mode', 'offline', '--duration', '2', '--param', param,
+                     '--out', str(out), '--quiet']) == 0
+    summary = json.loads((out / 'summary.json').read_text())
+    assert summary['rms_pd'] == 0.0 and summary['ratio'] is None
+    assert any('tracks this reference exactly' in n for n in summary['notes'])
+    assert (out / 'tracking.png').exists()
+
+
+def test_summary_windows_cut_short_by_the_run_are_said_not_hidden():
+    """A change 0.5 s before the end: figures after it were NaN, with numpy warnings."""
+    from lnn_control import closed_loop as CL
+    import numpy as np
+    t = np.arange(0.0, 15.0, 0.01)
+    zero = np.zeros((t.size, 1))
+    pd = CL.Trace(t, np.full((t.size, 1), 0.1), zero, zero, zero[:, 0])
+    adaptive = CL.Trace(t, np.full((t.size, 1), 0.01), zero, zero, zero[:, 0])
+    s = CL.summarize(pd, adaptive, 15.0, 14.5)
+    assert s['ratio'] == pytest.approx(0.1) and s['ratio_after_change'] is None
+    assert s['windows'] == {'before_s': [4.5, 14.5], 'after_s': [15.0, 15.0]}
+    assert s['notes'] == ['the run ends before the window after the change begins: no '
+                          'figures after it']
+    s = CL.summarize(pd, adaptive, 12.0, 6.0)
+    assert s['windows'] == {'before_s': [0.0, 6.0], 'after_s': [11.0, 12.0]}
+    assert len(s['notes']) == 2 and s['ratio_after_change'] == pytest.approx(0.1)
+    assert 'windows' not in CL.summarize(pd, adaptive, 15.0, None)
+
+
 def test_demo_refuses_a_change_outside_the_run(tmp_path, capsys):
     out = tmp_path / 'run'
     rc = cli.main(['demo', '--duration', '5', '--payload-change-at', '9', '--out', str(out)])
@@ -37,7 +68,8 @@ def test_demo_refuses_a_change_outside_the_run(tmp_path, capsys):
 @pytest.mark.parametrize('argv, message', [
     (['demo', '--duration', '0'], 'must be finite and > 0'),
     (['demo', '--duration', 'inf'], 'must be finite and > 0'),
-    (['demo', '--duration', '1e12'], 'at most 86400'),
+    (['demo', '--duration', '1e12'], 'from 1 s to 86400 s'),
+    (['demo', '--duration', '0.01'], 'from 1 s to 86400 s'),    # was an IndexError
     (['zoo', '--random', '-3', '--list'], 'must be >= 0'),
     (['gains', '--control-rate-hz', '0'], 'must be finite and > 0'),
 ])
@@ -53,12 +85,32 @@ def test_bad_numbers_are_refused_by_the_parser(argv, message, capsys):
     (['zoo', '--seeds', 'a'], 'comma-separated integers'),
     (['zoo', '--plants', 'pendulum_tiny,'], 'an empty name'),
     (['gains', '--control-rate-hz', '5000'], 'control_rate_hz must be <= '),
+    (['gains', '--max-reference-hz', '1e300'], 'reference.frequency_hz must be <= '),
+    (['gains', '--bandwidth-factor', '1e300'], 'at most 100'),
+    (['zoo', '--plants', 'pendulum_tiny', '--seeds', '3000000000'], 'reservoir.seed must be'),
+    (['zoo', '--plants', 'random_5_x'], 'unknown zoo plants, variants or changes: random_5_x'),
+    (['zoo', '--plants', 'pendulum_tiny,arm_geared', '--param', 'kp=[10,10]'],
+     '--param on pendulum_tiny: kp needs one value per joint (1)'),
 ])
 def test_bad_arguments_are_refused_before_any_work(argv, message, tmp_path, capsys):
     out = tmp_path / 'out'
     argv = argv + (['--out', str(out)] if argv[0] != 'gains' else [])
     assert cli.main(argv) == 2 and message in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_one_number_for_a_per_joint_parameter_applies_to_every_joint():
+    """--param kp=5 was refused ('kp must be a list'); a YAML file's kp: 5 is not."""
+    assert cli._param_overrides(['kp=5', 'reservoir.size=50', 'learning_enabled=false']) == {
+        'kp': [5], 'reservoir.size': 50, 'learning_enabled': False}
+
+
+def test_gains_take_a_random_zoo_draw_as_zoo_lists_it(capsys):
+    """The zoo lists random_5_7; gains --plant zoo/random_5_7 refused it."""
+    from lnn_control import zoo
+    assert zoo.is_member('random_5_7') and not zoo.is_member('random_5')
+    assert cli.main(['gains', '--plant', 'zoo/random_5_7']) == 0
+    assert json.loads(capsys.readouterr().out)['joints'] == ['joint1', 'joint2']
 
 
 def test_out_that_is_a_file_and_a_recording_that_is_not_one_are_refused(tmp_path, capsys):

@@ -64,13 +64,25 @@ def test_cli_writes_json_table_and_figure(tmp_path, capsys):
                      '--quiet']) == 0
     with open(os.path.join(out, 'forecast.json'), encoding='utf-8') as f:
         result = json.load(f)
-    assert result['size'] == 30 and result['reservoirpy'] is None
+    # installed or not, it says which (the footnote said 'not installed' when it was)
+    assert result['size'] == 30 and result['reservoirpy'] == F.reservoirpy_version()
+    assert result['reservoirpy_compared'] is False
     table = open(os.path.join(out, 'forecast.md'), encoding='utf-8').read()
+    assert (('not compared: --no-reservoirpy' in table) if result['reservoirpy']
+            else 'reservoirpy: not installed' in table)
     assert table.startswith('Mackey-Glass one step at N=30')
     assert '| mackey_glass | esn | lnn_control | rls |' in table
     assert os.path.getsize(os.path.join(out, 'forecast.png')) > 10_000
     assert 'wrote' in capsys.readouterr().out
     assert cli.main(['forecast', '--neurons', 'gru', '--out', out]) == 2
+    err = capsys.readouterr().err
+    assert 'gru (series: sine, mackey_glass; neuron models: esn, ltc, lif)' in err
+    assert cli.main(['forecast', '--neurons', 'esn,', '--out', out]) == 2
+    assert 'an empty name' in capsys.readouterr().err
+    fresh = str(tmp_path / 'never')
+    assert cli.main(['forecast', '--size', '0', '--out', fresh]) == 2
+    assert 'reservoir.size must be >=' in capsys.readouterr().err
+    assert not os.path.exists(fresh)               # refused before the directory is made
 
 
 def test_a_diverging_free_run_is_invalid_from_where_it_leaves_the_band():

@@ -158,3 +158,44 @@ def test_pd_gains():
     kp, kd = pd_gains(np.array([0.086, 1.0]), 10.0, 0.8)
     np.testing.assert_allclose(kp, [8.6, 100.0])
     np.testing.assert_allclose(kd, [2 * 0.8 * 10 * 0.086, 16.0])
+
+
+_ONE_HINGE = """<mujoco>
+  <option timestep="0.001"/>
+  <worldbody>
+    <body name="link"><joint name="hinge" type="hinge" axis="0 1 0" damping="0.1"/>
+      <geom type="capsule" fromto="0 0 0 0 0 -0.5" size="0.03" mass="1"/></body>
+  </worldbody>
+  <actuator>{}</actuator>
+</mujoco>"""
+
+
+def _plant_with(tmp_path, actuator):
+    path = tmp_path / 'plant.xml'
+    path.write_text(_ONE_HINGE.format(actuator))
+    return Plant(str(path))
+
+
+@pytest.mark.parametrize('gear', [1.0, 10.0, -1.0])
+def test_effort_is_at_the_joint_whatever_the_motors_gear(tmp_path, gear):
+    """A gear-10 motor with ctrl +-3 is a joint effort limit of 30 (it was 3, gains 10x off)."""
+    plant = _plant_with(tmp_path, f'<motor joint="hinge" gear="{gear}" ctrllimited="true" '
+                                  f'ctrlrange="{-30 / abs(gear)} {30 / abs(gear)}"/>')
+    np.testing.assert_allclose(plant.effort_limit, [30.0])
+    plant.step(np.array([2.0]), 0.001)
+    np.testing.assert_allclose(plant.data.qfrc_actuator[plant._vadr], [2.0])
+    plant.step(np.array([100.0]), 0.001)
+    np.testing.assert_allclose(plant.effort(), [30.0])
+
+
+@pytest.mark.parametrize('actuator, says', [
+    ('<position joint="hinge" kp="50"/>', 'not effort motors'),
+    ('<velocity joint="hinge" kv="5"/>', 'not effort motors'),
+    ('<motor joint="hinge" gear="0"/>', 'not effort motors'),
+    ('', 'no joint to control; actuated (a <motor> on a hinge or slide joint): none; '
+         'hinge/slide joints: hinge'),
+])
+def test_what_is_not_an_effort_motor_is_refused_with_a_reason(tmp_path, actuator, says):
+    """A position servo commanded as an effort diverged (NaN accelerations)."""
+    with pytest.raises(ValueError, match=says.replace('(', r'\(').replace(')', r'\)')):
+        _plant_with(tmp_path, actuator)

@@ -94,3 +94,14 @@ def test_demo_cli_ros_mode_writes_summary_figure_and_recording(tmp_path):
     assert summary['supervisor']['interventions'] == 0
     for name in ('summary.json', 'tracking.png', 'run.mcap'):
         assert os.path.getsize(out / name) > 0
+
+
+def test_demo_over_ros_at_another_control_rate_steps_the_simulator_at_that_rate(tmp_path):
+    """At 50 Hz the simulator still advanced 0.01 s per command: the run timed out."""
+    out = tmp_path / 'r50'
+    assert cli.main(['demo', '--duration', '2', '--param', 'control_rate_hz=50',
+                     '--out', str(out), '--quiet']) == 0
+    assert 'lock-step, 0.02 s per command' in (out / 'nodes.log').read_text()
+    from lnn_control.recording import traces_from_mcap
+    for trace in traces_from_mcap(str(out / 'run.mcap'))[0]:     # 2 s of 20 ms ticks
+        assert trace.t.size == 100 and np.allclose(np.diff(trace.t), 0.02)

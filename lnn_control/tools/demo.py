@@ -59,17 +59,21 @@ def _args(ns: str, params: Mapping[str, Any], params_file: str | None = None) ->
 
 
 def controller_command(ns: str, plant: str, learning: bool, extra: Mapping[str, Any],
-                       lockstep: bool = True) -> list[str]:
+                       lockstep: bool = True,
+                       control_rate_hz: float = 1.0 / CONTROL_PERIOD_S) -> list[str]:
     params = {'use_sim_time': lockstep, 'sync_to_joint_state_stamps': lockstep,
               'reference.mode': 'sum_of_sines',
-              'learning_enabled': learning, 'control_rate_hz': 1.0 / CONTROL_PERIOD_S, **extra}
+              'learning_enabled': learning, **extra, 'control_rate_hz': control_rate_hz}
     return _executable('lnn_controller') + _args(ns, params, CL.config_path(plant))
 
 
 def sim_command(ns: str, plant: str, joints: Sequence[str], lockstep: bool,
-                payload_change_at: float | None) -> list[str]:
+                payload_change_at: float | None,
+                control_period_s: float = CONTROL_PERIOD_S) -> list[str]:
+    # In lock-step the simulator advances one control period per command: the
+    # controller's period (at another rate it waited for a tick that never came)
     params = {'model': plant, 'joints': list(joints), 'lockstep': lockstep,
-              'paused': lockstep, 'control_period_s': CONTROL_PERIOD_S}
+              'paused': lockstep, 'control_period_s': control_period_s}
     if payload_change_at:
         params['payload_change.time_s'] = payload_change_at
         params['payload_change.scale'] = CL.PAYLOAD_SCALE
@@ -115,9 +119,10 @@ def run(plant: str, neuron: str, duration: float, out: str, payload_change_at: f
         # Lock-step simulators start paused, so nothing moves until the recorder is
         # matched to every publisher and has the simulators' first states; then both
         # loops are released. (Real time cannot wait: it records from when it can.)
-        commands = ([sim_command(ns, plant, joints, lockstep, payload_change_at)
+        rate = float(cfg['control_rate_hz'])
+        commands = ([sim_command(ns, plant, joints, lockstep, payload_change_at, 1.0 / rate)
                      for ns, _ in ARMS]
-                    + [controller_command(ns, plant, learning, overrides, lockstep)
+                    + [controller_command(ns, plant, learning, overrides, lockstep, rate)
                        for ns, learning in ARMS])
         for command in commands:
             procs.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
