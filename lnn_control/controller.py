@@ -240,11 +240,13 @@ class AdaptiveController(InverseModelTick):
         """Save the readouts with their joints, mode, input scales and supervisor cut."""
         readout_file.save_controller(self, path)     # pending learning first (controller_arrays)
 
-    def load(self, path: str) -> str | None:
+    def load(self, path: str | readout_file.LoadedReadout) -> str | None:
         """
         Load readouts saved by ``save``; refuses a file for other joints or shapes.
 
-        Returns how a fast readout only one side has was taken (``load_controller``).
+        ``path`` may also be a file already read and checked (``readout_file.read_controller``,
+        off the control thread): then only the swap happens here. Returns how a fast readout
+        only one side has was taken (``load_controller``).
         """
         self.adapt()
         note = readout_file.load_controller(self, path)
