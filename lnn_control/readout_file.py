@@ -20,6 +20,7 @@ import functools
 import json
 import os
 import queue
+import stat
 import tempfile
 import threading
 from typing import Any, Callable, Optional
@@ -33,9 +34,38 @@ LOAD_ERRORS = (Exception,)
 NOT_LOADED = 'not loaded ({}); nothing changed'     # a refused request, with the reason
 
 
+def _kind(path: str) -> Optional[str]:
+    """Say what ``path`` is when it exists and is not a regular file (None otherwise)."""
+    try:
+        mode = os.stat(path).st_mode           # follows a symlink: what it points to
+    except OSError:
+        return None
+    for test, kind in ((stat.S_ISREG, None), (stat.S_ISDIR, 'a directory'),
+                       (stat.S_ISCHR, 'a character device'), (stat.S_ISBLK, 'a block device'),
+                       (stat.S_ISFIFO, 'a FIFO'), (stat.S_ISSOCK, 'a socket')):
+        if test(mode):
+            return kind
+    return 'not a regular file'
+
+
+def not_a_file_problem(path: str) -> Optional[str]:
+    """Say why ``path`` can never hold a readout file (None: it can, or does not exist)."""
+    kind = _kind(path)
+    return None if kind is None else f'{path} is {kind}, not a regular file'
+
+
 def save_npz(path: str, arrays: dict[str, np.ndarray]) -> None:
-    """Write ``arrays`` atomically: a crash mid-write never leaves a torn file."""
-    directory = os.path.dirname(os.path.abspath(path))
+    """
+    Write ``arrays`` atomically: a crash mid-write never leaves a torn file.
+
+    A symlink is followed (its target is replaced, the link stays); anything but a regular
+    file is refused: renaming over it replaced /dev/null with a file.
+    """
+    path = os.path.realpath(path)
+    problem = not_a_file_problem(path)
+    if problem:
+        raise ValueError(f'{problem}: nothing is written there')
+    directory = os.path.dirname(path)
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=_temp_prefix(path), suffix='.npz')
     try:
@@ -61,7 +91,8 @@ def _temp_prefix(path: str) -> str:
 
 def remove_stale_temporaries(path: str) -> int:
     """Remove what writes of ``path`` killed mid-way left behind; return how many."""
-    directory = os.path.dirname(os.path.abspath(path))
+    path = os.path.realpath(path)
+    directory = os.path.dirname(path)
     prefix = _temp_prefix(path)
     stale = [f for f in (os.listdir(directory) if os.path.isdir(directory) else ())
              if f.startswith(prefix) and f.endswith('.npz')]
@@ -77,6 +108,9 @@ def _open_npz(path: str):
     Given another file, ``np.load`` tries to unpickle it and its refusal points at
     ``allow_pickle=`` as the way out: unpickling runs whatever code the file holds.
     """
+    problem = not_a_file_problem(path)          # opening a FIFO would block for good
+    if problem:
+        raise ValueError(problem)
     with open(path, 'rb') as f:
         if f.read(2) != b'PK':                  # every zip archive starts so
             raise ValueError(f'{path} is not a readout file (not an .npz archive)')
@@ -167,9 +201,9 @@ def read_controller(ctrl, path: str) -> LoadedReadout:
     """
     data = load_npz(path)
     note = fast_readout_note(ctrl, {k.split('/', 1)[0] for k in data})
-    if tuple(str(j) for j in data.get('joints', ())) != ctrl.joints:
-        raise ValueError(f"{path} was saved for joints {list(data.get('joints', []))}, "
-                         f'not {list(ctrl.joints)}')
+    saved_joints = [str(j) for j in data.get('joints', ())]
+    if tuple(saved_joints) != ctrl.joints:
+        raise ValueError(f'{path} was saved for joints {saved_joints}, not {list(ctrl.joints)}')
     if str(data.get('mode')) != ctrl.mode:
         raise ValueError(f"{path} was saved in {data.get('mode')} mode, not {ctrl.mode}")
     if 'reservoir' in data and str(data['reservoir']) != _reservoir_identity(ctrl):
@@ -322,6 +356,7 @@ class ReadoutStore:
         self.withheld = 0             # due while the readout was doubtful (see above)
         self.withheld_because: Optional[str] = None   # ... the last time, why
         self.last_error: Optional[str] = None
+        self._loads_pending = 0       # load_request()s not finished (swapped in or refused)
         # the I/O thread's work, in order: autosaves, requests, flush marks; None stops it
         self._queue: queue.Queue = queue.Queue()
         self._autosave_waiting = False
@@ -364,9 +399,9 @@ class ReadoutStore:
         self._next_ns: Optional[int] = None
 
     @property
-    def not_a_file(self) -> bool:
-        """Whether ``path`` names something that is not a regular file (a directory)."""
-        return bool(self.path) and os.path.exists(self.path) and not os.path.isfile(self.path)
+    def not_a_file(self) -> Optional[str]:
+        """Say what ``path`` is when it is not a regular file (a directory, a device), else None."""
+        return not_a_file_problem(self.path) if self.path else None
 
     @property
     def guarded(self) -> Optional[str]:
@@ -439,9 +474,8 @@ class ReadoutStore:
         if not (self.path and os.path.exists(self.path)):
             return None
         if self.not_a_file:                       # a directory, a device: never renamed
-            return False, (f'readout_path {self.path} is not a regular file: not loaded, '
-                           'left as it is, and nothing will be saved there; learning '
-                           'starts fresh')
+            return False, (f'readout_path {self.not_a_file}: not loaded, left as it is, and '
+                           'nothing will be saved there; learning starts fresh')
         ok, message = self._load()
         if not ok:
             message = (f'readout_path {self.path} refused ({message}); kept as '
@@ -478,13 +512,24 @@ class ReadoutStore:
             return True, f'saved readout to {path}'
         return Request(lambda: self._write(path, arrays), finish, wake)
 
-    def save_at_shutdown(self) -> tuple[bool, str]:
-        """Save unless the readout is doubtful now (``doubtful``); (ok, message)."""
+    def save_at_shutdown(self) -> tuple[Optional[bool], str]:
+        """
+        Save unless the readout is doubtful now (``doubtful``); (ok, message).
+
+        ok None: not saved on purpose (a warning, not a failure): a doubtful readout, a path
+        that is no file, or a ``load_request`` still pending, whose file the readout it
+        was to replace would have overwritten.
+        """
+        if self.not_a_file:
+            return None, f'readout not saved at shutdown: {self.not_a_file}'
+        if self._loads_pending:
+            return None, (f'readout not saved at shutdown: a ~/load_readout of {self.path} '
+                          'was still pending; the file is left as it is')
         why = self.doubtful()
         if why:
             kept = (f'{self.path} keeps the last save' if os.path.exists(self.path)
                     else 'nothing written')
-            return False, f'readout not saved at shutdown: {why}; {kept}'
+            return None, f'readout not saved at shutdown: {why}; {kept}'
         return self.save()
 
     def load(self) -> tuple[bool, str]:
@@ -498,7 +543,16 @@ class ReadoutStore:
         ``finish``, on the calling (control) thread between ticks, puts the readout in, so a
         tick never sees half of it; a refused file changes nothing.
         """
-        return self._submit(self._load_request(wake, NOT_LOADED))
+        request = self._load_request(wake, NOT_LOADED)
+        if not request.wait(0):
+            self._loads_pending += 1
+            finish = request._finish
+
+            def counted(loaded, error):
+                self._loads_pending -= 1
+                return finish(loaded, error)
+            request._finish = counted
+        return self._submit(request)
 
     def _load(self) -> tuple[bool, str]:
         """Load ``path``: (True, what was loaded) or (False, why not; ``ctrl`` unchanged)."""

@@ -54,6 +54,36 @@ def test_diagnostics_on_the_wall_clock_while_no_clock_is_published(rig):
     assert float(key_values(status)['control rate achieved [Hz]']) == 0.0
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize('action', ['zero', 'hold'])
+def test_the_last_effort_does_not_stay_on_commands_once_the_node_clock_stands_still(
+        rig, action):
+    """
+    /clock stops (or use_sim_time is set with none): no tick runs, the last effort stayed.
+
+    A forward command controller applied it for good (0.73 N m on a pendulum). Once per
+    stall zero effort goes out, as for stale sensors; ``hold`` keeps it, as for them.
+    """
+    r = rig({'learning_enabled': False, 'stale_sensor_action': action})
+    r.send([0.0, 0.0])
+    r.send_reference([0.3, -0.2])
+    assert np.abs(r.tick(5)).min() > 0.0          # pushing toward the reference
+    published = len(r.commands)
+    warnings = record_warnings(r.node)
+    # no more /clock: the watchdog reports on the wall clock (5 s only guard a hang)
+    statuses = []
+    r.tester.create_subscription(DiagnosticArray, '/diagnostics',
+                                 lambda m: statuses.extend(m.status), RELIABLE)
+    assert r.spinner.spin_until(lambda: len(statuses) >= 2, timeout=5.0)
+    if action == 'zero':
+        assert len(r.commands) == published + 1 and not r.commands[-1].any()
+        assert [w for w in warnings if 'zero effort commanded until it runs' in w]
+    else:
+        assert len(r.commands) == published
+    r.tick()                                       # the clock runs again: commands again
+    assert np.abs(r.commands[-1]).min() > 0.0
+
+
 # -- a foreign readout file set while running -----------------------------------------
 
 def _foreign_readout(path):
@@ -122,7 +152,7 @@ def test_a_directory_set_as_readout_path_is_named_as_such(rig, tmp_path):
     warnings = record_warnings(r.node)
     (result,) = r.node.set_parameters([Parameter('readout_path', value=str(tmp_path))])
     assert result.successful, result.reason
-    assert len(warnings) == 1 and 'is not a regular file' in warnings[0], warnings
+    assert len(warnings) == 1 and 'is a directory, not a regular file' in warnings[0], warnings
     assert tmp_path.is_dir()
 
 

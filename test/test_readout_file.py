@@ -6,6 +6,7 @@ random moments, many of them mid-write: every time, what is left on disk loads.
 """
 import os
 import signal
+import stat
 import subprocess
 import sys
 import textwrap
@@ -150,7 +151,7 @@ def test_automatic_writes_never_replace_the_file_with_a_doubtful_readout(tmp_pat
         assert not store.tick(200_000_000)
         assert 'holds the readout (pd_only)' in store.withheld_because
         ok, message = store.save_at_shutdown()
-        assert not ok and 'keeps the last save' in message
+        assert ok is None and 'keeps the last save' in message     # on purpose: a warning
         sv._resume('injected')                        # learning again, from zero
         assert not store.tick(250_000_000) and 'intervened' in store.withheld_because
         # a clean period, but the promotion before the hold does not vouch for the readout
@@ -291,6 +292,27 @@ def test_requests_do_the_file_work_on_the_io_thread_in_order(tmp_path, monkeypat
         store.close()
 
 
+def test_a_load_still_pending_at_shutdown_keeps_the_shutdown_save_off_its_file(
+        tmp_path, monkeypatch):
+    """The client asked to use the file: the shutdown save wrote the old readout over it."""
+    from lnn_control import readout_file
+    path = tmp_path / 'r.npz'
+    trained(ticks=120).save(str(path))
+    wanted = path.read_bytes()
+    release, read = threading.Event(), readout_file.read_controller
+    monkeypatch.setattr(readout_file, 'read_controller',
+                        lambda ctrl, p: (release.wait(10), read(ctrl, p))[1])
+    store = ReadoutStore(trained(), str(path), 0.0)
+    request = store.load_request()
+    ok, message = store.save_at_shutdown()
+    assert ok is None and 'a ~/load_readout of' in message and 'still pending' in message
+    assert path.read_bytes() == wanted
+    release.set()
+    assert request.wait(10) and request.finish()[0]
+    assert store.save_at_shutdown()[0]                  # finished: saved as usual
+    store.close()
+
+
 def test_the_snapshot_is_a_copy():
     ctrl = trained()
     arrays = controller_arrays(ctrl)
@@ -362,6 +384,46 @@ def test_a_directory_as_readout_path_is_left_alone_and_set_aside_files_never_ove
     kept = sorted(p.name for p in tmp_path.iterdir() if 'refused' in p.name)
     assert kept == ['readout.npz.refused', 'readout.npz.refused.1', 'readout.npz.refused.2']
     assert (tmp_path / 'readout.npz.refused').read_bytes() == b'not a readout 0'
+
+
+def test_what_is_not_a_regular_file_is_never_written_over_nor_opened(tmp_path):
+    """
+    A device, a FIFO or a directory is refused by saves, autosaves and loads, with what it is.
+
+    A save renamed a file over /dev/null (a root container lost it), an autosave did the
+    same, and a load of a FIFO blocked the I/O thread for good.
+    """
+    ctrl = trained()
+    fifo = tmp_path / 'pipe'
+    os.mkfifo(fifo)
+    store = ReadoutStore(ctrl, str(fifo), 0.01)
+    ok, message = store.save()
+    assert not ok and 'is a FIFO, not a regular file: nothing is written there' in message
+    ok, message = store.load()                  # returns: the FIFO is never opened
+    assert not ok and 'is a FIFO, not a regular file' in message
+    store.tick(0)
+    store.tick(10 ** 9)                          # an autosave is due
+    store.flush()
+    assert 'is a FIFO' in store.last_error and store.saves == 0
+    store.close()
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    ok, message = ReadoutStore(ctrl, str(fifo), 0.0).load_at_start()
+    assert not ok and 'is a FIFO, not a regular file: not loaded' in message
+
+
+def test_a_save_through_a_symlink_replaces_its_target_and_keeps_the_link(tmp_path):
+    """current.npz -> robots/arm1.npz: the link became a file and the target went stale."""
+    (tmp_path / 'robots').mkdir()
+    target, link = tmp_path / 'robots' / 'arm1.npz', tmp_path / 'current.npz'
+    target.write_bytes(b'old')
+    link.symlink_to(target)
+    ctrl = trained()
+    assert ReadoutStore(ctrl, str(link), 0.0).save()[0]
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    fresh = AdaptiveController(BASE, dt=0.01)
+    assert ReadoutStore(fresh, str(target), 0.0).load()[0]
+    np.testing.assert_array_equal(fresh.slow.w, ctrl.slow.w)
+    assert not list(tmp_path.rglob('.readout-*'))     # no temporary left
 
 
 def test_readout_path_expands_the_home_directory(tmp_path, monkeypatch):

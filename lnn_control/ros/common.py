@@ -232,7 +232,8 @@ class _StopRequest:
 
 def run_node(make_node: Callable[[], Any], node_name: str, args: Optional[list] = None,
              description: str = '',
-             on_shutdown: Optional[Callable[[Any], Optional[tuple[bool, str]]]] = None) -> int:
+             on_shutdown: Optional[Callable[[Any], Optional[tuple[Optional[bool], str]]]] = None
+             ) -> int:
     """
     Run a node as a console script's ``main``; return the exit code.
 
@@ -293,9 +294,10 @@ def run_node(make_node: Callable[[], Any], node_name: str, args: Optional[list] 
                     result = on_shutdown(node) if on_shutdown else None
                     executor.shutdown()
                     node.destroy_node()
-                    if result:
+                    if result:      # (ok None: not done on purpose, a warning)
                         logger = rclpy.logging.get_logger(node_name)
-                        log_outcome(logger, result[0], result[1], 'error')
+                        log_outcome(logger, bool(result[0]), result[1],
+                                    'warning' if result[0] is None else 'error')
             finally:
                 stop.restore()
     except (KeyboardInterrupt, ExternalShutdownException):

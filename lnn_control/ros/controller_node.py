@@ -183,6 +183,7 @@ class LnnControllerNode(ControllerServices, Node):
         # ... and on the wall clock while the node clock stands still (no /clock yet, or it
         # stopped): a silent node would not say why no commands come out.
         self._diagnostics_wall_ns = time.monotonic_ns()
+        self._stall_zeroed = False         # zero effort sent since the last tick's command
         self._diagnostics_watchdog = self.create_timer(
             0.25, self._publish_diagnostics_if_stalled,
             clock=Clock(clock_type=ClockType.STEADY_TIME))
@@ -228,8 +229,8 @@ class LnnControllerNode(ControllerServices, Node):
         self.readout_store.configure(cfg.readout_path, cfg.readout_autosave_period_s)
         if 'readout_path' in changes and self.readout_store.not_a_file:
             self.get_logger().warning(
-                f'readout_path {self.readout_store.path} is not a regular file (a directory?): '
-                'nothing can be saved there or loaded from it; set it to a file (.npz)')
+                f'readout_path {self.readout_store.not_a_file}: nothing can be saved there or '
+                'loaded from it; set it to a file (.npz)')
         elif self.readout_store.guarded and self.readout_store.guarded != guarded:
             self.get_logger().warning(
                 f'readout_path {cfg.readout_path} already exists: autosave will not overwrite '
@@ -388,6 +389,7 @@ class LnnControllerNode(ControllerServices, Node):
         event = loop.act(now, (self._q, self._qd), (d.q, d.qd, d.qdd))
         view[:] = loop.command
         sent = self._publisher.publish(self._commands_pub, self._command.msg)
+        self._stall_zeroed = False
         commanded = time.perf_counter_ns()
         learned = loop.adapt()   # learning, the supervisor and the forward model: after it
         if event == STALE:
@@ -566,6 +568,26 @@ class LnnControllerNode(ControllerServices, Node):
         # about 1 Hz while stalled; more than 1 s, so a running node clock publishes first
         if time.monotonic_ns() - self._diagnostics_wall_ns > 1_250_000_000:
             self.publish_diagnostics()
+            self._zero_effort_while_stalled()
+
+    def _zero_effort_while_stalled(self) -> None:
+        """
+        Act on a node clock that stands still (use_sim_time, no /clock) as on stale sensors.
+
+        No tick runs, so the last command stayed on ``commands``, and a forward command
+        controller applies it until another comes (use_sim_time set live with no /clock
+        left 0.73 N m on a pendulum for good). Once per stall, with ``stale_sensor_action``
+        zero (the default); ``hold`` keeps it, as for stale sensors.
+        """
+        if self._stall_zeroed or self.loop.stale_action != 'zero':
+            return
+        self._stall_zeroed = True
+        if self._command.view.any():
+            self._command.view[:] = 0.0
+            self.commands_published += self._publisher.publish(self._commands_pub,
+                                                               self._command.msg)
+            self.get_logger().warning('the node clock stands still (use_sim_time: is /clock '
+                                      'published?): zero effort commanded until it runs')
 
 
 def main(args: Optional[list] = None) -> int:

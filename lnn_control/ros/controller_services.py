@@ -93,8 +93,7 @@ class ControllerServices:
         else:
             response.success, response.message = await self._answer(
                 self.readout_store.load_request(self._wake_executor))
-        if response.success:
-            self.get_logger().info(response.message)
+        common.log_outcome(self.get_logger(), response.success, response.message)
         return response
 
     def _answer(self, request: Request) -> Answer:
@@ -117,7 +116,7 @@ class ControllerServices:
             common.log_outcome(self.get_logger(), ok, message, 'error')
         return ok, message
 
-    def on_shutdown(self) -> Optional[tuple[bool, str]]:
+    def on_shutdown(self) -> Optional[tuple[Optional[bool], str]]:
         """
         Leave zero effort on ``commands``, then save the readout (``readout_path`` set).
 
