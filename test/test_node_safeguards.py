@@ -55,16 +55,19 @@ def test_diagnostics_on_the_wall_clock_while_no_clock_is_published(rig):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('action', ['zero', 'hold'])
+@pytest.mark.parametrize('action, lockstep', [('zero', False), ('hold', False),
+                                              ('zero', True)])
 def test_the_last_effort_does_not_stay_on_commands_once_the_node_clock_stands_still(
-        rig, action):
+        rig, action, lockstep):
     """
     /clock stops (or use_sim_time is set with none): no tick runs, the last effort stayed.
 
     A forward command controller applied it for good (0.73 N m on a pendulum). Once per
-    stall zero effort goes out, as for stale sensors; ``hold`` keeps it, as for them.
+    stall zero effort goes out, as for stale sensors; ``hold`` keeps it, as for them; and
+    the lock-step protocol keeps it (each command steps its simulator).
     """
-    r = rig({'learning_enabled': False, 'stale_sensor_action': action})
+    r = rig({'learning_enabled': False, 'stale_sensor_action': action,
+             'sync_to_joint_state_stamps': lockstep})
     r.send([0.0, 0.0])
     r.send_reference([0.3, -0.2])
     assert np.abs(r.tick(5)).min() > 0.0          # pushing toward the reference
@@ -75,11 +78,13 @@ def test_the_last_effort_does_not_stay_on_commands_once_the_node_clock_stands_st
     r.tester.create_subscription(DiagnosticArray, '/diagnostics',
                                  lambda m: statuses.extend(m.status), RELIABLE)
     assert r.spinner.spin_until(lambda: len(statuses) >= 2, timeout=5.0)
-    if action == 'zero':
+    if action == 'zero' and not lockstep:
         assert len(r.commands) == published + 1 and not r.commands[-1].any()
         assert [w for w in warnings if 'zero effort commanded until it runs' in w]
     else:
         assert len(r.commands) == published
+    if lockstep:
+        r.send([0.0, 0.0], stamp_ns=r.now_ns + 10_000_000)    # the state of the next tick
     r.tick()                                       # the clock runs again: commands again
     assert np.abs(r.commands[-1]).min() > 0.0
 

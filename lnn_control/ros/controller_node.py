@@ -577,9 +577,12 @@ class LnnControllerNode(ControllerServices, Node):
         No tick runs, so the last command stayed on ``commands``, and a forward command
         controller applies it until another comes (use_sim_time set live with no /clock
         left 0.73 N m on a pendulum for good). Once per stall, with ``stale_sensor_action``
-        zero (the default); ``hold`` keeps it, as for stale sensors.
+        zero (the default); ``hold`` keeps it, as for stale sensors. Not in the lock-step
+        protocol (``sync_to_joint_state_stamps``): there the simulator steps once per
+        command, so a command of the node's own would move it (a demo arm stepped an extra
+        period), and its clock stands still only while it waits for a command or is paused.
         """
-        if self._stall_zeroed or self.loop.stale_action != 'zero':
+        if self._stall_zeroed or self.loop.stale_action != 'zero' or self._sync_stamps:
             return
         self._stall_zeroed = True
         if self._command.view.any():
