@@ -677,6 +677,23 @@ def test_save_readout_answers_once_written_and_the_loop_runs_on(rig, tmp_path, m
     assert not list(tmp_path.glob('.readout-*'))
 
 
+def test_a_writer_that_hangs_is_a_warning_on_diagnostics(rig, tmp_path, monkeypatch):
+    """Autosaves skipped while the writer hung on a file counted, but the level stayed OK."""
+    r = rig({'readout_path': str(tmp_path / 'readout.npz'), 'learning_enabled': True,
+             'readout_autosave_period_s': 0.02, 'supervisor.enabled': False})
+    started, release = _gate(monkeypatch, 'save_npz')
+    _learn(r, 10)
+    r.wait(started.is_set, 'the first autosave to start')
+    _learn(r, 10)                                     # due every 2 ticks: skipped
+    status = r.node.diagnostics().status[0]
+    assert status.level == DiagnosticStatus.WARN
+    assert 'readout writer busy' in status.message and 'skipped since the last' in status.message
+    release.set()
+    r.node.readout_store.flush()
+    status = r.node.diagnostics().status[0]
+    assert 'readout writer busy' not in status.message       # none since the last report
+
+
 def test_load_readout_reads_off_the_loop_and_swaps_between_ticks(rig, tmp_path, monkeypatch):
     """
     On the wall clock the file is read and checked on the I/O thread while commands go on.

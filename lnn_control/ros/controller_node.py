@@ -105,6 +105,7 @@ class LnnControllerNode(ControllerServices, Node):
         # (stats.count, stats.callbacks, node clock ns) at the previous diagnostics
         self._diag_mark = (0, 0, self.get_clock().now().nanoseconds)
         self._diag_dropped = ({}, {})   # joint_states, ~/reference dropped up to the last report
+        self._diag_skipped = 0          # autosaves skipped (writer busy) up to the last report
         RP.attach(self, schema.CONTROLLER, ctrl.n, self._apply_parameters,
                   combined=lambda changes: ctrl.config.combined_problems(changes))
         self._create_interfaces()
@@ -502,6 +503,10 @@ class LnnControllerNode(ControllerServices, Node):
         problems += self.loop.problems()
         problems += ['~/reference stopped while moving: held'] if self._reference.held else []
         problems += self._dropped_since_last_report()
+        skipped, self._diag_skipped = (self.readout_store.skipped - self._diag_skipped,
+                                       self.readout_store.skipped)
+        problems += [f'readout writer busy: {skipped} autosave(s) skipped since the last '
+                     'report (a slow or hung disk?)'] if skipped else []
         self._log_pd_health()
         problems += [self.readout_store.last_error] if self.readout_store.last_error else []
         # a guarded readout_path holds every automatic save until the operator acts
