@@ -198,14 +198,12 @@ def _effort_per_ctrl(model: str, m, actuators, joints) -> np.ndarray:
     a set point or a filtered signal: commanded as an effort it diverged (a <position>
     actuator with kp 50: NaN accelerations within seconds).
     """
+    factor = m.actuator_gainprm[actuators, 0] * m.actuator_gear[actuators, 0]
     bad = [f'{j} ({_name(m, mujoco.mjtObj.mjOBJ_ACTUATOR, a) or f"actuator {a}"})'
-           for a, j in zip(actuators, joints)
-           if m.actuator_biastype[a] != mujoco.mjtBias.mjBIAS_NONE
+           for a, j, f in zip(actuators, joints, factor)
+           if f == 0 or m.actuator_biastype[a] != mujoco.mjtBias.mjBIAS_NONE
            or m.actuator_gaintype[a] != mujoco.mjtGain.mjGAIN_FIXED
            or m.actuator_dyntype[a] != mujoco.mjtDyn.mjDYN_NONE]
-    factor = m.actuator_gainprm[actuators, 0] * m.actuator_gear[actuators, 0]
-    bad += [f'{j} (zero gain or gear)' for j, f in zip(joints, factor)
-            if f == 0 and f'{j} (' not in ' '.join(bad)]
     if bad:
         raise ValueError(f'{model}: the actuators of {", ".join(bad)} are not effort motors '
                          '(a position or velocity servo, activation dynamics, or a zero gain '

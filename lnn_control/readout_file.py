@@ -476,7 +476,7 @@ class ReadoutStore:
         if self.not_a_file:                       # a directory, a device: never renamed
             return False, (f'readout_path {self.not_a_file}: not loaded, left as it is, and '
                            'nothing will be saved there; learning starts fresh')
-        ok, message = self._load()
+        ok, message = self._load_request().run().finish()
         if not ok:
             message = (f'readout_path {self.path} refused ({message}); kept as '
                        f'{set_aside(self.path)}; learning starts fresh')
@@ -520,8 +520,9 @@ class ReadoutStore:
         that is no file, or a ``load_request`` still pending, whose file the readout it
         was to replace would have overwritten.
         """
-        if self.not_a_file:
-            return None, f'readout not saved at shutdown: {self.not_a_file}'
+        problem = self.not_a_file
+        if problem:
+            return None, f'readout not saved at shutdown: {problem}'
         if self._loads_pending:
             return None, (f'readout not saved at shutdown: a ~/load_readout of {self.path} '
                           'was still pending; the file is left as it is')
@@ -543,29 +544,22 @@ class ReadoutStore:
         ``finish``, on the calling (control) thread between ticks, puts the readout in, so a
         tick never sees half of it; a refused file changes nothing.
         """
-        request = self._load_request(wake, NOT_LOADED)
-        if not request.wait(0):
-            self._loads_pending += 1
-            finish = request._finish
-
-            def counted(loaded, error):
-                self._loads_pending -= 1
-                return finish(loaded, error)
-            request._finish = counted
-        return self._submit(request)
-
-    def _load(self) -> tuple[bool, str]:
-        """Load ``path``: (True, what was loaded) or (False, why not; ``ctrl`` unchanged)."""
-        return self._load_request().run().finish()
+        return self._submit(self._load_request(wake, NOT_LOADED, pending=True))
 
     def _load_request(self, wake: Optional[Callable[[], None]] = None,
-                      refused: str = '{}') -> Request:
-        """Read and check ``path`` (``io``), then install it (``finish``); ``refused``: the why."""
+                      refused: str = '{}', pending: bool = False) -> Request:
+        """
+        Read and check ``path`` (``io``), then install it (``finish``); ``refused``: the why.
+
+        ``pending``: counted in ``_loads_pending`` until ``finish`` (``save_at_shutdown``).
+        """
         if not self.path:
             return Request.answered(False, 'readout_path is empty')
         path, ctrl = self.path, self.ctrl
+        self._loads_pending += pending
 
         def finish(loaded, error):
+            self._loads_pending -= pending
             if isinstance(error, LOAD_ERRORS):
                 return False, refused.format(error)
             note = ctrl.load(loaded)        # its pending learning first, then the swap

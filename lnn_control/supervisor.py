@@ -322,7 +322,7 @@ class LearningSupervisor:
             rad_s = self._reference_rad_s()
             period = min(max(2.0 * np.pi / rad_s if rad_s > 0.0 else np.inf, PUSH_BASE_S[0]),
                          PUSH_BASE_S[1])
-            self._push_base_tick = self._ticks_from_now(max(period, self._window_s))
+            self._push_base_tick = self._ticks_from_now(period)   # (window_s <= 1 s)
         else:
             self._stats[CK.SV_PUSH_BASE] = 0.0
             self._push_base_tick = -1

@@ -198,13 +198,19 @@ class LnnControllerNode(ControllerServices, Node):
         with the last torque of a loop that no longer runs. Returns whether every reliable
         subscriber acknowledged it in time.
         """
-        self._command.view[:] = 0.0
-        if not self._publisher.publish(self._commands_pub, self._command.msg):
+        if not self._publish_zero_effort():
             return False
         acked = self._commands_pub.wait_for_all_acked(Duration(seconds=timeout_s))
         self.get_logger().info('stopped: zero effort commanded'
                                + ('' if acked else ' (not acknowledged by every subscriber)'))
         return acked
+
+    def _publish_zero_effort(self) -> bool:
+        """Publish zero effort on ``commands`` (counted); return whether it went out."""
+        self._command.view[:] = 0.0
+        sent = self._publisher.publish(self._commands_pub, self._command.msg)
+        self.commands_published += sent
+        return sent
 
     def destroy_node(self) -> None:
         handle = getattr(self, '_jump_handle', None)
@@ -591,9 +597,7 @@ class LnnControllerNode(ControllerServices, Node):
             return
         self._stall_zeroed = True
         if self._command.view.any():
-            self._command.view[:] = 0.0
-            self.commands_published += self._publisher.publish(self._commands_pub,
-                                                               self._command.msg)
+            self._publish_zero_effort()
             self.get_logger().warning('the node clock stands still (use_sim_time: is /clock '
                                       'published?): zero effort commanded until it runs')
 
