@@ -1,139 +1,60 @@
 """
 The learning supervisor: learning may never make tracking worse than PD alone.
 
-Feedback-error learning with RLS behaves like a high-gain integral loop on top
-of the PD loop; whether it is stable depends on the feature scale, the initial
-covariance and the forgetting together, so some setting on some plant will
-always be unstable. The supervisor watches one figure the controller has
-every tick and acts on it.
+Feedback-error learning with RLS behaves like a high-gain integral loop on top of
+the PD loop; whether it is stable depends on the feature scale, the covariance and
+the forgetting together, so some setting on some plant will always be unstable. The
+supervisor watches figures the controller has every tick and acts on them. The
+measurements behind every threshold here are in the README ("Learning supervisor")
+and docs/zoo.md.
 
-The figure: with the feedforward u_ff the PD loop only has to correct what
-u_ff leaves of the torque the motion needs. In the PD loop's error units
-(effort / kp) the ratio
+The main figure, in the PD loop's error units (effort / kp)::
 
-    rho = rms(u_pd / kp) / rms(u / kp)       (over ``window_s``; u = the applied
-                                              command, u_pd + u_ff saturated)
+    rho = rms(u_pd / kp) / rms(u / kp)     over ``window_s``; u the applied command
 
-is, to first order, the tracking error with learning over the error PD alone
-would have on the same motion (u is the torque the motion takes): 1 with no
-feedforward, near 0 with a good one, above 1 when the feedforward fights the
-loop (a wrong readout, or a learning loop that oscillates). A plant change
-(payload, friction) is not a divergence and reads differently: the motion then
-needs more torque than u_ff gives, rho rises towards 1 but not past it, so the
-learners are left to re-adapt.
+is to first order the tracking error with learning over the error PD alone would
+have on the same motion: 1 with no feedforward, near 0 with a good one, above 1 when
+the feedforward fights the loop. It is computed from the efforts as they are and
+low-passed at kp/kd rad/s (about the loop's bandwidth); the larger counts. A plant
+change raises it towards 1 but not past it, so re-adaptation is left alone.
 
-The response, with hysteresis (``hold_s``) and escalation:
+Trips (``control_kernels.supervise``):
+- rho above ``trip_ratio`` over a full window, or above twice it over a quarter;
+- the feedforward driving the command into saturation on more than a quarter of
+  the ticks over a quarter window (under saturation rho reads about 1 whatever the
+  error); after limits lowered live only saturation beyond what the limits alone
+  cause counts (``limits_changed``);
+- an RLS step refused as numerically unusable;
+- the echo figure -- the feedforward's power above the loop's bandwidth over the
+  command's within it -- above 1.3x the trip ratio: a self-excited learning loop
+  echoes the PD effort a few ticks late while rho still reads low. Learning from
+  scratch reads high for seconds, so it is armed by a good snapshot, or after
+  ``ARM_AFTER_S`` against a capped fast learner only where the reference lies well
+  below the bandwidth (``ARM_BANDWIDTH_MARGIN``). Its first trip while rho is low
+  rolls back and cuts the fast learner only.
 
-1. Trip on any of: rho above ``trip_ratio`` over a full window, or above twice it
-   over a quarter window (a feedforward that bad does its damage within tenths of a
-   second: a rolled-back readout that was no better let the error grow tenfold
-   before a full window had passed); the feedforward driving the
-   command into saturation (at its own bound ``feedforward_limit``, or pushing
-   a saturated joint the same way) on more than a quarter of the ticks, judged
-   over a quarter window (with a tick of actuation delay the first learning
-   steps drive the command into its limit within 0.3 s; waiting for a full
-   window kept arms saturated for most of their first second, 10x PD's error)
-   -- under saturation rho reads about 1 whatever the error, and a learned
-   model that keeps asking for more than the actuator has is not credible
-   (learning itself pauses on saturated ticks, see the controller; after limits
-   lowered live, only saturation beyond what they alone cause, ``limits_changed``); a
-   numerically refused RLS step; the echo figure -- the feedforward's power above
-   the loop's bandwidth over the command's within it -- above 1.3x the trip ratio
-   over a full window, once armed. A learned model has little above the bandwidth
-   (at most 0.66 after the first 10 s over the named zoo, esn and ltc); a
-   self-excited oscillation of the learning loop, the feedforward echoing the PD
-   effort a few ticks late, reads 1.4-2.1 while rho, which takes the command for
-   the torque the motion needs, reads 0.4 (ltc neurons re-learning a payload on
-   2-link arms: windows up to 1.95x PD). At 1.0x the trip ratio it also fired at
-   1.11-1.13 on reservoirs that chatter harmlessly (spectral radius 2, input
-   scaling 100), costing them a restart. Learning from scratch reads up to 2.7 in
-   its first seconds and settles, so the figure is armed by a snapshot promoted
-   while it stayed below half the trip ratio, and disarmed when learning restarts
-   from zero. After ``ARM_AFTER_S`` of learning from zero it is also armed without
-   one, but only against the capped fast learner (the band of gains below the cap
-   that can slowly pump a lightly damped mode, see below) and only where the
-   reference lies well below the loop's bandwidth (``ARM_BANDWIDTH_MARGIN``): its
-   trip is the fast learner's next step (off), and once the fast learner is off or cut,
-   by any trip, it is disarmed (also when the gains or the reference no longer meet the
-   conditions at its trip; a readout file loaded restarts the time too). Armed by
-   snapshots alone, it missed a capped fast learner pumping a mode the controller
-   does not measure inside the loop's bandwidth: reading 1.2-2.5 from the first
-   seconds, it never let a snapshot arm it, while rho, the command growing with the
-   error, read 0.4 (the heavy cart-pole with a 0.2 Hz reference, the gains for it
-   and a tick of delay: 5.9x PD's error over a 10 s window; now 1.28x, then 0.29x
-   before the change). Armed by time with full authority it starved a low-gain arm
-   that learned well (gains below the honest rule put part of the reference's own
-   feedforward above the loop's bandwidth: 1.4-2.5 while learning; four trips, 0.15x
-   -> 1.0x PD); against a fast learner not capped it cost the same cart-pole without
-   delay 0.055 -> 0.23x PD after a payload change (0.085 -> 0.80x with noise); and
-   cutting the fast learner on a ladder of its own broke the regular one on 3 of 90
-   random arms with delay (0.08 -> 0.91x PD).
-   The readout goes back to the last good snapshot (taken every 2 windows while rho
-   stayed below half the trip ratio, and promoted only after one more good
-   interval), learning is frozen, and the covariance restarts at its initial value
-   cut by ``GAIN_CUT`` (a cut of the current P would leave a directional-forgetting
-   learner, whose P never grows, unable to learn at all); each further trip cuts it
-   again, and an ``rls.initial_covariance`` above 100 (the largest the sweep
-   validated) is brought to 100 at the first. An
-   unstable setting thus ends up stable instead of oscillating between
-   learning and rollback. The first suspect is the fast learner: with a
-   memory of a few ticks it absorbs a third to a half of its error every
-   tick, an integrator on the PD output far faster than the PD loop, which a
-   tick of actuation delay turns into an oscillation. So the first trip caps
-   its gain: one step may absorb at most ``GAIN_CAP`` x kp/kd x dt of its
-   error (the loop's bandwidth, per tick; a weighted RLS step, see
-   ``kernels.rls_update``), and the slow learner's the same way, which binds
-   only while its own gain is that high (its first seconds, a covariance
-   restart, a large ``rls.initial_covariance``: at 100 on arm_heavy_tip,
-   capping the fast learner alone left windows of up to 1.74x PD, both
-   0.96x) but leaves its learning rate otherwise (cutting its covariance
-   instead doubled the error after a payload change on the zoo with delay);
-   a second trip switches the fast learner off. The cap sits above a band of gains
-   where, with the delay, it slowly pumps a lightly damped mode the
-   controller does not measure (a cart-pole's pole; 7 random cart-poles that
-   pumped, after a payload change: cap 3 kp/kd dt 0.09-0.35x PD, 1.6 up to
-   1.25x, 0.8 up to 1.91x; random_7_29 with a covariance cut x0.1, as until
-   2026-12-04, 1.59x, off 0.12x), and below the full gain, which the delay
-   makes unstable. Over 180
-   random plants with delay, against switching it off at the first trip
-   (as on 2026-12-04): 10 s windows above 1.2x PD 10 -> 4 (left: four arms
-   whose PD loop, kicked by the first learning steps, stays in a saturating
-   cycle), the cart-poles' ratio median 0.37 -> 0.09; three arms that learned
-   well with it off end at 0.50-0.56x PD, a fourth at 0.23x. If the rolled-back readout is still
-   harmful (step 2), the fast learner was not the only suspect, and the next
-   trip cuts the slow learner's gain twice (cutting it at once instead cost
-   arm_heavy_base with delay 5x its error).
-   The echo figure's first trip, with rho still below half the trip ratio, is
-   the fast learner's alone: only it is rolled back and cut, and learning goes
-   on (a readout gone bad moves rho too: weights scaled by -10 tripped the
-   echo figure at rho 0.83, and get the full rollback). The fast learner's
-   output carries the out-of-band power (1.3-2.1 of the command's in-band
-   power at the peak on 2-link arms re-learning a payload, esn and ltc,
-   against 0.1-0.6 from the slow readout), and freezing the slow readout on
-   its pre-change snapshot brought the old plant's model back (arm_geared,
-   seed 1: 0.41x PD after the change; 0.15x with only the fast learner cut).
-   A second echo trip is a full rollback.
-2. After ``hold_s``: rho back below the trip ratio -> learning resumes. Still
-   above (the snapshot is bad too) -> the feedforward is zeroed: plain PD,
-   which by definition is not worse than PD, for another ``hold_s``; then
-   learning restarts from zero at the cut gain.
-3. Plain PD is not worse than PD only if it starts from where PD alone would be.
-   With a tick of actuation delay some honest PD loops are bistable: a one-tick pulse
-   of 20 % of the command limit, anti-phase on a 2-link arm's joints, sends PD alone
-   into a 17 Hz cycle at its limits that it never leaves (zoo random_3_40; 10 % does
-   not), and the first learning steps, or a learning loop that starts to oscillate,
-   give such a pulse. So when, a quarter window into a hold (frozen or PD only), the
-   command has been at its limit on more than ``EASE_SATURATION`` of the ticks, the PD
-   output is eased (``EASE_GAIN`` for ``EASE_HOLD_S``, back to full over
-   ``EASE_RAMP_S``; once per hold): the lower loop gain has the phase margin the delay
-   took, the cycle dies, and the restored loop stays out of it (any gain from 0.3 to
-   0.7 for 0.2-0.5 s did). Held 0.2 s and restored over 0.5 s, the cycle of a heavy-tip
-   arm tracking a small reference (zoo arm_heavy_tip, amplitude x0.1) had not died
-   when the gain came back, and it stayed in it for the whole run (23x PD over 10 s);
-   0.5 s and 1 s: 0.47x. Easing only in PD-only holds left the frozen hold before
-   them a second in the cycle: 10 s windows of 1.46x and 1.51x PD (random_11_25,
-   random_5_16; 0.75x and 1.20x easing in both). Only the learning arm does this; the
-   PD-only arm of every comparison has nothing to ease.
+Responses, with hysteresis (``hold_s``) and escalation:
+1. rollback: the readouts go back to the last good snapshot (taken every 2 windows
+   while rho stayed below half the trip ratio, promoted after one more good
+   interval), learning freezes for ``hold_s`` and the covariances restart. The fast
+   learner is the first suspect (with a memory of a few ticks it is an integrator on
+   the PD output that a tick of delay turns into an oscillation): the first trip caps
+   every learner's step at ``GAIN_CAP`` x kp/kd x dt of its error (a weighted step,
+   so P stays consistent), the second switches the fast learner off, further ones
+   cut every covariance by ``GAIN_CUT``; an ``rls.initial_covariance`` above
+   ``VALIDATED_COVARIANCE`` is brought to it at the first.
+2. pd_only: still harmful after ``hold_s`` with the rolled-back readout (the snapshot
+   is bad too): the feedforward is zeroed for another hold, backing off up to
+   ``MAX_BACKOFF`` holds; then learning restarts from zero at the cut gain.
+3. pd_eased: plain PD is only as good as PD alone if it starts where PD alone would
+   be. With a tick of actuation delay some honest PD loops are bistable, and the
+   first learning steps can kick them into a cycle at their limits. When the command
+   sits at its limit on more than ``EASE_SATURATION`` of a hold's first quarter
+   window, the PD output is scaled by ``EASE_GAIN`` for ``EASE_HOLD_S`` and ramped
+   back over ``EASE_RAMP_S`` (once per hold): with less gain the loop has the phase
+   margin the delay took, the cycle dies and the restored loop stays out of it. Only
+   the learning arm does this; the PD-only arm of a comparison has nothing to ease.
+4. resume: rho back below the trip ratio after ``hold_s``.
 
 ROS-free; the per-tick part is one kernel (``control_kernels.supervise``) on
 preallocated arrays, which also keeps the timers and says when to act; the
@@ -160,12 +81,12 @@ VALIDATED_COVARIANCE = 100.0
 # The first trip caps the learners' gain: one step absorbs at most this x the PD loop's
 # bandwidth kp/kd x dt of its error (a second trip switches the fast learner off).
 GAIN_CAP = 3.0
-# A PD loop kicked into a cycle at its limits is eased out of it (step 3 above).
+# A PD loop kicked into a cycle at its limits is eased out of it (response 3 above).
 EASE_SATURATION = 0.25
 EASE_GAIN = 0.5
 EASE_HOLD_S = 0.5
 EASE_RAMP_S = 1.0
-# The echo figure is also armed after this much learning from zero (see step 1), where
+# The echo figure is also armed after this much learning from zero (see the trips above), where
 # the loop's bandwidth kp/kd is at least this x the reference's own frequency (the peak
 # desired acceleration over the peak desired velocity; honest gains: 3.6-3.9x on the zoo's
 # sum of sines, whatever its frequency).
