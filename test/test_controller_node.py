@@ -677,6 +677,32 @@ def test_save_readout_answers_once_written_and_the_loop_runs_on(rig, tmp_path, m
     assert not list(tmp_path.glob('.readout-*'))
 
 
+def test_a_save_still_writing_at_shutdown_is_answered_before_the_node_goes(
+        rig, tmp_path, monkeypatch):
+    """
+    Ctrl-C while ~/save_readout waits for its write: the caller gets its answer.
+
+    The spin loop has ended by then, so nothing resumed the waiting call: the node went
+    and the client waited for ever. Its file is complete, and no tick runs after the
+    zero effort.
+    """
+    path = tmp_path / 'readout.npz'
+    r = rig({'readout_path': str(path), 'learning_enabled': True})
+    _learn(r)
+    started, release = _gate(monkeypatch, 'save_npz')
+    future = _ask(r, 'save_readout')
+    r.wait(started.is_set, 'the write to start')
+    release.set()
+    r.node.on_shutdown()                          # what main() does on Ctrl-C / SIGTERM
+    published = r.node.commands_published
+    r.spinner.executor.remove_node(r.node)        # main() spins no more for it
+    r.spinner.spin_for(1.0)
+    assert future.done(), 'the save was never answered'
+    assert future.result().success, future.result().message
+    assert r.node.commands_published == published
+    twin(r.params).load(str(path))
+
+
 def test_a_writer_that_hangs_is_a_warning_on_diagnostics(rig, tmp_path, monkeypatch):
     """Autosaves skipped while the writer hung on a file counted, but the level stayed OK."""
     r = rig({'readout_path': str(tmp_path / 'readout.npz'), 'learning_enabled': True,

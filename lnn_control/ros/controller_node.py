@@ -168,6 +168,7 @@ class LnnControllerNode(ControllerServices, Node):
         self.create_service(Trigger, '~/reset_learning', self._srv_reset_learning)
         self.create_service(SetBool, '~/set_learning', self._srv_set_learning)
         # coroutines that await file work: a group of their own (controller_services)
+        self._waiting: set = set()      # ... those waiting now (answered at shutdown)
         files = MutuallyExclusiveCallbackGroup()
         self.create_service(Trigger, '~/save_readout', self._srv_save_readout,
                             callback_group=files)

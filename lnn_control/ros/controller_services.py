@@ -13,6 +13,7 @@ SingleThreadedExecutor from running the control timer (measured: no tick in 500 
 """
 from __future__ import annotations
 
+import time
 from typing import Optional
 
 from rclpy.exceptions import InvalidHandle
@@ -20,6 +21,10 @@ from rclpy.parameter import Parameter
 
 from . import common
 from ..readout_file import Request
+
+# How long the node stays after answering service calls at shutdown (see
+# ``_answer_waiting_calls``); 5 turns of the EventsExecutor were not always enough.
+ANSWER_SETTLE_S = 0.2
 
 
 class Answer:
@@ -34,12 +39,16 @@ class Answer:
     ``poll_s`` by it.
     """
 
-    def __init__(self, request: Request, poll_s: float):
-        self._request, self._poll_s = request, poll_s
+    def __init__(self, request: Request, poll_s: float, waiting: set):
+        self._request, self._poll_s, self._waiting = request, poll_s, waiting
 
     def __await__(self):
-        while not self._request.wait(self._poll_s):
-            yield
+        self._waiting.add(self)
+        try:
+            while not self._request.wait(self._poll_s):
+                yield
+        finally:
+            self._waiting.discard(self)
         return self._request.finish()
 
 
@@ -98,7 +107,32 @@ class ControllerServices:
 
     def _answer(self, request: Request) -> Answer:
         # a tenth of the control period at most: what a waiting coroutine may hold up a tick
-        return Answer(request, min(1e-3, 0.1 * self.period_ns * 1e-9))
+        return Answer(request, min(1e-3, 0.1 * self.period_ns * 1e-9), self._waiting)
+
+    def _answer_waiting_calls(self, timeout_s: float = 1.0) -> int:
+        """
+        Let service calls still waiting on the I/O thread answer; return how many are left.
+
+        The spin loop has ended, so nothing would resume them and their clients would wait
+        for ever. The I/O thread has finished (``ReadoutStore.close``) and the control timer
+        is cancelled: only those coroutines (and arriving messages) run here.
+        """
+        executor = self.executor
+        if not self._waiting or executor is None:
+            return len(self._waiting)
+        now = time.monotonic()
+        deadline, answered = now + timeout_s, None
+        # then a little longer: the EventsExecutor sends a finished coroutine's response in
+        # a later turn, and the middleware needs a moment to deliver it before the node goes
+        while now < deadline and (answered is None or now < answered + ANSWER_SETTLE_S):
+            if answered is None and not self._waiting:
+                answered = now
+            try:
+                executor.spin_once(timeout_sec=0.01)
+            except (RuntimeError, InvalidHandle):   # the context shut down meanwhile
+                break
+            now = time.monotonic()
+        return len(self._waiting)
 
     def _wake_executor(self) -> None:
         """Resume the waiting service coroutine promptly (called on the I/O thread)."""
@@ -120,12 +154,18 @@ class ControllerServices:
         """
         Leave zero effort on ``commands``, then save the readout (``readout_path`` set).
 
-        The save lets learning survive a restart; not a doubtful readout
-        (``ReadoutStore.doubtful``): the file keeps the last save.
+        The control timer stops first. Service calls still waiting for their file work
+        are answered (``_answer_waiting_calls``). The save lets learning survive a restart;
+        not a doubtful readout (``ReadoutStore.doubtful``): the file keeps the last save.
 
         Does not log the save: the caller (``common.run_node``) logs the returned message
         once the spin loop has ended.
         """
+        self._timer.cancel()            # no tick after the zero effort
         self.command_zero_effort()
         self.readout_store.close()
+        left = self._answer_waiting_calls()
+        if left:
+            self.get_logger().warning(f'{left} readout service call(s) left unanswered at '
+                                      'shutdown')
         return self.readout_store.save_at_shutdown() if self.readout_store.path else None
