@@ -677,6 +677,18 @@ def test_save_readout_answers_once_written_and_the_loop_runs_on(rig, tmp_path, m
     assert not list(tmp_path.glob('.readout-*'))
 
 
+def test_a_burst_of_service_calls_is_queued_not_dropped(rig):
+    """Twenty calls at once: ROS's service profile keeps 10 requests, the rest went unanswered."""
+    from rclpy.qos import QoSProfile
+    r = rig()
+    client = r.tester.create_client(Trigger, f'{r.ns}/lnn_controller/plant_changed',
+                                    qos_profile=QoSProfile(depth=100))
+    r.wait(client.service_is_ready, 'the service')
+    futures = [client.call_async(Trigger.Request()) for _ in range(20)]
+    r.spinner.spin_until(lambda: all(f.done() for f in futures), timeout=5.0)
+    assert sum(f.done() for f in futures) == 20
+
+
 def test_a_save_still_writing_at_shutdown_is_answered_before_the_node_goes(
         rig, tmp_path, monkeypatch):
     """

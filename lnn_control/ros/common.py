@@ -19,7 +19,11 @@ RELIABLE publishers, a RELIABLE one does not hear BEST_EFFORT publishers):
 * ``CLOCK_QOS`` -- ``/clock``: RELIABLE reaches rclpy's best-effort
   TimeSource and reliable recorders alike;
 * ``RECORD_QOS``, ``RECORD_BEST_EFFORT_QOS``, ``RECORD_LATCHED_QOS`` -- a
-  recorder's subscriptions, deep (1000) so a burst loses nothing.
+  recorder's subscriptions, deep (1000) so a burst loses nothing;
+* ``SERVICE_QOS`` -- the nodes' services: ROS's service profile, but 100 requests
+  deep instead of 10, so that a burst of calls (scripts, several tools at once) is
+  queued, not dropped (20 calls at once: 11-15 answered at depth 10, all at 100 when
+  the clients' own depth allows).
 """
 from __future__ import annotations
 
@@ -34,7 +38,8 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
-from rclpy.qos import DurabilityPolicy, qos_profile_sensor_data, QoSProfile, ReliabilityPolicy
+from rclpy.qos import (DurabilityPolicy, qos_profile_sensor_data, qos_profile_services_default,
+                       QoSProfile, ReliabilityPolicy)
 from rclpy.signals import SignalHandlerOptions
 
 from .conversions import set_stamp
@@ -49,6 +54,8 @@ RECORD_QOS = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
 RECORD_BEST_EFFORT_QOS = QoSProfile(depth=1000, reliability=ReliabilityPolicy.BEST_EFFORT)
 RECORD_LATCHED_QOS = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE,
                                 durability=DurabilityPolicy.TRANSIENT_LOCAL)
+SERVICE_QOS = QoSProfile(depth=100, reliability=qos_profile_services_default.reliability,
+                         durability=qos_profile_services_default.durability)
 
 RCLError = _rclpy.RCLError     # as rclpy.subscription does; not re-exported publicly
 EXECUTORS = ('single', 'events')

@@ -165,16 +165,21 @@ class LnnControllerNode(ControllerServices, Node):
                                  common.SENSOR_QOS)
         self.create_subscription(JointState, '~/reference', self._on_reference,
                                  common.SENSOR_QOS)
-        self.create_service(Trigger, '~/reset_learning', self._srv_reset_learning)
-        self.create_service(SetBool, '~/set_learning', self._srv_set_learning)
+        self.create_service(Trigger, '~/reset_learning', self._srv_reset_learning,
+                            qos_profile=common.SERVICE_QOS)
+        self.create_service(SetBool, '~/set_learning', self._srv_set_learning,
+                            qos_profile=common.SERVICE_QOS)
         # coroutines that await file work: a group of their own (controller_services)
         self._waiting: set = set()      # ... those waiting now (answered at shutdown)
         files = MutuallyExclusiveCallbackGroup()
         self.create_service(Trigger, '~/save_readout', self._srv_save_readout,
+                            qos_profile=common.SERVICE_QOS,
                             callback_group=files)
         self.create_service(Trigger, '~/load_readout', self._srv_load_readout,
+                            qos_profile=common.SERVICE_QOS,
                             callback_group=files)
-        self.create_service(Trigger, '~/plant_changed', self._srv_plant_changed)
+        self.create_service(Trigger, '~/plant_changed', self._srv_plant_changed,
+                            qos_profile=common.SERVICE_QOS)
         self._jump_handle = self.get_clock().create_jump_callback(
             JumpThreshold(min_forward=None, min_backward=Duration(nanoseconds=-1),
                           on_clock_change=True),

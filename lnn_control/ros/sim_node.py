@@ -192,7 +192,8 @@ class SimNode(Node):
         sub = self.create_subscription(Float64MultiArray, 'commands', self._on_command,
                                        common.COMMAND_QOS)
         self._command_topic = sub.topic_name
-        self.create_service(Trigger, '~/reset', self._srv_reset)
+        self.create_service(Trigger, '~/reset', self._srv_reset,
+                            qos_profile=common.SERVICE_QOS)
         # Internal timers run on the steady clock: this node is the time source and
         # must keep working even if someone starts it with use_sim_time.
         if self.lockstep:
