@@ -539,6 +539,36 @@ def test_sync_a_repeated_or_unstamped_state_does_not_release_the_waiting_tick(ri
     np.testing.assert_allclose(r.commands[-1], [-1.0, 2.0])
 
 
+@pytest.mark.parametrize('order', ['state_first', 'clock_first'])
+def test_sync_a_refused_state_runs_its_tick_on_the_last_valid_one(rig, order):
+    """
+    Lock-step: the tick waiting for a state that is refused runs anyway, on the last one.
+
+    The simulator advances only on a command, so the tick waited for good: one
+    implausible state (a joint above limits.velocity) stopped the loop for the rest of
+    the run, and /diagnostics blamed /clock. The simulator publishes the state first;
+    /clock may overtake it.
+    """
+    r = rig({'sync_to_joint_state_stamps': True, 'learning_enabled': False, 'kd': [0.0],
+             'kp': [10.0], 'reference.mode': 'hold', 'reference.offset': [0.0],
+             'limits.velocity': [1.0, 1.0]})
+    r.send([0.0, 0.0])                          # state of t = 0
+    r.tick()
+    r.send([0.1, -0.2], stamp_ns=r.now_ns)      # the state of 0.01: the tick runs
+    r.wait(lambda: len(r.commands) == 1, 'the deferred command')
+    implausible = [0.2, -0.2], [5.0, 0.0]       # positions, velocities above the limit
+    if order == 'state_first':
+        r.send(*implausible, stamp_ns=r.now_ns + PERIOD_NS)
+        r.tick()                                # its tick does not wait
+    else:
+        r.tick()                                # 0.02 waits for its state ...
+        assert r.node.commands_published == 1
+        r.send(*implausible, stamp_ns=r.now_ns)  # ... which is refused: it runs now
+        r.wait(lambda: len(r.commands) == 2, 'the released command')
+    assert r.node.rejected['implausible'] == 1 and r.node.commands_published == 2
+    np.testing.assert_allclose(r.commands[-1], [-1.0, 2.0])     # on the state of 0.01
+
+
 def test_a_joint_state_stamped_far_in_the_future_is_refused(rig):
     """Accepted, it would have made every correctly stamped message after it 'backwards'."""
     r = rig({'learning_enabled': False})

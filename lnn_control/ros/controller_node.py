@@ -129,6 +129,7 @@ class LnnControllerNode(ControllerServices, Node):
         self._sync_stamps = (self.controller.config.sync_to_joint_state_stamps
                              and bool(self.get_parameter('use_sim_time').value))
         self._sensor_stamp_ns = 0      # header stamp of the latest valid joint_states
+        self._refused_stamp_ns = 0     # ... and of the latest refused one
         self._fresh_at_first_tick = False  # a state came before the node clock started
         self._deferred_tick_ns = None
         self.reference_stale_episodes = 0
@@ -279,9 +280,11 @@ class LnnControllerNode(ControllerServices, Node):
                          f'a joint_states message without {missing} (every controlled joint '
                          'must come in one message: merge split publishers, e.g. with '
                          "joint_state_publisher's source_list)")
+            self._release_waiting_tick(msg)
             return
         if reason:
             self._refuse(self.rejected, reason, 'a joint_states message')
+            self._release_waiting_tick(msg)
             return
         self._log_new_time_base(self._sensor, 'joint_states')
         if not (self._sensor.has_velocity or self._differentiating_logged):
@@ -303,6 +306,23 @@ class LnnControllerNode(ControllerServices, Node):
         # Only the state of the waiting tick's time releases it (a repeat of the previous
         # state or an unstamped one would run that tick on the old state).
         if self._deferred_tick_ns is not None and stamp >= self._deferred_tick_ns:
+            self._tick(self._deferred_tick_ns)
+
+    def _release_waiting_tick(self, refused: JointState) -> None:
+        """
+        Run the tick that waits for this refused state (sync) on the last valid one.
+
+        A lock-step simulator advances only on a command: the waiting tick would never run,
+        nor would any after it (one implausible state stopped the loop for good). On the
+        last valid state, whose age then makes the sensor stale, as a dropped message does
+        in real time.
+        """
+        try:
+            stamp = C.stamp_to_ns(refused.header.stamp)
+        except (AttributeError, TypeError, ValueError):
+            stamp = 0
+        self._refused_stamp_ns = max(self._refused_stamp_ns, stamp)   # (came before /clock)
+        if self._deferred_tick_ns is not None and (not stamp or stamp >= self._deferred_tick_ns):
             self._tick(self._deferred_tick_ns)
 
     def _sensor_fresh(self, stamp: int, now: int) -> None:
@@ -364,7 +384,7 @@ class LnnControllerNode(ControllerServices, Node):
         s = self.stats                  # the rate is measured on the new clock from here
         self._diag_mark = (s.count, s.callbacks, self.get_clock().now().nanoseconds)
         self.desired.restart()
-        self._sensor_stamp_ns = 0
+        self._sensor_stamp_ns = self._refused_stamp_ns = 0
         self._deferred_tick_ns = None
         self.loop.clock_jumped()
         self.readout_store.restart_schedule()     # the next autosave is due on the new clock
@@ -378,7 +398,7 @@ class LnnControllerNode(ControllerServices, Node):
         now = self.get_clock().now().nanoseconds
         if self._deferred_tick_ns is not None:
             self._tick(self._deferred_tick_ns)     # its joint_states never came
-        if self._sync_stamps and self._sensor_stamp_ns < now:
+        if self._sync_stamps and max(self._sensor_stamp_ns, self._refused_stamp_ns) < now:
             self._deferred_tick_ns = now
             return
         self._tick(now)

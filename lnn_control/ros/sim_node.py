@@ -28,11 +28,14 @@ controller runs with ``use_sim_time: true``, so its control timer fires when
   its own.
 * Start-up: a controller publishes nothing before its first timer tick, and
   that tick needs ``/clock`` to advance. So until the first valid command
-  arrives the simulator *idles*: it advances one control period with zero
-  effort (state, then clock) every ``idle_period_s`` (50 ms) of wall time, and
-  only every 0.5 s once a ``commands`` publisher is matched (its first command
-  is then on the way, and idling on could overtake it). The bundled plants
-  started at zero stay at rest meanwhile. The first command is applied at the
+  arrives the simulator *idles*: it advances time by one control period (state,
+  then clock) every ``idle_period_s`` (50 ms) of wall time, and only every 0.5 s
+  once a ``commands`` publisher is matched (its first command is then on the way,
+  and idling on could overtake it). The robot is held at its initial state
+  meanwhile, as on its brakes: stepped with zero effort, an arm loaded by gravity
+  fell and swung for the seconds a controller takes to start (a user's 3-joint
+  arm: 0.9 s of free fall, 2.8 rad, and control began at its limits). The first
+  command is applied at the
   next idle tick, the latest one if several arrived meanwhile; from then on
   time advances ONLY on commands.
 * Stall guard: if no command arrives for ``resend_after_s`` (1 s) of wall
@@ -257,8 +260,12 @@ class SimNode(Node):
         self._advance(effort)
 
     # -- lock-step -------------------------------------------------------------------------
-    def _advance(self, effort: np.ndarray) -> None:
-        """Hold ``effort`` for one control period, then publish state, then /clock."""
+    def _advance(self, effort: np.ndarray, held: bool = False) -> None:
+        """
+        Hold ``effort`` for one control period, then publish state, then /clock.
+
+        ``held`` (idling before the first command): time advances, the robot does not.
+        """
         self._effort[:] = effort
         if self.started:
             if self._commanded_steps == self._change_at_step:
@@ -267,7 +274,8 @@ class SimNode(Node):
                     f'scheduled payload change: payload_scale {self._change_scale:g} at '
                     f'{self.time_ns * 1e-9:.2f} s sim time')
             self._commanded_steps += 1
-        self.plant.step(self._effort, self.control_period_s)
+        if not held:
+            self.plant.step(self._effort, self.control_period_s)
         self.time_ns += self.period_ns
         self.steps += 1
         self._publish_state(self.time_ns)
@@ -296,7 +304,7 @@ class SimNode(Node):
                     and now - self._last_progress_ns < IDLE_WITH_CONTROLLER_NS):
                 return
             self.idle_steps += 1
-            self._advance(np.zeros(self.plant.n))
+            self._advance(np.zeros(self.plant.n), held=True)
             return
         self._republish_if_quiet()
 
