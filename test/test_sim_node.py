@@ -127,6 +127,23 @@ def test_idles_until_the_first_command_then_advances_one_period_per_command(harn
     assert h.sim.steps == h.sim.idle_steps + 6
 
 
+def test_idling_before_the_first_command_holds_the_robot_where_it_starts(harness):
+    """
+    Time advances (the controller's clock must start), the robot does not.
+
+    Stepped with zero effort, a pendulum started off its rest position swung for the
+    seconds a controller takes to start, and control began from wherever it was.
+    """
+    h = harness([('initial_positions', [1.0])], idle_period_s=0.02)
+    assert h.spin_until(lambda: len(h.clocks) >= 5)
+    assert not h.sim.started and h.sim.idle_steps >= 5
+    idle = [s for s in h.states if stamp(s.header.stamp) > 0]
+    assert idle and all(list(s.position) == [1.0] and list(s.velocity) == [0.0] for s in idle)
+    h.start()                              # from the first command on, physics runs
+    state, _ = h.step([0.0])
+    assert state.position[0] != 1.0
+
+
 def test_lockstep_run_is_the_plant_run_bit_for_bit(harness):
     """Whatever the wall timing, the published states equal a plain Plant run."""
     commands = [5.0 * math.sin(0.3 * k) for k in range(40)]
