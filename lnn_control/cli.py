@@ -177,6 +177,12 @@ def _gains(args: argparse.Namespace) -> int:
                 for name, gains in (('kp', kp), ('kd', kd))
                 for joint, value in zip(plant.joint_names, gains) if value > params[name].high]
     warnings += PL.rate_check(plant, kd, rate)
+    # What the node's command_limit is: joint effort, the control range times gain and gear
+    # (the control range itself would be off by the gear: 50-200x on a geared arm).
+    limits = [round(float(x), 4) if math.isfinite(x) else None for x in plant.effort_limit]
+    warnings += [f'{joint}: its actuator has no ctrlrange, so no command_limit follows from '
+                 "the model: set it to the motor's peak joint effort"
+                 for joint, x in zip(plant.joint_names, limits) if x is None]
     figure = PL.kd_dt_per_effective_inertia(plant, kd, rate)
     radius = None
     if args.delay_ticks:
@@ -189,6 +195,7 @@ def _gains(args: argparse.Namespace) -> int:
                       'natural_frequency_rad_s': round(2 * math.pi * hz * factor, 3),
                       'damping_ratio': zeta,
                       'kp': kp.round(3).tolist(), 'kd': kd.round(3).tolist(),
+                      'command_limit': limits,
                       'effective_inertia': plant.effective_inertia().round(5).tolist(),
                       'control_rate_hz': rate,
                       'kd_dt_per_effective_inertia': figure.round(3).tolist(),

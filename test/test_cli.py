@@ -113,6 +113,26 @@ def test_gains_take_a_random_zoo_draw_as_zoo_lists_it(capsys):
     assert json.loads(capsys.readouterr().out)['joints'] == ['joint1', 'joint2']
 
 
+def test_gains_give_the_command_limit_in_joint_effort(tmp_path, capsys):
+    """
+    The control range times gain and gear, the node's command_limit; none without a range.
+
+    A user copying ctrlrange into command_limit was off by the gear (200x on a lift).
+    """
+    model = tmp_path / 'geared.xml'
+    model.write_text(
+        '<mujoco><worldbody><body><joint name="lift" type="slide" axis="0 0 1"/>'
+        '<geom type="box" size=".1 .1 .1" mass="4"/><body pos="0 0 .2">'
+        '<joint name="wrist" axis="0 1 0"/><geom type="capsule" fromto="0 0 0 .2 0 0" '
+        'size=".02" mass=".5"/></body></body></worldbody><actuator>'
+        '<motor joint="lift" gear="200" ctrllimited="true" ctrlrange="-0.6 0.6"/>'
+        '<motor joint="wrist" gear="50"/></actuator></mujoco>')
+    assert cli.main(['gains', '--plant', str(model)]) == 0
+    out = capsys.readouterr()
+    assert json.loads(out.out)['command_limit'] == [120.0, None]
+    assert 'wrist: its actuator has no ctrlrange' in out.err
+
+
 def test_out_that_is_a_file_and_a_recording_that_is_not_one_are_refused(tmp_path, capsys):
     afile = tmp_path / 'afile'
     afile.write_text('not a directory, not an MCAP file')
