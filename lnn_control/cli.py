@@ -39,14 +39,26 @@ def _demo(args: argparse.Namespace) -> int:
 
     if args.payload_change_at is not None and not 0 < args.payload_change_at < args.duration:
         raise ValueError('--payload-change-at must lie inside (0, --duration)')
-    extra = _param_overrides(args.param)
+    if args.plant not in schema.BUNDLED_PLANTS:
+        if not os.path.isfile(args.plant):
+            raise ValueError(f'--plant {args.plant}: neither a bundled plant '
+                             f'({", ".join(schema.BUNDLED_PLANTS)}) nor a file')
+        if args.mode != 'offline':
+            raise ValueError(f'--plant {args.plant}: an MJCF file of your own runs with '
+                             '--mode offline; over ROS start lnn_sim with model:=<file> '
+                             'and lnn_controller yourself (README, "Using it in a ROS 2 graph")')
+    from_file = (schema.load_yaml_overrides(args.params_file, 'lnn_controller')
+                 if args.params_file else {})
+    extra = {**{k: v for k, v in from_file.items() if not k.startswith(schema.ROS_OWN)},
+             **_param_overrides(args.param)}
     for name, option, value in (('reservoir.neuron_model', '--neuron', args.neuron),
                                 ('reservoir.seed', '--seed', args.seed),
                                 ('reference.seed', '--seed', args.seed)):
         if name in extra and extra[name] != value:
             raise ValueError(f'--param {name}={extra[name]} contradicts {option} {value}: '
                              f'use {option}')
-    schema.resolve(CL.plant_params(args.plant, extra))     # refuse bad settings before work
+    joints = schema.resolve(CL.plant_params(args.plant, extra))['joints']   # refuse bad
+    #                                                          settings before any work
     _make_out(args.out)
     if args.mode == 'offline':
         traces, summary = _offline(args, extra)
@@ -62,17 +74,12 @@ def _demo(args: argparse.Namespace) -> int:
                           + (f'ratio {summary["ratio"]:.3f}' if summary['ratio'] is not None
                              else 'no ratio (PD tracks exactly)'),
                     payload_change_at=args.payload_change_at,
-                    joint_names=_plant_joints(args.plant),
+                    joint_names=list(joints),
                     recovery_time_s=summary.get('recovery_time_s'))
     print(json.dumps(summary, indent=2))
     written = ['summary.json', 'tracking.png'] + (['run.mcap'] if args.mode != 'offline' else [])
     print(f'wrote {", ".join(os.path.join(args.out, w) for w in written)}')
     return 0
-
-
-def _plant_joints(plant: str) -> list[str]:
-    from . import closed_loop as CL
-    return list(schema.resolve(CL.plant_params(plant))['joints'])
 
 
 def _offline(args: argparse.Namespace, extra: dict):
@@ -238,7 +245,10 @@ def _zoo(args: argparse.Namespace) -> int:
     changes = _names(args.changes, '--changes')
     unknown += [c for c in changes if c not in zoo.CHANGES]
     if unknown:
-        raise ValueError(f'unknown zoo plants, variants or changes: {", ".join(unknown)}')
+        own = [p for p in unknown if os.path.isfile(p)]
+        raise ValueError(f'unknown zoo plants, variants or changes: {", ".join(unknown)}'
+                         + (f' (an MJCF file of your own, {own[0]}: lnn-control demo --mode '
+                            'offline --plant <file>)' if own else ''))
     seeds = _seeds(args.seeds)
     extra = _param_overrides(args.param)
     reference = {'frequency_hz': args.reference_hz, 'amplitude_scale': args.amplitude_scale,
@@ -421,7 +431,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument('--mode', choices=('ros', 'ros-realtime', 'offline'), default='ros',
                       help='ros: ROS 2 nodes in lock-step (reproducible, default); '
                            'ros-realtime: nodes in real time; offline: no ROS')
-    demo.add_argument('--plant', choices=schema.BUNDLED_PLANTS, default='pendulum')
+    demo.add_argument('--plant', default='pendulum',
+                      help=f'{", ".join(schema.BUNDLED_PLANTS)} or, offline, an MJCF file of '
+                           'your own (effort motors; joints, gains and command limits as '
+                           "'lnn-control gains' gives them unless set)")
+    demo.add_argument('--params-file', default=None, metavar='YAML',
+                      help="lnn_controller's ROS parameter file (the node's own format), "
+                           'applied before --param')
     demo.add_argument('--neuron', choices=('esn', 'ltc', 'lif'), default='esn')
     demo.add_argument('--duration', type=_duration, default=60.0, help='simulated seconds')
     demo.add_argument('--payload-change-at', type=_positive, default=None,

@@ -37,10 +37,33 @@ def config_path(plant: str) -> str:
 
 
 def plant_params(plant: str, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Return the controller parameters for a bundled plant: its config file plus ``extra``."""
-    overrides = schema.load_yaml_overrides(config_path(plant), 'lnn_controller')
+    """
+    Return the controller parameters for a plant, then ``extra``.
+
+    A bundled plant: its config file. An MJCF file of the user's: what ``lnn-control
+    gains`` gives for it (its joints, the honest gains, the actuators' effort limits), so
+    that it runs before any parameter file is written.
+    """
+    if plant in schema.BUNDLED_PLANTS:
+        overrides = schema.load_yaml_overrides(config_path(plant), 'lnn_controller')
+    else:
+        overrides = model_params(plant)
     overrides.update(extra or {})
+    if not np.all(np.isfinite(overrides.get('command_limit', 0.0))):
+        raise ValueError(f'{plant}: an actuator has no ctrlrange, so no command_limit follows '
+                         'from the model: give one (--param command_limit=... or a parameter '
+                         'file)')
     return overrides
+
+
+def model_params(path: str) -> dict[str, Any]:
+    """Joints, honest gains and command limits of an MJCF model (``Plant`` refuses others)."""
+    from .plants import honest_gains
+
+    plant = Plant(path)
+    kp, kd = honest_gains(plant)
+    return {'joints': list(plant.joint_names), 'kp': kp.round(4).tolist(),
+            'kd': kd.round(4).tolist(), 'command_limit': plant.effort_limit.tolist()}
 
 
 @dataclass

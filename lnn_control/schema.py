@@ -21,6 +21,9 @@ import numpy as np
 # The MuJoCo plants shipped with the package (``lnn_control/models/<name>.xml``):
 # the simulator's ``model`` choices besides zoo/<name> and MJCF paths.
 BUNDLED_PLANTS = ('pendulum', 'arm2', 'cartpole')
+# Parameters every node has (rclpy's own) or that rclpy reads itself: a node's parameter
+# file may hold them; the schema has none of them.
+ROS_OWN = ('use_sim_time', 'start_type_description_service', 'qos_overrides.')
 
 # Parameter kinds (mirroring ROS parameter types).
 BOOL, INT, DOUBLE, STRING, DOUBLE_ARRAY, STRING_ARRAY = (

@@ -133,6 +133,40 @@ def test_gains_give_the_command_limit_in_joint_effort(tmp_path, capsys):
     assert 'wrist: its actuator has no ctrlrange' in out.err
 
 
+@pytest.mark.slow
+def test_demo_offline_runs_a_users_own_mjcf(tmp_path, capsys):
+    """
+    PD only against adaptive on a model of one's own, before any parameter file.
+
+    ``demo`` took the bundled plants only: a user had to call the closed loop from Python.
+    Joints, gains and limits come from the model as ``gains`` gives them; a node's own
+    parameter file (use_sim_time and all) overrides them; over ROS it is refused with
+    the way to do it.
+    """
+    model = tmp_path / 'arm.xml'
+    model.write_text(
+        '<mujoco><option timestep="0.001"/><worldbody><body><joint name="a" axis="0 1 0" '
+        'damping="0.1"/><geom type="capsule" fromto="0 0 0 .3 0 0" size=".02" mass="1"/>'
+        '</body></worldbody><actuator><motor joint="a" gear="10" ctrllimited="true" '
+        'ctrlrange="-3 3"/></actuator></mujoco>')
+    out = tmp_path / 'out'
+    argv = ['demo', '--mode', 'offline', '--plant', str(model), '--duration', '6',
+            '--out', str(out), '--quiet']
+    assert cli.main(argv) == 0
+    summary = json.loads((out / 'summary.json').read_text())
+    assert summary['plant'] == str(model) and summary['ratio'] < 0.5
+    assert (out / 'tracking.png').is_file()
+    params = tmp_path / 'arm.yaml'
+    params.write_text('/**:\n  ros__parameters:\n    use_sim_time: true\n    kp: [0.0]\n'
+                      '    kd: [0.0]\n')
+    assert cli.main(argv + ['--params-file', str(params), '--param', 'learning_enabled=false']) == 0
+    summary = json.loads((out / 'summary.json').read_text())
+    assert summary['rms_pd'] > 0.1                 # no gains: the arm hangs
+    capsys.readouterr()
+    assert cli.main(['demo', '--plant', str(model), '--out', str(out)]) == 2
+    assert '--mode offline' in capsys.readouterr().err
+
+
 def test_out_that_is_a_file_and_a_recording_that_is_not_one_are_refused(tmp_path, capsys):
     afile = tmp_path / 'afile'
     afile.write_text('not a directory, not an MCAP file')

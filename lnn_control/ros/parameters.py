@@ -182,8 +182,7 @@ def declare(node: Node, entries: Iterable[schema.Param]) -> dict[str, Any]:
     return values
 
 
-# Parameters every node has (rclpy's own) or that rclpy reads itself.
-ROS_OWN = ('use_sim_time', 'start_type_description_service', 'qos_overrides.')
+ROS_OWN = schema.ROS_OWN
 ROBOT_SPECIFIC = ('kp', 'kd', 'command_limit')
 
 
