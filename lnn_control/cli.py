@@ -404,17 +404,28 @@ def _count(text: str) -> int:
 
 
 def _param_overrides(items: Sequence[str]) -> dict:
-    """Parse NAME=VALUE items: JSON where it parses (numbers, lists, true), else a string."""
+    """
+    Parse NAME=VALUE items as ``ros2 run ... -p NAME:=VALUE`` does: VALUE is YAML.
+
+    So ``joints=[wrist, lift]`` is a list of names (as JSON alone it was one string),
+    numbers (``1e-3`` too) and ``true`` are typed, and what parses as neither is a string
+    the schema then checks.
+    """
+    import yaml
+
     extra = {}
     params = schema.by_name()
     for item in items:
         name, sep, value = item.partition('=')
         if not sep or not name:
             raise ValueError(f'--param expects NAME=VALUE; got {item!r}')
-        try:
+        try:            # JSON first: PyYAML reads 1e-3 as a string
             extra[name] = json.loads(value)
-        except ValueError:      # fixed, esn, ...: a string, which the schema then checks
-            extra[name] = value
+        except ValueError:
+            try:
+                extra[name] = yaml.safe_load(value)
+            except yaml.YAMLError:
+                extra[name] = value
         per_joint = name in params and params[name].per_joint
         if per_joint and isinstance(extra[name], (int, float)) and not isinstance(
                 extra[name], bool):

@@ -105,6 +105,14 @@ def test_one_number_for_a_per_joint_parameter_applies_to_every_joint():
         'kp': [5], 'reservoir.size': 50, 'learning_enabled': False}
 
 
+def test_param_values_are_read_as_ros2_run_reads_them():
+    """YAML, as -p NAME:=VALUE: joints=[wrist, lift] was one string ('joints must be a list')."""
+    assert cli._param_overrides(['joints=[wrist, lift]', 'rls.forgetting_factor=1e-3',
+                                 'reservoir.neuron_model=ltc']) == {
+        'joints': ['wrist', 'lift'], 'rls.forgetting_factor': 0.001,
+        'reservoir.neuron_model': 'ltc'}
+
+
 def test_gains_take_a_random_zoo_draw_as_zoo_lists_it(capsys):
     """The zoo lists random_5_7; gains --plant zoo/random_5_7 refused it."""
     from lnn_control import zoo
