@@ -57,8 +57,8 @@ def _demo(args: argparse.Namespace) -> int:
         if name in extra and extra[name] != value:
             raise ValueError(f'--param {name}={extra[name]} contradicts {option} {value}: '
                              f'use {option}')
-    joints = schema.resolve(CL.plant_params(args.plant, extra))['joints']   # refuse bad
-    #                                                          settings before any work
+    # refuse bad settings before any work
+    joints = schema.resolve(CL.plant_params(args.plant, extra))['joints']
     _make_out(args.out)
     if args.mode == 'offline':
         traces, summary = _offline(args, extra)
