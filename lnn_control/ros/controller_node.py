@@ -317,12 +317,10 @@ class LnnControllerNode(ControllerServices, Node):
         last valid state, whose age then makes the sensor stale, as a dropped message does
         in real time.
         """
-        try:
-            stamp = C.stamp_to_ns(refused.header.stamp)
-        except (AttributeError, TypeError, ValueError):
-            stamp = 0
+        stamp = C.stamp_to_ns(refused.header.stamp)
         self._refused_stamp_ns = max(self._refused_stamp_ns, stamp)   # (came before /clock)
-        if self._deferred_tick_ns is not None and (not stamp or stamp >= self._deferred_tick_ns):
+        # as for a valid state: only one of the waiting tick's time releases it
+        if self._deferred_tick_ns is not None and stamp >= self._deferred_tick_ns:
             self._tick(self._deferred_tick_ns)
 
     def _sensor_fresh(self, stamp: int, now: int) -> None:

@@ -182,7 +182,6 @@ def declare(node: Node, entries: Iterable[schema.Param]) -> dict[str, Any]:
     return values
 
 
-ROS_OWN = schema.ROS_OWN
 ROBOT_SPECIFIC = ('kp', 'kd', 'command_limit')
 
 
@@ -198,7 +197,7 @@ def startup_warnings(node: Node, entries: Iterable[schema.Param]) -> list[str]:
     lower = {n.lower(): n for n in names}
     warnings = []
     for name in sorted(node._parameter_overrides):
-        if name in names or name.startswith(ROS_OWN):
+        if name in names or name.startswith(schema.ROS_OWN):
             continue
         close = difflib.get_close_matches(name.lower(), lower, n=1)
         warnings.append(f"parameter '{name}' is not one of this node's: ignored"
