@@ -288,7 +288,6 @@ BAD = {
     'non_finite': lambda t: C.joint_state(['j1', 'j2'], [math.nan, 0.0], [0.0, 0.0], stamp_ns=t),
     'non_finite_velocity': lambda t: C.joint_state(['j1', 'j2'], [0.0, 0.0], [0.0, math.inf],
                                                    stamp_ns=t),
-    'missing_joint': lambda t: C.joint_state(['j1', 'x'], [3.0, 0.0], [0.0, 0.0], stamp_ns=t),
     'length_mismatch': lambda t: C.joint_state(['j1', 'j2'], [3.0], [0.0, 0.0], stamp_ns=t),
     'stamp_backwards': lambda t: C.joint_state(['j1', 'j2'], [3.0, 3.0], [0.0, 0.0],
                                                stamp_ns=t - 5 * PERIOD_NS),
@@ -322,14 +321,54 @@ def test_bad_joint_states_are_dropped_counted_and_never_learned(rig, kind):
     assert keys[f'joint_states rejected: {reason}'] == '2'
 
 
-def test_a_joint_missing_from_joint_states_is_named_in_the_log(rig):
-    """Split publishers (one driver per joint) were refused as 'missing_joint', unnamed."""
-    r = rig({'learning_enabled': False})
+HOLD_AT_ZERO = {'learning_enabled': False, 'kd': [0.0], 'kp': [10.0], 'reference.mode': 'hold',
+                'reference.offset': [0.0]}
+
+
+def test_split_joint_states_publishers_are_merged_by_joint_name(rig):
+    """A driver per joint on one topic was refused as 'missing_joint': now merged."""
+    r = rig(HOLD_AT_ZERO)
     warnings = record_warnings(r.node)
+    r.tick()
     r.send(None, msg=C.joint_state(['j1'], [0.1], [0.0], stamp_ns=r.now_ns))
-    assert r.node.rejected['missing_joint'] == 1
+    assert r.tick() is None                  # j2 not heard yet: no command
     assert len(warnings) == 1 and "without ['j2']" in warnings[0], warnings
-    assert 'source_list' in warnings[0]
+    status = r.node.diagnostics().status[0]
+    assert "waiting for joint_states of ['j2']" in status.message
+    r.send(None, msg=C.joint_state(['j2', 'gripper'], [-0.2, 5.0], [0.0, 0.0],
+                                   stamp_ns=r.now_ns))
+    np.testing.assert_allclose(r.tick(), [-1.0, 2.0])
+    r.send(None, msg=C.joint_state(['j1'], [0.3], [0.0], stamp_ns=r.now_ns))
+    np.testing.assert_allclose(r.tick(), [-3.0, 2.0])     # j2 keeps its latest value
+    keys = key_values(r.node.diagnostics().status[0])
+    assert keys['joint_states publishers merged (joint sets)'] == '2'
+    assert sum(r.node.rejected.values()) == 0 and r.node.sensor_messages == 3
+
+
+def test_one_silent_split_publisher_makes_the_sensor_stale(rig):
+    """The merged state is as old as its oldest joint: another publisher cannot hide it."""
+    r = rig({**HOLD_AT_ZERO, 'sensor_timeout_s': 0.03})
+    r.send(None, msg=C.joint_state(['j1'], [0.1], [0.0]))
+    r.send(None, msg=C.joint_state(['j2'], [-0.2], [0.0]))
+    np.testing.assert_allclose(r.tick(), [-1.0, 2.0])
+    for _ in range(6):                       # j1's driver goes on, j2's has stopped
+        r.send(None, msg=C.joint_state(['j1'], [0.1], [0.0], stamp_ns=r.now_ns))
+        command = r.tick()
+    assert r.node.loop.stale and (command == 0.0).all()
+    r.send(None, msg=C.joint_state(['j2'], [-0.2], [0.0], stamp_ns=r.now_ns))
+    np.testing.assert_allclose(r.tick(), [-1.0, 2.0])
+
+
+def test_sync_the_tick_waits_for_every_split_publishers_state_of_its_time(rig):
+    r = rig({**HOLD_AT_ZERO, 'sync_to_joint_state_stamps': True})
+    r.send(None, msg=C.joint_state(['j1'], [0.0], [0.0]))
+    r.send(None, msg=C.joint_state(['j2'], [0.0], [0.0]))
+    r.tick()                                 # 0.01: waits for its state
+    r.send(None, msg=C.joint_state(['j2'], [-0.2], [0.0], stamp_ns=r.now_ns))
+    assert r.node.commands_published == 0    # j1's state of 0.01 is still to come
+    r.send(None, msg=C.joint_state(['j1'], [0.1], [0.0], stamp_ns=r.now_ns))
+    r.wait(lambda: len(r.commands) == 1, 'the deferred command')
+    np.testing.assert_allclose(r.commands[-1], [-1.0, 2.0])
 
 
 def test_joint_states_naming_none_of_our_joints_before_control_starts_are_reported(rig):

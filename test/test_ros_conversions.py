@@ -154,6 +154,61 @@ def test_another_drivers_joint_states_are_ignored_not_refused():
     assert read(lenient, partial)[0] == C.MISSING_JOINT    # one of ours missing: refused
 
 
+def merged_read(merged, names, q, qd=None, stamp=0, now=0):
+    out_q, out_qd = np.full(merged.n, -7.0), np.full(merged.n, -7.0)
+    msg = C.joint_state(names, q, [0.0] * len(q) if qd is None else qd, stamp_ns=stamp)
+    return merged.read(msg, out_q, out_qd, now), out_q, out_qd
+
+
+def test_split_publishers_are_merged_each_with_its_own_stamp_order():
+    """An arm driver and a wrist driver on one topic, the wrist a tick behind."""
+    merged = C.MergedJointStates(JOINTS)
+    reason, q, _ = merged_read(merged, ['j2', 'j1'], [2.0, 1.0], stamp=200, now=210)
+    assert reason is None and (q == -7.0).all()          # j3 not heard: outputs untouched
+    assert not merged.complete and merged.missing() == ['j3']
+    reason, q, qd = merged_read(merged, ['j3'], [3.0], [30.0], stamp=190, now=215)
+    assert reason is None and merged.complete              # not "stamped backwards"
+    assert q.tolist() == [1.0, 2.0, 3.0] and qd.tolist() == [0.0, 0.0, 30.0]
+    assert merged.stamp_ns == 190 and merged.fresh_ns == 210 and merged.sources == 2
+    assert merged_read(merged, ['j3'], [3.5], stamp=180, now=220)[0] == C.STAMP_BACKWARDS
+    assert merged_read(merged, ['j3'], [3.5], stamp=200, now=220)[1].tolist() == [1, 2, 3.5]
+    assert merged.stamp_ns == 200 and merged.fresh_ns == 210
+    merged.reset()
+    assert not merged.complete and merged.missing() == list(JOINTS) and merged.sources == 0
+
+
+def test_merged_joints_keep_the_newer_of_two_publishers_values():
+    merged = C.MergedJointStates(('a', 'b'))
+    merged_read(merged, ['a', 'b'], [1.0, 2.0], stamp=300)
+    reason, q, _ = merged_read(merged, ['b'], [9.0], stamp=250)   # older: b kept
+    assert reason is None and q.tolist() == [1.0, 2.0]
+    assert merged_read(merged, ['b'], [9.0], stamp=310)[1].tolist() == [1.0, 9.0]
+
+
+def test_merged_refusals_and_foreign_messages_change_nothing():
+    merged = C.MergedJointStates(('a', 'b'))
+    merged.set_limits([1.0, 1.0], [10.0, 10.0])
+    merged_read(merged, ['a', 'b'], [0.1, 0.2], stamp=100)
+    assert merged_read(merged, ['b'], [5.0], stamp=110)[0] == C.IMPLAUSIBLE   # limits: b's
+    assert merged_read(merged, ['b'], [math.nan], stamp=110)[0] == C.NON_FINITE
+    assert merged_read(merged, ['finger'], [0.0], stamp=110)[0] == C.NOT_OURS
+    assert merged_read(merged, ['a', 'a'], [0.0, 0.0], stamp=110)[0] == C.MALFORMED
+    reason, q, _ = merged_read(merged, ['b'], [0.3], stamp=110)
+    assert reason is None and q.tolist() == [0.1, 0.3] and merged.stamp_ns == 100
+    assert merged.has_velocity
+    merged_read(merged, ['a'], [0.1], qd=[], stamp=120)    # a's driver: no velocity
+    assert not merged.has_velocity
+
+
+def test_merged_sources_are_bounded():
+    joints = [f'j{i}' for i in range(6)]
+    merged = C.MergedJointStates(joints)
+    for k in range(1, 2 ** 6):                  # every subset of six joints, 63 sources
+        names = [j for i, j in enumerate(joints) if k >> i & 1]
+        assert merged_read(merged, names, [0.0] * len(names))[0] is None
+    assert merged.sources == C.MAX_SOURCES and merged.complete
+
+
 def test_velocity_from_positions_never_divides_two_clocks_or_a_burst():
     """
     Steady 2 rad/s at 100 Hz, then what a real topic does to it.

@@ -133,9 +133,9 @@ class LnnControllerNode(ControllerServices, Node):
         self._fresh_at_first_tick = False  # a state came before the node clock started
         self._deferred_tick_ns = None
         self.reference_stale_episodes = 0
-        # joint_states without velocity: the velocity is the positions' difference
-        self._sensor = C.JointStateReader(self.joints, require_velocity=False,
-                                          ignore_foreign=True, differentiate=True)
+        # from one publisher or several (split drivers), merged by joint name; without
+        # velocity the velocity is the positions' difference
+        self._sensor = C.MergedJointStates(self.joints, differentiate=True)
         self._differentiating_logged = False
         self._reference = C.ReferenceFromMessages(self.joints)
         self._configure_inputs()
@@ -273,15 +273,6 @@ class LnnControllerNode(ControllerServices, Node):
                     f'waiting for joint_states naming {list(self.joints)}: got one naming '
                     f'{list(msg.name)[:8]}; {self.foreign_messages} such so far')
             return
-        if reason == C.MISSING_JOINT:     # e.g. split publishers, each naming some joints
-            names = set(msg.name)
-            missing = [j for j in self.joints if j not in names]
-            self._refuse(self.rejected, reason,
-                         f'a joint_states message without {missing} (every controlled joint '
-                         'must come in one message: merge split publishers, e.g. with '
-                         "joint_state_publisher's source_list)")
-            self._release_waiting_tick(msg)
-            return
         if reason:
             self._refuse(self.rejected, reason, 'a joint_states message')
             self._release_waiting_tick(msg)
@@ -292,11 +283,17 @@ class LnnControllerNode(ControllerServices, Node):
             self.get_logger().info('joint_states carry no velocity: using the '
                                    'difference of successive positions')
         self.sensor_messages += 1
-        stamp = C.stamp_to_ns(msg.header.stamp)
+        if not self._sensor.complete:   # split publishers: not every one heard yet
+            self._refusal_log.warn(
+                ('joint_states', 'partial'),
+                f'joint_states so far without {self._sensor.missing()}: control starts '
+                'when every joint has come (publishers naming some joints each are merged)')
+            return
+        stamp = self._sensor.stamp_ns   # the oldest joint's (split publishers)
         # The same stamp again is the same sample again (a driver re-publishing a frozen
         # sensor): it does not make the sensor fresh.
         if not (stamp and stamp == self._sensor_stamp_ns):
-            self._sensor_fresh(stamp, now)
+            self._sensor_fresh(stamp)
         self._sensor_stamp_ns = stamp
         self._sensor_wall_ns = time.perf_counter_ns()
         if not self._have_sensor:
@@ -323,21 +320,23 @@ class LnnControllerNode(ControllerServices, Node):
         if self._deferred_tick_ns is not None and stamp >= self._deferred_tick_ns:
             self._tick(self._deferred_tick_ns)
 
-    def _sensor_fresh(self, stamp: int, now: int) -> None:
+    def _sensor_fresh(self, stamp: int) -> None:
         """
         Record when the state just read was measured, for the stale-sensor test.
 
         From the stamp when it is the simulator's own time (sync): the arrival time reads 0
         if this state comes before the first /clock. Otherwise, and for an unstamped
-        state, from its arrival; before the node clock has started that is unknown, so
+        state, from its arrival (split publishers: the oldest joint's stamp, or the arrival
+        of its latest new sample); before the node clock has started that is unknown, so
         the first tick counts it as fresh (else a node joining a running simulation at
         t = 5 s found its first state 5 s old). A time ahead of the clock is brought back
         to it at each tick (``_tick``).
         """
+        arrived = self._sensor.fresh_ns    # the oldest joint's latest new sample's arrival
         if self._sync_stamps and stamp:
             self.loop.sensor_received(stamp)
-        elif now > 0:
-            self.loop.sensor_received(now)
+        elif arrived > 0:
+            self.loop.sensor_received(arrived)
         else:
             self._fresh_at_first_tick = True
 
@@ -410,6 +409,7 @@ class LnnControllerNode(ControllerServices, Node):
             # (a state that came before the clock, or stamped ahead of it: no fresher
             # than now, else a stamp far ahead kept a silent sensor fresh for good)
             self._fresh_at_first_tick = False
+            self._sensor.arrived_by(now)
             loop.sensor_received(now)
         self._check_reference_age(now)
         if now - loop.sensor_time_ns <= loop.timeout_ns:
@@ -526,7 +526,8 @@ class LnnControllerNode(ControllerServices, Node):
         p50, p99, worst = s.compute_ms(s.count - count0)
         age = (self.loop.sensor_age_s(now.nanoseconds) if self._have_sensor
                else float('nan'))
-        problems = ([] if self._have_sensor else ['waiting for joint_states'])
+        problems = [] if self._have_sensor else ['waiting for joint_states' + (
+            f' of {self._sensor.missing()}' if self._sensor.sources else '')]
         problems += [] if elapsed > 0 else [
             'the node clock stands still (use_sim_time: is /clock published?)']
         problems += ['tick overran the control period'] if worst > self.period_ns * 1e-6 else []
@@ -556,6 +557,7 @@ class LnnControllerNode(ControllerServices, Node):
             ('sensor age [s]', age),
             ('joint_states received', self.sensor_messages),
             ('joint_states without our joints (ignored)', self.foreign_messages),
+            ('joint_states publishers merged (joint sets)', self._sensor.sources),
             ('joint_states stamps: new time bases followed', self._sensor.resyncs),
             ('joint_states velocity', 'position differences'
              if self.sensor_messages and not self._sensor.has_velocity else 'measured'),

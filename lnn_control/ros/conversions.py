@@ -223,6 +223,199 @@ class JointStateReader:
         return None
 
 
+# Distinct sets of our joints kept as sources; past this the least recently heard is
+# forgotten (publishers do not change their joint lists; this bounds a pathological one).
+MAX_SOURCES = 16
+
+
+class _Source:
+    """One publisher's share of our joints: its own reader, so its own stamp order."""
+
+    def __init__(self, joints: Sequence[str], index: np.ndarray, n: int, differentiate: bool):
+        self.reader = JointStateReader([joints[i] for i in index], require_velocity=False,
+                                       differentiate=differentiate)
+        self.index = index
+        self.mask = np.zeros(n, dtype=bool)
+        self.mask[index] = True
+        self.q = np.zeros(index.size)
+        self.qd = np.zeros(index.size)
+        self.spread = np.zeros((2, n))     # q, qd at our joints' places
+
+    def set_limits(self, position: np.ndarray, velocity: np.ndarray) -> None:
+        self.reader.set_limits(position[self.index], velocity[self.index])
+
+
+class MergedJointStates:
+    """
+    The controller's joints from one joint_states publisher or several, merged by name.
+
+    A robot whose joints come from more than one driver (an arm and a wrist, a driver per
+    joint) publishes each share on the same topic. Every distinct set of our joints a
+    message names is a source with its own ``JointStateReader``: each publisher's stamps
+    are ordered, its time-base resyncs followed and its velocity differenced on their
+    own (one publisher a tick behind another is not "stamped backwards"). A single
+    publisher naming every joint is one source: the usual case costs a dict lookup more.
+
+    ``read`` returns None or a reason as ``JointStateReader.read`` does (a message naming
+    none of our joints is ``NOT_OURS``) and writes the merged state into its outputs once
+    ``complete`` (every joint heard). Per joint the newer stamp wins, so where two
+    publishers name the same joint an older message does not roll it back. The merged
+    state is as old as its oldest part: ``stamp_ns`` is the oldest joint's stamp (0 if
+    one is unstamped; a lock-step tick waits for every driver's state of its time) and
+    ``fresh_ns`` the arrival of the oldest joint's latest new sample (0: before the
+    clock started), so one silent driver makes the state stale while another publishes.
+    """
+
+    def __init__(self, joints: Sequence[str], differentiate: bool = True):
+        self.joints = tuple(joints)
+        self.n = n = len(self.joints)
+        self.differentiate = bool(differentiate)
+        self._sources: dict[tuple, _Source] = {}
+        self._names: Optional[list] = None     # the last name list and its source
+        self._source: Optional[_Source] = None
+        self._foreign: Optional[list] = None   # the last name list without our joints
+        self._limits = np.full((2, n), np.inf)
+        self._state = np.zeros((2, n))
+        self._stamp = np.zeros(n, dtype=np.int64)
+        self._arrival = np.zeros(n, dtype=np.int64)
+        self._measured = np.zeros(n, dtype=bool)      # velocity measured, not differenced
+        self._seen = np.zeros(n, dtype=bool)
+        self._take = np.zeros(n, dtype=bool)
+        self._new = np.zeros(n, dtype=bool)
+        self.complete = False
+        self.resyncs = 0
+        self.resync_ns = 0
+
+    @property
+    def stamp_ns(self) -> int:
+        return int(self._stamp.min())
+
+    @property
+    def fresh_ns(self) -> int:
+        return int(self._arrival.min())
+
+    @property
+    def has_velocity(self) -> bool:
+        """Whether every joint's latest velocity was measured (not differenced)."""
+        return bool(self._measured.all())
+
+    @property
+    def sources(self) -> int:
+        return len(self._sources)
+
+    def missing(self) -> list[str]:
+        """Our joints not heard yet (since the start or the last ``reset``)."""
+        return [j for j, seen in zip(self.joints, self._seen) if not seen]
+
+    def arrived_by(self, now_ns: int) -> None:
+        """Date the samples that came before the clock started (arrival 0) ``now_ns``."""
+        self._arrival[self._arrival == 0] = now_ns
+
+    def set_limits(self, position, velocity) -> None:
+        """Plausibility limits per joint, as ``JointStateReader.set_limits``."""
+        self._limits[0] = position
+        self._limits[1] = velocity
+        for source in self._sources.values():
+            source.set_limits(*self._limits)
+
+    def reset(self) -> None:
+        """Forget every source and value (the clock was reset): wait for all joints again."""
+        self._sources.clear()
+        self._names = self._source = self._foreign = None
+        for a in (self._stamp, self._arrival, self._measured, self._seen):
+            a[:] = 0
+        self.complete = False
+
+    def _source_of(self, names) -> Optional[_Source]:
+        """Return the source of a message naming ``names`` (None: none of our joints)."""
+        try:
+            named = set(names)
+        except TypeError:
+            named = set()
+        key = tuple(i for i, joint in enumerate(self.joints) if joint in named)
+        if not key:
+            return None
+        source = self._sources.pop(key, None)     # re-inserted: most recently heard last
+        if source is None:
+            source = _Source(self.joints, np.array(key, dtype=np.intp), self.n,
+                             self.differentiate)
+            source.set_limits(*self._limits)
+            if len(self._sources) >= MAX_SOURCES:
+                del self._sources[next(iter(self._sources))]
+        self._sources[key] = source
+        return source
+
+    def read(self, msg: JointState, out_position: np.ndarray, out_velocity: np.ndarray,
+             now_ns: int = 0) -> Optional[str]:
+        """Merge one message; None or the reason it was refused (outputs untouched then)."""
+        try:
+            names = msg.name
+            stamp = stamp_to_ns(msg.header.stamp)
+        except (AttributeError, TypeError):
+            return MALFORMED
+        if names != self._names:
+            if names == self._foreign:
+                return NOT_OURS
+            source = self._source_of(names)
+            if source is None:
+                self._foreign = list(names)
+                return NOT_OURS
+            self._names, self._source = list(names), source
+        source = self._source
+        reader = source.reader
+        resyncs = reader.resyncs
+        reason = reader.read(msg, source.q, source.qd, now_ns)
+        if reason:
+            return reason
+        resynced = reader.resyncs != resyncs
+        if resynced:
+            self.resyncs += 1
+            self.resync_ns = reader.resync_ns
+        if source.index.size == self.n and len(self._sources) == 1:
+            self._only_source(source, stamp, now_ns, reader.has_velocity)
+        else:
+            self._merge(source, stamp, now_ns, resynced)
+        if self.complete:
+            out_position[:] = self._state[0]
+            out_velocity[:] = self._state[1]
+        return None
+
+    def _only_source(self, source: _Source, stamp: int, now_ns: int, measured: bool) -> None:
+        """Take the whole state from the one publisher naming every joint (the usual case)."""
+        if not stamp or stamp != self._stamp[0]:
+            self._arrival.fill(now_ns)
+        self._stamp.fill(stamp)
+        self._measured.fill(measured)
+        self._state[0] = source.q       # (its joints in our order: keys are sorted)
+        self._state[1] = source.qd
+        if not self.complete:
+            self._seen.fill(True)
+            self.complete = True
+
+    def _merge(self, source: _Source, stamp: int, now_ns: int, resynced: bool) -> None:
+        """Take a source's joints into the state where they are not older than it holds."""
+        reader = source.reader
+        take = source.mask
+        if stamp and not resynced:  # a joint another publisher sent newer keeps that value
+            np.less_equal(self._stamp, stamp, out=self._take)
+            self._take &= take
+            take = self._take
+        source.spread[0, source.index] = source.q
+        source.spread[1, source.index] = source.qd
+        np.copyto(self._state, source.spread, where=take)
+        if stamp:       # the same stamp again is the same sample: not new
+            np.not_equal(self._stamp, stamp, out=self._new)
+            self._new &= take
+        else:
+            self._new[:] = take
+        np.copyto(self._arrival, now_ns, where=self._new)
+        np.copyto(self._stamp, stamp, where=take)
+        np.copyto(self._measured, reader.has_velocity, where=take)
+        self._seen |= take
+        if not self.complete:
+            self.complete = bool(self._seen.all())
+
+
 class VelocityFromPositions:
     """
     Joint velocity as the backward difference of successive positions.
