@@ -17,7 +17,7 @@ Per zoo plant, defaults (offline, deterministic):
 Usage::
 
     PYTHONPATH=. python benchmarks/bench_prediction.py [--quick] [--trials 5] [--json OUT]
-        [--param prediction.anomaly_threshold=0.3]
+        [--param prediction.anomaly_threshold=0.5]
 """
 from __future__ import annotations
 

@@ -24,7 +24,8 @@ FM_SIZE = 3
 # base (the plant readout's part of a prediction), predictions and errors.
 W_X_PREV, W_PLANT, W_INV_SCALE, W_U_SCALE, W_FACTORS, W_Z, W_Z_PREV, W_POWER, W_ARGS, W_UNIT = (
     range(10))
-W_BASE = 10
+W_CORR = 10      # the anomaly statistic's averages per joint (see command_correlation)
+W_BASE = 11
 # Columns of the W_ARGS row: the anomaly test's settings (see change_cusum), the plant
 # readout's initial covariance, the command scale's headroom, the error average's rate.
 A_SHORT, A_HIST, A_WARM, A_QUANTILE, A_EXCESS, A_DT, A_THRESHOLD, A_P0, A_HEADROOM, A_ERR = (
@@ -59,9 +60,12 @@ def forward_tick(x, command, scale, phi, gain, k_scale, detect, wk, ring, st, w,
             code |= 4
         for o in range(m):
             e1[o] *= inv[o]
-        if detect and change_cusum(e1[n:], wk[W_UNIT, :n], a[A_SHORT], a[A_HIST], a[A_WARM],
-                                   a[A_QUANTILE], a[A_EXCESS], a[A_DT], a[A_THRESHOLD],
-                                   cd_st, cd_hist):
+        corr = wk[W_CORR]
+        if detect and command_correlation(e1[n:], wk[W_Z_PREV, 5 * n:nz], a[A_SHORT],
+                                          max(a[A_ERR], 1.0 / st[FM_TICKS]), corr) and \
+                change_cusum(corr[3 * n:3 * n + 1], wk[W_UNIT, :1], 1.0, a[A_HIST], a[A_WARM],
+                             a[A_QUANTILE], a[A_EXCESS], a[A_DT], a[A_THRESHOLD], cd_st,
+                             cd_hist):
             code |= 1
             rls_restart(p, g, rst, a[A_P0])
     f = wk[W_FACTORS, :nz]
@@ -92,6 +96,38 @@ def forward_tick(x, command, scale, phi, gain, k_scale, detect, wk, ring, st, w,
     for o in range(m):
         wk[W_X_PREV, o] = x[o]
     return code
+
+
+@njit(cache=True)
+def command_correlation(err, u, a_short, a_power, corr):
+    """
+    Update the anomaly statistic from the plant readout's velocity errors; True if defined.
+
+    corr: per joint the short averages (rate ``a_short``) of u e and u^2, the error power's
+    long average (``a_power``), then the statistic sum_j <u e>^2 / (<u^2> <e^2>), stored
+    as its square root (``change_cusum`` squares it). The readout has the command among
+    its inputs, so once learned its error is uncorrelated with the command; a payload or
+    friction change alters the acceleration a command produces, and the error follows
+    the command at once. A correlation is free of the plant's units and of the readout's
+    covariance (restarted when the command's scale grows); measured against the error
+    power it replaces, more changes are flagged within 0.5 s (docs/forward_model.md).
+    """
+    n = err.shape[0]
+    t2 = 0.0
+    ok = False
+    for j in range(n):
+        e, c = err[j], u[j]
+        if not (np.isfinite(e) and np.isfinite(c)):
+            return False
+        corr[j] += a_short * (c * e - corr[j])
+        corr[n + j] += a_short * (c * c - corr[n + j])
+        corr[2 * n + j] += a_power * (e * e - corr[2 * n + j])
+        den = corr[n + j] * corr[2 * n + j]
+        if den > 0.0:
+            t2 += corr[j] * corr[j] / den
+            ok = True
+    corr[3 * n] = np.sqrt(t2)
+    return ok
 
 
 @njit(cache=True, fastmath=True)

@@ -25,10 +25,12 @@ The plant readout's one-step velocity error is the anomaly signal: a payload or
 friction change moves the acceleration a command produces away from what the
 model expects at once, while the control error still has to build up, and the
 controller's own reactions (the fast learner re-learns within ticks) cannot
-hide it, because the command is an input. The test on it is the change
-detector's (scale-free CUSUM, ``change_detector.py``) with a shorter averaging
-time; on an anomaly the plant readout's covariance restarts, so the model
-re-learns the changed plant in seconds. ROS-free.
+hide it, because the command is an input. What is tested is the error's
+correlation with the command over ``ANOMALY_SHORT_S`` (learned, the readout
+leaves none; a change makes the error follow the command), with the change
+detector's scale-free CUSUM (``change_detector.py``) at ``ANOMALY_EXCESS``; on
+an anomaly the plant readout's covariance restarts, so the model re-learns the
+changed plant in seconds. ROS-free.
 """
 from __future__ import annotations
 
@@ -38,7 +40,8 @@ from . import forward_kernels as FK
 from .change_detector import ChangeDetector
 from .rls import RLSReadout
 
-ANOMALY_SHORT_S = 0.1     # averaging time of the prediction error power
+ANOMALY_SHORT_S = 0.1     # averaging time of the error's correlation with the command
+ANOMALY_EXCESS = 4.0      # the statistic above this x its typical level is evidence
 ANOMALY_BASELINE_S = 5.0  # warm-up of the anomaly test after each restart
 ERROR_AVERAGE_S = 5.0     # time constant of the running prediction error (diagnostics)
 COMMAND_HEADROOM = 1.25   # the command's scale: this x its largest magnitude so far
@@ -79,6 +82,7 @@ class ForwardModel:
         wk[FK.W_UNIT] = 1.0
         wk[FK.W_ARGS, :FK.N_ARGS] = (*d.settings, self.plant.initial_covariance, COMMAND_HEADROOM,
                                      min(1.0, self.dt / ERROR_AVERAGE_S))
+        wk[FK.W_ARGS, FK.A_EXCESS] = np.log(ANOMALY_EXCESS)
         self._pack()
 
     def _pack(self) -> None:
@@ -146,6 +150,7 @@ class ForwardModel:
         """Forget the ring (the reservoir restarted: old features do not lead to new states)."""
         self._st[:] = 0.0
         self._wk[FK.W_POWER] = 0.0
+        self._wk[FK.W_CORR] = 0.0
         self.detector.restart()
         if self.memory is not None:
             self.memory.restart()

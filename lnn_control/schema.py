@@ -137,9 +137,10 @@ CONTROLLER = (
           read_only=True),
     Param('prediction.long_horizon_s', DOUBLE, 0.5,
           'A second, longer prediction horizon [s] (0: none).', 0.0, 5.0, read_only=True),
-    Param('prediction.anomaly_threshold', DOUBLE, 0.3,
+    Param('prediction.anomaly_threshold', DOUBLE, 0.5,
           'Evidence an anomaly needs [s]: the change-detection test on the one-step '
-          'prediction error. Lower flags smaller changes sooner, with more false alarms.',
+          "prediction error's correlation with the command. Lower flags smaller changes "
+          'sooner, with more false alarms.',
           0.0, 100.0, open_low=True),
     Param('prediction.anomaly_restarts_learning', BOOL, False,
           "Treat a prediction anomaly as a plant change: restart the readouts' covariances "

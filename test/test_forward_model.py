@@ -85,6 +85,26 @@ def test_memory_readout_predicts_a_sum_of_sines_half_a_second_ahead():
     assert not mem.readout.w.any()
 
 
+def test_anomaly_statistic_is_the_errors_correlation_with_the_command():
+    """Near 0 while the error ignores the command, 1 when it follows it; unit-free."""
+    rng = np.random.default_rng(1)
+    u, noise = rng.choice([-1.0, 1.0], size=(2000, 2)), rng.normal(size=(2000, 2))
+
+    def statistic(err, command):
+        corr = np.zeros(7)
+        for e, c in zip(err, command):
+            assert FK.command_correlation(e, c, 0.05, 0.01, corr)
+        return corr[6] ** 2
+
+    assert statistic(noise, u) < 0.2
+    assert statistic(0.3 * u, u) == pytest.approx(2.0)        # both joints follow it
+    mixed = np.column_stack([-2.0 * u[:, 0], noise[:, 1]])
+    assert statistic(mixed, 1e3 * u) == pytest.approx(statistic(mixed, u))
+    assert 1.0 < statistic(mixed, u) < 1.2
+    assert not FK.command_correlation(np.array([np.nan, 0.0]), np.ones(2), 0.05, 0.01,
+                                      np.zeros(7))
+
+
 @pytest.mark.slow
 def test_anomaly_flags_a_payload_change_and_stays_quiet_before_it():
     trace = CL.run('pendulum', CL.plant_params('pendulum'), 44.0, payload_change_at=40.0,
