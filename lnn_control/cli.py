@@ -190,6 +190,9 @@ def _gains(args: argparse.Namespace) -> int:
     warnings += [f'{joint}: its actuator has no ctrlrange, so no command_limit follows from '
                  "the model: set it to the motor's peak joint effort"
                  for joint, x in zip(plant.joint_names, limits) if x is None]
+    bandwidth_hz = hz * factor        # the natural frequency [Hz]
+    modes = PL.unmeasured_modes(plant, kp, kd, bandwidth_hz)
+    warnings += PL.unmeasured_mode_warnings(modes, bandwidth_hz)
     figure = PL.kd_dt_per_effective_inertia(plant, kd, rate)
     radius = None
     if args.delay_ticks:
@@ -209,6 +212,7 @@ def _gains(args: argparse.Namespace) -> int:
                       'delay_ticks': args.delay_ticks,
                       'pd_loop_spectral_radius_with_delay': (None if radius is None
                                                              else round(radius, 4)),
+                      'unmeasured_modes': modes,
                       'warnings': warnings}, indent=2))
     for line in warnings:
         print(f'warning: {line}', file=sys.stderr)

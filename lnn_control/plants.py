@@ -185,6 +185,67 @@ def delay_check(plant: 'Plant', kp: np.ndarray, kd: np.ndarray, rate_hz: float,
                     + advice]
 
 
+# An oscillating mode of the PD loop, damped less than this, inside its bandwidth and
+# mostly in joints the controller does not measure, is one learning can pump.
+UNMEASURED_MODE_DAMPING = 0.1
+
+
+def unmeasured_modes(plant: 'Plant', kp: np.ndarray, kd: np.ndarray,
+                     max_hz: float) -> list[dict]:
+    """
+    Return the PD loop's lightly damped modes up to ``max_hz`` that live in unmeasured joints.
+
+    The model is linearised about its initial state (MuJoCo's finite-difference
+    transition over one timestep, gravity and joint damping included) with the PD law on
+    the controlled joints; each oscillating eigenvalue's frequency and damping ratio are
+    read from it, and its joints from the eigenvector's share of position (velocity over
+    frequency). A pole on a cart, a swinging load or a flexible link: the controller sees
+    them only through what they do to its joints, and feedback-error learning, which
+    tries to cancel that, can pump them (README, "Known limit": a cart-pole's pole at 0.92
+    Hz, pumped to 2.55x PD over a run). Coulomb friction is not in the linearisation.
+    """
+    m = plant.model
+    d = mujoco.MjData(m)
+    mujoco.mj_forward(m, d)
+    nv, size = m.nv, 2 * m.nv + m.na
+    a, b = np.zeros((size, size)), np.zeros((size, m.nu))
+    mujoco.mjd_transitionFD(m, d, 1e-6, True, a, b, None, None)
+    gain = np.zeros((m.nu, size))
+    per_effort = plant._ctrl_per_effort
+    for j, (act, dof) in enumerate(zip(plant._act, plant._vadr)):
+        gain[act, dof] = -float(kp[j]) * per_effort[j]
+        gain[act, nv + dof] = -float(kd[j]) * per_effort[j]
+    z, vectors = np.linalg.eig(a + b @ gain)
+    s = np.log(z.astype(complex)) / m.opt.timestep
+    measured = np.zeros(nv, dtype=bool)
+    measured[plant._vadr] = True
+    found = []
+    for k in np.argsort(s.imag):
+        hz, size_s = s[k].imag / (2 * math.pi), abs(s[k])
+        damping = -s[k].real / size_s if size_s > 0 else 1.0
+        if not (0.0 < hz <= max_hz and damping < UNMEASURED_MODE_DAMPING):
+            continue
+        share = np.abs(vectors[:nv, k]) ** 2 + np.abs(vectors[nv:2 * nv, k] / size_s) ** 2
+        if share[~measured].sum() <= 0.5 * share.sum():
+            continue
+        dofs = [i for i in np.argsort(-share) if not measured[i] and share[i] > 0.1 * share.max()]
+        names = list(dict.fromkeys(_name(m, mujoco.mjtObj.mjOBJ_JOINT, int(m.dof_jntid[i]))
+                                   or f'dof {i}' for i in dofs))
+        found.append({'hz': round(float(hz), 3), 'damping_ratio': round(float(damping), 4),
+                      'joints': names})
+    return found
+
+
+def unmeasured_mode_warnings(modes: list[dict], max_hz: float) -> list[str]:
+    """Say what each mode of ``unmeasured_modes`` risks, and what to watch and do."""
+    return [f'a lightly damped mode at {mode["hz"]:g} Hz (damping ratio '
+            f'{mode["damping_ratio"]:.3g}) in joints the controller does not measure '
+            f'({", ".join(mode["joints"])}), inside the PD loop\'s bandwidth ({max_hz:.3g} Hz): '
+            'learning can pump it (README "Known limit"); if the command grows while the '
+            'error does, set rls.fast_learner: false'
+            for mode in modes]
+
+
 def _name(model: mujoco.MjModel, obj: mujoco.mjtObj, i: int) -> str:
     return mujoco.mj_id2name(model, obj, i) or ''
 
