@@ -56,7 +56,8 @@ class ChangeDetector:
     """CUSUM detector on a per-joint error (in effort units, weighted by 1/kp)."""
 
     def __init__(self, n: int, dt: float, threshold: float, enabled: bool = True,
-                 short_s: float = SHORT_S, baseline_s: float = BASELINE_S):
+                 short_s: float = SHORT_S, baseline_s: float = BASELINE_S,
+                 excess: float = EXCESS):
         self.dt = float(dt)
         self._enabled = bool(enabled)
         self._inv_kp = np.ones(n)
@@ -66,7 +67,7 @@ class ChangeDetector:
         st[CK.CD_A_HIST] = min(1.0, self.dt / HISTORY_S)
         st[CK.CD_WARM] = float(round(baseline_s / self.dt))
         st[CK.CD_QUANTILE] = QUANTILE
-        st[CK.CD_LOG_EXCESS] = float(np.log(EXCESS))
+        st[CK.CD_LOG_EXCESS] = float(np.log(excess))
         st[CK.CD_DT] = self.dt
         self.threshold = threshold
         self.detections: list[Detection] = []

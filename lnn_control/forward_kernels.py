@@ -113,12 +113,13 @@ def command_correlation(err, u, a_short, a_power, corr):
     power it replaces, more changes are flagged within 0.5 s (docs/forward_model.md).
     """
     n = err.shape[0]
+    for j in range(n):
+        if not (np.isfinite(err[j]) and np.isfinite(u[j])):
+            return False            # (nothing averaged: the statistic stays as it was)
     t2 = 0.0
     ok = False
     for j in range(n):
         e, c = err[j], u[j]
-        if not (np.isfinite(e) and np.isfinite(c)):
-            return False
         corr[j] += a_short * (c * e - corr[j])
         corr[n + j] += a_short * (c * c - corr[n + j])
         corr[2 * n + j] += a_power * (e * e - corr[2 * n + j])

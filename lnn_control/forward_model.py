@@ -76,13 +76,13 @@ class ForwardModel:
         self._st = np.zeros(FK.FM_SIZE + slots)
         self.plant = RLSReadout(6 * n_joints, m, forgetting_factor, 1.0 / (1 + 6 * n_joints))
         self.detector = d = ChangeDetector(n_joints, dt, threshold, enabled=detect,
-                                           short_s=ANOMALY_SHORT_S, baseline_s=ANOMALY_BASELINE_S)
+                                           short_s=ANOMALY_SHORT_S, baseline_s=ANOMALY_BASELINE_S,
+                                           excess=ANOMALY_EXCESS)
         wk = self._wk = np.zeros((FK.W_BASE + 3 * nh, max(6 * n_joints, FK.N_ARGS, nh)))
         wk[FK.W_U_SCALE] = 1e-3                    # grows to the command's range
         wk[FK.W_UNIT] = 1.0
         wk[FK.W_ARGS, :FK.N_ARGS] = (*d.settings, self.plant.initial_covariance, COMMAND_HEADROOM,
                                      min(1.0, self.dt / ERROR_AVERAGE_S))
-        wk[FK.W_ARGS, FK.A_EXCESS] = np.log(ANOMALY_EXCESS)
         self._pack()
 
     def _pack(self) -> None:
