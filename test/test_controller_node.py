@@ -944,6 +944,58 @@ def test_clock_jumping_back_waits_for_fresh_joint_states(rig):
     assert r.tick() is not None
 
 
+def test_after_a_reset_a_state_sent_before_it_is_not_the_hold_pose(rig):
+    """
+    A state of the old timeline delivered after /clock jumped back is refused.
+
+    The simulator reset from q = 0.5 at 0.81 s to q = 0 at 0.01 s; its last pre-reset
+    state (stamped 0.81 s, inside the 1 s future tolerance) came after the jump. Taken as
+    the first state it set the hold pose to 0.5 and the reset's own states read as
+    stamped backwards: the node pushed the robot to where it was before the reset.
+    """
+    r = rig({'learning_enabled': False, 'kd': [0.0], 'kp': [10.0], 'sensor_timeout_s': 1.0})
+    r.now_ns = 700_000_000
+    r.tick()
+    for _ in range(10):
+        r.send([0.5, 0.5], stamp_ns=r.now_ns)
+        r.tick()
+    before_reset = r.now_ns
+    r.now_ns = PERIOD_NS
+    msg = Clock()
+    msg.clock.nanosec = r.now_ns
+    r.clock.publish(msg)
+    r.wait(lambda: not r.node._have_sensor, 'the clock-jump handler')
+    r.send([0.5, 0.5], stamp_ns=before_reset)           # in flight across the reset
+    assert r.node.rejected[C.STAMP_IN_FUTURE] == 1 and not r.node._have_sensor
+    for _ in range(3):
+        r.send([0.0, 0.0], stamp_ns=r.now_ns)           # the reset's states: held at 0
+        np.testing.assert_allclose(r.tick(), [0.0, 0.0])
+    assert r.node.rejected[C.STAMP_BACKWARDS] == 0
+
+
+def test_sync_a_state_refused_as_ahead_of_the_clock_does_not_end_the_waiting(rig):
+    """
+    Lock-step: one state stamped on the wall clock (a publisher without use_sim_time).
+
+    Refused as stamped in the future, its stamp was still taken as the simulator's time,
+    and every later tick ran at once on the previous state instead of waiting for its own.
+    """
+    r = rig({'sync_to_joint_state_stamps': True, 'learning_enabled': False, 'kd': [0.0],
+             'kp': [10.0], 'reference.mode': 'hold', 'reference.offset': [0.0]})
+    r.send([0.0, 0.0])
+    r.tick()
+    r.send([0.0, 0.0], stamp_ns=r.now_ns)
+    r.wait(lambda: len(r.commands) == 1, 'the deferred command')
+    r.send(None, msg=C.joint_state(['j1'], [0.0], [0.0], stamp_ns=time.time_ns()))
+    assert r.node.rejected[C.STAMP_IN_FUTURE] == 1
+    for k in range(1, 4):
+        r.tick()
+        assert r.node.commands_published == k            # the tick waits for its state
+        r.send([0.1 * k, -0.2], stamp_ns=r.now_ns)
+        r.wait(lambda: len(r.commands) == k + 1, 'the deferred command')
+        np.testing.assert_allclose(r.commands[-1], [-1.0 * k, 2.0])
+
+
 def test_a_stamp_ahead_of_the_clock_cannot_keep_a_silent_sensor_fresh(rig):
     # sync mode takes the sensor's age from its stamp: one stamp 0.9 s ahead (inside the
     # reader's tolerance) kept the sensor "fresh" for 0.9 s, one far ahead for good

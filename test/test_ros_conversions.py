@@ -237,6 +237,67 @@ def test_velocity_from_positions_never_divides_two_clocks_or_a_burst():
     assert take(0.7, 10 * period) == 0.0
 
 
+def test_velocity_from_positions_survives_a_start_up_burst_a_silence_and_a_slow_clock():
+    """
+    1 rad/s, 100 Hz messages, control period 10 ms (the first guess of the interval).
+
+    Five messages queued before the node spun, delivered 20 us apart, divided by 20 us read
+    500 rad/s; after a driver's 5 s silence the interval average said 0.5 s and the next
+    differences divided by 0.25 s; ten messages timed by one slow clock value each kept
+    the last position, so the next difference spanned 10x the time of its motion.
+    """
+    v = C.VelocityFromPositions(1, interval_s=0.01)
+
+    def take(q, t_ns, stamped=False):
+        out = v.estimate(np.array([q]), t_ns, stamped)[0]
+        v.commit(np.array([q]))
+        return out
+
+    burst = [take(0.01 * k, 10**9 + 20_000 * k) for k in range(5)]
+    assert max(burst) < 3.0                    # dq over a few ms, not over 20 us (500)
+    take(0.1, 2 * 10**9)
+    for k in range(1, 100):                                # steady: 1 rad/s
+        assert take(0.1 + 0.01 * k, 2 * 10**9 + 10**7 * k) == pytest.approx(1.0)
+    silent_until = 8 * 10**9
+    take(2.0, silent_until)                                # (the mean over the silence)
+    after = [take(2.0 + 0.01 * k, silent_until + 10**7 * k) for k in range(1, 20)]
+    assert after == pytest.approx([1.0] * 19)
+    v = C.VelocityFromPositions(1, interval_s=0.001)
+    for k in range(60):                                    # 1 kHz samples, 100 Hz clock
+        qd = take(0.001 * k, (k // 10) * 10**7, stamped=True)
+    assert qd == pytest.approx(1.0)
+
+
+def test_merged_one_driver_per_joint_beyond_sixteen_joints():
+    """Each joint's own driver is a source: 20 of them must all be kept (velocity too)."""
+    joints = [f'j{i}' for i in range(20)]
+    merged = C.MergedJointStates(joints, interval_s=0.01)
+    for k in range(5):
+        for j in joints:
+            reason, q, qd = merged_read(merged, [j], [0.01 * k], [], stamp=10**7 * (k + 1))
+            assert reason is None
+    assert merged.sources == 20 and qd.tolist() == pytest.approx([1.0] * 20)
+
+
+def test_nan_velocity_of_a_position_only_joint_is_differenced():
+    """
+    joint_state_broadcaster publishes NaN for a joint without a velocity interface.
+
+    The controller's joint_states difference the position then (control used never to
+    start); an infinite velocity is still refused, and so is NaN on a reference.
+    """
+    merged = C.MergedJointStates(('a', 'b'), interval_s=0.01)
+    for k in range(3):
+        reason, _, qd = merged_read(merged, ['a', 'b'], [0.01 * k, 0.02 * k],
+                                    [math.nan, 0.5], stamp=10**7 * (k + 1))
+        assert reason is None
+    assert qd.tolist() == pytest.approx([1.0, 2.0]) and not merged.has_velocity
+    assert merged_read(merged, ['a', 'b'], [0.0, 0.0], [math.inf, 0.0],
+                       stamp=10**8)[0] == C.NON_FINITE
+    reference = C.JointStateReader(('a',), require_velocity=False)
+    assert read(reference, C.joint_state(['a'], [0.1], [math.nan]))[0] == C.NON_FINITE
+
+
 def test_a_stamp_far_ahead_of_the_clock_is_refused_and_does_not_block_the_next():
     """Accepted, one future stamp would make every correct stamp after it 'backwards'."""
     reader = C.JointStateReader(('a',))

@@ -122,6 +122,7 @@ class LnnControllerNode(ControllerServices, Node):
         self._qd = np.zeros(n)
         self.desired = DesiredState(n)
         self._have_sensor = False
+        self._jumped_back = False       # the clock jumped back; no state accepted since
         self._sensor_wall_ns = 0       # monotonic clock, for the latency statistics
         # sync_to_joint_state_stamps (sim time): the tick of time t waits, at most
         # until the next tick, for the joint_states stamped t, which a lock-step
@@ -135,7 +136,8 @@ class LnnControllerNode(ControllerServices, Node):
         self.reference_stale_episodes = 0
         # from one publisher or several (split drivers), merged by joint name; without
         # velocity the velocity is the positions' difference
-        self._sensor = C.MergedJointStates(self.joints, differentiate=True)
+        self._sensor = C.MergedJointStates(self.joints, differentiate=True,
+                                           interval_s=self.period_ns * 1e-9)
         self._differentiating_logged = False
         self._reference = C.ReferenceFromMessages(self.joints)
         self._configure_inputs()
@@ -273,9 +275,11 @@ class LnnControllerNode(ControllerServices, Node):
                     f'waiting for joint_states naming {list(self.joints)}: got one naming '
                     f'{list(msg.name)[:8]}; {self.foreign_messages} such so far')
             return
+        if not reason and self._jumped_back and not self._have_sensor:
+            reason = self._sent_before_jump(msg, now)
         if reason:
             self._refuse(self.rejected, reason, 'a joint_states message')
-            self._release_waiting_tick(msg)
+            self._release_waiting_tick(msg, reason)
             return
         self._log_new_time_base(self._sensor, 'joint_states')
         if not (self._sensor.has_velocity or self._differentiating_logged):
@@ -298,6 +302,7 @@ class LnnControllerNode(ControllerServices, Node):
         self._sensor_wall_ns = time.perf_counter_ns()
         if not self._have_sensor:
             self._have_sensor = True
+            self._jumped_back = False
             self.desired.hold[:] = self._q
             self.get_logger().info('first valid joint_states: control starts')
         # Only the state of the waiting tick's time releases it (a repeat of the previous
@@ -305,15 +310,35 @@ class LnnControllerNode(ControllerServices, Node):
         if self._deferred_tick_ns is not None and stamp >= self._deferred_tick_ns:
             self._tick(self._deferred_tick_ns)
 
-    def _release_waiting_tick(self, refused: JointState) -> None:
+    def _sent_before_jump(self, msg: JointState, now: int) -> str | None:
+        """
+        After the clock jumped back, refuse a state stamped ahead of the new clock.
+
+        A state published before a simulation reset and delivered after it carries a stamp
+        of the old timeline, ahead of the new clock by less than the future-stamp tolerance:
+        taken as the first valid state it would set the hold pose to where the robot was
+        before the reset, and the reset's own states would then read as stamped backwards.
+        Until the first state is accepted only a tick ahead is allowed (a lock-step
+        simulator's state runs one ahead).
+        """
+        stamp = C.stamp_to_ns(msg.header.stamp)
+        if stamp > now + 2 * self.period_ns:
+            self._sensor.reset()        # (its readers took the refused stamp as the latest)
+            return C.STAMP_IN_FUTURE
+        return None
+
+    def _release_waiting_tick(self, refused: JointState, reason: str) -> None:
         """
         Run the tick that waits for this refused state (sync) on the last valid one.
 
         A lock-step simulator advances only on a command: the waiting tick would never run,
         nor would any after it (one implausible state stopped the loop for good). On the
         last valid state, whose age then makes the sensor stale, as a dropped message does
-        in real time.
+        in real time. A stamp refused as ahead of the clock or malformed says nothing about
+        the simulator's time: kept, it would release every later tick at once.
         """
+        if reason in (C.STAMP_IN_FUTURE, C.MALFORMED):
+            return
         stamp = C.stamp_to_ns(refused.header.stamp)
         self._refused_stamp_ns = max(self._refused_stamp_ns, stamp)   # (came before /clock)
         # as for a valid state: only one of the waiting tick's time releases it
@@ -383,6 +408,7 @@ class LnnControllerNode(ControllerServices, Node):
         self.desired.restart()
         self._sensor_stamp_ns = self._refused_stamp_ns = 0
         self._deferred_tick_ns = None
+        self._jumped_back = True
         self.loop.clock_jumped()
         self.readout_store.restart_schedule()     # the next autosave is due on the new clock
         self.get_logger().warning('clock jumped backwards or changed: waiting for joint_states')

@@ -76,7 +76,11 @@ class JointStateReader:
     accepted message had one; without it the velocity output is zero (a reference
     is then a set point) or, with ``differentiate`` (the controller's joint_states),
     the difference of successive positions (``VelocityFromPositions``), judged by the
-    same finiteness and plausibility checks as a measured one.
+    same finiteness and plausibility checks as a measured one. With ``differentiate``
+    a velocity that is NaN for one of our joints counts as absent: ros2_control's
+    joint_state_broadcaster publishes NaN for a joint without a velocity interface.
+    ``interval_s``: the interval expected between messages (the control period), the
+    first guess of ``VelocityFromPositions``.
 
     Rejections, in the order they are checked: ``length_mismatch``
     (position/velocity/effort neither empty nor as long as ``name``; position is
@@ -97,13 +101,14 @@ class JointStateReader:
     """
 
     def __init__(self, joints: Sequence[str], require_velocity: bool = True,
-                 ignore_foreign: bool = False, differentiate: bool = False):
+                 ignore_foreign: bool = False, differentiate: bool = False,
+                 interval_s: float = 0.0):
         self.joints = tuple(joints)
         self.n = len(self.joints)
         self.require_velocity = bool(require_velocity)
         self.ignore_foreign = bool(ignore_foreign)
         # messages without velocity: the difference of successive positions
-        self.velocity = VelocityFromPositions(self.n) if differentiate else None
+        self.velocity = VelocityFromPositions(self.n, interval_s) if differentiate else None
         self._foreign: Optional[list] = None     # the last name list without our joints
         self.last_stamp_ns = 0
         self.resyncs = 0
@@ -191,7 +196,11 @@ class JointStateReader:
         has_velocity = vel.size == k
         if has_velocity:
             np.take(vel, self._index, out=self._qd)
-        else:
+            # joint_state_broadcaster fills the velocity of a joint without a velocity
+            # interface with NaN: a position-only joint, not a broken message
+            if self.velocity is not None and np.isnan(self._qd).any():
+                has_velocity = False
+        if not has_velocity:
             self._qd[:] = 0.0
         if not np.isfinite(self._state).all():
             return NON_FINITE
@@ -223,17 +232,20 @@ class JointStateReader:
         return None
 
 
-# Distinct sets of our joints kept as sources; past this the least recently heard is
-# forgotten (publishers do not change their joint lists; this bounds a pathological one).
+# Distinct sets of our joints kept as sources (at least one per joint and one naming all:
+# a driver per joint beside a joint_state_broadcaster); past this the least recently
+# heard is forgotten (publishers do not change their joint lists; this bounds a
+# pathological one).
 MAX_SOURCES = 16
 
 
 class _Source:
     """One publisher's share of our joints: its own reader, so its own stamp order."""
 
-    def __init__(self, joints: Sequence[str], index: np.ndarray, n: int, differentiate: bool):
+    def __init__(self, joints: Sequence[str], index: np.ndarray, n: int, differentiate: bool,
+                 interval_s: float):
         self.reader = JointStateReader([joints[i] for i in index], require_velocity=False,
-                                       differentiate=differentiate)
+                                       differentiate=differentiate, interval_s=interval_s)
         self.index = index
         self.mask = np.zeros(n, dtype=bool)
         self.mask[index] = True
@@ -266,10 +278,13 @@ class MergedJointStates:
     clock started), so one silent driver makes the state stale while another publishes.
     """
 
-    def __init__(self, joints: Sequence[str], differentiate: bool = True):
+    def __init__(self, joints: Sequence[str], differentiate: bool = True,
+                 interval_s: float = 0.0):
         self.joints = tuple(joints)
         self.n = n = len(self.joints)
         self.differentiate = bool(differentiate)
+        self.interval_s = float(interval_s)      # see JointStateReader
+        self.max_sources = max(MAX_SOURCES, n + 1)
         self._sources: dict[tuple, _Source] = {}
         self._names: Optional[list] = None     # the last name list and its source
         self._source: Optional[_Source] = None
@@ -338,9 +353,9 @@ class MergedJointStates:
         source = self._sources.pop(key, None)     # re-inserted: most recently heard last
         if source is None:
             source = _Source(self.joints, np.array(key, dtype=np.intp), self.n,
-                             self.differentiate)
+                             self.differentiate, self.interval_s)
             source.set_limits(*self._limits)
-            if len(self._sources) >= MAX_SOURCES:
+            if len(self._sources) >= self.max_sources:
                 del self._sources[next(iter(self._sources))]
         self._sources[key] = source
         return source
@@ -423,51 +438,62 @@ class VelocityFromPositions:
     For joint_states without velocity (a driver, or a ros2_control hardware interface,
     that exports only position). Times are the header stamps, or the arrival times of
     unstamped messages; a switch between the two, or a time that goes backwards,
-    starts over from that message (velocity 0: two clocks cannot be subtracted). dt is
-    at least half the typical interval so far (messages queued during a slow tick and
-    delivered back to back would otherwise divide by microseconds). Unfiltered on
-    purpose: a low-pass would add lag to the D term (two sensor periods at 100 Hz are 20
-    degrees of phase at the honest PD loop's natural frequency); the noise it leaves is
-    sqrt(2) sigma_q / dt (0.07 rad/s for 0.5 mrad at 100 Hz).
+    starts over from that message (velocity 0: two clocks cannot be subtracted). A
+    repeated time is the same sample: the position that came with that time first is
+    kept (a 100 Hz clock timing 1 kHz messages would otherwise difference 1 ms of
+    motion over 10 ms). dt is at least half the typical interval (messages queued
+    during a slow tick and delivered back to back would otherwise divide by
+    microseconds), which starts at ``interval_s`` (the control period; 0: the first
+    interval seen) and follows the intervals seen, each counted as at most twice the
+    typical one (a driver silent for seconds does not make the next differences
+    divide by seconds). Unfiltered on purpose: a low-pass would add lag to the D term
+    (two sensor periods at 100 Hz are 20 degrees of phase at the honest PD loop's
+    natural frequency); the noise it leaves is sqrt(2) sigma_q / dt (0.07 rad/s for
+    0.5 mrad at 100 Hz).
     """
 
-    def __init__(self, n: int):
+    def __init__(self, n: int, interval_s: float = 0.0):
         self.qd = np.zeros(n)
         self._next = np.zeros(n)
         self._q = np.zeros(n)
         self._t_ns: Optional[int] = None
         self._stamped = False
-        self._interval_s = 0.0            # EWMA of the intervals seen (0: none yet)
-        self._pending = (0, False, 0.0)   # time, kind and interval of the last estimate
+        self._prior_s = max(0.0, float(interval_s))
+        self._interval_s = self._prior_s   # EWMA of the intervals seen (0: none yet)
+        self._pending = (0, False, 0.0, False)   # time, kind, interval, repeat
 
     def reset(self) -> None:
         """Forget the previous position (after a clock jump: dt would be meaningless)."""
         self._t_ns = None
-        self._interval_s = 0.0
+        self._interval_s = self._prior_s
         self.qd[:] = 0.0
 
     def estimate(self, q: np.ndarray, t_ns: int, stamped: bool) -> np.ndarray:
         """Return the velocity for positions ``q`` at ``t_ns``; ``commit`` keeps it."""
         dt = 0.0
+        repeat = False
         if self._t_ns is None or stamped != self._stamped or t_ns < self._t_ns:
             self._next[:] = 0.0                         # start over from this message
         elif t_ns == self._t_ns:
             self._next[:] = self.qd                     # a repeat: nothing new
+            repeat = True
         else:
             dt = (t_ns - self._t_ns) * 1e-9
             np.subtract(q, self._q, out=self._next)
             self._next /= max(dt, 0.5 * self._interval_s)
-        self._pending = (t_ns, stamped, dt)
+        self._pending = (t_ns, stamped, dt, repeat)
         return self._next
 
     def commit(self, q: np.ndarray) -> None:
         """Accept the last ``estimate`` (its message was accepted)."""
-        t_ns, stamped, dt = self._pending
+        t_ns, stamped, dt, repeat = self._pending
         if dt > 0.0:
-            self._interval_s = dt if self._interval_s == 0.0 else (
-                self._interval_s + 0.1 * (dt - self._interval_s))
+            typical = self._interval_s
+            self._interval_s = dt if typical == 0.0 else (
+                typical + 0.1 * (min(dt, 2.0 * typical) - typical))
         self.qd[:] = self._next
-        self._q[:] = q
+        if not repeat:
+            self._q[:] = q
         self._t_ns, self._stamped = t_ns, stamped
 
 
