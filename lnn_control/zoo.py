@@ -4,7 +4,9 @@ The plant zoo: MuJoCo plants the learning defaults are checked over.
 The bundled demo plants were the ones the first defaults were tuned on; the
 zoo is a sample of what users bring instead: pendulums from 0.3 to 5 kg and
 0.2 to 1.2 m, with viscous and Coulomb friction and motor armature, 2-link
-arms with different mass and length ratios, and cart-poles. Each member is
+arms with different mass and length ratios, a 3-link arm, a horizontal (SCARA)
+arm that gravity does not load, a vertical linear axis lifting its load, and
+cart-poles. Each member is
 described by a few numbers here and written out as MJCF into
 ``models/zoo/<name>.xml`` (shipped with the package, so ``lnn_sim`` takes
 ``model:=zoo/<name>`` too); ``test_zoo`` keeps the files equal to this table.
@@ -30,7 +32,7 @@ from .schema import by_name
 
 ZOO_DIR = Path(__file__).resolve().parent / 'models' / 'zoo'
 AMPLITUDE_RAD = 0.5          # reference amplitude of the rotary plants
-AMPLITUDE_M = 0.3            # reference amplitude of the cart-poles
+AMPLITUDE_M = 0.3            # reference amplitude of the linear axes (cart-poles, lifts)
 # The reference the zoo tracks (sum of sines; ``lnn-control zoo --reference-hz`` etc.):
 # its highest frequency [Hz], and amplitude and offset in units of the plant's amplitude.
 REFERENCE = {'frequency_hz': by_name()['reference.frequency_hz'].default,
@@ -51,11 +53,25 @@ class Pendulum:
 
 @dataclass(frozen=True)
 class Arm:
-    masses: tuple[float, float]
-    lengths: tuple[float, float]
-    damping: tuple[float, float] = (0.01, 0.01)
-    friction: tuple[float, float] = (0.0, 0.0)
-    armature: tuple[float, float] = (0.0, 0.0)
+    """A serial arm of capsule links, one hinge each: vertical (hanging) or horizontal."""
+
+    masses: tuple[float, ...]
+    lengths: tuple[float, ...]
+    damping: tuple[float, ...] = (0.01, 0.01)
+    friction: tuple[float, ...] = (0.0, 0.0)
+    armature: tuple[float, ...] = (0.0, 0.0)
+    note: str = ''
+    horizontal: bool = False   # joint axes vertical (a SCARA): gravity loads no joint
+
+
+@dataclass(frozen=True)
+class Lift:
+    """A vertical linear axis carrying its mass against gravity (a lift, a Z stage)."""
+
+    mass: float                # kg, carriage and load
+    damping: float = 1.0       # N s / m, viscous
+    friction: float = 0.0      # N, Coulomb
+    armature: float = 0.0      # kg, reflected motor and screw inertia
     note: str = ''
 
 
@@ -91,6 +107,14 @@ ZOO: dict[str, Any] = {
                          friction=(0.1, 0.2), note='second link heavier than the first'),
     'arm_geared': Arm((1.0, 1.0), (0.5, 0.5), damping=(0.2, 0.1), friction=(0.5, 0.3),
                       armature=(0.1, 0.05), note='armature, viscous and Coulomb'),
+    'arm3_vertical': Arm((2.0, 1.2, 0.6), (0.4, 0.35, 0.25), damping=(0.05, 0.03, 0.01),
+                         friction=(0.3, 0.15, 0.05), armature=(0.05, 0.03, 0.01),
+                         note='vertical 3-link, friction, armature'),
+    'scara': Arm((3.0, 2.5), (0.45, 0.35), damping=(0.2, 0.1), friction=(0.4, 0.2),
+                 armature=(0.05, 0.02), horizontal=True,
+                 note='horizontal 2-link: inertia, coupling and friction, no gravity'),
+    'lift': Lift(5.0, damping=5.0, friction=8.0, armature=2.0,
+                 note='5 kg vertical linear axis, Coulomb friction, screw inertia'),
     'cartpole_heavy_load': CartPole(2.0, 1.0, 0.8, rail_damping=0.5,
                                     note='load half the cart mass'),
     'cartpole_light_friction': CartPole(0.5, 0.3, 0.4, rail_damping=0.1, rail_friction=1.0,
@@ -187,7 +211,28 @@ def model_name(name: str) -> str:
 
 
 def reference_amplitude(name: str) -> float:
-    return AMPLITUDE_M if isinstance(spec(name), CartPole) else AMPLITUDE_RAD
+    return AMPLITUDE_M if isinstance(spec(name), (CartPole, Lift)) else AMPLITUDE_RAD
+
+
+def _arm_needs(member: Arm, a: float, acc: float) -> list[float]:
+    """
+    Per joint: gravity at twice the amplitude plus 1.5x the peak acceleration times the inertia.
+
+    Both with the links beyond the joint stretched out (the largest lever): joint i carries
+    the links from i on, link k's centre at the distance from joint i to the middle of k.
+    """
+    n, need = len(member.masses), []
+    for i in range(n):
+        moment, inertia, reach = 0.0, member.armature[i], 0.0
+        for k in range(i, n):
+            m, length = member.masses[k], member.lengths[k]
+            centre = reach + length / 2
+            moment += m * centre
+            inertia += m * (centre ** 2 + length ** 2 / 12)
+            reach += length
+        grav = 0.0 if member.horizontal else G * math.sin(2 * a) * moment
+        need.append(grav + inertia * acc * 1.5 + member.friction[i])
+    return need
 
 
 def effort_limits(name: str, max_frequency_hz: float = REFERENCE['frequency_hz']) -> list[float]:
@@ -202,13 +247,10 @@ def effort_limits(name: str, max_frequency_hz: float = REFERENCE['frequency_hz']
         need = [grav + inertia * acc + member.friction
                 + member.damping * a * 2 * math.pi * max_frequency_hz]
     elif isinstance(member, Arm):
-        (m1, m2), (l1, l2) = member.masses, member.lengths
-        grav1 = G * math.sin(2 * a) * (m1 * l1 / 2 + m2 * (l1 + l2 / 2))
-        grav2 = G * math.sin(2 * a) * m2 * l2 / 2
-        i1 = m1 * l1 ** 2 / 3 + m2 * (l1 ** 2 + l1 * l2 + l2 ** 2 / 3) + member.armature[0]
-        i2 = m2 * l2 ** 2 / 3 + member.armature[1]
-        need = [grav1 + i1 * acc * 1.5 + member.friction[0],
-                grav2 + i2 * acc * 1.5 + member.friction[1]]
+        need = _arm_needs(member, a, acc)
+    elif isinstance(member, Lift):
+        need = [member.mass * G + (member.mass + member.armature) * acc * 1.5
+                + member.friction + member.damping * a * 2 * math.pi * max_frequency_hz]
     else:
         total = member.cart_mass + member.pole_mass
         need = [total * acc * 1.5 + member.rail_friction + member.rail_damping * 2]
@@ -240,20 +282,16 @@ def mjcf(name: str) -> str:
         body += '    </body>\n'
         motors = [('joint1', limits[0])]
     elif isinstance(member, Arm):
-        (m1, m2), (l1, l2) = member.masses, member.lengths
-        j = [f'type="hinge" axis="0 1 0" damping="{member.damping[i]:g}" '
-             f'frictionloss="{member.friction[i]:g}" armature="{member.armature[i]:g}"'
-             for i in range(2)]
-        body = (f'    <body name="link1" pos="0 0 {l1 + l2 + 0.5:g}">\n'
-                f'      <joint name="joint1" {j[0]}/>\n'
-                f'      <geom name="link1" type="capsule" fromto="0 0 0 0 0 -{l1:g}" '
-                f'size="0.03" mass="{m1:g}"/>\n'
-                f'      <body name="link2" pos="0 0 -{l1:g}">\n'
-                f'        <joint name="joint2" {j[1]}/>\n'
-                f'        <geom name="link2" type="capsule" fromto="0 0 0 0 0 -{l2:g}" '
-                f'size="0.03" mass="{m2:g}"/>\n'
-                '      </body>\n    </body>\n')
-        motors = [('joint1', limits[0]), ('joint2', limits[1])]
+        body, motors = _arm_bodies(member, limits)
+    elif isinstance(member, Lift):
+        body = ('    <body name="carriage" pos="0 0 1">\n'
+                '      <joint name="lift" type="slide" axis="0 0 1" limited="true" '
+                f'range="-0.8 0.8" damping="{member.damping:g}" '
+                f'frictionloss="{member.friction:g}" armature="{member.armature:g}"/>\n'
+                f'      <geom name="carriage" type="box" size="0.1 0.1 0.05" '
+                f'mass="{member.mass:g}"/>\n'
+                '    </body>\n')
+        motors = [('lift', limits[0])]
     else:
         body = ('    <geom name="rail" type="capsule" fromto="-2.2 0 1.5 2.2 0 1.5" size="0.01" '
                 'mass="0"/>\n'
@@ -272,6 +310,27 @@ def mjcf(name: str) -> str:
     acts = ''.join(f'    <motor name="{j}" joint="{j}" gear="1" ctrllimited="true" '
                    f'ctrlrange="-{lim:g} {lim:g}"/>\n' for j, lim in motors)
     return head + body + '  </worldbody>\n  <actuator>\n' + acts + '  </actuator>\n</mujoco>\n'
+
+
+def _arm_bodies(member: Arm, limits: list[float]) -> tuple[str, list]:
+    """Return the nested links of an arm, and its motors."""
+    n = len(member.masses)
+    axis, tip = ('0 0 1', '{} 0 0') if member.horizontal else ('0 1 0', '0 0 -{}')
+    height = 0.5 if member.horizontal else sum(member.lengths) + 0.5
+    body, close, pos = '', '', f'0 0 {height:g}'
+    for i in range(n):
+        pad = '  ' * (i + 2)
+        m, length = member.masses[i], member.lengths[i]
+        body += (f'{pad}<body name="link{i + 1}" pos="{pos}">\n'
+                 f'{pad}  <joint name="joint{i + 1}" type="hinge" axis="{axis}" '
+                 f'damping="{member.damping[i]:g}" frictionloss="{member.friction[i]:g}" '
+                 f'armature="{member.armature[i]:g}"/>\n'
+                 f'{pad}  <geom name="link{i + 1}" type="capsule" '
+                 f'fromto="0 0 0 {tip.format(f"{length:g}")}" size="0.03" mass="{m:g}"/>\n')
+        close = f'{pad}</body>\n' + close
+        pos = tip.format(f'{length:g}')
+    body += close
+    return body, [(f'joint{i + 1}', limits[i]) for i in range(n)]
 
 
 def controller_params(name: str, reference: Mapping[str, float] | None = None

@@ -93,7 +93,7 @@ def test_pd_loop_radius_says_whether_the_sampled_loop_with_delay_decays():
 
 def test_delay_check_flags_the_arms_whose_pd_loop_cycles_with_a_tick_of_delay(capsys):
     """
-    arm_friction and arm_heavy_tip cycle with one tick of delay at 100 Hz; no other zoo plant.
+    arm_friction, arm_heavy_tip and arm3_vertical cycle with a tick of delay at 100 Hz; no other.
 
     The advice (a lower natural frequency, or a higher rate) brings the radius below 1
     with a margin: the advised loop stays stable with kp 1.5x and kd 1.2x, and at 0.97x
@@ -116,7 +116,7 @@ def test_delay_check_flags_the_arms_whose_pd_loop_cycles_with_a_tick_of_delay(ca
             assert pd_loop_radius(m, 1.5 * kp * scale ** 2, 1.2 * kd * scale, 0.01, 1) < 1.0
             assert pd_loop_radius(m, kp, kd, 1.0 / (0.97 * rate), 1) < 1.0
             assert 'above the node' not in warnings[0]
-    assert flagged == ['arm_friction', 'arm_heavy_tip']
+    assert flagged == ['arm_friction', 'arm_heavy_tip', 'arm3_vertical']
     plant = Plant(zoo.model_name('arm_heavy_tip'))
     _, warnings = delay_check(plant, *honest_gains(plant), 100.0, 20)   # needs > 2000 Hz
     assert "above the node's 2000 Hz" in warnings[0]
