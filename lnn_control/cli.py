@@ -39,14 +39,13 @@ def _demo(args: argparse.Namespace) -> int:
 
     if args.payload_change_at is not None and not 0 < args.payload_change_at < args.duration:
         raise ValueError('--payload-change-at must lie inside (0, --duration)')
-    if args.plant not in schema.BUNDLED_PLANTS:
-        if not os.path.isfile(args.plant):
-            raise ValueError(f'--plant {args.plant}: neither a bundled plant '
-                             f'({", ".join(schema.BUNDLED_PLANTS)}) nor a file')
-        if args.mode != 'offline':
-            raise ValueError(f'--plant {args.plant}: an MJCF file of your own runs with '
-                             '--mode offline; over ROS start lnn_sim with model:=<file> '
-                             'and lnn_controller yourself (README, "Using it in a ROS 2 graph")')
+    if not (args.plant in schema.BUNDLED_PLANTS or CL.zoo_member(args.plant)
+            or os.path.isfile(args.plant)):
+        raise ValueError(f'--plant {args.plant}: neither a bundled plant '
+                         f'({", ".join(schema.BUNDLED_PLANTS)}), zoo/<name> (lnn-control zoo '
+                         '--list) nor a file')
+    if os.path.isfile(args.plant):          # (lnn_sim, another process, needs it whole)
+        args.plant = os.path.abspath(args.plant)
     from_file = (schema.load_yaml_overrides(args.params_file, 'lnn_controller')
                  if args.params_file else {})
     extra = {**{k: v for k, v in from_file.items() if not k.startswith(schema.ROS_OWN)},
@@ -447,7 +446,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help='ros: ROS 2 nodes in lock-step (reproducible, default); '
                            'ros-realtime: nodes in real time; offline: no ROS')
     demo.add_argument('--plant', default='pendulum',
-                      help=f'{", ".join(schema.BUNDLED_PLANTS)} or, offline, an MJCF file of '
+                      help=f'{", ".join(schema.BUNDLED_PLANTS)}, zoo/<name> (lnn-control zoo '
+                           "--list; the zoo's gains, limits and reference) or an MJCF file of "
                            'your own (effort motors; joints, gains and command limits as '
                            "'lnn-control gains' gives them unless set)")
     demo.add_argument('--params-file', default=None, metavar='YAML',

@@ -40,12 +40,16 @@ def plant_params(plant: str, extra: Mapping[str, Any] | None = None) -> dict[str
     """
     Return the controller parameters for a plant, then ``extra``.
 
-    A bundled plant: its config file. An MJCF file of the user's: what ``lnn-control
-    gains`` gives for it (its joints, the honest gains, the actuators' effort limits), so
-    that it runs before any parameter file is written.
+    A bundled plant: its config file. A zoo plant (``zoo/<name>``): what the zoo sets for
+    it (joints, honest gains, effort limits, its reference). An MJCF file of the user's:
+    what ``lnn-control gains`` gives for it (its joints, the honest gains, the actuators'
+    effort limits), so that it runs before any parameter file is written.
     """
     if plant in schema.BUNDLED_PLANTS:
         overrides = schema.load_yaml_overrides(config_path(plant), 'lnn_controller')
+    elif zoo_member(plant):
+        from . import zoo
+        overrides = zoo.controller_params(zoo_member(plant))
     else:
         overrides = model_params(plant)
     overrides.update(extra or {})
@@ -54,6 +58,13 @@ def plant_params(plant: str, extra: Mapping[str, Any] | None = None) -> dict[str
                          'from the model: give one (--param command_limit=... or a parameter '
                          'file)')
     return overrides
+
+
+def zoo_member(plant: str) -> str | None:
+    """Return the named zoo plant ``zoo/<name>`` stands for (None: not one)."""
+    from . import zoo
+    name = plant[4:] if plant.startswith('zoo/') else None
+    return name if name in zoo.ZOO else None
 
 
 def model_params(path: str) -> dict[str, Any]:

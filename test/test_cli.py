@@ -169,8 +169,7 @@ def test_demo_offline_runs_a_users_own_mjcf(tmp_path, capsys):
 
     ``demo`` took the bundled plants only: a user had to call the closed loop from Python.
     Joints, gains and limits come from the model as ``gains`` gives them; a node's own
-    parameter file (use_sim_time and all) overrides them; over ROS it is refused with
-    the way to do it.
+    parameter file (use_sim_time and all) overrides them (over ROS: test_ros_demo).
     """
     model = tmp_path / 'arm.xml'
     model.write_text(
@@ -191,9 +190,20 @@ def test_demo_offline_runs_a_users_own_mjcf(tmp_path, capsys):
     assert cli.main(argv + ['--params-file', str(params), '--param', 'learning_enabled=false']) == 0
     summary = json.loads((out / 'summary.json').read_text())
     assert summary['rms_pd'] > 0.1                 # no gains: the arm hangs
+
+
+@pytest.mark.slow
+def test_demo_offline_runs_a_zoo_plant_with_the_zoos_settings(tmp_path, capsys):
+    """``zoo/<name>`` as lnn_sim and ``gains`` take it: the zoo's gains, limits, reference."""
+    out = tmp_path / 'lift'
+    assert cli.main(['demo', '--mode', 'offline', '--plant', 'zoo/lift', '--duration', '6',
+                     '--out', str(out), '--quiet']) == 0
+    summary = json.loads((out / 'summary.json').read_text())
+    assert summary['plant'] == 'zoo/lift' and summary['ratio'] < 0.5
+    assert 0.01 < summary['rms_pd'] < 0.1          # the zoo's 0.3 m reference, honest gains
     capsys.readouterr()
-    assert cli.main(['demo', '--plant', str(model), '--out', str(out)]) == 2
-    assert '--mode offline' in capsys.readouterr().err
+    assert cli.main(['demo', '--plant', 'zoo/no_such_plant', '--out', str(out)]) == 2
+    assert 'zoo/<name>' in capsys.readouterr().err
 
 
 def test_out_that_is_a_file_and_a_recording_that_is_not_one_are_refused(tmp_path, capsys):

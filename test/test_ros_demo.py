@@ -102,6 +102,37 @@ def test_demo_cli_ros_mode_writes_summary_figure_and_recording(tmp_path):
         assert os.path.getsize(out / name) > 0
 
 
+def test_demo_over_ros_takes_a_zoo_plant_and_a_users_own_model(tmp_path, monkeypatch):
+    """
+    Over ROS, as offline: ``zoo/<name>`` and an MJCF file, with no parameter file.
+
+    Only the bundled plants ran over ROS (the controller read their config file). Now the
+    nodes get the parameters the offline run uses: PD alone tracks as it does offline.
+    """
+    out = tmp_path / 'lift'
+    assert cli.main(['demo', '--plant', 'zoo/lift', '--duration', '2', '--out', str(out),
+                     '--quiet']) == 0
+    summary = json.loads((out / 'summary.json').read_text())
+    assert summary['mode'] == 'ros-lockstep' and summary['plant'] == 'zoo/lift'
+    offline = tmp_path / 'lift_offline'
+    assert cli.main(['demo', '--mode', 'offline', '--plant', 'zoo/lift', '--duration', '2',
+                     '--out', str(offline), '--quiet']) == 0
+    assert summary['rms_pd'] == pytest.approx(
+        json.loads((offline / 'summary.json').read_text())['rms_pd'], rel=0.05)
+    model = tmp_path / 'arm.xml'
+    model.write_text(
+        '<mujoco><option timestep="0.001"/><worldbody><body><joint name="a" axis="0 1 0" '
+        'damping="0.1"/><geom type="capsule" fromto="0 0 0 .3 0 0" size=".02" mass="1"/>'
+        '</body></worldbody><actuator><motor joint="a" gear="10" ctrllimited="true" '
+        'ctrlrange="-3 3"/></actuator></mujoco>')
+    monkeypatch.chdir(tmp_path)                     # a relative path reaches lnn_sim whole
+    out = tmp_path / 'arm'
+    assert cli.main(['demo', '--plant', 'arm.xml', '--duration', '2', '--out', str(out),
+                     '--quiet']) == 0
+    summary = json.loads((out / 'summary.json').read_text())
+    assert summary['plant'] == str(model) and summary['messages']['/adaptive/commands'] >= 190
+
+
 def test_demo_over_ros_at_another_control_rate_steps_the_simulator_at_that_rate(tmp_path):
     """At 50 Hz the simulator still advanced 0.01 s per command: the run timed out."""
     out = tmp_path / 'r50'

@@ -64,7 +64,8 @@ def controller_command(ns: str, plant: str, learning: bool, extra: Mapping[str, 
     params = {'use_sim_time': lockstep, 'sync_to_joint_state_stamps': lockstep,
               'reference.mode': 'sum_of_sines',
               'learning_enabled': learning, **extra, 'control_rate_hz': control_rate_hz}
-    return _executable('lnn_controller') + _args(ns, params, CL.config_path(plant))
+    params_file = CL.config_path(plant) if plant in schema.BUNDLED_PLANTS else None
+    return _executable('lnn_controller') + _args(ns, params, params_file)
 
 
 def sim_command(ns: str, plant: str, joints: Sequence[str], lockstep: bool,
@@ -98,6 +99,8 @@ def run(plant: str, neuron: str, duration: float, out: str, payload_change_at: f
     overrides = {'reservoir.neuron_model': neuron, 'reservoir.seed': seed,
                  'reference.seed': seed, **(extra or {})}
     cfg = schema.resolve(CL.plant_params(plant, overrides))
+    if plant not in schema.BUNDLED_PLANTS:     # no parameter file: the nodes get them all
+        overrides = CL.plant_params(plant, overrides)
     joints = list(cfg['joints'])
     mcap_path = os.path.join(out, 'run.mcap')
     context = rclpy.Context()
