@@ -143,6 +143,8 @@ def _plot(args: argparse.Namespace) -> int:
 
 def _params(args: argparse.Namespace) -> int:
 
+    if args.plant and args.format != 'yaml':
+        raise ValueError('--plant goes with --format yaml (a parameter file for that plant)')
     if args.format == 'markdown':
         print('# Parameters\n\nGenerated from `lnn_control/schema.py` by '
               '`lnn-control params --format markdown`; do not edit.\n')
@@ -152,6 +154,15 @@ def _params(args: argparse.Namespace) -> int:
         import yaml
         values = dict(schema.defaults(schema.SCHEMAS[args.node]))
         node = 'lnn_controller' if args.node == 'controller' else 'lnn_sim'
+        if args.plant:      # a file to start from: the plant's joints, gains, limits
+            from . import closed_loop as CL
+            plant = os.path.abspath(args.plant) if os.path.isfile(args.plant) else args.plant
+            params = CL.plant_params(plant)
+            schema.resolve(params)                      # refused here, not by the node
+            if args.node == 'controller':
+                values.update(params)
+            else:
+                values.update(model=plant, joints=list(params['joints']))
         print(yaml.safe_dump({node: {'ros__parameters': values}}, sort_keys=False), end='')
     return 0
 
@@ -475,6 +486,11 @@ def build_parser() -> argparse.ArgumentParser:
     params.add_argument('--format', choices=('markdown', 'yaml'), default='markdown')
     params.add_argument('--node', choices=('controller', 'simulator'), default='controller',
                         help='with --format yaml: which node')
+    params.add_argument('--plant', default=None,
+                        help='with --format yaml: a file for this plant (a bundled one, '
+                             'zoo/<name> or an MJCF file): the defaults with its joints, '
+                             "honest gains and effort limits (a zoo plant's reference too); "
+                             'for the simulator its model and joints')
     params.set_defaults(func=_params)
 
     gains = sub.add_parser('gains', help='honest PD baseline gains for a plant')

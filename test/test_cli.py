@@ -256,3 +256,29 @@ def test_param_overrides_take_json_values_and_plain_strings():
         'rls.initial_covariance': 1e6, 'rls.fast_learner': False, 'kp': [1, 2]}
     with pytest.raises(ValueError, match='NAME=VALUE'):
         cli._param_overrides(['rls.initial_covariance'])
+
+
+def test_params_file_for_a_plant_starts_the_nodes_on_it(tmp_path, capsys):
+    """
+    ``params --format yaml --plant``: a parameter file for any plant, for ``ros2 run``.
+
+    The controller's has the plant's joints, honest gains and limits (a zoo plant's
+    reference too), the simulator's its model and joints; both load as the nodes load them.
+    """
+    from lnn_control import schema, zoo
+
+    files = {}
+    for node in ('controller', 'simulator'):
+        assert cli.main(['params', '--format', 'yaml', '--plant', 'zoo/lift',
+                         '--node', node]) == 0
+        files[node] = tmp_path / f'{node}.yaml'
+        files[node].write_text(capsys.readouterr().out)
+    controller = schema.resolve(schema.load_yaml_overrides(str(files['controller']),
+                                                           'lnn_controller'))
+    expected = zoo.controller_params('lift')
+    for name in ('joints', 'kp', 'kd', 'command_limit', 'reference.amplitude'):
+        assert list(controller[name]) == list(expected[name]), name
+    sim = schema.load_yaml_overrides(str(files['simulator']), 'lnn_sim')
+    assert sim['model'] == 'zoo/lift' and sim['joints'] == ['lift']
+    assert cli.main(['params', '--plant', 'zoo/lift']) == 2            # markdown: no plant
+    assert cli.main(['params', '--format', 'yaml', '--plant', 'zoo/none']) == 2
