@@ -184,10 +184,8 @@ class AdaptiveController(InverseModelTick):
                 self.learning_enabled = bool(value)
                 if not self.learning_enabled and self.supervisor is not None:
                     self.supervisor.stop_easing()     # learning off: plain PD at once
-            elif name == 'rls.forgetting_factor':
-                self.slow.forgetting_factor = float(value)
-            elif name == 'rls.fast_forgetting_factor' and self.fast is not None:
-                self.fast.forgetting_factor = float(value)
+            elif name in ('rls.forgetting_factor', 'rls.fast_forgetting_factor'):
+                self._apply_forgetting()
         if self.command_limit is not None:
             np.multiply(self.command_limit, self.config.feedforward_limit, out=self._ff_limit)
             if self.supervisor is not None:
@@ -251,11 +249,17 @@ class AdaptiveController(InverseModelTick):
         self.adapt()
         note = readout_file.load_controller(self, path)
         self.change_detector.restart()
-        # the live parameters stay the source of truth for the forgetting factors
-        self.slow.forgetting_factor = self.config.rls.forgetting_factor
-        if self.fast is not None:
-            self.fast.forgetting_factor = self.config.rls.fast_forgetting_factor
+        self._apply_forgetting()    # the live parameters stay their source of truth
         return note
+
+    def _apply_forgetting(self) -> None:
+        """Give every readout its forgetting factor from the parameters (as at start-up)."""
+        rls = self.config.rls
+        self.slow.forgetting_factor = rls.forgetting_factor
+        if self.fast is not None:
+            self.fast.forgetting_factor = rls.fast_forgetting_factor
+        if self.forward is not None:
+            self.forward.set_forgetting_factor(rls.forgetting_factor)
 
     # -- the control tick ----------------------------------------------------------
     def _features(self, reservoir: Reservoir, u: np.ndarray, phi: np.ndarray) -> None:

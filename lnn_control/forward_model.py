@@ -132,6 +132,12 @@ class ForwardModel:
         """Set the anomaly test's threshold (``prediction.anomaly_threshold``) [s]."""
         self.detector.threshold = self._wk[FK.W_ARGS, FK.A_THRESHOLD] = float(threshold)
 
+    def set_forgetting_factor(self, value: float) -> None:
+        """Set the plant and memory readouts' (``rls.forgetting_factor``, as at start-up)."""
+        self.plant.forgetting_factor = float(value)
+        if self.memory is not None:
+            self.memory.readout.forgetting_factor = float(value)
+
     def prediction(self, i: int = 0) -> np.ndarray:
         """Return (2, n) position and velocity predicted for horizons[i] ticks ahead."""
         if i >= len(self._horizons):

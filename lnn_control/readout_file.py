@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 import functools
 import json
+import math
 import os
 import queue
 import stat
@@ -38,7 +39,7 @@ def _kind(path: str) -> Optional[str]:
     """Say what ``path`` is when it exists and is not a regular file (None otherwise)."""
     try:
         mode = os.stat(path).st_mode           # follows a symlink: what it points to
-    except OSError:
+    except (OSError, ValueError):              # (ValueError: a NUL in the path)
         return None
     for test, kind in ((stat.S_ISREG, None), (stat.S_ISDIR, 'a directory'),
                        (stat.S_ISCHR, 'a character device'), (stat.S_ISBLK, 'a block device'),
@@ -383,7 +384,8 @@ class ReadoutStore:
         call this on every parameter change (a gain) without postponing the next save.
         ``running``: a new ``path`` naming an existing file is guarded (class docstring).
         """
-        period_ns = int(period_s * 1e9)
+        # rounded up: a period too short for a nanosecond is every tick, not never
+        period_ns = math.ceil(period_s * 1e9)
         path = os.path.expanduser(path) if path else path   # '~/.ros/...' as a shell would
         if (running and path and path != getattr(self, 'path', None)
                 and path not in self._own and os.path.exists(path)):

@@ -321,12 +321,16 @@ def check(param: Param, value: Any, n_joints: int | None = None) -> str | None:
     if kind == STRING:
         if not isinstance(value, str):
             return f'{param.name} must be a string'
+        if '\x00' in value:        # no path, topic or name holds one (os calls raise on it)
+            return f'{param.name} must not contain a NUL character'
         if param.choices and value not in param.choices:
             return f"{param.name} must be one of {', '.join(param.choices)}; got {value!r}"
         return None
     if kind == STRING_ARRAY:
         if isinstance(value, str) or not all(isinstance(v, str) for v in value):
             return f'{param.name} must be a list of strings'
+        if any('\x00' in v for v in value):
+            return f'{param.name} must not contain a NUL character'
         if param.unique and len(set(value)) != len(value):
             return f'{param.name} must not repeat a name'
         return None

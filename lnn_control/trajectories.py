@@ -239,6 +239,8 @@ class DesiredState:
         new = None if mode == 'topic' else make_reference(
             mode, n, np.broadcast_to(np.asarray(amplitude, float), (n,)), float(frequency_hz),
             np.broadcast_to(np.asarray(offset, float), (n,)), seed=int(seed))
+        if new is None and self.generator is None:
+            return          # following the topic before and after: nothing to blend
         if self._t0_ns is not None:
             self._old = self.generator
             self._from[0] = self.q                     # held if it followed no generator

@@ -205,6 +205,9 @@ def test_update_params_applies_live_settings_without_touching_weights(trained_ct
     assert ctrl.learning_enabled is False
     assert ctrl.slow.forgetting_factor == lam_slow
     assert ctrl.fast.forgetting_factor == lam_fast
+    # the forward model's own readouts take it live too, as they do at start-up
+    assert ctrl.forward.plant.forgetting_factor == lam_slow
+    assert ctrl.forward.memory.readout.forgetting_factor == lam_slow
     assert ctrl.params['rls.forgetting_factor'] == lam_slow
     assert_unchanged(ctrl, snap)
     # the new gains act on the next tick

@@ -273,6 +273,12 @@ def test_plausibility_limits_are_live_and_apply_to_the_reference(rig):
     np.testing.assert_allclose(r.tick(), [4.0, 4.0])  # kp 10 x (0.4, 1.9 - 1.5)
     (result,) = r.node.set_parameters([Parameter('limits.velocity', value=[0.0])])
     assert not result.successful and '> 0.0' in result.reason
+    # a limits change leaves ~/reference followed as it was (it once froze the desired
+    # position and blended from it for a second)
+    (result,) = r.node.set_parameters([Parameter('limits.velocity', value=[900.0])])
+    assert result.successful, result.reason
+    r.send_reference([0.45, 1.8])
+    np.testing.assert_allclose(r.tick(), [4.5, 3.0])  # kp 10 x (0.45, 1.8 - 1.5)
 
 
 def test_best_effort_joint_states_publisher_is_accepted(rig):
@@ -1298,3 +1304,12 @@ def test_controller_state_table_every_nth_tick(rig):
     r.tick(3)
     r.spinner.wait(lambda: True, 'a last spin')
     assert len(got) == 2
+    # lowered live, it counts from now, not from the old countdown
+    for value in (1000, 1):
+        (result,) = r.node.set_parameters([Parameter('controller_state_decimation',
+                                                     value=value)])
+        assert result.successful
+        r.send([0.3, -0.15], [0.3, -0.2])
+        r.tick()
+    r.tick(4)
+    r.wait(lambda: len(got) == 7, 'a table on each of the 5 ticks at decimation 1')

@@ -121,6 +121,10 @@ def test_autosave_off_when_the_period_is_zero_or_the_path_empty(tmp_path):
         assert not any(store.tick(k * 1_000_000_000) for k in range(5))
         store.close()
     assert not list(tmp_path.iterdir())
+    # a period too short for a nanosecond is accepted by the schema: every tick, not never
+    store = ReadoutStore(ctrl, str(tmp_path / 'x.npz'), 5e-10)
+    assert store.period_ns == 1
+    store.close()
 
 
 def test_automatic_writes_never_replace_the_file_with_a_doubtful_readout(tmp_path):

@@ -95,6 +95,7 @@ def test_check_enforces_bounds(item):
     ('joints', 'joint1'), ('joints', ['a', 'a']), ('joints', ['a', 2]),
     ('kp', ['a']), ('kp', [True]), ('kp', [1.0, float('nan')]),
     ('kp', 5.0), ('joints', 5),                # scalars where a list is expected
+    ('readout_path', '/tmp/a\x00b.npz'), ('joints', ['j\x00']),   # os calls raise on a NUL
 ])
 def test_check_refuses_wrong_types(name, value):
     reason = schema.check(schema.by_name()[name], value)

@@ -108,6 +108,20 @@ def test_point_to_point_without_a_frequency_is_refused_as_a_setting():
                             'reference.frequency_hz': 0.0})
 
 
+def test_a_reconfiguration_that_keeps_following_the_topic_does_not_blend():
+    d = DesiredState(1)
+    d.configure('topic', 0.5, 0.5, 0.0, 0)
+
+    class Ref:
+        q, qd, qdd = np.array([0.3]), np.array([1.0]), np.zeros(1)
+
+    d.update(0, Ref)
+    d.configure('topic', 0.9, 0.2, 0.1, 3)     # settings only generated references use
+    Ref.q = np.array([0.4])
+    d.update(10_000_000, Ref)
+    assert d.q[0] == 0.4 and d.qd[0] == 1.0 and d.blend_s == 0.0
+
+
 def test_a_live_reconfiguration_blends_into_the_new_reference_without_a_step():
     d = DesiredState(2)
     d.configure('sine', [0.5, 0.3], 0.5, [0.0, 0.1], 0)

@@ -253,13 +253,16 @@ class LnnControllerNode(ControllerServices, Node):
                 "it (it may hold another robot's learning) until ~/save_readout replaces it "
                 'or ~/load_readout loads it')
         if any(k.startswith(('reference.', 'limits.')) for k in changes):
-            self._configure_inputs()
+            # (a new reference blends in from where the old one is: only when there is one)
+            self._configure_inputs(any(k.startswith('reference.') for k in changes))
 
-    def _configure_inputs(self) -> None:
-        """Carry the reference and plausibility-limit settings into their readers."""
+    def _configure_inputs(self, reference: bool = True) -> None:
+        """Carry the reference (if ``reference``) and plausibility limits into their readers."""
         cfg = self.controller.config
         ref = cfg.reference
-        self.desired.configure(ref.mode, ref.amplitude, ref.frequency_hz, ref.offset, ref.seed)
+        if reference:
+            self.desired.configure(ref.mode, ref.amplitude, ref.frequency_hz, ref.offset,
+                                   ref.seed)
         for reader in (self._sensor, self._reference.reader):
             reader.set_limits(cfg.limits.position, cfg.limits.velocity)
 
@@ -499,7 +502,8 @@ class LnnControllerNode(ControllerServices, Node):
         decimation = self.controller.config.controller_state_decimation
         if decimation == 0:
             return
-        self._state_countdown -= 1
+        # (a decimation lowered live counts from now, not from the old countdown)
+        self._state_countdown = min(self._state_countdown, decimation) - 1
         if self._state_countdown <= 0:
             self._state_countdown = decimation
             self.loop.state(self._state_msg.table)
