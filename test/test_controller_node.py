@@ -567,6 +567,28 @@ def test_sync_to_joint_state_stamps_waits_for_the_state_of_the_tick(rig):
     assert r.node.commands_published == 2
 
 
+def test_sync_to_joint_state_stamps_follows_use_sim_time_set_live(rig):
+    """Decided once at start, the wait stayed off for a node switched to sim time live."""
+    r = rig({'sync_to_joint_state_stamps': True, 'learning_enabled': False, 'kd': [0.0],
+             'kp': [10.0], 'reference.mode': 'hold', 'reference.offset': [0.0]}, sim_time=False)
+    assert not r.node._sync_stamps
+    (result,) = r.node.set_parameters([Parameter('use_sim_time', value=True)])
+    assert result.successful
+    r.wait(lambda: r.clock.get_subscription_count() > 0, 'the /clock subscription')
+    msg = Clock()                               # the clock jumps from wall time to 0.01
+    msg.clock.nanosec = r.now_ns = PERIOD_NS
+    r.clock.publish(msg)
+    r.wait(lambda: r.node.get_clock().now().nanoseconds == PERIOD_NS, 'the sim clock')
+    r.send([0.0, 0.0])                          # state of t = 0.01
+    r.tick()                                    # clock 0.02 first: the tick waits
+    assert r.node.commands_published == 0
+    r.send([0.1, -0.2], stamp_ns=r.now_ns)      # the state of 0.02 arrives: tick runs on it
+    r.wait(lambda: len(r.commands) == 1, 'the deferred command')
+    np.testing.assert_allclose(r.commands[-1], [-1.0, 2.0])
+    (result,) = r.node.set_parameters([Parameter('use_sim_time', value=False)])
+    assert result.successful and not r.node._sync_stamps
+
+
 def test_sync_a_repeated_or_unstamped_state_does_not_release_the_waiting_tick(rig):
     """Only the state stamped with the waiting tick's time runs it, not an older one."""
     r = rig({'sync_to_joint_state_stamps': True, 'learning_enabled': False, 'kd': [0.0],

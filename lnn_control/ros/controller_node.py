@@ -129,6 +129,7 @@ class LnnControllerNode(ControllerServices, Node):
         # simulator publishes just before /clock(t) but which may arrive after it.
         self._sync_stamps = (self.controller.config.sync_to_joint_state_stamps
                              and bool(self.get_parameter('use_sim_time').value))
+        self.add_post_set_parameters_callback(self._on_use_sim_time)   # ... and when it changes
         self._sensor_stamp_ns = 0      # header stamp of the latest valid joint_states
         self._refused_stamp_ns = 0     # ... and of the latest refused one
         self._fresh_at_first_tick = False  # a state came before the node clock started
@@ -231,6 +232,13 @@ class LnnControllerNode(ControllerServices, Node):
         super().destroy_node()
 
     # -- parameters ------------------------------------------------------------------
+    def _on_use_sim_time(self, parameters: list) -> None:
+        """Follow ``use_sim_time`` set live: the lock-step wait is for sim time only."""
+        for param in parameters:
+            if param.name == 'use_sim_time':
+                self._sync_stamps = (self.controller.config.sync_to_joint_state_stamps
+                                     and bool(param.value))
+
     def _apply_parameters(self, changes: dict[str, Any]) -> None:
         """Post-set callback: the values were validated, apply them without a rebuild."""
         try:
