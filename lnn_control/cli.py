@@ -200,6 +200,10 @@ def _gains(args: argparse.Namespace) -> int:
     warnings += [f'{joint}: its actuator has no ctrlrange, so no command_limit follows from '
                  "the model: set it to the motor's peak joint effort"
                  for joint, x in zip(plant.joint_names, limits) if x is None]
+    warnings += [f'{joint}: its actuator applies {low:g} to {high:g}; command_limit is '
+                 f'symmetric, so it is the smaller side, {min(-low, high):g}'
+                 for joint, (low, high) in zip(plant.joint_names, plant.effort_range)
+                 if math.isfinite(low + high) and not math.isclose(-low, high)]
     bandwidth_hz = hz * factor        # the natural frequency [Hz]
     modes = PL.unmeasured_modes(plant, kp, kd, bandwidth_hz)
     warnings += PL.unmeasured_mode_warnings(modes, bandwidth_hz)

@@ -67,14 +67,33 @@ def zoo_member(plant: str) -> str | None:
     return name if name in zoo.ZOO else None
 
 
+RANGE_MARGIN = 0.1    # the generated reference keeps this fraction of a joint's range clear
+
+
 def model_params(path: str) -> dict[str, Any]:
-    """Joints, honest gains and command limits of an MJCF model (``Plant`` refuses others)."""
+    """
+    Joints, honest gains, command limits and reference of an MJCF model (``Plant`` refuses others).
+
+    The reference is the default one, fitted into each joint's range where the model gives
+    one (``RANGE_MARGIN`` clear of either end): a target the joint cannot reach would judge
+    the controller against its end stops.
+    """
     from .plants import honest_gains
 
     plant = Plant(path)
     kp, kd = honest_gains(plant)
+    defaults = schema.by_name()
+    amplitude = np.full(plant.n, defaults['reference.amplitude'].default[0])
+    offset = np.full(plant.n, defaults['reference.offset'].default[0])
+    low, high = plant.position_range.T
+    margin = RANGE_MARGIN * np.where(np.isfinite(high - low), high - low, 0.0)
+    low, high = low + margin, high - margin
+    amplitude = np.minimum(amplitude, 0.5 * (high - low))
+    offset = np.clip(offset, low + amplitude, high - amplitude)
     return {'joints': list(plant.joint_names), 'kp': kp.round(4).tolist(),
-            'kd': kd.round(4).tolist(), 'command_limit': plant.effort_limit.tolist()}
+            'kd': kd.round(4).tolist(), 'command_limit': plant.effort_limit.tolist(),
+            'reference.amplitude': amplitude.round(6).tolist(),
+            'reference.offset': offset.round(6).tolist()}
 
 
 @dataclass
@@ -122,6 +141,7 @@ def run(plant_name: str, controller_params: Mapping[str, Any], duration: float,
     ctrl = AdaptiveController(overrides)
     loop = ControlLoop(ctrl, ctrl.params['sensor_timeout_s'], ctrl.params['stale_sensor_action'])
     plant = Plant(plant_name, joints=ctrl.joints)
+    plant.steps_per(ctrl.dt)    # else the plant would run faster or slower than the controller
     cfg = ctrl.config.reference
     ref = make_reference('sum_of_sines' if cfg.mode == 'topic' else cfg.mode, ctrl.n,
                          cfg.amplitude, cfg.frequency_hz, cfg.offset, seed=cfg.seed)

@@ -250,6 +250,32 @@ def _name(model: mujoco.MjModel, obj: mujoco.mjtObj, i: int) -> str:
     return mujoco.mj_id2name(model, obj, i) or ''
 
 
+def _joint_name(model: mujoco.MjModel, j: int) -> str:
+    """Return a joint's name; an unnamed one is named after its id (JointState names all)."""
+    return mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_JOINT, j) or f'unnamed_joint_{j}'
+
+
+def _effort_range(m, actuator: int, joint: int, per_ctrl: float) -> tuple[float, float]:
+    """
+    Return the joint effort the actuator can apply, (low, high) (+-inf: unlimited).
+
+    Every limit MuJoCo applies counts: the control range (times gain and gear), the
+    actuator's force range (times gear) and the joint's actuator force range.
+    """
+    low, high = -math.inf, math.inf
+    bounds = []
+    if m.actuator_ctrllimited[actuator]:
+        bounds.append(m.actuator_ctrlrange[actuator] * per_ctrl)
+    if m.actuator_forcelimited[actuator]:
+        bounds.append(m.actuator_forcerange[actuator] * m.actuator_gear[actuator, 0])
+    if m.jnt_actfrclimited[joint]:
+        bounds.append(m.jnt_actfrcrange[joint])
+    for lo, hi in bounds:
+        lo, hi = min(lo, hi), max(lo, hi)
+        low, high = max(low, lo), min(high, hi)
+    return low, high
+
+
 def _effort_per_ctrl(model: str, m, actuators, joints) -> np.ndarray:
     """
     Return the joint effort per unit of each actuator's ctrl; refuse what is not a motor.
@@ -270,6 +296,24 @@ def _effort_per_ctrl(model: str, m, actuators, joints) -> np.ndarray:
                          '(a position or velocity servo, activation dynamics, or a zero gain '
                          'or gear): lnn_control commands joint effort; use <motor> actuators')
     return factor
+
+
+def _end_link(m, joint_ids) -> int:
+    """
+    Return the body a payload rides on: the last body carried by the controlled joints.
+
+    Bodies are stored depth-first, so that is the last descendant of the deepest
+    controlled joint's body (a table or a loose box after the arm is not carried).
+    """
+    root = max(int(m.jnt_bodyid[j]) for j in joint_ids)
+    end = root
+    for b in range(root + 1, m.nbody):
+        parent = b
+        while parent > root:
+            parent = int(m.body_parentid[parent])
+        if parent == root:
+            end = b
+    return end
 
 
 class Plant:
@@ -293,10 +337,13 @@ class Plant:
         jnt = mujoco.mjtObj.mjOBJ_JOINT
 
         # Actuators acting directly on a joint, keyed by joint id (actuator order kept).
-        motors = {int(m.actuator_trnid[a, 0]): a for a in range(m.nu)
-                  if m.actuator_trntype[a] == _TRN_JOINT
-                  and m.jnt_type[m.actuator_trnid[a, 0]] in _ONE_DOF}
-        by_name = {_name(m, jnt, j): j for j in motors}
+        driving: dict[int, list[int]] = {}
+        for a in range(m.nu):
+            if (m.actuator_trntype[a] == _TRN_JOINT
+                    and m.jnt_type[m.actuator_trnid[a, 0]] in _ONE_DOF):
+                driving.setdefault(int(m.actuator_trnid[a, 0]), []).append(a)
+        motors = {j: acts[-1] for j, acts in driving.items()}
+        by_name = {_joint_name(m, j): j for j in motors}
         if joints is None:
             joints = list(by_name)
         elif isinstance(joints, str):
@@ -313,26 +360,47 @@ class Plant:
                 f'{", ".join(by_name) or "none"}'
                 + (f'; hinge/slide joints: {", ".join(hinges)}' if hinges else ''))
         jids = [by_name[j] for j in joints]
+        shared = [f'{_joint_name(m, j)} ('
+                  + ', '.join(_name(m, mujoco.mjtObj.mjOBJ_ACTUATOR, a) or f'actuator {a}'
+                              for a in driving[j]) + ')'
+                  for j in jids if len(driving[j]) > 1]
+        if shared:      # the effort applied would not be the effort commanded
+            raise ValueError(f'{model}: several actuators drive {", ".join(shared)}: '
+                             'lnn_control commands one effort per joint; keep one <motor> '
+                             'on each controlled joint')
         self.joint_names = tuple(joints)
         self.n = len(jids)
         self._qadr = m.jnt_qposadr[jids].copy()
+        # where each controlled joint can go (+-inf: no range in the model)
+        self.position_range = np.where(m.jnt_limited[jids, None] > 0, m.jnt_range[jids],
+                                       [-math.inf, math.inf])
         self._vadr = m.jnt_dofadr[jids].copy()
         self._act = np.array([motors[j] for j in jids])
         # The controller commands joint effort (N m or N, as JointState.effort): a motor
         # applies gain x gear x ctrl to its joint, so ctrl = effort / (gain x gear), and the
         # effort limit is the control range times the same factor.
-        self._ctrl_per_effort = 1.0 / _effort_per_ctrl(model, m, self._act, joints)
-        upper = np.abs(m.actuator_ctrlrange[self._act, 1] / self._ctrl_per_effort)
-        self.effort_limit = np.where(m.actuator_ctrllimited[self._act] > 0, upper, np.inf)
+        per_ctrl = _effort_per_ctrl(model, m, self._act, joints)
+        self._ctrl_per_effort = 1.0 / per_ctrl
+        # The controller's limit is symmetric: the smaller side of what MuJoCo lets the
+        # actuator apply, so that the effort reported is the effort applied.
+        self.effort_range = np.array([_effort_range(m, a, j, f)
+                                      for a, j, f in zip(self._act, jids, per_ctrl)])
+        one_way = [f'{name} ({lo:g} to {hi:g})' for name, (lo, hi)
+                   in zip(joints, self.effort_range) if not lo < 0.0 < hi]
+        if one_way:
+            raise ValueError(f'{model}: the actuators of {", ".join(one_way)} cannot push '
+                             'both ways (control, force or actuator force range): lnn_control '
+                             'commands effort in both directions')
+        self.effort_limit = np.minimum(-self.effort_range[:, 0], self.effort_range[:, 1])
 
         all_ids = [j for j in range(m.njnt) if m.jnt_type[j] in _ONE_DOF]
-        self.all_joint_names = tuple(_name(m, jnt, j) for j in all_ids)
+        self.all_joint_names = tuple(_joint_name(m, j) for j in all_ids)
         self._all_qadr = m.jnt_qposadr[all_ids].copy()
         self._all_vadr = m.jnt_dofadr[all_ids].copy()
         self._in_all = np.array([all_ids.index(j) for j in jids])
 
         if payload_body is None:
-            self._payload_id = m.nbody - 1  # bodies are stored depth-first: last = end link
+            self._payload_id = _end_link(m, jids)
         else:
             self._payload_id = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, payload_body)
             if self._payload_id < 1:
@@ -362,6 +430,14 @@ class Plant:
     @property
     def time(self) -> float:
         return float(self.data.time)
+
+    def steps_per(self, period_s: float) -> int:
+        """Return the physics steps in ``period_s``; refuse a period that is not a multiple."""
+        steps = period_s / self.timestep
+        if not (math.isfinite(steps) and round(steps) >= 1 and abs(steps - round(steps)) <= 1e-9):
+            raise ValueError(f'control period {period_s:g} s must be a positive multiple of '
+                             f'the model timestep {self.timestep:g} s (<option timestep>)')
+        return int(round(steps))
 
     def reset(self, q=None, qd=None) -> None:
         """Restart from rest (or the given controlled-joint state); the payload is kept."""

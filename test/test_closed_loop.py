@@ -140,3 +140,21 @@ def test_friction_step_is_applied_and_re_learned():
     CL.run('pendulum', params, 1.0, payload_change_at=0.5, change='friction',
            on_change=lambda ctrl: seen.append(ctrl.ticks))
     assert seen == [50]
+
+
+def test_a_users_model_gets_a_reference_inside_its_joint_ranges(tmp_path):
+    """A 0.3 m slide got the default +-0.5 reference: judged against its end stops."""
+    path = tmp_path / 'lift.xml'
+    path.write_text("""<mujoco><option timestep="0.002"/><worldbody>
+      <body name="carriage"><joint name="lift" type="slide" axis="0 0 1" range="0 0.3"/>
+        <geom type="box" size="0.05 0.05 0.05" mass="2"/></body>
+      <body name="arm" pos="1 0 0"><joint name="swing" axis="0 1 0"/>
+        <geom type="capsule" fromto="0 0 0 0 0 -0.4" size="0.03" mass="1"/></body>
+    </worldbody><actuator><motor joint="lift" ctrllimited="true" ctrlrange="-100 100"/>
+      <motor joint="swing" ctrllimited="true" ctrlrange="-20 20"/></actuator></mujoco>""")
+    params = CL.model_params(str(path))
+    assert params['joints'] == ['lift', 'swing']
+    np.testing.assert_allclose(params['reference.amplitude'], [0.12, 0.5])   # 0.03 clear
+    np.testing.assert_allclose(params['reference.offset'], [0.15, 0.0])
+    trace = CL.run(str(path), params, 5.0, learning=False)
+    assert trace.q_d[:, 0].min() >= 0.03 - 1e-9 and trace.q_d[:, 0].max() <= 0.27 + 1e-9

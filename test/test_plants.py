@@ -89,6 +89,61 @@ def test_default_payload_body_is_end_link():
     assert Plant('cartpole').payload_body == 'pole'
 
 
+@pytest.mark.parametrize('actuator, limit, applied', [
+    # (the effort the controller may command both ways; what -20 applies)
+    ('<motor joint="hinge" ctrllimited="true" ctrlrange="-5 30"/>', 5.0, -5.0),
+    ('<motor joint="hinge" gear="-2" ctrllimited="true" ctrlrange="-5 15"/>', 10.0, -10.0),
+    ('<motor joint="hinge" ctrllimited="true" ctrlrange="-15 15" forcelimited="true" '
+     'forcerange="-3 3"/>', 3.0, -3.0),
+])
+def test_the_effort_limit_is_what_every_range_lets_the_actuator_apply(
+        tmp_path, actuator, limit, applied):
+    """Only ctrlrange's upper end counted: 30 commanded, 5 or 3 applied, 20 reported."""
+    plant = _plant_with(tmp_path, actuator)
+    np.testing.assert_allclose(plant.effort_limit, [limit])
+    plant.step(np.array([-20.0]), 0.001)
+    np.testing.assert_allclose(plant.data.qfrc_actuator[plant._vadr], [applied])
+    np.testing.assert_allclose(plant.effort(), [applied])     # reported = applied
+    with pytest.raises(ValueError, match='cannot push both ways'):
+        _plant_with(tmp_path, '<motor joint="hinge" ctrllimited="true" ctrlrange="0 10"/>')
+
+
+def test_a_joint_driven_by_two_actuators_is_refused(tmp_path):
+    """The last one was driven, the other ignored (a hidden servo kept pulling)."""
+    with pytest.raises(ValueError, match=r'several actuators drive hinge \(servo, main\)'):
+        _plant_with(tmp_path, '<position name="servo" joint="hinge" kp="100"/>'
+                              '<motor name="main" joint="hinge" ctrllimited="true" '
+                              'ctrlrange="-5 5"/>')
+
+
+_ARM_AND_TABLE = """<mujoco>
+  <option timestep="{}"/>
+  <worldbody>
+    <body name="l1"><joint name="j1" axis="0 1 0"/>
+      <geom type="capsule" fromto="0 0 0 0 0 -0.4" size="0.03" mass="1"/>
+      <body name="l2" pos="0 0 -0.4"><joint axis="0 1 0"/><joint name="j2" type="slide"
+        range="0 0.3" axis="0 0 1"/>
+        <geom type="capsule" fromto="0 0 0 0 0 -0.3" size="0.03" mass="0.5"/></body></body>
+    <body name="table" pos="1 0 0"><geom type="box" size="0.3 0.3 0.02"/></body>
+  </worldbody>
+  <actuator><motor joint="j1" ctrllimited="true" ctrlrange="-20 20"/>
+    <motor joint="j2" ctrllimited="true" ctrlrange="-20 20"/></actuator>
+</mujoco>"""
+
+
+def test_a_users_model_with_a_table_an_unnamed_joint_and_a_ranged_slide(tmp_path):
+    path = tmp_path / 'arm.xml'
+    path.write_text(_ARM_AND_TABLE.format(0.002))
+    plant = Plant(str(path))
+    assert plant.payload_body == 'l2'       # not the table defined after the arm
+    # an unnamed passive joint gets a name (JointState names every joint; '' twice was refused)
+    assert plant.all_joint_names == ('j1', 'unnamed_joint_1', 'j2')
+    np.testing.assert_allclose(plant.position_range, [[-np.inf, np.inf], [0.0, 0.3]])
+    assert plant.steps_per(0.01) == 5
+    with pytest.raises(ValueError, match='positive multiple of the model timestep 0.002'):
+        plant.steps_per(0.005)
+
+
 def test_payload_scale_is_relative_to_nominal(plant):
     b = plant.model.nbody - 1
     m0, i0 = plant.model.body_mass[b], plant.model.body_inertia[b].copy()

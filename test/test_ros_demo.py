@@ -13,6 +13,7 @@ from lnn_control import cli, mcap_io
 from lnn_control.tools import demo
 import numpy as np
 import pytest
+import yaml
 
 # Process-level: every test starts the node processes and runs seconds of loop.
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
@@ -142,3 +143,15 @@ def test_demo_over_ros_at_another_control_rate_steps_the_simulator_at_that_rate(
     from lnn_control.recording import traces_from_mcap
     for trace in traces_from_mcap(str(out / 'run.mcap'))[0]:     # 2 s of 20 ms ticks
         assert trace.t.size == 100 and np.allclose(np.diff(trace.t), 0.02)
+
+
+def test_parameters_on_the_command_line_keep_their_types():
+    """Keep strings strings: rcl reads -p values as YAML ('on', '1.5', 'null' broke the nodes)."""
+    args = demo._args('ns', {'joints': ['on', '1.5', 'null', 'arm,pitch', 'é'], 'kp': [1.0, 2],
+                             'learning_enabled': False, 'model': '/tmp/My Robots/arm.xml'})
+    values = dict(a.split(':=', 1) for a in args[args.index('-p') + 1::2])
+
+    assert yaml.safe_load(values['joints']) == ['on', '1.5', 'null', 'arm,pitch', 'é']
+    assert yaml.safe_load(values['kp']) == [1.0, 2]
+    assert yaml.safe_load(values['learning_enabled']) is False
+    assert yaml.safe_load(values['model']) == '/tmp/My Robots/arm.xml'

@@ -149,11 +149,10 @@ class SimNode(Node):
                              f'(one per joint of {list(self.joints)}); got {q0.size}')
         self._q0 = np.broadcast_to(q0, (n,)).copy() if q0.size else np.zeros(n)
         if self.lockstep:
-            steps = self.control_period_s / plant.timestep
-            if abs(steps - round(steps)) > 1e-9 or round(steps) < 1:
-                raise ValueError(
-                    f'invalid parameters: control_period_s {self.control_period_s:g} must be a '
-                    f'positive multiple of the model timestep {plant.timestep:g}')
+            try:
+                plant.steps_per(self.control_period_s)
+            except ValueError as e:
+                raise ValueError(f'invalid parameters: control_period_s: {e}') from None
         else:
             plant.model.opt.timestep = 1.0 / cfg.physics_rate_hz
         plant.payload_scale = cfg.payload_scale

@@ -46,6 +46,8 @@ def _ros_value(value: Any) -> str:
         return 'true' if value else 'false'
     if isinstance(value, (list, tuple, np.ndarray)):
         return '[' + ','.join(_ros_value(v) for v in value) + ']'
+    if isinstance(value, str):      # rcl reads -p values as YAML: 'on', '1.5', 'a,b' stay strings
+        return json.dumps(value)
     return str(value)
 
 
