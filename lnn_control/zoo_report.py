@@ -45,7 +45,22 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
             f'5-10 s after it; recovery time: until the rolling 2 s RMS stays within 1.5x '
             f'the pre-change RMS; readaptation: against the controller that learned the '
             f'changed plant from the start, over the same part of the reference).\n')
-    return head + body + foot
+    return head + body + foot + pd_loop_notes(rows)
+
+
+def pd_loop_notes(rows: list[dict[str, Any]]) -> str:
+    """List the runs whose honest PD loop ``lnn-control gains`` flags (``zoo.pd_loop_check``)."""
+    flagged = {}
+    for r in rows:
+        for note in r.get('pd_loop_check') or ():
+            flagged.setdefault((r['plant'], note), []).append(r['variant'])
+    if not flagged:
+        return ''
+    lines = ''.join(f"- {plant} ({', '.join(dict.fromkeys(variants))}): {note}\n"
+                    for (plant, note), variants in flagged.items())
+    return ('\nHonest PD loops that `lnn-control gains` flags: they can chatter or cycle '
+            'whatever is learned (a feedforward does not stabilise the feedback loop), and '
+            'where they do the supervisor holds the run near PD alone:\n' + lines)
 
 
 def summary_table(rows: list[dict[str, Any]]) -> str:

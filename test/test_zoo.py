@@ -6,7 +6,7 @@ settings on its hardest members.
 """
 import json
 
-from lnn_control import cli, zoo
+from lnn_control import cli, zoo, zoo_report
 from lnn_control.plants import honest_gains, Plant
 import numpy as np
 import pytest
@@ -254,6 +254,27 @@ def test_the_defaults_hold_at_another_control_rate():
 
 
 @pytest.mark.slow
+def test_the_report_names_honest_pd_loops_that_chatter_or_cycle_with_delay():
+    # arm_friction's honest loop is unstable with a tick of delay (lnn-control gains says
+    # so); random_137_28's kd chatters at 100 Hz; a pendulum's loop is fine either way
+    checks = {(name, delay): zoo.pd_loop_check(name, zoo.controller_params(name), delay)
+              for name in ('arm_friction', 'random_137_28', 'pendulum_tiny') for delay in (0, 1)}
+    assert checks[('pendulum_tiny', 0)] == checks[('pendulum_tiny', 1)] == []
+    assert checks[('arm_friction', 0)] == []
+    assert checks[('arm_friction', 1)] == [
+        'PD loop unstable with 1 tick of delay (spectral radius 1.14)']
+    assert checks[('random_137_28', 0)] == [
+        'kd chatters at 100 Hz (kd dt / effective inertia 1.81 > 1)']
+    # a 200 Hz loop halves kd dt: no longer flagged
+    params = {**zoo.controller_params('random_137_28'), 'control_rate_hz': 200.0}
+    assert zoo.pd_loop_check('random_137_28', params) == []
+    rows = [{'plant': 'arm_friction', 'variant': v, 'pd_loop_check': checks[('arm_friction', d)]}
+            for v, d in (('nominal', 0), ('noise', 0), ('delay', 1))]
+    notes = zoo_report.pd_loop_notes(rows)
+    assert '- arm_friction (delay): PD loop unstable with 1 tick of delay' in notes
+    assert zoo_report.pd_loop_notes(rows[:2]) == ''
+
+
 def test_zoo_cli_writes_table_json_and_figure(tmp_path):
     out = tmp_path / 'zoo'
     code = cli.main(['zoo', '--plants', 'pendulum_tiny,pendulum_5kg', '--variants', 'nominal',
