@@ -129,11 +129,15 @@ class Config(Mapping):
         The one place of these rules: ``problems`` and the ROS nodes' on-set
         check (``lnn_control.ros.parameters.attach``) both ask here.
         """
-        if not {'sensor_timeout_s', 'control_rate_hz'} <= self._table.keys():
-            return []           # another schema (the simulator's)
-
         def value(name):
             return changes.get(name, self._values[name])
+
+        if 'lockstep' in self._table:           # the simulator's schema
+            return (['paused holds simulated time in lock-step only (lockstep is false: '
+                     'the physics runs in real time)']
+                    if value('paused') and not value('lockstep') else [])
+        if not {'sensor_timeout_s', 'control_rate_hz'} <= self._table.keys():
+            return []           # another schema
         timeout, rate = float(value('sensor_timeout_s')), float(value('control_rate_hz'))
         problems = []
         if timeout * rate < 1.0:

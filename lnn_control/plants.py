@@ -19,6 +19,8 @@ _MODEL_DIR = Path(__file__).resolve().parent / 'models'
 # Plain ints: numpy ints do not compare equal to mujoco's enum objects.
 _ONE_DOF = (int(mujoco.mjtJoint.mjJNT_HINGE), int(mujoco.mjtJoint.mjJNT_SLIDE))
 _TRN_JOINT = int(mujoco.mjtTrn.mjTRN_JOINT)
+# MuJoCo's warning when accelerations are not finite; it then resets the state to the model's
+_BAD_QACC = int(mujoco.mjtWarning.mjWARN_BADQACC)
 
 
 # The honest-baseline rule (see README): wn = BANDWIDTH_FACTOR x the highest
@@ -415,6 +417,9 @@ class Plant:
         self._friction_scale = 1.0
 
         self._effort = np.zeros(self.n)
+        # steps in which MuJoCo found the accelerations not finite and reset the state
+        # (an effort the model cannot take, a near-massless payload): the motion is lost
+        self.blow_ups = 0
         self._scratch = mujoco.MjData(m)
         self._full_m = np.zeros((m.nv, m.nv))
         self._nominal_m = self._mass_matrix_at(np.zeros(self.n)).copy()
@@ -456,7 +461,11 @@ class Plant:
             self._effort[:] = 0.0
             raise ValueError(f'effort must be finite, got {effort}')
         self.data.ctrl[self._act] = self._effort * self._ctrl_per_effort
+        warning = self.data.warning[_BAD_QACC]
+        before = warning.number
         mujoco.mj_step(self.model, self.data, max(1, round(duration / self.model.opt.timestep)))
+        if warning.number != before:
+            self.blow_ups += 1
 
     def position(self) -> np.ndarray:
         return self.data.qpos[self._qadr]  # fancy indexing already copies

@@ -282,15 +282,15 @@ SIMULATOR = (
     Param('publish_rate_hz', DOUBLE, 100.0, 'joint_states rate in real-time mode.',
           1.0, 10000.0, read_only=True),
     Param('payload_scale', DOUBLE, 1.0,
-          'Mass and inertia scale of the end link (watch the controller re-adapt).',
-          0.0, 100.0, open_low=True),
+          'Mass and inertia scale of the end link (watch the controller re-adapt); at '
+          'least 0.01 (lighter, MuJoCo finds the inertia singular and resets the state).',
+          0.01, 100.0),
     Param('payload_change.time_s', DOUBLE, 0.0,
           'Lock-step: simulated seconds after the first command at which payload_scale '
           'becomes payload_change.scale (a reproducible plant change); 0 disables.',
           0.0, 1e6, read_only=True),
     Param('payload_change.scale', DOUBLE, 2.0,
-          'payload_scale applied at payload_change.time_s.', 0.0, 100.0, open_low=True,
-          read_only=True),
+          'payload_scale applied at payload_change.time_s.', 0.01, 100.0, read_only=True),
     Param('initial_positions', DOUBLE_ARRAY, [],
           'Start positions of the actuated joints (empty: zeros); also where ~/reset puts '
           'them.', -1e3, 1e3, read_only=True),

@@ -281,6 +281,24 @@ def test_plausibility_limits_are_live_and_apply_to_the_reference(rig):
     np.testing.assert_allclose(r.tick(), [4.5, 3.0])  # kp 10 x (0.45, 1.8 - 1.5)
 
 
+def test_switching_to_topic_holds_until_a_reference_comes(rig):
+    """A set point received while generating was not followed; switched, it drove to it."""
+    r = rig({'reference.mode': 'hold', 'reference.offset': [0.0], 'learning_enabled': False})
+    r.send([0.0, 0.0])
+    r.tick()
+    r.send_reference([1.2, 1.2])                 # while the mode ignores it
+    (result,) = r.node.set_parameters([Parameter('reference.mode', value='topic')])
+    assert result.successful
+    for _ in range(150):                         # past the 1 s blend
+        r.send([0.0, 0.0])
+        r.tick()
+    np.testing.assert_allclose(r.node.desired.q, [0.0, 0.0])
+    r.send_reference([0.3, -0.3])                # a reference sent in topic mode is followed
+    r.send([0.0, 0.0])
+    r.tick()
+    np.testing.assert_allclose(r.node.desired.q, [0.3, -0.3])
+
+
 def test_best_effort_joint_states_publisher_is_accepted(rig):
     r = rig(sensor_qos=qos_profile_sensor_data)
     r.send([0.0, 0.0])
@@ -530,7 +548,8 @@ def test_reference_parameters_change_the_generated_reference_live_without_a_step
     r.node.set_parameters([Parameter('reference.mode', value='topic')])
     commands = ticks(101)
     assert np.abs(np.diff(commands, axis=0)).max() < 0.1
-    np.testing.assert_allclose(commands[-1], [0.0, 0.0], atol=1e-12)   # no reference: hold
+    # no reference yet: it holds where the generated one was (not the start pose)
+    np.testing.assert_allclose(commands[-1], [1.0, 1.0], atol=1e-12)
 
 
 def test_generated_sine_reference_follows_sim_time(rig):

@@ -298,7 +298,8 @@ def test_payload_scale_is_live_and_validated(harness):
     assert sim.plant.model.body_mass[sim.plant._payload_id] == pytest.approx(2.5 * mass0)
     (ok,) = sim.set_parameters([Parameter('payload_scale', value=3)])    # int widened
     assert ok.successful and sim.plant.payload_scale == 3.0
-    for bad, reason in ((0.0, '> 0.0'), (-1.0, ''), (math.nan, ''), (1e3, ''),
+    # (at 1e-12 MuJoCo found the inertia singular and reset the pendulum every step)
+    for bad, reason in ((0.0, '0.01'), (1e-12, '0.01'), (-1.0, ''), (math.nan, ''), (1e3, ''),
                         ('heavy', '')):
         (res,) = sim.set_parameters([Parameter('payload_scale', value=bad)])
         assert not res.successful and reason in res.reason, (bad, res.reason)
@@ -320,6 +321,9 @@ def test_payload_scale_from_overrides_and_initial_positions(harness):
     ([('initial_positions', [0.1, 0.2])], 'initial_positions'),
     ([('control_period_s', 0.0105)], 'multiple of the model timestep'),
     ([('payload_scale', 0.0)], 'payload_scale'),
+    # the cart's rail is +-2 m: MuJoCo's limit kicked it to -0.44 m and the pole to -10.7 rad
+    ([('model', 'cartpole'), ('initial_positions', [3.0])], 'cart 3 (range -2 to 2)'),
+    ([('lockstep', False), ('paused', True)], 'lock-step only'),
 ])
 def test_invalid_parameters_refuse_to_start(context, overrides, fragment):
     with pytest.raises(ValueError, match='invalid parameters') as err:
@@ -360,6 +364,29 @@ def test_reset_service_restores_state_and_keeps_time_monotonic(harness):
 
 # ----------------------------------------------------------------------------------------
 # real time
+
+def test_a_mujoco_state_reset_is_reported(harness, tmp_path):
+    """An effort the model cannot take: MuJoCo reset the state, published as a normal step."""
+    model = tmp_path / 'no_ctrlrange.xml'       # a user's motor without a ctrlrange
+    model.write_text('<mujoco><option timestep="0.001"/><worldbody><body name="link1">'
+                     '<joint name="a" axis="0 1 0"/><geom type="capsule" fromto="0 0 0 0 0 '
+                     '-0.5" size="0.03" mass="1"/></body></worldbody><actuator>'
+                     '<motor joint="a"/></actuator></mujoco>')
+    h = harness([('model', str(model))])
+    assert h.sim.plant.blow_ups == 0
+    h.sim.plant.step(np.array([1e9]), h.sim.control_period_s)
+    assert h.sim.plant.blow_ups == 1
+    status = h.sim.diagnostics().status[0]
+    assert status.level == DiagnosticStatus.WARN and 'MuJoCo reset the state' in status.message
+    assert 'MuJoCo reset' not in h.sim.diagnostics().status[0].message     # per report
+
+
+def test_paused_is_refused_in_real_time(harness):
+    h = harness([('lockstep', False)])
+    (res,) = h.sim.set_parameters([Parameter('paused', value=True)])
+    assert not res.successful and 'lock-step only' in res.reason
+    assert h.sim.get_parameter('paused').value is False
+
 
 def test_realtime_mode_is_alive(harness):
     """Liveness only: states arrive, commands are applied, no /clock. No timing asserts."""

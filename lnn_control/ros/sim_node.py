@@ -109,7 +109,10 @@ class SimNode(Node):
     def __init__(self, node_name: str = NODE_NAME, *, idle_period_s: float = 0.05,
                  resend_after_s: float = 1.0, **kwargs: Any):
         super().__init__(node_name, **kwargs)
-        self.config = cfg = Config(RP.declare(self, schema.SIMULATOR), schema.SIMULATOR)
+        try:
+            self.config = cfg = Config(RP.declare(self, schema.SIMULATOR), schema.SIMULATOR)
+        except ValueError as e:
+            raise ValueError(f'invalid parameters: {e}') from None
         self.lockstep = cfg.lockstep
         self.paused = cfg.paused and self.lockstep
         self.control_period_s = cfg.control_period_s
@@ -122,7 +125,8 @@ class SimNode(Node):
                                 if self.lockstep and change_s > 0 else None)
         self._change_scale = cfg.payload_change.scale
         self._init_counters(resend_after_s)
-        RP.attach(self, schema.SIMULATOR, None, self._apply_parameters)
+        RP.attach(self, schema.SIMULATOR, None, self._apply_parameters,
+                  combined=self.config.combined_problems)
         self._create_interfaces(idle_period_s)
         self._publish_state(self.time_ns)
         if self.lockstep:
@@ -148,6 +152,12 @@ class SimNode(Node):
             raise ValueError(f'invalid parameters: initial_positions needs 0, 1 or {n} values '
                              f'(one per joint of {list(self.joints)}); got {q0.size}')
         self._q0 = np.broadcast_to(q0, (n,)).copy() if q0.size else np.zeros(n)
+        low, high = plant.position_range.T
+        outside = [f'{j} {q:g} (range {lo:g} to {hi:g})'
+                   for j, q, lo, hi in zip(self.joints, self._q0, low, high) if not lo <= q <= hi]
+        if outside:         # MuJoCo's joint limit would kick the robot back hard at start
+            raise ValueError('invalid parameters: initial_positions outside the joint range '
+                             f'of the model: {", ".join(outside)}')
         if self.lockstep:
             try:
                 plant.steps_per(self.control_period_s)
@@ -181,6 +191,7 @@ class SimNode(Node):
         self._diag_mark = (self._last_progress_ns, 0)
         self._diag_rejected = 0          # commands rejected up to the last diagnostics
         self._diag_dropped_s = 0.0       # dropped time up to the last diagnostics
+        self._diag_blow_ups = 0          # MuJoCo state resets up to the last diagnostics
         self._state = JointState()
         self._state.name = list(self.plant.all_joint_names)
         self._clock_msg = ClockMsg()
@@ -388,6 +399,13 @@ class SimNode(Node):
         if dropped > 0:
             problems.append(f'real-time loop fell behind ({dropped:.3g} s of simulated time '
                             'dropped since the last report)')
+        blow_ups, self._diag_blow_ups = (self.plant.blow_ups - self._diag_blow_ups,
+                                         self.plant.blow_ups)
+        if blow_ups:
+            problems.append(f'MuJoCo reset the state in {blow_ups} steps since the last report: '
+                            'accelerations not finite (an effort or payload_scale the model '
+                            'cannot take); the motion is lost')
+            self.get_logger().error(problems[-1])
         values = [
             ('mode', 'lock-step' if self.lockstep else 'real time'),
             ('simulated time [s]', self.time_ns * 1e-9),
@@ -400,6 +418,7 @@ class SimNode(Node):
             ('joint_states published', self.states_published),
             ('payload_scale', self.plant.payload_scale),
             ('resets', self.resets),
+            ('MuJoCo state resets (accelerations not finite)', self.plant.blow_ups),
             ('dropped time [s]', self.dropped_time_s),
         ]
         return common.diagnostic_array(
