@@ -281,6 +281,20 @@ def test_plausibility_limits_are_live_and_apply_to_the_reference(rig):
     np.testing.assert_allclose(r.tick(), [4.5, 3.0])  # kp 10 x (0.45, 1.8 - 1.5)
 
 
+def test_a_reference_before_the_first_clock_is_not_taken_for_silent(rig):
+    """Joining a simulation at 5 s: a reference that came before /clock was held as stale."""
+    r = rig({'prediction.enabled': False})
+    warnings = record_warnings(r.node)
+    r.send([0.0, 0.0], stamp_ns=0)
+    r.send_reference([0.1, 0.1], [0.5, 0.5])         # moving, arrived at node time 0
+    r.now_ns = 5_000_000_000 - PERIOD_NS
+    r.send([0.0, 0.0], stamp_ns=5_000_000_000)
+    r.tick()                                         # first tick, t = 5 s
+    assert not r.node._reference.held
+    np.testing.assert_allclose(r.node.desired.qd, [0.5, 0.5])
+    assert not [w for w in warnings if 'reference' in w]
+
+
 def test_switching_to_topic_holds_until_a_reference_comes(rig):
     """A set point received while generating was not followed; switched, it drove to it."""
     r = rig({'reference.mode': 'hold', 'reference.offset': [0.0], 'learning_enabled': False})

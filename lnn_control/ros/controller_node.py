@@ -501,6 +501,8 @@ class LnnControllerNode(ControllerServices, Node):
         """
         timeout = self.controller.config.reference_timeout_s
         ref = self._reference
+        if ref.received and ref.time_ns == 0:
+            ref.time_ns = now       # it came before the node clock started (as joint_states)
         if (timeout <= 0.0 or not ref.received or ref.held
                 or self.desired.generator is not None or not ref.moving
                 or now - ref.time_ns <= timeout * 1e9):
