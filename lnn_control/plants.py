@@ -205,6 +205,10 @@ def unmeasured_modes(plant: 'Plant', kp: np.ndarray, kd: np.ndarray,
     them only through what they do to its joints, and feedback-error learning, which
     tries to cancel that, can pump them (README, "Known limit": a cart-pole's pole at 0.92
     Hz, pumped to 2.55x PD over a run). Coulomb friction is not in the linearisation.
+    Modes that live in ball or free joints are not judged: there the linearisation gave
+    modes that do not exist (a neutral ball at its centre of mass: 0.35 Hz with damping
+    ratio -0.71, nothing in simulation) and missed one that does (a load hanging 0.2 m
+    below a ball joint: no 1.1 Hz mode).
     """
     m = plant.model
     d = mujoco.MjData(m)
@@ -221,6 +225,8 @@ def unmeasured_modes(plant: 'Plant', kp: np.ndarray, kd: np.ndarray,
     s = np.log(z.astype(complex)) / m.opt.timestep
     measured = np.zeros(nv, dtype=bool)
     measured[plant._vadr] = True
+    rotational = np.isin(m.jnt_type[m.dof_jntid], (int(mujoco.mjtJoint.mjJNT_BALL),
+                                                   int(mujoco.mjtJoint.mjJNT_FREE)))
     found = []
     for k in np.argsort(s.imag):
         hz, size_s = s[k].imag / (2 * math.pi), abs(s[k])
@@ -228,11 +234,11 @@ def unmeasured_modes(plant: 'Plant', kp: np.ndarray, kd: np.ndarray,
         if not (0.0 < hz <= max_hz and damping < UNMEASURED_MODE_DAMPING):
             continue
         share = np.abs(vectors[:nv, k]) ** 2 + np.abs(vectors[nv:2 * nv, k] / size_s) ** 2
-        if share[~measured].sum() <= 0.5 * share.sum():
+        if (share[~measured].sum() <= 0.5 * share.sum()
+                or share[rotational].sum() > 0.5 * share.sum()):
             continue
         dofs = [i for i in np.argsort(-share) if not measured[i] and share[i] > 0.1 * share.max()]
-        names = list(dict.fromkeys(_name(m, mujoco.mjtObj.mjOBJ_JOINT, int(m.dof_jntid[i]))
-                                   or f'dof {i}' for i in dofs))
+        names = list(dict.fromkeys(_joint_name(m, int(m.dof_jntid[i])) for i in dofs))
         found.append({'hz': round(float(hz), 3), 'damping_ratio': round(float(damping), 4),
                       'joints': names})
     return found

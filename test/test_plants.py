@@ -1,5 +1,5 @@
 """Plant wrapper: bundled models, effort limits, payload scaling, mass matrix."""
-from lnn_control.plants import model_path, pd_gains, Plant, PLANTS
+from lnn_control.plants import honest_gains, model_path, pd_gains, Plant, PLANTS, unmeasured_modes
 import numpy as np
 import pytest
 
@@ -254,3 +254,20 @@ def test_what_is_not_an_effort_motor_is_refused_with_a_reason(tmp_path, actuator
     """A position servo commanded as an effort diverged (NaN accelerations)."""
     with pytest.raises(ValueError, match=says.replace('(', r'\(').replace(')', r'\)')):
         _plant_with(tmp_path, actuator)
+
+
+def test_no_mode_is_judged_in_a_ball_joint(tmp_path):
+    """A neutral ball at the tip read 0.35 Hz, damping ratio -0.71: a mode that does not exist."""
+    path = tmp_path / 'ball.xml'
+    path.write_text("""<mujoco><option timestep="0.002"/><worldbody>
+      <body name="l1"><joint name="j1" axis="0 1 0" damping="0.1"/>
+        <geom type="capsule" fromto="0 0 0 0.3 0 0" size="0.03" mass="1"/>
+        <body name="l2" pos="0.3 0 0"><joint name="j2" axis="0 1 0" damping="0.1"/>
+          <geom type="capsule" fromto="0 0 0 0.3 0 0" size="0.03" mass="0.5"/>
+          <body name="tool" pos="0.3 0 0"><joint name="wrist" type="ball"/>
+            <geom type="sphere" size="0.03" mass="0.1"/></body></body></body>
+    </worldbody><actuator><motor joint="j1" ctrlrange="-30 30"/>
+      <motor joint="j2" ctrlrange="-15 15"/></actuator></mujoco>""")
+    plant = Plant(str(path))
+    kp, kd = honest_gains(plant)
+    assert unmeasured_modes(plant, kp, kd, 2.2) == []
