@@ -310,6 +310,9 @@ def track_scales(io, table, headroom):
 
 # What load_io returns besides 1 + the row of a value of the wrong length.
 IO_VALID, IO_NOT_FINITE, IO_SCALES_GREW = 0, -1, -2
+# Larger magnitudes are refused as not finite: an input scale grown to 1.25e307 made
+# the readouts' rescaled weights infinite, and every later command NaN.
+MAX_INPUT = 1e12
 
 
 @njit('int64(float64[:], float64[:], float64[:], float64[:], float64[:], float64[:, :], '
@@ -321,7 +324,8 @@ def load_io(q, qd, q_d, qd_d, qdd_d, io, scales, headroom):
     Returns IO_VALID, or IO_SCALES_GREW when the automatic normalisation (``headroom`` >
     0; ``scales``: the ``track_scales`` table) grew a scale; 1 + the index of the first
     value whose length is not io's row length (io untouched); IO_NOT_FINITE when a value
-    is not finite (the scales untouched). The explicit signature means any other type
+    is not finite or above ``MAX_INPUT`` in magnitude (the scales untouched). The
+    explicit signature means any other type
     raises TypeError instead of compiling mid-run; the caller then checks the slow way
     (lists, other dtypes) with the same rules. One Numba entry for both: the tick's
     cost is mostly such entries.
@@ -337,7 +341,7 @@ def load_io(q, qd, q_d, qd_d, qdd_d, io, scales, headroom):
         for j in range(n):
             x = v[j]
             io[r, j] = x
-            finite &= np.isfinite(x)
+            finite &= abs(x) <= MAX_INPUT      # (False for NaN)
     if not finite:
         return IO_NOT_FINITE
     if headroom > 0.0 and track_scales(io, scales, headroom):

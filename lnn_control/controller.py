@@ -287,8 +287,9 @@ class AdaptiveController(InverseModelTick):
                 raise ValueError(f'expected {n} values per quantity (joints {list(self.joints)}), '
                                  f'got shape {np.shape(value)}')
             io[row] = value
-        if not K.all_finite(io.reshape(-1)):
-            raise ValueError('non-finite measurement or reference refused')
+        if not (K.all_finite(io.reshape(-1)) and np.abs(io).max() <= CK.MAX_INPUT):
+            raise ValueError('non-finite measurement or reference refused (or one above '
+                             f'{CK.MAX_INPUT:g} in magnitude)')
         return norm.track(io)
 
     def step(self, measured, desired) -> np.ndarray:

@@ -155,6 +155,10 @@ BAD_INPUTS = {
     'inf-velocity': (([0.0] * 2, [0.0, np.inf]), ([0.0] * 2,) * 3),
     'nan-desired': (([0.0] * 2,) * 2, ([0.0] * 2, [np.nan, 0.0], [0.0] * 2)),
     'inf-accel': (([0.0] * 2,) * 2, ([0.0] * 2, [0.0] * 2, [-np.inf, 0.0])),
+    # finite but beyond any robot: its input scale made the rescaled weights inf, then
+    # every later command NaN
+    'huge-desired': (([0.0] * 2,) * 2, ([1e307, 0.0], [0.0] * 2, [0.0] * 2)),
+    'huge-position': (([-1.5e308, 0.0], [0.0] * 2), ([0.0] * 2,) * 3),
 }
 
 
