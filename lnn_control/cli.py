@@ -269,6 +269,10 @@ def _zoo(args: argparse.Namespace) -> int:
                             'offline --plant <file>)' if own else ''))
     seeds = _seeds(args.seeds)
     extra = _param_overrides(args.param)
+    for name in ('reservoir.seed', 'reference.seed'):     # the zoo sets them per run
+        if name in extra:
+            raise ValueError(f'--param {name} would make every --seeds run the same: use '
+                             '--seeds')
     reference = {'frequency_hz': args.reference_hz, 'amplitude_scale': args.amplitude_scale,
                  'offset_scale': args.offset_scale}
     for flag, value in (('--reference-hz', args.reference_hz),

@@ -14,6 +14,7 @@ from __future__ import annotations
 import array
 from dataclasses import dataclass
 import math
+import os
 from typing import Any, Iterable, Mapping
 
 import numpy as np
@@ -395,12 +396,23 @@ def load_yaml_overrides(path: str, node_name: str) -> dict[str, Any]:
     """
     import yaml
 
+    if os.path.isdir(path):
+        raise ValueError(f'{path} is a directory, not a ROS parameter file')
     with open(path, encoding='utf-8') as f:
-        doc = yaml.safe_load(f) or {}
+        try:
+            doc = yaml.safe_load(f) or {}
+        except yaml.YAMLError as exc:
+            raise ValueError(f'{path}: not YAML ({" ".join(str(exc).split())})') from None
     merged: dict[str, Any] = {}
-    for key in sorted(doc, key=lambda k: (k != '/**', k.count('/'))):
-        if key == '/**' or key.rstrip('/').split('/')[-1] == node_name:
-            merged.update(_flatten(doc[key].get('ros__parameters', {})))
+    if not isinstance(doc, dict):
+        raise ValueError(f'{path}: not a ROS parameter file (no node names at the top)')
+    for key in sorted(doc, key=lambda k: (str(k) != '/**', str(k).count('/'))):
+        if key == '/**' or str(key).rstrip('/').split('/')[-1] == node_name:
+            section = doc[key]
+            params = section.get('ros__parameters', {}) if isinstance(section, dict) else None
+            if not isinstance(params, dict):
+                raise ValueError(f'{path}: {key} has no ros__parameters mapping')
+            merged.update(_flatten(params))
     return merged
 
 

@@ -261,3 +261,15 @@ def test_check_accepts_array_array_as_rclpy_returns_for_double_arrays():
     kp = schema.by_name()['kp']
     assert schema.check(kp, array.array('d', [1.0, 2.0]), 2) is None
     assert schema.check(kp, array.array('d', [float('nan')]), 1) is not None
+
+
+def test_a_malformed_parameter_file_is_refused_with_a_reason(tmp_path):
+    """A directory, bad YAML, a list or a scalar section raised from deep in the loader."""
+    cases = {'syntax.yaml': ('a: [1, 2', 'not YAML'), 'list.yaml': ('- 1', 'no node names'),
+             'scalar.yaml': ('lnn_controller: 5', 'no ros__parameters mapping')}
+    for name, (text, says) in cases.items():
+        (tmp_path / name).write_text(text)
+        with pytest.raises(ValueError, match=says):
+            schema.load_yaml_overrides(str(tmp_path / name), 'lnn_controller')
+    with pytest.raises(ValueError, match='is a directory'):
+        schema.load_yaml_overrides(str(tmp_path), 'lnn_controller')

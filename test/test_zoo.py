@@ -298,3 +298,6 @@ def test_zoo_cli_writes_table_json_and_figure(tmp_path):
     assert row['plant'] == 'random_4_0' and row['drawn'].startswith('Pendulum(')
     assert row['ratio'] < 1.0
     assert cli.main(['zoo', '--changes', 'payload_x9', '--quiet']) == 2
+    # the zoo sets the seeds per run: one set with --param made two seeds one run
+    assert cli.main(['zoo', '--plants', 'pendulum_tiny', '--seeds', '0,1', '--param',
+                     'reservoir.seed=7', '--quiet']) == 2
