@@ -9,10 +9,15 @@ nanoseconds of whatever clock the front end runs on.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from . import control_kernels as CK
 from .controller import AdaptiveController
+from .schema import by_name
+
+STALE_ACTIONS = by_name()['stale_sensor_action'].choices
 
 # What ``tick`` reports, for the front end to log (once per episode).
 STALE, RESUMED, REFUSED = 'stale', 'resumed', 'refused'
@@ -41,7 +46,23 @@ class ControlLoop:
         self.refusal = ''                   # why the last refused tick was refused
 
     def set_timeout(self, sensor_timeout_s: float) -> None:
+        """Set how old the latest measurement may be [s]; refuse a value not finite and > 0."""
+        if not (math.isfinite(sensor_timeout_s) and sensor_timeout_s > 0.0):
+            raise ValueError(f'sensor_timeout_s must be finite and > 0; got {sensor_timeout_s}')
         self.timeout_ns = int(sensor_timeout_s * 1e9)
+
+    @property
+    def stale_action(self) -> str:
+        """Return what a stale tick commands: 'zero' effort or 'hold' the last command."""
+        return self._stale_action
+
+    @stale_action.setter
+    def stale_action(self, action: str) -> None:
+        # (a misspelt 'zeros' used to mean hold: a robot pushed on with its last torque)
+        if action not in STALE_ACTIONS:
+            raise ValueError(f"stale_action must be one of {', '.join(STALE_ACTIONS)}; "
+                             f'got {action!r}')
+        self._stale_action = action
 
     def sensor_received(self, time_ns: int) -> None:
         """Record that a valid measurement arrived (or was stamped) at ``time_ns``."""

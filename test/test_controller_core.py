@@ -536,3 +536,20 @@ def test_reset_learning_also_forgets_the_automatic_input_scales():
     before = fixed.input_scales
     fixed.reset_learning()
     np.testing.assert_array_equal(fixed.input_scales['position'], before['position'])
+
+
+def test_control_loop_refuses_an_unknown_stale_action_and_a_bad_timeout():
+    """'zeros' meant hold: a robot with stale sensors pushed on with its last torque."""
+    from lnn_control.loop import ControlLoop
+
+    ctrl = make()
+    for action in ('zeros', 'Zero', ''):
+        with pytest.raises(ValueError, match='stale_action must be one of zero, hold'):
+            ControlLoop(ctrl, 0.1, action)
+    loop = ControlLoop(ctrl, 0.1, 'hold')
+    with pytest.raises(ValueError, match='stale_action'):
+        loop.stale_action = 'zeros'
+    assert loop.stale_action == 'hold'
+    for timeout in (-0.5, 0.0, float('nan'), float('inf')):
+        with pytest.raises(ValueError, match='sensor_timeout_s must be finite and > 0'):
+            loop.set_timeout(timeout)
