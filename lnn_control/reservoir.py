@@ -57,6 +57,7 @@ class Reservoir:
         rng = np.random.default_rng(seed)
         n = self.size
         self.w_in = rng.uniform(-input_scaling, input_scaling, (n, self.n_inputs))
+        self._u_shape = (self.n_inputs,)
         self.indptr, self.indices, self.data = _sparse_recurrent(rng, n, density, spectral_radius)
         self.bias = rng.uniform(-bias_scaling, bias_scaling, n)
         if neuron_model == 'ltc':
@@ -86,6 +87,10 @@ class Reservoir:
         return w
 
     def step(self, u: np.ndarray) -> np.ndarray:
+        """Advance one control period driven by ``u`` (n_inputs); return the state."""
+        if getattr(u, 'shape', None) != self._u_shape:   # the kernels would read past it
+            raise ValueError(f'reservoir expects {self._u_shape[0]} inputs, got shape '
+                             f'{np.shape(u)}')
         if self.neuron_model == 'esn':
             K.esn_step(self.state, u, self.w_in, self.indptr, self.indices, self.data,
                        self.bias, self.leak_rate, self._scratch)

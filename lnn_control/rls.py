@@ -103,7 +103,10 @@ class RLSReadout:
 
     def predict(self, phi: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         self._check_features(phi)
-        out = np.empty(self.n_outputs) if out is None else out
+        if out is None:
+            out = np.empty(self.n_outputs)
+        elif out.shape != (self.n_outputs,):   # the kernel would write past its end
+            raise ValueError(f'readout has {self.n_outputs} outputs, out has shape {out.shape}')
         K.readout(self.w, phi, self.bias, out)
         return out
 

@@ -151,3 +151,12 @@ def test_twin_shares_weights_not_state(model):
     np.testing.assert_array_equal(_trajectory(a, inputs), _trajectory(b, inputs))
     a.reset()
     assert b.state.any()                         # resetting a left b alone
+
+
+def test_an_input_of_the_wrong_length_is_refused():
+    """A 2-value input to a 4-input reservoir read the 2 floats after it in memory."""
+    res = Reservoir(4, size=20, seed=1)
+    for u in (np.zeros(2), np.zeros(5), np.zeros((4, 1))):
+        with pytest.raises(ValueError, match='reservoir expects 4 inputs'):
+            res.step(u)
+    assert res.step(np.zeros(4)).shape == (20,)

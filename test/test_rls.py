@@ -301,3 +301,11 @@ def test_covariance_stays_symmetric_positive_definite(forgetting, lam):
             assert eig.min() > 0, (t, eig.min())
             assert np.trace(p) <= 5.0 * (n + 1) * (1 + 1e-9)
             assert abs(r.trace - np.trace(p)) <= 1e-8 * np.trace(p)
+
+
+def test_predict_refuses_an_output_buffer_of_the_wrong_shape():
+    """A 1-element out for 4 outputs was written 3 values past its end."""
+    readout = RLSReadout(6, 4)
+    with pytest.raises(ValueError, match='readout has 4 outputs'):
+        readout.predict(np.ones(6), np.zeros(1))
+    assert readout.predict(np.ones(6), np.zeros(4)).shape == (4,)
