@@ -342,7 +342,6 @@ class Plant:
             raise ValueError(f'{path}: not a MuJoCo model ({detail})') from None
         self.data = mujoco.MjData(self.model)
         m = self.model
-        jnt = mujoco.mjtObj.mjOBJ_JOINT
 
         # Actuators acting directly on a joint, keyed by joint id (actuator order kept).
         driving: dict[int, list[int]] = {}
@@ -360,7 +359,7 @@ class Plant:
             raise ValueError(f'duplicate joint names in {list(joints)}')
         missing = [j for j in joints if j not in by_name]
         if missing or not joints:
-            hinges = [_name(m, jnt, j) for j in range(m.njnt) if m.jnt_type[j] in _ONE_DOF]
+            hinges = [_joint_name(m, j) for j in range(m.njnt) if m.jnt_type[j] in _ONE_DOF]
             what = (f'joints {missing} are not actuated' if missing
                     else 'no joint to control')
             raise ValueError(
