@@ -76,7 +76,8 @@ class Config(Mapping):
 
     # -- read access -------------------------------------------------------------------
     def __getitem__(self, name: str) -> Any:
-        return self._values[name]
+        value = self._values[name]
+        return value.copy() if isinstance(value, (list, np.ndarray)) else value  # read-only
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._values)

@@ -323,8 +323,9 @@ def load_io(q, qd, q_d, qd_d, qdd_d, io, scales, headroom):
 
     Returns IO_VALID, or IO_SCALES_GREW when the automatic normalisation (``headroom`` >
     0; ``scales``: the ``track_scales`` table) grew a scale; 1 + the index of the first
-    value whose length is not io's row length (io untouched); IO_NOT_FINITE when a value
-    is not finite or above ``MAX_INPUT`` in magnitude (the scales untouched). The
+    value whose length is not io's row length; IO_NOT_FINITE when a value is not finite
+    or above ``MAX_INPUT`` in magnitude. A refused tick leaves io and the scales untouched,
+    so what the last valid tick computed stays what ``controller_state`` shows. The
     explicit signature means any other type
     raises TypeError instead of compiling mid-run; the caller then checks the slow way
     (lists, other dtypes) with the same rules. One Numba entry for both: the tick's
@@ -339,11 +340,13 @@ def load_io(q, qd, q_d, qd_d, qdd_d, io, scales, headroom):
     for r in range(5):
         v = values[r]
         for j in range(n):
-            x = v[j]
-            io[r, j] = x
-            finite &= abs(x) <= MAX_INPUT      # (False for NaN)
+            finite &= abs(v[j]) <= MAX_INPUT   # (False for NaN)
     if not finite:
         return IO_NOT_FINITE
+    for r in range(5):
+        v = values[r]
+        for j in range(n):
+            io[r, j] = v[j]
     if headroom > 0.0 and track_scales(io, scales, headroom):
         return IO_SCALES_GREW
     return IO_VALID

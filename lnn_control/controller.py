@@ -21,6 +21,7 @@ it re-learns at its initial rate (see change_detector.py).
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -59,6 +60,9 @@ class AdaptiveController(InverseModelTick):
         self.n = n = len(self.joints)
         if n == 0:
             raise ValueError('joints must name at least one joint')
+        if dt is not None and (problems := cfg.problems(
+                {'control_rate_hz': 1.0 / dt if dt > 0 else math.inf}, started=False)):
+            raise ValueError(f'dt={dt}: ' + '; '.join(problems))
         self.dt = float(dt) if dt is not None else 1.0 / cfg.control_rate_hz
         self.mode = cfg.controller.mode
         m, input_index = input_layout(self.mode, n)
@@ -269,7 +273,11 @@ class AdaptiveController(InverseModelTick):
     def _load_io(self, measured, desired) -> bool:
         """Load and check this tick's inputs into ``self._io``; True when an input scale grew."""
         io, n, norm = self._io, self.n, self.normalizer
-        if len(measured) != 2 or len(desired) != 3:
+        try:
+            lengths = len(measured), len(desired)
+        except TypeError:           # None, a number: no length
+            lengths = None
+        if lengths != (2, 3):
             raise ValueError('measured is (position, velocity), desired is '
                              '(position, velocity, acceleration)')
         try:        # float64 vectors, the usual case: one kernel call
@@ -281,14 +289,21 @@ class AdaptiveController(InverseModelTick):
         if code == CK.IO_SCALES_GREW:
             norm.grew()
             return True
-        for row, value in enumerate((*measured, *desired)):
-            if np.shape(value) != (n,):
+        values = []
+        for value in (*measured, *desired):
+            try:
+                value = np.asarray(value, dtype=float)
+            except (TypeError, ValueError):
+                raise ValueError(f'expected {n} numbers per quantity (joints '
+                                 f'{list(self.joints)}), got {type(value).__name__}') from None
+            if value.shape != (n,):
                 raise ValueError(f'expected {n} values per quantity (joints {list(self.joints)}), '
-                                 f'got shape {np.shape(value)}')
-            io[row] = value
-        if not np.abs(io).max() <= CK.MAX_INPUT:      # (NaN compares False: refused too)
+                                 f'got shape {value.shape}')
+            values.append(value)
+        if not np.abs(values).max() <= CK.MAX_INPUT:      # (NaN compares False: refused too)
             raise ValueError('non-finite measurement or reference refused (or one above '
                              f'{CK.MAX_INPUT:g} in magnitude)')
+        io[:] = values          # only now: a refused tick leaves the last valid one in io
         return norm.track(io)
 
     def step(self, measured, desired) -> np.ndarray:

@@ -5,7 +5,8 @@ A readout's weights only mean something with the joints, controller mode,
 reservoir and input normalisation they were learned with, and a supervisor
 gain cut belongs to what was learned, so all of it is saved together and a
 file for other joints, another mode, another reservoir or other fixed scales
-is refused with the reason, leaving the controller as it was (a fast readout only
+is refused with the reason (so is one learned at another control rate:
+the reservoir's features change with it), leaving the controller as it was (a fast readout only
 one side has is not: it is what rls.fast_learner toggled between runs leaves, and
 forgets within ticks anyway; the slow one, the model, is loaded). Writes are
 durable and atomic (temporary file, fsync, rename, fsync of the directory), so
@@ -25,6 +26,8 @@ import stat
 import tempfile
 import threading
 from typing import Any, Callable, Optional
+import zipfile
+import zlib
 
 import numpy as np
 
@@ -120,14 +123,16 @@ def _open_npz(path: str):
 
 def load_npz(path: str) -> dict[str, np.ndarray]:
     """Read every array of an .npz archive; pickled (object) data is refused, never loaded."""
-    with _open_npz(path) as data:
-        try:
+    try:
+        with _open_npz(path) as data:
             return {k: data[k] for k in data.files}
-        except ValueError as e:
-            if 'allow_pickle' not in str(e):
-                raise
-            raise ValueError(f'{path} is not a readout file: it holds pickled (object) data, '
-                             'which is never loaded') from None
+    except ValueError as e:
+        if 'allow_pickle' not in str(e):
+            raise
+        raise ValueError(f'{path} is not a readout file: it holds pickled (object) data, '
+                         'which is never loaded') from None
+    except (zipfile.BadZipFile, EOFError, zlib.error) as e:
+        raise ValueError(f'{path} is truncated or corrupt ({e})') from None
 
 
 def fast_readout_note(ctrl, saved: set[str]) -> Optional[str]:
@@ -160,6 +165,7 @@ def controller_arrays(ctrl, spare: Optional[dict] = None) -> dict[str, np.ndarra
     arrays['joints'] = np.array(ctrl.joints)
     arrays['mode'] = np.array(ctrl.mode)
     arrays['reservoir'] = np.array(_reservoir_identity(ctrl))
+    arrays['dt'] = np.float64(ctrl.dt)     # the features' time base (leak, LTC, LIF)
     arrays.update(ctrl.normalizer.state())
     arrays['supervisor/gain_scale'] = np.float64(ctrl.supervisor.gain_scale)
     arrays['supervisor/fast_cut'] = np.float64(ctrl.supervisor.fast_cut)
@@ -175,6 +181,17 @@ def save_controller(ctrl, path: str) -> None:
 def _reservoir_identity(ctrl) -> str:
     """Return the settings that make the reservoir what it is, as canonical JSON."""
     return json.dumps(ctrl.config.section('reservoir'), sort_keys=True)
+
+
+def _differences(saved: str, ours: str) -> str:
+    """Say which reservoir settings differ between two ``_reservoir_identity`` strings."""
+    try:
+        a, b = json.loads(saved), json.loads(ours)
+        keys = sorted(set(a) | set(b))
+        return ', '.join(f'reservoir.{k} {a.get(k)} there, {b.get(k)} here'
+                         for k in keys if a.get(k) != b.get(k))
+    except (ValueError, TypeError, AttributeError):
+        return f'{saved}, not this one ({ours})'
 
 
 @dataclass(frozen=True)
@@ -208,8 +225,11 @@ def read_controller(ctrl, path: str) -> LoadedReadout:
     if str(data.get('mode')) != ctrl.mode:
         raise ValueError(f"{path} was saved in {data.get('mode')} mode, not {ctrl.mode}")
     if 'reservoir' in data and str(data['reservoir']) != _reservoir_identity(ctrl):
-        raise ValueError(f"{path} was learned on another reservoir ({data['reservoir']}), "
-                         f'not this one ({_reservoir_identity(ctrl)})')
+        raise ValueError(f'{path} was learned on another reservoir: '
+                         + _differences(str(data['reservoir']), _reservoir_identity(ctrl)))
+    if 'dt' in data and not np.isclose(float(data['dt']), ctrl.dt, rtol=1e-9, atol=0.0):
+        raise ValueError(f"{path} was learned at {1.0 / float(data['dt']):g} Hz, not at "
+                         f'{1.0 / ctrl.dt:g} Hz: the reservoir features change with the rate')
     norm = ctrl.normalizer
     scale = np.asarray(data.get('input/scale', norm.scale), dtype=float)
     envelope = np.asarray(data.get('input/envelope', norm.envelope), dtype=float)

@@ -173,15 +173,48 @@ def test_bad_input_raises_and_changes_nothing(trained_ctrl_factory, case, mode, 
     """Float64 arrays take the one-kernel input check, anything else the Python one."""
     ctrl = trained_ctrl_factory(**{'controller.mode': mode})
     snap = learned_state(ctrl)
+    terms = [t.copy() for t in ctrl.tick_terms()]
     measured, desired = BAD_INPUTS[case]
     if arrays:
         measured, desired = _as_float64_arrays(measured), _as_float64_arrays(desired)
     with pytest.raises(ValueError):
         ctrl.step(measured, desired)
     assert_unchanged(ctrl, snap)
+    # ~/controller_state shows the last valid tick, not the refused values (it showed NaN)
+    for before, after in zip(terms, ctrl.tick_terms()):
+        np.testing.assert_array_equal(before, after)
     # and the controller carries on
     (m, d), = signals(1)
     assert np.isfinite(ctrl.step(m, d)).all()
+
+
+@pytest.mark.parametrize('measured, desired', [
+    (None, ([0.0] * 2,) * 3), (([0.0] * 2,) * 2, 1.0), ((1.0, 2.0), ([0.0] * 2,) * 3),
+    ((['a', 'b'], [0.0] * 2), ([0.0] * 2,) * 3), (([0.0] * 2,) * 2, ({}, [0.0] * 2, None)),
+])
+def test_inputs_that_are_no_arrays_are_a_value_error_too(trained_ctrl_factory, measured,
+                                                         desired):
+    """None or a number raised TypeError, which a front end catching ValueError missed."""
+    ctrl = trained_ctrl_factory()
+    snap = learned_state(ctrl)
+    with pytest.raises(ValueError, match='measured is|values per quantity|numbers per'):
+        ctrl.step(measured, desired)
+    assert_unchanged(ctrl, snap)
+
+
+@pytest.mark.parametrize('dt', [1e-5, 2.0, 0.0, -0.01, float('nan')])
+def test_a_time_step_outside_the_control_rates_range_is_refused(dt):
+    """dt= skipped the control_rate_hz range that the parameter has."""
+    with pytest.raises(ValueError, match='control_rate_hz'):
+        AdaptiveController(BASE, dt=dt)
+
+
+def test_params_cannot_be_changed_through_what_they_return():
+    """params['kp'][0] = 99 changed the mapping the controller reports and saves."""
+    ctrl = make()
+    ctrl.params['kp'][0] = 99.0
+    ctrl.params['joints'][0] = 'other'
+    assert list(ctrl.params['kp']) == BASE['kp'] and list(ctrl.params['joints']) == JOINTS
 
 
 def test_lists_float32_and_strided_inputs_give_the_float64_commands():
@@ -372,6 +405,20 @@ def test_load_refuses_file_for_other_controller(tmp_path, trained_ctrl_factory, 
     target = trained_ctrl_factory()
     snap = learned_state(target)
     with pytest.raises(ValueError):
+        target.load(path)
+    assert_unchanged(target, snap)
+
+
+def test_load_names_the_reservoir_setting_and_the_rate_that_differ(
+        tmp_path, trained_ctrl_factory):
+    path = str(tmp_path / 'other.npz')
+    trained_ctrl_factory(**{'reservoir.leak_rate': 0.5}).save(path)
+    with pytest.raises(ValueError, match='reservoir.leak_rate 0.5 there, 0.3 here$'):
+        trained_ctrl_factory().load(path)
+    AdaptiveController(BASE, dt=0.004).save(path)        # the features' time base
+    target = trained_ctrl_factory()
+    snap = learned_state(target)
+    with pytest.raises(ValueError, match='learned at 250 Hz, not at 100 Hz'):
         target.load(path)
     assert_unchanged(target, snap)
 

@@ -497,3 +497,13 @@ def test_a_failed_autosave_is_no_longer_reported_once_mended(tmp_path, mend):
         assert store.last_error is None
     finally:
         store.close()
+
+
+@pytest.mark.parametrize('damage', [truncate, corrupt])
+def test_a_truncated_or_corrupt_file_is_a_value_error_that_says_so(tmp_path, damage):
+    """The core API raised zipfile.BadZipFile, which a caller catching ValueError missed."""
+    path = tmp_path / 'readout.npz'
+    trained().save(str(path))
+    damage(path)
+    with pytest.raises(ValueError, match='truncated or corrupt'):
+        AdaptiveController(BASE, dt=0.01).load(str(path))
