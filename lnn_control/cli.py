@@ -91,18 +91,22 @@ def _offline(args: argparse.Namespace, extra: dict):
                                              'reference.seed': args.seed, **extra})
     # PD only, adaptive and, with a payload change, the adaptive controller on the
     # changed plant from the start (the reference for readaptation_ratio; not plotted).
-    arms = [('PD only', False, args.payload_change_at), ('adaptive', True, args.payload_change_at)]
+    # Only the adaptive arm loads and saves readout_path, as the demo's adaptive node does.
+    readout = extra.get('readout_path', '')
+    arms = [('PD only', False, args.payload_change_at, ''),
+            ('adaptive', True, args.payload_change_at, readout)]
     if args.payload_change_at is not None:
-        arms.append(('settled', True, 0.0))
+        arms.append(('settled', True, 0.0, ''))
     traces = []
-    for label, learning, change_at in arms:
+    for label, learning, change_at, readout_path in arms:
         with tqdm(total=args.duration, desc=f'{label:>8}', unit='sim s',
                   bar_format='{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} {unit}',
                   disable=args.quiet) as bar:
             def progress(t, bar=bar):
                 bar.update(t - bar.n)
             traces.append(CL.run(args.plant, overrides, args.duration, learning=learning,
-                                 payload_change_at=change_at, progress=progress))
+                                 payload_change_at=change_at, progress=progress,
+                                 readout_path=readout_path))
             bar.update(args.duration - bar.n)
     summary = CL.report('offline', args.plant, args.neuron, args.seed, traces[0], traces[1],
                         args.duration, args.payload_change_at,
@@ -148,10 +152,12 @@ def _params(args: argparse.Namespace) -> int:
     if args.format == 'markdown':
         print('# Parameters\n\nGenerated from `lnn_control/schema.py` by '
               '`lnn-control params --format markdown`; do not edit.\n')
-        print(schema.markdown(schema.CONTROLLER, 'lnn_controller'))
-        print(schema.markdown(schema.SIMULATOR, 'lnn_sim'))
+        for node, title in (('controller', 'lnn_controller'), ('simulator', 'lnn_sim')):
+            if args.node in (None, node):
+                print(schema.markdown(schema.SCHEMAS[node], title))
     else:
         import yaml
+        args.node = args.node or 'controller'
         values = dict(schema.defaults(schema.SCHEMAS[args.node]))
         node = 'lnn_controller' if args.node == 'controller' else 'lnn_sim'
         if args.plant:      # a file to start from: the plant's joints, gains, limits
@@ -203,7 +209,7 @@ def _gains(args: argparse.Namespace) -> int:
     warnings += [f'{joint}: its actuator applies {low:g} to {high:g}; command_limit is '
                  f'symmetric, so it is the smaller side, {min(-low, high):g}'
                  for joint, (low, high) in zip(plant.joint_names, plant.effort_range)
-                 if math.isfinite(low + high) and not math.isclose(-low, high)]
+                 if math.isfinite(low) and math.isfinite(high) and not math.isclose(-low, high)]
     bandwidth_hz = hz * factor        # the natural frequency [Hz]
     modes = PL.unmeasured_modes(plant, kp, kd, bandwidth_hz)
     warnings += PL.unmeasured_mode_warnings(modes, bandwidth_hz)
@@ -243,21 +249,27 @@ def _plant_model(plant: str) -> str:
     return plant
 
 
+# The zoo's reference options, by the parameter each sets (for what a refusal names).
+_REFERENCE_FLAGS = {'reference.frequency_hz': '--reference-hz',
+                    'reference.amplitude': '--amplitude-scale',
+                    'reference.offset': '--offset-scale'}
+
+
 def _zoo(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from . import zoo, zoo_report
 
     drawn = zoo.random_names(args.random_seed, args.random) if args.random > 0 else []
-    if args.list:
-        for name in list(zoo.names()) + drawn:
-            print(f'{name:26s} {zoo.spec(name)}' if name in drawn
-                  else f'{name:26s} {zoo.ZOO[name].note}')
-        return 0
     plants = (_names(args.plants, '--plants') if args.plants
-              else ([] if drawn else list(zoo.names())))
+              else ([] if drawn and not args.list else list(zoo.names())))
     unknown = [p for p in plants if not zoo.is_member(p)]
     plants += [p for p in drawn if p not in plants]
+    if args.list and not unknown:       # the plants a run with these options would take
+        for name in plants:
+            print(f'{name:26s} {zoo.ZOO[name].note}' if name in zoo.ZOO
+                  else f'{name:26s} {zoo.spec(name)}')
+        return 0
     variants = _names(args.variants, '--variants')
     unknown += [v for v in variants if v not in zoo.VARIANTS]
     changes = _names(args.changes, '--changes')
@@ -288,7 +300,9 @@ def _zoo(args: argparse.Namespace) -> int:
         try:
             schema.resolve({**zoo.controller_params(plant, reference), **extra})
         except ValueError as exc:
-            raise ValueError(f'--param on {plant}: {exc}') from None
+            flag = next((f for name, f in _REFERENCE_FLAGS.items()
+                         if name in str(exc) and name not in extra), '--param')
+            raise ValueError(f'{flag} on {plant}: {exc}') from None
     _make_out(args.out)
     with tqdm(total=total, desc='zoo', unit='run', disable=args.quiet) as bar:
         rows = zoo.run_zoo(plants, variants, seeds, extra, workers=args.workers,
@@ -492,8 +506,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     params = sub.add_parser('params', help='print the parameter schema')
     params.add_argument('--format', choices=('markdown', 'yaml'), default='markdown')
-    params.add_argument('--node', choices=('controller', 'simulator'), default='controller',
-                        help='with --format yaml: which node')
+    params.add_argument('--node', choices=('controller', 'simulator'), default=None,
+                        help='which node (default: both for markdown, the controller for yaml)')
     params.add_argument('--plant', default=None,
                         help='with --format yaml: a file for this plant (a bundled one, '
                              'zoo/<name> or an MJCF file): the defaults with its joints, '

@@ -117,7 +117,8 @@ def run(plant_name: str, controller_params: Mapping[str, Any], duration: float,
         progress: Callable[[float], None] | None = None, payload_scale: float = PAYLOAD_SCALE,
         position_noise: float = 0.0, velocity_noise: float = 0.0, delay_ticks: int = 0,
         noise_seed: int = 0, change: str = 'payload', friction_scale: float = FRICTION_SCALE,
-        on_change: Callable[[AdaptiveController], None] | None = None) -> Trace:
+        on_change: Callable[[AdaptiveController], None] | None = None,
+        readout_path: str = '') -> Trace:
     """
     Simulate one closed-loop run; ``learning=False`` gives the PD-only arm.
 
@@ -133,6 +134,10 @@ def run(plant_name: str, controller_params: Mapping[str, Any], duration: float,
     mass and inertia by ``payload_scale``, 'friction' every joint's Coulomb friction by
     ``friction_scale``; ``on_change(controller)``, if given, is called then (an oracle for
     re-adaptation mechanisms, see benchmarks/bench_adaptation.py).
+
+    ``readout_path``: as the node's parameter: the readout is loaded from it when the file
+    exists (a file this controller cannot use raises ValueError with the reason) and saved
+    to it at the end.
     """
     if change not in CHANGES:
         raise ValueError(f"change must be one of {', '.join(CHANGES)}; got {change!r}")
@@ -140,6 +145,9 @@ def run(plant_name: str, controller_params: Mapping[str, Any], duration: float,
     overrides['learning_enabled'] = bool(learning) and overrides.get('learning_enabled', True)
     ctrl = AdaptiveController(overrides)
     loop = ControlLoop(ctrl, ctrl.params['sensor_timeout_s'], ctrl.params['stale_sensor_action'])
+    readout_path = os.path.expanduser(readout_path)
+    if readout_path and os.path.exists(readout_path):
+        ctrl.load(readout_path)
     plant = Plant(plant_name, joints=ctrl.joints)
     plant.steps_per(ctrl.dt)    # else the plant would run faster or slower than the controller
     cfg = ctrl.config.reference
@@ -191,6 +199,8 @@ def run(plant_name: str, controller_params: Mapping[str, Any], duration: float,
             log_score[k] = fm.detector.score
         if progress is not None and k % 100 == 0:
             progress(t)
+    if readout_path:
+        ctrl.save(readout_path)
     sv = ctrl.supervisor
     meta = {'interventions': [(i.time_s, i.action, i.reason) for i in sv.interventions],
             'supervisor_state': sv.state, 'gain_scale': sv.gain_scale,

@@ -316,7 +316,9 @@ def check(param: Param, value: Any, n_joints: int | None = None) -> str | None:
             isinstance(value, (str, bytes))
             or not isinstance(value, (list, tuple, np.ndarray, array.array))
             or np.ndim(value) != 1):
-        return f'{param.name} must be a list'
+        what = 'numbers' if kind == DOUBLE_ARRAY else 'strings'
+        each = ' (one per joint, or one for all)' if param.per_joint else ''
+        return f'{param.name} must be a list of {what}{each}; got {value!r}'
     if kind == BOOL:
         return None if isinstance(value, (bool, np.bool_)) else f'{param.name} must be a bool'
     if kind == STRING:

@@ -7,6 +7,7 @@ import sys
 
 from lnn_control import cli
 from lnn_control import schema
+import numpy as np
 import pytest
 
 pytestmark = pytest.mark.unit
@@ -91,6 +92,11 @@ def test_bad_numbers_are_refused_by_the_parser(argv, message, capsys):
     (['zoo', '--plants', 'random_5_x'], 'unknown zoo plants, variants or changes: random_5_x'),
     (['zoo', '--plants', 'pendulum_tiny,arm_geared', '--param', 'kp=[10,10]'],
      '--param on pendulum_tiny: kp needs one value per joint (1)'),
+    # named --param although no --param was given
+    (['zoo', '--plants', 'pendulum_tiny', '--reference-hz', '100'],
+     '--reference-hz on pendulum_tiny: reference.frequency_hz must be <= '),
+    (['demo', '--mode', 'offline', '--param', 'kp=abc'],        # said 'kp must be a list'
+     "kp must be a list of numbers (one per joint, or one for all); got 'abc'"),
 ])
 def test_bad_arguments_are_refused_before_any_work(argv, message, tmp_path, capsys):
     out = tmp_path / 'out'
@@ -282,3 +288,40 @@ def test_params_file_for_a_plant_starts_the_nodes_on_it(tmp_path, capsys):
     assert sim['model'] == 'zoo/lift' and sim['joints'] == ['lift']
     assert cli.main(['params', '--plant', 'zoo/lift']) == 2            # markdown: no plant
     assert cli.main(['params', '--format', 'yaml', '--plant', 'zoo/none']) == 2
+
+
+def test_params_markdown_for_one_node_and_zoo_list_of_the_plants_asked(capsys):
+    """--node and --plants were ignored: both tables, every plant."""
+    cli.main(['params', '--node', 'simulator'])
+    out = capsys.readouterr().out
+    assert '## lnn_sim' in out and '## lnn_controller' not in out
+    cli.main(['zoo', '--list', '--plants', 'pendulum_5kg,random_131_28'])
+    listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+    assert listed == ['pendulum_5kg', 'random_131_28']
+
+
+def test_offline_demo_loads_and_saves_readout_path_with_its_adaptive_arm(tmp_path, capsys):
+    """--mode offline ignored readout_path (the ROS demo's adaptive node uses it)."""
+    path = tmp_path / 'readout.npz'
+    argv = ['demo', '--mode', 'offline', '--duration', '1', '--quiet', '--param',
+            f'readout_path={path}', '--out', str(tmp_path / 'run')]
+    assert cli.main(argv) == 0
+    first, w = json.loads(capsys.readouterr().out.rsplit('}', 1)[0] + '}'), np.load(path)['slow/w']
+    assert np.abs(w).max() > 0
+    assert cli.main(argv) == 0          # learns on from the file, and saves again
+    second = json.loads(capsys.readouterr().out.rsplit('}', 1)[0] + '}')
+    assert second['ratio'] < 0.7 * first['ratio']     # (0.16 against 0.28 here)
+    assert not np.array_equal(np.load(path)['slow/w'], w)
+    assert cli.main(argv[:-2] + ['--neuron', 'ltc', '--out', str(tmp_path / 'r2')]) == 2
+    assert 'learned on another reservoir: reservoir.neuron_model esn there, ltc here' in \
+        capsys.readouterr().err
+
+
+def test_the_ros_demos_pd_arm_never_touches_the_readout_file():
+    """Both nodes got readout_path: the PD node loaded the file and saved over it."""
+    from lnn_control.tools import demo
+    extra = {'readout_path': '/tmp/r.npz'}
+    pd = demo.controller_command('pd', 'pendulum', False, extra)
+    adaptive = demo.controller_command('adaptive', 'pendulum', True, extra)
+    assert 'readout_path:="/tmp/r.npz"' in adaptive
+    assert 'readout_path:=""' in pd and 'readout_path:="/tmp/r.npz"' not in pd

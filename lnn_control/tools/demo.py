@@ -66,6 +66,8 @@ def controller_command(ns: str, plant: str, learning: bool, extra: Mapping[str, 
     params = {'use_sim_time': lockstep, 'sync_to_joint_state_stamps': lockstep,
               'reference.mode': 'sum_of_sines',
               'learning_enabled': learning, **extra, 'control_rate_hz': control_rate_hz}
+    if not learning:        # the PD arm must not load, nor overwrite, the adaptive readout
+        params['readout_path'] = ''
     params_file = CL.config_path(plant) if plant in schema.BUNDLED_PLANTS else None
     return _executable('lnn_controller') + _args(ns, params, params_file)
 
