@@ -211,13 +211,13 @@ CONTROLLER = (
     Param('readout_path', STRING, '',
           'File (.npz; ~ expanded) the readout is loaded from at start and saved to '
           'periodically, at shutdown and by ~/save_readout; empty disables. A file that '
-          'cannot be loaded (corrupt, truncated, another robot or reservoir) is renamed to '
-          '<file>.refused (.refused.1, ... if taken) and the node starts fresh; a path that '
-          'is not a regular file (a directory) is left as it is. A file saved with the other '
-          'rls.fast_learner setting loads, its fast readout fresh or ignored. With the '
-          'supervisor on, the automatic saves replace an existing file only with a readout '
-          'the supervisor judged good since (none during its holds or after an '
-          'intervention); ~/save_readout always writes. Set while running to an existing '
+          'cannot be loaded (corrupt, truncated, another robot, reservoir or control rate) '
+          'is renamed to <file>.refused (.refused.1, ... if taken) and the node starts '
+          'fresh; a path that is not a regular file (a directory) is left as it is. A file '
+          'saved with the other rls.fast_learner setting loads, its fast readout fresh or '
+          'ignored. With the supervisor on, the automatic saves replace an existing file '
+          'only with a readout the supervisor judged good since (none during its holds or '
+          'after an intervention); ~/save_readout always writes. Set while running to an existing '
           'file not written by this node: not written automatically until ~/save_readout '
           'or ~/load_readout.'),
     Param('readout_autosave_period_s', DOUBLE, 10.0,
