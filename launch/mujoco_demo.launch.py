@@ -17,7 +17,7 @@ ones a ros2_control robot offers once ``commands`` is remapped to a
 forward_command_controller (see controller.launch.py).
 """
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, Shutdown
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
@@ -51,6 +51,8 @@ def generate_launch_description():
             name='lnn_sim',
             output='screen',
             emulate_tty=True,
+            # one node of the pair gone (refused parameters, a crash): the demo is over
+            on_exit=Shutdown(reason='lnn_sim exited'),
             parameters=[{
                 'model': plant,
                 'lockstep': lockstep,
@@ -63,6 +65,7 @@ def generate_launch_description():
             name='lnn_controller',
             output='screen',
             emulate_tty=True,
+            on_exit=Shutdown(reason='lnn_controller exited'),
             parameters=[
                 LaunchConfiguration('params_file'),
                 {

@@ -45,7 +45,8 @@ EXTERNAL_PARAMETERS = {
 KNOWN_IMPORTS = {
     'launch': {'LaunchDescription'},
     'launch.actions': {'DeclareLaunchArgument', 'IncludeLaunchDescription',
-                       'RegisterEventHandler', 'GroupAction', 'TimerAction', 'LogInfo'},
+                       'RegisterEventHandler', 'GroupAction', 'TimerAction', 'LogInfo',
+                       'Shutdown'},
     'launch.substitutions': {'LaunchConfiguration', 'PathJoinSubstitution', 'Command',
                              'FindExecutable', 'TextSubstitution'},
     'launch.conditions': {'IfCondition', 'UnlessCondition'},
@@ -57,7 +58,7 @@ KNOWN_IMPORTS = {
 }
 NODE_KWARGS = {'package', 'executable', 'name', 'namespace', 'parameters', 'remappings',
                'arguments', 'ros_arguments', 'output', 'emulate_tty', 'condition', 'respawn',
-               'respawn_delay'}
+               'respawn_delay', 'on_exit'}
 SCHEMAS = {'lnn_controller': schema.CONTROLLER, 'lnn_sim': schema.SIMULATOR}
 # Topics of our nodes, relative to their namespace, with direction; checked against
 # the live nodes in test_node_topics_match_the_tables.
@@ -187,6 +188,7 @@ class LaunchModel:
             out.append({
                 'lineno': call.lineno,
                 'kwargs': set(kw),
+                'on_exit': ast.unparse(kw['on_exit']) if 'on_exit' in kw else None,
                 'package': self.subst(kw['package'], args),
                 'executable': self.subst(kw['executable'], args),
                 'name': self.subst(kw['name'], args) if 'name' in kw else None,
@@ -410,6 +412,8 @@ def test_mujoco_demo_joints_and_topics_match():
                               if k != 'use_sim_time'})
         plant = Plant(sim['model'], sim['joints'] or None)
         assert list(plant.joint_names) == list(ctl['joints']), args   # command order
+        for node in nodes.values():     # one of the pair gone, the demo ends (it ran on)
+            assert (node['on_exit'] or '').startswith('Shutdown('), args
         sim_topics = node_topics(nodes['lnn_sim'])
         ctl_topics = node_topics(nodes['lnn_controller'])
         assert set(sim_topics) == set(ctl_topics)
@@ -501,6 +505,11 @@ def test_xml_twin_declares_the_same_arguments():
         assert xml[name] == py[name], f'{name}: XML {xml[name]} vs Python {py[name]}'
     assert py['use_sim_time'][1] == ['true', 'false']
     assert py['log_level'][1] == ['debug', 'info', 'warn', 'error', 'fatal']
+    # what `ros2 launch --show-args` prints is the same too (params_file's differed)
+    xml_text = {a.get('name'): a.get('description')
+                for a in ET.parse(LAUNCH / 'controller.launch.xml').getroot().findall('arg')}
+    assert xml_text == {name: description.value
+                        for name, (_, _, description) in model.declared().items()}
     for name, (default, choices) in xml.items():      # launch refuses such a file
         assert choices is None or default in choices, name
 
@@ -514,6 +523,7 @@ def test_xml_twin_matches_python_launch():
     assert xml_args['params_file'] == f'$(find-pkg-share {PKG})/config/pendulum.yaml'
     (node,) = root.findall('node')
     assert (node.get('pkg'), node.get('exec')) == (PKG, 'lnn_controller')
+    assert (node.get('output'), node.get('emulate_tty')) == ('screen', 'true')   # as the .py
     assert node.get('exec') in console_scripts()
     assert node.get('namespace') == '$(var namespace)'
     remaps = {r.get('from'): r.get('to') for r in node.findall('remap')}

@@ -111,8 +111,9 @@ class SimNode(Node):
         super().__init__(node_name, **kwargs)
         try:
             self.config = cfg = Config(RP.declare(self, schema.SIMULATOR), schema.SIMULATOR)
-        except ValueError as e:
-            raise ValueError(f'invalid parameters: {e}') from None
+        except ValueError as e:     # (RP.declare's own message starts so already)
+            reason = str(e).removeprefix('invalid parameters: ')
+            raise ValueError(f'invalid parameters: {reason}') from None
         self.lockstep = cfg.lockstep
         self.paused = cfg.paused and self.lockstep
         self.control_period_s = cfg.control_period_s
