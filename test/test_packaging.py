@@ -110,7 +110,7 @@ def test_package_xml_format3_ament_python(package_xml):
 
 
 def _ros_packages_imported():
-    """The ROS packages the installed code imports (rclpy, *_msgs, *_interfaces, ...)."""
+    """Return the ROS packages the installed code imports (rclpy, *_msgs, *_interfaces)."""
     pattern = re.compile(r'^\s*(?:from|import) (rclpy|[a-z_]+_(?:msgs|srvs|interfaces|python))\b',
                          re.M)
     return {m.group(1) for path in (REPO / PKG).rglob('*.py')
