@@ -89,6 +89,42 @@ def test_the_last_effort_does_not_stay_on_commands_once_the_node_clock_stands_st
     assert np.abs(r.commands[-1]).min() > 0.0
 
 
+def test_a_simulation_slower_than_real_time_is_not_a_clock_that_stands_still(
+        rig, monkeypatch):
+    """
+    Sim time at 0.45x real time: the effort was zeroed, with 'the node clock stands still'.
+
+    The watchdog took 1.25 s of wall time without a report for a stall, and the 1 s report
+    runs on the node clock: 2.2 s of wall time apart at that speed. Wall time is a fake
+    here, 22 ms per 10 ms tick; only a node clock that does not move is a stall.
+    """
+    from types import SimpleNamespace
+
+    from lnn_control.ros import controller_node
+    wall = [10**12]
+    monkeypatch.setattr(controller_node, 'time', SimpleNamespace(
+        monotonic_ns=lambda: wall[0], perf_counter_ns=controller_node.time.perf_counter_ns))
+    r = rig({'learning_enabled': False})
+    watchdog = r.node._publish_diagnostics_if_stalled
+    warnings = record_warnings(r.node)
+    r.send([0.0, 0.0])
+    r.send_reference([0.3, -0.2])
+    for _ in range(500):                   # 5 s of sim time, 11 s of wall time
+        r.send([0.0, 0.0])
+        r.tick()
+        wall[0] += 22_000_000
+        watchdog()
+    assert all(c.any() for c in r.commands), 'zero effort while the clock ran'
+    assert not [w for w in warnings if STANDS_STILL in w]
+    published = len(r.commands)
+    for _ in range(6):                     # now it stops: 1.5 s of wall time, no tick
+        wall[0] += 250_000_000
+        watchdog()
+    r.wait(lambda: len(r.commands) > published, 'the zero effort')
+    assert len(r.commands) == published + 1 and not r.commands[-1].any()
+    assert [w for w in warnings if STANDS_STILL in w]
+
+
 # -- a foreign readout file set while running -----------------------------------------
 
 def _foreign_readout(path):

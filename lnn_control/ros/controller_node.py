@@ -193,7 +193,8 @@ class LnnControllerNode(ControllerServices, Node):
         self._diagnostics_timer = self.create_timer(1.0, self.publish_diagnostics)
         # ... and on the wall clock while the node clock stands still (no /clock yet, or it
         # stopped): a silent node would not say why no commands come out.
-        self._diagnostics_wall_ns = time.monotonic_ns()
+        self._diagnostics_wall_ns = self._clock_moved_wall_ns = time.monotonic_ns()
+        self._watched_clock_ns = self.get_clock().now().nanoseconds
         self._stall_zeroed = False         # zero effort sent since the last tick's command
         self._diagnostics_watchdog = self.create_timer(
             0.25, self._publish_diagnostics_if_stalled,
@@ -647,8 +648,14 @@ class LnnControllerNode(ControllerServices, Node):
         self._publisher.publish(self._diagnostics_pub, self.diagnostics())
 
     def _publish_diagnostics_if_stalled(self) -> None:
-        # about 1 Hz while stalled; more than 1 s, so a running node clock publishes first
-        if time.monotonic_ns() - self._diagnostics_wall_ns > 1_250_000_000:
+        # Stalled: the node clock has not moved for 1.25 s of wall time. Not "no report for
+        # 1.25 s": a simulation slower than 0.8x real time reports less often than that on
+        # its own clock, and was zeroed mid-run. About 1 Hz while stalled.
+        wall, clock = time.monotonic_ns(), self.get_clock().now().nanoseconds
+        if clock != self._watched_clock_ns:
+            self._watched_clock_ns, self._clock_moved_wall_ns = clock, wall
+        if (wall - self._clock_moved_wall_ns > 1_250_000_000
+                and wall - self._diagnostics_wall_ns > 1_000_000_000):
             self.publish_diagnostics()
             self._zero_effort_while_stalled()
 
