@@ -32,3 +32,15 @@ def test_executable_in_lib_runs_its_node(name, parameter, message, tmp_path):
     assert out.returncode == 1, (out.stdout, out.stderr)
     log = out.stdout + out.stderr
     assert f'[{name}]: invalid parameters' in log and message in log, log
+
+
+@pytest.mark.parametrize('name', ['lnn_controller', 'lnn_sim'])
+def test_a_wrong_type_of_rclpys_own_parameter_is_one_line_too(name, tmp_path):
+    """use_sim_time: "true" in a parameter file ended in a traceback (rclpy checks it)."""
+    params = tmp_path / 'params.yaml'
+    params.write_text('/**:\n  ros__parameters:\n    use_sim_time: "true"\n')
+    out = subprocess.run([str(LIBEXEC / name), '--ros-args', '--params-file', str(params)],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    log = out.stdout + out.stderr
+    assert out.returncode == 1 and 'Traceback' not in log, log
+    assert f"[{name}]: invalid parameters: Trying to set parameter 'use_sim_time'" in log, log

@@ -171,3 +171,37 @@ def test_auto_executor_keeps_lockstep_and_sim_time_ordered(sim_time, lockstep, e
     node = _FakeNode(sim_time, lockstep)
     assert common._resolve_executor('auto', node) == expected
     assert common._resolve_executor('events', node) == 'events'
+
+
+@pytest.mark.ros
+def test_a_second_stop_request_while_shutting_down_does_not_cut_the_shutdown_work():
+    """
+    Ctrl-C twice: the second raised KeyboardInterrupt inside the shutdown work.
+
+    The readout's save was skipped, silently, and the node exited 0 with its learning
+    lost. Now the shutdown work finishes and the second request is logged.
+    """
+    import signal
+    import time
+
+    import rclpy
+
+    from lnn_control.ros import common
+    finished = []
+
+    def make_node():
+        node = rclpy.create_node('stop_twice')
+        node.create_timer(0.01, lambda: os.kill(os.getpid(), signal.SIGINT))   # Ctrl-C
+        return node
+
+    def on_shutdown(node):
+        os.kill(os.getpid(), signal.SIGINT)                  # and again, while saving
+        for _ in range(100):                                 # (handled between bytecodes)
+            time.sleep(0.001)
+        finished.append(True)
+        return True, 'saved'
+
+    previous = signal.getsignal(signal.SIGINT)
+    assert common.run_node(make_node, 'stop_twice', [], on_shutdown=on_shutdown) == 0
+    assert finished == [True]
+    assert signal.getsignal(signal.SIGINT) is previous        # handlers put back

@@ -36,6 +36,7 @@ from typing import Any, Callable, Iterable, Optional
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 import rclpy
+from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.qos import (DurabilityPolicy, qos_profile_sensor_data, qos_profile_services_default,
@@ -216,20 +217,30 @@ class _StopRequest:
     loop sees it when ``spin_once`` returns (the control timer's period, at most its
     timeout; the EventsExecutor has no guard conditions to wake it sooner). A second
     signal while stopping raises KeyboardInterrupt, as a user pressing Ctrl-C twice
-    expects.
+    expects, but not once the shutdown work has begun (``shield``): raised there, it
+    skipped the readout's save, silently, and the node exited 0 with its learning lost.
     """
 
     def __init__(self):
         self.requested = False
+        self.shielded = False
+        self.ignored = 0                # signals that came while shielded
         self._previous = {}
         if threading.current_thread() is threading.main_thread():   # else Python refuses
             self._previous = {sig: signal.signal(sig, self._handle)
                               for sig in (signal.SIGINT, signal.SIGTERM)}
 
     def _handle(self, signum, frame) -> None:
+        if self.shielded:
+            self.ignored += 1
+            return
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
+
+    def shield(self) -> None:
+        """From now on signals are counted, not raised: the shutdown work runs to its end."""
+        self.requested = self.shielded = True
 
     def restore(self) -> None:
         """Put back the handlers that were installed before."""
@@ -249,7 +260,8 @@ def run_node(make_node: Callable[[], Any], node_name: str, args: Optional[list] 
     logged) and exits 0. ``args``: the command line after the program name
     (None: ``sys.argv``).
 
-    Invalid parameters (``make_node`` raises ValueError): logged, exit 1. SIGINT and
+    Invalid parameters (``make_node`` raises ValueError, or rclpy a ParameterException for
+    its own, such as use_sim_time): logged on one line, exit 1. SIGINT and
     SIGTERM only ask the spin loop to stop between callbacks (``_StopRequest``): rclpy's
     own handlers shut the context down wherever the signal lands, and Python's raised
     KeyboardInterrupt inside a control tick (a FATAL log line with a traceback, and a
@@ -278,6 +290,11 @@ def run_node(make_node: Callable[[], Any], node_name: str, args: Optional[list] 
                 except ValueError as e:
                     rclpy.logging.get_logger(node_name).fatal(str(e))
                     return 1
+                except ParameterException as e:
+                    # rclpy's own parameters, checked in Node.__init__ before ours
+                    # (use_sim_time: "true" in a parameter file): one line too
+                    rclpy.logging.get_logger(node_name).fatal(f'invalid parameters: {e}')
+                    return 1
                 except RCLError:
                     if rclpy.ok():
                         raise
@@ -298,11 +315,15 @@ def run_node(make_node: Callable[[], Any], node_name: str, args: Optional[list] 
                             if rclpy.ok():
                                 raise
                 finally:
+                    stop.shield()
                     result = on_shutdown(node) if on_shutdown else None
                     executor.shutdown()
                     node.destroy_node()
+                    logger = rclpy.logging.get_logger(node_name)
+                    if stop.ignored:
+                        logger.info('stop requested again while stopping: finished the '
+                                    'shutdown work first (it takes at most a few seconds)')
                     if result:      # (ok None: not done on purpose, a warning)
-                        logger = rclpy.logging.get_logger(node_name)
                         log_outcome(logger, bool(result[0]), result[1],
                                     'warning' if result[0] is None else 'error')
             finally:
