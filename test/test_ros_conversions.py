@@ -38,6 +38,14 @@ def test_extra_joints_values_are_not_inspected():
     assert read(reader, msg)[0] is None
 
 
+def test_an_extra_joint_listed_twice_does_not_refuse_ours():
+    """['j1', 'j2', 'finger', 'finger'] was refused whole as malformed."""
+    reader = C.JointStateReader(('j1', 'j2'))
+    msg = C.joint_state(['j1', 'finger', 'j2', 'finger'], [1.0, 5.0, 2.0, 6.0], [0.0] * 4)
+    reason, q, _ = read(reader, msg)
+    assert reason is None and q.tolist() == [1.0, 2.0]
+
+
 @pytest.mark.parametrize('names, position, velocity, effort, reason', [
     (['j1', 'j2', 'j3'], [0.0, math.nan, 0.0], [0.0] * 3, [], C.NON_FINITE),
     (['j1', 'j2', 'j3'], [0.0] * 3, [0.0, 0.0, -math.inf], [], C.NON_FINITE),

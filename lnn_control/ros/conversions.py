@@ -84,8 +84,8 @@ class JointStateReader:
 
     Rejections, in the order they are checked: ``length_mismatch``
     (position/velocity/effort neither empty nor as long as ``name``; position is
-    always required), ``malformed`` (a name listed twice, or a field that is not
-    numeric), ``missing_joint``,
+    always required), ``malformed`` (one of our joints listed twice, or a field that
+    is not numeric; another joint listed twice is not looked at), ``missing_joint``,
     ``non_finite`` (NaN/Inf in a value of one of OUR joints; other joints' values
     are not looked at), ``implausible`` (|position| or |velocity| of one of our
     joints above its limit, see ``set_limits``; none by default),
@@ -104,6 +104,7 @@ class JointStateReader:
                  ignore_foreign: bool = False, differentiate: bool = False,
                  interval_s: float = 0.0):
         self.joints = tuple(joints)
+        self._ours = frozenset(self.joints)
         self.n = len(self.joints)
         self.require_velocity = bool(require_velocity)
         self.ignore_foreign = bool(ignore_foreign)
@@ -152,9 +153,9 @@ class JointStateReader:
             return None
         table = {}
         for i, name in enumerate(names):
-            if name in table:
-                return MALFORMED
-            table[name] = i
+            if name in table and name in self._ours:
+                return MALFORMED       # which value is ours? (another joint twice: not ours)
+            table.setdefault(name, i)
         try:        # the cached index changes only when every joint is found
             index = [table[joint] for joint in self.joints]
         except KeyError:
