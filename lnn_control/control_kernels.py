@@ -73,6 +73,11 @@ SV_SIZE = 23
 SV_PUSH_TRIP = 0.25   # the feedforward drives saturation this often (over the base): not credible
 SV_GROSS = 2.0        # rho this many times the trip ratio is judged after a quarter window
 SV_ECHO_FACTOR = 1.3  # the echo figure trips at this many times the trip ratio
+# Efforts below this fraction of the command limit are below what an actuator resolves:
+# the figures add its square to every power they compare. Without it a robot resting
+# where it needs no effort (a hanging pendulum, a SCARA) compared efforts of 1e-20,
+# and rho, a ratio of two such, tripped and wiped what had been learned.
+SV_EFFORT_FLOOR = 1e-3
 SV_WHY_RHO, SV_WHY_ECHO, SV_WHY_PUSH = 1, 2, 3
 # What ``supervise`` asks of the supervisor (0: nothing this tick).
 SV_ROLLBACK, SV_SNAPSHOT, SV_TO_PD_ONLY, SV_RESUME = 1, 2, 3, 4
@@ -88,7 +93,10 @@ def supervise(pd, ff, command, gains, lp, ff_at_bound, refused, st):
     or the push fraction > SV_PUSH_TRIP + st[SV_PUSH_BASE] after a quarter window (its
     own averaging time).
 
-    rho is the larger of two estimates: from the efforts as they are (quick) and from the
+    Every power compared has the effort floor's added (``SV_EFFORT_FLOOR``): at rest
+    where no effort is needed, rho reads 1 and the echo figure 0, and the lag-1 figure
+    is not judged. rho is the larger of two estimates: from the efforts as they are
+    (quick) and from the
     efforts low-passed per joint (``lp`` (6, n) holds the filter states, then the
     command's last value and the averages of its lag-1 product and power): effort above the
     closed loop's bandwidth does not move the plant, and a feedforward chattering there
@@ -110,12 +118,15 @@ def supervise(pd, ff, command, gains, lp, ff_at_bound, refused, st):
     a_low = 0.0
     b_low = 0.0
     high = 0.0
+    floor = 0.0         # the effort floor's power, in the error units (SV_EFFORT_FLOOR)
     push = 1.0 if ff_at_bound else 0.0
     alpha = st[SV_ALPHA]
     chatter, chatter_joint = 1.0, 0
     saturated = False
     for j in range(pd.shape[0]):
         limit, inv_kp, beta = gains[0, j], gains[1, j], gains[2, j]
+        floor_j = SV_EFFORT_FLOOR * limit * inv_kp
+        floor += floor_j * floor_j
         e = pd[j] * inv_kp
         t = command[j] * inv_kp
         a += e * e
@@ -135,7 +146,7 @@ def supervise(pd, ff, command, gains, lp, ff_at_bound, refused, st):
         lp[4, j] += alpha * (t * lp[3, j] - lp[4, j])
         lp[5, j] += alpha * (t * t - lp[5, j])
         lp[3, j] = t
-        if lp[5, j] > 0.0 and lp[4, j] < chatter * lp[5, j]:
+        if lp[5, j] > floor_j * floor_j and lp[4, j] < chatter * lp[5, j]:
             chatter, chatter_joint = lp[4, j] / lp[5, j], j
     st[SV_CHATTER], st[SV_CHATTER_JOINT] = chatter, chatter_joint
     # Limits known to be below what the motion needs (a push base): a tick at the limit
@@ -146,15 +157,17 @@ def supervise(pd, ff, command, gains, lp, ff_at_bound, refused, st):
         st[SV_PD_LOW] += alpha * (a_low - st[SV_PD_LOW])
         st[SV_TOTAL_LOW] += alpha * (b_low - st[SV_TOTAL_LOW])
     st[SV_FF_HIGH] += alpha * (high - st[SV_FF_HIGH])
-    echo = np.sqrt(st[SV_FF_HIGH] / st[SV_TOTAL_LOW]) if st[SV_TOTAL_LOW] > 0.0 else 0.0
+    low = st[SV_TOTAL_LOW] + floor
+    echo = np.sqrt(st[SV_FF_HIGH] / low) if low > 0.0 else 0.0
     st[SV_ECHO] = echo
     if echo > st[SV_ECHO_MAX]:
         st[SV_ECHO_MAX] = echo
     # pushing into saturation does damage fast: a four times shorter average
     st[SV_PUSH] += min(1.0, 4.0 * alpha) * (push - st[SV_PUSH])
-    rho = np.sqrt(st[SV_PD] / st[SV_TOTAL]) if st[SV_TOTAL] > 0.0 else 1.0
-    if st[SV_TOTAL_LOW] > 0.0:
-        rho = max(rho, np.sqrt(st[SV_PD_LOW] / st[SV_TOTAL_LOW]))
+    total = st[SV_TOTAL] + floor
+    rho = np.sqrt((st[SV_PD] + floor) / total) if total > 0.0 else 1.0
+    if low > 0.0:
+        rho = max(rho, np.sqrt((st[SV_PD_LOW] + floor) / low))
     st[SV_RHO] = rho
     if rho > st[SV_MAX]:
         st[SV_MAX] = rho

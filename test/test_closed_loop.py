@@ -158,3 +158,53 @@ def test_a_users_model_gets_a_reference_inside_its_joint_ranges(tmp_path):
     np.testing.assert_allclose(params['reference.offset'], [0.15, 0.0])
     trace = CL.run(str(path), params, 5.0, learning=False)
     assert trace.q_d[:, 0].min() >= 0.03 - 1e-9 and trace.q_d[:, 0].max() <= 0.27 + 1e-9
+
+
+class _Resting:
+    """The reference faded out to the rest pose (0) for ``rest_s``, then faded back in."""
+
+    def __init__(self, moving, start_s, rest_s, fade_s=2.0):
+        self.moving, self.start, self.rest, self.fade = moving, start_s, rest_s, fade_s
+
+    def _gain(self, t):
+        """Envelope of the motion and its first two derivatives."""
+        stop, back = self.start, self.start + self.fade + self.rest
+        for t0, sign in ((stop, -1.0), (back, 1.0)):
+            if t0 <= t < t0 + self.fade:     # a cosine ramp
+                x = np.pi * (t - t0) / self.fade
+                k = np.pi / self.fade
+                return (0.5 - 0.5 * sign * np.cos(x), 0.5 * sign * k * np.sin(x),
+                        0.5 * sign * k * k * np.cos(x))
+        return (0.0, 0.0, 0.0) if stop + self.fade <= t < back else (1.0, 0.0, 0.0)
+
+    def sample(self, t, q, qd, qdd):
+        self.moving.sample(t, q, qd, qdd)
+        g, dg, ddg = self._gain(t)
+        q0, qd0, qdd0 = q.copy(), qd.copy(), qdd.copy()
+        q[:], qd[:] = g * q0, g * qd0 + dg * q0
+        qdd[:] = g * qdd0 + 2 * dg * qd0 + ddg * q0
+
+
+@pytest.mark.slow
+def test_a_minute_at_rest_where_no_effort_is_needed_keeps_what_was_learned(monkeypatch):
+    """
+    The pendulum stops hanging straight down, needing no effort, for 60 s, then moves on.
+
+    Every effort decayed to 1e-20; the supervisor compared them and tripped 9 times
+    (rollbacks, a PD-only hold, a restart from zero, gain cuts): the learning was lost.
+    """
+    made = CL.make_reference
+
+    def resting(*args, **kwargs):
+        return _Resting(made(*args, **kwargs), 30.0, 60.0)
+
+    monkeypatch.setattr(CL, 'make_reference', resting)
+    params = CL.plant_params('pendulum')
+    pd = CL.run('pendulum', params, 124.0, learning=False)
+    adaptive = CL.run('pendulum', params, 124.0, learning=True)
+    assert adaptive.meta['interventions'] == []
+    assert adaptive.meta['gain_scale'] == 1.0
+    # moving again: as good as before the rest
+    before = CL.rms(adaptive, 20.0, 30.0) / CL.rms(pd, 20.0, 30.0)
+    after = CL.rms(adaptive, 104.0, 124.0) / CL.rms(pd, 104.0, 124.0)
+    assert before < 0.03 and after < 0.03, (before, after)
