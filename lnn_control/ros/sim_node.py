@@ -109,11 +109,11 @@ class SimNode(Node):
     def __init__(self, node_name: str = NODE_NAME, *, idle_period_s: float = 0.05,
                  resend_after_s: float = 1.0, **kwargs: Any):
         super().__init__(node_name, **kwargs)
+        values = RP.declare(self, schema.SIMULATOR)     # (its ValueError says so already)
         try:
-            self.config = cfg = Config(RP.declare(self, schema.SIMULATOR), schema.SIMULATOR)
-        except ValueError as e:     # (RP.declare's own message starts so already)
-            reason = str(e).removeprefix('invalid parameters: ')
-            raise ValueError(f'invalid parameters: {reason}') from None
+            self.config = cfg = Config(values, schema.SIMULATOR)
+        except ValueError as e:
+            raise ValueError(f'invalid parameters: {e}') from None
         self.lockstep = cfg.lockstep
         self.paused = cfg.paused and self.lockstep
         self.control_period_s = cfg.control_period_s
