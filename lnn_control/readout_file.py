@@ -227,8 +227,11 @@ def read_controller(ctrl, path: str) -> LoadedReadout:
     if 'reservoir' in data and str(data['reservoir']) != _reservoir_identity(ctrl):
         raise ValueError(f'{path} was learned on another reservoir: '
                          + _differences(str(data['reservoir']), _reservoir_identity(ctrl)))
-    if 'dt' in data and not np.isclose(float(data['dt']), ctrl.dt, rtol=1e-9, atol=0.0):
-        raise ValueError(f"{path} was learned at {1.0 / float(data['dt']):g} Hz, not at "
+    saved_dt = float(data.get('dt', ctrl.dt))
+    if not (math.isfinite(saved_dt) and saved_dt > 0):
+        raise ValueError(f'{path} holds an invalid control period ({saved_dt:g} s)')
+    if not np.isclose(saved_dt, ctrl.dt, rtol=1e-9, atol=0.0):
+        raise ValueError(f'{path} was learned at {1.0 / saved_dt:g} Hz, not at '
                          f'{1.0 / ctrl.dt:g} Hz: the reservoir features change with the rate')
     norm = ctrl.normalizer
     scale = np.asarray(data.get('input/scale', norm.scale), dtype=float)

@@ -423,6 +423,21 @@ def test_load_names_the_reservoir_setting_and_the_rate_that_differ(
     assert_unchanged(target, snap)
 
 
+@pytest.mark.parametrize('dt', [0.0, -0.01, float('nan')])
+def test_load_refuses_a_file_whose_control_period_is_no_period(tmp_path, trained_ctrl_factory,
+                                                               dt):
+    """A saved dt of 0 raised ZeroDivisionError while the refusal was worded."""
+    arrays = readout_file.controller_arrays(trained_ctrl_factory())
+    arrays['dt'] = np.float64(dt)
+    path = str(tmp_path / 'odd.npz')
+    readout_file.save_npz(path, arrays)
+    target = trained_ctrl_factory()
+    snap = learned_state(target)
+    with pytest.raises(ValueError, match='invalid control period'):
+        target.load(path)
+    assert_unchanged(target, snap)
+
+
 def test_load_refuses_other_joints_with_message(tmp_path, trained_ctrl_factory):
     path = str(tmp_path / 'other.npz')
     trained_ctrl_factory(joints=['j1', 'x2']).save(path)
