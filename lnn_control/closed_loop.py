@@ -203,7 +203,7 @@ def run(plant_name: str, controller_params: Mapping[str, Any], duration: float,
         ctrl.save(readout_path)
     sv = ctrl.supervisor
     meta = {'interventions': [(i.time_s, i.action, i.reason) for i in sv.interventions],
-            'supervisor_state': sv.state, 'gain_scale': sv.gain_scale,
+            'supervisor_state': sv.state, 'gain_scale': sv.gain_scale, 'pd_scale': sv.pd_gain,
             'change_detections': [d.time_s for d in ctrl.change_detector.detections]}
     if fm is not None:
         meta['anomalies'] = [d.time_s for d in fm.detector.detections]
@@ -366,7 +366,8 @@ def report(mode: str, plant: str, neuron: str, seed: int, pd: Trace, adaptive: T
             'interventions': sum(1 for e in events if e[1] != 'resume'),
             'events': [{'time_s': round(t, 3), 'action': a, 'reason': r} for t, a, r in events],
             'final_state': adaptive.meta.get('supervisor_state'),
-            'gain_scale': adaptive.meta.get('gain_scale')}
+            'gain_scale': adaptive.meta.get('gain_scale'),
+            'pd_scale': adaptive.meta.get('pd_scale')}
     detections = adaptive.meta.get('change_detections')
     if detections is not None:
         out['change_detections_s'] = [round(t, 3) for t in detections]

@@ -174,6 +174,8 @@ class AdaptiveController(InverseModelTick):
             if name in ('kp', 'kd', 'command_limit'):
                 arr = np.asarray(value, dtype=float)
                 setattr(self, name, np.broadcast_to(arr, (self.n,)).copy())
+                if name != 'command_limit' and self.supervisor is not None:
+                    self.supervisor.restore_pd(f'{name} set')   # new gains: judged afresh
             elif group == 'supervisor' and self.supervisor is not None:
                 setattr(self.supervisor, attr, type(getattr(self.supervisor, attr))(value))
             elif group == 'change_detection':
@@ -187,6 +189,7 @@ class AdaptiveController(InverseModelTick):
                 self.learning_enabled = bool(value)
                 if not self.learning_enabled and self.supervisor is not None:
                     self.supervisor.stop_easing()     # learning off: plain PD at once
+                    self.supervisor.restore_pd('learning switched off')
             elif name in ('rls.forgetting_factor', 'rls.fast_forgetting_factor'):
                 self._apply_forgetting()
         if self.command_limit is not None:
@@ -346,6 +349,8 @@ class AdaptiveController(InverseModelTick):
             self._ff[:] = 0.0
         if self.supervisor.easing:      # out of a cycle at the limits (supervisor.py)
             self._pd *= self.supervisor.pd_scale(self.ticks)
+        elif self.supervisor.pd_gain != 1.0:   # a loop that keeps cycling: kept softer
+            self._pd *= self.supervisor.pd_gain
         code = CK.bounded_command(self._pd, self._ff, self._ff_limit, self.command_limit,
                                   self._command)
         self._at_bound = code & 1
@@ -384,6 +389,11 @@ class AdaptiveController(InverseModelTick):
         self._prev[0], self._prev[1], self._prev[2] = io[0], io[1], self._command
         self._has_prev = True
         self.ticks += 1
+
+    @property
+    def saturated(self) -> bool:
+        """Whether the last command was at its limit."""
+        return self._saturated
 
     def tick_terms(self) -> tuple[np.ndarray, ...]:
         """Return views of the last tick's measured, desired position, PD effort, feedforward."""

@@ -197,6 +197,7 @@ class ControlLoop:
             ('supervisor saturation the limits alone cause', sv.push_base),
             *((f'supervisor {k}', v) for k, v in sv.counts.items()),
             ('supervisor gain scale', sv.gain_scale),
+            ('supervisor PD output scale', sv.pd_gain),
             ('supervisor fast learner gain scale',
              sv.readout_gains()[1] if ctrl.fast is not None else 0.0),
             ('supervisor learning gain cap per step (0: none)', ctrl.slow.gain_cap),

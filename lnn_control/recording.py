@@ -102,6 +102,7 @@ def _supervisor_from_diagnostics(messages, hardware_id: str, t0_ns: int) -> dict
     first status counting it).
     """
     events, last, state, gain, detections, anomalies = [], {}, None, None, [], []
+    pd_scale = None
     for _, msg in messages:
         for status in msg.status:
             if status.hardware_id != hardware_id:
@@ -120,7 +121,8 @@ def _supervisor_from_diagnostics(messages, hardware_id: str, t0_ns: int) -> dict
             count = int(values.get('prediction anomalies', 0))
             anomalies += [t] * (count - len(anomalies))
             state, gain = values['supervisor state'], float(values['supervisor gain scale'])
+            pd_scale = float(values.get('supervisor PD output scale', 1.0))
     if state is None:
         return {}
     return {'interventions': sorted(events), 'supervisor_state': state, 'gain_scale': gain,
-            'change_detections': detections, 'anomalies': anomalies}
+            'pd_scale': pd_scale, 'change_detections': detections, 'anomalies': anomalies}

@@ -54,7 +54,19 @@ Responses, with hysteresis (``hold_s``) and escalation:
    back over ``EASE_RAMP_S`` (once per hold): with less gain the loop has the phase
    margin the delay took, the cycle dies and the restored loop stays out of it. Only
    the learning arm does this; the PD-only arm of a comparison has nothing to ease.
-4. resume: rho back below the trip ratio after ``hold_s``.
+4. pd_detuned: a loop that falls back into its cycle within ``DETUNE_WITHIN_S`` of
+   an easing is unstable on this plant (the tick of delay, or a kd too high for the
+   rate: ``lnn-control gains --delay-ticks 1``), not merely kicked: the PD output is
+   kept at ``DETUNE_FACTOR`` x (kp and kd alike, down to ``DETUNE_MIN``) while learning
+   is on, and the feedforward learns what the softer loop leaves. A plant change can
+   make the full gains stable again (a heavier payload: PD alone then tracks 5x
+   better), so after ``PROBE_AFTER_S`` the next step up is tried for ``PROBE_S``
+   (pd_restored); the command at its limit on more than ``EASE_SATURATION`` of a
+   quarter window, or any trip, in that time ends the trial at once (back down,
+   eased; no rollback: the readout did nothing wrong) and doubles the wait. Full
+   gains again when the gains are set, learning or the supervisor is switched off,
+   or learning is reset.
+5. resume: rho back below the trip ratio after ``hold_s``.
 
 ROS-free; the per-tick part is one kernel (``control_kernels.supervise``) on
 preallocated arrays, which also keeps the timers and says when to act; the
@@ -72,7 +84,7 @@ LEARNING, FROZEN, PD_ONLY = STATES = ('learning', 'frozen', 'pd_only')   # SV_ST
 LEARNING_CODE = float(STATES.index(LEARNING))
 # What an intervention does (``Intervention.action``; counted on /diagnostics as
 # 'supervisor <action>').
-ACTIONS = ('rollback', 'pd_only', 'pd_eased', 'resume')
+ACTIONS = ('rollback', 'pd_only', 'pd_eased', 'pd_detuned', 'pd_restored', 'resume')
 GAIN_CUT = 0.1
 GOOD_FRACTION = 0.5          # snapshots are taken while rho < GOOD_FRACTION * trip_ratio
 MAX_BACKOFF = 32             # PD-only holds grow to at most this many hold_s
@@ -86,6 +98,15 @@ EASE_SATURATION = 0.25
 EASE_GAIN = 0.5
 EASE_HOLD_S = 0.5
 EASE_RAMP_S = 1.0
+# A cycle back within this of an easing keeps the PD output scaled (response 4). Trials of
+# more gain: LearningSupervisor._probe holds the tick a trial ends (-1: none), the tick the
+# next starts (-1: none), the trial's saturated fraction, the scale before it and the wait.
+DETUNE_WITHIN_S = 30.0
+DETUNE_FACTOR = 0.7
+DETUNE_MIN = 0.25
+PROBE_AFTER_S = (20.0, 320.0)   # wait before trying more PD gain, doubled after a failure
+PROBE_S = 30.0                  # a trial of more PD gain lasts this long
+P_UNTIL, P_AT, P_SATURATED, P_FROM, P_WAIT, P_LAST = range(6)
 # The echo figure is also armed after this much learning from zero (see the trips above), where
 # the loop's bandwidth kp/kd is at least this x the reference's own frequency (the peak
 # desired acceleration over the peak desired velocity; honest gains: 3.6-3.9x on the zoo's
@@ -150,6 +171,9 @@ class LearningSupervisor:
         self._next_hold_factor = 1
         self._hold_mark = (0, 0)        # controller ticks, saturated ticks as this hold began
         self._ease_tick = -1            # tick the PD output was eased at (-1: not eased)
+        self._last_ease = -1            # tick of the last easing (-1: none since full gains)
+        self.detune = 1.0               # the PD output's kept scale (response 4)
+        self._probe = np.array([-1.0, -1.0, 0.0, 1.0, PROBE_AFTER_S[0], 0.0])   # see P_*
         self._eased_hold = False        # this hold (frozen or PD only) has eased the PD output
         self._arm_tick = int(round(ARM_AFTER_S / controller.dt))   # learning from zero till then
         self._armed_by_time = False     # the echo figure judges the fast learner only
@@ -202,6 +226,7 @@ class LearningSupervisor:
             # nothing would end the hold: learning would stay frozen (or PD only) for good
             self._resume('supervisor disabled')
         self.stop_easing()
+        self.restore_pd('supervisor ' + ('enabled' if enabled else 'disabled'))
         self._reset_timers()        # re-enabled: judge from fresh statistics
 
     @property
@@ -286,6 +311,8 @@ class LearningSupervisor:
         self._next_hold_factor = 1
         self._disarm()
         self.stop_easing()
+        self.detune, self._last_ease = 1.0, -1
+        self._probe[:] = -1.0, -1.0, 0.0, 1.0, PROBE_AFTER_S[0], 0.0
         self._eased_hold = False
         for good, cand, r in zip(self._good, self._candidate, self.ctrl.readouts()):
             good[:] = r.w
@@ -348,6 +375,8 @@ class LearningSupervisor:
             return
         if self._push_base_tick >= 0:
             self._measure_push_base()
+        if self.detune < 1.0 or self._probe[P_UNTIL] >= 0.0:
+            self._trial()
         action = CK.supervise(pd, ff, command, self._gains, self._lp, ff_at_bound,
                               refused_step, self._stats)
         if action:
@@ -362,6 +391,77 @@ class LearningSupervisor:
                                      f'{EASE_GAIN:g}x for {EASE_HOLD_S:g} s, back over '
                                      f'{EASE_RAMP_S:g} s, to leave the cycle')
             self._ease_tick = self.ctrl.ticks + 1      # from the next tick's command on
+            self._detune_if_recurring()
+
+    def _detune_if_recurring(self) -> None:
+        """Keep the PD output scaled down if its cycle came back soon after an easing."""
+        now, last = self.ctrl.ticks, self._last_ease
+        self._last_ease = now
+        if last < 0 or (now - last) * self.ctrl.dt > DETUNE_WITHIN_S or self.detune <= DETUNE_MIN:
+            return
+        self.detune = max(DETUNE_MIN, self.detune * DETUNE_FACTOR)
+        self._probe[P_UNTIL], self._probe[P_LAST] = -1.0, now
+        self._probe[P_AT] = now + round(self._probe[P_WAIT] / self.ctrl.dt)
+        self._record('pd_detuned', f'the PD loop fell back into its cycle at the limits '
+                                   f'{(now - last) * self.ctrl.dt:.1f} s after it was eased out '
+                                   'of it: its gains are unstable on this plant (a delay, or kd '
+                                   'too high for the rate; see lnn-control gains --delay-ticks); '
+                                   f'PD output kept at {self.detune:.3g}x while learning is on')
+
+    def _trial(self) -> None:
+        """Try one step more PD gain now and then; end the trial at the first sign of the cycle."""
+        pr, now = self._probe, self.ctrl.ticks
+        if pr[P_UNTIL] >= 0.0:
+            pr[P_SATURATED] += 4.0 / self._stats[CK.SV_WINDOW] * (self.ctrl.saturated
+                                                                  - pr[P_SATURATED])
+            if pr[P_SATURATED] > EASE_SATURATION:
+                self._trial_failed(f'command at its limit {pr[P_SATURATED]:.0%} of the time')
+            elif now >= pr[P_UNTIL]:           # it held: the next step after the first wait
+                pr[P_UNTIL], pr[P_WAIT], pr[P_LAST] = -1.0, PROBE_AFTER_S[0], now
+                pr[P_AT] = now + round(pr[P_WAIT] / self.ctrl.dt) if self.detune < 1.0 else -1.0
+        elif ((0.0 <= pr[P_AT] <= now or self._worse_than_full_gains(now))
+                and self._stats[CK.SV_STATE] == LEARNING_CODE and self._ease_tick < 0):
+            pr[P_FROM], pr[P_AT], pr[P_SATURATED] = self.detune, -1.0, 0.0
+            pr[P_UNTIL] = now + round(PROBE_S / self.ctrl.dt)
+            self.detune = min(1.0, self.detune / DETUNE_FACTOR)
+            self._record('pd_restored', f'trial of the PD output at {self.detune:.3g}x for '
+                                        f'{PROBE_S:g} s (the plant may have changed)')
+
+    def _worse_than_full_gains(self, now: int) -> bool:
+        """
+        Whether the softer loop tracks worse than PD at full gains would, were it stable.
+
+        rho / detune: the error over the error the applied command would leave a full-gain
+        PD loop. Above 1 a stable full-gain loop would do better; a plant change may have
+        made it stable (a heavier payload: PD alone then 5x better, the softer loop
+        1.2-1.4x worse than it), so a trial is due after the first wait, not the doubled.
+        """
+        return (self.ratio > self.detune
+                and now - self._probe[P_LAST] >= PROBE_AFTER_S[0] / self.ctrl.dt)
+
+    def _trial_failed(self, why: str) -> None:
+        """Back to the scale before the trial, eased out of the cycle; wait twice as long."""
+        pr, now = self._probe, self.ctrl.ticks
+        self.detune = pr[P_FROM]
+        pr[P_WAIT] = min(2.0 * pr[P_WAIT], PROBE_AFTER_S[1])
+        pr[P_UNTIL], pr[P_AT], pr[P_LAST] = -1.0, now + round(pr[P_WAIT] / self.ctrl.dt), now
+        self._ease_tick = now + 1           # out of the cycle the trial started
+        self._record('pd_detuned', f'{why} on the trial: PD output back to {self.detune:.3g}x, '
+                                   f'eased; the next trial in {pr[P_WAIT]:g} s')
+        self._reset_timers()
+
+    def restore_pd(self, reason: str) -> None:
+        """Give the PD output its full gains again (a kept detuning ends; see response 4)."""
+        self._last_ease = -1
+        self._probe[:] = -1.0, -1.0, 0.0, 1.0, PROBE_AFTER_S[0], 0.0
+        if self.detune != 1.0:
+            self.detune = 1.0
+            self._record('pd_restored', f'{reason}: PD output back to its full gains')
+
+    @property
+    def pd_gain(self) -> float:
+        """Return the PD output's kept scale (1: full gains; see response 4)."""
+        return self.detune if self._enabled else 1.0
 
     @property
     def easing(self) -> bool:
@@ -377,19 +477,23 @@ class LearningSupervisor:
         Return the PD output's scale for controller tick ``tick`` while ``easing``.
 
         EASE_GAIN for EASE_HOLD_S, then back to 1 over EASE_RAMP_S; at 1 (or once the
-        supervisor is disabled) the easing ends. Kept by the controller's tick, not by
-        ``observe``, so it ends even if learning or the supervisor is switched off.
+        supervisor is disabled) the easing ends; times ``pd_gain``. Kept by the controller's
+        tick, not by ``observe``, so it ends even if learning or the supervisor is switched
+        off.
         """
         ramp = ((tick - self._ease_tick) * self.ctrl.dt - EASE_HOLD_S) / EASE_RAMP_S
         scale = EASE_GAIN if ramp <= 0.0 else EASE_GAIN + (1.0 - EASE_GAIN) * ramp
         if scale >= 1.0 or not self.enabled:
             self._ease_tick = -1
-            return 1.0
-        return scale
+            return self.pd_gain
+        return scale * self.pd_gain
 
     def _act(self, action: int, refused_step: bool) -> None:
         """Do what ``CK.supervise`` asked for (rare: not every tick)."""
         rho = self.ratio
+        if action == CK.SV_ROLLBACK and self._probe[P_UNTIL] >= 0.0:
+            self._trial_failed(self._harm())      # the trial's doing, not the readout's
+            return
         if action == CK.SV_ROLLBACK:
             echo = not refused_step and int(self._stats[CK.SV_WHY]) == CK.SV_WHY_ECHO
             if echo and self._armed_by_time:

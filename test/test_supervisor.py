@@ -238,14 +238,18 @@ def test_summary_and_figure_report_interventions(tmp_path):
 
 
 @pytest.mark.slow
-def test_repeated_pd_only_backs_off():
+def test_repeated_pd_only_backs_off(monkeypatch):
     """
-    PD-only holds double: arm_friction with a tick of delay.
+    PD-only holds double: arm_friction with a tick of delay, its PD output kept at full gains.
 
-    Its PD loop itself limit-cycles, learning cannot help, and each retry costs
-    bad seconds (worst 10 s window 1.50x PD: the PD and adaptive arms settle into limit
-    cycles of different amplitude; 1.48x before the first trip cut only the fast learner).
+    Its PD loop itself limit-cycles, feedforward cannot help, and each retry costs bad
+    seconds (worst 10 s window 1.50x PD: the PD and adaptive arms settle into limit cycles
+    of different amplitude; 1.48x before the first trip cut only the fast learner). (With
+    the defaults the supervisor keeps the PD output softer after the second hold and the
+    arm learns: see the next tests.)
     """
+    from lnn_control import supervisor
+    monkeypatch.setattr(supervisor, 'DETUNE_FACTOR', 1.0)
     row = zoo.run_member(('arm_friction', 'delay', 0, {}))
     holds = [reason for _, action, reason in row['intervention_log'] if action == 'pd_only']
     assert len(holds) >= 3, row['intervention_log']
@@ -399,12 +403,13 @@ def test_a_pd_loop_kicked_into_a_cycle_at_its_limits_is_eased_out_of_it(monkeypa
 
     The first learning steps kick it into a cycle at its limits; a quarter window into
     the frozen hold that follows the rollback the supervisor eases the PD output for a
-    moment and the arm leaves the cycle. Without the easing (EASE_GAIN 1) it stays in it
-    through the PD-only hold that follows.
+    moment and the arm leaves the cycle. Without the easing (EASE_GAIN 1, and no kept
+    detuning either) it stays in it through the PD-only hold that follows.
     """
     from lnn_control import supervisor
     if not ease:
         monkeypatch.setattr(supervisor, 'EASE_GAIN', 1.0)
+        monkeypatch.setattr(supervisor, 'DETUNE_FACTOR', 1.0)
     params = {**zoo.controller_params('random_3_40'), 'reservoir.seed': 0,
               'reference.seed': 0}
     run = CL.run(zoo.model_name('random_3_40'), params, 3.2, delay_ticks=1)
@@ -468,6 +473,112 @@ def test_the_pd_easing_schedule_and_its_end_when_the_supervisor_is_switched_off(
     sv._ease_tick = ctrl.ticks
     ctrl.update_params({'learning_enabled': False})     # learning off: plain PD at once
     assert not sv.easing
+
+
+def test_a_pd_loop_that_falls_back_into_its_cycle_is_kept_softer_until_the_user_acts():
+    """
+    A second easing within DETUNE_WITHIN_S of the first keeps the PD output scaled.
+
+    One easing is a kick out of a cycle; the cycle back soon after says the gains are
+    unstable on this plant. Down by DETUNE_FACTOR per recurrence to DETUNE_MIN; full
+    gains again when kp or kd is set, learning or the supervisor is switched off, or
+    learning is reset -- each logged as pd_restored.
+    """
+    from lnn_control import supervisor as S
+    ctrl = AdaptiveController(zoo.controller_params('random_3_40'))
+    sv, per_s = ctrl.supervisor, round(1.0 / ctrl.dt)
+    q, zero = np.array([0.1, -0.2]), np.zeros(2)
+    pd = ctrl.kp * (zero - q)
+    sv._detune_if_recurring()
+    assert sv.pd_gain == 1.0                       # once: a kick, no verdict
+    ctrl.ticks += int((S.DETUNE_WITHIN_S + 1) * per_s)
+    sv._detune_if_recurring()
+    assert sv.pd_gain == 1.0                       # too long after the first to count
+    ctrl.ticks += 3 * per_s
+    sv._detune_if_recurring()
+    assert sv.pd_gain == pytest.approx(S.DETUNE_FACTOR)
+    assert sv.interventions[-1].action == 'pd_detuned'
+    assert 'unstable on this plant' in sv.interventions[-1].reason
+    np.testing.assert_allclose(ctrl.step((q, zero), (zero, zero, zero)),
+                               S.DETUNE_FACTOR * pd)   # (nothing learned yet: PD alone)
+    for _ in range(10):
+        ctrl.ticks += per_s
+        sv._detune_if_recurring()
+    assert sv.pd_gain == S.DETUNE_MIN
+    for change, then in ((lambda: ctrl.update_params({'kp': list(ctrl.kp)}), None),
+                         (lambda: ctrl.update_params({'learning_enabled': False}),
+                          lambda: ctrl.update_params({'learning_enabled': True})),
+                         (lambda: ctrl.update_params({'supervisor.enabled': False}),
+                          lambda: ctrl.update_params({'supervisor.enabled': True})),
+                         (ctrl.reset_learning, None)):
+        sv.detune = 0.5
+        change()
+        assert sv.pd_gain == 1.0
+        np.testing.assert_allclose(ctrl.step((q, zero), (zero, zero, zero)),
+                                   pd + ctrl.tick_terms()[3])
+        if then is not None:
+            then()
+    assert [i.action for i in sv.interventions].count('pd_restored') == 3   # (reset: silent)
+
+
+def test_a_trial_of_more_pd_gain_ends_at_the_first_sign_of_the_cycle():
+    """
+    Try one step more PD gain after PROBE_AFTER_S, for PROBE_S.
+
+    The command at its limit (or a trip) ends the trial at once: back down, eased, the
+    wait doubled, no rollback. A trial that holds keeps the gain and tries the next step
+    after the first wait.
+    """
+    from lnn_control import supervisor as S
+    ctrl = AdaptiveController(zoo.controller_params('random_3_40'))
+    sv, per_s = ctrl.supervisor, round(1.0 / ctrl.dt)
+    sv._detune_if_recurring()
+    ctrl.ticks += per_s
+    sv._detune_if_recurring()
+    sv._detune_if_recurring()                      # 0.49
+    ctrl.ticks += int(S.PROBE_AFTER_S[0] * per_s)
+    sv._trial()
+    assert sv.pd_gain == pytest.approx(S.DETUNE_FACTOR)
+    assert sv.interventions[-1].action == 'pd_restored'
+    ctrl._saturated = True                         # (as act sets it) the cycle again
+    for _ in range(per_s):
+        sv._trial()
+        ctrl.ticks += 1
+        if sv.pd_gain < S.DETUNE_FACTOR:
+            break
+    assert sv.pd_gain == pytest.approx(S.DETUNE_FACTOR ** 2)
+    last = sv.interventions[-1]
+    assert last.action == 'pd_detuned' and 'on the trial' in last.reason
+    assert sv.easing and sv.state == 'learning'
+    assert ctrl.ticks < int((S.DETUNE_WITHIN_S + S.PROBE_AFTER_S[0]) * per_s)   # within the window
+    ctrl._saturated = False
+    ctrl.ticks += int(2 * S.PROBE_AFTER_S[0] * per_s)   # the doubled wait
+    sv.stop_easing()
+    sv._trial()
+    assert sv.pd_gain == pytest.approx(S.DETUNE_FACTOR)
+    ctrl.ticks += int(S.PROBE_S * per_s)
+    sv._trial()                                    # it held
+    ctrl.ticks += int(S.PROBE_AFTER_S[0] * per_s)
+    sv._trial()
+    assert sv.pd_gain == 1.0
+    assert [i.action for i in sv.interventions].count('rollback') == 0
+
+
+def test_an_arm_whose_pd_loop_cycles_with_the_delay_learns_with_a_softer_loop():
+    """
+    Zoo arm3_vertical with a tick of delay: its honest PD loop is unstable.
+
+    (gains --delay-ticks 1); PD alone cycles at its limits. Held at PD the adaptive run
+    was 0.95x PD; kept at a softer PD output it learns (0.25x PD over the zoo's 60 s).
+    """
+    name = 'arm3_vertical'
+    params = zoo.controller_params(name)
+    pd, adaptive = (CL.run(zoo.model_name(name), params, 30.0, learning=learning,
+                           delay_ticks=1) for learning in (False, True))
+    assert 'pd_detuned' in [action for _, action, _ in adaptive.meta['interventions']]
+    assert adaptive.meta['pd_scale'] < 1.0
+    assert CL.rms(adaptive, 20.0, 30.0) < 0.5 * CL.rms(pd, 20.0, 30.0)
+    assert CL.worst_window_ratio(pd, adaptive) <= 1.0
 
 
 def test_a_rollback_after_an_input_scale_grew_restores_the_snapshot_in_the_new_units():
