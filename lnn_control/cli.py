@@ -29,6 +29,7 @@ MIN_DURATION_S = 1.0       # lnn-control demo: shorter has no figures to speak o
 MAX_BANDWIDTH_FACTOR = 100.0   # lnn-control gains (the honest rule is 4)
 MAX_DAMPING_RATIO = 10.0
 MAX_DELAY_TICKS = 100      # lnn-control gains --delay-ticks
+SAG_WARNING = 0.1          # gains warns where gravity / kp is above this [rad or m]
 # What reading a recording that is not one can raise (mcap raises many types).
 READ_ERRORS = (Exception,)
 
@@ -174,7 +175,7 @@ def _params(args: argparse.Namespace) -> int:
 
 
 def _gains(args: argparse.Namespace) -> int:
-    import math
+    import numpy as np
 
     from . import plants as PL
 
@@ -194,12 +195,25 @@ def _gains(args: argparse.Namespace) -> int:
         if value > high:
             raise ValueError(f'{option}: at most {high:g}; got {value:g}')
     plant = PL.Plant(_plant_model(args.plant))   # bundled, zoo/<name> or an MJCF path
+    warnings = []
+    if args.pose is not None:
+        plant.set_design_pose(args.pose)
+    elif np.any(plant.design_pose != 0.0):
+        warnings.append('q = 0 lies outside the range of ' + ', '.join(
+            f'{j} (designed at {q:.4g})' for j, q in zip(plant.joint_names, plant.design_pose)
+            if q != 0.0) + ': set --pose to where the robot works')
     kp, kd = PL.honest_gains(plant, hz, factor, zeta)
-    warnings = [f'{name} {value:.4g} on {joint} is above what the controller accepts '
-                f'({name} <= {params[name].high:g}): a lower natural frequency or reference'
-                for name, gains in (('kp', kp), ('kd', kd))
-                for joint, value in zip(plant.joint_names, gains) if value > params[name].high]
+    warnings += [f'{name} {value:.4g} on {joint} is above what the controller accepts '
+                 f'({name} <= {params[name].high:g}): a lower natural frequency or reference'
+                 for name, gains in (('kp', kp), ('kd', kd))
+                 for joint, value in zip(plant.joint_names, gains) if value > params[name].high]
     warnings += PL.rate_check(plant, kd, rate)
+    sag = np.abs(plant.design_gravity()) / kp
+    warnings += [f'{joint}: gravity takes {g:.3g} here, so PD alone holds it about {e:.2g} '
+                 'off its target (gravity / kp): the PD-only baseline sags there, learning '
+                 'takes that over'
+                 for joint, g, e in zip(plant.joint_names, plant.design_gravity(), sag)
+                 if e > SAG_WARNING]
     # What the node's command_limit is: joint effort, the control range times gain and gear
     # (the control range itself would be off by the gear: 50-200x on a geared arm).
     limits = [round(float(x), 4) if math.isfinite(x) else None for x in plant.effort_limit]
@@ -211,7 +225,7 @@ def _gains(args: argparse.Namespace) -> int:
                  for joint, (low, high) in zip(plant.joint_names, plant.effort_range)
                  if math.isfinite(low) and math.isfinite(high) and not math.isclose(-low, high)]
     bandwidth_hz = hz * factor        # the natural frequency [Hz]
-    modes = PL.unmeasured_modes(plant, kp, kd, bandwidth_hz)
+    modes = PL.unmeasured_modes(plant, kp, kd, PL.MODE_SCAN_FACTOR * bandwidth_hz)
     warnings += PL.unmeasured_mode_warnings(modes, bandwidth_hz)
     figure = PL.kd_dt_per_effective_inertia(plant, kd, rate)
     radius = None
@@ -221,14 +235,15 @@ def _gains(args: argparse.Namespace) -> int:
         radius, delay_warnings = PL.delay_check(plant, kp, kd, rate, args.delay_ticks)
         warnings += delay_warnings
     print(json.dumps({'plant': args.plant, 'joints': list(plant.joint_names),
-                      'nominal_inertia': plant.nominal_inertia().round(5).tolist(),
+                      'pose': _significant(plant.design_pose),
+                      'nominal_inertia': _significant(plant.nominal_inertia()),
                       'natural_frequency_rad_s': round(2 * math.pi * hz * factor, 3),
                       'damping_ratio': zeta,
-                      'kp': kp.round(3).tolist(), 'kd': kd.round(3).tolist(),
+                      'kp': _significant(kp), 'kd': _significant(kd),
                       'command_limit': limits,
-                      'effective_inertia': plant.effective_inertia().round(5).tolist(),
+                      'effective_inertia': _significant(plant.effective_inertia()),
                       'control_rate_hz': rate,
-                      'kd_dt_per_effective_inertia': figure.round(3).tolist(),
+                      'kd_dt_per_effective_inertia': _significant(figure, 3),
                       'delay_ticks': args.delay_ticks,
                       'pd_loop_spectral_radius_with_delay': (None if radius is None
                                                              else round(radius, 4)),
@@ -237,6 +252,11 @@ def _gains(args: argparse.Namespace) -> int:
     for line in warnings:
         print(f'warning: {line}', file=sys.stderr)
     return 0
+
+
+def _significant(values, digits: int = 4) -> list[float]:
+    """Round to significant digits, not decimals (a finger's kd is 4e-4, not 0.0)."""
+    return [float(f'{float(v):.{digits}g}') for v in values]
 
 
 def _plant_model(plant: str) -> str:
@@ -428,6 +448,17 @@ def _duration(text: str) -> float:
     return value
 
 
+def _numbers(text: str) -> list[float]:
+    """Argparse type: comma-separated finite numbers."""
+    try:
+        values = [float(x) for x in text.split(',')]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'not comma-separated numbers: {text!r}') from None
+    if not all(math.isfinite(v) for v in values):
+        raise argparse.ArgumentTypeError(f'not finite: {text!r}')
+    return values
+
+
 def _count(text: str) -> int:
     """Argparse type: an integer >= 0."""
     try:
@@ -528,6 +559,11 @@ def build_parser() -> argparse.ArgumentParser:
     gains.add_argument('--control-rate-hz', type=_positive, default=None,
                        help='the rate the gains will run at, for the chatter check '
                             "(default: control_rate_hz's default)")
+    gains.add_argument('--pose', type=_numbers, default=None,
+                       help='joint positions to design at, comma-separated (one, or one per '
+                            "joint; default: q = 0, or the nearest end of a joint's range "
+                            "that excludes it): an arm's inertia depends on its pose, so "
+                            'design where the robot works')
     gains.add_argument('--delay-ticks', type=_count, default=0,
                        help='control periods between a command and its effect (actuation '
                             'delay): checks that the PD loop is stable with it (default 0: '

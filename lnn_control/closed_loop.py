@@ -76,12 +76,12 @@ def model_params(path: str) -> dict[str, Any]:
 
     The reference is the default one, fitted into each joint's range where the model gives
     one (``RANGE_MARGIN`` clear of either end): a target the joint cannot reach would judge
-    the controller against its end stops.
+    the controller against its end stops. The gains are designed at the reference's centre,
+    where the robot works (``Plant.set_design_pose``).
     """
     from .plants import honest_gains
 
     plant = Plant(path)
-    kp, kd = honest_gains(plant)
     defaults = schema.by_name()
     amplitude = np.full(plant.n, defaults['reference.amplitude'].default[0])
     offset = np.full(plant.n, defaults['reference.offset'].default[0])
@@ -90,8 +90,10 @@ def model_params(path: str) -> dict[str, Any]:
     low, high = low + margin, high - margin
     amplitude = np.minimum(amplitude, 0.5 * (high - low))
     offset = np.clip(offset, low + amplitude, high - amplitude)
-    return {'joints': list(plant.joint_names), 'kp': kp.round(4).tolist(),
-            'kd': kd.round(4).tolist(), 'command_limit': plant.effort_limit.tolist(),
+    plant.set_design_pose(offset)           # the gains for where the robot works
+    kp, kd = honest_gains(plant)
+    return {'joints': list(plant.joint_names), 'kp': [float(f'{k:.6g}') for k in kp],
+            'kd': [float(f'{k:.6g}') for k in kd], 'command_limit': plant.effort_limit.tolist(),
             'reference.amplitude': amplitude.round(6).tolist(),
             'reference.offset': offset.round(6).tolist()}
 

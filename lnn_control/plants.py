@@ -180,16 +180,21 @@ def delay_check(plant: 'Plant', kp: np.ndarray, kd: np.ndarray, rate_hz: float,
                    'with the rate: there only the lower frequency helps)')
         if rate > MAX_CONTROL_RATE_HZ:
             advice += f" -- above the node's {MAX_CONTROL_RATE_HZ:g} Hz, so not with this node"
+    pose = ', '.join(f'{x:.3g}' for x in plant.design_pose)
     return radius, [f'with {delay_ticks} tick(s) of actuation delay at {rate_hz:g} Hz the PD '
-                    f'loop is unstable at q = 0 (spectral radius {radius:.3f} >= 1): friction '
-                    'may hold small motions, but a kick (the first learning steps give one) '
-                    'sends it into a cycle at its limits that learning cannot fix; '
+                    f'loop is unstable at q = ({pose}) (spectral radius {radius:.3f} >= 1): '
+                    'friction may hold small motions, but a kick (the first learning steps '
+                    'give one) sends it into a cycle at its limits that learning alone cannot '
+                    'fix (the supervisor keeps the PD output softer then); '
                     + advice]
 
 
 # An oscillating mode of the PD loop, damped less than this, inside its bandwidth and
 # mostly in joints the controller does not measure, is one learning can pump.
 UNMEASURED_MODE_DAMPING = 0.1
+# ... up to this x the natural frequency: a feedforward excited a soft series-elastic
+# link's 3.1 Hz mode (2.7x PD's link error over 10 s windows) with the loop at 2.2 Hz.
+MODE_SCAN_FACTOR = 2.0
 
 
 def unmeasured_modes(plant: 'Plant', kp: np.ndarray, kd: np.ndarray,
@@ -248,7 +253,8 @@ def unmeasured_mode_warnings(modes: list[dict], max_hz: float) -> list[str]:
     """Say what each mode of ``unmeasured_modes`` risks, and what to watch and do."""
     return [f'a lightly damped mode at {mode["hz"]:g} Hz (damping ratio '
             f'{mode["damping_ratio"]:.3g}) in joints the controller does not measure '
-            f'({", ".join(mode["joints"])}), inside the PD loop\'s bandwidth ({max_hz:.3g} Hz): '
+            f'({", ".join(mode["joints"])}), within {MODE_SCAN_FACTOR:g}x the PD loop\'s '
+            f'natural frequency ({max_hz:.3g} Hz): '
             'learning can pump it (README "Known limit"); if the command grows while the '
             'error does, set rls.fast_learner: false'
             for mode in modes]
@@ -427,11 +433,33 @@ class Plant:
         self.blow_ups = 0
         self._scratch = mujoco.MjData(m)
         self._full_m = np.zeros((m.nv, m.nv))
-        self._nominal_m = self._mass_matrix_at(np.zeros(self.n)).copy()
+        low, high = self.position_range.T
+        self.set_design_pose(np.clip(0.0, low, high))
+        self.reset()
+
+    def set_design_pose(self, q) -> None:
+        """
+        Evaluate the nominal matrices (gain design, rate and delay checks) at pose ``q``.
+
+        q = 0 by default, or the nearest point of a joint's range that excludes it. An arm's
+        inertia depends on its pose: a 7-joint arm's shoulder carried 4x at its working
+        pose what it carried stretched out at q = 0, and the gains designed there left a
+        lightly damped mode the learner pumped (docs/zoo.md); design where the robot works.
+        """
+        q = np.asarray(q, dtype=float).reshape(-1)
+        if q.size not in (1, self.n) or not np.all(np.isfinite(q)):
+            raise ValueError(f'a pose is {self.n} finite joint positions '
+                             f'({", ".join(self.joint_names)}); got {q.tolist()}')
+        self.design_pose = np.broadcast_to(q, (self.n,)).copy()
+        self._nominal_m = self._mass_matrix_at(self.design_pose).copy()
         self._nominal = np.diag(self._nominal_m).copy()
         # with every other joint free (the full matrix: unactuated joints included)
         self._effective = 1.0 / np.diag(np.linalg.inv(self._full_m))[self._vadr]
-        self.reset()
+        self._gravity = self._scratch.qfrc_bias[self._vadr].copy()   # at rest: gravity only
+
+    def design_gravity(self) -> np.ndarray:
+        """Return the joint effort that holds the robot at rest at the design pose (gravity)."""
+        return self._gravity.copy()
 
     @property
     def timestep(self) -> float:
@@ -539,16 +567,16 @@ class Plant:
         return self._mass_matrix_at(None)
 
     def nominal_inertia(self) -> np.ndarray:
-        """Diagonal of the mass matrix at q = 0 with payload 1 (for PD gain design)."""
+        """Diagonal of the mass matrix at the design pose, payload 1 (for PD gain design)."""
         return self._nominal.copy()
 
     def nominal_mass_matrix(self) -> np.ndarray:
-        """Joint-space mass matrix at q = 0 with payload 1 (for the delay check)."""
+        """Joint-space mass matrix at the design pose, payload 1 (for the delay check)."""
         return self._nominal_m.copy()
 
     def effective_inertia(self) -> np.ndarray:
         """
-        1 / diag(M^-1) at q = 0, payload 1: what a joint's own fast loop moves.
+        1 / diag(M^-1) at the design pose, payload 1: what a joint's own fast loop moves.
 
         Above the other joints' loop bandwidth they move freely, so a velocity gain meets
         this inertia, not the diagonal one: kd dt / this is the figure that says whether

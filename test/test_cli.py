@@ -148,6 +148,66 @@ def test_gains_name_a_lightly_damped_mode_the_controller_does_not_measure(plant,
     assert 'does not measure (pole)' in out.err and 'rls.fast_learner' in out.err
 
 
+def test_gains_scan_for_unmeasured_modes_above_the_natural_frequency_too(tmp_path, capsys):
+    """
+    A series-elastic joint: a geared motor (friction), a soft spring, the link unmeasured.
+
+    Above the loop's 2.2 Hz, so the scan up to the natural frequency missed it, and a
+    learned feedforward pumped it (the link 2.7x PD's error over 10 s windows).
+    """
+    path = tmp_path / 'series_elastic.xml'
+    path.write_text("""<mujoco><option timestep="0.001"/><worldbody>
+      <body name="rotor" pos="0 0 1">
+        <joint name="motor" axis="0 1 0" armature="0.05" frictionloss="0.05"/>
+        <geom type="sphere" size="0.01" mass="0.01"/>
+        <body name="link"><joint name="spring" axis="0 1 0" stiffness="30" damping="0.02"/>
+          <geom type="capsule" fromto="0 0 0 0 0 -0.5" size="0.03" mass="1"/></body></body>
+    </worldbody><actuator><motor joint="motor" ctrlrange="-15 15"/></actuator></mujoco>""")
+    assert cli.main(['gains', '--plant', str(path)]) == 0
+    out = capsys.readouterr()
+    modes = json.loads(out.out)['unmeasured_modes']
+    assert [m['joints'] for m in modes] == [['spring']] and 2.2 < modes[0]['hz'] < 4.4
+    assert 'does not measure (spring)' in out.err
+
+
+def test_gains_design_at_a_pose_and_print_significant_digits(tmp_path, capsys):
+    """
+    An arm's inertia depends on its pose: --pose designs where the robot works.
+
+    q = 0 outside a joint's range is designed at the nearest end and said so; gains are
+    printed to 4 significant digits (a 25 g finger's kd, 4.4e-4, printed as 0.0 to three
+    decimals: an undamped loop for whoever copied it); gravity that PD alone leaves far
+    off its target is named.
+    """
+    path = tmp_path / 'arm.xml'
+    path.write_text("""<mujoco><compiler angle="radian"/><option timestep="0.002"/><worldbody>
+      <body name="l1"><joint name="j1" axis="0 1 0" range="0.2 1.5" limited="true"/>
+        <geom type="capsule" fromto="0 0 0 0.4 0 0" size="0.03" mass="2"/>
+        <body name="l2" pos="0.4 0 0"><joint name="j2" axis="0 1 0"/>
+          <geom type="capsule" fromto="0 0 0 0.4 0 0" size="0.03" mass="1"/>
+          <body name="finger" pos="0.4 0 0"><joint name="f" axis="0 1 0"/>
+            <geom type="capsule" fromto="0 0 0 0.04 0 0" size="0.005" mass="0.025"/>
+    </body></body></body></worldbody><actuator><motor joint="j1" ctrlrange="-80 80"/>
+      <motor joint="j2" ctrlrange="-30 30"/><motor joint="f" ctrlrange="-1 1"/></actuator>
+    </mujoco>""")
+    assert cli.main(['gains', '--plant', str(path)]) == 0
+    out = capsys.readouterr()
+    at_zero = json.loads(out.out)
+    assert at_zero['pose'] == [0.2, 0.0, 0.0]
+    assert 'q = 0 lies outside the range of j1 (designed at 0.2)' in out.err
+    assert 0.0 < at_zero['kd'][2] < 1e-3
+    assert 'PD alone holds it about' in out.err          # a horizontal arm against gravity
+    assert cli.main(['gains', '--plant', str(path), '--pose', '1.2,-1.5,0']) == 0
+    bent = json.loads(capsys.readouterr().out)
+    assert bent['pose'] == [1.2, -1.5, 0.0]
+    assert bent['nominal_inertia'][0] < 0.8 * at_zero['nominal_inertia'][0]  # folded arm
+    assert bent['kp'][0] < at_zero['kp'][0]
+    with pytest.raises(SystemExit):
+        cli.main(['gains', '--plant', str(path), '--pose', '1,nan'])
+    assert cli.main(['gains', '--plant', str(path), '--pose', '1,2']) == 2
+    assert 'a pose is 3 finite joint positions' in capsys.readouterr().err
+
+
 def test_gains_give_the_command_limit_in_joint_effort(tmp_path, capsys):
     """
     The control range times gain and gear, the node's command_limit; none without a range.
