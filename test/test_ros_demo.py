@@ -134,6 +134,30 @@ def test_demo_over_ros_takes_a_zoo_plant_and_a_users_own_model(tmp_path, monkeyp
     assert summary['plant'] == str(model) and summary['messages']['/adaptive/commands'] >= 190
 
 
+def test_demo_over_ros_starts_the_robot_on_the_reference_as_offline(tmp_path, monkeypatch):
+    """
+    The simulator starts where the reference starts, as the offline run does.
+
+    It started at q = 0: a robot whose joint range excludes 0 (a 7-joint arm's elbow)
+    was refused by lnn_sim, and every other one began off the reference over ROS only.
+    """
+    model = tmp_path / 'raised.xml'
+    model.write_text(
+        '<mujoco><compiler angle="radian"/><option timestep="0.001"/><worldbody><body>'
+        '<joint name="a" axis="0 1 0" range="0.5 2.5" limited="true" damping="0.1"/>'
+        '<geom type="capsule" fromto="0 0 0 .3 0 0" size=".02" mass="1"/></body>'
+        '</worldbody><actuator><motor joint="a" ctrllimited="true" ctrlrange="-20 20"/>'
+        '</actuator></mujoco>')
+    monkeypatch.chdir(tmp_path)
+    summaries = []
+    for mode in ('ros', 'offline'):
+        out = tmp_path / mode
+        assert cli.main(['demo', '--mode', mode, '--plant', 'raised.xml', '--duration', '2',
+                         '--out', str(out), '--quiet']) == 0
+        summaries.append(json.loads((out / 'summary.json').read_text()))
+    assert summaries[0]['rms_pd'] == pytest.approx(summaries[1]['rms_pd'], rel=0.05)
+
+
 def test_demo_over_ros_at_another_control_rate_steps_the_simulator_at_that_rate(tmp_path):
     """At 50 Hz the simulator still advanced 0.01 s per command: the run timed out."""
     out = tmp_path / 'r50'

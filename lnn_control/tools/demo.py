@@ -74,15 +74,31 @@ def controller_command(ns: str, plant: str, learning: bool, extra: Mapping[str, 
 
 def sim_command(ns: str, plant: str, joints: Sequence[str], lockstep: bool,
                 payload_change_at: float | None,
-                control_period_s: float = CONTROL_PERIOD_S) -> list[str]:
+                control_period_s: float = CONTROL_PERIOD_S,
+                initial_positions: Sequence[float] = ()) -> list[str]:
     # In lock-step the simulator advances one control period per command: the
     # controller's period (at another rate it waited for a tick that never came)
     params = {'model': plant, 'joints': list(joints), 'lockstep': lockstep,
               'paused': lockstep, 'control_period_s': control_period_s}
+    if len(initial_positions):
+        params['initial_positions'] = [float(x) for x in initial_positions]
     if payload_change_at:
         params['payload_change.time_s'] = payload_change_at
         params['payload_change.scale'] = CL.PAYLOAD_SCALE
     return _executable('lnn_sim') + _args(ns, params)
+
+
+def _reference_start(cfg: Mapping[str, Any]) -> np.ndarray:
+    """Where the reference starts: the robot starts there, as in an offline run."""
+    from ..trajectories import make_reference
+
+    n, mode = len(cfg['joints']), cfg['reference.mode']
+    ref = make_reference('sum_of_sines' if mode == 'topic' else mode, n, cfg['reference.amplitude'],
+                         cfg['reference.frequency_hz'], cfg['reference.offset'],
+                         seed=cfg['reference.seed'])
+    q, qd, qdd = np.zeros(n), np.zeros(n), np.zeros(n)
+    ref.sample(0.0, q, qd, qdd)
+    return q
 
 
 def run(plant: str, neuron: str, duration: float, out: str, payload_change_at: float | None = None,
@@ -127,8 +143,8 @@ def run(plant: str, neuron: str, duration: float, out: str, payload_change_at: f
         # matched to every publisher and has the simulators' first states; then both
         # loops are released. (Real time cannot wait: it records from when it can.)
         rate = float(cfg['control_rate_hz'])
-        commands = ([sim_command(ns, plant, joints, lockstep, payload_change_at, 1.0 / rate)
-                     for ns, _ in ARMS]
+        commands = ([sim_command(ns, plant, joints, lockstep, payload_change_at, 1.0 / rate,
+                                 _reference_start(cfg)) for ns, _ in ARMS]
                     + [controller_command(ns, plant, learning, overrides, lockstep, rate)
                        for ns, learning in ARMS])
         for command in commands:
