@@ -198,6 +198,10 @@ def _gains(args: argparse.Namespace) -> int:
     warnings = []
     if args.pose is not None:
         plant.set_design_pose(args.pose)
+        low, high = plant.position_range.T
+        warnings += [f'--pose puts {j} at {q:g}, outside its range ({lo:g} to {hi:g})'
+                     for j, q, lo, hi in zip(plant.joint_names, plant.design_pose, low, high)
+                     if not lo <= q <= hi]
     elif np.any(plant.design_pose != 0.0):
         warnings.append('q = 0 lies outside the range of ' + ', '.join(
             f'{j} (designed at {q:.4g})' for j, q in zip(plant.joint_names, plant.design_pose)
@@ -216,7 +220,7 @@ def _gains(args: argparse.Namespace) -> int:
                  if e > SAG_WARNING]
     # What the node's command_limit is: joint effort, the control range times gain and gear
     # (the control range itself would be off by the gear: 50-200x on a geared arm).
-    limits = [round(float(x), 4) if math.isfinite(x) else None for x in plant.effort_limit]
+    limits = [_significant([x])[0] if math.isfinite(x) else None for x in plant.effort_limit]
     warnings += [f'{joint}: its actuator has no ctrlrange, so no command_limit follows from '
                  "the model: set it to the motor's peak joint effort"
                  for joint, x in zip(plant.joint_names, limits) if x is None]

@@ -172,10 +172,11 @@ class AdaptiveController(InverseModelTick):
         for name, value in values.items():
             group, _, attr = name.rpartition('.')
             if name in ('kp', 'kd', 'command_limit'):
-                arr = np.asarray(value, dtype=float)
-                setattr(self, name, np.broadcast_to(arr, (self.n,)).copy())
-                if name != 'command_limit' and self.supervisor is not None:
-                    self.supervisor.restore_pd(f'{name} set')   # new gains: judged afresh
+                arr = np.broadcast_to(np.asarray(value, dtype=float), (self.n,)).copy()
+                if (name != 'command_limit' and self.supervisor is not None
+                        and not np.array_equal(arr, getattr(self, name))):
+                    self.supervisor.restore_pd(f'{name} changed')   # new gains: judged afresh
+                setattr(self, name, arr)
             elif group == 'supervisor' and self.supervisor is not None:
                 setattr(self.supervisor, attr, type(getattr(self.supervisor, attr))(value))
             elif group == 'change_detection':

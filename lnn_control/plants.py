@@ -202,7 +202,7 @@ def unmeasured_modes(plant: 'Plant', kp: np.ndarray, kd: np.ndarray,
     """
     Return the PD loop's lightly damped modes up to ``max_hz`` that live in unmeasured joints.
 
-    The model is linearised about its initial state (MuJoCo's finite-difference
+    The model is linearised about the design pose (MuJoCo's finite-difference
     transition over one timestep, gravity and joint damping included) with the PD law on
     the controlled joints; each oscillating eigenvalue's frequency and damping ratio are
     read from it, and its joints from the eigenvector's share of position (velocity over
@@ -217,6 +217,7 @@ def unmeasured_modes(plant: 'Plant', kp: np.ndarray, kd: np.ndarray,
     """
     m = plant.model
     d = mujoco.MjData(m)
+    d.qpos[plant._qadr] = plant.design_pose       # where the gains are designed
     mujoco.mj_forward(m, d)
     nv, size = m.nv, 2 * m.nv + m.na
     a, b = np.zeros((size, size)), np.zeros((size, m.nu))

@@ -100,7 +100,8 @@ EASE_HOLD_S = 0.5
 EASE_RAMP_S = 1.0
 # A cycle back within this of an easing keeps the PD output scaled (response 4). Trials of
 # more gain: LearningSupervisor._probe holds the tick a trial ends (-1: none), the tick the
-# next starts (-1: none), the trial's saturated fraction, the scale before it and the wait.
+# next starts (-1: none), the trial's saturated fraction, the scale before it, the wait and
+# the tick the last trial or detuning ended.
 DETUNE_WITHIN_S = 30.0
 DETUNE_FACTOR = 0.7
 DETUNE_MIN = 0.25
@@ -397,8 +398,9 @@ class LearningSupervisor:
         """Keep the PD output scaled down if its cycle came back soon after an easing."""
         now, last = self.ctrl.ticks, self._last_ease
         self._last_ease = now
-        if last < 0 or (now - last) * self.ctrl.dt > DETUNE_WITHIN_S or self.detune <= DETUNE_MIN:
-            return
+        if (last < 0 or (now - last) * self.ctrl.dt > DETUNE_WITHIN_S
+                or self.detune <= DETUNE_MIN or not self.ctrl.learning_enabled):
+            return       # (learning off: a frozen readout's hold; PD runs at full gains)
         self.detune = max(DETUNE_MIN, self.detune * DETUNE_FACTOR)
         self._probe[P_UNTIL], self._probe[P_LAST] = -1.0, now
         self._probe[P_AT] = now + round(self._probe[P_WAIT] / self.ctrl.dt)
@@ -425,7 +427,8 @@ class LearningSupervisor:
             pr[P_UNTIL] = now + round(PROBE_S / self.ctrl.dt)
             self.detune = min(1.0, self.detune / DETUNE_FACTOR)
             self._record('pd_restored', f'trial of the PD output at {self.detune:.3g}x for '
-                                        f'{PROBE_S:g} s (the plant may have changed)')
+                                        f'{PROBE_S:g} s (the plant may have changed)',
+                         episode=False)
 
     def _worse_than_full_gains(self, now: int) -> bool:
         """
@@ -436,7 +439,8 @@ class LearningSupervisor:
         made it stable (a heavier payload: PD alone then 5x better, the softer loop
         1.2-1.4x worse than it), so a trial is due after the first wait, not the doubled.
         """
-        return (self.ratio > self.detune
+        st = self._stats     # (a full window of statistics: rho reads 1 with none)
+        return (st[CK.SV_TICKS] >= st[CK.SV_WINDOW] and self.ratio > self.detune
                 and now - self._probe[P_LAST] >= PROBE_AFTER_S[0] / self.ctrl.dt)
 
     def _trial_failed(self, why: str) -> None:
@@ -461,7 +465,7 @@ class LearningSupervisor:
     @property
     def pd_gain(self) -> float:
         """Return the PD output's kept scale (1: full gains; see response 4)."""
-        return self.detune if self._enabled else 1.0
+        return self.detune if self._enabled and self.ctrl.learning_enabled else 1.0
 
     @property
     def easing(self) -> bool:
@@ -562,11 +566,12 @@ class LearningSupervisor:
         self._stats[CK.SV_ECHO_MAX] = 0.0
 
     # -- responses -------------------------------------------------------------
-    def _record(self, action: str, reason: str) -> None:
+    def _record(self, action: str, reason: str, episode: bool = True) -> None:
+        """Log an intervention; an episode (learning paused or restarted) unless told not."""
         ctrl = self.ctrl
         self.interventions.append(Intervention(ctrl.ticks, ctrl.ticks * ctrl.dt, action, reason))
         self.counts[action] += 1
-        self.episodes += 1
+        self.episodes += episode
 
     def _rollback(self, reason: str) -> None:
         # An initial covariance above the validated range is the first suspect: back into

@@ -188,20 +188,23 @@ def test_gains_design_at_a_pose_and_print_significant_digits(tmp_path, capsys):
           <body name="finger" pos="0.4 0 0"><joint name="f" axis="0 1 0"/>
             <geom type="capsule" fromto="0 0 0 0.04 0 0" size="0.005" mass="0.025"/>
     </body></body></body></worldbody><actuator><motor joint="j1" ctrlrange="-80 80"/>
-      <motor joint="j2" ctrlrange="-30 30"/><motor joint="f" ctrlrange="-1 1"/></actuator>
+      <motor joint="j2" ctrlrange="-30 30"/><motor joint="f" ctrlrange="-0.00012 0.00012"/>
+    </actuator>
     </mujoco>""")
     assert cli.main(['gains', '--plant', str(path)]) == 0
     out = capsys.readouterr()
     at_zero = json.loads(out.out)
     assert at_zero['pose'] == [0.2, 0.0, 0.0]
     assert 'q = 0 lies outside the range of j1 (designed at 0.2)' in out.err
-    assert 0.0 < at_zero['kd'][2] < 1e-3
+    assert 0.0 < at_zero['kd'][2] < 1e-3 and at_zero['command_limit'][2] == 0.00012
     assert 'PD alone holds it about' in out.err          # a horizontal arm against gravity
     assert cli.main(['gains', '--plant', str(path), '--pose', '1.2,-1.5,0']) == 0
     bent = json.loads(capsys.readouterr().out)
     assert bent['pose'] == [1.2, -1.5, 0.0]
     assert bent['nominal_inertia'][0] < 0.8 * at_zero['nominal_inertia'][0]  # folded arm
     assert bent['kp'][0] < at_zero['kp'][0]
+    assert cli.main(['gains', '--plant', str(path), '--pose', '2,0,0']) == 0
+    assert '--pose puts j1 at 2, outside its range (0.2 to 1.5)' in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli.main(['gains', '--plant', str(path), '--pose', '1,nan'])
     assert cli.main(['gains', '--plant', str(path), '--pose', '1,2']) == 2

@@ -505,7 +505,7 @@ def test_a_pd_loop_that_falls_back_into_its_cycle_is_kept_softer_until_the_user_
         ctrl.ticks += per_s
         sv._detune_if_recurring()
     assert sv.pd_gain == S.DETUNE_MIN
-    for change, then in ((lambda: ctrl.update_params({'kp': list(ctrl.kp)}), None),
+    for change, then in ((lambda: ctrl.update_params({'kp': list(1.01 * ctrl.kp)}), None),
                          (lambda: ctrl.update_params({'learning_enabled': False}),
                           lambda: ctrl.update_params({'learning_enabled': True})),
                          (lambda: ctrl.update_params({'supervisor.enabled': False}),
@@ -515,10 +515,19 @@ def test_a_pd_loop_that_falls_back_into_its_cycle_is_kept_softer_until_the_user_
         change()
         assert sv.pd_gain == 1.0
         np.testing.assert_allclose(ctrl.step((q, zero), (zero, zero, zero)),
-                                   pd + ctrl.tick_terms()[3])
+                                   ctrl.kp * (zero - q) + ctrl.tick_terms()[3])
         if then is not None:
             then()
     assert [i.action for i in sv.interventions].count('pd_restored') == 3   # (reset: silent)
+    sv.detune = 0.5
+    ctrl.update_params({'kp': list(ctrl.kp), 'kd': list(ctrl.kd)})   # the same gains again
+    assert sv.pd_gain == 0.5
+    ctrl.update_params({'learning_enabled': False})
+    assert sv.pd_gain == 1.0                # learning off: PD at full gains, and it stays so
+    sv._detune_if_recurring()
+    ctrl.ticks += per_s
+    sv._detune_if_recurring()
+    assert sv.detune == 1.0 and sv.pd_gain == 1.0
 
 
 def test_a_trial_of_more_pd_gain_ends_at_the_first_sign_of_the_cycle():
@@ -537,6 +546,7 @@ def test_a_trial_of_more_pd_gain_ends_at_the_first_sign_of_the_cycle():
     sv._detune_if_recurring()
     sv._detune_if_recurring()                      # 0.49
     ctrl.ticks += int(S.PROBE_AFTER_S[0] * per_s)
+    assert not sv._worse_than_full_gains(ctrl.ticks)   # no statistics yet: rho reads 1
     sv._trial()
     assert sv.pd_gain == pytest.approx(S.DETUNE_FACTOR)
     assert sv.interventions[-1].action == 'pd_restored'
