@@ -155,9 +155,9 @@ class ControlLoop:
 
     def pd_health(self) -> dict[str, str]:
         """
-        Return what is wrong with the PD loop itself, by kind ('chatter', 'saturation').
+        Return what is wrong with the PD loop itself, by kind ('chatter', 'saturation', 'detuned').
 
-        Learning cannot fix either: a front end reports them (and logs each kind once
+        Learning cannot fix any of them: a front end reports them (and logs each kind once
         when it appears).
         """
         sv = self.controller.supervisor
@@ -173,6 +173,11 @@ class ControlLoop:
                                  f'{saturation:.0%} of the time: the PD loop itself '
                                  'saturates or oscillates (check kp, kd and command_limit '
                                  'against the actuation delay)')
+        if sv.pd_gain < 1.0:
+            out['detuned'] = (f'PD output kept at {sv.pd_gain:.3g}x: at full gains the loop '
+                              'fell back into its cycle at the limits (unstable on this '
+                              'plant: check kp and kd against the actuation delay, '
+                              'lnn-control gains --delay-ticks)')
         return out
 
     def status(self) -> list[tuple[str, object]]:

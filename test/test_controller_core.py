@@ -578,6 +578,19 @@ def test_a_pd_only_hold_at_the_command_limit_is_reported():
             assert ctrl.supervisor.pd_only_saturation == 1.0 and '100%' in found[0]
 
 
+def test_a_pd_output_kept_softer_is_reported_until_full_gains_return():
+    """The supervisor's kept detuning (response 4) is a problem of the PD loop: a WARN."""
+    from lnn_control.loop import ControlLoop
+
+    ctrl = make(**{'supervisor.enabled': True})
+    loop = ControlLoop(ctrl, sensor_timeout_s=1.0)
+    assert 'detuned' not in loop.pd_health()
+    ctrl.supervisor.detune = 0.7
+    assert any(p.startswith('PD output kept at 0.7x') for p in loop.problems())
+    ctrl.update_params({'kd': list(0.9 * ctrl.kd)})      # the user retunes: full gains
+    assert 'detuned' not in loop.pd_health()
+
+
 def test_reset_learning_also_forgets_the_automatic_input_scales():
     """One reference in the wrong unit (degrees) grew them for good; a reset starts clean."""
     ctrl = make()
