@@ -114,6 +114,12 @@ class Trace:
     meta: dict = field(default_factory=dict)
 
 
+def generated_reference(n: int, mode: str, amplitude, frequency_hz, offset, seed: int):
+    """Return the reference a run tracks: its mode, or with none ('topic') the sum of sines."""
+    return make_reference('sum_of_sines' if mode == 'topic' else mode, n, amplitude,
+                          frequency_hz, offset, seed=seed)
+
+
 def run(plant_name: str, controller_params: Mapping[str, Any], duration: float,
         learning: bool = True, payload_change_at: float | None = None,
         progress: Callable[[float], None] | None = None, payload_scale: float = PAYLOAD_SCALE,
@@ -153,8 +159,8 @@ def run(plant_name: str, controller_params: Mapping[str, Any], duration: float,
     plant = Plant(plant_name, joints=ctrl.joints)
     plant.steps_per(ctrl.dt)    # else the plant would run faster or slower than the controller
     cfg = ctrl.config.reference
-    ref = make_reference('sum_of_sines' if cfg.mode == 'topic' else cfg.mode, ctrl.n,
-                         cfg.amplitude, cfg.frequency_hz, cfg.offset, seed=cfg.seed)
+    ref = generated_reference(ctrl.n, cfg.mode, cfg.amplitude, cfg.frequency_hz, cfg.offset,
+                              cfg.seed)
     dt = ctrl.dt
     ticks = int(round(duration / dt))
     n = ctrl.n

@@ -98,16 +98,12 @@ EASE_SATURATION = 0.25
 EASE_GAIN = 0.5
 EASE_HOLD_S = 0.5
 EASE_RAMP_S = 1.0
-# A cycle back within this of an easing keeps the PD output scaled (response 4). Trials of
-# more gain: LearningSupervisor._probe holds the tick a trial ends (-1: none), the tick the
-# next starts (-1: none), the trial's saturated fraction, the scale before it, the wait and
-# the tick the last trial or detuning ended.
+# A cycle back within this of an easing keeps the PD output scaled (response 4).
 DETUNE_WITHIN_S = 30.0
 DETUNE_FACTOR = 0.7
 DETUNE_MIN = 0.25
 PROBE_AFTER_S = (20.0, 320.0)   # wait before trying more PD gain, doubled after a failure
 PROBE_S = 30.0                  # a trial of more PD gain lasts this long
-P_UNTIL, P_AT, P_SATURATED, P_FROM, P_WAIT, P_LAST = range(6)
 # The echo figure is also armed after this much learning from zero (see the trips above), where
 # the loop's bandwidth kp/kd is at least this x the reference's own frequency (the peak
 # desired acceleration over the peak desired velocity; honest gains: 3.6-3.9x on the zoo's
@@ -117,6 +113,18 @@ ARM_BANDWIDTH_MARGIN = 2.0
 # After limits lowered live the push base is measured over a period of the reference,
 # within these bounds [s] (see ``limits_changed``).
 PUSH_BASE_S = (2.0, 10.0)
+
+
+@dataclass
+class _Trials:
+    """The trials of more PD gain while it is kept softer (response 4); ticks, -1: none."""
+
+    until: int = -1             # the running trial ends at this tick
+    at: int = -1                # the next trial starts at this tick
+    saturated: float = 0.0      # the running trial's fraction of ticks at the limit
+    before: float = 1.0         # the PD output's scale before the running trial
+    wait_s: float = PROBE_AFTER_S[0]
+    last: int = 0               # tick the last trial, or the detuning, ended
 
 
 @dataclass
@@ -174,7 +182,7 @@ class LearningSupervisor:
         self._ease_tick = -1            # tick the PD output was eased at (-1: not eased)
         self._last_ease = -1            # tick of the last easing (-1: none since full gains)
         self.detune = 1.0               # the PD output's kept scale (response 4)
-        self._probe = np.array([-1.0, -1.0, 0.0, 1.0, PROBE_AFTER_S[0], 0.0])   # see P_*
+        self._trials = _Trials()
         self._eased_hold = False        # this hold (frozen or PD only) has eased the PD output
         self._arm_tick = int(round(ARM_AFTER_S / controller.dt))   # learning from zero till then
         self._armed_by_time = False     # the echo figure judges the fast learner only
@@ -312,8 +320,7 @@ class LearningSupervisor:
         self._next_hold_factor = 1
         self._disarm()
         self.stop_easing()
-        self.detune, self._last_ease = 1.0, -1
-        self._probe[:] = -1.0, -1.0, 0.0, 1.0, PROBE_AFTER_S[0], 0.0
+        self.detune, self._last_ease, self._trials = 1.0, -1, _Trials()
         self._eased_hold = False
         for good, cand, r in zip(self._good, self._candidate, self.ctrl.readouts()):
             good[:] = r.w
@@ -376,7 +383,7 @@ class LearningSupervisor:
             return
         if self._push_base_tick >= 0:
             self._measure_push_base()
-        if self.detune < 1.0 or self._probe[P_UNTIL] >= 0.0:
+        if self.detune < 1.0 or self._trials.until >= 0:
             self._trial()
         action = CK.supervise(pd, ff, command, self._gains, self._lp, ff_at_bound,
                               refused_step, self._stats)
@@ -402,8 +409,8 @@ class LearningSupervisor:
                 or self.detune <= DETUNE_MIN or not self.ctrl.learning_enabled):
             return       # (learning off: a frozen readout's hold; PD runs at full gains)
         self.detune = max(DETUNE_MIN, self.detune * DETUNE_FACTOR)
-        self._probe[P_UNTIL], self._probe[P_LAST] = -1.0, now
-        self._probe[P_AT] = now + round(self._probe[P_WAIT] / self.ctrl.dt)
+        tr = self._trials
+        tr.until, tr.last, tr.at = -1, now, now + round(tr.wait_s / self.ctrl.dt)
         self._record('pd_detuned', f'the PD loop fell back into its cycle at the limits '
                                    f'{(now - last) * self.ctrl.dt:.1f} s after it was eased out '
                                    'of it: its gains are unstable on this plant (a delay, or kd '
@@ -412,19 +419,19 @@ class LearningSupervisor:
 
     def _trial(self) -> None:
         """Try one step more PD gain now and then; end the trial at the first sign of the cycle."""
-        pr, now = self._probe, self.ctrl.ticks
-        if pr[P_UNTIL] >= 0.0:
-            pr[P_SATURATED] += 4.0 / self._stats[CK.SV_WINDOW] * (self.ctrl.saturated
-                                                                  - pr[P_SATURATED])
-            if pr[P_SATURATED] > EASE_SATURATION:
-                self._trial_failed(f'command at its limit {pr[P_SATURATED]:.0%} of the time')
-            elif now >= pr[P_UNTIL]:           # it held: the next step after the first wait
-                pr[P_UNTIL], pr[P_WAIT], pr[P_LAST] = -1.0, PROBE_AFTER_S[0], now
-                pr[P_AT] = now + round(pr[P_WAIT] / self.ctrl.dt) if self.detune < 1.0 else -1.0
-        elif ((0.0 <= pr[P_AT] <= now or self._worse_than_full_gains(now))
+        tr, now = self._trials, self.ctrl.ticks
+        if tr.until >= 0:
+            tr.saturated += 4.0 / self._stats[CK.SV_WINDOW] * (self.ctrl.saturated
+                                                               - tr.saturated)
+            if tr.saturated > EASE_SATURATION:
+                self._trial_failed(f'command at its limit {tr.saturated:.0%} of the time')
+            elif now >= tr.until:             # it held: the next step after the first wait
+                tr.until, tr.wait_s, tr.last = -1, PROBE_AFTER_S[0], now
+                tr.at = now + round(tr.wait_s / self.ctrl.dt) if self.detune < 1.0 else -1
+        elif ((0 <= tr.at <= now or self._worse_than_full_gains(now))
                 and self._stats[CK.SV_STATE] == LEARNING_CODE and self._ease_tick < 0):
-            pr[P_FROM], pr[P_AT], pr[P_SATURATED] = self.detune, -1.0, 0.0
-            pr[P_UNTIL] = now + round(PROBE_S / self.ctrl.dt)
+            tr.before, tr.at, tr.saturated = self.detune, -1, 0.0
+            tr.until = now + round(PROBE_S / self.ctrl.dt)
             self.detune = min(1.0, self.detune / DETUNE_FACTOR)
             self._record('pd_restored', f'trial of the PD output at {self.detune:.3g}x for '
                                         f'{PROBE_S:g} s (the plant may have changed)',
@@ -441,23 +448,22 @@ class LearningSupervisor:
         """
         st = self._stats     # (a full window of statistics: rho reads 1 with none)
         return (st[CK.SV_TICKS] >= st[CK.SV_WINDOW] and self.ratio > self.detune
-                and now - self._probe[P_LAST] >= PROBE_AFTER_S[0] / self.ctrl.dt)
+                and now - self._trials.last >= PROBE_AFTER_S[0] / self.ctrl.dt)
 
     def _trial_failed(self, why: str) -> None:
         """Back to the scale before the trial, eased out of the cycle; wait twice as long."""
-        pr, now = self._probe, self.ctrl.ticks
-        self.detune = pr[P_FROM]
-        pr[P_WAIT] = min(2.0 * pr[P_WAIT], PROBE_AFTER_S[1])
-        pr[P_UNTIL], pr[P_AT], pr[P_LAST] = -1.0, now + round(pr[P_WAIT] / self.ctrl.dt), now
+        tr, now = self._trials, self.ctrl.ticks
+        self.detune = tr.before
+        tr.wait_s = min(2.0 * tr.wait_s, PROBE_AFTER_S[1])
+        tr.until, tr.at, tr.last = -1, now + round(tr.wait_s / self.ctrl.dt), now
         self._ease_tick = now + 1           # out of the cycle the trial started
         self._record('pd_detuned', f'{why} on the trial: PD output back to {self.detune:.3g}x, '
-                                   f'eased; the next trial in {pr[P_WAIT]:g} s')
+                                   f'eased; the next trial in {tr.wait_s:g} s')
         self._reset_timers()
 
     def restore_pd(self, reason: str) -> None:
         """Give the PD output its full gains again (a kept detuning ends; see response 4)."""
-        self._last_ease = -1
-        self._probe[:] = -1.0, -1.0, 0.0, 1.0, PROBE_AFTER_S[0], 0.0
+        self._last_ease, self._trials = -1, _Trials()
         if self.detune != 1.0:
             self.detune = 1.0
             self._record('pd_restored', f'{reason}: PD output back to its full gains')
@@ -495,7 +501,7 @@ class LearningSupervisor:
     def _act(self, action: int, refused_step: bool) -> None:
         """Do what ``CK.supervise`` asked for (rare: not every tick)."""
         rho = self.ratio
-        if action == CK.SV_ROLLBACK and self._probe[P_UNTIL] >= 0.0:
+        if action == CK.SV_ROLLBACK and self._trials.until >= 0:
             self._trial_failed(self._harm())      # the trial's doing, not the readout's
             return
         if action == CK.SV_ROLLBACK:

@@ -90,12 +90,10 @@ def sim_command(ns: str, plant: str, joints: Sequence[str], lockstep: bool,
 
 def _reference_start(cfg: Mapping[str, Any]) -> np.ndarray:
     """Where the reference starts: the robot starts there, as in an offline run."""
-    from ..trajectories import make_reference
-
-    n, mode = len(cfg['joints']), cfg['reference.mode']
-    ref = make_reference('sum_of_sines' if mode == 'topic' else mode, n, cfg['reference.amplitude'],
-                         cfg['reference.frequency_hz'], cfg['reference.offset'],
-                         seed=cfg['reference.seed'])
+    n = len(cfg['joints'])
+    ref = CL.generated_reference(n, cfg['reference.mode'], cfg['reference.amplitude'],
+                                 cfg['reference.frequency_hz'], cfg['reference.offset'],
+                                 cfg['reference.seed'])
     q, qd, qdd = np.zeros(n), np.zeros(n), np.zeros(n)
     ref.sample(0.0, q, qd, qdd)
     return q
@@ -142,9 +140,9 @@ def run(plant: str, neuron: str, duration: float, out: str, payload_change_at: f
         # Lock-step simulators start paused, so nothing moves until the recorder is
         # matched to every publisher and has the simulators' first states; then both
         # loops are released. (Real time cannot wait: it records from when it can.)
-        rate = float(cfg['control_rate_hz'])
+        rate, start = float(cfg['control_rate_hz']), _reference_start(cfg)
         commands = ([sim_command(ns, plant, joints, lockstep, payload_change_at, 1.0 / rate,
-                                 _reference_start(cfg)) for ns, _ in ARMS]
+                                 start) for ns, _ in ARMS]
                     + [controller_command(ns, plant, learning, overrides, lockstep, rate)
                        for ns, learning in ARMS])
         for command in commands:
