@@ -58,12 +58,14 @@ Responses, with hysteresis (``hold_s``) and escalation:
    an easing is unstable on this plant (the tick of delay, or a kd too high for the
    rate: ``lnn-control gains --delay-ticks 1``), not merely kicked: the PD output is
    kept at ``DETUNE_FACTOR`` x (kp and kd alike, down to ``DETUNE_MIN``) while learning
-   is on, and the feedforward learns what the softer loop leaves. A plant change can
-   make the full gains stable again (a heavier payload: PD alone then tracks 5x
+   is on, and the feedforward learns what the softer loop leaves, with one cut of
+   adaptation gain given back (``_give_back_gain``). A plant change can make the
+   full gains stable again (a heavier payload: PD alone then tracks 5x
    better), so after ``PROBE_AFTER_S`` the next step up is tried for ``PROBE_S``
    (pd_restored); the command at its limit on more than ``EASE_SATURATION`` of a
    quarter window, or any trip, in that time ends the trial at once (back down,
-   eased; no rollback: the readout did nothing wrong) and doubles the wait. Full
+   eased; no rollback: the readout did nothing wrong) and doubles the wait; a trip
+   while that cycle dies out rolls back without a cut (``_in_failed_trials_wake``). Full
    gains again when the gains are set, learning or the supervisor is switched off,
    or learning is reset.
 5. resume: rho back below the trip ratio after ``hold_s``.
@@ -125,6 +127,7 @@ class _Trials:
     before: float = 1.0         # the PD output's scale before the running trial
     wait_s: float = PROBE_AFTER_S[0]
     last: int = 0               # tick the last trial, or the detuning, ended
+    failed: int = -1            # tick the last trial failed at
 
 
 @dataclass
@@ -415,7 +418,29 @@ class LearningSupervisor:
                                    f'{(now - last) * self.ctrl.dt:.1f} s after it was eased out '
                                    'of it: its gains are unstable on this plant (a delay, or kd '
                                    'too high for the rate; see lnn-control gains --delay-ticks); '
-                                   f'PD output kept at {self.detune:.3g}x while learning is on')
+                                   f'PD output kept at {self.detune:.3g}x while learning is on'
+                                   + self._give_back_gain())
+
+    def _give_back_gain(self) -> str:
+        """
+        Give the learners back one cut of adaptation gain as the PD output is detuned.
+
+        The trips of a PD loop that cycles (the feedforward's first steps at the limits)
+        were partly the loop's doing; kept, their cuts left re-adaptation at x0.01 (the
+        zoo's arms with a tick of delay: 0.71-0.80x PD after payload x2; 0.40-0.60x with
+        one cut back). All of them given back, a loop that is only bistable (PD alone
+        stable) was kicked again by the full gain: windows up to 1.96x PD; one more per
+        good snapshot, 1.89x. The step cap and a fast learner switched off stay. Weights
+        are kept; the covariances restart.
+        """
+        cap = min(1.0, VALIDATED_COVARIANCE / self.ctrl.config.rls.initial_covariance)
+        if self.gain_scale >= cap:
+            return ''
+        self.gain_scale = min(cap, self.gain_scale / GAIN_CUT)
+        for readout, gain in zip(self.ctrl.readouts(), self.readout_gains()):
+            if gain > 0.0:
+                readout.restart_covariance(gain)
+        return f'; adaptation gain back up to x{self.gain_scale:g}'
 
     def _trial(self) -> None:
         """Try one step more PD gain now and then; end the trial at the first sign of the cycle."""
@@ -455,7 +480,7 @@ class LearningSupervisor:
         tr, now = self._trials, self.ctrl.ticks
         self.detune = tr.before
         tr.wait_s = min(2.0 * tr.wait_s, PROBE_AFTER_S[1])
-        tr.until, tr.at, tr.last = -1, now + round(tr.wait_s / self.ctrl.dt), now
+        tr.until, tr.at, tr.last, tr.failed = -1, now + round(tr.wait_s / self.ctrl.dt), now, now
         self._ease_tick = now + 1           # out of the cycle the trial started
         self._record('pd_detuned', f'{why} on the trial: PD output back to {self.detune:.3g}x, '
                                    f'eased; the next trial in {tr.wait_s:g} s')
@@ -580,6 +605,33 @@ class LearningSupervisor:
         self.episodes += episode
 
     def _rollback(self, reason: str) -> None:
+        response = 'no cut' if self._in_failed_trials_wake() else self._cut()
+        for r, good, g in zip(self.ctrl.readouts(), self._good, self.readout_gains()):
+            self._restore(r, good, g)
+        self._hold(FROZEN)
+        self._record('rollback', f'{reason}: readout rolled back to the last good snapshot, '
+                                 f'learning frozen for {self.hold_s:g} s, {response}')
+        self._reset_timers()
+        self._disarm_time_if_done()
+
+    def _in_failed_trials_wake(self) -> bool:
+        """
+        Whether a trip comes while a failed trial's cycle dies out: the loop's, not the learners'.
+
+        That is the trial's easing and a quarter window after it (the push figure's span).
+        Cut there, the fast learner went off after the first failed trial and the named
+        zoo's arms with delay re-adapted to 0.40-0.60x PD after payload x2 (0.18-0.33x not
+        cut; 2 s or 5 s of grace alike). The readout is still rolled back and frozen.
+        """
+        failed = self._trials.failed
+        wake_s = EASE_HOLD_S + EASE_RAMP_S + 0.25 * self._window_s
+        if failed < 0 or (self.ctrl.ticks - failed) * self.ctrl.dt > wake_s:
+            return False
+        self._only_fast_cut = False          # nothing cut: nothing owed by a PD-only hold
+        return True
+
+    def _cut(self) -> str:
+        """Cut the learners' gain for a trip (escalating, see the module docstring); say how."""
         # An initial covariance above the validated range is the first suspect: back into
         # it at once (from 1e6, ten-fold cuts took five trips, each a second at 2-4x PD's
         # error: windows of 1.67x PD on arm_heavy_tip; 0.19x with this).
@@ -593,22 +645,13 @@ class LearningSupervisor:
         capping = self.ctrl.mode == 'feedback_error' and self.gain_cap_per_step < 1.0
         if self._only_fast_cut and not self.gain_capped and capping:
             self.gain_capped = True
-            response = (f'learning gain capped at {self.gain_cap_per_step:.3g} of the error per '
-                        'step')
-        elif self._only_fast_cut:
+            return f'learning gain capped at {self.gain_cap_per_step:.3g} of the error per step'
+        if self._only_fast_cut:
             self.fast_cut = 0.0
-            response = 'fast learner switched off'
-        else:
-            self.gain_scale *= GAIN_CUT ** (2 if self._owed_cut else 1)
-            self._owed_cut = False
-            response = f'adaptation gain now x{self.gain_scale:g}'
-        for r, good, g in zip(self.ctrl.readouts(), self._good, self.readout_gains()):
-            self._restore(r, good, g)
-        self._hold(FROZEN)
-        self._record('rollback', f'{reason}: readout rolled back to the last good snapshot, '
-                                 f'learning frozen for {self.hold_s:g} s, {response}')
-        self._reset_timers()
-        self._disarm_time_if_done()
+            return 'fast learner switched off'
+        self.gain_scale *= GAIN_CUT ** (2 if self._owed_cut else 1)
+        self._owed_cut = False
+        return f'adaptation gain now x{self.gain_scale:g}'
 
     def _hold(self, state: str) -> None:
         """Enter a hold (frozen or PD only): its saturation count and easing start afresh."""

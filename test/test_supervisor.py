@@ -530,6 +530,46 @@ def test_a_pd_loop_that_falls_back_into_its_cycle_is_kept_softer_until_the_user_
     assert sv.detune == 1.0 and sv.pd_gain == 1.0
 
 
+def test_detuning_gives_back_a_step_of_the_adaptation_gain_the_cycling_loop_cost():
+    """
+    The trips of a PD loop that cycles were partly its own doing, not the learners'.
+
+    Their cuts (x0.01 after two) had left re-adaptation that slow for good (arms with
+    a tick of delay: 0.6-0.8x PD after payload x2). Each detuning gives back one cut
+    (not all: a merely bistable loop was kicked again), restarts the covariances and
+    keeps the weights; never above what the initial covariance allows.
+    """
+    from lnn_control import supervisor as S
+    ctrl = AdaptiveController(zoo.controller_params('random_3_40'))
+    sv, per_s = ctrl.supervisor, round(1.0 / ctrl.dt)
+    for r in ctrl.readouts():
+        r.w[:] = 0.01
+        r.p *= 1e-3                                   # a covariance that learning shrank
+    sv.gain_scale = S.GAIN_CUT ** 2
+    sv._detune_if_recurring()
+    assert sv.gain_scale == pytest.approx(S.GAIN_CUT ** 2)   # one easing: no verdict
+    ctrl.ticks += per_s
+    sv._detune_if_recurring()
+    assert sv.pd_gain == pytest.approx(S.DETUNE_FACTOR)
+    assert sv.gain_scale == pytest.approx(S.GAIN_CUT)
+    assert 'adaptation gain back up to x0.1' in sv.interventions[-1].reason
+    fresh = AdaptiveController(zoo.controller_params('random_3_40'))
+    for r, new in zip(ctrl.readouts(), fresh.readouts()):
+        np.testing.assert_allclose(r.p, S.GAIN_CUT * new.p)   # restarted at the new gain
+        assert np.all(r.w == 0.01)                   # what was learned is kept
+    for _ in range(2):
+        ctrl.ticks += per_s
+        sv._detune_if_recurring()                     # each recurrence: one step more
+    assert sv.gain_scale == 1.0                       # up to full gain, not beyond
+    big = AdaptiveController({**zoo.controller_params('random_3_40'),
+                              'rls.initial_covariance': 1e4})
+    big.supervisor.gain_scale = 1e-3
+    for _ in range(3):
+        big.supervisor._detune_if_recurring()
+        big.ticks += per_s
+    assert big.supervisor.gain_scale == pytest.approx(S.VALIDATED_COVARIANCE / 1e4)
+
+
 def test_a_trial_of_more_pd_gain_ends_at_the_first_sign_of_the_cycle():
     """
     Try one step more PD gain after PROBE_AFTER_S, for PROBE_S.
@@ -572,6 +612,43 @@ def test_a_trial_of_more_pd_gain_ends_at_the_first_sign_of_the_cycle():
     sv._trial()
     assert sv.pd_gain == 1.0
     assert [i.action for i in sv.interventions].count('rollback') == 0
+
+
+def test_a_trip_while_a_failed_trials_cycle_dies_out_cuts_no_gain():
+    """
+    The trial's cycle at more PD gain is the loop's doing, not the learners'.
+
+    A trip in its easing and a quarter window after rolls back and freezes, without a
+    cut (cut, the fast learner went off after the first failed trial, and the arms
+    with delay re-adapted to 0.40-0.60x PD after payload x2 instead of 0.18-0.33x).
+    A trip after that wake gets the full response.
+    """
+    from lnn_control import supervisor as S
+    ctrl = AdaptiveController(zoo.controller_params('random_3_40'))
+    sv, per_s = ctrl.supervisor, round(1.0 / ctrl.dt)
+    sv._detune_if_recurring()
+    ctrl.ticks += per_s
+    sv._detune_if_recurring()
+    sv._rollback('before any trial')                  # a trip: the first cut (the cap)
+    assert sv.gain_capped
+    sv._resume('test')                                # (the snapshot: zero weights)
+    for r in ctrl.readouts():
+        r.w[:] = 0.02                                 # learned since the snapshot
+    ctrl.ticks += int(S.PROBE_AFTER_S[0] * per_s)
+    sv._trial()
+    assert sv.interventions[-1].action == 'pd_restored'
+    sv._trial_failed('command at its limit 40% of the time')
+    before = (sv.gain_scale, sv.fast_cut, sv.gain_capped)
+    ctrl.ticks += per_s
+    sv._rollback('feedforward drove the command into its limit 30% of the time')
+    assert (sv.gain_scale, sv.fast_cut, sv.gain_capped) == before
+    assert sv.state == 'frozen' and 'no cut' in sv.interventions[-1].reason
+    assert all(not r.w.any() for r in ctrl.readouts())     # back to the snapshot (zero)
+    sv._resume('test')
+    ctrl.ticks += int((S.EASE_HOLD_S + S.EASE_RAMP_S + sv.window_s) * per_s)
+    sv._rollback('feedforward drove the command into its limit 30% of the time')
+    assert sv.fast_cut == 0.0                         # the second cut: fast learner off
+    assert 'fast learner switched off' in sv.interventions[-1].reason
 
 
 def test_an_arm_whose_pd_loop_cycles_with_the_delay_learns_with_a_softer_loop():
