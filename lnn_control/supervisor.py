@@ -427,20 +427,31 @@ class LearningSupervisor:
 
         The trips of a PD loop that cycles (the feedforward's first steps at the limits)
         were partly the loop's doing; kept, their cuts left re-adaptation at x0.01 (the
-        zoo's arms with a tick of delay: 0.71-0.80x PD after payload x2; 0.40-0.60x with
+        zoo's arms with a tick of delay: 0.34-0.80x PD after payload x2; 0.27-0.60x with
         one cut back). All of them given back, a loop that is only bistable (PD alone
         stable) was kicked again by the full gain: windows up to 1.96x PD; one more per
         good snapshot, 1.89x. The step cap and a fast learner switched off stay. Weights
         are kept; the covariances restart.
         """
-        cap = min(1.0, VALIDATED_COVARIANCE / self.ctrl.config.rls.initial_covariance)
-        if self.gain_scale >= cap:
+        cap = min(1.0, self._gain_cap())
+        if self.gain_scale >= cap * (1.0 - 1e-9):       # (x0.1 then /0.1: not exact)
             return ''
-        self.gain_scale = min(cap, self.gain_scale / GAIN_CUT)
+        raised = self.gain_scale / GAIN_CUT
+        self.gain_scale = cap if raised >= cap * (1.0 - 1e-9) else raised
         for readout, gain in zip(self.ctrl.readouts(), self.readout_gains()):
             if gain > 0.0:
                 readout.restart_covariance(gain)
         return f'; adaptation gain back up to x{self.gain_scale:g}'
+
+    def _gain_cap(self) -> float:
+        """
+        Return the largest gain scale within the validated covariance.
+
+        For what the slow readout starts from: a loaded file's, or the setting at the
+        last reset (a live change of ``rls.initial_covariance`` applies at the next one).
+        """
+        start = self.ctrl.slow.initial_covariance * self.ctrl.feature_power
+        return VALIDATED_COVARIANCE / start
 
     def _trial(self) -> None:
         """Try one step more PD gain now and then; end the trial at the first sign of the cycle."""
@@ -537,11 +548,13 @@ class LearningSupervisor:
                 else:
                     self._disarm()
             elif (echo and rho < GOOD_FRACTION * self.trip_ratio
-                    and self.ctrl.fast is not None and self.fast_cut == 1.0):
+                    and self.ctrl.fast is not None and self.fast_cut == 1.0
+                    and not self._in_failed_trials_wake()):
                 self._cut_fast(self._harm())
+            elif refused_step:
+                self._rollback('RLS step refused as numerically unusable', learners=True)
             else:
-                self._rollback('RLS step refused as numerically unusable' if refused_step
-                               else self._harm())
+                self._rollback(self._harm())
         elif action == CK.SV_SNAPSHOT:
             self._take_snapshot()
         elif action == CK.SV_TO_PD_ONLY:
@@ -604,8 +617,12 @@ class LearningSupervisor:
         self.counts[action] += 1
         self.episodes += episode
 
-    def _rollback(self, reason: str) -> None:
-        response = 'no cut' if self._in_failed_trials_wake() else self._cut()
+    def _rollback(self, reason: str, learners: bool = False) -> None:
+        """Roll back, freeze and cut (``learners``: the readouts' own fault whenever)."""
+        spared = not learners and self._in_failed_trials_wake()
+        if spared:
+            self._only_fast_cut = False      # nothing cut: nothing owed by a PD-only hold
+        response = "no cut (the failed trial's cycle)" if spared else self._cut()
         for r, good, g in zip(self.ctrl.readouts(), self._good, self.readout_gains()):
             self._restore(r, good, g)
         self._hold(FROZEN)
@@ -625,18 +642,14 @@ class LearningSupervisor:
         """
         failed = self._trials.failed
         wake_s = EASE_HOLD_S + EASE_RAMP_S + 0.25 * self._window_s
-        if failed < 0 or (self.ctrl.ticks - failed) * self.ctrl.dt > wake_s:
-            return False
-        self._only_fast_cut = False          # nothing cut: nothing owed by a PD-only hold
-        return True
+        return failed >= 0 and (self.ctrl.ticks - failed) * self.ctrl.dt <= wake_s
 
     def _cut(self) -> str:
         """Cut the learners' gain for a trip (escalating, see the module docstring); say how."""
         # An initial covariance above the validated range is the first suspect: back into
         # it at once (from 1e6, ten-fold cuts took five trips, each a second at 2-4x PD's
         # error: windows of 1.67x PD on arm_heavy_tip; 0.19x with this).
-        self.gain_scale = min(self.gain_scale,
-                              VALIDATED_COVARIANCE / self.ctrl.config.rls.initial_covariance)
+        self.gain_scale = min(self.gain_scale, self._gain_cap())
         # A trip after a PD-only hold (owed) is the slow learner's: see the module docstring.
         self._only_fast_cut = self._fast_suspect()
         # In inverse_model mode the fast learner reads the measured state: its frozen output

@@ -651,6 +651,80 @@ def test_a_trip_while_a_failed_trials_cycle_dies_out_cuts_no_gain():
     assert 'fast learner switched off' in sv.interventions[-1].reason
 
 
+def test_the_wake_of_a_failed_trial_spares_the_fast_learner_but_not_a_refused_step():
+    """
+    An echo trip in the wake cuts nothing either; an unusable RLS step is the learners'.
+
+    (A review's reproduction: the echo figure with rho low went to the fast learner's
+    own 10x cut, the one path the wake did not cover.)
+    """
+    from lnn_control import control_kernels as CK, supervisor as S
+    per_s = None
+
+    def in_wake():
+        nonlocal per_s
+        ctrl = AdaptiveController(zoo.controller_params('random_3_40'))
+        sv = ctrl.supervisor
+        per_s = round(1.0 / ctrl.dt)
+        sv._detune_if_recurring()
+        ctrl.ticks += per_s
+        sv._detune_if_recurring()
+        sv._rollback('first trip')
+        sv._resume('test')
+        ctrl.ticks += int(S.PROBE_AFTER_S[0] * per_s)
+        sv._trial()
+        sv._trial_failed('cycle')
+        ctrl.ticks += per_s // 2
+        return ctrl, sv
+
+    ctrl, sv = in_wake()
+    sv._stats[CK.SV_WHY] = CK.SV_WHY_ECHO
+    sv._stats[CK.SV_TOTAL] = 1.0
+    sv._stats[CK.SV_RHO] = 0.1
+    assert sv.ratio < S.GOOD_FRACTION * sv.trip_ratio
+    before = (sv.gain_scale, sv.fast_cut, sv.gain_capped)
+    sv._act(CK.SV_ROLLBACK, False)
+    assert (sv.gain_scale, sv.fast_cut, sv.gain_capped) == before
+    assert 'no cut' in sv.interventions[-1].reason
+    ctrl, sv = in_wake()
+    sv._act(CK.SV_ROLLBACK, True)                     # a refused step: cut as ever
+    assert sv.fast_cut == 0.0 and 'numerically unusable' in sv.interventions[-1].reason
+
+
+def test_the_gain_given_back_stays_within_the_covariance_the_readouts_start_from():
+    """
+    The cap follows the readouts' own start, not a live setting awaiting its reset.
+
+    (A review's reproduction: built at rls.initial_covariance 1e4, then set to 1 live,
+    three detunings restarted the slow readout at 1e4, 100x the validated 100.) And a
+    gain that reaches the cap by way of x0.1 and /0.1 is the cap, not a hair below it.
+    """
+    from lnn_control import supervisor as S
+    ctrl = AdaptiveController({**zoo.controller_params('random_3_40'),
+                               'rls.initial_covariance': 1e4})
+    sv, per_s = ctrl.supervisor, round(1.0 / ctrl.dt)
+    ctrl.update_params({'rls.initial_covariance': 1.0})      # applies at the next reset
+    sv.gain_scale = 1e-3
+    for _ in range(5):
+        sv._detune_if_recurring()
+        ctrl.ticks += per_s
+    assert sv.gain_scale == pytest.approx(S.VALIDATED_COVARIANCE / 1e4)
+    np.testing.assert_allclose(np.diag(ctrl.slow.p),                # restarted at the cap
+                               sv.gain_scale * ctrl.slow.initial_covariance)
+    ctrl = AdaptiveController(zoo.controller_params('random_3_40'))
+    sv = ctrl.supervisor
+    sv.gain_scale = 1.0 * S.GAIN_CUT * S.GAIN_CUT             # 0.010000000000000002
+    for _ in range(3):
+        sv._detune_if_recurring()
+        ctrl.ticks += per_s
+    assert sv.gain_scale == 1.0
+    n = len(sv.interventions)
+    ctrl.ticks += per_s
+    sv._detune_if_recurring()                         # at the cap: nothing given back
+    assert len(sv.interventions) == n + 1
+    assert 'adaptation gain' not in sv.interventions[-1].reason
+
+
 def test_an_arm_whose_pd_loop_cycles_with_the_delay_learns_with_a_softer_loop():
     """
     Zoo arm3_vertical with a tick of delay: its honest PD loop is unstable.
