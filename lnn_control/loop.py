@@ -201,6 +201,7 @@ class ControlLoop:
             ('PD-only hold: ticks at the command limit', sv.pd_only_saturation),
             ('supervisor saturation the limits alone cause', sv.push_base),
             *((f'supervisor {k}', v) for k, v in sv.counts.items()),
+            ('supervisor last intervention', _last_intervention(sv)),
             ('supervisor gain scale', sv.gain_scale),
             ('supervisor PD output scale', sv.pd_gain),
             ('supervisor fast learner gain scale',
@@ -224,3 +225,11 @@ class ControlLoop:
                   for h, e in zip(fm.horizons, fm.error_rms)),
                 ('prediction anomaly score', fm.detector.score),
                 ('prediction anomalies', len(fm.detector.detections))]
+
+
+def _last_intervention(supervisor) -> str:
+    """Say the supervisor's last intervention as ``<action>: <reason>`` ('' if none yet)."""
+    if not supervisor.interventions:
+        return ''
+    last = supervisor.interventions[-1]
+    return f'{last.action}: {last.reason}'

@@ -111,10 +111,15 @@ def _supervisor_from_diagnostics(messages, hardware_id: str, t0_ns: int) -> dict
             if 'supervisor state' not in values:
                 continue
             t = (mcap_io.stamp_ns(msg.header.stamp) - t0_ns) * 1e-9
+            # the reason of the last one since the previous status; earlier ones in the same
+            # second (several at once) only say where they were counted
+            latest, _, reason = values.get('supervisor last intervention', '').partition(': ')
             for action in ACTIONS:
                 count = int(values.get(f'supervisor {action}', 0))
                 for _ in range(count - last.get(action, 0)):
-                    events.append((t, action, 'reported on /diagnostics'))
+                    events.append([t, action, 'reported on /diagnostics'])
+                if count > last.get(action, 0) and action == latest and reason:
+                    events[-1][2] = reason
                 last[action] = count
             count = int(values.get('plant changes detected or reported', 0))
             detections += [t] * (count - len(detections))
@@ -124,5 +129,6 @@ def _supervisor_from_diagnostics(messages, hardware_id: str, t0_ns: int) -> dict
             pd_scale = float(values.get('supervisor PD output scale', 1.0))
     if state is None:
         return {}
-    return {'interventions': sorted(events), 'supervisor_state': state, 'gain_scale': gain,
+    return {'interventions': sorted(map(tuple, events)), 'supervisor_state': state,
+            'gain_scale': gain,
             'pd_scale': pd_scale, 'change_detections': detections, 'anomalies': anomalies}

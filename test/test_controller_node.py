@@ -1199,6 +1199,7 @@ def test_supervisor_state_and_interventions_on_diagnostics(rig):
     keys = key_values(r.node.diagnostics().status[0])
     assert keys['supervisor state'] == 'learning'
     assert keys['supervisor rollback'] == '0'
+    assert keys['supervisor last intervention'] == ''
     for key in ('supervisor error ratio estimate', 'supervisor oscillation ratio',
                 'command lag-1 correlation (lowest joint)',
                 'supervisor gain scale',
@@ -1214,6 +1215,7 @@ def test_supervisor_state_and_interventions_on_diagnostics(rig):
     keys = key_values(status)
     assert keys['supervisor state'] == 'frozen'
     assert keys['supervisor rollback'] == '1'
+    assert keys['supervisor last intervention'].startswith('rollback: injected by the test')
     # the first trip only caps the learners' gain per step (see supervisor.py)
     assert float(keys['supervisor gain scale']) == pytest.approx(1.0)
     assert float(keys['supervisor fast learner gain scale']) == pytest.approx(1.0)

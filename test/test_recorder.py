@@ -217,3 +217,34 @@ def test_predictions_are_matched_to_the_tick_that_made_them_with_the_stored_hori
     np.testing.assert_array_equal(made[20:], np.arange(120, 150))
     _, guessed = recording._predictions(messages, ['a'], ticks)   # old recordings: inferred
     assert guessed == 21                                  # what the inference got wrong
+
+
+def test_the_ros_summary_gives_each_intervention_its_reason_from_diagnostics():
+    """
+    The node's 1 Hz /diagnostics carry the last intervention's reason beside the counts.
+
+    The summary of a ROS run then says why, as the offline one does; of several in one
+    second only the last has its reason, the others say where they were counted.
+    """
+    from builtin_interfaces.msg import Time
+    from lnn_control import recording
+
+    def status(sec, rollbacks, pd_only, last):
+        values = {'supervisor state': 'frozen', 'supervisor gain scale': '1.0',
+                  'supervisor rollback': str(rollbacks), 'supervisor pd_only': str(pd_only),
+                  'supervisor last intervention': last}
+        msg = DiagnosticArray(status=[DiagnosticStatus(
+            name='lnn', hardware_id='arm', values=[KeyValue(key=k, value=v)
+                                                   for k, v in values.items()])])
+        msg.header.stamp = Time(sec=sec)
+        return (sec * 10**9, msg)
+
+    messages = [status(1, 0, 0, ''),
+                status(2, 1, 0, 'rollback: estimated error ratio to PD 1.4 > trip_ratio 1.1'),
+                status(3, 1, 0, 'rollback: estimated error ratio to PD 1.4 > trip_ratio 1.1'),
+                status(4, 2, 1, 'pd_only: still harmful: feedforward zeroed (PD only) for 2 s')]
+    meta = recording._supervisor_from_diagnostics(messages, 'arm', 0)
+    assert meta['interventions'] == [
+        (2.0, 'rollback', 'estimated error ratio to PD 1.4 > trip_ratio 1.1'),
+        (4.0, 'pd_only', 'still harmful: feedforward zeroed (PD only) for 2 s'),
+        (4.0, 'rollback', 'reported on /diagnostics')]
