@@ -637,7 +637,7 @@ class LearningSupervisor:
 
         That is the trial's easing and a quarter window after it (the push figure's span).
         Cut there, the fast learner went off after the first failed trial and the named
-        zoo's arms with delay re-adapted to 0.40-0.60x PD after payload x2 (0.18-0.33x not
+        zoo's arms with delay re-adapted to 0.27-0.60x PD after payload x2 (0.18-0.33x not
         cut; 2 s or 5 s of grace alike). The readout is still rolled back and frozen.
         """
         failed = self._trials.failed
