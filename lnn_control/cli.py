@@ -212,15 +212,15 @@ def _gains(args: argparse.Namespace) -> int:
                  for name, gains in (('kp', kp), ('kd', kd))
                  for joint, value in zip(plant.joint_names, gains) if value > params[name].high]
     warnings += PL.rate_check(plant, kd, rate)
-    sag = np.abs(plant.design_gravity()) / kp
+    gravity = plant.design_gravity()
     warnings += [f'{joint}: gravity takes {g:.3g} here, so PD alone holds it about {e:.2g} '
                  'off its target (gravity / kp): the PD-only baseline sags there, learning '
                  'takes that over'
-                 for joint, g, e in zip(plant.joint_names, plant.design_gravity(), sag)
+                 for joint, g, e in zip(plant.joint_names, gravity, np.abs(gravity) / kp)
                  if e > SAG_WARNING]
     # What the node's command_limit is: joint effort, the control range times gain and gear
     # (the control range itself would be off by the gear: 50-200x on a geared arm).
-    limits = [_significant([x])[0] if math.isfinite(x) else None for x in plant.effort_limit]
+    limits = [PL.significant([x])[0] if math.isfinite(x) else None for x in plant.effort_limit]
     warnings += [f'{joint}: its actuator has no ctrlrange, so no command_limit follows from '
                  "the model: set it to the motor's peak joint effort"
                  for joint, x in zip(plant.joint_names, limits) if x is None]
@@ -239,15 +239,15 @@ def _gains(args: argparse.Namespace) -> int:
         radius, delay_warnings = PL.delay_check(plant, kp, kd, rate, args.delay_ticks)
         warnings += delay_warnings
     print(json.dumps({'plant': args.plant, 'joints': list(plant.joint_names),
-                      'pose': _significant(plant.design_pose),
-                      'nominal_inertia': _significant(plant.nominal_inertia()),
+                      'pose': PL.significant(plant.design_pose),
+                      'nominal_inertia': PL.significant(plant.nominal_inertia()),
                       'natural_frequency_rad_s': round(2 * math.pi * hz * factor, 3),
                       'damping_ratio': zeta,
-                      'kp': _significant(kp), 'kd': _significant(kd),
+                      'kp': PL.significant(kp), 'kd': PL.significant(kd),
                       'command_limit': limits,
-                      'effective_inertia': _significant(plant.effective_inertia()),
+                      'effective_inertia': PL.significant(plant.effective_inertia()),
                       'control_rate_hz': rate,
-                      'kd_dt_per_effective_inertia': _significant(figure, 3),
+                      'kd_dt_per_effective_inertia': PL.significant(figure, 3),
                       'delay_ticks': args.delay_ticks,
                       'pd_loop_spectral_radius_with_delay': (None if radius is None
                                                              else round(radius, 4)),
@@ -256,11 +256,6 @@ def _gains(args: argparse.Namespace) -> int:
     for line in warnings:
         print(f'warning: {line}', file=sys.stderr)
     return 0
-
-
-def _significant(values, digits: int = 4) -> list[float]:
-    """Round to significant digits, not decimals (a finger's kd is 4e-4, not 0.0)."""
-    return [float(f'{float(v):.{digits}g}') for v in values]
 
 
 def _plant_model(plant: str) -> str:

@@ -79,7 +79,7 @@ def model_params(path: str) -> dict[str, Any]:
     the controller against its end stops. The gains are designed at the reference's centre,
     where the robot works (``Plant.set_design_pose``).
     """
-    from .plants import honest_gains
+    from .plants import honest_gains, significant
 
     plant = Plant(path)
     defaults = schema.by_name()
@@ -92,8 +92,8 @@ def model_params(path: str) -> dict[str, Any]:
     offset = np.clip(offset, low + amplitude, high - amplitude)
     plant.set_design_pose(offset)           # the gains for where the robot works
     kp, kd = honest_gains(plant)
-    return {'joints': list(plant.joint_names), 'kp': [float(f'{k:.6g}') for k in kp],
-            'kd': [float(f'{k:.6g}') for k in kd], 'command_limit': plant.effort_limit.tolist(),
+    return {'joints': list(plant.joint_names), 'kp': significant(kp, 6),
+            'kd': significant(kd, 6), 'command_limit': plant.effort_limit.tolist(),
             'reference.amplitude': amplitude.round(6).tolist(),
             'reference.offset': offset.round(6).tolist()}
 

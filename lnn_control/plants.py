@@ -66,6 +66,11 @@ def pd_gains(inertia: np.ndarray, natural_frequency: float,
     return inertia * natural_frequency ** 2, 2.0 * damping_ratio * natural_frequency * inertia
 
 
+def significant(values, digits: int = 4) -> list[float]:
+    """Round to significant digits, not decimals (a finger's kd is 4e-4, not 0.0)."""
+    return [float(f'{float(v):.{digits}g}') for v in values]
+
+
 def honest_gains(plant: 'Plant', max_reference_hz: float = MAX_REFERENCE_HZ,
                  bandwidth_factor: float = BANDWIDTH_FACTOR,
                  damping_ratio: float = DAMPING_RATIO) -> tuple[np.ndarray, np.ndarray]:
