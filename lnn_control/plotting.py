@@ -45,7 +45,8 @@ def tracking_figure(traces: Sequence, path: str, title: str = '',
         _prediction_panel(axes[4], predicting[-1], names[0])
     events = [e for tr in traces for e in tr.meta.get('interventions', ())]
     marks = {'rollback': 'tab:orange', 'pd_only': 'tab:red', 'pd_eased': 'tab:purple',
-             'pd_detuned': 'tab:brown', 'pd_restored': 'tab:olive', 'resume': 'tab:green'}
+             'pd_detuned': 'tab:brown', 'pd_restored': 'tab:olive', 'gain_restored': 'tab:cyan',
+             'resume': 'tab:green'}
     detections = [t for tr in traces for t in tr.meta.get('change_detections', ())]
     anomalies = [t for tr in traces for t in tr.meta.get('anomalies', ())]
     for ax in axes:

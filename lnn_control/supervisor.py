@@ -69,6 +69,16 @@ Responses, with hysteresis (``hold_s``) and escalation:
    gains again when the gains are set, learning or the supervisor is switched off,
    or learning is reset.
 5. resume: rho back below the trip ratio after ``hold_s``.
+6. gain_restored: the trips that cut are mostly learning's start-up transients (from
+   scratch, with a tick of delay); kept for good, their cuts left a model that had
+   long learned well re-adapting at x0.01 or without its fast learner. After
+   ``CLIMB_AFTER_S`` of learning without a trip, at a good snapshot, one step of the
+   ladder is given back: a 10x cut, up to one cut below the highest gain a trip cut
+   (given back to the gain that tripped, the start-up trips came again), else the fast
+   learner back on; the step cap stays. A trip within ``CLIMB_PROBATION_S`` takes that
+   step again instead of cutting further and doubles the wait. Not while the PD output
+   is kept softer: response 4 gives back its own step, and its trials of more PD gain
+   are judged on the learners as they are.
 
 ROS-free; the per-tick part is one kernel (``control_kernels.supervise``) on
 preallocated arrays, which also keeps the timers and says when to act; the
@@ -86,7 +96,8 @@ LEARNING, FROZEN, PD_ONLY = STATES = ('learning', 'frozen', 'pd_only')   # SV_ST
 LEARNING_CODE = float(STATES.index(LEARNING))
 # What an intervention does (``Intervention.action``; counted on /diagnostics as
 # 'supervisor <action>').
-ACTIONS = ('rollback', 'pd_only', 'pd_eased', 'pd_detuned', 'pd_restored', 'resume')
+ACTIONS = ('rollback', 'pd_only', 'pd_eased', 'pd_detuned', 'pd_restored', 'gain_restored',
+           'resume')
 GAIN_CUT = 0.1
 GOOD_FRACTION = 0.5          # snapshots are taken while rho < GOOD_FRACTION * trip_ratio
 MAX_BACKOFF = 32             # PD-only holds grow to at most this many hold_s
@@ -106,6 +117,11 @@ DETUNE_FACTOR = 0.7
 DETUNE_MIN = 0.25
 PROBE_AFTER_S = (20.0, 320.0)   # wait before trying more PD gain, doubled after a failure
 PROBE_S = 30.0                  # a trial of more PD gain lasts this long
+# Learning this long since the last trip gives back one step of the trip ladder (response 6);
+# doubled, up to the second value, after each step given back that a trip followed within
+# CLIMB_PROBATION_S (that trip takes the step again instead of cutting further).
+CLIMB_AFTER_S = (20.0, 320.0)
+CLIMB_PROBATION_S = 10.0
 # The echo figure is also armed after this much learning from zero (see the trips above), where
 # the loop's bandwidth kp/kd is at least this x the reference's own frequency (the peak
 # desired acceleration over the peak desired velocity; honest gains: 3.6-3.9x on the zoo's
@@ -128,6 +144,18 @@ class _Trials:
     wait_s: float = PROBE_AFTER_S[0]
     last: int = 0               # tick the last trial, or the detuning, ended
     failed: int = -1            # tick the last trial failed at
+
+
+@dataclass
+class _Climb:
+    """Steps of the trip ladder given back after learning went well (response 6); ticks."""
+
+    wait_s: float = CLIMB_AFTER_S[0]
+    last_trip: int = 0          # tick of the last trip
+    at: int = -1                # tick of the last step given back (-1: none)
+    tripped: float = 0.0        # the highest gain_scale a trip cut (one cut below: the most)
+    gain: float = 1.0           # gain_scale and fast_cut before that step
+    fast: float = 1.0
 
 
 @dataclass
@@ -186,6 +214,7 @@ class LearningSupervisor:
         self._last_ease = -1            # tick of the last easing (-1: none since full gains)
         self.detune = 1.0               # the PD output's kept scale (response 4)
         self._trials = _Trials()
+        self._climb = _Climb()
         self._eased_hold = False        # this hold (frozen or PD only) has eased the PD output
         self._arm_tick = int(round(ARM_AFTER_S / controller.dt))   # learning from zero till then
         self._armed_by_time = False     # the echo figure judges the fast learner only
@@ -324,6 +353,7 @@ class LearningSupervisor:
         self._disarm()
         self.stop_easing()
         self.detune, self._last_ease, self._trials = 1.0, -1, _Trials()
+        self._climb = _Climb(last_trip=self.ctrl.ticks)
         self._eased_hold = False
         for good, cand, r in zip(self._good, self._candidate, self.ctrl.readouts()):
             good[:] = r.w
@@ -421,7 +451,7 @@ class LearningSupervisor:
                                    f'PD output kept at {self.detune:.3g}x while learning is on'
                                    + self._give_back_gain())
 
-    def _give_back_gain(self) -> str:
+    def _give_back_gain(self, ceiling: float = 1.0) -> str:
         """
         Give the learners back one cut of adaptation gain as the PD output is detuned.
 
@@ -431,9 +461,9 @@ class LearningSupervisor:
         one cut back). All of them given back, a loop that is only bistable (PD alone
         stable) was kicked again by the full gain: windows up to 1.96x PD; one more per
         good snapshot, 1.89x. The step cap and a fast learner switched off stay. Weights
-        are kept; the covariances restart.
+        are kept; the covariances restart. Never above ``ceiling``.
         """
-        cap = min(1.0, self._gain_cap())
+        cap = min(1.0, self._gain_cap(), ceiling)
         if self.gain_scale >= cap * (1.0 - 1e-9):       # (x0.1 then /0.1: not exact)
             return ''
         raised = self.gain_scale / GAIN_CUT
@@ -598,6 +628,7 @@ class LearningSupervisor:
                 self._armed_by_time = False
             self._next_hold_factor = 1     # learning has worked again: back to short holds
             self._owed_cut = False
+            self._climb_if_due()
         if (not self._stats[CK.SV_ARMED] and self.ctrl.ticks >= self._arm_tick
                 and self._time_arming_holds()):
             self._stats[CK.SV_ARMED] = 1.0
@@ -616,6 +647,35 @@ class LearningSupervisor:
         self.interventions.append(Intervention(ctrl.ticks, ctrl.ticks * ctrl.dt, action, reason))
         self.counts[action] += 1
         self.episodes += episode
+        if action in ('rollback', 'pd_only'):      # a trip: the next step back waits
+            cl = self._climb
+            if self._climb_on_probation():
+                cl.wait_s = min(2.0 * cl.wait_s, CLIMB_AFTER_S[1])
+            cl.at, cl.last_trip = -1, ctrl.ticks
+
+    def _climb_if_due(self) -> None:
+        """Give back one step of the trip ladder after learning went well (response 6)."""
+        cl, ctrl = self._climb, self.ctrl
+        if (self.state != LEARNING or self.detune < 1.0 or self._trials.until >= 0
+                or self.easing or not ctrl.learning_enabled
+                or (ctrl.ticks - cl.last_trip) * ctrl.dt < cl.wait_s):
+            return
+        before = (self.gain_scale, self.fast_cut)
+        given = self._give_back_gain(GAIN_CUT * cl.tripped)[2:]
+        if (not given and self.fast_cut < 1.0 and ctrl.fast is not None
+                and ctrl.mode == 'feedback_error'):    # (inverse_model: see _cut)
+            self.fast_cut = 1.0
+            ctrl.fast.restart_covariance(self.readout_gains()[1])   # weights: kept, or zero
+            given = 'fast learner back on'
+        if given:
+            cl.at, cl.last_trip, (cl.gain, cl.fast) = ctrl.ticks, ctrl.ticks, before
+            self._record('gain_restored', f'{cl.wait_s:g} s of learning without a trip: '
+                                          f'{given}')
+
+    def _climb_on_probation(self) -> bool:
+        """Whether a step given back is still on probation (a trip then takes it again)."""
+        cl = self._climb
+        return cl.at >= 0 and (self.ctrl.ticks - cl.at) * self.ctrl.dt <= CLIMB_PROBATION_S
 
     def _rollback(self, reason: str, learners: bool = False) -> None:
         """Roll back, freeze and cut (``learners``: the readouts' own fault whenever)."""
@@ -650,6 +710,13 @@ class LearningSupervisor:
         # it at once (from 1e6, ten-fold cuts took five trips, each a second at 2-4x PD's
         # error: windows of 1.67x PD on arm_heavy_tip; 0.19x with this).
         self.gain_scale = min(self.gain_scale, self._gain_cap())
+        if self._climb_on_probation():      # the step given back was too much: take it again
+            cl, self._only_fast_cut = self._climb, False
+            self.gain_scale = min(self.gain_scale, cl.gain)
+            self.fast_cut = min(self.fast_cut, cl.fast)
+            return (f'adaptation gain x{self.gain_scale:g}' + ('' if self.fast_cut > 0.0 else
+                                                               ', fast learner off')
+                    + ' again (as before the step given back)')
         # A trip after a PD-only hold (owed) is the slow learner's: see the module docstring.
         self._only_fast_cut = self._fast_suspect()
         # In inverse_model mode the fast learner reads the measured state: its frozen output
@@ -662,6 +729,7 @@ class LearningSupervisor:
         if self._only_fast_cut:
             self.fast_cut = 0.0
             return 'fast learner switched off'
+        self._climb.tripped = max(self._climb.tripped, self.gain_scale)
         self.gain_scale *= GAIN_CUT ** (2 if self._owed_cut else 1)
         self._owed_cut = False
         return f'adaptation gain now x{self.gain_scale:g}'
@@ -682,12 +750,24 @@ class LearningSupervisor:
             self.ctrl._ff_fast[:] = 0.0
 
     def _cut_fast(self, reason: str) -> None:
-        """Roll back and cut only the fast learner; the slow readout keeps learning."""
+        """
+        Roll back and cut only the fast learner; the slow readout keeps learning.
+
+        On probation (response 6) the step given back is taken again as well: a fast learner
+        just back on goes off again (cut to x0.1, its second trip came within a second).
+        """
         self.fast_cut = GAIN_CUT
+        if self._climb_on_probation():
+            cl = self._climb
+            self.fast_cut = min(GAIN_CUT, cl.fast)
+            if cl.gain < self.gain_scale:
+                self.gain_scale = cl.gain
+                self.ctrl.slow.restart_covariance(cl.gain)      # weights kept
         self._restore(self.ctrl.fast, self._good[1], self.readout_gains()[1])
+        now = (f'its gain now x{self.fast_cut * self.gain_scale:g}' if self.fast_cut > 0.0
+               else 'switched off again (the step given back taken again)')
         self._record('rollback', f'{reason}: fast learner rolled back to its last good '
-                                 f'snapshot, its gain now x{self.fast_cut * self.gain_scale:g}; '
-                                 'the slow readout learns on')
+                                 f'snapshot, {now}; the slow readout learns on')
         self._reset_timers()
         self._disarm_time_if_done()
 

@@ -742,6 +742,109 @@ def test_an_arm_whose_pd_loop_cycles_with_the_delay_learns_with_a_softer_loop():
     assert CL.worst_window_ratio(pd, adaptive) <= 1.0
 
 
+def test_learning_that_went_well_gets_back_a_step_of_the_ladder_and_a_trip_takes_it_again():
+    """
+    The start-up trips' cuts are not kept for good (response 6).
+
+    After CLIMB_AFTER_S without a trip, at a good snapshot, one cut of adaptation gain
+    comes back, up to one cut below the gain that tripped; then the fast learner. A trip
+    on probation takes that step again (no further cut) and doubles the wait.
+    """
+    from lnn_control import supervisor as S
+    ctrl = AdaptiveController(zoo.controller_params('pendulum_viscous'))
+    sv, per_s = ctrl.supervisor, round(1.0 / ctrl.dt)
+    initial = [r.p.copy() for r in ctrl.readouts()]
+    for _ in range(4):                  # capped, fast learner off, x0.1, x0.01
+        sv._rollback('test trip')
+        sv._resume('test')
+        ctrl.ticks += per_s
+    assert sv.readout_gains() == pytest.approx((0.01, 0.0)) and sv.gain_capped
+    for r in ctrl.readouts():
+        r.w[:] = 0.01                               # learned since
+    ctrl.ticks += int((S.CLIMB_AFTER_S[0] - 5.0) * per_s)
+    sv._climb_if_due()
+    assert sv.readout_gains() == pytest.approx((0.01, 0.0))       # not yet
+    ctrl.ticks += 5 * per_s
+    sv._climb_if_due()
+    assert sv.readout_gains() == pytest.approx((0.1, 0.0))
+    assert sv.interventions[-1].action == 'gain_restored'
+    assert 'adaptation gain back up to x0.1' in sv.interventions[-1].reason
+    np.testing.assert_allclose(ctrl.slow.p, 0.1 * initial[0])    # restarted, weights kept
+    assert np.all(ctrl.slow.w == 0.01)
+    ctrl.ticks += int(S.CLIMB_AFTER_S[0] * per_s)
+    sv._climb_if_due()              # x1 tripped: the gain stays one cut below; fast back on
+    assert sv.readout_gains() == pytest.approx((0.1, 0.1)) and ctrl.fast_active
+    assert 'fast learner back on' in sv.interventions[-1].reason and sv.gain_capped
+    np.testing.assert_allclose(ctrl.fast.p, 0.1 * initial[1])
+    ctrl.ticks += 2 * per_s
+    sv._rollback('test trip on probation')        # takes the step again, cuts nothing more
+    assert sv.readout_gains() == pytest.approx((0.1, 0.0)) and not ctrl.fast_active
+    assert 'fast learner off again' in sv.interventions[-1].reason
+    sv._resume('test')
+    ctrl.ticks += int(S.CLIMB_AFTER_S[0] * per_s)
+    sv._climb_if_due()
+    assert sv.interventions[-1].action == 'resume'              # the wait doubled
+    ctrl.ticks += int(S.CLIMB_AFTER_S[0] * per_s)
+    sv._climb_if_due()
+    assert sv.readout_gains() == pytest.approx((0.1, 0.1))
+    assert f'{2 * S.CLIMB_AFTER_S[0]:g} s of learning' in sv.interventions[-1].reason
+    ctrl.ticks += int((S.CLIMB_PROBATION_S + 1.0) * per_s)
+    sv._rollback('test trip after probation')     # the ladder as usual
+    assert sv.readout_gains() == pytest.approx((0.1, 0.0))
+    assert 'fast learner switched off' in sv.interventions[-1].reason
+    ctrl.reset_learning()
+    assert sv._climb.tripped == 0.0 and sv._climb.wait_s == S.CLIMB_AFTER_S[0]
+
+
+def test_an_oscillating_fast_learner_just_back_on_goes_off_again_and_the_slow_one_learns_on():
+    """
+    The echo figure's trip on probation takes the step back, not just a 10x cut.
+
+    (random_5_19 with delay: cut to x0.1, the fast learner pushed the command into its
+    limits a quarter second later, a second trip.)
+    """
+    from lnn_control import supervisor as S
+    ctrl = AdaptiveController(zoo.controller_params('pendulum_viscous'))
+    sv, per_s = ctrl.supervisor, round(1.0 / ctrl.dt)
+    for _ in range(2):                  # capped, then the fast learner off
+        sv._rollback('test trip')
+        sv._resume('test')
+    ctrl.ticks += int(S.CLIMB_AFTER_S[0] * per_s)
+    sv._climb_if_due()
+    assert ctrl.fast_active and sv.interventions[-1].action == 'gain_restored'
+    ctrl.fast.w[:] = 0.5                # what an oscillating fast learner picked up
+    ctrl.ticks += 3 * per_s
+    sv._cut_fast('feedforward above the loop bandwidth')
+    assert not ctrl.fast_active and not ctrl.fast.w.any() and sv.state == 'learning'
+    assert 'switched off again' in sv.interventions[-1].reason
+    assert sv._climb.wait_s == 2 * S.CLIMB_AFTER_S[0]
+    ctrl.ticks += int(2 * S.CLIMB_AFTER_S[0] * per_s)
+    sv._climb_if_due()
+    assert ctrl.fast_active
+    ctrl.ticks += int((S.CLIMB_PROBATION_S + 1.0) * per_s)
+    sv._cut_fast('feedforward above the loop bandwidth')      # after probation: the usual cut
+    assert sv.fast_cut == S.GAIN_CUT and 'its gain now x0.1' in sv.interventions[-1].reason
+
+
+def test_a_fast_learner_the_start_up_trips_switched_off_comes_back():
+    """
+    Zoo cartpole_heavy_load with a tick of delay (seed 1): two start-up trips switch it off.
+
+    Without it the model lagged: 0.3-0.47x PD over 5 s windows for good, 0.42x after
+    payload x2. Back on 20 s later it holds: 0.05-0.08x PD.
+    """
+    name = 'cartpole_heavy_load'
+    params = {**zoo.controller_params(name), 'reservoir.seed': 1, 'reference.seed': 1}
+    pd, adaptive = (CL.run(zoo.model_name(name), params, 40.0, learning=learning,
+                           delay_ticks=1, noise_seed=1) for learning in (False, True))
+    log = adaptive.meta['interventions']
+    assert any('fast learner switched off' in why for _, _, why in log), log
+    assert any(action == 'gain_restored' and 'fast learner back on' in why
+               for _, action, why in log), log
+    assert CL.rms(adaptive, 35.0, 40.0) < 0.15 * CL.rms(pd, 35.0, 40.0)
+    assert CL.worst_window_ratio(pd, adaptive) <= 1.0
+
+
 def test_a_rollback_after_an_input_scale_grew_restores_the_snapshot_in_the_new_units():
     """
     Rescale the snapshots with the readouts when automatic normalisation grows a scale.
