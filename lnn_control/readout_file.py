@@ -170,6 +170,7 @@ def controller_arrays(ctrl, spare: Optional[dict] = None) -> dict[str, np.ndarra
     arrays['supervisor/gain_scale'] = np.float64(ctrl.supervisor.gain_scale)
     arrays['supervisor/fast_cut'] = np.float64(ctrl.supervisor.fast_cut)
     arrays['supervisor/gain_capped'] = np.bool_(ctrl.supervisor.gain_capped)
+    arrays['supervisor/gain_tripped'] = np.float64(ctrl.supervisor.gain_tripped)
     return arrays
 
 
@@ -206,6 +207,7 @@ class LoadedReadout:
     gain_scale: float
     fast_cut: float
     gain_capped: bool
+    gain_tripped: float = 0.0
 
 
 def read_controller(ctrl, path: str) -> LoadedReadout:
@@ -239,7 +241,9 @@ def read_controller(ctrl, path: str) -> LoadedReadout:
     gain = float(data.get('supervisor/gain_scale', 1.0))
     fast_cut = float(data.get('supervisor/fast_cut', 1.0))
     gain_capped = bool(data.get('supervisor/gain_capped', False))
-    if not (0 < gain <= 1 and 0 <= fast_cut <= 1):
+    # (files before it: a cut gain came from trips at full gain, as the ladder starts there)
+    tripped = float(data.get('supervisor/gain_tripped', 1.0 if gain < 1 else 0.0))
+    if not (0 < gain <= 1 and 0 <= fast_cut <= 1 and 0 <= tripped <= 1):
         raise ValueError(f'{path} holds invalid input scales or supervisor gain')
     norm.check_state(path, scale, envelope)
     states = []
@@ -250,7 +254,8 @@ def read_controller(ctrl, path: str) -> LoadedReadout:
         if not state:
             raise ValueError(f'{path} has no {name} readout')
         states.append(r.checked_state(state))
-    return LoadedReadout(path, note, states, scale, envelope, gain, fast_cut, gain_capped)
+    return LoadedReadout(path, note, states, scale, envelope, gain, fast_cut, gain_capped,
+                         tripped)
 
 
 def install_controller(ctrl, loaded: LoadedReadout) -> Optional[str]:
@@ -264,6 +269,7 @@ def install_controller(ctrl, loaded: LoadedReadout) -> Optional[str]:
     ctrl.supervisor.gain_scale = loaded.gain_scale
     ctrl.supervisor.fast_cut = loaded.fast_cut
     ctrl.supervisor.gain_capped = loaded.gain_capped
+    ctrl.supervisor.gain_tripped = loaded.gain_tripped
     return loaded.note
 
 

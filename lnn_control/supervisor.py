@@ -72,13 +72,14 @@ Responses, with hysteresis (``hold_s``) and escalation:
 6. gain_restored: the trips that cut are mostly learning's start-up transients (from
    scratch, with a tick of delay); kept for good, their cuts left a model that had
    long learned well re-adapting at x0.01 or without its fast learner. After
-   ``CLIMB_AFTER_S`` of learning without a trip, at a good snapshot, one step of the
-   ladder is given back: a 10x cut, up to one cut below the highest gain a trip cut
-   (given back to the gain that tripped, the start-up trips came again), else the fast
-   learner back on; the step cap stays. A trip within ``CLIMB_PROBATION_S`` takes that
-   step again instead of cutting further and doubles the wait. Not while the PD output
-   is kept softer: response 4 gives back its own step, and its trials of more PD gain
-   are judged on the learners as they are.
+   ``CLIMB_AFTER_S`` of learning without a trip (holds and learning off not counted),
+   at a good snapshot, one step of the ladder is given back: a 10x cut, up to one cut
+   below the highest gain a trip cut (given back to the gain that tripped, the
+   start-up trips came again; that gain is learned state, saved with the readout),
+   else the fast learner back on; the step cap stays. A trip within
+   ``CLIMB_PROBATION_S`` takes that step again instead of cutting further and doubles
+   the wait. Not while the PD output is kept softer: response 4 gives back its own
+   step, and its trials of more PD gain are judged on the learners as they are.
 
 ROS-free; the per-tick part is one kernel (``control_kernels.supervise``) on
 preallocated arrays, which also keeps the timers and says when to act; the
@@ -151,7 +152,7 @@ class _Climb:
     """Steps of the trip ladder given back after learning went well (response 6); ticks."""
 
     wait_s: float = CLIMB_AFTER_S[0]
-    last_trip: int = 0          # tick of the last trip
+    learned: int = 0            # ticks learned (not held, learning on) since the last trip
     at: int = -1                # tick of the last step given back (-1: none)
     tripped: float = 0.0        # the highest gain_scale a trip cut (one cut below: the most)
     gain: float = 1.0           # gain_scale and fast_cut before that step
@@ -282,6 +283,15 @@ class LearningSupervisor:
             readout.gain_cap = self.gain_cap_per_step if capped else 0.0
 
     @property
+    def gain_tripped(self) -> float:
+        """Return the highest adaptation gain a trip cut (0: none); learned state, saved."""
+        return self._climb.tripped
+
+    @gain_tripped.setter
+    def gain_tripped(self, gain: float) -> None:
+        self._climb.tripped = float(gain)
+
+    @property
     def gain_cap_per_step(self) -> float:
         """Return the learners' cap: a fraction of the error per step (1: none here)."""
         return min(1.0, GAIN_CAP * self._bandwidth_dt)
@@ -353,7 +363,7 @@ class LearningSupervisor:
         self._disarm()
         self.stop_easing()
         self.detune, self._last_ease, self._trials = 1.0, -1, _Trials()
-        self._climb = _Climb(last_trip=self.ctrl.ticks)
+        self._climb = _Climb()
         self._eased_hold = False
         for good, cand, r in zip(self._good, self._candidate, self.ctrl.readouts()):
             good[:] = r.w
@@ -628,7 +638,10 @@ class LearningSupervisor:
                 self._armed_by_time = False
             self._next_hold_factor = 1     # learning has worked again: back to short holds
             self._owed_cut = False
-            self._climb_if_due()
+        if self.ctrl.learning_enabled:      # (called while learning, every 2 windows)
+            self._climb.learned += int(self._stats[CK.SV_INTERVAL])
+            if good and self._candidate_ok:
+                self._climb_if_due()
         if (not self._stats[CK.SV_ARMED] and self.ctrl.ticks >= self._arm_tick
                 and self._time_arming_holds()):
             self._stats[CK.SV_ARMED] = 1.0
@@ -651,24 +664,27 @@ class LearningSupervisor:
             cl = self._climb
             if self._climb_on_probation():
                 cl.wait_s = min(2.0 * cl.wait_s, CLIMB_AFTER_S[1])
-            cl.at, cl.last_trip = -1, ctrl.ticks
+            cl.at, cl.learned = -1, 0
 
     def _climb_if_due(self) -> None:
         """Give back one step of the trip ladder after learning went well (response 6)."""
         cl, ctrl = self._climb, self.ctrl
         if (self.state != LEARNING or self.detune < 1.0 or self._trials.until >= 0
-                or self.easing or not ctrl.learning_enabled
-                or (ctrl.ticks - cl.last_trip) * ctrl.dt < cl.wait_s):
+                or self.easing or not ctrl.learning_enabled or cl.learned * ctrl.dt < cl.wait_s):
             return
         before = (self.gain_scale, self.fast_cut)
         given = self._give_back_gain(GAIN_CUT * cl.tripped)[2:]
         if (not given and self.fast_cut < 1.0 and ctrl.fast is not None
                 and ctrl.mode == 'feedback_error'):    # (inverse_model: see _cut)
+            if self.fast_cut == 0.0:        # from zero: a new start, judged by time later
+                given, self._arm_tick = 'fast learner back on', self._ticks_from_now(ARM_AFTER_S)
+            else:
+                given = (f'fast learner back to x{self.gain_scale:g} from '
+                         f'x{self.gain_scale * self.fast_cut:g}')
             self.fast_cut = 1.0
             ctrl.fast.restart_covariance(self.readout_gains()[1])   # weights: kept, or zero
-            given = 'fast learner back on'
         if given:
-            cl.at, cl.last_trip, (cl.gain, cl.fast) = ctrl.ticks, ctrl.ticks, before
+            cl.at, cl.learned, (cl.gain, cl.fast) = ctrl.ticks, 0, before
             self._record('gain_restored', f'{cl.wait_s:g} s of learning without a trip: '
                                           f'{given}')
 
@@ -712,11 +728,13 @@ class LearningSupervisor:
         self.gain_scale = min(self.gain_scale, self._gain_cap())
         if self._climb_on_probation():      # the step given back was too much: take it again
             cl, self._only_fast_cut = self._climb, False
-            self.gain_scale = min(self.gain_scale, cl.gain)
-            self.fast_cut = min(self.fast_cut, cl.fast)
-            return (f'adaptation gain x{self.gain_scale:g}' + ('' if self.fast_cut > 0.0 else
-                                                               ', fast learner off')
-                    + ' again (as before the step given back)')
+            if cl.gain < self.gain_scale:
+                self.gain_scale, taken = cl.gain, f'adaptation gain back at x{cl.gain:g}'
+            else:
+                self.fast_cut = min(self.fast_cut, cl.fast)
+                taken = ('fast learner off again' if self.fast_cut == 0.0 else
+                         f'fast learner back at x{self.gain_scale * self.fast_cut:g}')
+            return taken + ' (the step given back taken again)'
         # A trip after a PD-only hold (owed) is the slow learner's: see the module docstring.
         self._only_fast_cut = self._fast_suspect()
         # In inverse_model mode the fast learner reads the measured state: its frozen output
@@ -756,16 +774,17 @@ class LearningSupervisor:
         On probation (response 6) the step given back is taken again as well: a fast learner
         just back on goes off again (cut to x0.1, its second trip came within a second).
         """
-        self.fast_cut = GAIN_CUT
+        self.fast_cut, taken = GAIN_CUT, ''
         if self._climb_on_probation():
             cl = self._climb
-            self.fast_cut = min(GAIN_CUT, cl.fast)
+            self.fast_cut, taken = min(1.0, cl.fast), ' (the step given back taken again)'
             if cl.gain < self.gain_scale:
                 self.gain_scale = cl.gain
                 self.ctrl.slow.restart_covariance(cl.gain)      # weights kept
+                taken = f', the adaptation gain back at x{cl.gain:g}' + taken
         self._restore(self.ctrl.fast, self._good[1], self.readout_gains()[1])
-        now = (f'its gain now x{self.fast_cut * self.gain_scale:g}' if self.fast_cut > 0.0
-               else 'switched off again (the step given back taken again)')
+        now = (f'its gain now x{self.fast_cut * self.gain_scale:g}{taken}' if self.fast_cut > 0.0
+               else 'switched off again' + taken)
         self._record('rollback', f'{reason}: fast learner rolled back to its last good '
                                  f'snapshot, {now}; the slow readout learns on')
         self._reset_timers()

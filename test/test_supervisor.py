@@ -742,58 +742,142 @@ def test_an_arm_whose_pd_loop_cycles_with_the_delay_learns_with_a_softer_loop():
     assert CL.worst_window_ratio(pd, adaptive) <= 1.0
 
 
+def _learn_well(ctrl, seconds, learning=True):
+    """Advance ``seconds`` of good learning through the supervisor's snapshot path."""
+    sv = ctrl.supervisor
+    interval = 2 * int(sv._stats[CK.SV_WINDOW])
+    for _ in range(int(round(seconds / (interval * ctrl.dt)))):
+        ctrl.ticks += interval
+        sv._stats[CK.SV_INTERVAL], sv._stats[CK.SV_MAX] = interval, 0.0
+        sv._candidate_ok = ctrl.learning_enabled = learning
+        sv._take_snapshot()
+    ctrl.learning_enabled = True
+
+
+def _trips(ctrl, count):
+    for _ in range(count):
+        ctrl.supervisor._rollback('test trip')
+        ctrl.supervisor._resume('test')
+        ctrl.ticks += round(1.0 / ctrl.dt)
+
+
 def test_learning_that_went_well_gets_back_a_step_of_the_ladder_and_a_trip_takes_it_again():
     """
     The start-up trips' cuts are not kept for good (response 6).
 
-    After CLIMB_AFTER_S without a trip, at a good snapshot, one cut of adaptation gain
-    comes back, up to one cut below the gain that tripped; then the fast learner. A trip
-    on probation takes that step again (no further cut) and doubles the wait.
+    After CLIMB_AFTER_S of learning without a trip (held or not learning: not counted), at
+    a good snapshot, one cut of adaptation gain comes back, up to one cut below the
+    highest gain a trip cut; then the fast learner. A trip on probation takes that step
+    again (no further cut) and doubles the wait.
     """
     from lnn_control import supervisor as S
     ctrl = AdaptiveController(zoo.controller_params('pendulum_viscous'))
-    sv, per_s = ctrl.supervisor, round(1.0 / ctrl.dt)
+    sv = ctrl.supervisor
     initial = [r.p.copy() for r in ctrl.readouts()]
-    for _ in range(4):                  # capped, fast learner off, x0.1, x0.01
-        sv._rollback('test trip')
-        sv._resume('test')
-        ctrl.ticks += per_s
+    _trips(ctrl, 4)                     # capped, fast learner off, x0.1, x0.01
     assert sv.readout_gains() == pytest.approx((0.01, 0.0)) and sv.gain_capped
+    assert sv.gain_tripped == 1.0                   # (the first cut came at x1)
     for r in ctrl.readouts():
         r.w[:] = 0.01                               # learned since
-    ctrl.ticks += int((S.CLIMB_AFTER_S[0] - 5.0) * per_s)
-    sv._climb_if_due()
+    _learn_well(ctrl, 30.0, learning=False)         # learning off: not counted
+    _learn_well(ctrl, S.CLIMB_AFTER_S[0] - 4.0)
     assert sv.readout_gains() == pytest.approx((0.01, 0.0))       # not yet
-    ctrl.ticks += 5 * per_s
-    sv._climb_if_due()
+    _learn_well(ctrl, 4.0)
     assert sv.readout_gains() == pytest.approx((0.1, 0.0))
     assert sv.interventions[-1].action == 'gain_restored'
     assert 'adaptation gain back up to x0.1' in sv.interventions[-1].reason
     np.testing.assert_allclose(ctrl.slow.p, 0.1 * initial[0])    # restarted, weights kept
     assert np.all(ctrl.slow.w == 0.01)
-    ctrl.ticks += int(S.CLIMB_AFTER_S[0] * per_s)
-    sv._climb_if_due()              # x1 tripped: the gain stays one cut below; fast back on
+    _learn_well(ctrl, 2.0)
+    sv._rollback('test trip on probation of the gain')     # takes the gain back, no more
+    assert sv.readout_gains() == pytest.approx((0.01, 0.0))
+    assert 'adaptation gain back at x0.01' in sv.interventions[-1].reason
+    sv._resume('test')
+    _learn_well(ctrl, S.CLIMB_AFTER_S[0])
+    assert sv.readout_gains() == pytest.approx((0.01, 0.0))       # the wait doubled
+    _learn_well(ctrl, S.CLIMB_AFTER_S[0])
+    assert sv.readout_gains() == pytest.approx((0.1, 0.0))
+    assert f'{2 * S.CLIMB_AFTER_S[0]:g} s of learning' in sv.interventions[-1].reason
+    _learn_well(ctrl, 2 * S.CLIMB_AFTER_S[0])   # x1 tripped: one cut below; fast back on
     assert sv.readout_gains() == pytest.approx((0.1, 0.1)) and ctrl.fast_active
     assert 'fast learner back on' in sv.interventions[-1].reason and sv.gain_capped
     np.testing.assert_allclose(ctrl.fast.p, 0.1 * initial[1])
-    ctrl.ticks += 2 * per_s
-    sv._rollback('test trip on probation')        # takes the step again, cuts nothing more
+    _learn_well(ctrl, 2.0)
+    sv._rollback('test trip on probation of the fast learner')
     assert sv.readout_gains() == pytest.approx((0.1, 0.0)) and not ctrl.fast_active
     assert 'fast learner off again' in sv.interventions[-1].reason
     sv._resume('test')
-    ctrl.ticks += int(S.CLIMB_AFTER_S[0] * per_s)
-    sv._climb_if_due()
-    assert sv.interventions[-1].action == 'resume'              # the wait doubled
-    ctrl.ticks += int(S.CLIMB_AFTER_S[0] * per_s)
-    sv._climb_if_due()
-    assert sv.readout_gains() == pytest.approx((0.1, 0.1))
-    assert f'{2 * S.CLIMB_AFTER_S[0]:g} s of learning' in sv.interventions[-1].reason
-    ctrl.ticks += int((S.CLIMB_PROBATION_S + 1.0) * per_s)
+    _learn_well(ctrl, 8 * S.CLIMB_AFTER_S[0])
+    assert ctrl.fast_active
+    _learn_well(ctrl, S.CLIMB_PROBATION_S + 2.0)
     sv._rollback('test trip after probation')     # the ladder as usual
     assert sv.readout_gains() == pytest.approx((0.1, 0.0))
     assert 'fast learner switched off' in sv.interventions[-1].reason
     ctrl.reset_learning()
-    assert sv._climb.tripped == 0.0 and sv._climb.wait_s == S.CLIMB_AFTER_S[0]
+    assert sv.gain_tripped == 0.0 and sv._climb.wait_s == S.CLIMB_AFTER_S[0]
+
+
+def test_time_held_after_a_trip_does_not_count_as_learning_without_one():
+    """A PD-only hold restarts learning from zero: the 20 s count from then."""
+    from lnn_control import supervisor as S
+    ctrl = AdaptiveController(zoo.controller_params('pendulum_viscous'))
+    sv = ctrl.supervisor
+    _trips(ctrl, 3)                                 # capped, off, x0.1
+    sv._rollback('test trip')
+    sv._pd_only('still harmful')
+    ctrl.ticks += int(8.0 / ctrl.dt)                # the hold
+    sv._resume('test')
+    _learn_well(ctrl, S.CLIMB_AFTER_S[0] - 4.0)
+    assert sv.interventions[-1].action == 'resume'
+    _learn_well(ctrl, 4.0)
+    assert sv.interventions[-1].action == 'gain_restored'
+
+
+def test_no_step_is_given_back_while_the_pd_output_is_kept_softer_or_in_inverse_model():
+    """Response 4 gives back its own step; in inverse_model the fast learner stays off."""
+    from lnn_control import supervisor as S
+    ctrl = AdaptiveController(zoo.controller_params('pendulum_viscous'))
+    sv = ctrl.supervisor
+    _trips(ctrl, 3)
+    sv.detune = S.DETUNE_FACTOR
+    _learn_well(ctrl, 2 * S.CLIMB_AFTER_S[0])
+    assert sv.readout_gains() == pytest.approx((0.1, 0.0))
+    sv.detune = 1.0
+    sv._trials.until = ctrl.ticks + 1000            # a trial of more PD gain running
+    _learn_well(ctrl, 2.0)
+    assert sv.readout_gains() == pytest.approx((0.1, 0.0))
+    sv._trials.until = -1
+    _learn_well(ctrl, 2.0)
+    assert sv.readout_gains() == pytest.approx((0.1, 0.1))
+    inverse = AdaptiveController({**zoo.controller_params('pendulum_viscous'),
+                                  'controller.mode': 'inverse_model'})
+    _trips(inverse, 1)
+    assert inverse.supervisor.fast_cut == 0.0
+    _learn_well(inverse, 4 * S.CLIMB_AFTER_S[0])
+    assert not inverse.fast_active and inverse.supervisor.interventions[-1].action == 'resume'
+
+
+def test_the_highest_gain_a_trip_cut_is_saved_with_the_readout(tmp_path):
+    """Loaded, a cut gain comes back as it would have (files without it: cut from full)."""
+    ctrl = AdaptiveController(zoo.controller_params('pendulum_viscous'))
+    _trips(ctrl, 4)
+    ctrl.save(str(tmp_path / 'readout.npz'))
+    other = AdaptiveController(zoo.controller_params('pendulum_viscous'))
+    other.load(str(tmp_path / 'readout.npz'))
+    assert other.supervisor.gain_tripped == 1.0
+    _learn_well(other, 25.0)
+    assert other.supervisor.readout_gains() == pytest.approx((0.1, 0.0))
+    ctrl.supervisor.gain_tripped = 0.1              # (cut from x1 at a first trip at x0.1)
+    ctrl.save(str(tmp_path / 'readout.npz'))
+    other.load(str(tmp_path / 'readout.npz'))
+    _learn_well(other, 25.0)
+    assert other.supervisor.readout_gains() == pytest.approx((0.01, 0.01))  # the fast one
+    data = dict(np.load(tmp_path / 'readout.npz'))
+    del data['supervisor/gain_tripped']
+    np.savez(tmp_path / 'old.npz', **data)
+    old = AdaptiveController(zoo.controller_params('pendulum_viscous'))
+    old.load(str(tmp_path / 'old.npz'))
+    assert old.supervisor.gain_tripped == 1.0
 
 
 def test_an_oscillating_fast_learner_just_back_on_goes_off_again_and_the_slow_one_learns_on():
@@ -801,29 +885,38 @@ def test_an_oscillating_fast_learner_just_back_on_goes_off_again_and_the_slow_on
     The echo figure's trip on probation takes the step back, not just a 10x cut.
 
     (random_5_19 with delay: cut to x0.1, the fast learner pushed the command into its
-    limits a quarter second later, a second trip.)
+    limits a quarter second later, a second trip.) On probation of a gain step it takes
+    the gain back and cuts nothing more; a fast learner back on starts anew, so the echo
+    figure judges it only after ARM_AFTER_S unless a snapshot arms it.
     """
     from lnn_control import supervisor as S
     ctrl = AdaptiveController(zoo.controller_params('pendulum_viscous'))
-    sv, per_s = ctrl.supervisor, round(1.0 / ctrl.dt)
-    for _ in range(2):                  # capped, then the fast learner off
-        sv._rollback('test trip')
-        sv._resume('test')
-    ctrl.ticks += int(S.CLIMB_AFTER_S[0] * per_s)
-    sv._climb_if_due()
+    sv = ctrl.supervisor
+    _trips(ctrl, 2)                     # capped, then the fast learner off
+    sv._stats[CK.SV_ARMED] = 0.0
+    _learn_well(ctrl, S.CLIMB_AFTER_S[0])
     assert ctrl.fast_active and sv.interventions[-1].action == 'gain_restored'
+    assert sv._arm_tick >= ctrl.ticks + round(0.9 * S.ARM_AFTER_S / ctrl.dt)
     ctrl.fast.w[:] = 0.5                # what an oscillating fast learner picked up
-    ctrl.ticks += 3 * per_s
+    ctrl.ticks += 3 * round(1.0 / ctrl.dt)
     sv._cut_fast('feedforward above the loop bandwidth')
     assert not ctrl.fast_active and not ctrl.fast.w.any() and sv.state == 'learning'
     assert 'switched off again' in sv.interventions[-1].reason
     assert sv._climb.wait_s == 2 * S.CLIMB_AFTER_S[0]
-    ctrl.ticks += int(2 * S.CLIMB_AFTER_S[0] * per_s)
-    sv._climb_if_due()
+    _learn_well(ctrl, 2 * S.CLIMB_AFTER_S[0])
     assert ctrl.fast_active
-    ctrl.ticks += int((S.CLIMB_PROBATION_S + 1.0) * per_s)
+    _learn_well(ctrl, S.CLIMB_PROBATION_S + 2.0)
     sv._cut_fast('feedforward above the loop bandwidth')      # after probation: the usual cut
     assert sv.fast_cut == S.GAIN_CUT and 'its gain now x0.1' in sv.interventions[-1].reason
+    gains = AdaptiveController(zoo.controller_params('pendulum_viscous'))
+    _trips(gains, 1)                    # capped only
+    gains.supervisor._climb.tripped = 1.0
+    gains.supervisor.gain_scale = 0.01
+    _learn_well(gains, S.CLIMB_AFTER_S[0])
+    assert gains.supervisor.readout_gains() == pytest.approx((0.1, 0.1))
+    gains.supervisor._cut_fast('feedforward above the loop bandwidth')
+    assert gains.supervisor.readout_gains() == pytest.approx((0.01, 0.01))
+    assert 'adaptation gain back at x0.01' in gains.supervisor.interventions[-1].reason
 
 
 def test_a_fast_learner_the_start_up_trips_switched_off_comes_back():
