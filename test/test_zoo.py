@@ -198,7 +198,8 @@ def test_the_top_of_the_covariance_range_is_brought_back_at_the_first_trip():
     took five trips, each a second at 2-4x PD's error (windows of 1.67x PD).
     """
     r = zoo.run_member(('arm_heavy_tip', 'nominal', 0, {'rls.initial_covariance': 1e6}))
-    assert r['worst_window_ratio'] <= 0.5 and r['interventions'] <= 3, r
+    trips = [i for i in r['intervention_log'] if i[1] in ('rollback', 'pd_only')]
+    assert r['worst_window_ratio'] <= 0.5 and len(trips) <= 3, r   # (not gain_restored)
 
 
 @pytest.mark.slow
