@@ -688,6 +688,15 @@ class LearningSupervisor:
             self._record('gain_restored', f'{cl.wait_s:g} s of learning without a trip: '
                                           f'{given}')
 
+    def _take_step_back(self) -> bool:
+        """Undo the step given back (on probation); True if it was adaptation gain."""
+        cl = self._climb
+        if cl.gain < self.gain_scale:
+            self.gain_scale = cl.gain
+            return True
+        self.fast_cut = min(self.fast_cut, cl.fast)
+        return False
+
     def _climb_on_probation(self) -> bool:
         """Whether a step given back is still on probation (a trip then takes it again)."""
         cl = self._climb
@@ -727,11 +736,10 @@ class LearningSupervisor:
         # error: windows of 1.67x PD on arm_heavy_tip; 0.19x with this).
         self.gain_scale = min(self.gain_scale, self._gain_cap())
         if self._climb_on_probation():      # the step given back was too much: take it again
-            cl, self._only_fast_cut = self._climb, False
-            if cl.gain < self.gain_scale:
-                self.gain_scale, taken = cl.gain, f'adaptation gain back at x{cl.gain:g}'
+            self._only_fast_cut = False
+            if self._take_step_back():
+                taken = f'adaptation gain back at x{self.gain_scale:g}'
             else:
-                self.fast_cut = min(self.fast_cut, cl.fast)
                 taken = ('fast learner off again' if self.fast_cut == 0.0 else
                          f'fast learner back at x{self.gain_scale * self.fast_cut:g}')
             return taken + ' (the step given back taken again)'
@@ -774,14 +782,14 @@ class LearningSupervisor:
         On probation (response 6) the step given back is taken again as well: a fast learner
         just back on goes off again (cut to x0.1, its second trip came within a second).
         """
-        self.fast_cut, taken = GAIN_CUT, ''
+        taken = ''
         if self._climb_on_probation():
-            cl = self._climb
-            self.fast_cut, taken = min(1.0, cl.fast), ' (the step given back taken again)'
-            if cl.gain < self.gain_scale:
-                self.gain_scale = cl.gain
-                self.ctrl.slow.restart_covariance(cl.gain)      # weights kept
-                taken = f', the adaptation gain back at x{cl.gain:g}' + taken
+            if self._take_step_back():
+                self.ctrl.slow.restart_covariance(self.gain_scale)      # weights kept
+                taken = f', the adaptation gain back at x{self.gain_scale:g}'
+            taken += ' (the step given back taken again)'
+        else:
+            self.fast_cut = GAIN_CUT
         self._restore(self.ctrl.fast, self._good[1], self.readout_gains()[1])
         now = (f'its gain now x{self.fast_cut * self.gain_scale:g}{taken}' if self.fast_cut > 0.0
                else 'switched off again' + taken)
