@@ -35,7 +35,7 @@ READ_ERRORS = (Exception,)
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from . import closed_loop as CL
+    from . import closed_loop as CL, plants as PL
     from .plotting import tracking_figure
 
     if args.payload_change_at is not None and not 0 < args.payload_change_at < args.duration:
@@ -58,7 +58,14 @@ def _demo(args: argparse.Namespace) -> int:
             raise ValueError(f'--param {name}={extra[name]} contradicts {option} {value}: '
                              f'use {option}')
     # refuse bad settings before any work
-    joints = schema.resolve(CL.plant_params(args.plant, extra))['joints']
+    resolved = schema.resolve(CL.plant_params(args.plant, extra))
+    joints = resolved['joints']
+    # Both arms run this PD law: a loop that chatters makes the baseline a broken one.
+    pd_check = PL.pd_loop_check(PL.Plant(args.plant, joints=joints), resolved)
+    chosen = f' --joints {",".join(joints)}' if 'joints' in extra else ''
+    for line in pd_check:
+        print(f'warning: the PD loop of both arms: {line}; see lnn-control gains --plant '
+              f'{args.plant}{chosen}', file=sys.stderr)
     _make_out(args.out)
     if args.mode == 'offline':
         traces, summary = _offline(args, extra)
@@ -68,6 +75,9 @@ def _demo(args: argparse.Namespace) -> int:
                                        payload_change_at=args.payload_change_at,
                                        seed=args.seed, lockstep=args.mode == 'ros',
                                        extra=extra, progress=not args.quiet)
+    summary['controller'] = {k: getattr(resolved[k], 'tolist', lambda v=resolved[k]: v)()
+                             for k in ('joints', 'kp', 'kd', 'command_limit', 'control_rate_hz')}
+    summary['pd_loop_check'] = pd_check
     summary = _write_json(os.path.join(args.out, 'summary.json'), summary)
     tracking_figure(traces, os.path.join(args.out, 'tracking.png'),
                     title=f'{args.plant}, {args.neuron} reservoir ({summary["mode"]}): '
@@ -194,7 +204,8 @@ def _gains(args: argparse.Namespace) -> int:
                                 ('--damping-ratio', zeta, MAX_DAMPING_RATIO)):
         if value > high:
             raise ValueError(f'{option}: at most {high:g}; got {value:g}')
-    plant = PL.Plant(_plant_model(args.plant))   # bundled, zoo/<name> or an MJCF path
+    joints = None if args.joints is None else _names(args.joints, '--joints')
+    plant = PL.Plant(_plant_model(args.plant), joints=joints)   # bundled, zoo/<name>, MJCF
     warnings = []
     if args.pose is not None:
         plant.set_design_pose(args.pose)
@@ -241,6 +252,7 @@ def _gains(args: argparse.Namespace) -> int:
     print(json.dumps({'plant': args.plant, 'joints': list(plant.joint_names),
                       'pose': PL.significant(plant.design_pose),
                       'nominal_inertia': PL.significant(plant.nominal_inertia()),
+                      'max_reference_hz': hz, 'bandwidth_factor': factor,
                       'natural_frequency_rad_s': round(2 * math.pi * hz * factor, 3),
                       'damping_ratio': zeta,
                       'kp': PL.significant(kp), 'kd': PL.significant(kd),
@@ -519,7 +531,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument('--neuron', choices=('esn', 'ltc', 'lif'), default='esn')
     demo.add_argument('--duration', type=_duration, default=60.0, help='simulated seconds')
     demo.add_argument('--payload-change-at', type=_positive, default=None,
-                      help='time [s] at which the end-link mass doubles')
+                      help='time [s] at which the end-link mass doubles (default: no change; '
+                           'make demo and the figures in the README use 40)')
     demo.add_argument('--seed', type=_count, default=0,
                       help='reservoir.seed and reference.seed (reservoir and reference phases)')
     demo.add_argument('--param', action='append', default=[], metavar='NAME=VALUE',
@@ -567,6 +580,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help='control periods between a command and its effect (actuation '
                             'delay): checks that the PD loop is stable with it (default 0: '
                             'no check)')
+    gains.add_argument('--joints', default=None,
+                       help='comma-separated joints to control (default: every joint a motor '
+                            'drives; the others then apply no effort)')
     gains.set_defaults(func=_gains)
 
     from .zoo import REFERENCE as zoo_defaults

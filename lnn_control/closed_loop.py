@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 import os
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -43,7 +43,8 @@ def plant_params(plant: str, extra: Mapping[str, Any] | None = None) -> dict[str
     A bundled plant: its config file. A zoo plant (``zoo/<name>``): what the zoo sets for
     it (joints, honest gains, effort limits, its reference). An MJCF file of the user's:
     what ``lnn-control gains`` gives for it (its joints, the honest gains, the actuators'
-    effort limits), so that it runs before any parameter file is written.
+    effort limits), so that it runs before any parameter file is written; for the joints
+    in ``extra`` if it names some (the others' motors then apply no effort).
     """
     if plant in schema.BUNDLED_PLANTS:
         overrides = schema.load_yaml_overrides(config_path(plant), 'lnn_controller')
@@ -51,7 +52,7 @@ def plant_params(plant: str, extra: Mapping[str, Any] | None = None) -> dict[str
         from . import zoo
         overrides = zoo.controller_params(zoo_member(plant))
     else:
-        overrides = model_params(plant)
+        overrides = model_params(plant, (extra or {}).get('joints'))
     overrides.update(extra or {})
     if not np.all(np.isfinite(overrides.get('command_limit', 0.0))):
         raise ValueError(f'{plant}: an actuator has no ctrlrange, so no command_limit follows '
@@ -70,9 +71,11 @@ def zoo_member(plant: str) -> str | None:
 RANGE_MARGIN = 0.1    # the generated reference keeps this fraction of a joint's range clear
 
 
-def model_params(path: str) -> dict[str, Any]:
+def model_params(path: str, joints: Sequence[str] | None = None) -> dict[str, Any]:
     """
     Joints, honest gains, command limits and reference of an MJCF model (``Plant`` refuses others).
+
+    ``joints``: the joints to control (default: every joint a motor drives).
 
     The reference is the default one, fitted into each joint's range where the model gives
     one (``RANGE_MARGIN`` clear of either end): a target the joint cannot reach would judge
@@ -81,7 +84,7 @@ def model_params(path: str) -> dict[str, Any]:
     """
     from .plants import honest_gains, significant
 
-    plant = Plant(path)
+    plant = Plant(path, joints=joints)
     defaults = schema.by_name()
     amplitude = np.full(plant.n, defaults['reference.amplitude'].default[0])
     offset = np.full(plant.n, defaults['reference.offset'].default[0])

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import mujoco
 import numpy as np
@@ -105,6 +105,29 @@ def rate_check(plant: 'Plant', kd: np.ndarray, rate_hz: float) -> list[str]:
                        f'{KD_DT_PER_INERTIA_LIMIT:g}: at {rate_hz:g} Hz the velocity feedback '
                        'is near or past chattering (the command flipping sign every tick); '
                        f'{fix}')
+    return out
+
+
+def pd_loop_check(plant: 'Plant', params: Mapping[str, Any], delay_ticks: int = 0) -> list[str]:
+    """
+    Say what is wrong with the PD loop of ``params`` (kp, kd, control_rate_hz) on ``plant``.
+
+    A kd that chatters at the control rate (``rate_check``) or, with actuation delay, a
+    sampled loop that is unstable at q = 0 (``delay_check``); empty: nothing. In short:
+    ``lnn-control gains`` says how to fix either.
+    """
+    kp, kd = (np.broadcast_to(np.asarray(params[k], dtype=float), plant.n) for k in ('kp', 'kd'))
+    rate = float(params.get('control_rate_hz', by_name()['control_rate_hz'].default))
+    out = []
+    figure = kd_dt_per_effective_inertia(plant, kd, rate)
+    if np.any(figure > KD_DT_PER_INERTIA_LIMIT):
+        out.append(f'kd chatters at {rate:g} Hz (kd dt / effective inertia '
+                   f'{figure.max():.2f} > {KD_DT_PER_INERTIA_LIMIT:g})')
+    if delay_ticks:
+        radius, warnings = delay_check(plant, kp, kd, rate, delay_ticks)
+        if warnings:
+            ticks = f"{delay_ticks} tick{'s' if delay_ticks > 1 else ''}"
+            out.append(f'PD loop unstable with {ticks} of delay (spectral radius {radius:.2f})')
     return out
 
 
@@ -372,8 +395,11 @@ class Plant:
         missing = [j for j in joints if j not in by_name]
         if missing or not joints:
             hinges = [_joint_name(m, j) for j in range(m.njnt) if m.jnt_type[j] in _ONE_DOF]
-            what = (f'joints {missing} are not actuated' if missing
-                    else 'no joint to control')
+            unknown = [j for j in missing if j not in hinges]
+            passive = [j for j in missing if j in hinges]
+            said = ([f'no hinge or slide joint named {unknown} in the model'] * bool(unknown)
+                    + [f'joints {passive} are not actuated'] * bool(passive))
+            what = '; '.join(said) or 'no joint to control'
             raise ValueError(
                 f'{model}: {what}; actuated (a <motor> on a hinge or slide joint): '
                 f'{", ".join(by_name) or "none"}'

@@ -441,29 +441,14 @@ def run_member(job: tuple) -> dict[str, Any]:
 
 def pd_loop_check(name: str, params: Mapping[str, Any], delay_ticks: int = 0) -> list[str]:
     """
-    Say what ``lnn-control gains`` flags in a plant's honest PD loop (empty: nothing).
+    Say what ``lnn-control gains`` flags in a plant's honest PD loop (``plants.pd_loop_check``).
 
-    A kd that chatters at the control rate (``plants.rate_check``) or, with actuation
-    delay, a sampled loop that is unstable at q = 0 (``plants.delay_check``). A learned
-    feedforward does not stabilise the feedback loop: where such a loop chatters or
-    cycles, the supervisor holds the run near PD alone, and the report says why.
+    A learned feedforward does not stabilise the feedback loop: where such a loop chatters
+    or cycles, the supervisor holds the run near PD alone, and the report says why.
     """
-    from .plants import Plant, delay_check, kd_dt_per_effective_inertia, KD_DT_PER_INERTIA_LIMIT
+    from .plants import Plant, pd_loop_check as check
 
-    plant = Plant(model_name(name))
-    kp, kd = np.asarray(params['kp'], dtype=float), np.asarray(params['kd'], dtype=float)
-    rate = float(params.get('control_rate_hz', by_name()['control_rate_hz'].default))
-    out = []
-    figure = kd_dt_per_effective_inertia(plant, kd, rate)
-    if np.any(figure > KD_DT_PER_INERTIA_LIMIT):
-        out.append(f'kd chatters at {rate:g} Hz (kd dt / effective inertia '
-                   f'{figure.max():.2f} > {KD_DT_PER_INERTIA_LIMIT:g})')
-    if delay_ticks:
-        radius, warnings = delay_check(plant, kp, kd, rate, delay_ticks)
-        if warnings:
-            ticks = f"{delay_ticks} tick{'s' if delay_ticks > 1 else ''}"
-            out.append(f'PD loop unstable with {ticks} of delay (spectral radius {radius:.2f})')
-    return out
+    return check(Plant(model_name(name)), params, delay_ticks)
 
 
 def run_zoo(plants=None, variants=('nominal',), seeds=(0,), extra=None, workers=2,

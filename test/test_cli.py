@@ -2,6 +2,7 @@
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 
@@ -259,6 +260,74 @@ def test_demo_offline_runs_a_users_own_mjcf(tmp_path, capsys):
     assert cli.main(argv + ['--params-file', str(params), '--param', 'learning_enabled=false']) == 0
     summary = json.loads((out / 'summary.json').read_text())
     assert summary['rms_pd'] > 0.1                 # no gains: the arm hangs
+
+
+_ARM_WITH_A_PASSIVE_JOINT = (
+    '<mujoco><option timestep="0.002"/><worldbody><body><joint name="shoulder" axis="0 1 0"/>'
+    '<geom type="capsule" fromto="0 0 0 .3 0 0" size=".03" mass="2"/><body pos=".3 0 0">'
+    '<joint name="elbow" axis="0 1 0"/><geom type="capsule" fromto="0 0 0 .25 0 0" '
+    'size=".02" mass="1"/><body pos=".25 0 0"><joint name="flex" axis="0 1 0" '
+    'stiffness="5"/><geom type="sphere" size=".03" mass=".2"/><body>'
+    '<joint name="finger" type="slide" axis="1 0 0"/><geom type="box" size=".01 .01 .01" '
+    'mass=".05"/></body></body></body></body></worldbody><actuator>'
+    '<motor joint="shoulder" ctrllimited="true" ctrlrange="-40 40"/>'
+    '<motor joint="elbow" ctrllimited="true" ctrlrange="-20 20"/>'
+    '<motor joint="finger" ctrllimited="true" ctrlrange="-5 5"/></actuator></mujoco>')
+
+
+def test_a_users_model_runs_the_joints_chosen_with_gains_of_its_own(tmp_path, capsys):
+    """
+    ``--param joints=[...]`` on an MJCF model: gains, limits and reference for those joints.
+
+    They came for every actuated joint, so the count check refused kp (3 values for 2
+    joints) before any name was looked at, also for a joint not in the model.
+    """
+    from lnn_control import closed_loop as CL
+    from lnn_control.plants import honest_gains, Plant
+
+    model = tmp_path / 'arm.xml'
+    model.write_text(_ARM_WITH_A_PASSIVE_JOINT)
+    params = CL.plant_params(str(model), {'joints': ['shoulder', 'elbow']})
+    plant = Plant(str(model), joints=['shoulder', 'elbow'])
+    plant.set_design_pose(params['reference.offset'])
+    kp, kd = honest_gains(plant)
+    assert params['kp'] == pytest.approx(kp, rel=1e-5) and len(params['kd']) == 2
+    assert params['command_limit'] == [40.0, 20.0]
+    assert len(params['reference.amplitude']) == len(params['reference.offset']) == 2
+    assert cli.main(['gains', '--plant', str(model), '--joints', 'shoulder,elbow']) == 0
+    assert json.loads(capsys.readouterr().out)['kp'] == pytest.approx(kp, rel=1e-3)
+    for joints, said in ((['nowhere'], "no hinge or slide joint named ['nowhere']"),
+                         (['flex'], "joints ['flex'] are not actuated")):
+        with pytest.raises(ValueError, match=re.escape(said)):
+            CL.plant_params(str(model), {'joints': joints})
+    assert cli.main(['demo', '--mode', 'offline', '--plant', str(model), '--param',
+                     'joints=[shoulder, nowhere]', '--out', str(tmp_path / 'o')]) == 2
+    assert "no hinge or slide joint named ['nowhere']" in capsys.readouterr().err
+
+
+def test_the_demo_says_when_the_pd_loop_both_arms_run_chatters(tmp_path, capsys):
+    """
+    A baseline that chatters at its limits judges the controller against a broken PD.
+
+    ``gains`` warned, ``demo`` ran the same gains silently and recorded none of them.
+    """
+    out = tmp_path / 'run'
+    assert cli.main(['demo', '--mode', 'offline', '--plant', 'zoo/arm_heavy_tip', '--param',
+                     'control_rate_hz=50', '--duration', '1', '--out', str(out),
+                     '--quiet']) == 0
+    err = capsys.readouterr().err
+    assert ('warning: the PD loop of both arms: kd chatters at 50 Hz (kd dt / effective '
+            'inertia 1.91 > 1); see lnn-control gains --plant zoo/arm_heavy_tip') in err
+    summary = json.loads((out / 'summary.json').read_text())
+    assert summary['pd_loop_check'] == ['kd chatters at 50 Hz (kd dt / effective inertia '
+                                        '1.91 > 1)']
+    controller = summary['controller']
+    assert controller['joints'] == ['joint1', 'joint2'] and controller['control_rate_hz'] == 50
+    assert len(controller['kp']) == len(controller['kd']) == len(controller['command_limit']) == 2
+    assert cli.main(['demo', '--mode', 'offline', '--duration', '1', '--out', str(out),
+                     '--quiet']) == 0
+    assert 'warning' not in capsys.readouterr().err
+    assert json.loads((out / 'summary.json').read_text())['pd_loop_check'] == []
 
 
 @pytest.mark.slow
