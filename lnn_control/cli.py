@@ -35,6 +35,8 @@ READ_ERRORS = (Exception,)
 
 
 def _demo(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from . import closed_loop as CL, plants as PL
     from .plotting import tracking_figure
 
@@ -60,12 +62,19 @@ def _demo(args: argparse.Namespace) -> int:
     # refuse bad settings before any work
     resolved = schema.resolve(CL.plant_params(args.plant, extra))
     joints = resolved['joints']
-    # Both arms run this PD law: a loop that chatters makes the baseline a broken one.
-    pd_check = PL.pd_loop_check(PL.Plant(args.plant, joints=joints), resolved)
+    # Both arms run this PD law: a loop that chatters makes the baseline a broken one; a
+    # lightly damped mode the controller does not measure can be pumped by learning.
+    plant = PL.Plant(args.plant, joints=joints)
+    plant.set_design_pose(resolved['reference.offset'])
+    pd_check = PL.pd_loop_check(plant, resolved)
+    kp, kd = (np.broadcast_to(np.asarray(resolved[k], dtype=float), plant.n) for k in ('kp', 'kd'))
+    natural_hz = float(np.max(np.sqrt(kp / plant.nominal_inertia()))) / (2 * math.pi)
+    modes = PL.unmeasured_modes(plant, kp, kd, PL.MODE_SCAN_FACTOR * natural_hz)
     chosen = f' --joints {",".join(joints)}' if 'joints' in extra else ''
-    for line in pd_check:
-        print(f'warning: the PD loop of both arms: {line}; see lnn-control gains --plant '
-              f'{args.plant}{chosen}', file=sys.stderr)
+    for line in ([f'the PD loop of both arms: {line}' for line in pd_check]
+                 + PL.unmeasured_mode_warnings(modes, natural_hz)):
+        print(f'warning: {line}; see lnn-control gains --plant {args.plant}{chosen}',
+              file=sys.stderr)
     _make_out(args.out)
     if args.mode == 'offline':
         traces, summary = _offline(args, extra)
@@ -78,6 +87,7 @@ def _demo(args: argparse.Namespace) -> int:
     summary['controller'] = {k: getattr(resolved[k], 'tolist', lambda v=resolved[k]: v)()
                              for k in ('joints', 'kp', 'kd', 'command_limit', 'control_rate_hz')}
     summary['pd_loop_check'] = pd_check
+    summary['unmeasured_modes'] = modes
     summary = _write_json(os.path.join(args.out, 'summary.json'), summary)
     tracking_figure(traces, os.path.join(args.out, 'tracking.png'),
                     title=f'{args.plant}, {args.neuron} reservoir ({summary["mode"]}): '

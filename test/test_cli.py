@@ -309,7 +309,8 @@ def test_the_demo_says_when_the_pd_loop_both_arms_run_chatters(tmp_path, capsys)
     """
     A baseline that chatters at its limits judges the controller against a broken PD.
 
-    ``gains`` warned, ``demo`` ran the same gains silently and recorded none of them.
+    ``gains`` warned, ``demo`` ran the same gains silently and recorded none of them; nor
+    did it name a lightly damped mode that learning can pump.
     """
     out = tmp_path / 'run'
     assert cli.main(['demo', '--mode', 'offline', '--plant', 'zoo/arm_heavy_tip', '--param',
@@ -324,10 +325,18 @@ def test_the_demo_says_when_the_pd_loop_both_arms_run_chatters(tmp_path, capsys)
     controller = summary['controller']
     assert controller['joints'] == ['joint1', 'joint2'] and controller['control_rate_hz'] == 50
     assert len(controller['kp']) == len(controller['kd']) == len(controller['command_limit']) == 2
+    assert summary['unmeasured_modes'] == []
     assert cli.main(['demo', '--mode', 'offline', '--duration', '1', '--out', str(out),
                      '--quiet']) == 0
     assert 'warning' not in capsys.readouterr().err
     assert json.loads((out / 'summary.json').read_text())['pd_loop_check'] == []
+    # the pole, which the controller does not measure, as gains names it
+    assert cli.main(['demo', '--mode', 'offline', '--plant', 'cartpole', '--duration', '1',
+                     '--out', str(out), '--quiet']) == 0
+    assert ('warning: a lightly damped mode at 0.845 Hz (damping ratio 0.0102) in joints the '
+            'controller does not measure (pole)') in capsys.readouterr().err
+    modes = json.loads((out / 'summary.json').read_text())['unmeasured_modes']
+    assert modes == [{'hz': 0.845, 'damping_ratio': 0.0102, 'joints': ['pole']}]
 
 
 @pytest.mark.slow
