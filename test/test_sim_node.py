@@ -317,7 +317,7 @@ def test_payload_scale_from_overrides_and_initial_positions(harness):
 
 @pytest.mark.parametrize('overrides, fragment', [
     ([('model', 'no_such_plant')], 'unknown plant'),
-    ([('joints', ['elbow'])], 'not actuated'),
+    ([('joints', ['elbow'])], "no hinge or slide joint named ['elbow']"),
     ([('initial_positions', [0.1, 0.2])], 'initial_positions'),
     ([('control_period_s', 0.0105)], 'multiple of the model timestep'),
     ([('payload_scale', 0.0)], 'payload_scale'),
