@@ -257,8 +257,8 @@ class DesiredState:
         """
         Set the state for time ``now_ns``.
 
-        ``received``: the latest reference (``q``, ``qd``, ``qdd`` attributes) or None if
-        none came yet.
+        ``received``: the references received (``sample(now_ns, q, qd, qdd)`` writes the
+        state at ``now_ns``) or None if none came yet.
         """
         if self._t0_ns is None:
             self._t0_ns = now_ns
@@ -266,9 +266,7 @@ class DesiredState:
         if self.generator is not None:
             self.generator.sample(t, self.q, self.qd, self.qdd)
         elif received is not None:
-            self.q[:] = received.q
-            self.qd[:] = received.qd
-            self.qdd[:] = received.qdd
+            received.sample(now_ns, self.q, self.qd, self.qdd)
         else:
             self.q[:] = self.hold
             self.qd[:] = 0.0

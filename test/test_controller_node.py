@@ -1135,6 +1135,40 @@ def test_a_moving_reference_that_stops_coming_is_held_at_its_last_position(rig):
     assert 'reference' not in r.node.diagnostics().status[0].message
 
 
+def test_a_reference_streamed_slower_than_the_loop_is_carried_on_between_messages(rig):
+    """
+    A planner at 20 Hz into the 100 Hz loop: the desired position stepped every message.
+
+    Held between messages it jumped 0.05 rad each fifth tick and stood still between;
+    carried on by the message's velocity it moves a period's worth every tick, and a
+    stream that stops is held where it had got to (at most two intervals on), not sent
+    back to the last message's position.
+    """
+    r = rig({'learning_enabled': False, 'reference_timeout_s': 0.3})
+    r.send([0.0, 0.0])
+    start, positions = r.now_ns, []
+    for k in range(4):                        # 1 rad/s and -1 rad/s, a message every 5 ticks
+        t = (r.now_ns - start) * 1e-9
+        r.send_reference([t, -t], [1.0, -1.0])
+        for _ in range(5):
+            r.send([0.0, 0.0])
+            r.tick()
+            positions.append(r.node.desired.q.copy())
+    q = np.array(positions)[5:]               # from the second message on (its interval known)
+    times = (start + PERIOD_NS * np.arange(6, 21)) * 1e-9 - start * 1e-9
+    np.testing.assert_allclose(q[:, 0], times, atol=1e-9)
+    np.testing.assert_allclose(q[:, 1], -times, atol=1e-9)
+    np.testing.assert_allclose(r.node.desired.qd, [1.0, -1.0])
+    last, held = (r.now_ns - start) * 1e-9 - 0.05, []   # the last message's position
+    for _ in range(40):                       # silent past reference_timeout_s: held
+        r.send([0.0, 0.0])
+        r.tick()
+        held.append(r.node.desired.q[0])
+    assert r.node.reference_stale_episodes == 1 and not r.node.desired.qd.any()
+    assert np.diff(held).min() >= 0.0         # carried on, then held there: never back
+    assert last + 0.05 < held[-1] <= last + 0.1 + 1e-9 and r.node.desired.q[1] == -held[-1]
+
+
 # -- across processes ------------------------------------------------------------------
 
 def _console_script():

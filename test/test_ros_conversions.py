@@ -357,6 +357,29 @@ def test_reference_acceleration_is_low_pass_filtered_using_arrival_time():
     assert ref.qdd[0] == pytest.approx(0.5)
 
 
+def test_a_streamed_reference_is_carried_on_by_its_velocity_and_acceleration():
+    """Sent every 50 ms, q = t^2 is sampled between messages as q + qd e + qdd e^2 / 2."""
+    ref = C.ReferenceFromMessages(('a',), acceleration_time_constant_s=0.0)
+    q, qd, qdd = np.zeros(1), np.zeros(1), np.zeros(1)
+    for k in range(1, 4):
+        t = 0.05 * k
+        ref.update(C.joint_state(['a'], [t * t], [2 * t]), arrival_ns=int(round(t * 1e9)))
+    ref.sample(int(0.18e9), q, qd, qdd)       # 30 ms after the last message
+    assert qdd[0] == pytest.approx(2.0)
+    assert q[0] == pytest.approx(0.18 ** 2) and qd[0] == pytest.approx(0.36)
+    ref.sample(int(1e9), q, qd, qdd)          # late: at most two intervals on
+    assert q[0] == pytest.approx(0.25 ** 2) and qd[0] == pytest.approx(0.5)
+    ref.sample(int(0.1e9), q, qd, qdd)        # a tick before the message: as it came
+    assert q[0] == pytest.approx(0.15 ** 2) and qd[0] == pytest.approx(0.3)
+    ref.hold(int(0.2e9))                      # held where it had got to, not sent back
+    ref.sample(int(0.3e9), q, qd, qdd)
+    assert q[0] == pytest.approx(0.2 ** 2) and qd[0] == 0.0 and qdd[0] == 0.0
+    one = C.ReferenceFromMessages(('a',))     # one message: no interval known, as it came
+    one.update(C.joint_state(['a'], [0.5], [1.0]), arrival_ns=10)
+    one.sample(int(0.5e9), q, qd, qdd)
+    assert q[0] == 0.5 and qd[0] == 1.0
+
+
 def test_command_message_reuses_its_buffer():
     cmd = C.CommandMessage(3)
     data = cmd.msg.data

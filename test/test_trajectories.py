@@ -115,6 +115,10 @@ def test_a_reconfiguration_that_keeps_following_the_topic_does_not_blend():
     class Ref:
         q, qd, qdd = np.array([0.3]), np.array([1.0]), np.zeros(1)
 
+        @classmethod
+        def sample(cls, now_ns, q, qd, qdd):
+            q[:], qd[:], qdd[:] = cls.q, cls.qd, cls.qdd
+
     d.update(0, Ref)
     d.configure('topic', 0.9, 0.2, 0.1, 3)     # settings only generated references use
     Ref.q = np.array([0.4])

@@ -508,7 +508,7 @@ class LnnControllerNode(ControllerServices, Node):
                 or self.desired.generator is not None or not ref.moving
                 or now - ref.time_ns <= timeout * 1e9):
             return
-        ref.hold()
+        ref.hold(now)
         self.reference_stale_episodes += 1
         self.get_logger().warning(
             f'~/reference silent for {(now - ref.time_ns) * 1e-9:.3f} s while moving '

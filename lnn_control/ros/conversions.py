@@ -508,7 +508,17 @@ class ReferenceFromMessages:
     ``acceleration_time_constant_s``; dt from the header stamps when both are
     set, else from the arrival times). Without velocity it is zero: a
     position-only reference is treated as a sequence of set points.
+
+    ``sample`` gives the state at a tick: a moving reference streamed slower than the
+    control rate (a planner or a teleop node at 10-50 Hz) is carried on between its
+    messages by its velocity and acceleration, for up to ``EXTRAPOLATION_INTERVALS``
+    of its typical interval; held at its last position it stepped every message, and
+    the learner learned the steps (offline, a 20 Hz stream of the zoo's sum of sines:
+    pendulum_5kg tracked at 0.0065 rad against 0.0007 carried on, arm_geared 0.0066
+    against 0.0009; 0.0002 and 0.0005 with the reference at every tick).
     """
+
+    EXTRAPOLATION_INTERVALS = 2.0
 
     def __init__(self, joints: Sequence[str], acceleration_time_constant_s: float = 0.05):
         self.reader = JointStateReader(joints, require_velocity=False)
@@ -525,6 +535,7 @@ class ReferenceFromMessages:
         self._raw = np.zeros(n)
         self._prev_time_ns = 0
         self._prev_had_velocity = False
+        self._interval_s = 0.0          # typical time between messages (0: not known yet)
 
     @property
     def moving(self) -> bool:
@@ -537,8 +548,15 @@ class ReferenceFromMessages:
         self.qdd[:] = 0.0
         self._prev_had_velocity = False     # the next one does not difference against 0
 
-    def hold(self) -> None:
-        """``stop`` because the reference stopped coming; ``held`` until the next message."""
+    def hold(self, now_ns: int) -> None:
+        """
+        ``stop`` because the reference stopped coming; ``held`` until the next message.
+
+        Held where ``sample`` has carried it to (at most its extrapolation horizon): back
+        at the last message's position the desired state would step.
+        """
+        self.sample(now_ns, self._q_in, self._qd_in, self._raw)
+        self.q[:] = self._q_in
         self.stop()
         self.held = True
 
@@ -549,12 +567,32 @@ class ReferenceFromMessages:
         self.received = False
         self.held = False
         self._prev_time_ns = 0
+        self._interval_s = 0.0
+
+    def sample(self, now_ns: int, q: np.ndarray, qd: np.ndarray, qdd: np.ndarray) -> None:
+        """Write the reference at node time ``now_ns``, carried on from the latest message."""
+        e = min(max(now_ns - self.time_ns, 0) * 1e-9,
+                self.EXTRAPOLATION_INTERVALS * self._interval_s)
+        np.copyto(qdd, self.qdd)
+        if e > 0.0 and self.moving:
+            np.multiply(self.qdd, e, out=qd)           # qd + qdd e, q + qd e + qdd e^2 / 2
+            qd += self.qd
+            np.add(qd, self.qd, out=q)
+            q *= 0.5 * e
+            q += self.q
+        else:
+            np.copyto(qd, self.qd)
+            np.copyto(q, self.q)
 
     def update(self, msg: JointState, arrival_ns: int) -> Optional[str]:
         """Take one message; returns None or the reason it was refused."""
         reason = self.reader.read(msg, self._q_in, self._qd_in, arrival_ns)
         if reason:
             return reason
+        if self.received and arrival_ns > self.time_ns > 0:
+            gap = (arrival_ns - self.time_ns) * 1e-9
+            self._interval_s = gap if self._interval_s == 0.0 else (
+                self._interval_s + 0.1 * (gap - self._interval_s))
         self.time_ns = arrival_ns
         stamp = stamp_to_ns(msg.header.stamp)
         t = stamp if stamp else arrival_ns
