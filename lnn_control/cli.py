@@ -70,11 +70,18 @@ def _demo(args: argparse.Namespace) -> int:
     kp, kd = (np.broadcast_to(np.asarray(resolved[k], dtype=float), plant.n) for k in ('kp', 'kd'))
     natural_hz = float(np.max(np.sqrt(kp / plant.nominal_inertia()))) / (2 * math.pi)
     modes = PL.unmeasured_modes(plant, kp, kd, PL.MODE_SCAN_FACTOR * natural_hz)
-    chosen = f' --joints {",".join(joints)}' if 'joints' in extra else ''
+    # the gains command that shows the same (its rate and pose are this run's)
+    hint = f'lnn-control gains --plant {args.plant}'
+    if 'joints' in extra:
+        hint += f' --joints {",".join(joints)}'
+    if resolved['control_rate_hz'] != schema.by_name()['control_rate_hz'].default:
+        hint += f' --control-rate-hz {resolved["control_rate_hz"]:g}'
+    if np.any(plant.design_pose != 0.0):
+        hint += ' --pose ' + ','.join(f'{q:g}' for q in plant.design_pose)
     for line in ([f'the PD loop of both arms: {line}' for line in pd_check]
-                 + PL.unmeasured_mode_warnings(modes, natural_hz)):
-        print(f'warning: {line}; see lnn-control gains --plant {args.plant}{chosen}',
-              file=sys.stderr)
+                 + PL.unmeasured_mode_warnings(modes, natural_hz,
+                                               bool(resolved['rls.fast_learner']))):
+        print(f'warning: {line}; see {hint}', file=sys.stderr)
     _make_out(args.out)
     if args.mode == 'offline':
         traces, summary = _offline(args, extra)
@@ -534,7 +541,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help=f'{", ".join(schema.BUNDLED_PLANTS)}, zoo/<name> (lnn-control zoo '
                            "--list; the zoo's gains, limits and reference) or an MJCF file of "
                            'your own (effort motors; joints, gains and command limits as '
-                           "'lnn-control gains' gives them unless set)")
+                           "'lnn-control gains' gives them unless set; --param "
+                           'joints=[a,b]: those joints only)')
     demo.add_argument('--params-file', default=None, metavar='YAML',
                       help="lnn_controller's ROS parameter file (the node's own format), "
                            'applied before --param')

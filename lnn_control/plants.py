@@ -278,14 +278,16 @@ def unmeasured_modes(plant: 'Plant', kp: np.ndarray, kd: np.ndarray,
     return found
 
 
-def unmeasured_mode_warnings(modes: list[dict], max_hz: float) -> list[str]:
+def unmeasured_mode_warnings(modes: list[dict], max_hz: float,
+                             fast_learner: bool = True) -> list[str]:
     """Say what each mode of ``unmeasured_modes`` risks, and what to watch and do."""
+    advice = ('; if the command grows while the error does, set rls.fast_learner: false'
+              if fast_learner else '')
     return [f'a lightly damped mode at {mode["hz"]:g} Hz (damping ratio '
             f'{mode["damping_ratio"]:.3g}) in joints the controller does not measure '
             f'({", ".join(mode["joints"])}), within {MODE_SCAN_FACTOR:g}x the PD loop\'s '
             f'natural frequency ({max_hz:.3g} Hz): '
-            'learning can pump it (README "Known limit"); if the command grows while the '
-            'error does, set rls.fast_learner: false'
+            f'learning can pump it (README "Known limit"){advice}'
             for mode in modes]
 
 

@@ -318,7 +318,8 @@ def test_the_demo_says_when_the_pd_loop_both_arms_run_chatters(tmp_path, capsys)
                      '--quiet']) == 0
     err = capsys.readouterr().err
     assert ('warning: the PD loop of both arms: kd chatters at 50 Hz (kd dt / effective '
-            'inertia 1.91 > 1); see lnn-control gains --plant zoo/arm_heavy_tip') in err
+            'inertia 1.91 > 1); see lnn-control gains --plant zoo/arm_heavy_tip '
+            '--control-rate-hz 50\n') in err
     summary = json.loads((out / 'summary.json').read_text())
     assert summary['pd_loop_check'] == ['kd chatters at 50 Hz (kd dt / effective inertia '
                                         '1.91 > 1)']
@@ -335,6 +336,9 @@ def test_the_demo_says_when_the_pd_loop_both_arms_run_chatters(tmp_path, capsys)
                      '--out', str(out), '--quiet']) == 0
     assert ('warning: a lightly damped mode at 0.845 Hz (damping ratio 0.0102) in joints the '
             'controller does not measure (pole)') in capsys.readouterr().err
+    assert cli.main(['demo', '--mode', 'offline', '--plant', 'cartpole', '--duration', '1',
+                     '--param', 'rls.fast_learner=false', '--out', str(out), '--quiet']) == 0
+    assert 'set rls.fast_learner: false' not in capsys.readouterr().err   # (it is)
     modes = json.loads((out / 'summary.json').read_text())['unmeasured_modes']
     assert modes == [{'hz': 0.845, 'damping_ratio': 0.0102, 'joints': ['pole']}]
 
