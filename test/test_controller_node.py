@@ -1169,6 +1169,52 @@ def test_a_reference_streamed_slower_than_the_loop_is_carried_on_between_message
     assert last + 0.05 < held[-1] <= last + 0.1 + 1e-9 and r.node.desired.q[1] == -held[-1]
 
 
+def _stream_reference(r, velocity, messages, q0=0.0, every=5):
+    """Send ``messages`` references of a ramp at ``velocity``, one each ``every`` ticks."""
+    start = r.now_ns
+    for _ in range(messages):
+        t = (r.now_ns - start) * 1e-9
+        r.send_reference([q0 + velocity * t, 0.0], [velocity, 0.0])
+        for _ in range(every):
+            r.send([0.0, 0.0])
+            r.tick()
+    return q0 + velocity * (r.now_ns - start) * 1e-9     # where it would be now
+
+
+def test_a_carried_on_reference_stops_where_sent_within_limits_and_horizon(rig):
+    """
+    Three ways carrying a stream on went wrong (a review of the first version).
+
+    A stop (velocity 0 after a 20 Hz ramp) was carried back by the acceleration estimated
+    from it and held 0.04 rad short; a ramp towards ``limits.position`` was held past it
+    (a message there would be refused); and one long gap before a stream stretched the
+    typical interval, so a stream that stopped ran on 0.5 rad, not at most two intervals.
+    """
+    r = rig({'learning_enabled': False, 'reference_timeout_s': 0.5,
+             'limits.position': [1.0]})
+    r.send([0.0, 0.0])
+    stop = _stream_reference(r, 1.0, 8) - 0.05
+    r.send_reference([stop, 0.0], [0.0, 0.0])
+    for _ in range(80):
+        r.send([0.0, 0.0])
+        r.tick()
+    assert r.node.desired.q[0] == stop and not r.node.desired.qd.any()
+    _stream_reference(r, 1.0, 10, q0=0.05, every=10)       # 10 Hz up to 0.95
+    for _ in range(80):
+        r.send([0.0, 0.0])
+        r.tick()
+    assert r.node.desired.q[0] == 1.0
+    r.send_reference([0.0, 0.0], [0.2, 0.0])               # one message, 3 s of silence
+    for _ in range(300):
+        r.send([0.0, 0.0])
+        r.tick()
+    last = _stream_reference(r, 1.0, 10, q0=0.3) - 0.05    # then a 20 Hz stream that stops
+    for _ in range(80):
+        r.send([0.0, 0.0])
+        r.tick()
+    assert last < r.node.desired.q[0] <= last + 0.1 + 1e-9
+
+
 # -- across processes ------------------------------------------------------------------
 
 def _console_script():

@@ -380,6 +380,24 @@ def test_a_streamed_reference_is_carried_on_by_its_velocity_and_acceleration():
     assert q[0] == 0.5 and qd[0] == 1.0
 
 
+def test_a_carried_on_reference_holds_a_joint_sent_at_rest_and_stops_at_zero_velocity():
+    ref = C.ReferenceFromMessages(('a', 'b'), acceleration_time_constant_s=0.0)
+    q, qd, qdd = np.zeros(2), np.zeros(2), np.zeros(2)
+    # a decelerating at 12 rad/s^2, at 0.8 rad/s (stops 1/15 s on); b at rest
+    for k, v in enumerate((2.0, 1.4, 0.8)):
+        ref.update(C.joint_state(['a', 'b'], [0.05 * k, 0.5], [v, 0.0]),
+                   arrival_ns=int(k * 0.05e9))
+    assert ref.qdd[0] == pytest.approx(-12.0)
+    ref.sample(int(0.15e9), q, qd, qdd)
+    assert q[0] == pytest.approx(0.1 + 0.8 * 0.05 - 6.0 * 0.05 ** 2) and q[1] == 0.5
+    ref.sample(int(0.19e9), q, qd, qdd)                # past 1/15 s: where qd reaches 0
+    stop = 1.0 / 15.0
+    assert q[0] == pytest.approx(0.1 + 0.8 * stop - 6.0 * stop ** 2) and qd[0] == pytest.approx(0.0)
+    ref.reader.set_limits([0.11, 1.0], [0.1, 1.0])     # the plausibility limits bound it
+    ref.sample(int(0.15e9), q, qd, qdd)
+    assert q[0] == 0.11 and qd[0] == pytest.approx(0.1)
+
+
 def test_command_message_reuses_its_buffer():
     cmd = C.CommandMessage(3)
     data = cmd.msg.data

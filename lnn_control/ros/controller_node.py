@@ -494,7 +494,7 @@ class LnnControllerNode(ControllerServices, Node):
 
     def _check_reference_age(self, now: int) -> None:
         """
-        Hold a moving ``~/reference`` that stopped coming at its last position.
+        Hold a moving ``~/reference`` that stopped coming where it had got to.
 
         Its last velocity and acceleration would otherwise drive the robot on for good
         (the position frozen, PD alone pushing at kd times the velocity). A set point (no
@@ -512,7 +512,7 @@ class LnnControllerNode(ControllerServices, Node):
         self.reference_stale_episodes += 1
         self.get_logger().warning(
             f'~/reference silent for {(now - ref.time_ns) * 1e-9:.3f} s while moving '
-            f'(reference_timeout_s {timeout:g}): holding its last position')
+            f'(reference_timeout_s {timeout:g}): holding it where it had got to')
 
     def _publish_state(self) -> None:
         decimation = self.controller.config.controller_state_decimation

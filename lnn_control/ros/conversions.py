@@ -129,6 +129,11 @@ class JointStateReader:
         self._limits[0] = position
         self._limits[1] = velocity
 
+    @property
+    def limits(self) -> np.ndarray:
+        """Return the |position| and |velocity| bounds (rows), per joint (inf: none)."""
+        return self._limits
+
     def reset(self) -> None:
         """Forget the last stamp and position (e.g. after the clock was reset)."""
         self.last_stamp_ns = 0
@@ -512,13 +517,18 @@ class ReferenceFromMessages:
     ``sample`` gives the state at a tick: a moving reference streamed slower than the
     control rate (a planner or a teleop node at 10-50 Hz) is carried on between its
     messages by its velocity and acceleration, for up to ``EXTRAPOLATION_INTERVALS``
-    of its typical interval; held at its last position it stepped every message, and
-    the learner learned the steps (offline, a 20 Hz stream of the zoo's sum of sines:
-    pendulum_5kg tracked at 0.0065 rad against 0.0007 carried on, arm_geared 0.0066
-    against 0.0009; 0.0002 and 0.0005 with the reference at every tick).
+    of its typical interval (at most ``EXTRAPOLATION_MAX_S``); held at its last position
+    it stepped every message, and the learner learned the steps (offline, a 20 Hz stream
+    of the zoo's sum of sines: pendulum_5kg tracked at 0.0065 rad against 0.0007 carried
+    on, arm_geared 0.0066 against 0.0009; 0.0002 and 0.0005 with the reference at every
+    tick). A joint sent with velocity 0 is not carried (a stop is where it was sent),
+    none past the point where its velocity would reach 0, and none beyond the
+    plausibility limits a message is refused at. Noise on a message's velocity moves
+    the carried position by that noise times up to the horizon.
     """
 
     EXTRAPOLATION_INTERVALS = 2.0
+    EXTRAPOLATION_MAX_S = 0.25
 
     def __init__(self, joints: Sequence[str], acceleration_time_constant_s: float = 0.05):
         self.reader = JointStateReader(joints, require_velocity=False)
@@ -536,6 +546,10 @@ class ReferenceFromMessages:
         self._prev_time_ns = 0
         self._prev_had_velocity = False
         self._interval_s = 0.0          # typical time between messages (0: not known yet)
+        self._horizon_s = 0.0           # how far ``sample`` may carry the latest message on
+        self._e = np.zeros(n)           # scratch of ``sample``: per joint, how far on
+        self._t = np.zeros(n)
+        self._stopping = np.zeros(n, dtype=bool)
 
     @property
     def moving(self) -> bool:
@@ -567,32 +581,50 @@ class ReferenceFromMessages:
         self.received = False
         self.held = False
         self._prev_time_ns = 0
-        self._interval_s = 0.0
+        self._interval_s = self._horizon_s = 0.0
 
     def sample(self, now_ns: int, q: np.ndarray, qd: np.ndarray, qdd: np.ndarray) -> None:
         """Write the reference at node time ``now_ns``, carried on from the latest message."""
-        e = min(max(now_ns - self.time_ns, 0) * 1e-9,
-                self.EXTRAPOLATION_INTERVALS * self._interval_s)
+        np.copyto(q, self.q)
+        np.copyto(qd, self.qd)
         np.copyto(qdd, self.qdd)
-        if e > 0.0 and self.moving:
-            np.multiply(self.qdd, e, out=qd)           # qd + qdd e, q + qd e + qdd e^2 / 2
-            qd += self.qd
-            np.add(qd, self.qd, out=q)
-            q *= 0.5 * e
-            q += self.q
-        else:
-            np.copyto(qd, self.qd)
-            np.copyto(q, self.q)
+        e = min(max(now_ns - self.time_ns, 0) * 1e-9, self._horizon_s)
+        if e <= 0.0 or not self.qd.any():
+            return
+        ex, t, stopping = self._e, self._t, self._stopping
+        ex.fill(e)
+        np.multiply(self.qd, self.qdd, out=t)          # decelerating: on until qd is 0 only
+        np.less(t, 0.0, out=stopping)
+        np.divide(self.qd, self.qdd, out=t, where=stopping)
+        np.negative(t, out=t)
+        np.minimum(ex, t, out=ex, where=stopping)
+        np.not_equal(self.qd, 0.0, out=stopping)       # sent with velocity 0: held there
+        ex *= stopping
+        np.multiply(self.qdd, ex, out=qd)              # qd + qdd e, q + (qd + that) e / 2
+        qd += self.qd
+        np.add(qd, self.qd, out=q)
+        q *= ex
+        q *= 0.5
+        q += self.q
+        for x, limit in zip((q, qd), self.reader.limits):   # as far as a message may go
+            np.abs(x, out=t)
+            np.minimum(t, limit, out=t)
+            np.copysign(t, x, out=x)
 
     def update(self, msg: JointState, arrival_ns: int) -> Optional[str]:
         """Take one message; returns None or the reason it was refused."""
         reason = self.reader.read(msg, self._q_in, self._qd_in, arrival_ns)
         if reason:
             return reason
-        if self.received and arrival_ns > self.time_ns > 0:
-            gap = (arrival_ns - self.time_ns) * 1e-9
-            self._interval_s = gap if self._interval_s == 0.0 else (
-                self._interval_s + 0.1 * (gap - self._interval_s))
+        typical = self._interval_s
+        if self.held or not self.moving:
+            self._interval_s = 0.0      # after a stop or a hold the gap is no interval
+        elif self.received and arrival_ns > self.time_ns > 0:
+            gap = (arrival_ns - self.time_ns) * 1e-9    # one late message: at most 2x counted
+            self._interval_s = gap if typical == 0.0 else (
+                typical + 0.1 * (min(gap, 2.0 * typical) - typical))
+        self._horizon_s = min(self.EXTRAPOLATION_INTERVALS * self._interval_s,
+                              self.EXTRAPOLATION_MAX_S)
         self.time_ns = arrival_ns
         stamp = stamp_to_ns(msg.header.stamp)
         t = stamp if stamp else arrival_ns
