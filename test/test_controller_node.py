@@ -1198,7 +1198,8 @@ def test_a_carried_on_reference_stops_where_sent_within_limits_and_horizon(rig):
     for _ in range(80):
         r.send([0.0, 0.0])
         r.tick()
-    assert r.node.desired.q[0] == stop and not r.node.desired.qd.any()
+        assert r.node.desired.q[0] == stop and not r.node.desired.qd.any()
+        assert not r.node.desired.qdd.any()  # at rest: the stop's deceleration is not asked
     _stream_reference(r, 1.0, 10, q0=0.05, every=10)       # 10 Hz up to 0.95
     for _ in range(80):
         r.send([0.0, 0.0])

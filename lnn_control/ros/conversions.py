@@ -585,21 +585,21 @@ class ReferenceFromMessages:
 
     def sample(self, now_ns: int, q: np.ndarray, qd: np.ndarray, qdd: np.ndarray) -> None:
         """Write the reference at node time ``now_ns``, carried on from the latest message."""
+        ex, t, stopping = self._e, self._t, self._stopping
         np.copyto(q, self.q)
         np.copyto(qd, self.qd)
-        np.copyto(qdd, self.qdd)
+        np.not_equal(self.qd, 0.0, out=stopping)       # sent with velocity 0: held there,
+        np.multiply(self.qdd, stopping, out=qdd)       # at rest (a stop's deceleration gone)
         e = min(max(now_ns - self.time_ns, 0) * 1e-9, self._horizon_s)
         if e <= 0.0 or not self.qd.any():
             return
-        ex, t, stopping = self._e, self._t, self._stopping
         ex.fill(e)
+        ex *= stopping
         np.multiply(self.qd, self.qdd, out=t)          # decelerating: on until qd is 0 only
         np.less(t, 0.0, out=stopping)
         np.divide(self.qd, self.qdd, out=t, where=stopping)
         np.negative(t, out=t)
         np.minimum(ex, t, out=ex, where=stopping)
-        np.not_equal(self.qd, 0.0, out=stopping)       # sent with velocity 0: held there
-        ex *= stopping
         np.multiply(self.qdd, ex, out=qd)              # qd + qdd e, q + (qd + that) e / 2
         qd += self.qd
         np.add(qd, self.qd, out=q)
