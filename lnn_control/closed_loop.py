@@ -129,7 +129,7 @@ def run(plant_name: str, controller_params: Mapping[str, Any], duration: float,
         position_noise: float = 0.0, velocity_noise: float = 0.0, delay_ticks: int = 0,
         noise_seed: int = 0, change: str = 'payload', friction_scale: float = FRICTION_SCALE,
         on_change: Callable[[AdaptiveController], None] | None = None,
-        readout_path: str = '') -> Trace:
+        readout_path: str = '', reference=None) -> Trace:
     """
     Simulate one closed-loop run; ``learning=False`` gives the PD-only arm.
 
@@ -149,6 +149,9 @@ def run(plant_name: str, controller_params: Mapping[str, Any], duration: float,
     ``readout_path``: as the node's parameter: the readout is loaded from it when the file
     exists (a file this controller cannot use raises ValueError with the reason) and saved
     to it at the end.
+
+    ``reference``: what the run tracks, an object whose ``sample(t, q, qd, qdd)`` writes
+    the desired state at ``t`` seconds (default: the one ``reference.*`` generates).
     """
     if change not in CHANGES:
         raise ValueError(f"change must be one of {', '.join(CHANGES)}; got {change!r}")
@@ -162,8 +165,8 @@ def run(plant_name: str, controller_params: Mapping[str, Any], duration: float,
     plant = Plant(plant_name, joints=ctrl.joints)
     plant.steps_per(ctrl.dt)    # else the plant would run faster or slower than the controller
     cfg = ctrl.config.reference
-    ref = generated_reference(ctrl.n, cfg.mode, cfg.amplitude, cfg.frequency_hz, cfg.offset,
-                              cfg.seed)
+    ref = reference if reference is not None else generated_reference(
+        ctrl.n, cfg.mode, cfg.amplitude, cfg.frequency_hz, cfg.offset, cfg.seed)
     dt = ctrl.dt
     ticks = int(round(duration / dt))
     n = ctrl.n
