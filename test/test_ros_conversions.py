@@ -398,6 +398,23 @@ def test_a_carried_on_reference_holds_a_joint_sent_at_rest_and_stops_at_zero_vel
     assert q[0] == 0.11 and qd[0] == pytest.approx(0.1)
 
 
+def test_a_carried_on_reference_starts_from_its_stamp_when_that_is_on_the_node_clock():
+    """A coarse /clock: a message stamped 9 ms before the clock value it arrives at."""
+    ref = C.ReferenceFromMessages(('a',))
+    q, qd, qdd = np.zeros(1), np.zeros(1), np.zeros(1)
+    for k in range(3):                          # 1 rad/s, every 10 ms, stamped when sent
+        ref.update(C.joint_state(['a'], [0.01 * k + 0.001], [1.0], stamp_ns=10_000_000 * k
+                                 + 1_000_000), arrival_ns=10_000_000 * (k + 1))
+    ref.sample(30_000_000, q, qd, qdd)           # at the clock value it arrived at
+    assert q[0] == pytest.approx(0.03)
+    foreign = C.ReferenceFromMessages(('a',))  # stamps of another clock: from arrival
+    for k in range(3):
+        foreign.update(C.joint_state(['a'], [0.01 * k], [1.0], stamp_ns=10**9 + k),
+                       arrival_ns=10**11 + 10_000_000 * k)
+    foreign.sample(10**11 + 25_000_000, q, qd, qdd)
+    assert q[0] == pytest.approx(0.025)
+
+
 def test_command_message_reuses_its_buffer():
     cmd = C.CommandMessage(3)
     data = cmd.msg.data

@@ -516,8 +516,10 @@ class ReferenceFromMessages:
 
     ``sample`` gives the state at a tick: a moving reference streamed slower than the
     control rate (a planner or a teleop node at 10-50 Hz) is carried on between its
-    messages by its velocity and acceleration, for up to ``EXTRAPOLATION_INTERVALS``
-    of its typical interval (at most ``EXTRAPOLATION_MAX_S``); held at its last position
+    messages by its velocity and acceleration (from its header stamp where that is a
+    plausible send time on the node's clock, else from its arrival), for up to
+    ``EXTRAPOLATION_INTERVALS`` of its typical interval (at most
+    ``EXTRAPOLATION_MAX_S``); held at its last position
     it stepped every message, and the learner learned the steps (offline, a 20 Hz stream
     of the zoo's sum of sines: pendulum_5kg tracked at 0.0065 rad against 0.0007 carried
     on, arm_geared 0.0066 against 0.0009; 0.0002 and 0.0005 with the reference at every
@@ -540,6 +542,7 @@ class ReferenceFromMessages:
         self.received = False
         self.held = False               # a moving reference stopped coming: ``hold``
         self.time_ns = 0                # arrival of the latest accepted message
+        self._from_ns = 0               # the time ``sample`` carries it on from (see update)
         self._q_in = np.zeros(n)
         self._qd_in = np.zeros(n)
         self._raw = np.zeros(n)
@@ -590,7 +593,7 @@ class ReferenceFromMessages:
         np.copyto(qd, self.qd)
         np.not_equal(self.qd, 0.0, out=stopping)       # sent with velocity 0: held there,
         np.multiply(self.qdd, stopping, out=qdd)       # at rest (a stop's deceleration gone)
-        e = min(max(now_ns - self.time_ns, 0) * 1e-9, self._horizon_s)
+        e = min(max(now_ns - self._from_ns, 0) * 1e-9, self._horizon_s)
         if e <= 0.0 or not self.qd.any():
             return
         ex.fill(e)
@@ -627,6 +630,11 @@ class ReferenceFromMessages:
                               self.EXTRAPOLATION_MAX_S)
         self.time_ns = arrival_ns
         stamp = stamp_to_ns(msg.header.stamp)
+        # carried on from the time it is stamped with if that is a plausible send time on
+        # the node's clock (a coarse /clock: ten messages at 1 kHz arrive at one clock value;
+        # from it the latest would lead by up to 9 ms), else from its arrival
+        early = (arrival_ns - stamp) * 1e-9
+        self._from_ns = stamp if stamp and 0.0 <= early <= self._horizon_s else arrival_ns
         t = stamp if stamp else arrival_ns
         has_velocity = self.reader.has_velocity
         dt = (t - self._prev_time_ns) * 1e-9
