@@ -3,8 +3,9 @@
 A ~/reference streamed slower than the control loop: held between messages, or carried on.
 
 A planner or a teleop node publishes JointState references at 10-50 Hz into a 100 Hz
-loop. The node's reader (``ros.conversions.ReferenceFromMessages``) is fed the zoo's sum
-of sines at each stream rate and the offline closed loop (``closed_loop.run``) tracks
+loop, each stamped when it is sent and received at the next tick. The node's reader
+(``ros.conversions.ReferenceFromMessages``) is fed the zoo's sum of sines at each
+stream rate and the offline closed loop (``closed_loop.run``) tracks
 either each message's values until the next (as the node did before stop 40) or
 ``ReferenceFromMessages.sample``, which carries a moving reference on by its velocity
 and estimated acceleration. The figure is the RMS error against the continuous
@@ -37,9 +38,10 @@ class StreamedReference:
 
     def sample(self, t: float, q, qd, qdd) -> None:
         now = int(round(t * 1e9))
-        if t >= self.next_s - 1e-9:              # a message arrives: its state at its time
-            self.generated.sample(self.next_s, self.q, self.qd, self.qdd)
-            self.reader.update(C.joint_state(self.names, self.q, self.qd), now)
+        while t >= self.next_s - 1e-9:           # the messages sent since the last tick,
+            self.generated.sample(self.next_s, self.q, self.qd, self.qdd)   # stamped when
+            self.reader.update(C.joint_state(self.names, self.q, self.qd,  # sent, arrive
+                                             stamp_ns=int(round(self.next_s * 1e9))), now)
             self.next_s += 1.0 / self.rate_hz
         if self.carried:
             self.reader.sample(now, q, qd, qdd)

@@ -392,10 +392,14 @@ def test_a_carried_on_reference_holds_a_joint_sent_at_rest_and_stops_at_zero_vel
     assert q[0] == pytest.approx(0.1 + 0.8 * 0.05 - 6.0 * 0.05 ** 2) and q[1] == 0.5
     ref.sample(int(0.19e9), q, qd, qdd)                # past 1/15 s: where qd reaches 0
     stop = 1.0 / 15.0
-    assert q[0] == pytest.approx(0.1 + 0.8 * stop - 6.0 * stop ** 2) and qd[0] == pytest.approx(0.0)
-    ref.reader.set_limits([0.11, 1.0], [0.1, 1.0])     # the plausibility limits bound it
+    assert q[0] == pytest.approx(0.1 + 0.8 * stop - 6.0 * stop ** 2)
+    assert qd[0] == 0.0 and qdd[0] == 0.0              # stopped there: at rest
+    ref.reader.set_limits([0.11, 1.0], [1.0, 1.0])     # the plausibility limits bound it:
+    ref.sample(int(0.15e9), q, qd, qdd)                # at a position limit at rest,
+    assert q[0] == 0.11 and qd[0] == 0.0 and qdd[0] == 0.0
+    ref.reader.set_limits([1.0, 1.0], [0.1, 1.0])      # the velocity clipped
     ref.sample(int(0.15e9), q, qd, qdd)
-    assert q[0] == 0.11 and qd[0] == pytest.approx(0.1)
+    assert qd[0] == 0.1 and qdd[0] == 0.0
 
 
 def test_a_carried_on_reference_starts_from_its_stamp_when_that_is_on_the_node_clock():
@@ -413,6 +417,18 @@ def test_a_carried_on_reference_starts_from_its_stamp_when_that_is_on_the_node_c
                        arrival_ns=10**11 + 10_000_000 * k)
     foreign.sample(10**11 + 25_000_000, q, qd, qdd)
     assert q[0] == pytest.approx(0.025)
+
+
+def test_a_first_long_gap_does_not_stretch_the_carry_on_horizon():
+    """One message, 3 s of silence (no timeout), then 20 Hz: the interval is 50 ms at once."""
+    ref = C.ReferenceFromMessages(('a',))
+    ref.update(C.joint_state(['a'], [0.0], [0.2]), arrival_ns=1)
+    for k in range(10):
+        t = 3.0 + 0.05 * k
+        ref.update(C.joint_state(['a'], [t], [1.0]), arrival_ns=int(t * 1e9))
+    q, qd, qdd = np.zeros(1), np.zeros(1), np.zeros(1)
+    ref.sample(int(10e9), q, qd, qdd)                  # the stream stopped: two intervals on
+    assert q[0] == pytest.approx(3.45 + 0.1)
 
 
 def test_command_message_reuses_its_buffer():

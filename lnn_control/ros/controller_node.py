@@ -273,7 +273,7 @@ class LnnControllerNode(ControllerServices, Node):
             if ref.mode == 'topic' and self.desired.generator is not None:
                 # a set point received while generating was not followed: going to it now
                 # would move the robot to a target nobody sent since; hold until one comes
-                self._reference.received = False
+                self._reference.forget()
                 self.desired.hold[:] = self.desired.q
             self.desired.configure(ref.mode, ref.amplitude, ref.frequency_hz, ref.offset,
                                    ref.seed)

@@ -550,9 +550,10 @@ class ReferenceFromMessages:
         self._prev_had_velocity = False
         self._interval_s = 0.0          # typical time between messages (0: not known yet)
         self._horizon_s = 0.0           # how far ``sample`` may carry the latest message on
-        self._e = np.zeros(n)           # scratch of ``sample``: per joint, how far on
-        self._t = np.zeros(n)
-        self._stopping = np.zeros(n, dtype=bool)
+        # scratch of ``sample``: per joint how far on, a time, two masks; the limits' rows
+        self._e, self._t = np.zeros(n), np.zeros(n)
+        self._moving, self._mask = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
+        self._position_limit, self._velocity_limit = self.reader.limits   # (views)
 
     @property
     def moving(self) -> bool:
@@ -580,6 +581,10 @@ class ReferenceFromMessages:
     def reset(self) -> None:
         """Forget the references received (a new clock): none until the next message."""
         self.reader.reset()
+        self.forget()
+
+    def forget(self) -> None:
+        """Forget the stream (not the reader's time base): none until the next message."""
         self.stop()
         self.received = False
         self.held = False
@@ -588,31 +593,38 @@ class ReferenceFromMessages:
 
     def sample(self, now_ns: int, q: np.ndarray, qd: np.ndarray, qdd: np.ndarray) -> None:
         """Write the reference at node time ``now_ns``, carried on from the latest message."""
-        ex, t, stopping = self._e, self._t, self._stopping
+        e_j, t, moving, mask = self._e, self._t, self._moving, self._mask
+        np.not_equal(self.qd, 0.0, out=moving)         # sent with velocity 0: at rest there
         np.copyto(q, self.q)
         np.copyto(qd, self.qd)
-        np.not_equal(self.qd, 0.0, out=stopping)       # sent with velocity 0: held there,
-        np.multiply(self.qdd, stopping, out=qdd)       # at rest (a stop's deceleration gone)
+        np.multiply(self.qdd, moving, out=qdd)
         e = min(max(now_ns - self._from_ns, 0) * 1e-9, self._horizon_s)
-        if e <= 0.0 or not self.qd.any():
+        if e <= 0.0 or not moving.any():
             return
-        ex.fill(e)
-        ex *= stopping
+        np.multiply(moving, e, out=e_j)                # per joint how far on
         np.multiply(self.qd, self.qdd, out=t)          # decelerating: on until qd is 0 only
-        np.less(t, 0.0, out=stopping)
-        np.divide(self.qd, self.qdd, out=t, where=stopping)
-        np.negative(t, out=t)
-        np.minimum(ex, t, out=ex, where=stopping)
-        np.multiply(self.qdd, ex, out=qd)              # qd + qdd e, q + (qd + that) e / 2
+        np.less(t, 0.0, out=mask)
+        np.divide(self.qd, self.qdd, out=t, where=mask)
+        np.negative(t, out=t)                          # (where mask) when qd reaches 0
+        np.less_equal(t, e_j, out=mask, where=mask)    # ... and it has: stopped there
+        np.copyto(e_j, t, where=mask)
+        np.multiply(self.qdd, e_j, out=qd)             # qd + qdd e, q + (qd + that) e / 2
         qd += self.qd
         np.add(qd, self.qd, out=q)
-        q *= ex
+        q *= e_j
         q *= 0.5
         q += self.q
-        for x, limit in zip((q, qd), self.reader.limits):   # as far as a message may go
+        np.copyto(qd, 0.0, where=mask)                 # stopped: at rest
+        np.copyto(qdd, 0.0, where=mask)
+        # no further than a message may go: at a position limit at rest, velocity clipped
+        for x, limit, at_rest in ((q, self._position_limit, (qd, qdd)),
+                                  (qd, self._velocity_limit, (qdd,))):
             np.abs(x, out=t)
-            np.minimum(t, limit, out=t)
-            np.copysign(t, x, out=x)
+            np.greater(t, limit, out=mask)
+            if mask.any():
+                np.copysign(limit, x, out=x, where=mask)
+                for y in at_rest:
+                    np.copyto(y, 0.0, where=mask)
 
     def update(self, msg: JointState, arrival_ns: int) -> Optional[str]:
         """Take one message; returns None or the reason it was refused."""
@@ -622,9 +634,11 @@ class ReferenceFromMessages:
         typical = self._interval_s
         if self.held or not self.moving:
             self._interval_s = 0.0      # after a stop or a hold the gap is no interval
-        elif self.received and arrival_ns > self.time_ns > 0:
-            gap = (arrival_ns - self.time_ns) * 1e-9    # one late message: at most 2x counted
-            self._interval_s = gap if typical == 0.0 else (
+        elif self.received and arrival_ns > self.time_ns:
+            # a shorter gap at once, a longer one slowly and at most 2x (a late message, a
+            # first gap after a pause)
+            gap = (arrival_ns - self.time_ns) * 1e-9
+            self._interval_s = gap if typical == 0.0 or gap < typical else (
                 typical + 0.1 * (min(gap, 2.0 * typical) - typical))
         self._horizon_s = min(self.EXTRAPOLATION_INTERVALS * self._interval_s,
                               self.EXTRAPOLATION_MAX_S)
