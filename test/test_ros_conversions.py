@@ -419,16 +419,28 @@ def test_a_carried_on_reference_starts_from_its_stamp_when_that_is_on_the_node_c
     assert q[0] == pytest.approx(0.025)
 
 
-def test_a_first_long_gap_does_not_stretch_the_carry_on_horizon():
-    """One message, 3 s of silence (no timeout), then 20 Hz: the interval is 50 ms at once."""
-    ref = C.ReferenceFromMessages(('a',))
+def test_neither_a_first_long_gap_nor_a_burst_sets_the_carry_on_horizon():
+    """
+    One message, 3 s of silence (no timeout), then 20 Hz; then two messages 1 ms apart.
+
+    The typical interval is the lower median of the latest gaps: 50 ms after two of them
+    (an average took the 3 s gap whole: carried 0.25 rad on, not 0.1), and a burst does
+    not shrink it to 1 ms (which turned carrying on off for seconds).
+    """
+    ref = C.ReferenceFromMessages(('a',), acceleration_time_constant_s=0.0)
+    q, qd, qdd = np.zeros(1), np.zeros(1), np.zeros(1)
     ref.update(C.joint_state(['a'], [0.0], [0.2]), arrival_ns=1)
     for k in range(10):
         t = 3.0 + 0.05 * k
         ref.update(C.joint_state(['a'], [t], [1.0]), arrival_ns=int(t * 1e9))
-    q, qd, qdd = np.zeros(1), np.zeros(1), np.zeros(1)
+        if k == 2:
+            ref.sample(int(10e9), q, qd, qdd)
+            assert q[0] == pytest.approx(3.1 + 0.1)
     ref.sample(int(10e9), q, qd, qdd)                  # the stream stopped: two intervals on
     assert q[0] == pytest.approx(3.45 + 0.1)
+    ref.update(C.joint_state(['a'], [3.451], [1.0]), arrival_ns=int(3.451e9))   # a burst
+    ref.sample(int(10e9), q, qd, qdd)
+    assert q[0] == pytest.approx(3.451 + 0.1)
 
 
 def test_command_message_reuses_its_buffer():

@@ -9,6 +9,7 @@ valid, so a rejected message can never leave half-updated state behind.
 from __future__ import annotations
 
 import array
+import collections
 from typing import Optional, Sequence
 
 import numpy as np
@@ -518,8 +519,8 @@ class ReferenceFromMessages:
     control rate (a planner or a teleop node at 10-50 Hz) is carried on between its
     messages by its velocity and acceleration (from its header stamp where that is a
     plausible send time on the node's clock, else from its arrival), for up to
-    ``EXTRAPOLATION_INTERVALS`` of its typical interval (at most
-    ``EXTRAPOLATION_MAX_S``); held at its last position
+    ``EXTRAPOLATION_INTERVALS`` of its typical interval (the lower median of its latest
+    five gaps; at most ``EXTRAPOLATION_MAX_S``); held at its last position
     it stepped every message, and the learner learned the steps (offline, a 20 Hz stream
     of the zoo's sum of sines: pendulum_5kg tracked at 0.0065 rad against 0.0007 carried
     on, arm_geared 0.0066 against 0.0009; 0.0002 and 0.0005 with the reference at every
@@ -548,6 +549,7 @@ class ReferenceFromMessages:
         self._raw = np.zeros(n)
         self._prev_time_ns = 0
         self._prev_had_velocity = False
+        self._gaps = collections.deque(maxlen=5)   # the latest gaps between messages [s]
         self._interval_s = 0.0          # typical time between messages (0: not known yet)
         self._horizon_s = 0.0           # how far ``sample`` may carry the latest message on
         # scratch of ``sample``: per joint how far on, a time, two masks; the limits' rows
@@ -589,6 +591,7 @@ class ReferenceFromMessages:
         self.received = False
         self.held = False
         self._prev_time_ns = 0
+        self._gaps.clear()
         self._interval_s = self._horizon_s = 0.0
 
     def sample(self, now_ns: int, q: np.ndarray, qd: np.ndarray, qdd: np.ndarray) -> None:
@@ -631,15 +634,14 @@ class ReferenceFromMessages:
         reason = self.reader.read(msg, self._q_in, self._qd_in, arrival_ns)
         if reason:
             return reason
-        typical = self._interval_s
         if self.held or not self.moving:
-            self._interval_s = 0.0      # after a stop or a hold the gap is no interval
+            self._gaps.clear()          # after a stop or a hold the gap is no interval
         elif self.received and arrival_ns > self.time_ns:
-            # a shorter gap at once, a longer one slowly and at most 2x (a late message, a
-            # first gap after a pause)
-            gap = (arrival_ns - self.time_ns) * 1e-9
-            self._interval_s = gap if typical == 0.0 or gap < typical else (
-                typical + 0.1 * (min(gap, 2.0 * typical) - typical))
+            self._gaps.append((arrival_ns - self.time_ns) * 1e-9)
+        # the lower median of the latest gaps: neither the first gap after a pause nor a
+        # burst (two messages delivered together) sets it alone
+        self._interval_s = (sorted(self._gaps)[(len(self._gaps) - 1) // 2] if self._gaps
+                            else 0.0)
         self._horizon_s = min(self.EXTRAPOLATION_INTERVALS * self._interval_s,
                               self.EXTRAPOLATION_MAX_S)
         self.time_ns = arrival_ns
