@@ -78,10 +78,20 @@ def _demo(args: argparse.Namespace) -> int:
         hint += f' --control-rate-hz {resolved["control_rate_hz"]:g}'
     if np.any(plant.design_pose != 0.0):
         hint += ' --pose ' + ','.join(f'{q:g}' for q in plant.design_pose)
-    for line in ([f'the PD loop of both arms: {line}' for line in pd_check]
-                 + PL.unmeasured_mode_warnings(modes, natural_hz,
-                                               bool(resolved['rls.fast_learner']))):
-        print(f'warning: {line}; see {hint}', file=sys.stderr)
+    warnings = [f'{line}; see {hint}' for line in (
+        [f'the PD loop of both arms: {line}' for line in pd_check]
+        + PL.unmeasured_mode_warnings(modes, natural_hz, bool(resolved['rls.fast_learner'])))]
+    # a reference beyond a joint's range judges both arms against its end stops
+    span = np.broadcast_to(0.0 if resolved['reference.mode'] == 'hold' else
+                           np.asarray(resolved['reference.amplitude'], dtype=float), plant.n)
+    centre = np.broadcast_to(np.asarray(resolved['reference.offset'], dtype=float), plant.n)
+    warnings += [f'the reference runs from {c - a:g} to {c + a:g} on {joint}, beyond its range '
+                 f'in the model ({low:g} to {high:g}): both arms meet its end stops; set '
+                 'reference.offset and reference.amplitude inside it'
+                 for joint, c, a, (low, high) in zip(joints, centre, span, plant.position_range)
+                 if c - a < low or c + a > high]
+    for line in warnings:
+        print(f'warning: {line}', file=sys.stderr)
     _make_out(args.out)
     if args.mode == 'offline':
         traces, summary = _offline(args, extra)
@@ -95,6 +105,7 @@ def _demo(args: argparse.Namespace) -> int:
                              for k in ('joints', 'kp', 'kd', 'command_limit', 'control_rate_hz')}
     summary['pd_loop_check'] = pd_check
     summary['unmeasured_modes'] = modes
+    summary['warnings'] = warnings
     summary = _write_json(os.path.join(args.out, 'summary.json'), summary)
     tracking_figure(traces, os.path.join(args.out, 'tracking.png'),
                     title=f'{args.plant}, {args.neuron} reservoir ({summary["mode"]}): '

@@ -303,6 +303,19 @@ def test_a_users_model_runs_the_joints_chosen_with_gains_of_its_own(tmp_path, ca
     assert cli.main(['demo', '--mode', 'offline', '--plant', str(model), '--param',
                      'joints=[shoulder, nowhere]', '--out', str(tmp_path / 'o')]) == 2
     assert "no hinge or slide joint named ['nowhere']" in capsys.readouterr().err
+    ranged = tmp_path / 'ranged.xml'        # a reference set beyond the elbow's range
+    ranged.write_text(_ARM_WITH_A_PASSIVE_JOINT.replace(
+        '<joint name="elbow" axis="0 1 0"/>',
+        '<joint name="elbow" axis="0 1 0" limited="true" range="-1 1"/>').replace(
+        '<mujoco>', '<mujoco><compiler angle="radian"/>'))
+    assert cli.main(['demo', '--mode', 'offline', '--plant', str(ranged), '--param',
+                     'joints=[shoulder, elbow]', '--param', 'reference.offset=[0.0, 0.8]',
+                     '--duration', '1', '--out', str(tmp_path / 'r'), '--quiet']) == 0
+    said = ('the reference runs from 0.3 to 1.3 on elbow, beyond its range in the model '
+            '(-1 to 1)')
+    assert said in capsys.readouterr().err
+    assert any(said in w for w in json.loads((tmp_path / 'r' / 'summary.json').read_text())[
+        'warnings'])
 
 
 def test_the_demo_says_when_the_pd_loop_both_arms_run_chatters(tmp_path, capsys):
