@@ -389,6 +389,36 @@ def bounded_command(pd, ff, ff_limit, limit, out):
 
 
 @njit(cache=True)
+def carry_on(q0, qd0, qdd0, e, position_limit, velocity_limit, q, qd, qdd):
+    """
+    Write a reference message's state ``e`` s on: q0 + qd0 e + qdd0 e^2 / 2, qd0 + qdd0 e.
+
+    Per joint: one sent with velocity 0 stays at rest (no acceleration); a decelerating
+    one only until its velocity reaches 0, at rest there; none beyond |position_limit|
+    (at rest there) or |velocity_limit| (no acceleration there). ``e`` 0: as sent.
+    """
+    for j in range(q0.shape[0]):
+        v, a = qd0[j], qdd0[j]
+        if v == 0.0:
+            q[j], qd[j], qdd[j] = q0[j], 0.0, 0.0
+            continue
+        t = e
+        at_rest = False
+        if v * a < 0.0 and -v / a <= t:
+            t, at_rest = -v / a, True
+        x, xd, xdd = q0[j] + (v + 0.5 * a * t) * t, v + a * t, a
+        if at_rest:
+            xd, xdd = 0.0, 0.0
+        limit = position_limit[j]
+        if abs(x) > limit:
+            x, xd, xdd = limit if x > 0.0 else -limit, 0.0, 0.0
+        limit = velocity_limit[j]
+        if abs(xd) > limit:
+            xd, xdd = limit if xd > 0.0 else -limit, 0.0
+        q[j], qd[j], qdd[j] = x, xd, xdd
+
+
+@njit(cache=True)
 def state_table(q_d, q, pd, ff, command, out):
     """Fill out (joints x 6): reference, feedback, error, PD effort, feedforward, command."""
     for j in range(out.shape[0]):
@@ -410,6 +440,7 @@ def warm_up() -> None:
     feedback_error_inputs(io, np.ones(3), np.ones(1), np.ones(1), out, np.zeros(8))
     bounded_command(out, out.copy(), np.ones(1), np.ones(1), np.zeros(1))
     state_table(out, out, out, out, out, np.zeros((1, 6)))
+    carry_on(out, out, out, 0.0, np.ones(1), np.ones(1), out.copy(), out.copy(), out.copy())
     supervise(out, out, out, np.ones((3, 1)), np.zeros((6, 1)), 0, False, np.zeros(SV_SIZE))
     track_scales(io, np.ones((4, 3)), 1.25)
     change_cusum(out, np.ones(1), 0.1, 0.01, 2.0, 0.9, 1.0, 0.01, 0.2, np.zeros(CD_SIZE),

@@ -307,3 +307,38 @@ def test_kernels_stay_inside_their_arrays(tmp_path):
     run = subprocess.run([sys.executable, '-c', _BOUNDS_RUN], env=env, cwd=root,
                          capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
+
+
+def _carry_on_reference(q0, v, a, e, position_limit, velocity_limit):
+    """One joint of ``control_kernels.carry_on``, written out case by case."""
+    if v == 0.0:
+        return q0, 0.0, 0.0
+    stop = -v / a if v * a < 0.0 else np.inf
+    if stop <= e:
+        x, xd, xdd = q0 + v * stop + 0.5 * a * stop ** 2, 0.0, 0.0
+    else:
+        x, xd, xdd = q0 + v * e + 0.5 * a * e ** 2, v + a * e, a
+    if abs(x) > position_limit:
+        x, xd, xdd = np.sign(x) * position_limit, 0.0, 0.0
+    if abs(xd) > velocity_limit:
+        xd, xdd = np.sign(xd) * velocity_limit, 0.0
+    return x, xd, xdd
+
+
+def test_carrying_a_reference_on_matches_its_cases_written_out():
+    from lnn_control.control_kernels import carry_on
+    rng = np.random.default_rng(3)
+    n = 2000
+    q0, v, a = rng.uniform(-1, 1, n), rng.uniform(-2, 2, n), rng.uniform(-20, 20, n)
+    v[::7] = 0.0
+    e = 0.1
+    plim, vlim = rng.uniform(0.5, 2.0, n), rng.uniform(0.5, 3.0, n)
+    q, qd, qdd = np.zeros(n), np.zeros(n), np.zeros(n)
+    carry_on(q0, v, a, e, plim, vlim, q, qd, qdd)
+    want = np.array([_carry_on_reference(*args, e, pl, vl)
+                     for *args, pl, vl in zip(q0, v, a, plim, vlim)])
+    np.testing.assert_allclose(np.stack([q, qd, qdd], axis=1), want, rtol=1e-12, atol=1e-12)
+    assert 0 < (want[:, 1] == 0.0).sum() < n           # every case came up
+    carry_on(q0, v, a, 0.0, plim + 2.0, vlim + 3.0, q, qd, qdd)   # e 0: as sent
+    np.testing.assert_array_equal(q, q0)
+    np.testing.assert_array_equal(qd, v)

@@ -16,6 +16,8 @@ import numpy as np
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray, MultiArrayDimension
 
+from ..control_kernels import carry_on
+
 NON_FINITE = 'non_finite'
 MISSING_JOINT = 'missing_joint'
 LENGTH_MISMATCH = 'length_mismatch'
@@ -552,9 +554,6 @@ class ReferenceFromMessages:
         self._gaps = collections.deque(maxlen=5)   # the latest gaps between messages [s]
         self._interval_s = 0.0          # typical time between messages (0: not known yet)
         self._horizon_s = 0.0           # how far ``sample`` may carry the latest message on
-        # scratch of ``sample``: per joint how far on, a time, two masks; the limits' rows
-        self._e, self._t = np.zeros(n), np.zeros(n)
-        self._moving, self._mask = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
         self._position_limit, self._velocity_limit = self.reader.limits   # (views)
 
     @property
@@ -596,38 +595,9 @@ class ReferenceFromMessages:
 
     def sample(self, now_ns: int, q: np.ndarray, qd: np.ndarray, qdd: np.ndarray) -> None:
         """Write the reference at node time ``now_ns``, carried on from the latest message."""
-        e_j, t, moving, mask = self._e, self._t, self._moving, self._mask
-        np.not_equal(self.qd, 0.0, out=moving)         # sent with velocity 0: at rest there
-        np.copyto(q, self.q)
-        np.copyto(qd, self.qd)
-        np.multiply(self.qdd, moving, out=qdd)
         e = min(max(now_ns - self._from_ns, 0) * 1e-9, self._horizon_s)
-        if e <= 0.0 or not moving.any():
-            return
-        np.multiply(moving, e, out=e_j)                # per joint how far on
-        np.multiply(self.qd, self.qdd, out=t)          # decelerating: on until qd is 0 only
-        np.less(t, 0.0, out=mask)
-        np.divide(self.qd, self.qdd, out=t, where=mask)
-        np.negative(t, out=t)                          # (where mask) when qd reaches 0
-        np.less_equal(t, e_j, out=mask, where=mask)    # ... and it has: stopped there
-        np.copyto(e_j, t, where=mask)
-        np.multiply(self.qdd, e_j, out=qd)             # qd + qdd e, q + (qd + that) e / 2
-        qd += self.qd
-        np.add(qd, self.qd, out=q)
-        q *= e_j
-        q *= 0.5
-        q += self.q
-        np.copyto(qd, 0.0, where=mask)                 # stopped: at rest
-        np.copyto(qdd, 0.0, where=mask)
-        # no further than a message may go: at a position limit at rest, velocity clipped
-        for x, limit, at_rest in ((q, self._position_limit, (qd, qdd)),
-                                  (qd, self._velocity_limit, (qdd,))):
-            np.abs(x, out=t)
-            np.greater(t, limit, out=mask)
-            if mask.any():
-                np.copysign(limit, x, out=x, where=mask)
-                for y in at_rest:
-                    np.copyto(y, 0.0, where=mask)
+        carry_on(self.q, self.qd, self.qdd, e, self._position_limit, self._velocity_limit,
+                 q, qd, qdd)
 
     def update(self, msg: JointState, arrival_ns: int) -> Optional[str]:
         """Take one message; returns None or the reason it was refused."""
