@@ -35,9 +35,7 @@ READ_ERRORS = (Exception,)
 
 
 def _demo(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from . import closed_loop as CL, plants as PL
+    from . import closed_loop as CL
     from .plotting import tracking_figure
 
     if args.payload_change_at is not None and not 0 < args.payload_change_at < args.duration:
@@ -62,34 +60,7 @@ def _demo(args: argparse.Namespace) -> int:
     # refuse bad settings before any work
     resolved = schema.resolve(CL.plant_params(args.plant, extra))
     joints = resolved['joints']
-    # Both arms run this PD law: a loop that chatters makes the baseline a broken one; a
-    # lightly damped mode the controller does not measure can be pumped by learning.
-    plant = PL.Plant(args.plant, joints=joints)
-    plant.set_design_pose(resolved['reference.offset'])
-    pd_check = PL.pd_loop_check(plant, resolved)
-    kp, kd = (np.broadcast_to(np.asarray(resolved[k], dtype=float), plant.n) for k in ('kp', 'kd'))
-    natural_hz = float(np.max(np.sqrt(kp / plant.nominal_inertia()))) / (2 * math.pi)
-    modes = PL.unmeasured_modes(plant, kp, kd, PL.MODE_SCAN_FACTOR * natural_hz)
-    # the gains command that shows the same (its rate and pose are this run's)
-    hint = f'lnn-control gains --plant {args.plant}'
-    if 'joints' in extra:
-        hint += f' --joints {",".join(joints)}'
-    if resolved['control_rate_hz'] != schema.by_name()['control_rate_hz'].default:
-        hint += f' --control-rate-hz {resolved["control_rate_hz"]:g}'
-    if np.any(plant.design_pose != 0.0):
-        hint += ' --pose ' + ','.join(f'{q:g}' for q in plant.design_pose)
-    warnings = [f'{line}; see {hint}' for line in (
-        [f'the PD loop of both arms: {line}' for line in pd_check]
-        + PL.unmeasured_mode_warnings(modes, natural_hz, bool(resolved['rls.fast_learner'])))]
-    # a reference beyond a joint's range judges both arms against its end stops
-    span = np.broadcast_to(0.0 if resolved['reference.mode'] == 'hold' else
-                           np.asarray(resolved['reference.amplitude'], dtype=float), plant.n)
-    centre = np.broadcast_to(np.asarray(resolved['reference.offset'], dtype=float), plant.n)
-    warnings += [f'the reference runs from {c - a:g} to {c + a:g} on {joint}, beyond its range '
-                 f'in the model ({low:g} to {high:g}): both arms meet its end stops; set '
-                 'reference.offset and reference.amplitude inside it'
-                 for joint, c, a, (low, high) in zip(joints, centre, span, plant.position_range)
-                 if c - a < low or c + a > high]
+    pd_check, modes, warnings = _comparison_warnings(args.plant, resolved, 'joints' in extra)
     for line in warnings:
         print(f'warning: {line}', file=sys.stderr)
     _make_out(args.out)
@@ -118,6 +89,47 @@ def _demo(args: argparse.Namespace) -> int:
     written = ['summary.json', 'tracking.png'] + (['run.mcap'] if args.mode != 'offline' else [])
     print(f'wrote {", ".join(os.path.join(args.out, w) for w in written)}')
     return 0
+
+
+def _comparison_warnings(plant_name: str, resolved: dict, chosen: bool):
+    """
+    Return what may spoil a demo's comparison: (pd_loop_check, unmeasured_modes, warnings).
+
+    Both arms run one PD law: a loop that chatters makes the baseline a broken one; a
+    lightly damped mode the controller does not measure can be pumped by learning; a
+    reference beyond a joint's range judges both arms against its end stops. Each warning
+    names the ``gains`` command that shows the same (this run's joints, rate and pose).
+    """
+    import numpy as np
+
+    from . import plants as PL
+
+    joints = resolved['joints']
+    plant = PL.Plant(plant_name, joints=joints)
+    plant.set_design_pose(resolved['reference.offset'])
+    pd_check = PL.pd_loop_check(plant, resolved)
+    kp, kd = (np.broadcast_to(np.asarray(resolved[k], dtype=float), plant.n) for k in ('kp', 'kd'))
+    natural_hz = float(np.max(np.sqrt(kp / plant.nominal_inertia()))) / (2 * math.pi)
+    modes = PL.unmeasured_modes(plant, kp, kd, PL.MODE_SCAN_FACTOR * natural_hz)
+    hint = f'lnn-control gains --plant {plant_name}'
+    if chosen:
+        hint += f' --joints {",".join(joints)}'
+    if resolved['control_rate_hz'] != schema.by_name()['control_rate_hz'].default:
+        hint += f' --control-rate-hz {resolved["control_rate_hz"]:g}'
+    if np.any(plant.design_pose != 0.0):
+        hint += ' --pose ' + ','.join(f'{q:g}' for q in plant.design_pose)
+    warnings = [f'{line}; see {hint}' for line in (
+        [f'the PD loop of both arms: {line}' for line in pd_check]
+        + PL.unmeasured_mode_warnings(modes, natural_hz, bool(resolved['rls.fast_learner'])))]
+    span = np.broadcast_to(0.0 if resolved['reference.mode'] == 'hold' else
+                           np.asarray(resolved['reference.amplitude'], dtype=float), plant.n)
+    centre = np.broadcast_to(np.asarray(resolved['reference.offset'], dtype=float), plant.n)
+    warnings += [f'the reference runs from {c - a:g} to {c + a:g} on {joint}, beyond its range '
+                 f'in the model ({low:g} to {high:g}): both arms meet its end stops; set '
+                 'reference.offset and reference.amplitude inside it'
+                 for joint, c, a, (low, high) in zip(joints, centre, span, plant.position_range)
+                 if c - a < low or c + a > high]
+    return pd_check, modes, warnings
 
 
 def _offline(args: argparse.Namespace, extra: dict):

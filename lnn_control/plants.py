@@ -119,8 +119,8 @@ def pd_loop_check(plant: 'Plant', params: Mapping[str, Any], delay_ticks: int = 
     kp, kd = (np.broadcast_to(np.asarray(params[k], dtype=float), plant.n) for k in ('kp', 'kd'))
     rate = float(params.get('control_rate_hz', by_name()['control_rate_hz'].default))
     out = []
-    if rate_check(plant, kd, rate):         # (its one criterion; said in short here)
-        figure = kd_dt_per_effective_inertia(plant, kd, rate)
+    figure = kd_dt_per_effective_inertia(plant, kd, rate)     # rate_check's figure and limit
+    if np.any(figure > KD_DT_PER_INERTIA_LIMIT):
         out.append(f'kd chatters at {rate:g} Hz (kd dt / effective inertia '
                    f'{figure.max():.2f} > {KD_DT_PER_INERTIA_LIMIT:g})')
     if delay_ticks:

@@ -552,7 +552,6 @@ class ReferenceFromMessages:
         self._prev_time_ns = 0
         self._prev_had_velocity = False
         self._gaps = collections.deque(maxlen=5)   # the latest gaps between messages [s]
-        self._interval_s = 0.0          # typical time between messages (0: not known yet)
         self._horizon_s = 0.0           # how far ``sample`` may carry the latest message on
         self._position_limit, self._velocity_limit = self.reader.limits   # (views)
 
@@ -591,7 +590,7 @@ class ReferenceFromMessages:
         self.held = False
         self._prev_time_ns = 0
         self._gaps.clear()
-        self._interval_s = self._horizon_s = 0.0
+        self._horizon_s = 0.0
 
     def sample(self, now_ns: int, q: np.ndarray, qd: np.ndarray, qdd: np.ndarray) -> None:
         """Write the reference at node time ``now_ns``, carried on from the latest message."""
@@ -608,12 +607,10 @@ class ReferenceFromMessages:
             self._gaps.clear()          # after a stop or a hold the gap is no interval
         elif self.received and arrival_ns > self.time_ns:
             self._gaps.append((arrival_ns - self.time_ns) * 1e-9)
-        # the lower median of the latest gaps: neither the first gap after a pause nor a
-        # burst (two messages delivered together) sets it alone
-        self._interval_s = (sorted(self._gaps)[(len(self._gaps) - 1) // 2] if self._gaps
-                            else 0.0)
-        self._horizon_s = min(self.EXTRAPOLATION_INTERVALS * self._interval_s,
-                              self.EXTRAPOLATION_MAX_S)
+        # the typical interval, the lower median of the latest gaps: neither the first gap
+        # after a pause nor a burst (two messages delivered together) sets it alone
+        interval = sorted(self._gaps)[(len(self._gaps) - 1) // 2] if self._gaps else 0.0
+        self._horizon_s = min(self.EXTRAPOLATION_INTERVALS * interval, self.EXTRAPOLATION_MAX_S)
         self.time_ns = arrival_ns
         stamp = stamp_to_ns(msg.header.stamp)
         # carried on from the time it is stamped with if that is a plausible send time on
