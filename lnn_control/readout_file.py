@@ -376,7 +376,8 @@ class ReadoutStore:
     wrote that over the good file.
     A ``path`` set while running that names an existing file this store has not written or
     loaded is not written automatically until ``save`` (replace it) or ``load`` (use it)
-    is asked for: it may hold another robot's learning.
+    is asked for: it may hold another robot's learning. So is one a requested ``load``
+    refused (another robot's file copied there: the next autosave replaced it).
     """
 
     def __init__(self, ctrl, path: str, period_s: float):
@@ -396,6 +397,7 @@ class ReadoutStore:
         # snapshots at the last write (``doubtful``)
         self._episodes, self._snapshots = ctrl.supervisor.episodes, ctrl.supervisor.snapshots
         self._guarded: Optional[str] = None         # an existing file set while running
+        self._guard_why = ''                         # ... or refused by a load: which
         self._own: set[str] = set()                  # files this store wrote or loaded
         self.configure(path, period_s, running=False)
         if self.path:           # its memory touched now, so the first snapshot is as fast
@@ -418,7 +420,7 @@ class ReadoutStore:
         path = os.path.expanduser(path) if path else path   # '~/.ros/...' as a shell would
         if (running and path and path != getattr(self, 'path', None)
                 and path not in self._own and os.path.exists(path)):
-            self._guarded = path
+            self._guarded, self._guard_why = path, 'existed when readout_path was set'
         if path != getattr(self, 'path', None):
             self.last_error = None      # it was about the old path
         if (path, period_ns) != (getattr(self, 'path', None), getattr(self, 'period_ns', None)):
@@ -444,8 +446,8 @@ class ReadoutStore:
         """Say why a guarded ``path`` is not written automatically (None: not guarded)."""
         if not self.guarded:
             return None
-        return (f'{self.path} existed when readout_path was set: not overwritten until '
-                '~/save_readout (replace it) or ~/load_readout (use it)')
+        return (f'{self.path} {self._guard_why}: not overwritten until ~/save_readout '
+                '(replace it) or ~/load_readout (use it)')
 
     def doubtful(self) -> Optional[str]:
         """
@@ -565,24 +567,27 @@ class ReadoutStore:
         return self.save()
 
     def load(self) -> tuple[bool, str]:
-        """Load ``path`` on the calling thread; (ok, message); a refused file changes nothing."""
-        return self._load_request(refused=NOT_LOADED).run().finish()
+        """Load ``path`` on the calling thread; (ok, message); a refused file is guarded."""
+        return self._load_request(refused=NOT_LOADED, guard=True).run().finish()
 
     def load_request(self, wake: Optional[Callable[[], None]] = None) -> Request:
         """
         Load with the reading and checking on the I/O thread (``Request``, ``read_controller``).
 
         ``finish``, on the calling (control) thread between ticks, puts the readout in, so a
-        tick never sees half of it; a refused file changes nothing.
+        tick never sees half of it; a refused file changes nothing and is guarded (class
+        docstring).
         """
-        return self._submit(self._load_request(wake, NOT_LOADED, pending=True))
+        return self._submit(self._load_request(wake, NOT_LOADED, pending=True, guard=True))
 
     def _load_request(self, wake: Optional[Callable[[], None]] = None,
-                      refused: str = '{}', pending: bool = False) -> Request:
+                      refused: str = '{}', pending: bool = False,
+                      guard: bool = False) -> Request:
         """
         Read and check ``path`` (``io``), then install it (``finish``); ``refused``: the why.
 
         ``pending``: counted in ``_loads_pending`` until ``finish`` (``save_at_shutdown``).
+        ``guard``: a refused file is not written automatically (class docstring).
         """
         if not self.path:
             return Request.answered(False, 'readout_path is empty')
@@ -592,7 +597,11 @@ class ReadoutStore:
         def finish(loaded, error):
             self._loads_pending -= pending
             if isinstance(error, LOAD_ERRORS):
-                return False, refused.format(error)
+                message = refused.format(error)
+                if guard and path == self.path and os.path.isfile(path):
+                    self._guarded, self._guard_why = path, 'was refused by a load'
+                    message += f'; {self.guard_problem}'
+                return False, message
             note = ctrl.load(loaded)        # its pending learning first, then the swap
             self._adopted(path)
             return True, f'loaded {path}' + (f' ({note})' if note else '')

@@ -59,7 +59,7 @@ CONTROLLER = (
           'Controlled joints, in command order; joint_states are matched by name.',
           read_only=True, unique=True),
     Param('control_rate_hz', DOUBLE, 100.0,
-          'Control loop rate on the node clock (sim time with use_sim_time).',
+          'Control loop rate (on the node clock with use_sim_time, else the steady clock).',
           1.0, 2000.0, read_only=True),
     Param('kp', DOUBLE_ARRAY, [16.64],
           'PD proportional gain per joint [effort/rad]. Also the learning signal scale.',

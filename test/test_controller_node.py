@@ -224,7 +224,7 @@ def test_joint_states_without_velocity_use_the_difference_of_positions(rig):
         velocity = np.zeros(2) if k == 0 else slope
         np.testing.assert_allclose(command, 10.0 * (hold - q) - 1.0 * velocity, atol=1e-9)
     values = key_values(r.node.diagnostics().status[0])
-    assert values['joint_states velocity'] == 'position differences'
+    assert values['joint_states velocity'] == 'position differences: j1, j2'
     # a position step that would mean more than limits.velocity: refused, state kept
     r.node.set_parameters([Parameter('limits.velocity', value=[5.0])])
     r.now_ns += PERIOD_NS
@@ -620,6 +620,60 @@ def test_sync_to_joint_state_stamps_follows_use_sim_time_set_live(rig):
     np.testing.assert_allclose(r.commands[-1], [-1.0, 2.0])
     (result,) = r.node.set_parameters([Parameter('use_sim_time', value=False)])
     assert result.successful and not r.node._sync_stamps
+
+
+def test_diagnostics_status_names_are_unique_per_namespace(rig):
+    """
+    diagnostic_aggregator keys its items by status name: two robots' nodes need two names.
+
+    The name was the node's own ('lnn_controller: adaptive controller' for /pd and
+    /adaptive alike), so an aggregator kept one of them.
+    """
+    names = [r.node.diagnostics().status[0].name for r in (rig(), rig())]
+    assert names[0] != names[1]
+    assert all(n.endswith('/lnn_controller: adaptive controller') for n in names)
+
+
+def test_off_simulated_time_the_loop_runs_on_the_steady_clock_and_survives_a_clock_step(rig):
+    """
+    A step of the system clock (NTP, ``date``) no longer stops the control loop.
+
+    On the node clock, a timer waited out a step back (2 s: no command for 2 s, the last
+    effort applied all the while). Off simulated time the loop's timers run on the steady
+    clock, and a tick that finds the node clock moved 2 s less than the steady one
+    handles it as a clock jump: it waits for fresh joint_states, then commands again.
+    use_sim_time set live moves the timers to the node clock, and back.
+    """
+    from rclpy.clock import ClockType
+    r = rig({'learning_enabled': False, 'kd': [0.0], 'reference.mode': 'hold',
+             'reference.offset': [0.0, 0.0]}, sim_time=False)
+    node = r.node
+    assert {t.clock.clock_type for t in (node._timer, node._diagnostics_timer)} == {
+        ClockType.STEADY_TIME}
+    r.send([0.1, -0.2], stamp_ns=0)
+    r.wait(lambda: len(r.commands) >= 3, 'commands on the steady clock')
+    warnings = record_warnings(node)
+    r.wait(lambda: node._tick_clocks is not None, 'a tick')
+    clock_ns, steady_ns = node._tick_clocks
+    node._tick_clocks = (clock_ns + 2_000_000_000, steady_ns)   # the node clock: 2 s back
+    r.wait(lambda: warnings, 'the step to be noticed')
+    assert warnings == ['the system clock stepped -2.000 s: waiting for joint_states']
+    assert not node._have_sensor
+    sent = node.commands_published
+    r.spinner.spin_for(0.1)
+    assert node.commands_published == sent      # no state since the step: no command
+    r.send([0.1, -0.2], stamp_ns=0)
+    r.wait(lambda: node.commands_published >= sent + 3, 'commands after the step')
+    np.testing.assert_allclose(r.commands[-1], [-1.0, 2.0])
+    (result,) = node.set_parameters([Parameter('use_sim_time', value=True)])
+    assert result.successful
+    assert {t.clock.clock_type for t in (node._timer, node._diagnostics_timer)} == {
+        ClockType.ROS_TIME}
+    assert all(t.is_canceled() for t in node._loop_timers[False])
+    (result,) = node.set_parameters([Parameter('use_sim_time', value=False)])
+    assert result.successful and node._timer.clock.clock_type == ClockType.STEADY_TIME
+    assert all(t.is_canceled() for t in node._loop_timers[True])
+    assert not any(t.is_canceled() for t in node._loop_timers[False])
 
 
 def test_sync_a_repeated_or_unstamped_state_does_not_release_the_waiting_tick(rig):

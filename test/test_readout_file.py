@@ -82,6 +82,34 @@ def test_a_file_that_cannot_be_loaded_is_set_aside_and_learning_starts_fresh(tmp
     assert not fresh.slow.w.any() and fresh.slow.updates == 0
 
 
+def test_a_file_a_requested_load_refused_is_not_autosaved_over(tmp_path):
+    """
+    Another robot's readout copied to readout_path, then ~/load_readout: refused.
+
+    The next autosave replaced it with this node's readout (at start-up the same file is
+    set aside as .refused so that nothing does). Now it is kept until ~/save_readout
+    (replace it) or a load that succeeds.
+    """
+    path = tmp_path / 'r.npz'
+    foreign_joints(path)
+    theirs = path.read_bytes()
+    ctrl = trained()
+    store = ReadoutStore(ctrl, str(path), 0.05)
+    try:
+        assert store.tick(0) is False                 # the schedule starts
+        ok, message = store.load()
+        assert not ok and "saved for joints ['a', 'b']" in message
+        assert 'was refused by a load: not overwritten until ~/save_readout' in message
+        assert not store.tick(50_000_000) and 'refused by a load' in store.withheld_because
+        store.flush()
+        assert path.read_bytes() == theirs
+        assert store.save()[0]                        # asked for: replaced
+        assert store.guarded is None and path.read_bytes() != theirs
+        assert store.tick(100_000_000)                # and autosaved again from then
+    finally:
+        store.close()
+
+
 def test_autosave_is_periodic_off_thread_and_loadable(tmp_path):
     path = tmp_path / 'deep' / 'readout.npz'
     ctrl = trained()
@@ -281,7 +309,8 @@ def test_requests_do_the_file_work_on_the_io_thread_in_order(tmp_path, monkeypat
         assert refused.wait(10.0)
         ok, message = refused.finish()
         assert not ok and message.startswith('not loaded (') and message.endswith(
-            '); nothing changed') and len(message) > len('not loaded (); nothing changed')
+            '); nothing changed; ' + store.guard_problem)
+        assert len(message) > len('not loaded (); nothing changed; ' + store.guard_problem)
         np.testing.assert_array_equal(ctrl.slow.w, asked)
 
         def full(path, arrays):

@@ -291,17 +291,24 @@ def test_nan_velocity_of_a_position_only_joint_is_differenced():
     """
     joint_state_broadcaster publishes NaN for a joint without a velocity interface.
 
-    The controller's joint_states difference the position then (control used never to
-    start); an infinite velocity is still refused, and so is NaN on a reference.
+    The controller's joint_states difference that joint's position then (control used
+    never to start), and only that joint's: the others' measured velocities are kept
+    (b's 0.5 rad/s read 2.0, its position difference, while a had no velocity). An
+    infinite velocity is still refused, also beside a NaN, and so is NaN on a reference.
     """
     merged = C.MergedJointStates(('a', 'b'), interval_s=0.01)
     for k in range(3):
         reason, _, qd = merged_read(merged, ['a', 'b'], [0.01 * k, 0.02 * k],
                                     [math.nan, 0.5], stamp=10**7 * (k + 1))
         assert reason is None
-    assert qd.tolist() == pytest.approx([1.0, 2.0]) and not merged.has_velocity
-    assert merged_read(merged, ['a', 'b'], [0.0, 0.0], [math.inf, 0.0],
-                       stamp=10**8)[0] == C.NON_FINITE
+    assert qd.tolist() == pytest.approx([1.0, 0.5]) and not merged.has_velocity
+    assert merged.differenced() == ['a']
+    assert merged_read(merged, ['a', 'b'], [0.03, 0.06], [0.7, 0.5],
+                       stamp=4 * 10**7)[2].tolist() == [0.7, 0.5]
+    assert merged.has_velocity and merged.differenced() == []
+    for velocity in ([math.inf, 0.0], [math.nan, math.inf]):
+        assert merged_read(merged, ['a', 'b'], [0.0, 0.0], velocity,
+                           stamp=10**8)[0] == C.NON_FINITE
     reference = C.JointStateReader(('a',), require_velocity=False)
     assert read(reference, C.joint_state(['a'], [0.1], [math.nan]))[0] == C.NON_FINITE
 

@@ -63,17 +63,19 @@ EXECUTORS = ('single', 'events')
 
 
 # -- diagnostics ----------------------------------------------------------------------
-def diagnostic_array(name: str, hardware_id: str, problems: Iterable[str],
+def diagnostic_array(node: str, what: str, problems: Iterable[str],
                      values: Iterable[tuple[str, Any]], ok_message: str,
                      stamp_ns: int) -> DiagnosticArray:
     """
     Return a DiagnosticArray of one status: WARN if there are problems, else OK.
 
-    WARN has the problems joined as its message, OK has ``ok_message``; floats are written
-    as 6 significant digits.
+    Named '<node>: <what>' with the node's fully qualified name, also its hardware_id:
+    diagnostic_aggregator keys items by name, so two robots' nodes in their namespaces
+    need two. WARN has the problems joined as its message, OK has ``ok_message``; floats
+    are written as 6 significant digits.
     """
     problems = list(problems)
-    status = DiagnosticStatus(name=name, hardware_id=hardware_id)
+    status = DiagnosticStatus(name=f'{node}: {what}', hardware_id=node)
     status.level = DiagnosticStatus.WARN if problems else DiagnosticStatus.OK
     status.message = '; '.join(problems) or ok_message
     status.values = [KeyValue(key=k, value=(f'{v:.6g}' if isinstance(v, float) else str(v)))

@@ -16,8 +16,9 @@ forward_command_controller (``interface_name: effort``)::
     ros2 run lnn_control lnn_controller --ros-args \\
         --params-file config/pendulum.yaml -r commands:=/effort_controller/commands
 
-The control loop is a timer on the node clock, so ``use_sim_time`` with
-``/clock`` drives it deterministically. Each tick uses the latest valid
+The control loop is a timer on the node clock on simulated time, so ``/clock``
+drives it deterministically, and on the steady clock otherwise, so a step of the
+system clock (NTP, ``date``) does not stop it. Each tick uses the latest valid
 joint_states (stored by the subscription) and a reference that is either
 generated (``reference.mode`` hold/sine/sum_of_sines/point_to_point, time measured from the
 first valid joint_states) or the last ``~/reference`` message. In topic mode,
@@ -54,6 +55,9 @@ from ..trajectories import DesiredState
 NODE_NAME = 'lnn_controller'
 # Node-level failure counted alongside the message rejections.
 CONTROLLER_REFUSED = 'controller_refused'
+# Off simulated time, the node clock moving this much more or less than the steady clock
+# between two ticks is a step of the system clock (a tick's own lateness moves both).
+CLOCK_STEP_NS = 100_000_000
 
 
 class LnnControllerNode(ControllerServices, Node):
@@ -188,9 +192,18 @@ class LnnControllerNode(ControllerServices, Node):
             JumpThreshold(min_forward=None, min_backward=Duration(nanoseconds=-1),
                           on_clock_change=True),
             post_callback=self._on_clock_jump)
-        self._timer = self.create_timer(1.0 / self.controller.config.control_rate_hz,
-                                        self._on_tick)
-        self._diagnostics_timer = self.create_timer(1.0, self.publish_diagnostics)
+        # The loop runs on the node clock on simulated time (/clock drives it), else on the
+        # steady clock: on the system clock a step back (NTP, date) held the timer until the
+        # clock caught up, the last command applied all the while (2 s back: 2 s with none).
+        # One pair per clock, the other cancelled; use_sim_time set live switches them.
+        period, steady = 1.0 / self.controller.config.control_rate_hz, Clock(
+            clock_type=ClockType.STEADY_TIME)
+        self._loop_timers = {on_sim: (
+            self.create_timer(period, self._on_tick, clock=clock, autostart=False),
+            self.create_timer(1.0, self.publish_diagnostics, clock=clock, autostart=False))
+            for on_sim, clock in ((True, None), (False, steady))}
+        self._ticking = True
+        self._follow_time_source()
         # ... and on the wall clock while the node clock stands still (no /clock yet, or it
         # stopped): a silent node would not say why no commands come out.
         self._diagnostics_wall_ns = self._clock_moved_wall_ns = time.monotonic_ns()
@@ -239,6 +252,38 @@ class LnnControllerNode(ControllerServices, Node):
             if param.name == 'use_sim_time':
                 self._sync_stamps = (self.controller.config.sync_to_joint_state_stamps
                                      and bool(param.value))
+
+    def _follow_time_source(self) -> None:
+        """Run the loop's timers on the node clock on simulated time, else on the steady one."""
+        self._on_sim_time = sim = self.get_clock().ros_time_is_active
+        self._tick_clocks = None
+        for on_sim, timers in self._loop_timers.items():
+            for timer in timers:
+                if on_sim == sim and self._ticking:
+                    if timer.is_canceled():
+                        timer.reset()
+                elif not timer.is_canceled():
+                    timer.cancel()
+        self._timer, self._diagnostics_timer = self._loop_timers[sim]
+
+    def stop_ticking(self) -> None:
+        """Stop the control loop's timers for good (a clock change does not restart them)."""
+        self._ticking = False
+        self._follow_time_source()
+
+    def _system_clock_step(self, now: int) -> int:
+        """
+        Return how much more the node clock, off simulated time, moved than the steady one.
+
+        0 below ``CLOCK_STEP_NS``. Above it the system clock stepped (NTP, ``date``):
+
+        stamps and arrival times on either side of the step do not compare, so it is handled
+        as a clock jump (``_on_clock_jump``).
+        """
+        steady, last = time.monotonic_ns(), self._tick_clocks
+        self._tick_clocks = (now, steady)
+        step = 0 if last is None else (now - last[0]) - (steady - last[1])
+        return step if abs(step) > CLOCK_STEP_NS else 0
 
     def _apply_parameters(self, changes: dict[str, Any]) -> None:
         """Post-set callback: the values were validated, apply them without a rebuild."""
@@ -301,8 +346,9 @@ class LnnControllerNode(ControllerServices, Node):
         self._log_new_time_base(self._sensor, 'joint_states')
         if not (self._sensor.has_velocity or self._differentiating_logged):
             self._differentiating_logged = True
-            self.get_logger().info('joint_states carry no velocity: using the '
-                                   'difference of successive positions')
+            self.get_logger().info(f'joint_states carry no velocity for '
+                                   f'{self._sensor.differenced()}: using the difference of '
+                                   'successive positions there')
         self.sensor_messages += 1
         if not self._sensor.complete:   # split publishers: not every one heard yet
             self._refusal_log.warn(
@@ -408,14 +454,17 @@ class LnnControllerNode(ControllerServices, Node):
         self._refusal_log.warn((id(counts), reason),
                                f'dropped {what} ({reason}); {counts[reason]} so far')
 
-    def _on_clock_jump(self, jump) -> None:
+    def _on_clock_jump(self, jump, what: str = 'clock jumped backwards or changed') -> None:
         """
-        Time went backwards (simulation reset, bag loop) or the clock type changed.
+        Handle a clock that went back (simulation reset, bag loop), changed or stepped.
+
+        Stepped: the system clock, off simulated time (``_system_clock_step``).
 
         Old stamps and arrival times are meaningless now: wait for fresh
         joint_states (no commands until then) and restart the reservoir state;
         what was learned is kept.
         """
+        self._follow_time_source()      # (use_sim_time set live: the other clock's timers)
         self._sensor.reset()
         self._reference.reset()         # the old reference is not commanded on the new clock
         self._have_sensor = False
@@ -428,7 +477,7 @@ class LnnControllerNode(ControllerServices, Node):
         self._jumped_back = True
         self.loop.clock_jumped()
         self.readout_store.restart_schedule()     # the next autosave is due on the new clock
-        self.get_logger().warning('clock jumped backwards or changed: waiting for joint_states')
+        self.get_logger().warning(f'{what}: waiting for joint_states')
 
     # -- the control tick ----------------------------------------------------------
     def _on_tick(self) -> None:
@@ -436,6 +485,10 @@ class LnnControllerNode(ControllerServices, Node):
         if not self._have_sensor:
             return          # never command a robot we have not heard from
         now = self.get_clock().now().nanoseconds
+        step = 0 if self._on_sim_time else self._system_clock_step(now)
+        if step:
+            self._on_clock_jump(None, f'the system clock stepped {step * 1e-9:+.3f} s')
+            return
         if self._deferred_tick_ns is not None:
             self._tick(self._deferred_tick_ns)     # its joint_states never came
         if self._sync_stamps and max(self._sensor_stamp_ns, self._refused_stamp_ns) < now:
@@ -605,7 +658,8 @@ class LnnControllerNode(ControllerServices, Node):
             ('joint_states without our joints (ignored)', self.foreign_messages),
             ('joint_states publishers merged (joint sets)', self._sensor.sources),
             ('joint_states stamps: new time bases followed', self._sensor.resyncs),
-            ('joint_states velocity', 'position differences'
+            ('joint_states velocity', 'position differences: '
+             + ', '.join(self._sensor.differenced())
              if self.sensor_messages and not self._sensor.has_velocity else 'measured'),
             *((f'joint_states rejected: {k}', v) for k, v in self.rejected.items()),
             ('reference received', self.reference_messages),
@@ -620,7 +674,7 @@ class LnnControllerNode(ControllerServices, Node):
             ('readout autosave last withheld because', self.readout_store.withheld_because or ''),
         ]
         return common.diagnostic_array(
-            f'{self.get_name()}: adaptive controller', self.get_fully_qualified_name(),
+            self.get_fully_qualified_name(), 'adaptive controller',
             problems, values,
             'learning' if self.controller.learning_enabled else 'running, learning off',
             now.nanoseconds)

@@ -161,7 +161,7 @@ class ControllerServices:
         Does not log the save: the caller (``common.run_node``) logs the returned message
         once the spin loop has ended.
         """
-        self._timer.cancel()            # no tick after the zero effort
+        self.stop_ticking()             # no tick after the zero effort
         self.command_zero_effort()
         self.readout_store.close()
         left = self._answer_waiting_calls()

@@ -80,7 +80,8 @@ class JointStateReader:
     is then a set point) or, with ``differentiate`` (the controller's joint_states),
     the difference of successive positions (``VelocityFromPositions``), judged by the
     same finiteness and plausibility checks as a measured one. With ``differentiate``
-    a velocity that is NaN for one of our joints counts as absent: ros2_control's
+    a velocity that is NaN for one of our joints counts as absent for that joint (its
+    position is differenced, the others' measured velocities are kept): ros2_control's
     joint_state_broadcaster publishes NaN for a joint without a velocity interface.
     ``interval_s``: the interval expected between messages (the control period), the
     first guess of ``VelocityFromPositions``.
@@ -119,13 +120,19 @@ class JointStateReader:
         self.resync_ns = 0
         self._behind = 0                 # messages in a row stamped before last_stamp_ns
         self._behind_stamp = 0           # ... the last of them
-        self.has_velocity = False
+        self.measured = np.zeros(self.n, dtype=bool)   # per joint: velocity measured
+        self._measuring = np.zeros(self.n, dtype=bool)  # ... in the message being read
         self._names: Optional[list] = None
         self._index = np.zeros(self.n, dtype=np.intp)
         self._state = np.zeros((2, self.n))    # position, velocity: one finiteness check
         self._q, self._qd = self._state
         self._limits = np.full((2, self.n), np.inf)   # |position|, |velocity| bounds
         self._magnitude = np.zeros((2, self.n))
+
+    @property
+    def has_velocity(self) -> bool:
+        """Whether the last accepted message had every joint's velocity measured."""
+        return bool(self.measured.all())
 
     def set_limits(self, position, velocity) -> None:
         """Refuse messages whose |position| or |velocity| exceeds these (one per joint)."""
@@ -202,21 +209,25 @@ class JointStateReader:
         if reason:
             return reason
         np.take(pos, self._index, out=self._q)
-        has_velocity = vel.size == k
-        if has_velocity:
+        measuring = self._measuring
+        if vel.size == k:
             np.take(vel, self._index, out=self._qd)
             # joint_state_broadcaster fills the velocity of a joint without a velocity
-            # interface with NaN: a position-only joint, not a broken message
-            if self.velocity is not None and np.isnan(self._qd).any():
-                has_velocity = False
-        if not has_velocity:
+            # interface with NaN: that joint is position-only, not the message broken
+            np.isfinite(self._qd, out=measuring)
+            if self.velocity is None or np.isinf(self._qd).any():
+                measuring.fill(True)            # (judged below: non_finite)
+            else:
+                np.copyto(self._qd, 0.0, where=~measuring)
+        else:
             self._qd[:] = 0.0
+            measuring.fill(False)
         if not np.isfinite(self._state).all():
             return NON_FINITE
-        differentiate = not has_velocity and self.velocity is not None
+        differentiate = self.velocity is not None and not measuring.all()
         if differentiate:       # judged below like a measured velocity
-            self._qd[:] = self.velocity.estimate(self._q, stamp if stamp else now_ns,
-                                                 bool(stamp))
+            np.copyto(self._qd, self.velocity.estimate(self._q, stamp if stamp else now_ns,
+                                                       bool(stamp)), where=~measuring)
         np.abs(self._state, out=self._magnitude)
         if (self._magnitude > self._limits).any():
             return IMPLAUSIBLE
@@ -235,7 +246,7 @@ class JointStateReader:
             self.last_stamp_ns = stamp
         if differentiate:
             self.velocity.commit(self._q)
-        self.has_velocity = has_velocity
+        self.measured[:] = measuring
         out_position[:] = self._q
         out_velocity[:] = self._qd
         return None
@@ -261,6 +272,7 @@ class _Source:
         self.q = np.zeros(index.size)
         self.qd = np.zeros(index.size)
         self.spread = np.zeros((2, n))     # q, qd at our joints' places
+        self.measured = np.zeros(n, dtype=bool)     # velocity measured, at our joints' places
 
     def set_limits(self, position: np.ndarray, velocity: np.ndarray) -> None:
         self.reader.set_limits(position[self.index], velocity[self.index])
@@ -322,6 +334,10 @@ class MergedJointStates:
     def has_velocity(self) -> bool:
         """Whether every joint's latest velocity was measured (not differenced)."""
         return bool(self._measured.all())
+
+    def differenced(self) -> list[str]:
+        """Our joints whose latest velocity is the difference of positions (not measured)."""
+        return [j for j, measured in zip(self.joints, self._measured) if not measured]
 
     @property
     def sources(self) -> int:
@@ -396,7 +412,7 @@ class MergedJointStates:
             self.resyncs += 1
             self.resync_ns = reader.resync_ns
         if source.index.size == self.n and len(self._sources) == 1:
-            self._only_source(source, stamp, now_ns, reader.has_velocity)
+            self._only_source(source, stamp, now_ns, reader.measured)
         else:
             self._merge(source, stamp, now_ns, resynced)
         if self.complete:
@@ -404,12 +420,13 @@ class MergedJointStates:
             out_velocity[:] = self._state[1]
         return None
 
-    def _only_source(self, source: _Source, stamp: int, now_ns: int, measured: bool) -> None:
+    def _only_source(self, source: _Source, stamp: int, now_ns: int,
+                     measured: np.ndarray) -> None:
         """Take the whole state from the one publisher naming every joint (the usual case)."""
         if not stamp or stamp != self._stamp[0]:
             self._arrival.fill(now_ns)
         self._stamp.fill(stamp)
-        self._measured.fill(measured)
+        self._measured[:] = measured
         self._state[0] = source.q       # (its joints in our order: keys are sorted)
         self._state[1] = source.qd
         if not self.complete:
@@ -434,7 +451,8 @@ class MergedJointStates:
             self._new[:] = take
         np.copyto(self._arrival, now_ns, where=self._new)
         np.copyto(self._stamp, stamp, where=take)
-        np.copyto(self._measured, reader.has_velocity, where=take)
+        source.measured[source.index] = reader.measured
+        np.copyto(self._measured, source.measured, where=take)
         self._seen |= take
         if not self.complete:
             self.complete = bool(self._seen.all())

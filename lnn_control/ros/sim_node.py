@@ -423,7 +423,7 @@ class SimNode(Node):
             ('dropped time [s]', self.dropped_time_s),
         ]
         return common.diagnostic_array(
-            f'{self.get_name()}: MuJoCo simulator', self.get_fully_qualified_name(), problems,
+            self.get_fully_qualified_name(), 'MuJoCo simulator', problems,
             values, 'running',
             self.time_ns if self.lockstep else self.get_clock().now().nanoseconds)
 
