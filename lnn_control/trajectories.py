@@ -218,6 +218,8 @@ class DesiredState:
     old reference to the new one with a minimum-jerk weight over one period of the new
     reference (``blend_s``): switching at once stepped the desired position (a frequency
     change mid-sine moved it by 0.6 rad in one tick, and PD answered with a step of effort).
+    ``blend_from`` blends from a position at rest the same way (control resuming after a
+    sensor drop-out, while the generated reference's time ran on).
     """
 
     def __init__(self, n_joints: int):
@@ -232,6 +234,7 @@ class DesiredState:
         self._blend_start_ns = None
         self.blend_s = 0.0
         self._from = np.zeros((3, n_joints))      # the old reference's q, qd, qdd
+        self._period_s = 1.0                      # the generated reference's period
 
     def configure(self, mode: str, amplitude, frequency_hz: float, offset, seed: int) -> None:
         """Generate ``mode`` (``topic``: follow the references received); blend if running."""
@@ -247,6 +250,16 @@ class DesiredState:
             self._blend_start_ns = None
             self.blend_s = 1.0 / frequency_hz if new is not None and frequency_hz > 0 else 1.0
         self.generator = new
+        self._period_s = 1.0 / frequency_hz if frequency_hz > 0 else 1.0
+
+    def blend_from(self, q) -> None:
+        """Blend from ``q``, at rest, into the generated reference over one of its periods."""
+        if self.generator is None:
+            return
+        self._old = None
+        self._from[0] = q
+        self._blend_start_ns = None
+        self.blend_s = self._period_s
 
     def restart(self) -> None:
         """Start generated references again at the next ``update`` (no blend)."""

@@ -578,6 +578,34 @@ def test_generated_sine_reference_follows_sim_time(rig):
     np.testing.assert_allclose(command, [10.0, 10.0], atol=1e-9)
 
 
+def test_control_resumes_from_where_the_robot_is_after_a_sensor_drop_out(rig):
+    """
+    A generated reference runs on while joint_states are stale; control resumed with a step.
+
+    A 0.5 s drop-out mid-sine stepped the desired position by 0.66 rad (the command to 75 %
+    of its limit). Now the desired state blends from the measured position, at rest, into
+    the reference over one of its periods, as a live change of the reference does.
+    """
+    r = rig({'reference.mode': 'sine', 'reference.amplitude': [1.0],
+             'reference.frequency_hz': 0.5, 'learning_enabled': False, 'kd': [0.0],
+             'kp': [10.0], 'command_limit': [100.0], 'sensor_timeout_s': 0.05})
+    for _ in range(20):
+        r.send([0.0, 0.0])
+        r.tick()
+    for _ in range(50):                         # 0.5 s without joint_states
+        command = r.tick()
+    assert not command.any()                    # stale: zero effort
+    commands = []
+    for _ in range(250):                        # one period of the sine and a half
+        r.send([0.3, -0.1])
+        commands.append(r.tick())
+    np.testing.assert_allclose(commands[0], [0.0, 0.0], atol=1e-9)   # from where it is
+    assert np.abs(np.diff(commands, axis=0)).max() < 0.5   # the sine: 0.31 a tick; was 6.6
+    t = (r.now_ns - r.node.desired._t0_ns) * 1e-9                   # blended in
+    np.testing.assert_allclose(commands[-1], 10.0 * (np.sin(np.pi * t) - np.array([0.3, -0.1])),
+                               atol=1e-9)
+
+
 def test_sync_to_joint_state_stamps_waits_for_the_state_of_the_tick(rig):
     """
     Lock-step race: /clock(t) delivered before joint_states(t).
