@@ -218,8 +218,8 @@ class DesiredState:
     old reference to the new one with a minimum-jerk weight over one period of the new
     reference (``blend_s``): switching at once stepped the desired position (a frequency
     change mid-sine moved it by 0.6 rad in one tick, and PD answered with a step of effort).
-    ``blend_from`` blends from a position at rest the same way (control resuming after a
-    sensor drop-out, while the generated reference's time ran on).
+    ``resume`` blends from a position at rest the same way when control resumes after a
+    sensor drop-out and the generated reference moved on meanwhile.
     """
 
     def __init__(self, n_joints: int):
@@ -235,6 +235,7 @@ class DesiredState:
         self.blend_s = 0.0
         self._from = np.zeros((3, n_joints))      # the old reference's q, qd, qdd
         self._period_s = 1.0                      # the generated reference's period
+        self._probe = np.zeros((3, n_joints))     # the generated reference now (``resume``)
 
     def configure(self, mode: str, amplitude, frequency_hz: float, offset, seed: int) -> None:
         """Generate ``mode`` (``topic``: follow the references received); blend if running."""
@@ -252,9 +253,17 @@ class DesiredState:
         self.generator = new
         self._period_s = 1.0 / frequency_hz if frequency_hz > 0 else 1.0
 
-    def blend_from(self, q) -> None:
-        """Blend from ``q``, at rest, into the generated reference over one of its periods."""
-        if self.generator is None:
+    def resume(self, now_ns: int, q) -> None:
+        """
+        Control resumes after ``update`` paused: blend from ``q`` if the reference moved on.
+
+        From ``q`` (the measured position), at rest, over one period of the reference; a
+        reference that did not move (hold, a dwell) is taken up as it is: a set point.
+        """
+        if self.generator is None or self._t0_ns is None:
+            return
+        self.generator.sample((now_ns - self._t0_ns) * 1e-9, *self._probe)
+        if np.array_equal(self._probe[0], self.q):
             return
         self._old = None
         self._from[0] = q

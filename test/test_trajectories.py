@@ -146,3 +146,18 @@ def test_a_live_reconfiguration_blends_into_the_new_reference_without_a_step():
                               np.array([0.2, 0.1]), seed=1), np.zeros((3, 2))
     ref.sample(8.999, *out)
     np.testing.assert_allclose(np.array(rows)[-1].reshape(3, 2), out, atol=1e-12)
+
+
+def test_resuming_blends_from_the_measured_position_only_if_the_reference_moved_on():
+    """After a sensor drop-out: a sine that ran on is blended into, a set point taken up."""
+    for mode, moved in (('sine', True), ('hold', False)):
+        desired = DesiredState(1)
+        desired.configure(mode, [1.0], 0.5, [0.2], 0)
+        desired.update(0)
+        frozen = desired.q.copy()
+        desired.resume(500_000_000, np.array([-0.4]))       # 0.5 s later, the robot at -0.4
+        desired.update(500_000_000)
+        assert desired.q[0] == pytest.approx(-0.4 if moved else frozen[0])
+        assert not moved or desired.qd[0] == 0.0              # from rest
+        desired.update(2_500_000_000)                          # one period (2 s) later
+        assert desired.q[0] == pytest.approx(0.2 + (np.sin(np.pi * 2.5) if moved else 0.0))

@@ -510,11 +510,11 @@ class LnnControllerNode(ControllerServices, Node):
         self._check_reference_age(now)
         if now - loop.sensor_time_ns <= loop.timeout_ns:
             # generated references start at the first command; while stale the
-            # last desired state is kept, and control resumes from where the robot is:
-            # the generated reference ran on (a 0.5 s drop-out mid-sine stepped the
+            # last desired state is kept, and control resumes from where the robot is if
+            # the generated reference moved on (a 0.5 s drop-out mid-sine stepped the
             # desired position by 0.66 rad, the command to 75 % of its limit)
             if loop.stale:
-                self.desired.blend_from(self._q)
+                self.desired.resume(now, self._q)
             self.desired.update(now, self._reference if self._reference.received else None)
         d = self.desired
         event = loop.act(now, (self._q, self._qd), (d.q, d.qd, d.qdd))
