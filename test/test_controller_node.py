@@ -1462,6 +1462,11 @@ def test_plant_changes_on_diagnostics_and_the_plant_changed_service(rig):
     keys = key_values(status)
     assert keys['plant changes detected or reported'] == '1'
     assert status.level == DiagnosticStatus.OK
+    assert future.result().message == 'covariances restarted: re-learning'
+    r.node.set_parameters([Parameter('learning_enabled', value=False)])
+    future = client.call_async(Trigger.Request())       # learning off: it says when
+    r.wait(future.done, 'the plant_changed service')
+    assert future.result().message.endswith('once learning is on (~/set_learning)')
 
 
 def test_prediction_published_stamped_with_the_time_it_predicts(rig):

@@ -78,7 +78,10 @@ class ControllerServices:
         The readouts re-learn fast at once instead of waiting for the detector.
         """
         self.controller.plant_changed('reported on ~/plant_changed')
-        response.success, response.message = True, 'covariances restarted: re-learning'
+        response.success = True
+        response.message = ('covariances restarted: re-learning' if self.controller.learning_enabled
+                            else 'covariances restarted: re-learning once learning is on '
+                                 '(~/set_learning)')
         return response
 
     async def _srv_save_readout(self, request, response):
