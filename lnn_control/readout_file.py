@@ -52,6 +52,15 @@ def _kind(path: str) -> Optional[str]:
     return 'not a regular file'
 
 
+def file_identity(path: str) -> Optional[tuple[int, int, int, int]]:
+    """Return what tells one write of ``path`` from another (None: no regular file)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size) if stat.S_ISREG(st.st_mode) else None
+
+
 def not_a_file_problem(path: str) -> Optional[str]:
     """Say why ``path`` can never hold a readout file (None: it can, or does not exist)."""
     kind = _kind(path)
@@ -377,7 +386,10 @@ class ReadoutStore:
     A ``path`` set while running that names an existing file this store has not written or
     loaded is not written automatically until ``save`` (replace it) or ``load`` (use it)
     is asked for: it may hold another robot's learning. So is one a requested ``load``
-    refused (another robot's file copied there: the next autosave replaced it).
+    refused (another robot's file copied there: the next autosave replaced it), and one
+    another process wrote since this store last wrote or loaded it (two nodes started
+    from one parameter file with its ``readout_path``: each autosave replaced the
+    other's learning, and at a restart one loaded the other's).
     """
 
     def __init__(self, ctrl, path: str, period_s: float):
@@ -399,6 +411,7 @@ class ReadoutStore:
         self._guarded: Optional[str] = None         # an existing file set while running
         self._guard_why = ''                         # ... or refused by a load: which
         self._own: set[str] = set()                  # files this store wrote or loaded
+        self._on_disk: dict[str, Optional[tuple]] = {}   # ... and which write of each
         self.configure(path, period_s, running=False)
         if self.path:           # its memory touched now, so the first snapshot is as fast
             self._spare = {f'{name}/p': np.ones_like(r.p)
@@ -480,6 +493,7 @@ class ReadoutStore:
         if self._guarded == path:
             self._guarded = None
         self._own.add(path)
+        self._on_disk[path] = file_identity(path)
         if marks is None:
             self._checked(written=True)
         else:
@@ -559,12 +573,26 @@ class ReadoutStore:
         if self._loads_pending:
             return None, (f'readout not saved at shutdown: a ~/load_readout of {self.path} '
                           'was still pending; the file is left as it is')
-        why = self.doubtful()
+        why = self.doubtful() or self._written_by_another(self.path)
         if why:
             kept = (f'{self.path} keeps the last save' if os.path.exists(self.path)
                     else 'nothing written')
             return None, f'readout not saved at shutdown: {why}; {kept}'
         return self.save()
+
+    def _written_by_another(self, path: str) -> Optional[str]:
+        """
+        Guard ``path`` if a file is there that this store did not write or load last; say so.
+
+        Called where no write of this store is under way (the I/O thread, or after it ended).
+        """
+        now = file_identity(path)
+        if now is None or now == self._on_disk.get(path):
+            return None
+        self._guarded = path
+        self._guard_why = ('was written by another process since this node last wrote or '
+                           'loaded it (two nodes with one readout_path?)')
+        return self.guard_problem
 
     def load(self) -> tuple[bool, str]:
         """Load ``path`` on the calling thread; (ok, message); a refused file is guarded."""
@@ -665,11 +693,17 @@ class ReadoutStore:
         """Write a snapshot, then keep it for the next one to copy into."""
         try:
             save_npz(path, arrays)
+            self._on_disk[path] = file_identity(path)
         finally:
             self._spare = arrays
 
     def _autosave(self, path: str, arrays: dict[str, np.ndarray]) -> None:
         self._autosave_waiting = False
+        why = self._written_by_another(path)
+        if why:
+            self._spare = arrays
+            self.last_error = f'autosave to {path} skipped: {why}'
+            return
         try:
             self._write(path, arrays)
             self._own.add(path)

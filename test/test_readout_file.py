@@ -110,6 +110,43 @@ def test_a_file_a_requested_load_refused_is_not_autosaved_over(tmp_path):
         store.close()
 
 
+def test_a_file_another_process_wrote_is_not_written_over(tmp_path):
+    """
+    Two nodes started from one parameter file share its readout_path.
+
+    Each autosave replaced the other's learning (and at a restart one loaded the other's).
+    Now the first to find a write it did not make stops writing there, says why on
+    /diagnostics (``last_error``), and writes again only when asked to.
+    """
+    path = tmp_path / 'r.npz'
+    a, b = trained(), trained(ticks=90)
+    first, second = ReadoutStore(a, str(path), 0.05), ReadoutStore(b, str(path), 0.05)
+    try:
+        for store in (first, second):
+            assert store.tick(0) is False
+        assert first.tick(50_000_000)
+        first.flush()
+        assert second.tick(50_000_000)               # a file second never wrote nor loaded
+        second.flush()
+        assert 'written by another process' in second.last_error and second.saves == 0
+        assert not second.tick(100_000_000) and 'another process' in second.withheld_because
+        ok, message = second.save_at_shutdown()
+        assert ok is None and 'written by another process' in message
+        assert first.tick(100_000_000)              # first's own file: written on
+        first.flush()
+        assert first.saves == 2 and first.last_error is None
+        assert second.save()[0]                      # asked for: replaced, second's now
+        assert first.tick(150_000_000)
+        first.flush()
+        assert 'written by another process' in first.last_error and first.saves == 2
+    finally:
+        first.close()
+        second.close()
+    other = AdaptiveController(BASE, dt=0.01)
+    other.load(str(path))
+    np.testing.assert_array_equal(other.slow.w, b.slow.w)
+
+
 def test_autosave_is_periodic_off_thread_and_loadable(tmp_path):
     path = tmp_path / 'deep' / 'readout.npz'
     ctrl = trained()
@@ -364,6 +401,7 @@ WRITER = textwrap.dedent("""
     ctrl = AdaptiveController({'joints': ['j1', 'j2'], 'reservoir.size': 200,
                                'supervisor.enabled': False}, dt=0.01)
     store = ReadoutStore(ctrl, sys.argv[1], 1e-9)      # a save due on every tick
+    store.load_at_start()          # as the node does: the last run's file is this one's
     print('ready', flush=True)
     k = 0
     while True:
