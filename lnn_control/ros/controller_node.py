@@ -600,14 +600,17 @@ class LnnControllerNode(ControllerServices, Node):
         ctrl, log = self.controller, self.get_logger()
         for event in ctrl.supervisor.interventions[self._interventions_logged:]:
             common.log_outcome(log, event.action == 'resume', f'learning supervisor: '
-                               f'{event.action} at t={event.time_s:.2f} s: {event.reason}')
+                               f'{event.action} after {event.time_s:.2f} s of control: '
+                               f'{event.reason}')
             self._interventions_logged += 1
         for event in ctrl.change_detector.detections[self._detections_logged:]:
-            log.info(f'plant change detected at t={event.time_s:.2f} s: {event.reason}')
+            log.info(f'plant change detected after {event.time_s:.2f} s of control: '
+                     f'{event.reason}')
             self._detections_logged += 1
         anomalies = ctrl.forward.detector.detections if ctrl.forward is not None else ()
         for event in anomalies[self._anomalies_logged:]:
-            log.warning(f'prediction anomaly at t={event.time_s:.2f} s: {event.reason}')
+            log.warning(f'prediction anomaly after {event.time_s:.2f} s of control: '
+                        f'{event.reason}')
             self._anomalies_logged += 1
 
     def _log_pd_health(self) -> None:
