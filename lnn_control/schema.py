@@ -287,8 +287,9 @@ SIMULATOR = (
           'least 0.01 (lighter, MuJoCo finds the inertia singular and resets the state).',
           0.01, 100.0),
     Param('payload_change.time_s', DOUBLE, 0.0,
-          'Lock-step: simulated seconds after the first command at which payload_scale '
-          'becomes payload_change.scale (a reproducible plant change); 0 disables.',
+          'Simulated seconds after the first command at which payload_scale becomes '
+          'payload_change.scale (in lock-step a reproducible plant change, at the same '
+          'tick every run); 0 disables.',
           0.0, 1e6, read_only=True),
     Param('payload_change.scale', DOUBLE, 2.0,
           'payload_scale applied at payload_change.time_s.', 0.01, 100.0, read_only=True),

@@ -408,6 +408,26 @@ def test_realtime_mode_is_alive(harness):
     assert h.states[-1].effort[0] == 4.0                   # last valid effort kept
 
 
+def test_scheduled_payload_change_also_in_real_time(harness):
+    """
+    payload_change.time_s in real time: simulated seconds after the first command.
+
+    It was lock-step only, so ``demo --mode ros-realtime --payload-change-at`` reported a
+    change that never happened (a review's finding). No timing asserts: it waits until the
+    simulated time has passed.
+    """
+    h = harness([('lockstep', False), ('publish_rate_hz', 200.0),
+                 ('payload_change.time_s', 0.05), ('payload_change.scale', 3.0)])
+    assert h.spin_until(lambda: h.pub.get_subscription_count() >= 1)
+    h.spin_for(0.1)
+    assert h.sim.plant.payload_scale == 1.0              # no command yet: no change
+    h.command([0.0])
+    assert h.spin_until(lambda: h.sim._first_command_ns is not None)
+    start = h.sim._first_command_ns
+    assert h.spin_until(lambda: h.sim.time_ns - start >= 60_000_000)
+    assert h.sim.plant.payload_scale == 3.0
+
+
 # ----------------------------------------------------------------------------------------
 # closed loop with the real controller
 

@@ -120,10 +120,14 @@ class SimNode(Node):
         self.period_ns = int(round(self.control_period_s * 1e9))
         self._make_plant()
         # Scheduled change, counted in control periods after the first command so a
-        # lock-step run changes the plant at the same tick of the loop every time.
+        # lock-step run changes the plant at the same tick of the loop every time; in
+        # real time, in simulated seconds after the first command.
         change_s = cfg.payload_change.time_s
         self._change_at_step = (int(round(change_s / self.control_period_s))
                                 if self.lockstep and change_s > 0 else None)
+        self._change_at_ns = (int(round(change_s * 1e9))
+                              if not self.lockstep and change_s > 0 else None)
+        self._first_command_ns: Optional[int] = None     # real time: sim time of it
         self._change_scale = cfg.payload_change.scale
         self._init_counters(resend_after_s)
         RP.attach(self, schema.SIMULATOR, None, self._apply_parameters,
@@ -264,6 +268,8 @@ class SimNode(Node):
         self.commands_accepted += 1
         if not self.lockstep:
             self._effort[:] = effort
+            if self._first_command_ns is None:
+                self._first_command_ns = self.time_ns
             return
         if not self.started or self.paused:
             self._pending = effort    # applied at the next idle tick (latest wins)
@@ -280,10 +286,7 @@ class SimNode(Node):
         self._effort[:] = effort
         if self.started:
             if self._commanded_steps == self._change_at_step:
-                self.plant.payload_scale = self._change_scale
-                self.get_logger().info(
-                    f'scheduled payload change: payload_scale {self._change_scale:g} at '
-                    f'{self.time_ns * 1e-9:.2f} s sim time')
+                self._change_payload()
             self._commanded_steps += 1
         if not held:
             self.plant.step(self._effort, self.control_period_s)
@@ -347,7 +350,17 @@ class SimNode(Node):
         self._rt_steps += due
         self.steps += 1
         self.time_ns = int(round(self._rt_steps * self._physics_dt * 1e9))
+        if (self._change_at_ns is not None and self._first_command_ns is not None
+                and self.time_ns - self._first_command_ns >= self._change_at_ns):
+            self._change_at_ns = None
+            self._change_payload()
         self._publish_state(self.get_clock().now().nanoseconds)
+
+    def _change_payload(self) -> None:
+        """Apply the scheduled payload change (``payload_change.*``)."""
+        self.plant.payload_scale = self._change_scale
+        self.get_logger().info(f'scheduled payload change: payload_scale {self._change_scale:g} '
+                               f'at {self.time_ns * 1e-9:.2f} s sim time')
 
     # -- state ---------------------------------------------------------------------------------
     def _publish_state(self, stamp_ns: int) -> None:
