@@ -1,13 +1,13 @@
 """
 ``lnn-control``: the command line of the package.
 
-demo    PD-only vs adaptive on a bundled MuJoCo plant. --mode ros (default) runs
-        lnn_sim and lnn_controller as ROS 2 nodes over real topics (lock-step)
-        and records run.mcap; --mode offline runs the same loop without ROS.
+demo    PD-only vs adaptive on a MuJoCo plant (bundled, zoo or your MJCF). --mode ros
+        (default) runs lnn_sim and lnn_controller as ROS 2 nodes over real topics
+        (lock-step) and records run.mcap; --mode offline runs the same loop without ROS.
         Writes summary.json and tracking.png.
 plot    redraw tracking.png from a run.mcap recording.
 params  the parameter schema as Markdown (docs) or a ROS 2 parameter file.
-gains   the honest PD baseline gains of a bundled or zoo plant.
+gains   the honest PD baseline gains of a bundled, zoo or MJCF plant.
 zoo     the plant zoo with default learning settings: zoo.json, zoo.md, zoo.png.
 forecast  the reservoirs on the classic time-series task (sine, Mackey-Glass):
         online RLS vs offline ridge vs reservoirpy; forecast.json, .md, .png.
@@ -47,9 +47,19 @@ def _demo(args: argparse.Namespace) -> int:
                          '--list) nor a file')
     if os.path.isfile(args.plant):          # (lnn_sim, another process, needs it whole)
         args.plant = os.path.abspath(args.plant)
+    from_zoo = {}
+    member = CL.zoo_member(args.plant)
+    if member and args.plant != _plant_model(args.plant):
+        # a random draw (zoo/random_<seed>_<k>): its MJCF written out, run with what the
+        # zoo sets for it (joints, honest gains, limits, reference), as a named one is
+        from . import zoo
+        from_zoo, args.plant = zoo.controller_params(member), _plant_model(args.plant)
     from_file = (schema.load_yaml_overrides(args.params_file, 'lnn_controller')
                  if args.params_file else {})
-    extra = {**{k: v for k, v in from_file.items() if not k.startswith(schema.ROS_OWN)},
+    if args.params_file and not from_file:
+        _check_applies(args.params_file)
+    extra = {**from_zoo,
+             **{k: v for k, v in from_file.items() if not k.startswith(schema.ROS_OWN)},
              **_param_overrides(args.param)}
     for name, option, value in (('reservoir.neuron_model', '--neuron', args.neuron),
                                 ('reservoir.seed', '--seed', args.seed),
@@ -200,6 +210,8 @@ def _params(args: argparse.Namespace) -> int:
 
     if args.plant and args.format != 'yaml':
         raise ValueError('--plant goes with --format yaml (a parameter file for that plant)')
+    if args.param and not args.plant:
+        raise ValueError('--param goes with --plant (and --format yaml)')
     if args.format == 'markdown':
         print('# Parameters\n\nGenerated from `lnn_control/schema.py` by '
               '`lnn-control params --format markdown`; do not edit.\n')
@@ -211,15 +223,18 @@ def _params(args: argparse.Namespace) -> int:
         args.node = args.node or 'controller'
         values = dict(schema.defaults(schema.SCHEMAS[args.node]))
         node = 'lnn_controller' if args.node == 'controller' else 'lnn_sim'
+        extra = _param_overrides(args.param)
         if args.plant:      # a file to start from: the plant's joints, gains, limits
             from . import closed_loop as CL
             plant = os.path.abspath(args.plant) if os.path.isfile(args.plant) else args.plant
-            params = CL.plant_params(plant)
-            schema.resolve(params)                      # refused here, not by the node
             if args.node == 'controller':
+                params = CL.plant_params(plant, extra)
+                schema.resolve(params)                  # refused here, not by the node
                 values.update(params)
-            else:
-                values.update(model=plant, joints=list(params['joints']))
+            else:           # its model and joints (an effort limit is not the simulator's)
+                joints = CL.plant_params(plant, {'command_limit': 1.0, **extra})['joints']
+                values.update(model=_plant_model(plant), joints=list(joints))
+
         print(yaml.safe_dump({node: {'ros__parameters': values}}, sort_keys=False), end='')
     return 0
 
@@ -310,6 +325,19 @@ def _gains(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_applies(path: str) -> None:
+    """Refuse a parameter file with nothing for lnn_controller (it ran on the defaults)."""
+    import yaml
+
+    with open(path, encoding='utf-8') as f:
+        doc = yaml.safe_load(f)
+    if doc:             # (an empty file sets nothing, as intended)
+        keys = ', '.join(map(str, doc)) if isinstance(doc, dict) else type(doc).__name__
+        raise ValueError(f'--params-file {path} sets nothing for lnn_controller: its top level '
+                         f'({keys}) has no "lnn_controller:" or "/**:" section with '
+                         'ros__parameters (lnn-control params --format yaml shows the form)')
+
+
 def _plant_model(plant: str) -> str:
     """Return what ``Plant`` takes for ``plant``; zoo/random_<seed>_<k> written out first."""
     from . import zoo
@@ -367,6 +395,11 @@ def _zoo(args: argparse.Namespace) -> int:
     total = len(zoo.jobs(plants, variants, seeds, extra, changes, reference))
     if not total:
         raise ValueError('no runs: friction changes apply only to plants with friction')
+    if 'friction_x3' in changes:
+        skipped = [p for p in plants if not zoo.change_applies('friction_x3', p)]
+        if skipped:
+            print(f'note: friction_x3 skips {", ".join(skipped)} (no friction to scale)',
+                  file=sys.stderr)
     for plant in plants:      # before any work: a worker's refusal came after the directory
         try:
             schema.resolve({**zoo.controller_params(plant, reference), **extra})
@@ -570,7 +603,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="lnn_controller's ROS parameter file (the node's own format), "
                            'applied before --param')
     demo.add_argument('--neuron', choices=('esn', 'ltc', 'lif'), default='esn')
-    demo.add_argument('--duration', type=_duration, default=60.0, help='simulated seconds')
+    demo.add_argument('--duration', type=_duration, default=60.0,
+                      help='simulated seconds (default: 60)')
     demo.add_argument('--payload-change-at', type=_positive, default=None,
                       help='time [s] at which the end-link mass doubles (default: no change; '
                            'make demo and the figures in the README use 40)')
@@ -597,6 +631,10 @@ def build_parser() -> argparse.ArgumentParser:
                              'zoo/<name> or an MJCF file): the defaults with its joints, '
                              "honest gains and effort limits (a zoo plant's reference too); "
                              'for the simulator its model and joints')
+    params.add_argument('--param', action='append', default=[], metavar='NAME=VALUE',
+                        help='with --plant: set a controller parameter in the file '
+                             '(repeatable), e.g. command_limit=5 for a model whose actuators '
+                             'have no ctrlrange')
     params.set_defaults(func=_params)
 
     gains = sub.add_parser('gains', help='honest PD baseline gains for a plant')
@@ -631,11 +669,11 @@ def build_parser() -> argparse.ArgumentParser:
     zoo.add_argument('--plants', default='', help='comma-separated zoo plants (default: all)')
     zoo.add_argument('--variants', default='nominal,noise,delay',
                      help='comma-separated: nominal, noise (0.5 mrad, 5 mrad/s), '
-                          'delay (one control period)')
+                          'delay (one control period); default: all three')
     zoo.add_argument('--changes', default='payload_x2',
                      help='comma-separated plant changes at 40 s: payload_x2, payload_x0.5, '
-                          'friction_x3 (friction plants only)')
-    zoo.add_argument('--seeds', default='0', help='comma-separated seeds')
+                          'friction_x3 (friction plants only); default: payload_x2')
+    zoo.add_argument('--seeds', default='0', help='comma-separated seeds (default: 0)')
     zoo.add_argument('--param', action='append', default=[], metavar='NAME=VALUE',
                      help='override a controller parameter on every plant (repeatable)')
     zoo.add_argument('--workers', type=_count, default=2, help='processes (default: 2 cores)')
@@ -661,7 +699,8 @@ def build_parser() -> argparse.ArgumentParser:
     fc = sub.add_parser('forecast', help='time-series prediction: online RLS vs ridge vs '
                                          'reservoirpy (sine, Mackey-Glass)')
     fc.add_argument('--size', type=int, default=300, help='reservoir neurons N')
-    fc.add_argument('--seeds', default='0,1,2', help='comma-separated reservoir seeds')
+    fc.add_argument('--seeds', default='0,1,2',
+                    help='comma-separated reservoir seeds (default: 0,1,2)')
     fc.add_argument('--neurons', default='esn,ltc,lif', help='comma-separated neuron models')
     fc.add_argument('--series', default='sine,mackey_glass', help='comma-separated series')
     fc.add_argument('--no-reservoirpy', action='store_true',
@@ -682,6 +721,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:     # `lnn-control params | head`: the reader has had enough
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except KeyboardInterrupt:   # Ctrl-C: what was written so far stays (a run.mcap plots)
+        print('lnn-control: interrupted', file=sys.stderr)
+        return 130
 
 
 if __name__ == '__main__':

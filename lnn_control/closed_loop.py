@@ -62,10 +62,10 @@ def plant_params(plant: str, extra: Mapping[str, Any] | None = None) -> dict[str
 
 
 def zoo_member(plant: str) -> str | None:
-    """Return the named zoo plant ``zoo/<name>`` stands for (None: not one)."""
+    """Return the zoo plant ``zoo/<name>`` stands for, named or a random draw (None: not one)."""
     from . import zoo
     name = plant[4:] if plant.startswith('zoo/') else None
-    return name if name in zoo.ZOO else None
+    return name if name and zoo.is_member(name) else None
 
 
 RANGE_MARGIN = 0.1    # the generated reference keeps this fraction of a joint's range clear

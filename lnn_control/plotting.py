@@ -26,14 +26,19 @@ def tracking_figure(traces: Sequence, path: str, title: str = '',
     colors = ('tab:red', 'tab:blue', 'tab:green', 'tab:purple')
     n_joints = traces[0].q.shape[1]
     names = list(joint_names) or [f'joint {j + 1}' for j in range(n_joints)]
-    axes[0].plot(traces[0].t, traces[0].q_d[:, 0], 'k--', lw=1.2, label=f'reference ({names[0]})')
+    styles = ('-', ':', '-.', (0, (5, 1)))      # one per joint (then repeating)
+    for j in range(n_joints):                  # every joint: an arm's elbow was not shown
+        axes[0].plot(traces[0].t, traces[0].q_d[:, j], color='k', ls='--', lw=1.2 - 0.3 * (j > 0),
+                     label=f'reference ({names[j]})')
     for tr, color in zip(traces, colors):
-        axes[0].plot(tr.t, tr.q[:, 0], color=color, lw=0.9, label=f'{tr.label} ({names[0]})')
+        for j in range(n_joints):
+            axes[0].plot(tr.t, tr.q[:, j], color=color, lw=0.9, ls=styles[j % len(styles)],
+                         label=f'{tr.label} ({names[j]})')
         err = np.sqrt(np.mean((tr.q_d - tr.q) ** 2, axis=1))
         axes[1].semilogy(tr.t, np.maximum(err, 1e-7), color=color, lw=0.7, label=tr.label)
         for j in range(n_joints):
             axes[2].plot(tr.t, tr.command[:, j], color=color, lw=0.7,
-                         ls='-' if j == 0 else ':', label=f'{tr.label} ({names[j]})')
+                         ls=styles[j % len(styles)], label=f'{tr.label} ({names[j]})')
         axes[3].semilogy(tr.t, np.maximum(tr.learning_error, 1e-7), color=color, lw=0.7,
                          label=tr.label)
     axes[0].set_ylabel('position')
@@ -94,7 +99,7 @@ def _prediction_panel(ax, trace, joint: str) -> None:
         err[h:] = np.abs(trace.prediction[:-h, 0, n] - trace.qd[h:, 0])
     ax.semilogy(trace.t, np.maximum(err, 1e-7), color='tab:gray', lw=0.6,
                 label=f'|velocity prediction error| ({joint}, {h} tick ahead)')
-    ax.set_ylabel('prediction error [rad/s]')
+    ax.set_ylabel('prediction error [rad/s or m/s]')
     if trace.anomaly_score is not None:
         twin = ax.twinx()
         twin.plot(trace.t, trace.anomaly_score, color='tab:pink', lw=0.8,

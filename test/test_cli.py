@@ -448,6 +448,48 @@ def test_params_file_for_a_plant_starts_the_nodes_on_it(tmp_path, capsys):
     assert cli.main(['params', '--format', 'yaml', '--plant', 'zoo/none']) == 2
 
 
+NO_CTRLRANGE = """<mujoco><option timestep="0.002"/><worldbody><body>
+  <joint name="hinge" type="hinge" axis="0 1 0" damping="0.05"/>
+  <geom type="capsule" fromto="0 0 0 0 0 -0.4" size="0.03" mass="1"/>
+</body></worldbody><actuator><motor joint="hinge"/></actuator></mujoco>"""
+
+
+def test_params_for_a_model_without_ctrlrange_takes_the_command_limit_it_asks_for(
+        tmp_path, capsys):
+    """
+    The refusal said 'give one (--param command_limit=...)', which params did not take.
+
+    The simulator's file needs no command limit at all: it was refused the same way.
+    """
+    from lnn_control import schema
+
+    model = tmp_path / 'nolimit.xml'
+    model.write_text(NO_CTRLRANGE)
+    assert cli.main(['params', '--format', 'yaml', '--plant', str(model)]) == 2
+    assert '--param command_limit=' in capsys.readouterr().err
+    assert cli.main(['params', '--format', 'yaml', '--plant', str(model),
+                     '--param', 'command_limit=5']) == 0
+    (tmp_path / 'c.yaml').write_text(capsys.readouterr().out)
+    values = schema.load_yaml_overrides(str(tmp_path / 'c.yaml'), 'lnn_controller')
+    assert values['command_limit'] == [5] and values['joints'] == ['hinge']
+    assert cli.main(['params', '--format', 'yaml', '--node', 'simulator',
+                     '--plant', str(model)]) == 0
+    assert 'model: ' + str(model) in capsys.readouterr().out
+    assert cli.main(['params', '--format', 'yaml', '--param', 'kp=3']) == 2    # no plant
+
+
+def test_demo_takes_a_random_zoo_draw_as_zoo_lists_it(tmp_path):
+    """The gains command took zoo/random_3_0; demo refused it ('neither a bundled plant')."""
+    from lnn_control import zoo
+
+    out = tmp_path / 'run'
+    assert cli.main(['demo', '--mode', 'offline', '--plant', 'zoo/random_3_0', '--duration',
+                     '12', '--out', str(out), '--quiet']) == 0
+    summary = json.loads((out / 'summary.json').read_text())
+    expected = zoo.controller_params('random_3_0')
+    assert summary['controller']['kp'] == expected['kp'] and summary['ratio'] < 0.5
+
+
 def test_params_markdown_for_one_node_and_zoo_list_of_the_plants_asked(capsys):
     """--node and --plants were ignored: both tables, every plant."""
     cli.main(['params', '--node', 'simulator'])
@@ -483,3 +525,15 @@ def test_the_ros_demos_pd_arm_never_touches_the_readout_file():
     adaptive = demo.controller_command('adaptive', 'pendulum', True, extra)
     assert 'readout_path:="/tmp/r.npz"' in adaptive
     assert 'readout_path:=""' in pd and 'readout_path:="/tmp/r.npz"' not in pd
+
+
+@pytest.mark.parametrize('text', ['kp: [300, 20]\n',
+                                  'other_node:\n  ros__parameters:\n    kp: [3.0]\n'])
+def test_a_params_file_with_nothing_for_the_controller_is_refused(tmp_path, capsys, text):
+    """A flat file, or one for another node, ran the demo on the defaults without a word."""
+    path = tmp_path / 'p.yaml'
+    path.write_text(text)
+    assert cli.main(['demo', '--mode', 'offline', '--duration', '5', '--params-file',
+                     str(path), '--out', str(tmp_path / 'run')]) == 2
+    assert 'sets nothing for lnn_controller' in capsys.readouterr().err
+    assert not (tmp_path / 'run').exists()
