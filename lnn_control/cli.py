@@ -83,7 +83,9 @@ def _demo(args: argparse.Namespace) -> int:
                                        seed=args.seed, lockstep=args.mode == 'ros',
                                        extra=extra, progress=not args.quiet)
     summary['controller'] = {k: getattr(resolved[k], 'tolist', lambda v=resolved[k]: v)()
-                             for k in ('joints', 'kp', 'kd', 'command_limit', 'control_rate_hz')}
+                             for k in ('joints', 'kp', 'kd', 'command_limit', 'control_rate_hz',
+                                       'reference.mode', 'reference.amplitude',
+                                       'reference.offset', 'reference.frequency_hz')}
     summary['pd_loop_check'] = pd_check
     summary['unmeasured_modes'] = modes
     summary['warnings'] = warnings
@@ -139,6 +141,17 @@ def _comparison_warnings(plant_name: str, resolved: dict, chosen: bool):
                  'reference.offset and reference.amplitude inside it'
                  for joint, c, a, (low, high) in zip(joints, centre, span, plant.position_range)
                  if c - a < low or c + a > high]
+    # A range that left the reference a small fraction of the default amplitude: MJCF
+    # reads hinge ranges in degrees unless <compiler angle="radian"/> (an elbow's
+    # range="-1.5 1.5" fitted the reference into +-1.2 degrees without a word)
+    default = schema.by_name()['reference.amplitude'].default[0]
+    warnings += [f'{joint}: its range in the model ({low:g} to {high:g}) leaves the reference '
+                 f'an amplitude of {a:g} (default {default:g}); if the range was meant in '
+                 'radians, MJCF reads hinge ranges in degrees unless <compiler '
+                 'angle="radian"/>'
+                 for joint, a, (low, high), hinge in zip(joints, span, plant.position_range,
+                                                         plant.hinge)
+                 if hinge and 0.0 < a < 0.1 * default and np.isfinite(high - low)]
     return pd_check, modes, warnings
 
 

@@ -421,6 +421,7 @@ class Plant:
         # where each controlled joint can go (+-inf: no range in the model)
         self.position_range = np.where(m.jnt_limited[jids, None] > 0, m.jnt_range[jids],
                                        [-math.inf, math.inf])
+        self.hinge = m.jnt_type[jids] == int(mujoco.mjtJoint.mjJNT_HINGE)   # else slide
         self._vadr = m.jnt_dofadr[jids].copy()
         self._act = np.array([motors[j] for j in jids])
         # The controller commands joint effort (N m or N, as JointState.effort): a motor

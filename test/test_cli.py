@@ -537,3 +537,31 @@ def test_a_params_file_with_nothing_for_the_controller_is_refused(tmp_path, caps
                      str(path), '--out', str(tmp_path / 'run')]) == 2
     assert 'sets nothing for lnn_controller' in capsys.readouterr().err
     assert not (tmp_path / 'run').exists()
+
+
+DEGREE_RANGE = """<mujoco><option timestep="0.002"/><worldbody>
+  <body><joint name="shoulder" type="hinge" axis="0 1 0" damping="0.05"/>
+    <geom type="capsule" fromto="0 0 0 0 0 -0.3" size="0.03" mass="1"/>
+    <body pos="0 0 -0.3"><joint name="elbow" type="hinge" axis="0 1 0" range="-1.5 1.5"
+        limited="true" damping="0.02"/>
+      <geom type="capsule" fromto="0 0 0 0 0 -0.25" size="0.025" mass="0.5"/></body></body>
+</worldbody><actuator><motor joint="shoulder" ctrlrange="-20 20" ctrllimited="true"/>
+  <motor joint="elbow" ctrlrange="-10 10" ctrllimited="true"/></actuator></mujoco>"""
+
+
+def test_demo_says_when_a_range_in_degrees_shrank_the_reference(tmp_path, capsys):
+    """
+    range="-1.5 1.5" without <compiler angle="radian"/> is +-1.5 degrees in MJCF.
+
+    The reference was fitted into it (amplitude 0.021 instead of 0.5) without a word, and
+    summary.json did not say which reference ran.
+    """
+    model = tmp_path / 'arm.xml'
+    model.write_text(DEGREE_RANGE)
+    out = tmp_path / 'run'
+    assert cli.main(['demo', '--mode', 'offline', '--plant', str(model), '--duration', '5',
+                     '--out', str(out), '--quiet']) == 0
+    assert 'MJCF reads hinge ranges in degrees' in capsys.readouterr().err
+    summary = json.loads((out / 'summary.json').read_text())
+    assert any('elbow: its range in the model' in w for w in summary['warnings'])
+    assert summary['controller']['reference.amplitude'] == pytest.approx([0.5, 0.020944])
