@@ -61,6 +61,8 @@ venv:
 	fi
 
 setup: venv
+	@# an install removed behind make's back (pip uninstall, pip install --prefix elsewhere)
+	@[ -x "$(VENV)/bin/lnn-control" ] || rm -f "$(PKG_STAMP)"
 	@$(MAKE) --no-print-directory $(PKG_STAMP)
 
 $(DEPS_STAMP): requirements.txt
