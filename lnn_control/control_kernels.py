@@ -300,8 +300,9 @@ def track_scales(io, table, headroom):
     Grow the input scales the reference outgrows (automatic input normalisation).
 
     ``table`` rows (each 3n, per quantity then joint): the scales, the running peaks of
-    |q_d|, |qd_d| and |qdd_d| (io rows 2..4), the scales before this tick, the floors.
-    Where a peak outgrows its scale the scale becomes headroom x the peak (so each change
+    |q_d|, |qd_d| and |qdd_d| (io rows 2..4), the scales before this tick, the floors,
+    the slack. Where a peak outgrows its scale times the slack (1: automatic scales; fixed
+    ones only once far outgrown) the scale becomes headroom x the peak (so each change
     is at least ``headroom``-fold). Scales start at their floors and only grow, so they
     settle once the reference has shown its range. Returns how many scales changed (the
     caller then rescales the readouts).
@@ -315,7 +316,7 @@ def track_scales(io, table, headroom):
             table[2, i] = table[0, i]
             if v > table[1, i]:
                 table[1, i] = v
-                if v > table[0, i]:
+                if v > table[4, i] * table[0, i]:
                     table[0, i] = max(table[3, i], headroom * v)
                     changed += 1
     return changed

@@ -7,7 +7,10 @@ scales are automatic: 1.25x the peak the reference has shown so far, per joint
 and quantity (position, velocity, acceleration), starting from small floors.
 Scales only grow; when one does, the controller rescales what the readouts
 learned on the inputs it divides (``input_factors``), so nothing learned is
-lost. ``fixed`` uses the user's scales (``input.*_scale``). ROS-free.
+lost. ``fixed`` uses the user's scales (``input.*_scale``) unless the reference outgrows
+one ``FIXED_SLACK``-fold: inputs that far past their scale saturate the reservoir and
+learning made tracking worse than PD (scales of 1e-6: 10 s windows of 1.2-3.6x PD on
+random arms and pendulums), so that scale then grows as an automatic one does. ROS-free.
 """
 from __future__ import annotations
 
@@ -19,6 +22,8 @@ from . import control_kernels as CK
 # rad or m per s^k) and grow to AUTO_HEADROOM x the peak the reference shows.
 AUTO_FLOOR = (0.05, 0.05, 0.1)
 AUTO_HEADROOM = 1.25
+# Fixed scales grow only where the reference exceeds one this many times over.
+FIXED_SLACK = 10.0
 
 
 def input_layout(mode: str, n: int) -> tuple[int, np.ndarray]:
@@ -51,14 +56,16 @@ class InputNormalizer:
     def __init__(self, n: int, auto: bool, fixed_scales, input_index: np.ndarray):
         self.n, self.auto = n, auto
         # One table for the kernel: the scales, the reference's peaks, the scales before
-        # the last change, the floors (rows, each 3n; the attributes are views).
-        self.table = np.zeros((4, 3 * n))
-        self.headroom = AUTO_HEADROOM if auto else 0.0     # 0: no tracking
-        self.scale, self.envelope, self._before, self._floor = self.table
+        # the last change, the floors, the slack (rows, each 3n; the attributes are views).
+        self.table = np.zeros((5, 3 * n))
+        self.headroom = AUTO_HEADROOM
+        self.scale, self.envelope, self._before, self._floor, slack = self.table
         if auto:
             self.scale[:] = np.repeat(np.asarray(AUTO_FLOOR, dtype=float), n)
+            slack[:] = 1.0
         else:
             self.scale[:] = np.concatenate([np.asarray(s, dtype=float) for s in fixed_scales])
+            slack[:] = FIXED_SLACK
         self._floor[:] = self.scale
         self._before[:] = self.scale
         self.input_index = np.asarray(input_index)
@@ -70,7 +77,7 @@ class InputNormalizer:
 
         The controller's fast path does this inside ``CK.load_io`` and calls ``grew``.
         """
-        if self.headroom > 0.0 and CK.track_scales(io, self.table, self.headroom):
+        if CK.track_scales(io, self.table, self.headroom):
             self.grew()
             return True
         return False
@@ -100,15 +107,14 @@ class InputNormalizer:
                 or not (np.isfinite(scale).all() and (scale > 0).all()
                         and np.isfinite(envelope).all())):
             raise ValueError(f'{path} holds invalid input scales or supervisor gain')
-        if not self.auto and not np.allclose(scale, self.scale):
+        if not self.auto and not np.all(scale >= self._floor * (1.0 - 1e-9)):
             raise ValueError(f'{path} was learned with input scales {scale.tolist()}, '
-                             f'these are fixed at {self.scale.tolist()}')
+                             f'these are fixed at {self._floor.tolist()}')
 
     def reset(self) -> None:
-        """Forget the peaks seen (automatic scales back to their floors; fixed: unchanged)."""
-        if self.auto:
-            self.scale[:] = self._before[:] = self._floor
-            self.envelope[:] = 0.0
+        """Forget the peaks seen: the scales back to their floors (fixed: the user's)."""
+        self.scale[:] = self._before[:] = self._floor
+        self.envelope[:] = 0.0
 
     def load_state(self, scale: np.ndarray, envelope: np.ndarray) -> None:
         self.scale[:] = scale

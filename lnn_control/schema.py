@@ -89,7 +89,9 @@ CONTROLLER = (
           'auto: each input is divided by 1.25x the peak the reference has shown so far '
           '(per joint, position, velocity and acceleration; scales only grow, and the '
           'readouts are rescaled with them so nothing learned is lost); fixed: divide by '
-          'input.position_scale, input.velocity_scale, input.acceleration_scale.',
+          'input.position_scale, input.velocity_scale, input.acceleration_scale, each '
+          'grown as an automatic one only where the reference exceeds it tenfold (inputs '
+          'that far past their scale made learning worse than PD).',
           choices=('auto', 'fixed'), read_only=True),
     Param('input.position_scale', DOUBLE_ARRAY, [1.0],
           'input.normalization fixed: typical |q| range of the reference.',

@@ -613,6 +613,35 @@ def test_reset_learning_also_forgets_the_automatic_input_scales():
     np.testing.assert_array_equal(fixed.input_scales['position'], before['position'])
 
 
+def test_a_fixed_input_scale_the_reference_outgrows_tenfold_grows(tmp_path):
+    """
+    input.normalization fixed with a scale far below the motion (1e-6 rad/s).
+
+    Inputs a million times their scale saturated the reservoir, and learning made tracking
+    worse than PD (10 s windows of 1.2-3.6x PD on random plants). A fixed scale now grows
+    as an automatic one does where the reference exceeds it tenfold, and not below that;
+    a readout saved with the grown scale loads; a reset goes back to the user's scales.
+    """
+    from lnn_control.normalization import AUTO_HEADROOM, FIXED_SLACK
+
+    ctrl = make(**{'input.normalization': 'fixed', 'input.velocity_scale': [1e-6, 0.5]})
+    zero = np.zeros(2)
+    ctrl.step((zero, zero), (zero, np.array([1e-6 * FIXED_SLACK, 4.0]), zero))
+    np.testing.assert_array_equal(ctrl.input_scales['velocity'], [1e-6, 0.5])  # up to 10x
+    ctrl.step((zero, zero), (zero, np.array([0.3, 5.1]), zero))
+    np.testing.assert_allclose(ctrl.input_scales['velocity'], [AUTO_HEADROOM * 0.3,
+                                                               AUTO_HEADROOM * 5.1])
+    ctrl.save(str(tmp_path / 'r.npz'))
+    other = make(**{'input.normalization': 'fixed', 'input.velocity_scale': [1e-6, 0.5]})
+    other.load(str(tmp_path / 'r.npz'))
+    np.testing.assert_allclose(other.input_scales['velocity'], ctrl.input_scales['velocity'])
+    larger = make(**{'input.normalization': 'fixed', 'input.velocity_scale': [1.0, 10.0]})
+    with pytest.raises(ValueError, match='fixed at'):
+        larger.load(str(tmp_path / 'r.npz'))           # below what this one is fixed at
+    ctrl.reset_learning()
+    np.testing.assert_array_equal(ctrl.input_scales['velocity'], [1e-6, 0.5])
+
+
 def test_control_loop_refuses_an_unknown_stale_action_and_a_bad_timeout():
     """'zeros' meant hold: a robot with stale sensors pushed on with its last torque."""
     from lnn_control.loop import ControlLoop
