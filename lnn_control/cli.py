@@ -114,6 +114,7 @@ def _comparison_warnings(plant_name: str, resolved: dict, chosen: bool):
     """
     import numpy as np
 
+    from . import closed_loop as CL
     from . import plants as PL
 
     joints = resolved['joints']
@@ -145,13 +146,13 @@ def _comparison_warnings(plant_name: str, resolved: dict, chosen: bool):
     # reads hinge ranges in degrees unless <compiler angle="radian"/> (an elbow's
     # range="-1.5 1.5" fitted the reference into +-1.2 degrees without a word)
     default = schema.by_name()['reference.amplitude'].default[0]
-    warnings += [f'{joint}: its range in the model ({low:g} to {high:g}) leaves the reference '
-                 f'an amplitude of {a:g} (default {default:g}); if the range was meant in '
-                 'radians, MJCF reads hinge ranges in degrees unless <compiler '
-                 'angle="radian"/>'
-                 for joint, a, (low, high), hinge in zip(joints, span, plant.position_range,
-                                                         plant.hinge)
-                 if hinge and 0.0 < a < 0.1 * default and np.isfinite(high - low)]
+    room = 0.5 * (1.0 - 2.0 * CL.RANGE_MARGIN)      # the amplitude a range leaves, per width
+    warnings += [f'{joint}: its range in the model ({low:g} to {high:g}) leaves a reference '
+                 f'at most {room * (high - low):g} of amplitude (default {default:g}); if the '
+                 'range was meant in radians, MJCF reads hinge ranges in degrees unless '
+                 '<compiler angle="radian"/>'
+                 for joint, (low, high), hinge in zip(joints, plant.position_range, plant.hinge)
+                 if hinge and room * (high - low) < 0.1 * default]
     return pd_check, modes, warnings
 
 
@@ -344,6 +345,10 @@ def _check_applies(path: str) -> None:
 
     with open(path, encoding='utf-8') as f:
         doc = yaml.safe_load(f)
+    if isinstance(doc, dict) and any(  # a section of ours that sets nothing: as intended
+            key == '/**' or str(key).rstrip('/').split('/')[-1] == 'lnn_controller'
+            for key in doc):
+        return
     if doc:             # (an empty file sets nothing, as intended)
         keys = ', '.join(map(str, doc)) if isinstance(doc, dict) else type(doc).__name__
         raise ValueError(f'--params-file {path} sets nothing for lnn_controller: its top level '

@@ -443,7 +443,7 @@ def warm_up() -> None:
     state_table(out, out, out, out, out, np.zeros((1, 6)))
     carry_on(out, out, out, 0.0, np.ones(1), np.ones(1), out.copy(), out.copy(), out.copy())
     supervise(out, out, out, np.ones((3, 1)), np.zeros((6, 1)), 0, False, np.zeros(SV_SIZE))
-    track_scales(io, np.ones((4, 3)), 1.25)
+    track_scales(io, np.ones((5, 3)), 1.25)
     change_cusum(out, np.ones(1), 0.1, 0.01, 2.0, 0.9, 1.0, 0.01, 0.2, np.zeros(CD_SIZE),
                  np.zeros(CD_BINS))
     change_test(out, np.ones(1), np.zeros(CD_SIZE), np.zeros(CD_BINS))

@@ -107,7 +107,10 @@ class InputNormalizer:
                 or not (np.isfinite(scale).all() and (scale > 0).all()
                         and np.isfinite(envelope).all())):
             raise ValueError(f'{path} holds invalid input scales or supervisor gain')
-        if not self.auto and not np.all(scale >= self._floor * (1.0 - 1e-9)):
+        # fixed: each scale the user's, or grown past FIXED_SLACK x it (a file learned with
+        # automatic scales, or other fixed ones, is another normalisation: refused)
+        grown = scale >= FIXED_SLACK * self._floor * (1.0 - 1e-9)
+        if not self.auto and not np.all(np.isclose(scale, self._floor) | grown):
             raise ValueError(f'{path} was learned with input scales {scale.tolist()}, '
                              f'these are fixed at {self._floor.tolist()}')
 

@@ -433,7 +433,7 @@ class ReadoutStore:
         path = os.path.expanduser(path) if path else path   # '~/.ros/...' as a shell would
         if (running and path and path != getattr(self, 'path', None)
                 and path not in self._own and os.path.exists(path)):
-            self._guarded, self._guard_why = path, 'existed when readout_path was set'
+            self._guard_why, self._guarded = 'existed when readout_path was set', path
         if path != getattr(self, 'path', None):
             self.last_error = None      # it was about the old path
         if (path, period_ns) != (getattr(self, 'path', None), getattr(self, 'period_ns', None)):
@@ -589,10 +589,11 @@ class ReadoutStore:
         now = file_identity(path)
         if now is None or now == self._on_disk.get(path):
             return None
-        self._guarded = path
         self._guard_why = ('was written by another process since this node last wrote or '
                            'loaded it (two nodes with one readout_path?)')
-        return self.guard_problem
+        self._guarded = path        # (after its reason: the control thread reads both)
+        return (f'{path} {self._guard_why}: not overwritten until ~/save_readout (replace it) '
+                'or ~/load_readout (use it)')
 
     def load(self) -> tuple[bool, str]:
         """Load ``path`` on the calling thread; (ok, message); a refused file is guarded."""
@@ -627,11 +628,12 @@ class ReadoutStore:
             if isinstance(error, LOAD_ERRORS):
                 message = refused.format(error)
                 if guard and path == self.path and os.path.isfile(path):
-                    self._guarded, self._guard_why = path, 'was refused by a load'
+                    self._guard_why, self._guarded = 'was refused by a load', path
                     message += f'; {self.guard_problem}'
                 return False, message
             note = ctrl.load(loaded)        # its pending learning first, then the swap
             self._adopted(path)
+            self.last_error = None          # (an autosave's refusal of this file: resolved)
             return True, f'loaded {path}' + (f' ({note})' if note else '')
         return Request(lambda: read_controller(ctrl, path), finish, wake)
 

@@ -817,6 +817,8 @@ class LearningSupervisor:
 
     def _reference_rad_s(self) -> float:
         """Return the reference's own frequency from the scales' peaks (0: no motion seen)."""
+        if not self.ctrl.normalizer.auto:
+            return 0.0      # fixed scales: not judged (their peaks are kept for FIXED_SLACK)
         n, envelope = self.ctrl.n, self.ctrl.normalizer.envelope
         qd, qdd = envelope[n:2 * n], envelope[2 * n:]
         moving = qd > 0.0

@@ -270,6 +270,13 @@ class DesiredState:
         self._blend_start_ns = None
         self.blend_s = self._period_s
 
+    def shift_time(self, step_ns: int) -> None:
+        """Keep a generated reference where it was after the clock stepped by ``step_ns``."""
+        if self._t0_ns is not None:
+            self._t0_ns += step_ns
+        if self._blend_start_ns is not None:
+            self._blend_start_ns += step_ns
+
     def restart(self) -> None:
         """Start generated references again at the next ``update`` (no blend)."""
         self._t0_ns = None

@@ -537,6 +537,9 @@ def test_a_params_file_with_nothing_for_the_controller_is_refused(tmp_path, caps
                      str(path), '--out', str(tmp_path / 'run')]) == 2
     assert 'sets nothing for lnn_controller' in capsys.readouterr().err
     assert not (tmp_path / 'run').exists()
+    path.write_text('lnn_controller:\n  ros__parameters: {}\n')     # ours, empty: taken
+    assert cli.main(['demo', '--mode', 'offline', '--duration', '5', '--params-file',
+                     str(path), '--out', str(tmp_path / 'run'), '--quiet']) == 0
 
 
 DEGREE_RANGE = """<mujoco><option timestep="0.002"/><worldbody>
@@ -565,3 +568,10 @@ def test_demo_says_when_a_range_in_degrees_shrank_the_reference(tmp_path, capsys
     summary = json.loads((out / 'summary.json').read_text())
     assert any('elbow: its range in the model' in w for w in summary['warnings'])
     assert summary['controller']['reference.amplitude'] == pytest.approx([0.5, 0.020944])
+    # an amplitude the user chose small, in a wide range (in radians): no such warning
+    wide = tmp_path / 'wide.xml'
+    wide.write_text(DEGREE_RANGE.replace('<mujoco>', '<mujoco><compiler angle="radian"/>')
+                    .replace('range="-1.5 1.5"', 'range="-3 3"'))
+    assert cli.main(['demo', '--mode', 'offline', '--plant', str(wide), '--duration', '5',
+                     '--param', 'reference.amplitude=0.04', '--out', str(out), '--quiet']) == 0
+    assert 'degrees' not in capsys.readouterr().err

@@ -683,14 +683,18 @@ def test_off_simulated_time_the_loop_runs_on_the_steady_clock_and_survives_a_clo
     warnings = record_warnings(node)
     r.wait(lambda: node._tick_clocks is not None, 'a tick')
     clock_ns, steady_ns = node._tick_clocks
+    t0 = node.desired._t0_ns
     node._tick_clocks = (clock_ns + 2_000_000_000, steady_ns)   # the node clock: 2 s back
     r.wait(lambda: warnings, 'the step to be noticed')
     assert warnings == ['the system clock stepped -2.000 s: waiting for joint_states']
     assert not node._have_sensor
+    # the generated reference runs on where it was (restarted, the effort stepped)
+    assert abs(node.desired._t0_ns - (t0 - 2_000_000_000)) < 100_000_000
     sent = node.commands_published
     r.spinner.spin_for(0.1)
     assert node.commands_published == sent      # no state since the step: no command
-    r.send([0.1, -0.2], stamp_ns=0)
+    # a driver on another machine, its clock 50 ms ahead: taken (it was refused for good)
+    r.send([0.1, -0.2], stamp_ns=node.get_clock().now().nanoseconds + 50_000_000)
     r.wait(lambda: node.commands_published >= sent + 3, 'commands after the step')
     np.testing.assert_allclose(r.commands[-1], [-1.0, 2.0])
     (result,) = node.set_parameters([Parameter('use_sim_time', value=True)])

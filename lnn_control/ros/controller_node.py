@@ -271,16 +271,15 @@ class LnnControllerNode(ControllerServices, Node):
         self._ticking = False
         self._follow_time_source()
 
-    def _system_clock_step(self, now: int) -> int:
+    def _system_clock_step(self, now: int, steady: int) -> int:
         """
         Return how much more the node clock, off simulated time, moved than the steady one.
 
-        0 below ``CLOCK_STEP_NS``. Above it the system clock stepped (NTP, ``date``):
-
-        stamps and arrival times on either side of the step do not compare, so it is handled
-        as a clock jump (``_on_clock_jump``).
+        ``now`` and ``steady``: both clocks read back to back. 0 below ``CLOCK_STEP_NS``.
+        Above it the system clock stepped (NTP, ``date``): arrival times on either side of
+        the step do not compare, so it is handled as a clock jump (``_on_clock_jump``).
         """
-        steady, last = time.monotonic_ns(), self._tick_clocks
+        last = self._tick_clocks
         self._tick_clocks = (now, steady)
         step = 0 if last is None else (now - last[0]) - (steady - last[1])
         return step if abs(step) > CLOCK_STEP_NS else 0
@@ -344,11 +343,6 @@ class LnnControllerNode(ControllerServices, Node):
             self._release_waiting_tick(msg, reason)
             return
         self._log_new_time_base(self._sensor, 'joint_states')
-        if not (self._sensor.has_velocity or self._differentiating_logged):
-            self._differentiating_logged = True
-            self.get_logger().info(f'joint_states carry no velocity for '
-                                   f'{self._sensor.differenced()}: using the difference of '
-                                   'successive positions there')
         self.sensor_messages += 1
         if not self._sensor.complete:   # split publishers: not every one heard yet
             self._refusal_log.warn(
@@ -356,6 +350,12 @@ class LnnControllerNode(ControllerServices, Node):
                 f'joint_states so far without {self._sensor.missing()}: control starts '
                 'when every joint has come (publishers naming some joints each are merged)')
             return
+        # (once every joint has come: before, a joint not heard yet read as differenced)
+        if not (self._sensor.has_velocity or self._differentiating_logged):
+            self._differentiating_logged = True
+            self.get_logger().info(f'joint_states carry no velocity for '
+                                   f'{self._sensor.differenced()}: using the difference of '
+                                   'successive positions there')
         stamp = self._sensor.stamp_ns   # the oldest joint's (split publishers)
         # The same stamp again is the same sample again (a driver re-publishing a frozen
         # sensor): it does not make the sensor fresh.
@@ -454,15 +454,18 @@ class LnnControllerNode(ControllerServices, Node):
         self._refusal_log.warn((id(counts), reason),
                                f'dropped {what} ({reason}); {counts[reason]} so far')
 
-    def _on_clock_jump(self, jump, what: str = 'clock jumped backwards or changed') -> None:
+    def _on_clock_jump(self, jump, what: str = 'clock jumped backwards or changed',
+                       step_ns: Optional[int] = None) -> None:
         """
         Handle a clock that went back (simulation reset, bag loop), changed or stepped.
 
-        Stepped: the system clock, off simulated time (``_system_clock_step``).
-
         Old stamps and arrival times are meaningless now: wait for fresh
         joint_states (no commands until then) and restart the reservoir state;
-        what was learned is kept.
+        what was learned is kept. ``step_ns``: the system clock stepped by this much, off
+        simulated time (``_system_clock_step``): the robot did not move, so a generated
+        reference runs on from where it was (restarted, it stepped the effort to kp times
+        its offset), and a publisher on another machine, its clock a little ahead, is not
+        refused as stamped before the jump (it never was again).
         """
         self._follow_time_source()      # (use_sim_time set live: the other clock's timers)
         self._sensor.reset()
@@ -471,10 +474,13 @@ class LnnControllerNode(ControllerServices, Node):
         self._fresh_at_first_tick = False
         s = self.stats                  # the rate is measured on the new clock from here
         self._diag_mark = (s.count, s.callbacks, self.get_clock().now().nanoseconds)
-        self.desired.restart()
+        if step_ns is None:
+            self.desired.restart()
+        else:
+            self.desired.shift_time(step_ns)
         self._sensor_stamp_ns = self._refused_stamp_ns = 0
         self._deferred_tick_ns = None
-        self._jumped_back = True
+        self._jumped_back = step_ns is None
         self.loop.clock_jumped()
         self.readout_store.restart_schedule()     # the next autosave is due on the new clock
         self.get_logger().warning(f'{what}: waiting for joint_states')
@@ -484,10 +490,10 @@ class LnnControllerNode(ControllerServices, Node):
         self.stats.callbacks += 1
         if not self._have_sensor:
             return          # never command a robot we have not heard from
-        now = self.get_clock().now().nanoseconds
-        step = 0 if self._on_sim_time else self._system_clock_step(now)
+        steady, now = time.monotonic_ns(), self.get_clock().now().nanoseconds
+        step = 0 if self._on_sim_time else self._system_clock_step(now, steady)
         if step:
-            self._on_clock_jump(None, f'the system clock stepped {step * 1e-9:+.3f} s')
+            self._on_clock_jump(None, f'the system clock stepped {step * 1e-9:+.3f} s', step)
             return
         if self._deferred_tick_ns is not None:
             self._tick(self._deferred_tick_ns)     # its joint_states never came
