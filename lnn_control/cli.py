@@ -345,10 +345,8 @@ def _check_applies(path: str) -> None:
 
     with open(path, encoding='utf-8') as f:
         doc = yaml.safe_load(f)
-    if isinstance(doc, dict) and any(  # a section of ours that sets nothing: as intended
-            key == '/**' or str(key).rstrip('/').split('/')[-1] == 'lnn_controller'
-            for key in doc):
-        return
+    if isinstance(doc, dict) and schema.node_sections(doc, 'lnn_controller'):
+        return          # a section of ours that sets nothing: as intended
     if doc:             # (an empty file sets nothing, as intended)
         keys = ', '.join(map(str, doc)) if isinstance(doc, dict) else type(doc).__name__
         raise ValueError(f'--params-file {path} sets nothing for lnn_controller: its top level '

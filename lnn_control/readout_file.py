@@ -433,7 +433,7 @@ class ReadoutStore:
         path = os.path.expanduser(path) if path else path   # '~/.ros/...' as a shell would
         if (running and path and path != getattr(self, 'path', None)
                 and path not in self._own and os.path.exists(path)):
-            self._guard_why, self._guarded = 'existed when readout_path was set', path
+            self._guard(path, 'existed when readout_path was set')
         if path != getattr(self, 'path', None):
             self.last_error = None      # it was about the old path
         if (path, period_ns) != (getattr(self, 'path', None), getattr(self, 'period_ns', None)):
@@ -451,7 +451,7 @@ class ReadoutStore:
 
     @property
     def guarded(self) -> Optional[str]:
-        """Return a ``path`` set while running that named an existing file (until save or load)."""
+        """Return ``path`` while automatic writes keep off it (class docstring)."""
         return self._guarded if self._guarded == self.path else None
 
     @property
@@ -459,8 +459,17 @@ class ReadoutStore:
         """Say why a guarded ``path`` is not written automatically (None: not guarded)."""
         if not self.guarded:
             return None
-        return (f'{self.path} {self._guard_why}: not overwritten until ~/save_readout '
-                '(replace it) or ~/load_readout (use it)')
+        return self._guard_text(self.path)
+
+    def _guard(self, path: str, why: str) -> str:
+        """Keep automatic writes off ``path`` (``why``: what it is); return the reason."""
+        self._guard_why = why
+        self._guarded = path        # (after its reason: the control thread reads both)
+        return self._guard_text(path)
+
+    def _guard_text(self, path: str) -> str:
+        return (f'{path} {self._guard_why}: not overwritten until ~/save_readout (replace it) '
+                'or ~/load_readout (use it)')
 
     def doubtful(self) -> Optional[str]:
         """
@@ -589,11 +598,8 @@ class ReadoutStore:
         now = file_identity(path)
         if now is None or now == self._on_disk.get(path):
             return None
-        self._guard_why = ('was written by another process since this node last wrote or '
-                           'loaded it (two nodes with one readout_path?)')
-        self._guarded = path        # (after its reason: the control thread reads both)
-        return (f'{path} {self._guard_why}: not overwritten until ~/save_readout (replace it) '
-                'or ~/load_readout (use it)')
+        return self._guard(path, 'was written by another process since this node last wrote '
+                                 'or loaded it (two nodes with one readout_path?)')
 
     def load(self) -> tuple[bool, str]:
         """Load ``path`` on the calling thread; (ok, message); a refused file is guarded."""
@@ -628,8 +634,7 @@ class ReadoutStore:
             if isinstance(error, LOAD_ERRORS):
                 message = refused.format(error)
                 if guard and path == self.path and os.path.isfile(path):
-                    self._guard_why, self._guarded = 'was refused by a load', path
-                    message += f'; {self.guard_problem}'
+                    message += '; ' + self._guard(path, 'was refused by a load')
                 return False, message
             note = ctrl.load(loaded)        # its pending learning first, then the swap
             self._adopted(path)

@@ -411,14 +411,19 @@ def load_yaml_overrides(path: str, node_name: str) -> dict[str, Any]:
     merged: dict[str, Any] = {}
     if not isinstance(doc, dict):
         raise ValueError(f'{path}: not a ROS parameter file (no node names at the top)')
-    for key in sorted(doc, key=lambda k: (str(k) != '/**', str(k).count('/'))):
-        if key == '/**' or str(key).rstrip('/').split('/')[-1] == node_name:
-            section = doc[key]
-            params = section.get('ros__parameters', {}) if isinstance(section, dict) else None
-            if not isinstance(params, dict):
-                raise ValueError(f'{path}: {key} has no ros__parameters mapping')
-            merged.update(_flatten(params))
+    for key in node_sections(doc, node_name):
+        section = doc[key]
+        params = section.get('ros__parameters', {}) if isinstance(section, dict) else None
+        if not isinstance(params, dict):
+            raise ValueError(f'{path}: {key} has no ros__parameters mapping')
+        merged.update(_flatten(params))
     return merged
+
+
+def node_sections(doc: Mapping, node_name: str) -> list:
+    """Return the top-level keys of a parameter file that apply to ``node_name``, in merge order."""
+    return [key for key in sorted(doc, key=lambda k: (str(k) != '/**', str(k).count('/')))
+            if key == '/**' or str(key).rstrip('/').split('/')[-1] == node_name]
 
 
 def _flatten(tree: Mapping[str, Any], prefix: str = '') -> dict[str, Any]:

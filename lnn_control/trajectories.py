@@ -245,13 +245,18 @@ class DesiredState:
             np.broadcast_to(np.asarray(offset, float), (n,)), seed=int(seed))
         if new is None and self.generator is None:
             return          # following the topic before and after: nothing to blend
-        if self._t0_ns is not None:
-            self._old = self.generator
-            self._from[0] = self.q                     # held if it followed no generator
-            self._blend_start_ns = None
-            self.blend_s = 1.0 / frequency_hz if new is not None and frequency_hz > 0 else 1.0
+        period = 1.0 / frequency_hz if frequency_hz > 0 else 1.0
+        if self._t0_ns is not None:     # (the old one held if it followed no generator)
+            self._start_blend(self.generator, self.q, period if new is not None else 1.0)
         self.generator = new
-        self._period_s = 1.0 / frequency_hz if frequency_hz > 0 else 1.0
+        self._period_s = period
+
+    def _start_blend(self, old, q, seconds: float) -> None:
+        """Blend from ``old`` (a generator; None: ``q``, at rest) over ``seconds`` (``_blend``)."""
+        self._old = old
+        self._from[0] = q
+        self._blend_start_ns = None
+        self.blend_s = seconds
 
     def resume(self, now_ns: int, q) -> None:
         """
@@ -263,12 +268,8 @@ class DesiredState:
         if self.generator is None or self._t0_ns is None:
             return
         self.generator.sample((now_ns - self._t0_ns) * 1e-9, *self._probe)
-        if np.array_equal(self._probe[0], self.q):
-            return
-        self._old = None
-        self._from[0] = q
-        self._blend_start_ns = None
-        self.blend_s = self._period_s
+        if not np.array_equal(self._probe[0], self.q):
+            self._start_blend(None, q, self._period_s)
 
     def shift_time(self, step_ns: int) -> None:
         """Keep a generated reference where it was after the clock stepped by ``step_ns``."""

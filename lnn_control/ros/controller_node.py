@@ -275,7 +275,7 @@ class LnnControllerNode(ControllerServices, Node):
         """
         Return how much more the node clock, off simulated time, moved than the steady one.
 
-        ``now`` and ``steady``: both clocks read back to back. 0 below ``CLOCK_STEP_NS``.
+        ``now`` and ``steady``: the two clocks read back to back. 0 below ``CLOCK_STEP_NS``.
         Above it the system clock stepped (NTP, ``date``): arrival times on either side of
         the step do not compare, so it is handled as a clock jump (``_on_clock_jump``).
         """
@@ -490,8 +490,8 @@ class LnnControllerNode(ControllerServices, Node):
         self.stats.callbacks += 1
         if not self._have_sensor:
             return          # never command a robot we have not heard from
-        steady, now = time.monotonic_ns(), self.get_clock().now().nanoseconds
-        step = 0 if self._on_sim_time else self._system_clock_step(now, steady)
+        now = self.get_clock().now().nanoseconds
+        step = 0 if self._on_sim_time else self._system_clock_step(now, time.monotonic_ns())
         if step:
             self._on_clock_jump(None, f'the system clock stepped {step * 1e-9:+.3f} s', step)
             return
