@@ -148,6 +148,9 @@ class Config(Mapping):
                 and not float(value('reference.frequency_hz')) > 0.0):
             problems.append('reference.mode point_to_point needs reference.frequency_hz above '
                             '0 (its moves take 1 / frequency_hz s)')
+        if (stray := [j for j in value('continuous_joints') if j not in value('joints')]):
+            problems.append(f'continuous_joints names {", ".join(map(repr, stray))}, not among '
+                            f'joints {list(value("joints"))}')
         return problems
 
     def apply(self, changes: Mapping[str, Any], started: bool = True) -> dict[str, Any]:

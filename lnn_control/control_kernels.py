@@ -322,6 +322,43 @@ def track_scales(io, table, headroom):
     return changed
 
 
+# Rows of the continuous joints' table (``unwrap_angles``), one column per joint.
+WRAP_MASK, WRAP_LAST, WRAP_REFERENCE, WRAP_MEASURED, WRAP_STARTED = range(5)
+WRAP_ROWS = 5
+
+
+@njit(cache=True)
+def unwrap_angles(io, wrap):
+    """
+    Put the continuous joints' positions in io on one unbroken branch; allocates nothing.
+
+    For a joint whose ``wrap[WRAP_MASK]`` is 1 the desired position continues the last
+    one the shortest way round (a reference sent in [-pi, pi) or any other branch no
+    longer jumps by 2 pi), and the measured position is taken on the branch nearest it,
+    so the PD error is the shortest angle (ros2_controllers' angle_wraparound) and the
+    reservoir's inputs stay continuous. ``wrap[WRAP_REFERENCE]`` and
+    ``wrap[WRAP_MEASURED]`` keep the multiples of 2 pi added (to report positions in the
+    caller's own branch); ``wrap[WRAP_LAST]`` the last desired position received.
+    """
+    two_pi = 2.0 * np.pi
+    for j in range(io.shape[1]):
+        if wrap[WRAP_MASK, j] == 0.0:
+            continue
+        raw = io[2, j]
+        if wrap[WRAP_STARTED, j] == 0.0:
+            wrap[WRAP_REFERENCE, j] = 0.0
+            wrap[WRAP_STARTED, j] = 1.0
+        else:       # the step since the last reference, taken in [-pi, pi)
+            step = raw - wrap[WRAP_LAST, j]
+            wrap[WRAP_REFERENCE, j] -= two_pi * np.floor((step + np.pi) / two_pi)
+        wrap[WRAP_LAST, j] = raw
+        desired = raw + wrap[WRAP_REFERENCE, j]
+        io[2, j] = desired
+        offset = two_pi * np.floor((desired - io[0, j] + np.pi) / two_pi)
+        wrap[WRAP_MEASURED, j] = offset
+        io[0, j] += offset
+
+
 # What load_io returns besides 1 + the row of a value of the wrong length.
 IO_VALID, IO_NOT_FINITE, IO_SCALES_GREW = 0, -1, -2
 # Larger magnitudes are refused as not finite: an input scale grown to 1.25e307 made
@@ -330,8 +367,8 @@ MAX_INPUT = 1e12
 
 
 @njit('int64(float64[:], float64[:], float64[:], float64[:], float64[:], float64[:, :], '
-      'float64[:, :], float64)', cache=True)
-def load_io(q, qd, q_d, qd_d, qdd_d, io, scales, headroom):
+      'float64[:, :], float64, float64[:, :])', cache=True)
+def load_io(q, qd, q_d, qd_d, qdd_d, io, scales, headroom, wrap):
     """
     Copy one tick's measured and desired state into the rows of io and follow the scales.
 
@@ -339,7 +376,8 @@ def load_io(q, qd, q_d, qd_d, qdd_d, io, scales, headroom):
     0; ``scales``: the ``track_scales`` table) grew a scale; 1 + the index of the first
     value whose length is not io's row length; IO_NOT_FINITE when a value is not finite
     or above ``MAX_INPUT`` in magnitude. A refused tick leaves io and the scales untouched,
-    so what the last valid tick computed stays what ``controller_state`` shows. The
+    so what the last valid tick computed stays what ``controller_state`` shows. Continuous
+    joints are unwrapped (``unwrap_angles``, table ``wrap``) before the scales follow. The
     explicit signature means any other type
     raises TypeError instead of compiling mid-run; the caller then checks the slow way
     (lists, other dtypes) with the same rules. One Numba entry for both: the tick's
@@ -361,6 +399,7 @@ def load_io(q, qd, q_d, qd_d, qdd_d, io, scales, headroom):
         v = values[r]
         for j in range(n):
             io[r, j] = v[j]
+    unwrap_angles(io, wrap)
     if headroom > 0.0 and track_scales(io, scales, headroom):
         return IO_SCALES_GREW
     return IO_VALID
@@ -420,11 +459,15 @@ def carry_on(q0, qd0, qdd0, e, position_limit, velocity_limit, q, qd, qdd):
 
 
 @njit(cache=True)
-def state_table(q_d, q, pd, ff, command, out):
-    """Fill out (joints x 6): reference, feedback, error, PD effort, feedforward, command."""
+def state_table(q_d, q, pd, ff, command, offset, out):
+    """
+    Fill out (joints x 6): reference, feedback, error, PD effort, feedforward, command.
+
+    The positions less ``offset`` (what ``unwrap_angles`` added to the measured ones).
+    """
     for j in range(out.shape[0]):
-        out[j, 0] = q_d[j]
-        out[j, 1] = q[j]
+        out[j, 0] = q_d[j] - offset[j]
+        out[j, 1] = q[j] - offset[j]
         out[j, 2] = q_d[j] - q[j]
         out[j, 3] = pd[j]
         out[j, 4] = ff[j]
@@ -440,7 +483,8 @@ def warm_up() -> None:
     io, out = np.ones((5, 1)), np.zeros(1)
     feedback_error_inputs(io, np.ones(3), np.ones(1), np.ones(1), out, np.zeros(8))
     bounded_command(out, out.copy(), np.ones(1), np.ones(1), np.zeros(1))
-    state_table(out, out, out, out, out, np.zeros((1, 6)))
+    state_table(out, out, out, out, out, out, np.zeros((1, 6)))
+    unwrap_angles(io, np.zeros((WRAP_ROWS, 1)))
     carry_on(out, out, out, 0.0, np.ones(1), np.ones(1), out.copy(), out.copy(), out.copy())
     supervise(out, out, out, np.ones((3, 1)), np.zeros((6, 1)), 0, False, np.zeros(SV_SIZE))
     track_scales(io, np.ones((5, 3)), 1.25)

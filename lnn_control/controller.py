@@ -118,6 +118,8 @@ class AdaptiveController(InverseModelTick):
         self._phi_train = np.zeros_like(self._phi)
         self._io = np.zeros((5, n))            # q, qd, q_d, qd_d, qdd_d of this tick
         self._measured = self._io[:2].reshape(-1)   # a view: q then qd
+        self._wrap = np.zeros((CK.WRAP_ROWS, n))   # continuous joints (CK.unwrap_angles)
+        self._wrap[CK.WRAP_MASK] = [j in self.config.continuous_joints for j in self.joints]
         self._prev = np.zeros((3, n))          # q, qd, command of the previous tick
         self._has_prev = False
         self._pd = np.zeros(n)
@@ -285,7 +287,7 @@ class AdaptiveController(InverseModelTick):
             raise ValueError('measured is (position, velocity), desired is '
                              '(position, velocity, acceleration)')
         try:        # float64 vectors, the usual case: one kernel call
-            code = CK.load_io(*measured, *desired, io, norm.table, norm.headroom)
+            code = CK.load_io(*measured, *desired, io, norm.table, norm.headroom, self._wrap)
         except TypeError:
             code = None     # other types: the same checks the slow way
         if code == CK.IO_VALID:
@@ -308,7 +310,23 @@ class AdaptiveController(InverseModelTick):
             raise ValueError('non-finite measurement or reference refused (or one above '
                              f'{CK.MAX_INPUT:g} in magnitude)')
         io[:] = values          # only now: a refused tick leaves the last valid one in io
+        CK.unwrap_angles(io, self._wrap)
         return norm.track(io)
+
+    @property
+    def position_offset(self) -> np.ndarray:
+        """
+        Per joint what the last tick added to the measured position (multiples of 2 pi).
+
+        Non-zero only for ``continuous_joints`` (``CK.unwrap_angles``): subtracted from
+        the positions the controller works with, they are in the measurement's own branch.
+        """
+        return self._wrap[CK.WRAP_MEASURED]
+
+    @property
+    def continuous(self) -> np.ndarray:
+        """Return per joint whether it is one of ``continuous_joints`` (bool)."""
+        return self._wrap[CK.WRAP_MASK] != 0.0
 
     def step(self, measured, desired) -> np.ndarray:
         """Run one whole tick: ``act``, then ``adapt``; return the command."""

@@ -136,10 +136,11 @@ class ControlLoop:
         Fill ``out`` (joints x STATE_FIELDS) with this tick's terms; allocates nothing.
 
         ``command`` is what was sent (zero or held while sensors are stale); the
-        other columns are those of the controller's latest computed tick.
+        other columns are those of the controller's latest computed tick, positions in the
+        branch the measurement came in (continuous joints, ``position_offset``).
         """
         q, q_d, pd, ff = self.controller.tick_terms()
-        CK.state_table(q_d, q, pd, ff, self.command, out)
+        CK.state_table(q_d, q, pd, ff, self.command, self.controller.position_offset, out)
         return out
 
     def sensor_age_s(self, now_ns: int) -> float:

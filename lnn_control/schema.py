@@ -69,12 +69,18 @@ CONTROLLER = (
     Param('command_limit', DOUBLE_ARRAY, [20.0],
           'Symmetric saturation of the published effort per joint.',
           0.0, 1e6, per_joint=True, open_low=True),
+    Param('continuous_joints', STRING_ARRAY, [],
+          'Joints (of joints) whose position is an angle that wraps: wheels, turntables, '
+          'wrist rolls (URDF continuous). Their position error is taken the shortest way '
+          "round (ros2_controllers' angle_wraparound), measured and reference positions "
+          'may come in any branch ([-pi, pi) or unwrapped) and limits.position does not '
+          'apply to them.', read_only=True, unique=True),
     Param('limits.position', DOUBLE_ARRAY, [1000.0],
           'Plausibility limit per joint [rad or m]: joint_states or ~/reference with '
           '|position| above it are dropped (reason implausible), never learned from, and '
           'cannot start control. Generous by default: it catches garbage (a corrupt '
           'message, a unit mix-up), not a robot leaving its workspace; set it to your '
-          "joints' range (continuous joints need room for many turns).",
+          "joints' range (continuous_joints are exempt).",
           0.0, 1e9, per_joint=True, open_low=True),
     Param('limits.velocity', DOUBLE_ARRAY, [1000.0],
           'Plausibility limit per joint [rad/s or m/s] on |velocity|, as limits.position.',

@@ -222,8 +222,12 @@ class DesiredState:
     sensor drop-out and the generated reference moved on meanwhile.
     """
 
-    def __init__(self, n_joints: int):
+    def __init__(self, n_joints: int, continuous=None):
         self.n = n_joints
+        # joints whose position wraps (``continuous_joints``): a measured position is
+        # taken in the branch nearest the reference
+        self.continuous = np.zeros(n_joints, bool) if continuous is None else np.array(
+            continuous, bool)
         self.q, self.qd, self.qdd = (np.zeros(n_joints) for _ in range(3))
         self.hold = np.zeros(n_joints)
         self.generator = None
@@ -263,13 +267,17 @@ class DesiredState:
         Control resumes after ``update`` paused: blend from ``q`` if the reference moved on.
 
         From ``q`` (the measured position), at rest, over one period of the reference; a
-        reference that did not move (hold, a dwell) is taken up as it is: a set point.
+        reference that did not move (hold, a dwell) is taken up as it is: a set point. A
+        continuous joint's ``q`` is taken within half a turn of the reference (a blend
+        from another branch would turn the joint round for nothing).
         """
         if self.generator is None or self._t0_ns is None:
             return
         self.generator.sample((now_ns - self._t0_ns) * 1e-9, *self._probe)
         if not np.array_equal(self._probe[0], self.q):
-            self._start_blend(None, q, self._period_s)
+            ref = self._probe[0]
+            near = ref + np.remainder(np.asarray(q, float) - ref + np.pi, 2 * np.pi) - np.pi
+            self._start_blend(None, np.where(self.continuous, near, q), self._period_s)
 
     def shift_time(self, step_ns: int) -> None:
         """Keep a generated reference where it was after the clock stepped by ``step_ns``."""

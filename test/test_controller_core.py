@@ -657,3 +657,46 @@ def test_control_loop_refuses_an_unknown_stale_action_and_a_bad_timeout():
     for timeout in (-0.5, 0.0, float('nan'), float('inf')):
         with pytest.raises(ValueError, match='sensor_timeout_s must be finite and > 0'):
             loop.set_timeout(timeout)
+
+
+def _wrapped(x):
+    return (x + np.pi) % (2 * np.pi) - np.pi
+
+
+def test_a_continuous_joint_in_any_branch_gets_the_commands_of_an_unwrapped_one():
+    """ros2_controllers' angle_wraparound: a wheel reported in [-pi, pi) is not a 2 pi error."""
+    # BASE's command limits would saturate a joint turning at 3 rad/s: looser ones here
+    plain = make(command_limit=[50.0])
+    wheel = make(command_limit=[50.0], continuous_joints=['j1'])
+    np.testing.assert_array_equal(wheel.continuous, [True, False])
+    for k in range(1500):
+        t = 0.01 * k
+        q_d = np.array([3.0 * t + np.sin(t), 0.5 * np.sin(t)])
+        qd_d = np.array([3.0 + np.cos(t), 0.5 * np.cos(t)])
+        q, qd = q_d - 0.02 * np.sin(3.0 * t), 0.98 * qd_d
+        expected = plain.step((q, qd), (q_d, qd_d, np.zeros(2))).copy()
+        # the measurement wrapped and then put some turns off, the reference wrapped
+        q_seen = np.array([_wrapped(q[0]) + 2 * np.pi * (k % 3 - 1), q[1]])
+        q_d_sent = np.array([_wrapped(q_d[0]), q_d[1]])
+        got = wheel.step((q_seen, qd), (q_d_sent, qd_d, np.zeros(2)))
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-9)
+        # what was added to the measurement takes it back to the branch it came in
+        np.testing.assert_allclose(wheel.tick_terms()[0] - wheel.position_offset, q_seen,
+                                   rtol=0, atol=1e-9)
+    assert wheel.position_offset[1] == 0.0
+    # a joint that is not continuous keeps its error as it is
+    far = make(continuous_joints=['j1'], learning_enabled=False)
+    far.step((np.array([2 * np.pi, 2 * np.pi]), np.zeros(2)), (np.zeros(2),) * 3)
+    q, q_d, pd, _ = far.tick_terms()
+    np.testing.assert_array_equal(q_d, [0.0, 0.0])
+    np.testing.assert_allclose(q, [0.0, 2 * np.pi], atol=1e-12)
+    np.testing.assert_allclose(pd, [0.0, -10.0 * 2 * np.pi], atol=1e-9)   # kp 10
+
+
+def test_continuous_joints_must_be_controlled_joints():
+    with pytest.raises(ValueError, match="continuous_joints names 'wheel', not among joints"):
+        make(continuous_joints=['wheel'])
+    with pytest.raises(ValueError, match='must not repeat'):
+        make(continuous_joints=['j1', 'j1'])
+    with pytest.raises(ValueError, match='read-only'):
+        make().update_params({'continuous_joints': ['j1']})

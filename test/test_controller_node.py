@@ -281,6 +281,31 @@ def test_plausibility_limits_are_live_and_apply_to_the_reference(rig):
     np.testing.assert_allclose(r.tick(), [4.5, 3.0])  # kp 10 x (0.45, 1.8 - 1.5)
 
 
+def test_a_continuous_joint_is_controlled_the_shortest_way_in_the_branch_it_reports(rig):
+    """A wheel's joint_states some turns out: no 2 pi errors, no implausible drops."""
+    r = rig({'continuous_joints': ['j1'], 'learning_enabled': False, 'kd': [0.0],
+             'limits.position': [1.0]})
+    state, prediction = [], []
+    r.tester.create_subscription(Float64MultiArray, 'lnn_controller/controller_state',
+                                 state.append, RELIABLE)
+    r.tester.create_subscription(JointState, 'lnn_controller/prediction', prediction.append,
+                                 RELIABLE)
+    r.wait(lambda: (r.node._state_pub.get_subscription_count() > 0
+                    and r.node._prediction_pub.get_subscription_count() > 0), 'discovery')
+    r.send([2000.1, 1.5])                             # j2 beyond its limit: dropped
+    assert r.node.rejected['implausible'] == 1 and r.node.sensor_messages == 0
+    r.send([2000.1, 0.5])                             # j1 far beyond it: continuous
+    r.send_reference([0.3 - 2 * np.pi, 0.2])          # any branch
+    assert sum(r.node.rejected_reference.values()) == 0
+    error = (0.3 - 2000.1 + np.pi) % (2 * np.pi) - np.pi
+    np.testing.assert_allclose(r.tick(), [10.0 * error, 10.0 * (0.2 - 0.5)], atol=1e-9)
+    r.wait(lambda: state and prediction, 'the state table and the prediction')
+    table = np.array(state[-1].data).reshape(2, 6)
+    np.testing.assert_allclose(table[:, 1], [2000.1, 0.5], atol=1e-9)      # as measured
+    np.testing.assert_allclose(table[:, 2], [error, -0.3], atol=1e-9)
+    assert abs(prediction[-1].position[0] - 2000.1) < 0.5
+
+
 def test_a_reference_before_the_first_clock_is_not_taken_for_silent(rig):
     """Joining a simulation at 5 s: a reference that came before /clock was held as stale."""
     r = rig({'prediction.enabled': False})

@@ -161,3 +161,13 @@ def test_resuming_blends_from_the_measured_position_only_if_the_reference_moved_
         assert not moved or desired.qd[0] == 0.0              # from rest
         desired.update(2_500_000_000)                          # one period (2 s) later
         assert desired.q[0] == pytest.approx(0.2 + (np.sin(np.pi * 2.5) if moved else 0.0))
+
+
+def test_resuming_a_continuous_joint_blends_from_within_half_a_turn_of_the_reference():
+    """A wheel measured some turns away is not turned back those turns after a drop-out."""
+    desired = DesiredState(2, continuous=[True, False])
+    desired.configure('sine', [1.0], 0.5, [0.2], 0)
+    desired.update(0)
+    desired.resume(500_000_000, np.array([-0.4 + 6 * np.pi, -0.4 + 6 * np.pi]))
+    desired.update(500_000_000)
+    np.testing.assert_allclose(desired.q, [-0.4, -0.4 + 6 * np.pi])

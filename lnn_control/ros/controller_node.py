@@ -124,7 +124,7 @@ class LnnControllerNode(ControllerServices, Node):
         n = self.controller.n
         self._q = np.zeros(n)
         self._qd = np.zeros(n)
-        self.desired = DesiredState(n)
+        self.desired = DesiredState(n, self.controller.continuous)
         self._have_sensor = False
         self._jumped_back = False       # the clock jumped back; no state accepted since
         self._sensor_wall_ns = 0       # monotonic clock, for the latency statistics
@@ -321,8 +321,9 @@ class LnnControllerNode(ControllerServices, Node):
                 self.desired.hold[:] = self.desired.q
             self.desired.configure(ref.mode, ref.amplitude, ref.frequency_hz, ref.offset,
                                    ref.seed)
+        position = np.where(self.controller.continuous, np.inf, cfg.limits.position)
         for reader in (self._sensor, self._reference.reader):
-            reader.set_limits(cfg.limits.position, cfg.limits.velocity)
+            reader.set_limits(position, cfg.limits.velocity)
 
     # -- inputs ------------------------------------------------------------------------
     def _on_joint_states(self, msg: JointState) -> None:
@@ -591,7 +592,8 @@ class LnnControllerNode(ControllerServices, Node):
     def _publish_prediction(self, now: int) -> None:
         msg, predicted = self._prediction_msg, self.controller.forward.prediction(0)
         C.set_stamp(msg.header.stamp, now + self._prediction_ns)
-        msg.position, msg.velocity = predicted[0], predicted[1]
+        # (continuous joints: in the branch their joint_states came in)
+        msg.position, msg.velocity = predicted[0] - self.controller.position_offset, predicted[1]
         self._publisher.publish(self._prediction_pub, msg)
 
     def _events_pending(self) -> bool:
