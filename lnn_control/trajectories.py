@@ -250,10 +250,33 @@ class DesiredState:
         if new is None and self.generator is None:
             return          # following the topic before and after: nothing to blend
         period = 1.0 / frequency_hz if frequency_hz > 0 else 1.0
-        if self._t0_ns is not None:     # (the old one held if it followed no generator)
-            self._start_blend(self.generator, self.q, period if new is not None else 1.0)
+        seconds = period if new is not None else 1.0
+        if self._t0_ns is None:
+            pass
+        elif self.blend_s > 0.0 and self._blend_start_ns is None:
+            # changed again before the blend began (one request setting two reference.*
+            # values, one by one): it still starts from where it was, into the latest
+            self.blend_s = seconds
+        else:           # from the blend in progress, if one is (the old one held if none)
+            old = self.generator if self.blend_s == 0.0 else self._in_progress()
+            self._start_blend(old, self.q, seconds)
         self.generator = new
         self._period_s = period
+
+    def _in_progress(self):
+        """
+        Return the running blend as a reference of its own (None: hold where it is).
+
+        A change in mid-blend blends from it: from the old target it stepped (0.5-1 rad
+        in one tick). Nested at most ``MAX_NESTED_BLENDS`` deep; beyond, or blending into
+        received references (sampled by node time, not by ``t``), from the position held.
+        """
+        if self.generator is None or self._blend_start_ns is None:
+            return None
+        if isinstance(self._old, _Blend) and self._old.depth >= MAX_NESTED_BLENDS:
+            return None
+        start_s = (self._blend_start_ns - self._t0_ns) * 1e-9
+        return _Blend(self._old, self._from[0].copy(), self.generator, start_s, self.blend_s)
 
     def _start_blend(self, old, q, seconds: float) -> None:
         """Blend from ``old`` (a generator; None: ``q``, at rest) over ``seconds`` (``_blend``)."""
@@ -328,12 +351,38 @@ class DesiredState:
         else:
             old_qd[:] = 0.0
             old_qdd[:] = 0.0
-        w = tau * tau * tau * (10.0 + tau * (-15.0 + 6.0 * tau))        # min-jerk 0 -> 1
-        dw = tau * tau * (30.0 + tau * (-60.0 + 30.0 * tau)) / T
-        ddw = tau * (60.0 + tau * (-180.0 + 120.0 * tau)) / (T * T)
-        q, qd, qdd = self.q, self.qd, self.qdd
-        for j in range(self.n):    # x = old + w (new - old), derivatives by the product rule
-            dq, dqd, dqdd = q[j] - old_q[j], qd[j] - old_qd[j], qdd[j] - old_qdd[j]
-            q[j] = old_q[j] + w * dq
-            qd[j] = old_qd[j] + w * dqd + dw * dq
-            qdd[j] = old_qdd[j] + w * dqdd + 2.0 * dw * dqd + ddw * dq
+        _mix(old_q, old_qd, old_qdd, self.q, self.qd, self.qdd, tau, T)
+
+
+MAX_NESTED_BLENDS = 4   # blends of blends kept (changes faster than a reference's period)
+
+
+def _mix(old_q, old_qd, old_qdd, q, qd, qdd, tau: float, T: float) -> None:
+    """Set (q, qd, qdd) to old + w(tau) (new - old), w min-jerk 0 -> 1 over T seconds."""
+    w = tau * tau * tau * (10.0 + tau * (-15.0 + 6.0 * tau))
+    dw = tau * tau * (30.0 + tau * (-60.0 + 30.0 * tau)) / T
+    ddw = tau * (60.0 + tau * (-180.0 + 120.0 * tau)) / (T * T)
+    for j in range(q.shape[0]):    # derivatives by the product rule
+        dq, dqd, dqdd = q[j] - old_q[j], qd[j] - old_qd[j], qdd[j] - old_qdd[j]
+        q[j] = old_q[j] + w * dq
+        qd[j] = old_qd[j] + w * dqd + dw * dq
+        qdd[j] = old_qdd[j] + w * dqdd + 2.0 * dw * dqd + ddw * dq
+
+
+class _Blend:
+    """A blend from ``old`` (a reference; None: ``q0`` at rest) into ``new``, as a reference."""
+
+    def __init__(self, old, q0: np.ndarray, new, start_s: float, seconds: float):
+        self.old, self.new, self.start_s, self.seconds = old, new, start_s, seconds
+        self.depth = 1 + (old.depth if isinstance(old, _Blend) else 0)
+        self._old_state = np.zeros((3, q0.shape[0]))
+        self._old_state[0] = q0
+
+    def sample(self, t: float, out_q, out_qd, out_qdd) -> None:
+        tau = (t - self.start_s) / self.seconds
+        self.new.sample(t, out_q, out_qd, out_qdd)
+        if tau >= 1.0:
+            return
+        if self.old is not None:
+            self.old.sample(t, *self._old_state)
+        _mix(*self._old_state, out_q, out_qd, out_qdd, max(tau, 0.0), self.seconds)

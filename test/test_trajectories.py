@@ -171,3 +171,42 @@ def test_resuming_a_continuous_joint_blends_from_within_half_a_turn_of_the_refer
     desired.resume(500_000_000, np.array([-0.4 + 6 * np.pi, -0.4 + 6 * np.pi]))
     desired.update(500_000_000)
     np.testing.assert_allclose(desired.q, [-0.4, -0.4 + 6 * np.pi])
+
+
+@pytest.mark.parametrize('gap_ticks', [0, 10, 700])
+def test_a_second_change_during_a_blend_blends_on_from_where_the_first_one_got(gap_ticks):
+    """Two reference.* changes in one request (0 ticks apart) or mid-blend: no step."""
+    d = DesiredState(1)
+    d.configure('sine', [0.5], 1.0, [0.0], 0)
+    dt, rows = 0.001, []
+    for k in range(6000):
+        if k == 1000:
+            d.configure('sine', [0.5], 0.25, [0.0], 0)        # a 4 s blend
+        if k == 1000 + gap_ticks:
+            d.configure('sine', [1.0], 0.25, [0.6], 0)
+        d.update(int(round(k * dt * 1e9)))
+        rows.append(np.concatenate([d.q, d.qd, d.qdd]))
+    x = np.array(rows)
+    q, qd = x[:, 0], x[:, 1]
+    assert np.abs(np.diff(q)).max() < 0.01          # no step (it was 0.5-1 rad in one tick)
+    np.testing.assert_allclose(np.gradient(q, dt)[900:-2], qd[900:-2], atol=2e-3)
+    np.testing.assert_allclose(np.gradient(qd, dt)[900:-2], x[900:-2, 2], atol=0.05)
+    # four seconds after the last change it is the last reference
+    ref, out = make_reference('sine', 1, np.array([1.0]), 0.25, np.array([0.6])), np.zeros((3, 1))
+    ref.sample(5.999, *out)
+    np.testing.assert_allclose(x[-1], out.ravel(), atol=1e-12)
+
+
+def test_changes_faster_than_the_blends_stay_bounded_and_continuous():
+    """A slider sending a change every 50 ms: at most MAX_NESTED_BLENDS blends deep."""
+    from lnn_control.trajectories import _Blend, MAX_NESTED_BLENDS
+    d = DesiredState(1)
+    d.configure('sine', [0.5], 0.5, [0.0], 0)
+    q = []
+    for k in range(4000):
+        if k % 50 == 0 and k < 3000:
+            d.configure('sine', [0.5], 0.5, [0.3 * np.sin(k / 500.0)], 0)
+        d.update(int(k * 1_000_000))
+        q.append(d.q[0])
+        assert not isinstance(d._old, _Blend) or d._old.depth <= MAX_NESTED_BLENDS
+    assert np.abs(np.diff(q)).max() < 0.01
