@@ -306,6 +306,28 @@ def test_a_continuous_joint_is_controlled_the_shortest_way_in_the_branch_it_repo
     assert abs(prediction[-1].position[0] - 2000.1) < 0.5
 
 
+def test_an_unreadable_parameter_request_is_refused_and_control_goes_on(rig):
+    """A ParameterValue of type 42 raised in rclpy's service callback and ended the node."""
+    from rcl_interfaces.msg import Parameter as ParameterMsg, ParameterType, ParameterValue
+    from rcl_interfaces.srv import SetParameters, SetParametersAtomically
+    r = rig()
+    r.send([0.0, 0.0])
+    r.tick()
+    bad = ParameterMsg(name='kp', value=ParameterValue(type=42))
+    good = ParameterMsg(name='kd', value=ParameterValue(
+        type=ParameterType.PARAMETER_DOUBLE_ARRAY, double_array_value=[2.0]))
+    response = r.call(SetParameters, 'set_parameters', SetParameters.Request(
+        parameters=[bad, good]))
+    assert [x.successful for x in response.results] == [False, True]
+    assert 'kp: not a ROS parameter value' in response.results[0].reason
+    assert list(r.node.get_parameter('kd').value) == [2.0]
+    response = r.call(SetParametersAtomically, 'set_parameters_atomically',
+                      SetParametersAtomically.Request(parameters=[good, bad]))
+    assert not response.result.successful and 'kp' in response.result.reason
+    r.send([0.0, 0.0])
+    assert r.tick() is not None          # still controlling
+
+
 def test_a_reference_before_the_first_clock_is_not_taken_for_silent(rig):
     """Joining a simulation at 5 s: a reference that came before /clock was held as stale."""
     r = rig({'prediction.enabled': False})

@@ -314,7 +314,60 @@ def attach(node: Node, entries: Iterable[schema.Param], n_joints: JointCount,
         if changes:
             apply(changes)
     node.add_post_set_parameters_callback(post)
+    guard_set_services(node)
 
 
-__all__ = ['ROS_TYPES', 'attach', 'declare', 'descriptor', 'read', 'to_python',
-           'validation_callback', 'widening_callback']
+# rclpy's parameter services that turn each request entry into a Parameter first
+SET_SERVICES = ('set_parameters', 'set_parameters_atomically')
+
+
+def guard_set_services(node: Node) -> None:
+    """
+    Answer a set request rclpy cannot even read with a refusal, instead of exiting.
+
+    A ParameterValue of a type ROS does not have (type 42, from a hand-built request)
+    makes rclpy's service callback raise ValueError, which ended the node: control
+    stopped. The refusal names the entry; the other entries of a non-atomic request
+    are set one by one as rclpy sets them.
+    """
+    for srv in node.services:
+        kind = srv.srv_name.rsplit('/', 1)[-1]
+        if kind in SET_SERVICES:
+            srv.callback = _guarded(srv.callback, kind == SET_SERVICES[1], node)
+
+
+def _guarded(callback: Callable, atomic: bool, node: Node) -> Callable:
+    def refusal(entry, error: Exception) -> SetParametersResult:
+        reason = f'{entry.name}: not a ROS parameter value (type {entry.value.type}: {error})'
+        node.get_logger().warning(f'parameter request refused: {reason}')
+        return SetParametersResult(successful=False, reason=reason)
+
+    def answer(request, response):
+        if atomic:
+            try:
+                return callback(request, response)
+            except (ValueError, TypeError) as e:
+                bad = next((p for p in request.parameters if not _readable(p)),
+                           request.parameters[0])
+                response.result = refusal(bad, e)
+                return response
+        for entry in request.parameters:        # as rclpy does, one entry at a time
+            one = type(request)(parameters=[entry])
+            try:
+                response.results.extend(callback(one, type(response)()).results)
+            except (ValueError, TypeError) as e:
+                response.results.append(refusal(entry, e))
+        return response
+    return answer
+
+
+def _readable(entry) -> bool:
+    try:
+        Parameter.from_parameter_msg(entry)
+    except (ValueError, TypeError):
+        return False
+    return True
+
+
+__all__ = ['ROS_TYPES', 'attach', 'declare', 'descriptor', 'guard_set_services', 'read',
+           'to_python', 'validation_callback', 'widening_callback']
