@@ -291,7 +291,7 @@ def _gains(args: argparse.Namespace) -> int:
                  f'({name} <= {params[name].high:g}): a lower natural frequency or reference'
                  for name, gains in (('kp', kp), ('kd', kd))
                  for joint, value in zip(plant.joint_names, gains) if value > params[name].high]
-    warnings += PL.rate_check(plant, kd, rate)
+    warnings += PL.rate_check(plant, kd, rate, kp)
     gravity = plant.design_gravity()
     warnings += [f'{joint}: gravity takes {g:.3g} here, so PD alone holds it about {e:.2g} '
                  'off its target (gravity / kp): the PD-only baseline sags there, learning '

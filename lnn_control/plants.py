@@ -90,17 +90,30 @@ def kd_dt_per_effective_inertia(plant: 'Plant', kd: np.ndarray, rate_hz: float) 
     return np.asarray(kd, dtype=float) / (plant.effective_inertia() * rate_hz)
 
 
-def rate_check(plant: 'Plant', kd: np.ndarray, rate_hz: float) -> list[str]:
-    """Say which joints' kd is too high for ``rate_hz`` (empty: none), and what would do."""
+def rate_check(plant: 'Plant', kd: np.ndarray, rate_hz: float,
+               kp: np.ndarray | None = None) -> list[str]:
+    """
+    Say which joints' kd is too high for ``rate_hz`` (empty: none), and what would do.
+
+    The advice keeps ``ADVICE_MARGIN`` from the limit: a rate the model's timestep
+    divides (the simulator steps whole timesteps per period), or kd and kp lowered
+    together (kd by s, kp by s^2: the same damping ratio). kd lowered alone took a
+    2-link arm's loop to a damping ratio of 0.42, whose coupled mode learning then
+    excited (10 s windows up to 6x PD's error, a helper's review, 2026-12-06).
+    """
     ratio = kd_dt_per_effective_inertia(plant, kd, rate_hz)
+    kp = None if kp is None else np.broadcast_to(np.asarray(kp, dtype=float), ratio.shape)
     out = []
-    for name, r, k in zip(plant.joint_names, ratio, kd):
+    for j, (name, r, k) in enumerate(zip(plant.joint_names, ratio, kd)):
         if r > KD_DT_PER_INERTIA_LIMIT:
-            need = rate_hz * r / KD_DT_PER_INERTIA_LIMIT
-            lower = f'lower kd to <= {k * KD_DT_PER_INERTIA_LIMIT / r:.3g}'
-            fix = (f'control at >= {need:.0f} Hz or {lower}' if need <= MAX_CONTROL_RATE_HZ
-                   else f'{lower} (the rate it would take, {need:.3g} Hz, is above the '
-                        f'largest control_rate_hz, {MAX_CONTROL_RATE_HZ:g})')
+            s = ADVICE_MARGIN * KD_DT_PER_INERTIA_LIMIT / r
+            lower = (f'lower kd to <= {k * s:.3g}' if kp is None else
+                     f'lower kd to <= {k * s:.3g} and kp to <= {kp[j] * s * s:.3g} together '
+                     '(kd alone lowers the damping ratio)')
+            rate = advised_rate(plant, rate_hz / s)
+            fix = (f'control at {rate:g} Hz or {lower}' if rate else
+                   f'{lower} (the rate it would take, {rate_hz / s:.3g} Hz, is above '
+                   f'{"the largest control_rate_hz" if rate is None else "the model"})')
             out.append(f'{name}: kd dt / effective inertia = {r:.2f} > '
                        f'{KD_DT_PER_INERTIA_LIMIT:g}: at {rate_hz:g} Hz the velocity feedback '
                        'is near or past chattering (the command flipping sign every tick); '
@@ -108,13 +121,40 @@ def rate_check(plant: 'Plant', kd: np.ndarray, rate_hz: float) -> list[str]:
     return out
 
 
+def advised_rate(plant: 'Plant', at_least_hz: float) -> float | None:
+    """
+    Return the lowest control rate >= ``at_least_hz`` whose period is whole model timesteps.
+
+    None when it is above ``MAX_CONTROL_RATE_HZ``, 0 when above one per timestep.
+    """
+    if at_least_hz > MAX_CONTROL_RATE_HZ:
+        return None
+    steps = math.floor(1.0 / (at_least_hz * plant.timestep) + 1e-9)
+    if steps < 1:
+        return 0.0
+    return float(f'{1.0 / (steps * plant.timestep):.6g}')
+
+
+# The honest rule's lowest damping ratio (README, "Honest baseline"). Below it learning
+# excited a 2-link arm's coupled mode: kd lowered alone to 0.42 of the rule's damping,
+# 10 s windows up to 6x PD's error; the zoo's arms with kd halved (0.4) up to 1.55x.
+MIN_DAMPING_RATIO = 0.7
+
+
+def damping_ratios(plant: 'Plant', kp, kd) -> np.ndarray:
+    """Per joint kd / (2 sqrt(kp I)), I the nominal inertia: the honest rule's damping ratio."""
+    kp, kd = (np.broadcast_to(np.asarray(g, dtype=float), plant.n) for g in (kp, kd))
+    return kd / (2.0 * np.sqrt(np.maximum(kp, 1e-300) * plant.nominal_inertia()))
+
+
 def pd_loop_check(plant: 'Plant', params: Mapping[str, Any], delay_ticks: int = 0) -> list[str]:
     """
     Say what is wrong with the PD loop of ``params`` (kp, kd, control_rate_hz) on ``plant``.
 
-    A kd that chatters at the control rate (``rate_check``) or, with actuation delay, a
-    sampled loop that is unstable at q = 0 (``delay_check``); empty: nothing. In short:
-    ``lnn-control gains`` says how to fix either.
+    A kd that chatters at the control rate (``rate_check``), a damping ratio below the
+    honest rule's (``damping_ratios``) or, with actuation delay, a sampled loop that is
+    unstable at q = 0 (``delay_check``); empty: nothing. In short:
+    ``lnn-control gains`` says how to fix them.
     """
     kp, kd = (np.broadcast_to(np.asarray(params[k], dtype=float), plant.n) for k in ('kp', 'kd'))
     rate = float(params.get('control_rate_hz', by_name()['control_rate_hz'].default))
@@ -123,6 +163,12 @@ def pd_loop_check(plant: 'Plant', params: Mapping[str, Any], delay_ticks: int = 
     if np.any(figure > KD_DT_PER_INERTIA_LIMIT):
         out.append(f'kd chatters at {rate:g} Hz (kd dt / effective inertia '
                    f'{figure.max():.2f} > {KD_DT_PER_INERTIA_LIMIT:g})')
+    zeta = damping_ratios(plant, kp, kd)
+    if np.any(zeta < MIN_DAMPING_RATIO):
+        j = int(np.argmin(zeta))
+        out.append(f'damping ratio {zeta[j]:.2f} < {MIN_DAMPING_RATIO:g} on '
+                   f'{plant.joint_names[j]} (kd / (2 sqrt(kp x nominal inertia))): a lightly '
+                   'damped loop, which learning can excite (raise kd or lower kp)')
     if delay_ticks:
         radius, warnings = delay_check(plant, kp, kd, rate, delay_ticks)
         if warnings:

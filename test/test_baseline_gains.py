@@ -54,7 +54,8 @@ def test_rate_check_flags_a_kd_that_chatters_at_the_control_rate(tmp_path, capsy
     is a seventh of the diagonal's. The named zoo's gains pass (largest figure 0.96).
     """
     from lnn_control import cli, zoo
-    from lnn_control.plants import honest_gains, rate_check
+    from lnn_control.plants import (advised_rate, honest_gains, kd_dt_per_effective_inertia,
+                                    rate_check)
 
     for name in zoo.names():
         plant = Plant(zoo.model_name(name))
@@ -64,9 +65,15 @@ def test_rate_check_flags_a_kd_that_chatters_at_the_control_rate(tmp_path, capsy
     plant = Plant(str(path))
     kd = honest_gains(plant)[1]
     assert plant.effective_inertia()[1] < plant.nominal_inertia()[1] / 6
-    warnings = rate_check(plant, kd, 100.0)
-    assert len(warnings) == 2 and 'control at >= 160 Hz' in warnings[1], warnings
-    assert rate_check(plant, kd, 160.0) == []
+    kp = honest_gains(plant)[0]
+    warnings = rate_check(plant, kd, 100.0, kp)
+    # 1.60 > 1: a rate 1.6 / 0.8 (ADVICE_MARGIN) x higher that the 1 ms step divides, or
+    # kd and kp lowered together (kd alone lowers the damping ratio)
+    assert len(warnings) == 2 and 'control at 200 Hz' in warnings[1], warnings
+    s = 0.8 / kd_dt_per_effective_inertia(plant, kd, 100.0)[1]
+    assert f'kd to <= {kd[1] * s:.3g} and kp to <= {kp[1] * s * s:.3g} together' in warnings[1]
+    assert rate_check(plant, kd, 200.0) == [] and rate_check(plant, kd * s, 100.0) == []
+    assert advised_rate(plant, 334.0) == 500.0 and advised_rate(plant, 2001.0) is None
     assert cli.main(['gains', '--plant', str(path)]) == 0
     out = capsys.readouterr()
     assert json.loads(out.out)['warnings'] == warnings and 'warning: joint2' in out.err
@@ -126,3 +133,17 @@ def test_delay_check_flags_the_arms_whose_pd_loop_cycles_with_a_tick_of_delay(ca
     assert 'warning: with 1 tick(s) of actuation delay' in out.err
     assert cli.main(['gains', '--plant', 'zoo/arm_heavy_tip', '--delay-ticks', '101']) == 2
     assert 'at most 100' in capsys.readouterr().err
+
+
+def test_a_damping_ratio_below_the_honest_rule_is_flagged():
+    """kd lowered alone (0.42 of critical x 2) made learning excite a 2-link arm's mode."""
+    from lnn_control import zoo
+    from lnn_control.plants import damping_ratios, pd_loop_check
+    plant = Plant(zoo.model_name('arm_geared'))
+    params = zoo.controller_params('arm_geared')
+    np.testing.assert_allclose(damping_ratios(plant, params['kp'], params['kd']), 0.8,
+                               rtol=1e-3)            # the honest rule's, from rounded gains
+    assert pd_loop_check(plant, params) == []
+    soft = {**params, 'kd': [0.5 * k for k in params['kd']]}
+    (note,) = pd_loop_check(plant, soft)
+    assert note.startswith('damping ratio 0.40 < 0.7 on joint1'), note
