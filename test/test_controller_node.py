@@ -328,6 +328,20 @@ def test_an_unreadable_parameter_request_is_refused_and_control_goes_on(rig):
     assert r.tick() is not None          # still controlling
 
 
+def test_a_parameter_whose_default_is_an_empty_list_can_be_read(rig):
+    """Declared by type only, rclpy answered a get naming it with no values (ros2 param dump)."""
+    from rcl_interfaces.msg import ParameterType
+    from rcl_interfaces.srv import GetParameters
+    r = rig()
+    response = r.call(GetParameters, 'get_parameters', GetParameters.Request(
+        names=['kp', 'continuous_joints']))
+    assert [v.type for v in response.values] == [ParameterType.PARAMETER_DOUBLE_ARRAY,
+                                                 ParameterType.PARAMETER_STRING_ARRAY]
+    assert list(response.values[1].string_array_value) == []
+    (result,) = r.node.set_parameters([Parameter('continuous_joints', value=['j1'])])
+    assert not result.successful                    # read-only, as declared
+
+
 def test_a_reference_before_the_first_clock_is_not_taken_for_silent(rig):
     """Joining a simulation at 5 s: a reference that came before /clock was held as stale."""
     r = rig({'prediction.enabled': False})

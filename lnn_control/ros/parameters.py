@@ -131,8 +131,15 @@ def _declare_one(node: Node, p: schema.Param) -> Any:
     # rclpy infers BYTE_ARRAY from [], so declare by type: uninitialised unless set.
     default = ROS_TYPES[p.kind] if empty_default else p.default
     try:
-        return node.declare_parameter(p.name, default, descriptor(p),
-                                      ignore_override=override is None).value
+        value = node.declare_parameter(p.name, default, descriptor(p),
+                                       ignore_override=override is None).value
+        if value is None and empty_default:
+            # uninitialised, rclpy answers a get naming it with no values at all (ros2
+            # param get and dump showed nothing): a typed empty list instead (no public
+            # setter skips the read-only check and the callbacks)
+            node._parameters[p.name] = Parameter(p.name, ROS_TYPES[p.kind], [])
+            value = []
+        return value
     except InvalidParameterTypeException:
         widened = _widen(p.kind, to_python(override.value))
         if widened is None:
