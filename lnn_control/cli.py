@@ -581,7 +581,6 @@ def _param_overrides(items: Sequence[str]) -> dict:
     import yaml
 
     extra = {}
-    params = schema.by_name()
     for item in items:
         name, sep, value = item.partition('=')
         if not sep or not name:
@@ -593,11 +592,7 @@ def _param_overrides(items: Sequence[str]) -> dict:
                 extra[name] = yaml.safe_load(value)
             except yaml.YAMLError:
                 extra[name] = value
-        per_joint = name in params and params[name].per_joint
-        if per_joint and isinstance(extra[name], (int, float)) and not isinstance(
-                extra[name], bool):
-            extra[name] = [extra[name]]    # one number for every joint, as in a YAML file
-    return extra
+    return schema.widened(extra)      # (kp=20: one number for every joint, as in a file)
 
 
 def build_parser() -> argparse.ArgumentParser:

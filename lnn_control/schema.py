@@ -307,6 +307,7 @@ SIMULATOR = (
 )
 
 SCHEMAS = {'controller': CONTROLLER, 'simulator': SIMULATOR}
+NODE_SCHEMAS = {'lnn_controller': CONTROLLER, 'lnn_sim': SIMULATOR}   # by node name
 
 
 def by_name(schema: Iterable[Param] = CONTROLLER) -> dict[str, Param]:
@@ -363,6 +364,37 @@ def check(param: Param, value: Any, n_joints: int | None = None) -> str | None:
         return (f'{param.name} needs one value per joint ({n_joints}) or a single '
                 f'value for all; got {len(values)}')
     return None
+
+
+def widen(kind: str, value: Any) -> Any:
+    """
+    Widen int -> float, a number -> [float] and [int] -> [float]; None if not applicable.
+
+    What a user writes for a double (``kp: [20]``, ``kp: 20``, ``reservoir.leak_rate: 1``)
+    is taken as meant, in a parameter file, ``-p`` or the CLI's ``--param``: ROS's
+    static typing would refuse it (one number for a per-joint array applies to every
+    joint).
+    """
+    number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+        value, (bool, np.bool_))
+    if kind == DOUBLE and number and isinstance(value, (int, np.integer)):
+        return float(value)
+    if kind == DOUBLE_ARRAY and number:
+        return [float(value)]
+    if (kind == DOUBLE_ARRAY and isinstance(value, (list, tuple, array.array))
+            and value and all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
+        return [float(v) for v in value]
+    return None
+
+
+def widened(overrides: Mapping[str, Any], schema: Iterable[Param] = CONTROLLER) -> dict:
+    """Return ``overrides`` with the values of ``schema``'s parameters widened (``widen``)."""
+    table = by_name(schema)
+    out = dict(overrides)
+    for name, value in overrides.items():
+        if name in table and (wide := widen(table[name].kind, value)) is not None:
+            out[name] = wide
+    return out
 
 
 def resolve(overrides: Mapping[str, Any] | None = None,
@@ -423,7 +455,8 @@ def load_yaml_overrides(path: str, node_name: str) -> dict[str, Any]:
         if not isinstance(params, dict):
             raise ValueError(f'{path}: {key} has no ros__parameters mapping')
         merged.update(_flatten(params))
-    return merged
+    node_schema = NODE_SCHEMAS.get(node_name)
+    return widened(merged, node_schema) if node_schema else merged
 
 
 def node_sections(doc: Mapping, node_name: str) -> list:

@@ -194,6 +194,26 @@ def test_yaml_wildcard_and_nested_keys(tmp_path):
     assert values['reservoir.size'] == 100
 
 
+def test_yaml_numbers_for_doubles_are_widened_as_the_node_widens_them(tmp_path):
+    """`kp: 20` in a file: the node took it, lnn-control demo --params-file refused it."""
+    path = _write(tmp_path, """
+        /**:
+          ros__parameters:
+            joints: [a, b]
+            kp: 20
+            kd: [1, 2]
+            reservoir:
+              leak_rate: 1
+              size: 100
+    """)
+    got = schema.load_yaml_overrides(path, 'lnn_controller')
+    assert got['kp'] == [20.0] and got['kd'] == [1.0, 2.0]
+    assert got['reservoir.leak_rate'] == 1.0 and isinstance(got['reservoir.leak_rate'], float)
+    assert got['reservoir.size'] == 100 and isinstance(got['reservoir.size'], int)
+    np.testing.assert_array_equal(schema.resolve(got)['kp'], [20.0, 20.0])
+    assert schema.widen(schema.DOUBLE_ARRAY, True) is None       # a bool is no number
+
+
 def test_yaml_node_forms_merge_more_specific_last(tmp_path):
     # written most specific first, so the merge order is not just file order
     path = _write(tmp_path, """

@@ -80,19 +80,6 @@ def to_python(value: Any) -> Any:
     return value
 
 
-def _widen(kind: str, value: Any) -> Any:
-    """Widen int -> float, a number -> [float] and [int] -> [float]; None if not applicable."""
-    number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if kind == schema.DOUBLE and number and isinstance(value, int):
-        return float(value)
-    if kind == schema.DOUBLE_ARRAY and number:
-        return [float(value)]
-    if (kind == schema.DOUBLE_ARRAY and isinstance(value, (list, tuple, array.array))
-            and value and all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
-        return [float(v) for v in value]
-    return None
-
-
 _FORMS = {schema.BOOL: 'true or false', schema.INT: 'an integer', schema.DOUBLE: 'a number',
           schema.STRING: 'a string', schema.DOUBLE_ARRAY: 'a list of numbers',
           schema.STRING_ARRAY: 'a list of strings'}
@@ -141,7 +128,7 @@ def _declare_one(node: Node, p: schema.Param) -> Any:
             value = []
         return value
     except InvalidParameterTypeException:
-        widened = _widen(p.kind, to_python(override.value))
+        widened = schema.widen(p.kind, to_python(override.value))
         if widened is None:
             raise ValueError(_type_reason(p, override.type_, override.value)) from None
         return node.declare_parameter(p.name, widened, descriptor(p),
@@ -240,7 +227,7 @@ class _WrongType(Parameter):
 
 def widening_callback(entries: Iterable[schema.Param]) -> Callable[[list], list]:
     """
-    Pre-set-parameters callback widening numbers for double parameters (see ``_widen``).
+    Pre-set-parameters callback widening numbers for double parameters (``schema.widen``).
 
     Other wrong types become ``_WrongType``: rclpy refuses a wrong type before
     the on-set callbacks, with a reason in type codes ("expected '8' got '4'"),
@@ -255,7 +242,7 @@ def widening_callback(entries: Iterable[schema.Param]) -> Callable[[list], list]
             p = table.get(param.name)
             if p is not None and param.type_ not in (ROS_TYPES[p.kind], Parameter.Type.NOT_SET):
                 value = to_python(param.value)
-                widened = _widen(p.kind, value)
+                widened = schema.widen(p.kind, value)
                 param = (_WrongType(p, _type_reason(p, param.type_, value)) if widened is None
                          else Parameter(p.name, ROS_TYPES[p.kind], widened))
             out.append(param)
