@@ -144,6 +144,11 @@ class Config(Mapping):
         if timeout * rate < 1.0:
             problems.append(f'sensor_timeout_s {timeout:g} is shorter than one control period '
                             f'({1.0 / rate:g} s): every tick would find the sensor stale')
+        reference_timeout = float(value('reference_timeout_s'))
+        if 0.0 < reference_timeout * rate < 1.0:
+            problems.append(f'reference_timeout_s {reference_timeout:g} is shorter than one '
+                            f'control period ({1.0 / rate:g} s): a moving ~/reference would be '
+                            'held between any two messages (0 never holds it)')
         if (value('reference.mode') == 'point_to_point'
                 and not float(value('reference.frequency_hz')) > 0.0):
             problems.append('reference.mode point_to_point needs reference.frequency_hz above '

@@ -84,6 +84,16 @@ def test_a_sensor_timeout_shorter_than_one_control_period_is_refused():
     assert cfg.apply({'sensor_timeout_s': 0.01}) == {'sensor_timeout_s': 0.01}
 
 
+def test_a_reference_timeout_shorter_than_one_control_period_is_refused():
+    """0.001 s held a 20 Hz reference between every two messages: it moved in steps."""
+    cfg = Config({'joints': ['a'], 'control_rate_hz': 100.0})
+    with pytest.raises(ValueError, match='reference_timeout_s 0.001 is shorter than one'):
+        cfg.apply({'reference_timeout_s': 0.001})
+    assert cfg['reference_timeout_s'] == 0.5
+    assert cfg.apply({'reference_timeout_s': 0.0}) == {'reference_timeout_s': 0.0}  # never
+    assert cfg.apply({'reference_timeout_s': 0.01}) == {'reference_timeout_s': 0.01}
+
+
 def test_combined_problems_judge_the_changes_with_the_current_values():
     cfg = Config({'joints': ['a'], 'control_rate_hz': 100.0})
     assert cfg.combined_problems({}) == []
