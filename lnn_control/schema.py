@@ -388,7 +388,7 @@ def widen(kind: str, value: Any) -> Any:
 
 
 def widened(overrides: Mapping[str, Any], schema: Iterable[Param] = CONTROLLER) -> dict:
-    """Return ``overrides`` with the values of ``schema``'s parameters widened (``widen``)."""
+    """Return ``overrides``, the values of ``schema``'s parameters as ``widen`` takes them."""
     table = by_name(schema)
     out = dict(overrides)
     for name, value in overrides.items():

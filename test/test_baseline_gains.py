@@ -136,7 +136,7 @@ def test_delay_check_flags_the_arms_whose_pd_loop_cycles_with_a_tick_of_delay(ca
 
 
 def test_a_damping_ratio_below_the_honest_rule_is_flagged():
-    """kd lowered alone (0.42 of critical x 2) made learning excite a 2-link arm's mode."""
+    """A kd lowered alone (damping ratio 0.42) made learning excite a 2-link arm's mode."""
     from lnn_control import zoo
     from lnn_control.plants import damping_ratios, pd_loop_check
     plant = Plant(zoo.model_name('arm_geared'))

@@ -342,6 +342,24 @@ def test_a_parameter_whose_default_is_an_empty_list_can_be_read(rig):
     assert not result.successful                    # read-only, as declared
 
 
+def test_the_commands_qos_can_be_overridden_and_a_stray_override_is_named(context, closing):
+    """ROS 2's qos_overrides parameters: a driver subscribing best-effort, volatile."""
+    from lnn_control.ros import common
+    ns = unique_namespace()
+    node = closing(LnnControllerNode(
+        context=context, namespace=ns, parameter_overrides=[
+            Parameter('reservoir.size', value=50),
+            Parameter(f'qos_overrides.{ns}/commands.publisher.reliability', value='best_effort'),
+            Parameter(f'qos_overrides.{ns}/commands.publisher.durability', value='volatile'),
+            Parameter(f'qos_overrides.{ns}/comands.publisher.depth', value=1)]),
+        close='destroy_node')
+    qos = node._commands_pub.qos_profile
+    assert qos.reliability.name == 'BEST_EFFORT' and qos.durability.name == 'VOLATILE'
+    (warning,) = common.stray_qos_overrides(node)
+    assert warning.startswith(f'ignored qos_overrides.{ns}/comands.publisher.depth')
+    assert f'qos_overrides.{ns}/joint_states.subscription' in warning
+
+
 def test_a_reference_before_the_first_clock_is_not_taken_for_silent(rig):
     """Joining a simulation at 5 s: a reference that came before /clock was held as stale."""
     r = rig({'prediction.enabled': False})

@@ -41,6 +41,7 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.qos import (DurabilityPolicy, qos_profile_sensor_data, qos_profile_services_default,
                        QoSProfile, ReliabilityPolicy)
+from rclpy.qos_overriding_options import QoSOverridingOptions, QoSPolicyKind
 from rclpy.signals import SignalHandlerOptions
 
 from .conversions import set_stamp
@@ -57,6 +58,12 @@ RECORD_LATCHED_QOS = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIAB
                                 durability=DurabilityPolicy.TRANSIENT_LOCAL)
 SERVICE_QOS = QoSProfile(depth=100, reliability=qos_profile_services_default.reliability,
                          durability=qos_profile_services_default.durability)
+# What a parameter file may override on the topics a robot's driver shares (the commands
+# publisher, the joint_states and reference subscriptions): rclpy declares read-only
+# qos_overrides.<topic>.<publisher|subscription>.<policy> parameters for them.
+QOS_OVERRIDES = QoSOverridingOptions(policy_kinds=(
+    QoSPolicyKind.HISTORY, QoSPolicyKind.DEPTH, QoSPolicyKind.RELIABILITY,
+    QoSPolicyKind.DURABILITY))
 
 RCLError = _rclpy.RCLError     # as rclpy.subscription does; not re-exported publicly
 EXECUTORS = ('single', 'events')
@@ -248,6 +255,23 @@ class _StopRequest:
         """Put back the handlers that were installed before."""
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
+
+
+def stray_qos_overrides(node) -> list[str]:
+    """
+    Name the qos_overrides a parameter file set that no topic of ``node`` took (typos).
+
+    rclpy takes an override only where an entity declared it (``QOS_OVERRIDES``); any
+    other is ignored without a word.
+    """
+    stray = sorted(name for name in node._parameter_overrides    # (rclpy: no accessor)
+                   if name.startswith('qos_overrides.') and not node.has_parameter(name))
+    if not stray:
+        return []
+    taken = sorted({name.rsplit('.', 1)[0] for name in node._parameters
+                    if name.startswith('qos_overrides.')})
+    return [f'ignored {", ".join(stray)}: no topic of this node takes it (these do, with '
+            f'.history, .depth, .reliability or .durability: {", ".join(taken)})']
 
 
 def run_node(make_node: Callable[[], Any], node_name: str, args: Optional[list] = None,
