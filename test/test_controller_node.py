@@ -355,6 +355,7 @@ def test_the_commands_qos_can_be_overridden_and_a_stray_override_is_named(contex
         close='destroy_node')
     qos = node._commands_pub.qos_profile
     assert qos.reliability.name == 'BEST_EFFORT' and qos.durability.name == 'VOLATILE'
+    assert common.LATCHED_QOS.reliability.name == 'RELIABLE'      # not for the next node
     (warning,) = common.stray_qos_overrides(node)
     assert warning.startswith(f'ignored qos_overrides.{ns}/comands.publisher.depth')
     assert f'qos_overrides.{ns}/joint_states.subscription' in warning

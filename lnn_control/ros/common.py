@@ -28,6 +28,7 @@ RELIABLE publishers, a RELIABLE one does not hear BEST_EFFORT publishers):
 from __future__ import annotations
 
 import argparse
+import copy
 import signal
 import sys
 import threading
@@ -64,6 +65,16 @@ SERVICE_QOS = QoSProfile(depth=100, reliability=qos_profile_services_default.rel
 QOS_OVERRIDES = QoSOverridingOptions(policy_kinds=(
     QoSPolicyKind.HISTORY, QoSPolicyKind.DEPTH, QoSPolicyKind.RELIABILITY,
     QoSPolicyKind.DURABILITY))
+
+
+def overridable(profile: QoSProfile) -> QoSProfile:
+    """
+    Return a copy of ``profile`` for an entity created with ``QOS_OVERRIDES``.
+
+    rclpy writes the overrides into the profile it is given: the shared one changed every
+    later node's in the process (a test's best-effort commands reached the next test's).
+    """
+    return copy.copy(profile)      # (the policies are replaced, not changed in place)
 
 RCLError = _rclpy.RCLError     # as rclpy.subscription does; not re-exported publicly
 EXECUTORS = ('single', 'events')

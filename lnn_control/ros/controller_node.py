@@ -153,7 +153,7 @@ class LnnControllerNode(ControllerServices, Node):
         # the QoS of the topics a robot's driver shares can be overridden from a parameter
         # file (qos_overrides./<ns>/commands.publisher.reliability: best_effort, ...)
         self._commands_pub = self.create_publisher(
-            Float64MultiArray, 'commands', common.LATCHED_QOS,
+            Float64MultiArray, 'commands', common.overridable(common.LATCHED_QOS),
             qos_overriding_options=common.QOS_OVERRIDES)
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self._desired_pub = self.create_publisher(JointState, '~/desired', common.LATCHED_QOS)
@@ -172,10 +172,11 @@ class LnnControllerNode(ControllerServices, Node):
             self._prediction_msg = JointState(name=list(self.joints))
             self._prediction_ns = int(round(forward.horizons[0] * 1e9
                                             / self.controller.config.control_rate_hz))
-        self.create_subscription(JointState, 'joint_states', self._on_joint_states,
-                                 common.SENSOR_QOS, qos_overriding_options=common.QOS_OVERRIDES)
-        self.create_subscription(JointState, '~/reference', self._on_reference,
-                                 common.SENSOR_QOS, qos_overriding_options=common.QOS_OVERRIDES)
+        for topic, callback in (('joint_states', self._on_joint_states),
+                                ('~/reference', self._on_reference)):
+            self.create_subscription(JointState, topic, callback,
+                                     common.overridable(common.SENSOR_QOS),
+                                     qos_overriding_options=common.QOS_OVERRIDES)
         for warning in common.stray_qos_overrides(self):
             self.get_logger().warning(warning)
         self.create_service(Trigger, '~/reset_learning', self._srv_reset_learning,
