@@ -430,7 +430,9 @@ class ReadoutStore:
         """
         # rounded up: a period too short for a nanosecond is every tick, not never
         period_ns = math.ceil(period_s * 1e9)
-        path = os.path.expanduser(path) if path else path   # '~/.ros/...' as a shell would
+        # '~/.ros/...' as a shell would; a relative path from the working directory now, so
+        # it names one file for the node's life (and the logs give where it is)
+        path = os.path.abspath(os.path.expanduser(path)) if path else path
         if (running and path and path != getattr(self, 'path', None)
                 and path not in self._own and os.path.exists(path)):
             self._guard(path, 'existed when readout_path was set')

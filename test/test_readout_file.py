@@ -574,3 +574,13 @@ def test_a_truncated_or_corrupt_file_is_a_value_error_that_says_so(tmp_path, dam
     damage(path)
     with pytest.raises(ValueError, match='truncated or corrupt'):
         AdaptiveController(BASE, dt=0.01).load(str(path))
+
+
+def test_a_relative_readout_path_is_made_absolute_where_it_is_set(tmp_path, monkeypatch):
+    """Resolved when set: the node's start log and every message give the file's place."""
+    monkeypatch.chdir(tmp_path)
+    store = ReadoutStore(AdaptiveController(BASE, dt=0.01), 'sub/readout.npz', 0.0)
+    try:
+        assert store.path == str(tmp_path / 'sub' / 'readout.npz')
+    finally:
+        store.close()

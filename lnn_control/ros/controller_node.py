@@ -117,7 +117,9 @@ class LnnControllerNode(ControllerServices, Node):
             f'controlling {list(self.joints)} at {cfg.control_rate_hz:g} Hz '
             f'({cfg.reservoir.neuron_model}, N={cfg.reservoir.size}, '
             f'{cfg.controller.mode}, reference {cfg.reference.mode}, '
-            f'learning {"on" if ctrl.learning_enabled else "off"})')
+            f'learning {"on" if ctrl.learning_enabled else "off"}'
+            + (f', readout file {self.readout_store.path}' if self.readout_store.path else '')
+            + ')')
 
     def _init_tick_state(self) -> None:
         """Buffers of the latest valid measurement and of this tick's desired state."""
