@@ -30,6 +30,7 @@ MAX_BANDWIDTH_FACTOR = 100.0   # lnn-control gains (the honest rule is 4)
 MAX_DAMPING_RATIO = 10.0
 MAX_DELAY_TICKS = 100      # lnn-control gains --delay-ticks
 SAG_WARNING = 0.1          # gains warns where gravity / kp is above this [rad or m]
+STIFFNESS_WARNING = 0.25   # ... and where a joint spring is above this x kp
 # What reading a recording that is not one can raise (mcap raises many types).
 READ_ERRORS = (Exception,)
 
@@ -298,6 +299,16 @@ def _gains(args: argparse.Namespace) -> int:
                  'takes that over'
                  for joint, g, e in zip(plant.joint_names, gravity, np.abs(gravity) / kp)
                  if e > SAG_WARNING]
+    warnings += [f'{joint}: Coulomb friction {f:.3g} stops PD alone up to {f / k:.2g} off its '
+                 'target (friction / kp, a dead band): the PD-only baseline sticks there, '
+                 'and learning a stick-slip plant was worse than PD in some 10 s windows'
+                 for joint, f, k in zip(plant.joint_names, plant.friction, kp)
+                 if f / k > SAG_WARNING]
+    warnings += [f'{joint}: a joint spring of {c:.3g} against kp {k:.3g}, which the rule '
+                 'leaves out: PD alone is pulled toward the spring\'s rest position (off by up '
+                 f'to {c / (c + k):.2g} of the way) and is less damped than designed'
+                 for joint, c, k in zip(plant.joint_names, plant.stiffness, kp)
+                 if c > STIFFNESS_WARNING * k]
     # What the node's command_limit is: joint effort, the control range times gain and gear
     # (the control range itself would be off by the gear: 50-200x on a geared arm).
     limits = [PL.significant([x])[0] if math.isfinite(x) else None for x in plant.effort_limit]

@@ -469,6 +469,9 @@ class Plant:
                                        [-math.inf, math.inf])
         self.hinge = m.jnt_type[jids] == int(mujoco.mjtJoint.mjJNT_HINGE)   # else slide
         self._vadr = m.jnt_dofadr[jids].copy()
+        # what the honest rule's inertia leaves out: Coulomb friction and joint springs
+        self.friction = m.dof_frictionloss[self._vadr].copy()
+        self.stiffness = m.jnt_stiffness[jids].copy()
         self._act = np.array([motors[j] for j in jids])
         # The controller commands joint effort (N m or N, as JointState.effort): a motor
         # applies gain x gear x ctrl to its joint, so ctrl = effort / (gain x gear), and the

@@ -232,6 +232,24 @@ def test_gains_give_the_command_limit_in_joint_effort(tmp_path, capsys):
     assert 'wrist: its actuator has no ctrlrange' in out.err
 
 
+def test_gains_name_friction_and_springs_the_rule_leaves_out(tmp_path, capsys):
+    """A stick-slip joint's dead band and a joint spring: the baseline is not what it seems."""
+    model = tmp_path / 'sticky.xml'
+    model.write_text(
+        '<mujoco><option gravity="0 0 0"/><worldbody><body>'
+        '<joint name="sticky" axis="0 0 1" frictionloss="6"/>'
+        '<geom type="capsule" fromto="0 0 0 .5 0 0" size=".03" mass="1"/>'
+        '<body pos=".5 0 0"><joint name="sprung" axis="0 0 1" stiffness="40"/>'
+        '<geom type="capsule" fromto="0 0 0 .3 0 0" size=".02" mass=".5"/></body>'
+        '</body></worldbody><actuator><motor joint="sticky" ctrllimited="true" '
+        'ctrlrange="-8 8"/><motor joint="sprung" ctrllimited="true" ctrlrange="-8 8"/>'
+        '</actuator></mujoco>')
+    assert cli.main(['gains', '--plant', str(model)]) == 0
+    warnings = json.loads(capsys.readouterr().out)['warnings']
+    assert any(w.startswith('sticky: Coulomb friction 6 stops PD alone') for w in warnings)
+    assert any(w.startswith('sprung: a joint spring of 40 against kp') for w in warnings)
+
+
 @pytest.mark.slow
 def test_demo_offline_runs_a_users_own_mjcf(tmp_path, capsys):
     """
