@@ -305,7 +305,7 @@ def _gains(args: argparse.Namespace) -> int:
                  for joint, f, k in zip(plant.joint_names, plant.friction, kp)
                  if f / k > SAG_WARNING]
     warnings += [f'{joint}: a joint spring of {c:.3g} against kp {k:.3g}, which the rule '
-                 'leaves out: PD alone is pulled toward the spring\'s rest position (off by up '
+                 "leaves out: PD alone is pulled toward the spring's rest position (off by up "
                  f'to {c / (c + k):.2g} of the way) and is less damped than designed'
                  for joint, c, k in zip(plant.joint_names, plant.stiffness, kp)
                  if c > STIFFNESS_WARNING * k]

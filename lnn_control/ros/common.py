@@ -76,6 +76,7 @@ def overridable(profile: QoSProfile) -> QoSProfile:
     """
     return copy.copy(profile)      # (the policies are replaced, not changed in place)
 
+
 RCLError = _rclpy.RCLError     # as rclpy.subscription does; not re-exported publicly
 EXECUTORS = ('single', 'events')
 
