@@ -299,11 +299,14 @@ def _gains(args: argparse.Namespace) -> int:
                  'takes that over'
                  for joint, g, e in zip(plant.joint_names, gravity, np.abs(gravity) / kp)
                  if e > SAG_WARNING]
+    # (a dead band matters against the joint's travel: a gripper's finger moves 0.04 m)
+    width = np.diff(plant.position_range, axis=1)[:, 0]
+    band = np.minimum(SAG_WARNING, np.where(np.isfinite(width), 0.1 * width, np.inf))
     warnings += [f'{joint}: Coulomb friction {f:.3g} stops PD alone up to {f / k:.2g} off its '
                  'target (friction / kp, a dead band): the PD-only baseline sticks there, '
                  'and learning a stick-slip plant was worse than PD in some 10 s windows'
-                 for joint, f, k in zip(plant.joint_names, plant.friction, kp)
-                 if f / k > SAG_WARNING]
+                 for joint, f, k, b in zip(plant.joint_names, plant.friction, kp, band)
+                 if f / k > b]
     warnings += [f'{joint}: a joint spring of {c:.3g} against kp {k:.3g}, which the rule '
                  "leaves out: PD alone is pulled toward the spring's rest position (off by up "
                  f'to {c / (c + k):.2g} of the way) and is less damped than designed'

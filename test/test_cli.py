@@ -248,6 +248,16 @@ def test_gains_name_friction_and_springs_the_rule_leaves_out(tmp_path, capsys):
     warnings = json.loads(capsys.readouterr().out)['warnings']
     assert any(w.startswith('sticky: Coulomb friction 6 stops PD alone') for w in warnings)
     assert any(w.startswith('sprung: a joint spring of 40 against kp') for w in warnings)
+    # against a finger's travel of 0.04 m, a dead band of 0.05 m is one too
+    finger = tmp_path / 'finger.xml'
+    finger.write_text(
+        '<mujoco><worldbody><body><joint name="finger" type="slide" axis="1 0 0" '
+        'range="0 0.04" limited="true" frictionloss="0.5"/><geom type="box" '
+        'size=".005 .01 .03" mass=".1"/></body></worldbody><actuator><motor '
+        'joint="finger" ctrllimited="true" ctrlrange="-20 20"/></actuator></mujoco>')
+    assert cli.main(['gains', '--plant', str(finger)]) == 0
+    (warning,) = json.loads(capsys.readouterr().out)['warnings']
+    assert warning.startswith('finger: Coulomb friction 0.5 stops PD alone'), warning
 
 
 @pytest.mark.slow
