@@ -123,16 +123,19 @@ def rate_check(plant: 'Plant', kd: np.ndarray, rate_hz: float,
 
 def advised_rate(plant: 'Plant', at_least_hz: float) -> float | None:
     """
-    Return the lowest control rate >= ``at_least_hz`` whose period is whole model timesteps.
+    Return the lowest whole-hertz control rate >= ``at_least_hz`` the model can run.
 
-    None when it is above ``MAX_CONTROL_RATE_HZ``, 0 when above one per timestep.
+    Its period is whole model timesteps (``Plant.steps_per``) and it is a whole number
+    of hertz, so that it can be typed as advised (166.667 Hz is not 6 ms). None when it
+    is above ``MAX_CONTROL_RATE_HZ``, 0 when no rate up to one per timestep qualifies.
     """
     if at_least_hz > MAX_CONTROL_RATE_HZ:
         return None
-    steps = math.floor(1.0 / (at_least_hz * plant.timestep) + 1e-9)
-    if steps < 1:
-        return 0.0
-    return float(f'{1.0 / (steps * plant.timestep):.6g}')
+    for steps in range(math.floor(1.0 / (at_least_hz * plant.timestep) + 1e-9), 0, -1):
+        rate = 1.0 / (steps * plant.timestep)
+        if abs(rate - round(rate)) < 1e-6:
+            return float(round(rate)) if rate <= MAX_CONTROL_RATE_HZ else None
+    return 0.0
 
 
 # The honest rule's lowest damping ratio (README, "Honest baseline"). Below it learning
@@ -144,7 +147,8 @@ MIN_DAMPING_RATIO = 0.7
 def damping_ratios(plant: 'Plant', kp, kd) -> np.ndarray:
     """Per joint kd / (2 sqrt(kp I)), I the nominal inertia: the honest rule's damping ratio."""
     kp, kd = (np.broadcast_to(np.asarray(g, dtype=float), plant.n) for g in (kp, kd))
-    return kd / (2.0 * np.sqrt(np.maximum(kp, 1e-300) * plant.nominal_inertia()))
+    with np.errstate(divide='ignore', invalid='ignore'):   # kp 0: no loop to damp (inf)
+        return np.where(kp > 0.0, kd / (2.0 * np.sqrt(kp * plant.nominal_inertia())), np.inf)
 
 
 def pd_loop_check(plant: 'Plant', params: Mapping[str, Any], delay_ticks: int = 0) -> list[str]:

@@ -74,6 +74,10 @@ def test_rate_check_flags_a_kd_that_chatters_at_the_control_rate(tmp_path, capsy
     assert f'kd to <= {kd[1] * s:.3g} and kp to <= {kp[1] * s * s:.3g} together' in warnings[1]
     assert rate_check(plant, kd, 200.0) == [] and rate_check(plant, kd * s, 100.0) == []
     assert advised_rate(plant, 334.0) == 500.0 and advised_rate(plant, 2001.0) is None
+    assert advised_rate(plant, 160.0) == 200.0      # not 166.667: no whole number of ms
+    assert plant.steps_per(1.0 / advised_rate(plant, 101.0)) == 8      # 125 Hz, runnable
+    plant.model.opt.timestep = 0.0004
+    assert advised_rate(plant, 1900.0) is None      # 2500 Hz: above control_rate_hz's range
     assert cli.main(['gains', '--plant', str(path)]) == 0
     out = capsys.readouterr()
     assert json.loads(out.out)['warnings'] == warnings and 'warning: joint2' in out.err
@@ -147,3 +151,5 @@ def test_a_damping_ratio_below_the_honest_rule_is_flagged():
     soft = {**params, 'kd': [0.5 * k for k in params['kd']]}
     (note,) = pd_loop_check(plant, soft)
     assert note.startswith('damping ratio 0.40 < 0.7 on joint1'), note
+    assert pd_loop_check(plant, {**params, 'kp': [params['kp'][0], 0.0],
+                                 'kd': [params['kd'][0], 0.0]}) == []   # no loop to damp
