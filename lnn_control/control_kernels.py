@@ -336,7 +336,8 @@ def unwrap_angles(io, wrap):
     one the shortest way round (a reference sent in [-pi, pi) or any other branch no
     longer jumps by 2 pi), and the measured position is taken on the branch nearest it,
     so the PD error is the shortest angle (ros2_controllers' angle_wraparound) and the
-    reservoir's inputs stay continuous. ``wrap[WRAP_REFERENCE]`` and
+    reservoir's inputs stay continuous while the error is within half a turn (beyond, the
+    measured position's branch flips with the shortest angle). ``wrap[WRAP_REFERENCE]`` and
     ``wrap[WRAP_MEASURED]`` keep the multiples of 2 pi added (to report positions in the
     caller's own branch); ``wrap[WRAP_LAST]`` the last desired position received.
     """

@@ -238,6 +238,11 @@ class DesiredState:
         self._blend_start_ns = None
         self.blend_s = 0.0
         self._from = np.zeros((3, n_joints))      # the old reference's q, qd, qdd
+        self._mixed = np.zeros((3, n_joints))     # ... as mixed (turns added)
+        # whole turns added to the old side of this blend (continuous joints: it goes the
+        # short way round, see ``_blend``)
+        self._turns = np.zeros(n_joints)
+        self._t_s = 0.0                           # the last update's time [s since t0]
         self._period_s = 1.0                      # the generated reference's period
         self._probe = np.zeros((3, n_joints))     # the generated reference now (``resume``)
 
@@ -269,14 +274,18 @@ class DesiredState:
 
         A change in mid-blend blends from it: from the old target it stepped (0.5-1 rad
         in one tick). Nested at most ``MAX_NESTED_BLENDS`` deep; beyond, or blending into
-        received references (sampled by node time, not by ``t``), from the position held.
+        received references (sampled by node time, not by ``t``), from where the desired
+        state is, brought to rest (``_Stop``).
         """
-        if self.generator is None or self._blend_start_ns is None:
+        if self._blend_start_ns is None:
             return None
-        if isinstance(self._old, _Blend) and self._old.depth >= MAX_NESTED_BLENDS:
-            return None
+        old = _active(self._old, self._t_s)       # blends within it that have ended: gone
+        if self.generator is None or (isinstance(old, _Blend)
+                                      and old.depth >= MAX_NESTED_BLENDS):
+            return _Stop(self.q, self.qd, self.qdd, self._t_s, self.blend_s)
         start_s = (self._blend_start_ns - self._t0_ns) * 1e-9
-        return _Blend(self._old, self._from[0].copy(), self.generator, start_s, self.blend_s)
+        return _Blend(old, self._from[0].copy(), self.generator, start_s, self.blend_s,
+                      self._turns.copy())
 
     def _start_blend(self, old, q, seconds: float) -> None:
         """Blend from ``old`` (a generator; None: ``q``, at rest) over ``seconds`` (``_blend``)."""
@@ -323,7 +332,7 @@ class DesiredState:
         """
         if self._t0_ns is None:
             self._t0_ns = now_ns
-        t = (now_ns - self._t0_ns) * 1e-9
+        t = self._t_s = (now_ns - self._t0_ns) * 1e-9
         if self.generator is not None:
             self.generator.sample(t, self.q, self.qd, self.qdd)
         elif received is not None:
@@ -336,8 +345,16 @@ class DesiredState:
             self._blend(now_ns, t)
 
     def _blend(self, now_ns: int, t: float) -> None:
-        """Blend the old reference into the new: q, qd, qdd stay continuous."""
-        if self._blend_start_ns is None:
+        """
+        Blend the old reference into the new: q, qd, qdd stay continuous.
+
+        A continuous joint goes the short way round: at the blend's first tick the old
+        side is taken whole turns over, within half a turn of the new (the desired
+        position then differs by whole turns, which the controller's unwrapping of the
+        reference passes as no step; from -3 rad to 3 rad, -0.28, not +6).
+        """
+        starting = self._blend_start_ns is None
+        if starting:
             self._blend_start_ns = now_ns
         T = self.blend_s
         tau = (now_ns - self._blend_start_ns) * 1e-9 / T
@@ -351,10 +368,29 @@ class DesiredState:
         else:
             old_qd[:] = 0.0
             old_qdd[:] = 0.0
-        _mix(old_q, old_qd, old_qdd, self.q, self.qd, self.qdd, tau, T)
+        if starting:
+            self._turns[:] = np.where(self.continuous, _whole_turns(self.q - old_q), 0.0)
+        mixed = self._mixed
+        mixed[:] = self._from
+        mixed[0] += self._turns
+        _mix(*mixed, self.q, self.qd, self.qdd, tau, T)
 
 
-MAX_NESTED_BLENDS = 4   # blends of blends kept (changes faster than a reference's period)
+MAX_NESTED_BLENDS = 8   # blends of blends kept (changes faster than a reference's period)
+
+
+def _whole_turns(x: np.ndarray) -> np.ndarray:
+    """Return the multiple of 2 pi nearest ``x``."""
+    return 2.0 * np.pi * np.round(x / (2.0 * np.pi))
+
+
+def _active(ref, t: float):
+    """Return ``ref`` without the blends in it that have ended by ``t`` (they are their new)."""
+    while isinstance(ref, _Blend) and (t - ref.start_s) >= ref.seconds:
+        ref = ref.new
+    if isinstance(ref, _Blend):
+        ref.old = _active(ref.old, t)
+    return ref
 
 
 def _mix(old_q, old_qd, old_qdd, q, qd, qdd, tau: float, T: float) -> None:
@@ -369,20 +405,61 @@ def _mix(old_q, old_qd, old_qdd, q, qd, qdd, tau: float, T: float) -> None:
         qdd[j] = old_qdd[j] + w * dqdd + 2.0 * dw * dqd + ddw * dq
 
 
-class _Blend:
-    """A blend from ``old`` (a reference; None: ``q0`` at rest) into ``new``, as a reference."""
+class _Stop:
+    """
+    From a state (q0, qd0, qdd0) at ``start_s`` to rest over ``seconds``, as a reference.
 
-    def __init__(self, old, q0: np.ndarray, new, start_s: float, seconds: float):
+    A quintic: position, velocity and acceleration continuous where it starts, velocity
+    and acceleration 0 where it ends, half the distance the start velocity would cover.
+    """
+
+    def __init__(self, q0, qd0, qdd0, start_s: float, seconds: float):
+        T = self.seconds = float(seconds)
+        self.start_s = float(start_s)
+        q0, v0, a0 = (np.array(x, float) for x in (q0, qd0, qdd0))
+        h = 0.5 * v0 * T
+        self._c = np.array([q0, v0, 0.5 * a0,
+                            (20 * h - 12 * v0 * T - 3 * a0 * T * T) / (2 * T ** 3),
+                            (-30 * h + 16 * v0 * T + 3 * a0 * T * T) / (2 * T ** 4),
+                            (12 * h - 6 * v0 * T - a0 * T * T) / (2 * T ** 5)])
+
+    def sample(self, t: float, out_q, out_qd, out_qdd) -> None:
+        x = min(max(t - self.start_s, 0.0), self.seconds)
+        c = self._c
+        out_q[:] = c[0] + x * (c[1] + x * (c[2] + x * (c[3] + x * (c[4] + x * c[5]))))
+        out_qd[:] = c[1] + x * (2 * c[2] + x * (3 * c[3] + x * (4 * c[4] + x * 5 * c[5])))
+        out_qdd[:] = 2 * c[2] + x * (6 * c[3] + x * (12 * c[4] + x * 20 * c[5]))
+
+
+class _Blend:
+    """
+    A blend from ``old`` (a reference; None: ``q0`` at rest) into ``new``, as a reference.
+
+    ``turns``: added to the old side's position (``DesiredState._blend``).
+    """
+
+    def __init__(self, old, q0: np.ndarray, new, start_s: float, seconds: float,
+                 turns: np.ndarray):
         self.old, self.new, self.start_s, self.seconds = old, new, start_s, seconds
-        self.depth = 1 + (old.depth if isinstance(old, _Blend) else 0)
+        self._turns = turns
         self._old_state = np.zeros((3, q0.shape[0]))
         self._old_state[0] = q0
+        self._q0 = q0
+
+    @property
+    def depth(self) -> int:
+        """Return how many blends deep it is (itself and those in its old side)."""
+        return 1 + (self.old.depth if isinstance(self.old, _Blend) else 0)
 
     def sample(self, t: float, out_q, out_qd, out_qdd) -> None:
         tau = (t - self.start_s) / self.seconds
         self.new.sample(t, out_q, out_qd, out_qdd)
         if tau >= 1.0:
             return
+        old = self._old_state
         if self.old is not None:
-            self.old.sample(t, *self._old_state)
-        _mix(*self._old_state, out_q, out_qd, out_qdd, max(tau, 0.0), self.seconds)
+            self.old.sample(t, *old)
+        else:
+            old[0] = self._q0
+        old[0] += self._turns
+        _mix(*old, out_q, out_qd, out_qdd, max(tau, 0.0), self.seconds)

@@ -197,16 +197,39 @@ def test_a_second_change_during_a_blend_blends_on_from_where_the_first_one_got(g
     np.testing.assert_allclose(x[-1], out.ravel(), atol=1e-12)
 
 
-def test_changes_faster_than_the_blends_stay_bounded_and_continuous():
-    """A slider sending a change every 50 ms: at most MAX_NESTED_BLENDS blends deep."""
+@pytest.mark.parametrize('every_ms', [50, 1500])
+def test_changes_faster_than_the_blends_stay_bounded_and_continuous(every_ms):
+    """A slider sending a change every 50 ms, or changes 1.5 s apart into 2 s blends."""
     from lnn_control.trajectories import _Blend, MAX_NESTED_BLENDS
     d = DesiredState(1)
     d.configure('sine', [0.5], 0.5, [0.0], 0)
-    q = []
-    for k in range(4000):
-        if k % 50 == 0 and k < 3000:
+    x, depth = [], 0
+    for k in range(12000):
+        if k % every_ms == 0 and 0 < k < 9000:
             d.configure('sine', [0.5], 0.5, [0.3 * np.sin(k / 500.0)], 0)
         d.update(int(k * 1_000_000))
-        q.append(d.q[0])
-        assert not isinstance(d._old, _Blend) or d._old.depth <= MAX_NESTED_BLENDS
-    assert np.abs(np.diff(q)).max() < 0.01
+        x.append([d.q[0], d.qd[0], d.qdd[0]])
+        depth = max(depth, d._old.depth if isinstance(d._old, _Blend) else 0)
+    x = np.array(x)
+    assert depth <= (MAX_NESTED_BLENDS if every_ms == 50 else 1)    # ended blends dropped
+    # position and velocity continuous (1 ms ticks): no hold at rest in between
+    assert np.abs(np.diff(x[:, 0])).max() < 0.005
+    assert np.abs(np.diff(x[:, 1])).max() < 0.05, np.abs(np.diff(x[:, 1])).max()
+
+
+def test_a_continuous_joint_is_blended_the_short_way_round():
+    """A wrist roll set from offset -3 rad to 3 rad turns -0.28 rad, not +6 (a review)."""
+    d = DesiredState(2, continuous=[True, False])
+    d.configure('hold', [0.0], 1.0, [-3.0, -3.0], 0)
+    d.update(0)
+    d.configure('hold', [0.0], 1.0, [3.0, 3.0], 0)
+    q = []
+    for k in range(1, 1500):
+        d.update(k * 1_000_000)
+        q.append(d.q.copy())
+    q = np.array(q)
+    steps = (np.diff(q[:, 0]) + np.pi) % (2 * np.pi) - np.pi       # as the controller sees it
+    assert np.abs(steps).max() < 0.01
+    np.testing.assert_allclose(steps.sum() + (q[0, 0] - 2 * np.pi - -3.0), 6.0 - 2 * np.pi,
+                               atol=1e-9)                        # -0.283 in all
+    assert np.abs(np.diff(q[:, 1])).max() < 0.02 and q[-1, 1] == 3.0   # not continuous: +6
