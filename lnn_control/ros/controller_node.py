@@ -172,6 +172,7 @@ class LnnControllerNode(ControllerServices, Node):
             self._prediction_pub = self.create_publisher(JointState, '~/prediction',
                                                          common.LATCHED_QOS)
             self._prediction_msg = JointState(name=list(self.joints))
+            self._prediction_q = np.zeros(len(self.joints))
             self._prediction_ns = int(round(forward.horizons[0] * 1e9
                                             / self.controller.config.control_rate_hz))
         for topic, callback in (('joint_states', self._on_joint_states),
@@ -601,7 +602,9 @@ class LnnControllerNode(ControllerServices, Node):
         msg, predicted = self._prediction_msg, self.controller.forward.prediction(0)
         C.set_stamp(msg.header.stamp, now + self._prediction_ns)
         # (continuous joints: in the branch their joint_states came in)
-        msg.position, msg.velocity = predicted[0] - self.controller.position_offset, predicted[1]
+        position = np.subtract(predicted[0], self.controller.position_offset,
+                               out=self._prediction_q)
+        msg.position, msg.velocity = position, predicted[1]
         self._publisher.publish(self._prediction_pub, msg)
 
     def _events_pending(self) -> bool:
