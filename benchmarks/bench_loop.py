@@ -166,13 +166,13 @@ class BareTimer:
         self.pub.publish(self.msg)
 
 
-def make_controller(context, namespace, rate, size, neuron, capacity):
+def make_controller(context, namespace, rate, size, neuron, capacity, extra=None):
     from rclpy.parameter import Parameter
 
     from lnn_control.ros.controller_node import LnnControllerNode
     overrides = {'joints': ['joint1'], 'control_rate_hz': float(rate), 'reservoir.size': size,
                  'reservoir.neuron_model': neuron, 'learning_enabled': True,
-                 'reference.mode': 'sine', 'sensor_timeout_s': 1.0}
+                 'reference.mode': 'sine', 'sensor_timeout_s': 1.0, **(extra or {})}
     node = LnnControllerNode(
         context=context, namespace=namespace + '/node',
         cli_args=['--ros-args', '-r', f'joint_states:={namespace}/joint_states'],
@@ -208,7 +208,9 @@ def run_rate(args, context, rate, combos, loads):
     phase_s = args.duration + args.settle
     capacity = int(rate * (len(combos) * len(loads) * args.rounds * phase_s + 60))
     bare = BareTimer(context, ns, rate, capacity)
-    node = make_controller(context, ns, rate, args.size, args.neuron, capacity)
+    from lnn_control.cli import _param_overrides
+    node = make_controller(context, ns, rate, args.size, args.neuron, capacity,
+                           _param_overrides(args.param))
     gc_policy = QuietGc()
     for n in (bare.node, node):
         n.create_timer(1.0, gc_policy.collect)
@@ -341,6 +343,8 @@ def main(argv=None):
                         help='SCHED_FIFO priority of this process while spinning (0: off)')
     parser.add_argument('--size', type=int, default=300)
     parser.add_argument('--neuron', default='esn')
+    parser.add_argument('--param', action='append', default=[], metavar='NAME=VALUE',
+                        help="the node's parameter (repeatable), as lnn-control --param")
     parser.add_argument('--quick', action='store_true', help='2 s phases, 1 round')
     parser.add_argument('--json', help='write the results here')
     parser.add_argument('--plant', action='store_true', help=argparse.SUPPRESS)
