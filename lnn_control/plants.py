@@ -112,8 +112,10 @@ def rate_check(plant: 'Plant', kd: np.ndarray, rate_hz: float,
                      '(kd alone lowers the damping ratio)')
             rate = advised_rate(plant, rate_hz / s)
             fix = (f'control at {rate:g} Hz or {lower}' if rate else
-                   f'{lower} (the rate it would take, {rate_hz / s:.3g} Hz, is above '
-                   f'{"the largest control_rate_hz" if rate is None else "the model"})')
+                   f'{lower} (no rate from {rate_hz / s:.3g} Hz up '
+                   + (f'to the largest control_rate_hz, {MAX_CONTROL_RATE_HZ:g}, would do)'
+                      if rate is None else f"is a whole number of Hz and of the model's "
+                      f'{plant.timestep:g} s timesteps)'))
             out.append(f'{name}: kd dt / effective inertia = {r:.2f} > '
                        f'{KD_DT_PER_INERTIA_LIMIT:g}: at {rate_hz:g} Hz the velocity feedback '
                        'is near or past chattering (the command flipping sign every tick); '
@@ -131,6 +133,7 @@ def advised_rate(plant: 'Plant', at_least_hz: float) -> float | None:
     """
     if at_least_hz > MAX_CONTROL_RATE_HZ:
         return None
+    at_least_hz = max(at_least_hz, 1.0)     # (the lowest control_rate_hz)
     for steps in range(math.floor(1.0 / (at_least_hz * plant.timestep) + 1e-9), 0, -1):
         rate = 1.0 / (steps * plant.timestep)
         if abs(rate - round(rate)) < 1e-6:

@@ -242,6 +242,8 @@ class DesiredState:
         # whole turns added to the old side of this blend (continuous joints: it goes the
         # short way round, see ``_blend``)
         self._turns = np.zeros(n_joints)
+        self._new = np.zeros(n_joints)            # the new side's last position, as sampled
+        self._new_turns = np.zeros(n_joints)      # ... and the turns added to keep it unbroken
         self._t_s = 0.0                           # the last update's time [s since t0]
         self._period_s = 1.0                      # the generated reference's period
         self._probe = np.zeros((3, n_joints))     # the generated reference now (``resume``)
@@ -262,9 +264,13 @@ class DesiredState:
             # changed again before the blend began (one request setting two reference.*
             # values, one by one): it still starts from where it was, into the latest
             self.blend_s = seconds
-        else:           # from the blend in progress, if one is (the old one held if none)
-            old = self.generator if self.blend_s == 0.0 else self._in_progress()
-            self._start_blend(old, self.q, seconds)
+        elif self.blend_s > 0.0:        # from the blend in progress
+            self._start_blend(self._in_progress(), self.q, seconds)
+        elif self.generator is not None:
+            self._start_blend(self.generator, self.q, seconds)
+        else:       # from received references (sampled by node time): brought to rest
+            self._start_blend(_Stop(self.q, self.qd, self.qdd, self._t_s, STOP_S), self.q,
+                              seconds)
         self.generator = new
         self._period_s = period
 
@@ -282,7 +288,7 @@ class DesiredState:
         old = _active(self._old, self._t_s)       # blends within it that have ended: gone
         if self.generator is None or (isinstance(old, _Blend)
                                       and old.depth >= MAX_NESTED_BLENDS):
-            return _Stop(self.q, self.qd, self.qdd, self._t_s, self.blend_s)
+            return _Stop(self.q, self.qd, self.qdd, self._t_s, min(self.blend_s, STOP_S))
         start_s = (self._blend_start_ns - self._t0_ns) * 1e-9
         return _Blend(old, self._from[0].copy(), self.generator, start_s, self.blend_s,
                       self._turns.copy())
@@ -368,6 +374,15 @@ class DesiredState:
         else:
             old_qd[:] = 0.0
             old_qdd[:] = 0.0
+        # a received reference may come wrapped: its continuous joints' new side is kept
+        # unbroken through the blend (whole turns added; at the end it is as received)
+        new_q = self._new
+        if starting:
+            self._new_turns[:] = 0.0
+        else:
+            self._new_turns -= np.where(self.continuous, _whole_turns(self.q - new_q), 0.0)
+        new_q[:] = self.q
+        self.q += self._new_turns
         if starting:
             self._turns[:] = np.where(self.continuous, _whole_turns(self.q - old_q), 0.0)
         mixed = self._mixed
@@ -377,6 +392,9 @@ class DesiredState:
 
 
 MAX_NESTED_BLENDS = 8   # blends of blends kept (changes faster than a reference's period)
+# A desired state left mid-motion comes to rest within this (``_Stop``): over a whole 20 s
+# blend, 0.5 v0 T and the carried acceleration took it hundreds of radians out.
+STOP_S = 0.25
 
 
 def _whole_turns(x: np.ndarray) -> np.ndarray:

@@ -78,6 +78,9 @@ def test_rate_check_flags_a_kd_that_chatters_at_the_control_rate(tmp_path, capsy
     assert plant.steps_per(1.0 / advised_rate(plant, 101.0)) == 8      # 125 Hz, runnable
     plant.model.opt.timestep = 0.0004
     assert advised_rate(plant, 1900.0) is None      # 2500 Hz: above control_rate_hz's range
+    plant.model.opt.timestep = 0.003                 # no whole-hertz rate at all
+    assert advised_rate(plant, 131.0) == 0.0
+    assert 'Hz up is a whole number of Hz and of the model' in rate_check(plant, kd, 100.0)[1]
     assert cli.main(['gains', '--plant', str(path)]) == 0
     out = capsys.readouterr()
     assert json.loads(out.out)['warnings'] == warnings and 'warning: joint2' in out.err

@@ -233,3 +233,55 @@ def test_a_continuous_joint_is_blended_the_short_way_round():
     np.testing.assert_allclose(steps.sum() + (q[0, 0] - 2 * np.pi - -3.0), 6.0 - 2 * np.pi,
                                atol=1e-9)                        # -0.283 in all
     assert np.abs(np.diff(q[:, 1])).max() < 0.02 and q[-1, 1] == 3.0   # not continuous: +6
+
+
+class _Received:
+    """A received reference (sampled by node time), optionally wrapped into [-pi, pi)."""
+
+    def __init__(self, amplitude=1.0, hz=2.0, offset=0.0, wrapped=False):
+        self.a, self.w, self.c, self.wrapped = amplitude, 2 * np.pi * hz, offset, wrapped
+
+    def sample(self, now_ns, q, qd, qdd):
+        t = now_ns * 1e-9
+        x = self.c + self.a * np.sin(self.w * t)
+        q[:] = (x + np.pi) % (2 * np.pi) - np.pi if self.wrapped else x
+        qd[:] = self.a * self.w * np.cos(self.w * t)
+        qdd[:] = -self.a * self.w ** 2 * np.sin(self.w * t)
+
+
+def test_leaving_a_fast_motion_for_slow_references_stays_near_them():
+    """Nested past the cap, the desired state came to rest over a 20 s blend: 714 rad out."""
+    d = DesiredState(1)
+    d.configure('sine', [1.0], 2.0, [0.0], 0)
+    peak = 0.0
+    for k in range(12000):
+        if 500 <= k < 600 and k % 10 == 0:
+            d.configure('sine', [0.5], 0.05, [0.3 * (-1) ** (k // 10)], 0)
+        d.update(k * 1_000_000)
+        peak = max(peak, abs(d.q[0]))
+    assert peak < 2.0, peak
+
+
+def test_from_a_received_reference_to_a_generated_one_without_a_velocity_step():
+    d = DesiredState(1)
+    d.configure('topic', [0.0], 1.0, [0.0], 0)
+    ref, qd = _Received(), []
+    for k in range(1000):
+        if k == 600:
+            d.configure('sine', [0.5], 0.5, [0.0], 0)
+        d.update(k * 1_000_000, ref)
+        qd.append(d.qd[0])
+    assert np.abs(np.diff(qd)).max() < 0.2         # it stepped from 12 rad/s to 0 before
+
+
+def test_a_continuous_joint_blends_into_a_wrapped_received_reference_without_a_step():
+    d = DesiredState(1, continuous=[True])
+    d.configure('sine', [0.5], 0.5, [2.8], 0)
+    ref, q = _Received(amplitude=0.5, hz=0.4, offset=3.0, wrapped=True), []
+    for k in range(3000):
+        if k == 200:
+            d.configure('topic', [0.0], 1.0, [0.0], 0)     # a 1 s blend into it
+        d.update(k * 1_000_000, ref)
+        q.append(d.q[0])
+    steps = (np.diff(q) + np.pi) % (2 * np.pi) - np.pi       # as the controller sees them
+    assert np.abs(steps).max() < 0.01
