@@ -276,15 +276,13 @@ class DesiredState:
 
     def _in_progress(self):
         """
-        Return the running blend as a reference of its own (None: hold where it is).
+        Return the running blend (begun: ``_blend`` has run) as a reference of its own.
 
         A change in mid-blend blends from it: from the old target it stepped (0.5-1 rad
         in one tick). Nested at most ``MAX_NESTED_BLENDS`` deep; beyond, or blending into
         received references (sampled by node time, not by ``t``), from where the desired
         state is, brought to rest (``_Stop``).
         """
-        if self._blend_start_ns is None:
-            return None
         old = _active(self._old, self._t_s)       # blends within it that have ended: gone
         if self.generator is None or (isinstance(old, _Blend)
                                       and old.depth >= MAX_NESTED_BLENDS):
@@ -294,7 +292,7 @@ class DesiredState:
                       self._turns.copy())
 
     def _start_blend(self, old, q, seconds: float) -> None:
-        """Blend from ``old`` (a generator; None: ``q``, at rest) over ``seconds`` (``_blend``)."""
+        """Blend from ``old`` (a reference; None: ``q``, at rest) over ``seconds`` (``_blend``)."""
         self._old = old
         self._from[0] = q
         self._blend_start_ns = None
@@ -313,8 +311,8 @@ class DesiredState:
             return
         self.generator.sample((now_ns - self._t0_ns) * 1e-9, *self._probe)
         if not np.array_equal(self._probe[0], self.q):
-            ref = self._probe[0]
-            near = ref + np.remainder(np.asarray(q, float) - ref + np.pi, 2 * np.pi) - np.pi
+            q = np.asarray(q, float)
+            near = q - _whole_turns(q - self._probe[0])
             self._start_blend(None, np.where(self.continuous, near, q), self._period_s)
 
     def shift_time(self, step_ns: int) -> None:
@@ -376,15 +374,13 @@ class DesiredState:
             old_qdd[:] = 0.0
         # a received reference may come wrapped: its continuous joints' new side is kept
         # unbroken through the blend (whole turns added; at the end it is as received)
-        new_q = self._new
         if starting:
             self._new_turns[:] = 0.0
-        else:
-            self._new_turns -= np.where(self.continuous, _whole_turns(self.q - new_q), 0.0)
-        new_q[:] = self.q
-        self.q += self._new_turns
-        if starting:
             self._turns[:] = np.where(self.continuous, _whole_turns(self.q - old_q), 0.0)
+        else:
+            self._new_turns -= np.where(self.continuous, _whole_turns(self.q - self._new), 0.0)
+        self._new[:] = self.q
+        self.q += self._new_turns
         mixed = self._mixed
         mixed[:] = self._from
         mixed[0] += self._turns
@@ -460,8 +456,7 @@ class _Blend:
                  turns: np.ndarray):
         self.old, self.new, self.start_s, self.seconds = old, new, start_s, seconds
         self._turns = turns
-        self._old_state = np.zeros((3, q0.shape[0]))
-        self._old_state[0] = q0
+        self._old_state = np.zeros((3, q0.shape[0]))     # (at rest if no ``old``)
         self._q0 = q0
 
     @property
