@@ -89,6 +89,7 @@ ROS_PYPI = [
     'ros-kilted-std-srvs==5.5.1',
     'ros-kilted-diagnostic-msgs==5.5.1',
     'ros-kilted-rosgraph-msgs==2.3.0',
+    'ros-kilted-trajectory-msgs==5.5.1',
     'ros-kilted-builtin-interfaces==2.3.0',
     'ros-kilted-ament-index-python==1.11.0',
 ]

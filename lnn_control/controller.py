@@ -38,6 +38,7 @@ from .reservoir import Reservoir
 from .rls import RLSReadout
 from .rls import warm_up as rls_warm_up
 from .supervisor import LearningSupervisor, PD_ONLY
+from .waypoints import warm_up as waypoints_warm_up
 
 _WARMUP_TICKS = 300
 # A detected plant change restarts the slow covariance at this x its initial value.
@@ -519,3 +520,4 @@ def _warm_up_kernels() -> None:
     rls_warm_up()
     CK.warm_up()
     FK.warm_up()
+    waypoints_warm_up()

@@ -76,8 +76,9 @@ CONTROLLER = (
           'may come in any branch ([-pi, pi) or unwrapped) and limits.position does not '
           'apply to them.', read_only=True, unique=True),
     Param('limits.position', DOUBLE_ARRAY, [1000.0],
-          'Plausibility limit per joint [rad or m]: joint_states or ~/reference with '
-          '|position| above it are dropped (reason implausible), never learned from, and '
+          'Plausibility limit per joint [rad or m]: joint_states, ~/reference or '
+          '~/joint_trajectory waypoints with |position| above it are dropped (reason '
+          'implausible), never learned from, and '
           'cannot start control. Generous by default: it catches garbage (a corrupt '
           'message, a unit mix-up), not a robot leaving its workspace; set it to your '
           "joints' range (continuous_joints are exempt).",
@@ -251,7 +252,8 @@ CONTROLLER = (
           '(benchmarks/README.md).',
           read_only=True),
     Param('reference.mode', STRING, 'topic',
-          'topic: follow ~/reference; hold, sine, sum_of_sines, point_to_point: generated '
+          'topic: follow ~/reference or ~/joint_trajectory (the newest message); hold, '
+          'sine, sum_of_sines, point_to_point: generated '
           'internally (point_to_point: minimum-jerk moves of 1/frequency_hz s between set '
           'points within offset +- amplitude, each held as long).',
           choices=('topic', 'hold', 'sine', 'sum_of_sines', 'point_to_point')),

@@ -248,6 +248,11 @@ class DesiredState:
         self._period_s = 1.0                      # the generated reference's period
         self._probe = np.zeros((3, n_joints))     # the generated reference now (``resume``)
 
+    @property
+    def started(self) -> bool:
+        """Whether ``update`` has set a state since construction or ``restart``."""
+        return self._t0_ns is not None
+
     def configure(self, mode: str, amplitude, frequency_hz: float, offset, seed: int) -> None:
         """Generate ``mode`` (``topic``: follow the references received); blend if running."""
         n = self.n

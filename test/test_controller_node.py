@@ -36,6 +36,7 @@ from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import SetBool, Trigger
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 pytestmark = pytest.mark.ros
 RCLError = rclpy_implementation.RCLError
@@ -64,6 +65,7 @@ class Rig:
         self.tester = rclpy.create_node('rig', context=context, namespace=self.ns)
         self.joint_states = self.tester.create_publisher(JointState, 'joint_states', sensor_qos)
         self.reference = self.tester.create_publisher(JointState, 'lnn_controller/reference', 10)
+        self.trajectory = None      # (created by the first send_trajectory)
         self.clock = self.tester.create_publisher(Clock, 'clock', 10)
         self.commands = []
         self.tester.create_subscription(Float64MultiArray, 'commands',
@@ -108,6 +110,31 @@ class Rig:
         self.wait(lambda: (self.node.reference_messages
                            + sum(self.node.rejected_reference.values())) > before,
                   'reference to be handled')
+
+    def send_trajectory(self, points, names=None, stamp_ns=0, msg=None):
+        """
+        Publish a JointTrajectory and spin until the node has accepted or refused it.
+
+        ``points``: (time_from_start s, positions, velocities or None, accelerations or None).
+        """
+        if msg is None:
+            msg = JointTrajectory(joint_names=names or self.params['joints'])
+            C.set_stamp(msg.header.stamp, stamp_ns)
+            for t, q, qd, qdd in points:
+                p = JointTrajectoryPoint(positions=list(q), velocities=list(qd or []),
+                                         accelerations=list(qdd or []))
+                p.time_from_start.sec, p.time_from_start.nanosec = divmod(round(t * 1e9), 10**9)
+                msg.points.append(p)
+        if self.trajectory is None:
+            self.trajectory = self.tester.create_publisher(
+                JointTrajectory, 'lnn_controller/joint_trajectory', 10)
+            self.wait(lambda: self.trajectory.get_subscription_count() > 0, 'discovery')
+        node = self.node
+        before = node.trajectory_messages + sum(node.rejected_trajectory.values())
+        self.trajectory.publish(msg)
+        self.wait(lambda: (node.trajectory_messages
+                           + sum(node.rejected_trajectory.values())) > before,
+                  'joint_trajectory to be handled')
 
     def tick(self, n=1):
         """Advance simulated time by ``n`` control periods, one timer call each."""
@@ -530,6 +557,133 @@ def test_bad_reference_is_dropped_and_counted(rig):
     status = r.node.diagnostics().status[0]
     assert status.level == DiagnosticStatus.OK, status.message
     assert key_values(status)['reference rejected: non_finite'] == '1'    # still counted
+
+
+# -- joint trajectories (joint_trajectory_controller's topic) -----------------------------
+
+def _follow(r, ticks):
+    """Tick with the robot held at 0; return the desired positions and commands."""
+    desired, commands = [], []
+    for _ in range(ticks):
+        r.send([0.0, 0.0])
+        commands.append(r.tick())
+        desired.append(r.node.desired.q.copy())
+    return np.array(desired), np.array(commands)
+
+
+def test_a_joint_trajectory_is_followed_through_its_waypoints(rig):
+    """Names in another order; a cubic from where the desired state was, then held."""
+    r = rig({'learning_enabled': False, 'kd': [0.0]})
+    r.send([0.0, 0.0])
+    r.tick()
+    r.send_trajectory([(0.5, [0.4, 0.2], [0.0, 0.0], None),
+                       (1.0, [0.2, 0.6], [0.0, 0.0], None)], names=['j2', 'j1'])
+    start = r.now_ns            # it takes over at the next tick, from the hold at 0
+    desired, commands = _follow(r, 120)
+    t = (start + PERIOD_NS * np.arange(1, 121)) * 1e-9 - start * 1e-9
+    np.testing.assert_allclose(desired[np.isclose(t, 0.5)], [[0.2, 0.4]], atol=1e-9)
+    np.testing.assert_allclose(desired[np.isclose(t, 1.0)], [[0.6, 0.2]], atol=1e-9)
+    np.testing.assert_allclose(desired[-1], [0.6, 0.2])     # held after the last waypoint
+    assert not r.node.desired.qd.any()
+    assert np.abs(np.diff(desired, axis=0)).max() < 0.02   # no step anywhere
+    np.testing.assert_allclose(commands, 10.0 * desired)   # PD (kp 10) on the robot at 0
+    values = key_values(r.node.diagnostics().status[0])
+    assert values['joint_trajectory received'] == '1'
+    assert values['joint_trajectory following'] == 'at its last waypoint'
+
+
+def test_a_stamped_trajectory_starts_at_its_stamp_and_the_reference_runs_until_then(rig):
+    r = rig({'learning_enabled': False})
+    r.send([0.0, 0.0])
+    r.send_reference([0.3, 0.3])
+    r.tick()
+    begin = r.now_ns + 10 * PERIOD_NS
+    r.send_trajectory([(0.5, [1.0, 1.0], [0.0, 0.0], [0.0, 0.0])], stamp_ns=begin)
+    desired, _ = _follow(r, 9)
+    assert r.node._trajectory.pending is not None
+    np.testing.assert_array_equal(desired, 0.3)             # the reference, until then
+    more, _ = _follow(r, 51)                  # from its stamp on, the trajectory
+    assert r.node._trajectory.pending is None and not r.node._reference.received
+    np.testing.assert_allclose(more[0], 0.3)
+    np.testing.assert_allclose(more[-1], [1.0, 1.0])        # at begin + 0.5 s
+    np.testing.assert_allclose(more[-2], [1.0, 1.0], atol=1e-4)
+    assert (more[-2] < 1.0).all() and np.abs(np.diff(more[:, 0])).max() < 0.03
+
+
+@pytest.mark.parametrize('mutate, reason', [
+    (lambda m: m.joint_names.pop(), 'missing_joint'),
+    (lambda m: m.joint_names.append('elbow'), 'unknown_joint'),
+    (lambda m: m.joint_names.__setitem__(1, 'j1'), 'malformed'),
+    (lambda m: setattr(m.points[1], 'time_from_start', m.points[0].time_from_start),
+     'malformed'),
+    (lambda m: m.points[1].positions.__setitem__(0, math.nan), 'non_finite'),
+    (lambda m: m.points[1].velocities.pop(), 'length_mismatch'),
+    (lambda m: m.points[1].positions.__setitem__(0, 5000.0), 'implausible'),
+    (lambda m: setattr(m.header.stamp, 'sec', 0) or setattr(m.header.stamp, 'nanosec', 1),
+     'ends_in_the_past'),
+])
+def test_a_bad_trajectory_is_refused_with_its_reason_and_the_one_followed_runs_on(
+        rig, mutate, reason):
+    r = rig({'learning_enabled': False})
+    r.send([0.0, 0.0])
+    r.tick(100)                                 # 1 s: a stamp of 1 ns ends in the past
+    r.send_trajectory([(0.2, [0.3, 0.3], None, None)])
+    _follow(r, 30)
+    bad = JointTrajectory(joint_names=['j1', 'j2'])
+    for t, q in ((0.1, [0.5, 0.5]), (0.2, [0.6, 0.6])):
+        p = JointTrajectoryPoint(positions=q, velocities=[0.0, 0.0])
+        p.time_from_start.nanosec = int(t * 1e9)
+        bad.points.append(p)
+    mutate(bad)
+    r.send_trajectory(None, msg=bad)
+    assert r.node.rejected_trajectory[reason] == 1, r.node.rejected_trajectory
+    assert sum(r.node.rejected_trajectory.values()) == 1
+    desired, _ = _follow(r, 30)
+    np.testing.assert_allclose(desired, 0.3)     # the accepted one, untouched
+    status = r.node.diagnostics().status[0]
+    assert status.level == DiagnosticStatus.WARN
+    assert f'~/joint_trajectory dropped since the last report ({reason} 1)' in status.message
+
+
+def test_an_empty_trajectory_stops_the_motion_within_a_quarter_second(rig):
+    r = rig({'learning_enabled': False})
+    r.send([0.0, 0.0])
+    r.tick()
+    r.send_trajectory([(2.0, [2.0, -2.0], [0.0, 0.0], None)])
+    _follow(r, 50)
+    moving = r.node.desired.qd.copy()
+    assert np.abs(moving).min() > 0.5
+    r.send_trajectory([], names=[])
+    desired, _ = _follow(r, 40)
+    np.testing.assert_array_equal(desired[25:], desired[-1:].repeat(15, 0))   # at rest by 0.25 s
+    assert not r.node.desired.qd.any()
+    assert np.abs(np.diff(desired[:, 0])).max() <= np.abs(moving[0]) * 0.01 * 1.05
+
+
+def test_the_newest_input_is_followed_reference_or_trajectory(rig):
+    r = rig({'learning_enabled': False})
+    r.send([0.0, 0.0])
+    r.tick()
+    r.send_trajectory([(0.1, [0.3, 0.3], None, None)])
+    _follow(r, 20)
+    r.send_reference([-0.2, -0.2])               # replaces the trajectory
+    desired, _ = _follow(r, 5)
+    np.testing.assert_allclose(desired, -0.2)
+    assert not r.node._trajectory.received
+    r.send_trajectory([(0.1, [0.1, 0.1], None, None)])    # and back
+    desired, _ = _follow(r, 20)
+    np.testing.assert_allclose(desired[-1], 0.1)
+    assert not r.node._reference.received
+
+
+def test_a_trajectory_before_the_first_joint_states_starts_from_the_robot(rig):
+    r = rig({'learning_enabled': False})
+    r.send_trajectory([(0.5, [0.5, 0.5], [0.0, 0.0], None)])
+    r.send([0.2, -0.2])
+    r.tick()
+    np.testing.assert_allclose(r.node.desired.q, [0.2, -0.2])    # not from 0
+    _follow(r, 49)
+    np.testing.assert_allclose(r.node.desired.q, [0.5, 0.5])
 
 
 # -- stale sensors ---------------------------------------------------------------------

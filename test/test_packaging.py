@@ -28,7 +28,7 @@ PKG = 'lnn_control'
 
 REQUIRED_EXEC_DEPENDS = {
     'rclpy', 'std_msgs', 'sensor_msgs', 'std_srvs', 'diagnostic_msgs',
-    'rosgraph_msgs', 'builtin_interfaces', 'ament_index_python',
+    'rosgraph_msgs', 'trajectory_msgs', 'builtin_interfaces', 'ament_index_python',
     'launch', 'launch_ros',
     'python3-numpy', 'python3-numba', 'python3-yaml', 'python3-matplotlib',
     # rosdep keys of the PyPI-only ones (rosdistro rosdep/python.yaml): pip installs them
@@ -44,7 +44,7 @@ CONSOLE_SCRIPTS = {
 ROS_PYPI_WHEELS = {
     'ros-kilted-rclpy', 'ros-kilted-rmw-fastrtps-cpp', 'ros-kilted-fastdds',
     'ros-kilted-std-msgs', 'ros-kilted-sensor-msgs', 'ros-kilted-std-srvs',
-    'ros-kilted-diagnostic-msgs', 'ros-kilted-rosgraph-msgs',
+    'ros-kilted-diagnostic-msgs', 'ros-kilted-rosgraph-msgs', 'ros-kilted-trajectory-msgs',
     'ros-kilted-builtin-interfaces', 'ros-kilted-ament-index-python',
 }
 

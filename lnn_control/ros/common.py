@@ -52,6 +52,8 @@ SENSOR_QOS = qos_profile_sensor_data
 LATCHED_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
 COMMAND_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+# as joint_trajectory_controller's ~/joint_trajectory (reliable: a dropped plan is not resent)
+TRAJECTORY_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 CLOCK_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 RECORD_QOS = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
 RECORD_BEST_EFFORT_QOS = QoSProfile(depth=1000, reliability=ReliabilityPolicy.BEST_EFFORT)

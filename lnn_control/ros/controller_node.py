@@ -6,6 +6,8 @@ forward_command_controller (``interface_name: effort``)::
 
     joint_states  (sensor_msgs/JointState, sensor-data QoS)   -> node
     ~/reference   (sensor_msgs/JointState, optional)          -> node
+    ~/joint_trajectory (trajectory_msgs/JointTrajectory, optional, as
+                  joint_trajectory_controller's topic)        -> node
     node -> commands (std_msgs/Float64MultiArray, RELIABLE, one value per joint)
     node -> /diagnostics (diagnostic_msgs/DiagnosticArray, 1 Hz)
     node -> ~/desired, ~/prediction (sensor_msgs/JointState, every tick)
@@ -21,9 +23,9 @@ drives it deterministically, and on the steady clock otherwise, so a step of the
 system clock (NTP, ``date``) does not stop it. Each tick uses the latest valid
 joint_states (stored by the subscription) and a reference that is either
 generated (``reference.mode`` hold/sine/sum_of_sines/point_to_point, time measured from the
-first valid joint_states) or the last ``~/reference`` message. In topic mode,
-before the first reference message the node holds the first measured position:
-the one set point that cannot make the robot move.
+first valid joint_states) or the newest ``~/reference`` or ``~/joint_trajectory``
+message. In topic mode, before the first of them the node holds the first measured
+position: the one set point that cannot make the robot move.
 """
 from __future__ import annotations
 
@@ -40,11 +42,13 @@ from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import SetBool, Trigger
+from trajectory_msgs.msg import JointTrajectory
 
 from . import common
 from . import conversions as C
 from . import parameters as RP
 from .controller_services import ControllerServices
+from .trajectory_input import REASONS as TRAJECTORY_REASONS, TrajectoryFromMessages
 from .. import schema
 from ..controller import AdaptiveController
 from ..loop import ControlLoop, REFUSED, RESUMED, STALE, STATE_FIELDS
@@ -94,6 +98,8 @@ class LnnControllerNode(ControllerServices, Node):
         self._init_tick_state()
         self.rejected = dict.fromkeys((*C.REASONS, CONTROLLER_REFUSED), 0)
         self.rejected_reference = dict.fromkeys(C.REASONS, 0)
+        self.rejected_trajectory = dict.fromkeys(TRAJECTORY_REASONS, 0)
+        self.trajectory_messages = 0
         self._refusal_log = common.RefusalLog(self)
         self.sensor_messages = 0
         self.foreign_messages = 0       # joint_states naming none of our joints (ignored)
@@ -108,7 +114,7 @@ class LnnControllerNode(ControllerServices, Node):
         self.stats = TickStats(stats_window or max(256, int(2 * cfg.control_rate_hz)))
         # (stats.count, stats.callbacks, node clock ns) at the previous diagnostics
         self._diag_mark = (0, 0, self.get_clock().now().nanoseconds)
-        self._diag_dropped = ({}, {})   # joint_states, ~/reference dropped up to the last report
+        self._diag_dropped = ({}, {}, {})  # per input: dropped up to the last report
         self._diag_skipped = 0          # autosaves skipped (writer busy) up to the last report
         RP.attach(self, schema.CONTROLLER, ctrl.n, self._apply_parameters,
                   combined=lambda changes: ctrl.config.combined_problems(changes))
@@ -147,6 +153,7 @@ class LnnControllerNode(ControllerServices, Node):
                                            interval_s=self.period_ns * 1e-9)
         self._differentiating_logged = False
         self._reference = C.ReferenceFromMessages(self.joints)
+        self._trajectory = TrajectoryFromMessages(self.joints, self.controller.continuous)
         self._configure_inputs()
         self._command = C.CommandMessage(n)
 
@@ -180,6 +187,9 @@ class LnnControllerNode(ControllerServices, Node):
             self.create_subscription(JointState, topic, callback,
                                      common.overridable(common.SENSOR_QOS),
                                      qos_overriding_options=common.QOS_OVERRIDES)
+        self.create_subscription(JointTrajectory, '~/joint_trajectory', self._on_trajectory,
+                                 common.overridable(common.TRAJECTORY_QOS),
+                                 qos_overriding_options=common.QOS_OVERRIDES)
         for warning in common.stray_qos_overrides(self):
             self.get_logger().warning(warning)
         self.create_service(Trigger, '~/reset_learning', self._srv_reset_learning,
@@ -327,11 +337,12 @@ class LnnControllerNode(ControllerServices, Node):
                 # a set point received while generating was not followed: going to it now
                 # would move the robot to a target nobody sent since; hold until one comes
                 self._reference.forget()
+                self._trajectory.forget()
                 self.desired.hold[:] = self.desired.q
             self.desired.configure(ref.mode, ref.amplitude, ref.frequency_hz, ref.offset,
                                    ref.seed)
         position = np.where(self.controller.continuous, np.inf, cfg.limits.position)
-        for reader in (self._sensor, self._reference.reader):
+        for reader in (self._sensor, self._reference.reader, self._trajectory):
             reader.set_limits(position, cfg.limits.velocity)
 
     # -- inputs ------------------------------------------------------------------------
@@ -446,8 +457,17 @@ class LnnControllerNode(ControllerServices, Node):
             return
         self._log_new_time_base(self._reference.reader, '~/reference')
         self.reference_messages += 1
+        self._trajectory.forget()       # the newest message is followed
         if was_held:
             self.get_logger().info('~/reference resumed')
+
+    def _on_trajectory(self, msg: JointTrajectory) -> None:
+        reason = self._trajectory.update(msg, self.get_clock().now().nanoseconds)
+        if reason:
+            self._refuse(self.rejected_trajectory, reason,
+                         f'a ~/joint_trajectory message: {self._trajectory.problem}')
+            return
+        self.trajectory_messages += 1
 
     def _log_new_time_base(self, reader: C.JointStateReader, topic: str) -> None:
         """Warn once per event that ``topic``'s stamps went back and are followed now."""
@@ -480,6 +500,7 @@ class LnnControllerNode(ControllerServices, Node):
         self._follow_time_source()      # (use_sim_time set live: the other clock's timers)
         self._sensor.reset()
         self._reference.reset()         # the old reference is not commanded on the new clock
+        self._trajectory.forget()
         self._have_sensor = False
         self._fresh_at_first_tick = False
         s = self.stats                  # the rate is measured on the new clock from here
@@ -531,7 +552,7 @@ class LnnControllerNode(ControllerServices, Node):
             # desired position by 0.66 rad, the command to 75 % of its limit)
             if loop.stale:
                 self.desired.resume(now, self._q)
-            self.desired.update(now, self._reference if self._reference.received else None)
+            self.desired.update(now, self._received(now))
         d = self.desired
         event = loop.act(now, (self._q, self._qd), (d.q, d.qd, d.qdd))
         view[:] = loop.command
@@ -564,6 +585,23 @@ class LnnControllerNode(ControllerServices, Node):
         self.stats.record(start, commanded, time.perf_counter_ns(), self._sensor_wall_ns,
                           self._sensor_stamp_ns, self.period_ns)
         self.readout_store.tick(now)    # autosave: after the command is out, written off thread
+
+    def _received(self, now: int):
+        """
+        Return the received reference to follow at ``now``: the newest accepted message's.
+
+        A trajectory takes over at its start time from the desired state of the tick
+        before (so nothing steps there); until then the reference before it runs on.
+        """
+        trajectory = self._trajectory
+        if trajectory.pending is not None and self.desired.generator is None:
+            d = self.desired
+            state = (d.q, d.qd, d.qdd) if d.started else (d.hold, 0.0 * d.hold, 0.0 * d.hold)
+            if trajectory.take_over(now, *state):
+                self._reference.forget()
+        if trajectory.active is not None:
+            return trajectory
+        return self._reference if self._reference.received else None
 
     def _check_reference_age(self, now: int) -> None:
         """
@@ -693,6 +731,11 @@ class LnnControllerNode(ControllerServices, Node):
              if self._reference.received else float('nan')),
             ('reference stale episodes', self.reference_stale_episodes),
             *((f'reference rejected: {k}', v) for k, v in self.rejected_reference.items()),
+            ('joint_trajectory received', self.trajectory_messages),
+            ('joint_trajectory following', 'moving' if self._trajectory.moving(now.nanoseconds)
+             else 'at its last waypoint' if self._trajectory.active else 'no'),
+            *((f'joint_trajectory rejected: {k}', v)
+              for k, v in self.rejected_trajectory.items()),
             *self.loop.status(),
             ('readout autosaves', self.readout_store.saves),
             ('readout autosaves skipped (writer busy)', self.readout_store.skipped),
@@ -713,14 +756,16 @@ class LnnControllerNode(ControllerServices, Node):
         names that do not match, stamps on another clock) and the robot just held still.
         """
         problems = []
-        for what, counts, before in zip(('joint_states', '~/reference'),
-                                        (self.rejected, self.rejected_reference),
+        for what, counts, before in zip(('joint_states', '~/reference', '~/joint_trajectory'),
+                                        (self.rejected, self.rejected_reference,
+                                         self.rejected_trajectory),
                                         self._diag_dropped):
             new = {k: v - before.get(k, 0) for k, v in counts.items() if v > before.get(k, 0)}
             if new:
                 why = ', '.join(f'{k} {n}' for k, n in new.items())
                 problems.append(f'{what} dropped since the last report ({why})')
-        self._diag_dropped = (dict(self.rejected), dict(self.rejected_reference))
+        self._diag_dropped = (dict(self.rejected), dict(self.rejected_reference),
+                              dict(self.rejected_trajectory))
         return problems
 
     def publish_diagnostics(self) -> None:

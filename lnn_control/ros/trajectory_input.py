@@ -1,0 +1,150 @@
+"""
+``~/joint_trajectory``: trajectory_msgs/JointTrajectory, as joint_trajectory_controller takes it.
+
+A planner (MoveIt, a script) that drives ros2_controllers' joint_trajectory_controller
+through its topic can drive this node the same way. The message is checked whole
+before anything is kept (a refusal leaves the trajectory being followed as it was), and
+the semantics are that controller's: ``header.stamp`` 0 starts it now, a later stamp when
+the node clock gets there (the reference followed until then runs on); every joint of
+the controller must be named; waypoint times increase; a trajectory that ends before it
+arrives is refused; one without waypoints stops the motion (brought to rest within
+``STOP_S``); the newest accepted message, trajectory or ``~/reference``, is followed.
+Interpolation and the take-over are in the core (``waypoints``). Effort fields are not
+used: the feedforward is what the controller learns.
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import numpy as np
+from trajectory_msgs.msg import JointTrajectory
+
+from . import conversions as C
+from ..trajectories import STOP_S
+from ..waypoints import WaypointTrajectory
+
+UNKNOWN_JOINT = 'unknown_joint'
+ENDS_IN_THE_PAST = 'ends_in_the_past'
+REASONS = C.REASONS[:3] + (C.MALFORMED, C.IMPLAUSIBLE, UNKNOWN_JOINT, ENDS_IN_THE_PAST)
+
+
+def _duration_s(d) -> float:
+    return int(d.sec) + int(d.nanosec) * 1e-9
+
+
+class TrajectoryFromMessages:
+    """The latest accepted trajectory: ``pending`` until it starts, then ``active``."""
+
+    def __init__(self, joints: Sequence[str], continuous=None):
+        self.joints = list(joints)
+        self._index = {name: i for i, name in enumerate(self.joints)}
+        self.continuous = (np.zeros(len(self.joints), bool) if continuous is None
+                           else np.array(continuous, bool))
+        self.limits = np.full((2, len(self.joints)), np.inf)    # |position|, |velocity|
+        self.pending: Optional[WaypointTrajectory] = None
+        self.active: Optional[WaypointTrajectory] = None
+        self.time_ns = 0            # arrival of the latest accepted message
+        self.problem = ''           # why the latest refused message was refused (for the log)
+
+    @property
+    def received(self) -> bool:
+        """Whether a trajectory has been accepted (and not forgotten since)."""
+        return self.pending is not None or self.active is not None
+
+    def set_limits(self, position, velocity) -> None:
+        """Refuse waypoints whose |position| or |velocity| exceeds these (one per joint)."""
+        self.limits[0] = position
+        self.limits[1] = velocity
+
+    def forget(self) -> None:
+        """Follow no trajectory (a new clock, another input, a generated reference)."""
+        self.pending = None
+        self.active = None
+
+    def update(self, msg: JointTrajectory, now_ns: int) -> Optional[str]:
+        """Take one message (``pending`` from now on); returns None or why it was refused."""
+        trajectory = self._read(msg, now_ns)
+        if isinstance(trajectory, str):
+            return trajectory
+        self.pending = trajectory
+        self.time_ns = now_ns
+        return None
+
+    def take_over(self, now_ns: int, q, qd, qdd) -> bool:
+        """
+        Start the pending trajectory if its time has come, from the desired state given.
+
+        Returns whether it did: the reference followed until now is left here.
+        """
+        p = self.pending
+        if p is None or now_ns < p.start_ns:
+            return False
+        p.begin(now_ns, q, qd, qdd)
+        self.active, self.pending = p, None
+        return True
+
+    def sample(self, now_ns: int, q, qd, qdd) -> None:
+        """Write the active trajectory at ``now_ns`` (as ``DesiredState`` samples a reference)."""
+        self.active.sample(now_ns, q, qd, qdd)
+
+    def moving(self, now_ns: int) -> bool:
+        """Whether a trajectory is being followed and has not reached its last waypoint."""
+        return self.active is not None and now_ns < self.active.end_ns
+
+    def _read(self, msg: JointTrajectory, now_ns: int):
+        """Return the trajectory in the controller's joint order, or why it is refused."""
+        names = list(msg.joint_names)
+        n = len(self.joints)
+        if len(set(names)) != len(names):
+            return self._refused(C.MALFORMED, 'a joint is named twice')
+        unknown = [x for x in names if x not in self._index]
+        if unknown:
+            return self._refused(UNKNOWN_JOINT, f'not a joint of this controller: {unknown}')
+        missing = [x for x in self.joints if x not in names]
+        if missing and msg.points:
+            return self._refused(C.MISSING_JOINT, f'every joint must be named; missing {missing}')
+        start_ns = C.stamp_to_ns(msg.header.stamp) or now_ns
+        if not msg.points:
+            return WaypointTrajectory(start_ns, [], [], stop_s=STOP_S)
+        order = [names.index(x) for x in self.joints]
+        m = len(msg.points)
+        times = np.array([_duration_s(p.time_from_start) for p in msg.points])
+        fields = []
+        for field in ('positions', 'velocities', 'accelerations'):
+            lengths = {len(getattr(p, field)) for p in msg.points}
+            if lengths == {0}:
+                fields.append(None)
+                continue
+            if lengths != {len(names)}:
+                return self._refused(C.LENGTH_MISMATCH, f'every waypoint needs {len(names)} '
+                                     f'{field} or none; got {sorted(lengths)}')
+            values = np.array([getattr(p, field) for p in msg.points], float).reshape(m, n)
+            fields.append(values[:, order])
+        positions, velocities, accelerations = fields
+        if positions is None:
+            return self._refused(C.MALFORMED, 'waypoints without positions')
+        if accelerations is not None and velocities is None:
+            return self._refused(C.MALFORMED, 'accelerations without velocities')
+        given = [x for x in fields if x is not None]
+        if not all(np.isfinite(x).all() for x in given):
+            return self._refused(C.NON_FINITE, 'a waypoint is not finite')
+        if times[0] < 0.0 or np.any(np.diff(times) <= 0.0):
+            return self._refused(C.MALFORMED, 'time_from_start must start at or after 0 and '
+                                 'increase from waypoint to waypoint')
+        bound = np.where(self.continuous, np.inf, self.limits[0])
+        if (np.abs(positions) > bound).any() or (
+                velocities is not None and (np.abs(velocities) > self.limits[1]).any()):
+            return self._refused(C.IMPLAUSIBLE, 'a waypoint is outside limits.position or '
+                                 'limits.velocity')
+        if msg.header.stamp.sec or msg.header.stamp.nanosec:
+            end_ns = start_ns + int(round(times[-1] * 1e9))
+            if end_ns < now_ns:
+                late = (now_ns - end_ns) * 1e-9
+                return self._refused(ENDS_IN_THE_PAST,
+                                     f'stamped to end {late:.3f} s before it arrived')
+        return WaypointTrajectory(start_ns, times, positions, velocities, accelerations,
+                                  continuous=self.continuous, stop_s=STOP_S)
+
+    def _refused(self, reason: str, why: str) -> str:
+        self.problem = why
+        return reason

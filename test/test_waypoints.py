@@ -1,0 +1,145 @@
+"""Waypoint trajectories (JointTrajectory): joint_trajectory_controller's splines, take-over."""
+from lnn_control.trajectories import _Stop
+from lnn_control.waypoints import (_sample_polynomials, CUBIC, LINEAR, QUINTIC,
+                                   segment_coefficients, WaypointTrajectory)
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.unit
+
+S = 1_000_000_000       # ns per s
+TIMES = [1.0, 2.0, 3.5]
+POS = [[0.5, -1.0], [1.0, 0.0], [0.2, 0.3]]
+VEL = [[0.4, 0.0], [0.0, 1.0], [0.0, 0.0]]
+ACC = [[0.0, 1.0], [-1.0, 0.0], [0.0, 0.0]]
+
+
+def _at(traj, t_s):
+    out = np.zeros((3, traj._coefficients.shape[1]))
+    traj.sample(int(round(t_s * S)), *out)
+    return out
+
+
+def _run(traj, t0_s, t1_s, dt=0.001):
+    return np.array([_at(traj, t) for t in np.arange(t0_s, t1_s, dt)])
+
+
+def test_the_kernel_matches_numpys_polynomials():
+    rng = np.random.default_rng(3)
+    c = rng.standard_normal((4, 6))
+    out = np.zeros((3, 4))
+    _sample_polynomials(c, 0.37, *out)
+    for j in range(4):
+        p = np.polynomial.Polynomial(c[j])
+        np.testing.assert_allclose(out[:, j], [p(0.37), p.deriv()(0.37), p.deriv(2)(0.37)],
+                                   rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize('order, fields', [(LINEAR, 1), (CUBIC, 2), (QUINTIC, 3)])
+def test_each_segment_meets_its_waypoints_to_the_order_given(order, fields):
+    given = [POS, VEL, ACC][:fields] + [None] * (3 - fields)
+    traj = WaypointTrajectory(0, TIMES, *given)
+    assert traj.order == order
+    start = (np.array([0.1, 0.1]), np.array([0.3, -0.2]), np.array([0.5, 0.0]))
+    traj.begin(0, *start)
+    at_start = _at(traj, 0.0)
+    np.testing.assert_allclose(at_start[0], start[0], atol=1e-12)   # no step, ever
+    for level in range(1, fields):     # cubic: velocity too; quintic: acceleration too
+        np.testing.assert_allclose(at_start[level], start[level], atol=1e-12)
+    for k, t in enumerate(TIMES):
+        for side in (t - 1e-9, t):     # both segments meet there
+            state = _at(traj, side)
+            np.testing.assert_allclose(state[0], POS[k], atol=1e-6)
+            for level in range(1, fields):
+                np.testing.assert_allclose(state[level], given[level][k] if k < 2
+                                           else [0.0, 0.0], atol=1e-5)
+    if order == LINEAR:                # straight: the slope of each segment
+        np.testing.assert_allclose(_at(traj, 1.5)[1], np.subtract(POS[1], POS[0]), atol=1e-12)
+
+
+def test_velocities_and_accelerations_are_the_positions_derivatives():
+    traj = WaypointTrajectory(0, TIMES, POS, VEL, ACC)
+    traj.begin(0, np.zeros(2), np.zeros(2), np.zeros(2))
+    x = _run(traj, 0.0, 3.4, 1e-4)
+    np.testing.assert_allclose(np.gradient(x[:, 0], 1e-4, axis=0)[1:-1], x[1:-1, 1], atol=2e-3)
+    np.testing.assert_allclose(np.gradient(x[:, 1], 1e-4, axis=0)[1:-1], x[1:-1, 2], atol=2e-2)
+
+
+def test_after_the_last_waypoint_its_position_is_held_at_rest():
+    traj = WaypointTrajectory(0, [1.0], [[0.5, 0.5]], [[2.0, -2.0]])   # sent still moving
+    traj.begin(0, np.zeros(2), np.zeros(2), np.zeros(2))
+    assert traj.end_ns == S
+    for t in (1.0, 1.5, 10.0):
+        np.testing.assert_array_equal(_at(traj, t), [[0.5, 0.5], [0.0, 0.0], [0.0, 0.0]])
+
+
+def test_it_starts_where_it_takes_over_and_drops_waypoints_behind():
+    """Stamped in the past: joining a waypoint already behind would step the position."""
+    traj = WaypointTrajectory(-2 * S, [1.0, 3.0, 4.0], [[9.0], [1.0], [2.0]])
+    traj.begin(0, [0.0], [0.0], [0.0])        # 1 s into its second segment
+    np.testing.assert_allclose(_at(traj, 0.0)[0], [0.0])
+    np.testing.assert_allclose(_at(traj, 0.5)[0], [0.5])        # 0 -> 1 over 1 s
+    np.testing.assert_allclose(_at(traj, 1.5)[0], [1.5])
+    late = WaypointTrajectory(-5 * S, [1.0, 2.0], [[0.3], [0.7]])   # all behind: a set point
+    late.begin(0, [0.0], [0.4], [0.0])
+    np.testing.assert_array_equal(_at(late, 0.0), [[0.7], [0.0], [0.0]])
+
+
+def test_a_waypoint_at_the_take_over_time_is_reached_at_once():
+    """As joint_trajectory_controller: a first waypoint at time_from_start 0 is no segment."""
+    traj = WaypointTrajectory(S, [0.0, 1.0], [[0.2], [0.4]], [[0.0], [0.0]])
+    traj.begin(S - 1, [0.0], [0.0], [0.0])    # one ns before: a segment of 1 ns
+    traj2 = WaypointTrajectory(S, [0.0, 1.0], [[0.2], [0.4]], [[0.0], [0.0]])
+    traj2.begin(S, [0.0], [0.0], [0.0])       # at it: dropped, 0 -> 0.4 over 1 s
+    np.testing.assert_allclose(_at(traj, 1.0)[0], [0.2])
+    np.testing.assert_allclose(_at(traj2, 1.0)[0], [0.0])
+    np.testing.assert_allclose(_at(traj2, 2.0)[0], [0.4])
+
+
+def test_no_waypoints_is_a_stop_continuous_and_at_rest_within_its_time():
+    start = ([1.0, -1.0], [2.0, 0.5], [-3.0, 0.0])
+    traj = WaypointTrajectory(123, [], [], stop_s=0.25)
+    traj.begin(S, *start)
+    stop = _Stop(*start, 0.0, 0.25)
+    for t in np.linspace(0.0, 0.3, 31):
+        expected = np.zeros((3, 2))
+        stop.sample(t, *expected)
+        np.testing.assert_allclose(_at(traj, 1.0 + t), expected, atol=1e-12)
+    np.testing.assert_allclose(_at(traj, 1.0), start, atol=1e-12)
+    np.testing.assert_array_equal(_at(traj, 1.25)[1:], 0.0)
+
+
+def test_continuous_joints_go_the_short_way_round():
+    traj = WaypointTrajectory(0, [1.0, 2.0], [[3.0, 3.0], [-3.0, -3.0]],
+                              continuous=[True, False])
+    traj.begin(0, [-3.0, -3.0], [0.0, 0.0], [0.0, 0.0])
+    wrap = 2 * np.pi
+    np.testing.assert_allclose(_at(traj, 1.0)[0], [3.0 - wrap, 3.0])   # -3.28, not +3
+    np.testing.assert_allclose(_at(traj, 2.0)[0], [-3.0, -3.0])        # +0.28 on from there
+    x = _run(traj, 0.0, 2.0)
+    assert np.abs(np.diff(x[:, 0, 0])).max() < 0.001
+
+
+def test_sampling_back_in_time_finds_its_segment():
+    traj = WaypointTrajectory(0, TIMES, POS, VEL)
+    traj.begin(0, np.zeros(2), np.zeros(2), np.zeros(2))
+    forward = _run(traj, 0.0, 3.5, 0.05)
+    backward = np.array([_at(traj, t) for t in np.arange(0.0, 3.5, 0.05)[::-1]])[::-1]
+    np.testing.assert_array_equal(forward, backward)
+
+
+@pytest.mark.parametrize('kwargs, why', [
+    ({'times_s': [1.0, 1.0], 'positions': [[0.0], [1.0]]}, 'increase'),
+    ({'times_s': [-1.0], 'positions': [[0.0]]}, 'increase'),
+    ({'times_s': [1.0], 'positions': [[0.0]], 'accelerations': [[0.0]]}, 'velocities'),
+])
+def test_malformed_waypoints_are_refused(kwargs, why):
+    with pytest.raises(ValueError, match=why):
+        WaypointTrajectory(0, **kwargs)
+
+
+def test_segment_coefficients_of_a_quintic_meet_both_ends():
+    T = 0.7
+    c = segment_coefficients(QUINTIC, T, ([0.1], [0.2], [0.3]), ([1.0], [-0.5], [2.0]))
+    p = np.polynomial.Polynomial(c[0])
+    np.testing.assert_allclose([p(T), p.deriv()(T), p.deriv(2)(T)], [1.0, -0.5, 2.0])
