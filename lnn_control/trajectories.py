@@ -303,22 +303,32 @@ class DesiredState:
         self._blend_start_ns = None
         self.blend_s = seconds
 
-    def resume(self, now_ns: int, q) -> None:
+    def resume(self, now_ns: int, q, received=None) -> None:
         """
         Control resumes after ``update`` paused: blend from ``q`` if the reference moved on.
 
-        From ``q`` (the measured position), at rest, over one period of the reference; a
-        reference that did not move (hold, a dwell) is taken up as it is: a set point. A
-        continuous joint's ``q`` is taken within half a turn of the reference (a blend
-        from another branch would turn the joint round for nothing).
+        From ``q`` (the measured position), at rest, over one period of a generated
+        reference or ``RESUME_RECEIVED_S`` into ``received`` (what ``update`` is given:
+        a ~/reference stream or a trajectory runs on through a drop-out; 0.5 s of a
+        1 rad/s trajectory stepped the desired position 0.5 rad). A reference that did
+        not move (hold, a dwell, a set point) is taken up as it is. A continuous joint's
+        ``q`` is taken within half a turn of the reference (a blend from another branch
+        would turn the joint round for nothing).
         """
-        if self.generator is None or self._t0_ns is None:
+        if self._t0_ns is None:
             return
-        self.generator.sample((now_ns - self._t0_ns) * 1e-9, *self._probe)
+        if self.generator is not None:
+            self.generator.sample((now_ns - self._t0_ns) * 1e-9, *self._probe)
+            seconds = self._period_s
+        elif received is not None:
+            received.sample(now_ns, *self._probe)
+            seconds = RESUME_RECEIVED_S
+        else:
+            return
         if not np.array_equal(self._probe[0], self.q):
             q = np.asarray(q, float)
             near = q - _whole_turns(q - self._probe[0])
-            self._start_blend(None, np.where(self.continuous, near, q), self._period_s)
+            self._start_blend(None, np.where(self.continuous, near, q), seconds)
 
     def shift_time(self, step_ns: int) -> None:
         """Keep a generated reference where it was after the clock stepped by ``step_ns``."""
@@ -396,6 +406,8 @@ MAX_NESTED_BLENDS = 8   # blends of blends kept (changes faster than a reference
 # A desired state left mid-motion comes to rest within this (``_Stop``): over a whole 20 s
 # blend, 0.5 v0 T and the carried acceleration took it hundreds of radians out.
 STOP_S = 0.25
+# After a sensor drop-out, from the measured position into a received reference that moved on.
+RESUME_RECEIVED_S = 1.0
 
 
 def _whole_turns(x: np.ndarray) -> np.ndarray:

@@ -840,6 +840,29 @@ def test_control_resumes_from_where_the_robot_is_after_a_sensor_drop_out(rig):
                                atol=1e-9)
 
 
+def test_a_trajectory_that_ran_on_through_a_drop_out_is_blended_into_from_the_robot(rig):
+    """A 1 rad/s trajectory through 0.5 s without joint_states stepped the position 0.5 rad."""
+    r = rig({'learning_enabled': False, 'kd': [0.0], 'kp': [10.0], 'command_limit': [100.0],
+             'sensor_timeout_s': 0.05})
+    r.send([0.0, 0.0])
+    r.tick()
+    r.send_trajectory([(0.0, [0.0, 0.0], [1.0, -1.0], None),
+                       (3.0, [3.0, -3.0], [1.0, -1.0], None)])
+    _follow(r, 20)
+    for _ in range(50):                         # 0.5 s without joint_states
+        r.tick()
+    commands = []
+    for _ in range(150):
+        r.send([0.3, -0.1])
+        commands.append(r.tick())
+    np.testing.assert_allclose(commands[0], [0.0, 0.0], atol=1e-9)   # from where it is
+    assert np.abs(np.diff(commands, axis=0)).max() < 0.5   # 10 kp x 1 rad/s: 0.1 a tick
+    expected = np.zeros((3, 2))
+    r.node._trajectory.active.sample(r.now_ns, *expected)
+    np.testing.assert_allclose(r.node.desired.q, expected[0], atol=1e-9)   # blended in
+    assert expected[1, 0] > 0.5                 # (still moving)
+
+
 def test_sync_to_joint_state_stamps_waits_for_the_state_of_the_tick(rig):
     """
     Lock-step race: /clock(t) delivered before joint_states(t).

@@ -548,11 +548,12 @@ class LnnControllerNode(ControllerServices, Node):
         if now - loop.sensor_time_ns <= loop.timeout_ns:
             # generated references start at the first command; while stale the
             # last desired state is kept, and control resumes from where the robot is if
-            # the generated reference moved on (a 0.5 s drop-out mid-sine stepped the
+            # the reference (generated or received) moved on (a 0.5 s drop-out mid-sine stepped the
             # desired position by 0.66 rad, the command to 75 % of its limit)
+            received = self._received(now)
             if loop.stale:
-                self.desired.resume(now, self._q)
-            self.desired.update(now, self._received(now))
+                self.desired.resume(now, self._q, received)
+            self.desired.update(now, received)
         d = self.desired
         event = loop.act(now, (self._q, self._qd), (d.q, d.qd, d.qdd))
         view[:] = loop.command
