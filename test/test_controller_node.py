@@ -578,9 +578,8 @@ def test_a_joint_trajectory_is_followed_through_its_waypoints(rig):
     r.tick()
     r.send_trajectory([(0.5, [0.4, 0.2], [0.0, 0.0], None),
                        (1.0, [0.2, 0.6], [0.0, 0.0], None)], names=['j2', 'j1'])
-    start = r.now_ns            # it takes over at the next tick, from the hold at 0
-    desired, commands = _follow(r, 120)
-    t = (start + PERIOD_NS * np.arange(1, 121)) * 1e-9 - start * 1e-9
+    desired, commands = _follow(r, 120)     # taken over at the first, from the hold at 0
+    t = PERIOD_NS * np.arange(120) * 1e-9          # since the take-over
     np.testing.assert_allclose(desired[np.isclose(t, 0.5)], [[0.2, 0.4]], atol=1e-9)
     np.testing.assert_allclose(desired[np.isclose(t, 1.0)], [[0.6, 0.2]], atol=1e-9)
     np.testing.assert_allclose(desired[-1], [0.6, 0.2])     # held after the last waypoint
@@ -619,6 +618,7 @@ def test_a_stamped_trajectory_starts_at_its_stamp_and_the_reference_runs_until_t
     (lambda m: m.points[1].positions.__setitem__(0, math.nan), 'non_finite'),
     (lambda m: m.points[1].velocities.pop(), 'length_mismatch'),
     (lambda m: m.points[1].positions.__setitem__(0, 5000.0), 'implausible'),
+    (lambda m: m.points[1].positions.__setitem__(0, 200.0), 'implausible'),   # 2000 rad/s
     (lambda m: setattr(m.header.stamp, 'sec', 0) or setattr(m.header.stamp, 'nanosec', 1),
      'ends_in_the_past'),
 ])
@@ -677,13 +677,83 @@ def test_the_newest_input_is_followed_reference_or_trajectory(rig):
 
 
 def test_a_trajectory_before_the_first_joint_states_starts_from_the_robot(rig):
+    """
+    Unstamped, it starts when control does: from the arrival it jumped to its end.
+
+    Sent before the first /clock (node time 0) or 3 s before the first joint_states, every
+    waypoint was behind by then and the last one was commanded at once.
+    """
     r = rig({'learning_enabled': False})
     r.send_trajectory([(0.5, [0.5, 0.5], [0.0, 0.0], None)])
+    for _ in range(300):                        # 3 s without joint_states: no control
+        r.tick()
     r.send([0.2, -0.2])
     r.tick()
-    np.testing.assert_allclose(r.node.desired.q, [0.2, -0.2])    # not from 0
+    np.testing.assert_allclose(r.node.desired.q, [0.2, -0.2])    # from the robot
     _follow(r, 49)
-    np.testing.assert_allclose(r.node.desired.q, [0.5, 0.5])
+    assert (r.node.desired.q[0] < 0.5) and np.abs(r.node.desired.q - 0.5).max() < 1e-3
+    _follow(r, 1)
+    np.testing.assert_allclose(r.node.desired.q, [0.5, 0.5])    # 0.5 s after it started
+
+
+def test_a_stamped_trajectory_that_ended_before_its_time_came_is_refused(rig):
+    r = rig({'learning_enabled': False})
+    r.send([0.0, 0.0])
+    r.send_reference([0.3, 0.3])
+    r.tick()
+    # stamped 1 s ago, it ends 5 ms after it arrives: before the next tick
+    r.send_trajectory([(1.005, [1.0, 1.0], None, None)], stamp_ns=r.now_ns - 10**9)
+    desired, _ = _follow(r, 10)
+    np.testing.assert_array_equal(desired, 0.3)        # not jumped to
+    assert r.node.rejected_trajectory['ends_in_the_past'] == 1
+    assert not r.node._trajectory.received
+
+
+def test_a_trajectory_replacing_one_mid_motion_runs_on_without_a_stall(rig):
+    """Taken over from the tick before, the desired position stood still for a tick."""
+    r = rig({'learning_enabled': False})
+    r.send([0.0, 0.0])
+    r.tick()
+    r.send_trajectory([(0.0, [0.0, 0.0], [1.0, 1.0], [0.0, 0.0]),
+                       (5.0, [5.0, 5.0], [1.0, 1.0], [0.0, 0.0])])
+    first, _ = _follow(r, 100)
+    q = r.node.desired.q[0]
+    # the same ramp, planned from the tick that takes it over
+    r.send_trajectory([(1.0, [q + 1.01, q + 1.01], [1.0, 1.0], [0.0, 0.0])])
+    second, _ = _follow(r, 50)
+    steps = np.diff(np.concatenate([first[60:], second])[:, 0])
+    np.testing.assert_allclose(steps, 0.01, atol=1e-9)
+
+
+def test_a_trajectory_sent_during_a_drop_out_starts_from_the_robot(rig):
+    r = rig({'learning_enabled': False, 'kd': [0.0], 'kp': [10.0], 'command_limit': [100.0],
+             'sensor_timeout_s': 0.05})
+    r.send([0.0, 0.0])
+    r.tick()
+    r.send_trajectory([(0.0, [0.0, 0.0], [1.0, -1.0], None),
+                       (3.0, [3.0, -3.0], [1.0, -1.0], None)])
+    _follow(r, 20)
+    for k in range(50):                         # 0.5 s without joint_states
+        if k == 25:
+            r.send_trajectory([(2.0, [1.0, 1.0], [0.0, 0.0], None)])
+        r.tick()
+    commands = []
+    for _ in range(150):
+        r.send([0.3, -0.1])
+        commands.append(r.tick())
+    np.testing.assert_allclose(commands[0], [0.0, 0.0], atol=1e-9)   # from where it is
+    assert np.abs(np.diff(commands, axis=0)).max() < 0.5
+
+
+def test_diagnostics_say_what_a_trajectory_waits_for(rig):
+    r = rig({'learning_enabled': False})
+    r.send([0.0, 0.0])
+    r.tick()
+    r.send_trajectory([(1.0, [0.1, 0.1], None, None)], stamp_ns=r.now_ns + 20 * 10**9)
+    _follow(r, 1)
+    status = r.node.diagnostics().status[0]
+    assert key_values(status)['joint_trajectory following'].startswith('pending: starts in 19.9')
+    assert status.level == DiagnosticStatus.WARN and 'waits 20.0 s' in status.message
 
 
 # -- stale sensors ---------------------------------------------------------------------

@@ -15,7 +15,7 @@ ACC = [[0.0, 1.0], [-1.0, 0.0], [0.0, 0.0]]
 
 
 def _at(traj, t_s):
-    out = np.zeros((3, traj._coefficients.shape[1]))
+    out = np.zeros((3, traj._end.shape[0]))
     traj.sample(int(round(t_s * S)), *out)
     return out
 
@@ -80,20 +80,33 @@ def test_it_starts_where_it_takes_over_and_drops_waypoints_behind():
     np.testing.assert_allclose(_at(traj, 0.0)[0], [0.0])
     np.testing.assert_allclose(_at(traj, 0.5)[0], [0.5])        # 0 -> 1 over 1 s
     np.testing.assert_allclose(_at(traj, 1.5)[0], [1.5])
-    late = WaypointTrajectory(-5 * S, [1.0, 2.0], [[0.3], [0.7]])   # all behind: a set point
-    late.begin(0, [0.0], [0.4], [0.0])
-    np.testing.assert_array_equal(_at(late, 0.0), [[0.7], [0.0], [0.0]])
 
 
-def test_a_waypoint_at_the_take_over_time_is_reached_at_once():
+def test_a_waypoint_closer_than_a_tick_is_dropped_when_another_follows():
+    traj = WaypointTrajectory(-S, [1.005, 2.0], [[1.0], [1.2]])
+    traj.begin(0, [-0.5], [0.0], [0.0], lead_ns=S // 100)
+    np.testing.assert_allclose(_at(traj, 0.5)[0], [0.35])       # -0.5 -> 1.2 over 1 s
+    last = WaypointTrajectory(-S, [1.005], [[1.0]])             # the last one is kept
+    last.begin(0, [-0.5], [0.0], [0.0], lead_ns=S // 100)
+    np.testing.assert_allclose(_at(last, 0.005)[0], [1.0])
+
+
+def test_a_waypoint_at_the_take_over_time_is_where_it_starts():
     """As joint_trajectory_controller: a first waypoint at time_from_start 0 is no segment."""
-    traj = WaypointTrajectory(S, [0.0, 1.0], [[0.2], [0.4]], [[0.0], [0.0]])
-    traj.begin(S - 1, [0.0], [0.0], [0.0])    # one ns before: a segment of 1 ns
-    traj2 = WaypointTrajectory(S, [0.0, 1.0], [[0.2], [0.4]], [[0.0], [0.0]])
-    traj2.begin(S, [0.0], [0.0], [0.0])       # at it: dropped, 0 -> 0.4 over 1 s
-    np.testing.assert_allclose(_at(traj, 1.0)[0], [0.2])
-    np.testing.assert_allclose(_at(traj2, 1.0)[0], [0.0])
-    np.testing.assert_allclose(_at(traj2, 2.0)[0], [0.4])
+    before = WaypointTrajectory(S, [0.0, 1.0], [[0.2], [0.4]], [[0.0], [0.0]])
+    before.begin(S - 1, [0.0], [0.0], [0.0])    # one ns before: a segment of 1 ns
+    at = WaypointTrajectory(S, [0.0, 1.0], [[0.2], [0.4]], [[0.0], [0.0]])
+    at.begin(S, [0.0], [0.0], [0.0])            # at it: from it
+    after = WaypointTrajectory(S, [0.0, 1.0], [[0.2], [0.4]], [[0.0], [0.0]])
+    after.begin(S + 1, [0.0], [0.0], [0.0])     # past it: dropped, 0 -> 0.4 over 1 s
+    for traj in (before, at):
+        np.testing.assert_allclose(_at(traj, 1.0 + 1e-9)[0], [0.2], atol=1e-9)
+        np.testing.assert_allclose(_at(traj, 2.0)[0], [0.4])
+    np.testing.assert_allclose(_at(after, 1.5)[0], [0.2], atol=1e-8)   # half-way: cubic
+    np.testing.assert_allclose(_at(after, 2.0)[0], [0.4])
+    unstamped = WaypointTrajectory(None, [0.0], [[0.5]])     # a set point sent for now
+    assert unstamped.begin(2 * S, [0.0], [0.0], [0.0])
+    np.testing.assert_array_equal(_at(unstamped, 2.0 + 1e-9), [[0.5], [0.0], [0.0]])
 
 
 def test_no_waypoints_is_a_stop_continuous_and_at_rest_within_its_time():
@@ -109,15 +122,47 @@ def test_no_waypoints_is_a_stop_continuous_and_at_rest_within_its_time():
     np.testing.assert_array_equal(_at(traj, 1.25)[1:], 0.0)
 
 
-def test_continuous_joints_go_the_short_way_round():
-    traj = WaypointTrajectory(0, [1.0, 2.0], [[3.0, 3.0], [-3.0, -3.0]],
+def test_continuous_joints_start_the_short_way_round_then_go_as_sent():
+    """joint_trajectory_controller's angle_wraparound: whole turns to the first waypoint."""
+    traj = WaypointTrajectory(0, [1.0, 2.0, 3.0], [[3.0, 3.0], [-3.0, -3.0], [4.0, 4.0]],
                               continuous=[True, False])
     traj.begin(0, [-3.0, -3.0], [0.0, 0.0], [0.0, 0.0])
     wrap = 2 * np.pi
     np.testing.assert_allclose(_at(traj, 1.0)[0], [3.0 - wrap, 3.0])   # -3.28, not +3
-    np.testing.assert_allclose(_at(traj, 2.0)[0], [-3.0, -3.0])        # +0.28 on from there
-    x = _run(traj, 0.0, 2.0)
+    np.testing.assert_allclose(_at(traj, 2.0)[0], [-3.0 - wrap, -3.0])  # as sent from there
+    np.testing.assert_allclose(_at(traj, 3.0)[0], [4.0 - wrap, 4.0])    # a 7 rad move: one
+    np.testing.assert_allclose(_at(traj, 9.0)[0], [4.0 - wrap, 4.0])    # held there
+    x = _run(traj, 0.0, 1.0)
     assert np.abs(np.diff(x[:, 0, 0])).max() < 0.001
+
+
+def test_a_stamped_trajectory_that_ended_is_not_begun():
+    stamped = WaypointTrajectory(0, [1.0], [[0.5]])
+    assert not stamped.begin(2 * S, [0.0], [0.0], [0.0]) and not stamped.started
+
+
+def test_an_unstamped_trajectory_starts_when_it_is_taken_over():
+    traj = WaypointTrajectory(None, [0.5, 1.0], [[1.0], [2.0]])
+    assert traj.end_ns is None
+    traj.begin(7 * S, [0.0], [0.0], [0.0])
+    assert traj.end_ns == 8 * S
+    np.testing.assert_allclose(_at(traj, 7.5)[0], [1.0])
+
+
+def test_shift_keeps_it_where_it_was_on_a_stepped_clock():
+    traj = WaypointTrajectory(0, TIMES, POS, VEL)
+    traj.begin(0, np.zeros(2), np.zeros(2), np.zeros(2))
+    before = _at(traj, 1.7)
+    traj.shift(-5 * S)
+    np.testing.assert_array_equal(_at(traj, 1.7 - 5.0), before)
+
+
+def test_segments_between_waypoints_match_one_by_one_coefficients():
+    traj = WaypointTrajectory(0, TIMES, POS, VEL, ACC)
+    for k in range(2):
+        one = segment_coefficients(QUINTIC, TIMES[k + 1] - TIMES[k],
+                                   (POS[k], VEL[k], ACC[k]), (POS[k + 1], VEL[k + 1], ACC[k + 1]))
+        np.testing.assert_allclose(traj._between[k], one, rtol=1e-14, atol=1e-14)
 
 
 def test_sampling_back_in_time_finds_its_segment():

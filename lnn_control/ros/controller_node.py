@@ -48,7 +48,8 @@ from . import common
 from . import conversions as C
 from . import parameters as RP
 from .controller_services import ControllerServices
-from .trajectory_input import REASONS as TRAJECTORY_REASONS, TrajectoryFromMessages
+from .trajectory_input import (ENDS_IN_THE_PAST, REASONS as TRAJECTORY_REASONS, STARTED,
+                               TrajectoryFromMessages)
 from .. import schema
 from ..controller import AdaptiveController
 from ..loop import ControlLoop, REFUSED, RESUMED, STALE, STATE_FIELDS
@@ -62,6 +63,8 @@ CONTROLLER_REFUSED = 'controller_refused'
 # Off simulated time, the node clock moving this much more or less than the steady clock
 # between two ticks is a step of the system clock (a tick's own lateness moves both).
 CLOCK_STEP_NS = 100_000_000
+# A trajectory waiting longer than this for its header.stamp makes /diagnostics WARN.
+TRAJECTORY_WAIT_WARN_S = 10.0
 
 
 class LnnControllerNode(ControllerServices, Node):
@@ -500,7 +503,10 @@ class LnnControllerNode(ControllerServices, Node):
         self._follow_time_source()      # (use_sim_time set live: the other clock's timers)
         self._sensor.reset()
         self._reference.reset()         # the old reference is not commanded on the new clock
-        self._trajectory.forget()
+        if step_ns is None:
+            self._trajectory.forget()
+        else:
+            self._trajectory.shift_time(step_ns)
         self._have_sensor = False
         self._fresh_at_first_tick = False
         s = self.stats                  # the rate is measured on the new clock from here
@@ -550,10 +556,11 @@ class LnnControllerNode(ControllerServices, Node):
             # last desired state is kept, and control resumes from where the robot is if
             # the reference (generated or received) moved on (a 0.5 s drop-out mid-sine stepped the
             # desired position by 0.66 rad, the command to 75 % of its limit)
-            received = self._received(now)
+            received = self._received()
             if loop.stale:
                 self.desired.resume(now, self._q, received)
             self.desired.update(now, received)
+            self._take_over_trajectory(now)
         d = self.desired
         event = loop.act(now, (self._q, self._qd), (d.q, d.qd, d.qdd))
         view[:] = loop.command
@@ -587,22 +594,28 @@ class LnnControllerNode(ControllerServices, Node):
                           self._sensor_stamp_ns, self.period_ns)
         self.readout_store.tick(now)    # autosave: after the command is out, written off thread
 
-    def _received(self, now: int):
-        """
-        Return the received reference to follow at ``now``: the newest accepted message's.
-
-        A trajectory takes over at its start time from the desired state of the tick
-        before (so nothing steps there); until then the reference before it runs on.
-        """
-        trajectory = self._trajectory
-        if trajectory.pending is not None and self.desired.generator is None:
-            d = self.desired
-            state = (d.q, d.qd, d.qdd) if d.started else (d.hold, 0.0 * d.hold, 0.0 * d.hold)
-            if trajectory.take_over(now, *state):
-                self._reference.forget()
-        if trajectory.active is not None:
-            return trajectory
+    def _received(self):
+        """Return the received reference followed: the newest accepted message's, or None."""
+        if self._trajectory.active is not None:
+            return self._trajectory
         return self._reference if self._reference.received else None
+
+    def _take_over_trajectory(self, now: int) -> None:
+        """
+        Start a pending trajectory whose time has come, from this tick's desired state.
+
+        It is followed from the next tick, so the desired state runs on unbroken (after a
+        sensor drop-out, on from the blend that starts at the measured position).
+        """
+        d = self.desired
+        if self._trajectory.pending is None or d.generator is not None:
+            return
+        outcome = self._trajectory.take_over(now, d.q, d.qd, d.qdd, self.period_ns)
+        if outcome == STARTED:
+            self._reference.forget()
+        elif outcome == ENDS_IN_THE_PAST:
+            self._refuse(self.rejected_trajectory, outcome,
+                         f'a ~/joint_trajectory message: {self._trajectory.problem}')
 
     def _check_reference_age(self, now: int) -> None:
         """
@@ -697,6 +710,9 @@ class LnnControllerNode(ControllerServices, Node):
         problems += ['tick overran the control period'] if worst > self.period_ns * 1e-6 else []
         problems += self.loop.problems()
         problems += ['~/reference stopped while moving: held'] if self._reference.held else []
+        waits = self._trajectory.waits_s(now.nanoseconds)
+        problems += [f'~/joint_trajectory waits {waits:.1f} s for its header.stamp (a stamp on '
+                     'another clock?)'] if waits > TRAJECTORY_WAIT_WARN_S else []
         problems += self._dropped_since_last_report()
         skipped, self._diag_skipped = (self.readout_store.skipped - self._diag_skipped,
                                        self.readout_store.skipped)
@@ -733,8 +749,7 @@ class LnnControllerNode(ControllerServices, Node):
             ('reference stale episodes', self.reference_stale_episodes),
             *((f'reference rejected: {k}', v) for k, v in self.rejected_reference.items()),
             ('joint_trajectory received', self.trajectory_messages),
-            ('joint_trajectory following', 'moving' if self._trajectory.moving(now.nanoseconds)
-             else 'at its last waypoint' if self._trajectory.active else 'no'),
+            ('joint_trajectory following', self._trajectory_state(now.nanoseconds)),
             *((f'joint_trajectory rejected: {k}', v)
               for k, v in self.rejected_trajectory.items()),
             *self.loop.status(),
@@ -748,6 +763,16 @@ class LnnControllerNode(ControllerServices, Node):
             problems, values,
             'learning' if self.controller.learning_enabled else 'running, learning off',
             now.nanoseconds)
+
+    def _trajectory_state(self, now: int) -> str:
+        t = self._trajectory
+        if not t.received:
+            return 'no'
+        if self.desired.generator is not None:
+            return 'no: reference.mode generates the reference'
+        if t.pending is not None:
+            return f'pending: starts in {t.waits_s(now):.3f} s'
+        return 'moving' if t.moving(now) else 'at its last waypoint'
 
     def _dropped_since_last_report(self) -> list[str]:
         """

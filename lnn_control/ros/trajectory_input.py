@@ -4,11 +4,12 @@
 A planner (MoveIt, a script) that drives ros2_controllers' joint_trajectory_controller
 through its topic can drive this node the same way. The message is checked whole
 before anything is kept (a refusal leaves the trajectory being followed as it was), and
-the semantics are that controller's: ``header.stamp`` 0 starts it now, a later stamp when
-the node clock gets there (the reference followed until then runs on); every joint of
-the controller must be named; waypoint times increase; a trajectory that ends before it
-arrives is refused; one without waypoints stops the motion (brought to rest within
-``STOP_S``); the newest accepted message, trajectory or ``~/reference``, is followed.
+the semantics are that controller's: ``header.stamp`` 0 starts it at the next tick, a
+stamp when the node clock gets there (the reference followed until then runs on); every
+joint of the controller must be named; waypoint times increase; a stamped trajectory
+that has ended when it would start is refused; one without waypoints stops the motion
+(brought to rest within ``STOP_S``); the newest accepted message, trajectory or
+``~/reference``, is followed.
 Interpolation and the take-over are in the core (``waypoints``). Effort fields are not
 used: the feedforward is what the controller learns.
 """
@@ -26,6 +27,11 @@ from ..waypoints import WaypointTrajectory
 UNKNOWN_JOINT = 'unknown_joint'
 ENDS_IN_THE_PAST = 'ends_in_the_past'
 REASONS = C.REASONS[:3] + (C.MALFORMED, C.IMPLAUSIBLE, UNKNOWN_JOINT, ENDS_IN_THE_PAST)
+# (take_over) it began; its start time has not come
+STARTED, WAITING = 'started', 'waiting'
+# A continuous joint's waypoint beyond this is garbage (whole turns of a float this large
+# are no longer exact; limits.position does not bound continuous joints).
+CONTINUOUS_BOUND = 1e9
 
 
 def _duration_s(d) -> float:
@@ -70,18 +76,36 @@ class TrajectoryFromMessages:
         self.time_ns = now_ns
         return None
 
-    def take_over(self, now_ns: int, q, qd, qdd) -> bool:
+    def take_over(self, now_ns: int, q, qd, qdd, period_ns: int = 0) -> Optional[str]:
         """
-        Start the pending trajectory if its time has come, from the desired state given.
+        Start the pending trajectory if its time has come, from the desired state at now.
 
-        Returns whether it did: the reference followed until now is left here.
+        Returns None (none pending), ``WAITING``, ``STARTED`` (the reference followed
+        until now is left from the next tick) or ``ENDS_IN_THE_PAST`` (stamped, it had
+        ended when its time came: dropped, the reference followed runs on).
         """
         p = self.pending
-        if p is None or now_ns < p.start_ns:
-            return False
-        p.begin(now_ns, q, qd, qdd)
-        self.active, self.pending = p, None
-        return True
+        if p is None:
+            return None
+        if p.start_ns is not None and now_ns < p.start_ns:
+            return WAITING
+        self.pending = None
+        if not p.begin(now_ns, q, qd, qdd, period_ns):
+            self.problem = 'every waypoint was behind when its start time came'
+            return ENDS_IN_THE_PAST
+        self.active = p
+        return STARTED
+
+    def shift_time(self, step_ns: int) -> None:
+        """Keep the trajectories where they were on a node clock that stepped."""
+        for t in (self.pending, self.active):
+            if t is not None:
+                t.shift(step_ns)
+
+    def waits_s(self, now_ns: int) -> float:
+        """How long the pending trajectory waits for its start time (0: none waits)."""
+        p = self.pending
+        return 0.0 if p is None or p.start_ns is None else max(p.start_ns - now_ns, 0) * 1e-9
 
     def sample(self, now_ns: int, q, qd, qdd) -> None:
         """Write the active trajectory at ``now_ns`` (as ``DesiredState`` samples a reference)."""
@@ -103,7 +127,7 @@ class TrajectoryFromMessages:
         missing = [x for x in self.joints if x not in names]
         if missing and msg.points:
             return self._refused(C.MISSING_JOINT, f'every joint must be named; missing {missing}')
-        start_ns = C.stamp_to_ns(msg.header.stamp) or now_ns
+        start_ns = C.stamp_to_ns(msg.header.stamp) or None
         if not msg.points:
             return WaypointTrajectory(start_ns, [], [], stop_s=STOP_S)
         order = [names.index(x) for x in self.joints]
@@ -131,12 +155,16 @@ class TrajectoryFromMessages:
         if times[0] < 0.0 or np.any(np.diff(times) <= 0.0):
             return self._refused(C.MALFORMED, 'time_from_start must start at or after 0 and '
                                  'increase from waypoint to waypoint')
-        bound = np.where(self.continuous, np.inf, self.limits[0])
+        bound = np.where(self.continuous, CONTINUOUS_BOUND, self.limits[0])
         if (np.abs(positions) > bound).any() or (
                 velocities is not None and (np.abs(velocities) > self.limits[1]).any()):
             return self._refused(C.IMPLAUSIBLE, 'a waypoint is outside limits.position or '
                                  'limits.velocity')
-        if msg.header.stamp.sec or msg.header.stamp.nanosec:
+        if m > 1 and (np.abs(np.diff(positions, axis=0))
+                      > self.limits[1] * np.diff(times)[:, None]).any():
+            return self._refused(C.IMPLAUSIBLE, 'waypoints further apart than limits.velocity '
+                                 'covers in their time')
+        if start_ns is not None:
             end_ns = start_ns + int(round(times[-1] * 1e9))
             if end_ns < now_ns:
                 late = (now_ns - end_ns) * 1e-9
