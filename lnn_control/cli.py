@@ -29,7 +29,8 @@ MIN_DURATION_S = 1.0       # lnn-control demo: shorter has no figures to speak o
 MAX_BANDWIDTH_FACTOR = 100.0   # lnn-control gains (the honest rule is 4)
 MAX_DAMPING_RATIO = 10.0
 MAX_DELAY_TICKS = 100      # lnn-control gains --delay-ticks
-SAG_WARNING = 0.1          # gains warns where gravity / kp is above this [rad or m]
+SAG_WARNING = 0.1          # gains warns where gravity / kp is above this [rad] ...
+SAG_WARNING_SLIDE = 0.02   # ... [m] (0.1 m let a lift's 4 cm pass unnamed)
 STIFFNESS_WARNING = 0.25   # ... and where a joint spring is above this x kp
 # What reading a recording that is not one can raise (mcap raises many types).
 READ_ERRORS = (Exception,)
@@ -87,6 +88,8 @@ def _demo(args: argparse.Namespace) -> int:
                              for k in ('joints', 'kp', 'kd', 'command_limit', 'control_rate_hz',
                                        'reference.mode', 'reference.amplitude',
                                        'reference.offset', 'reference.frequency_hz')}
+    if summary['controller']['reference.mode'] == 'topic':    # what the demo tracks then
+        summary['controller']['reference.mode'] = 'sum_of_sines'
     summary['pd_loop_check'] = pd_check
     summary['unmeasured_modes'] = modes
     summary['warnings'] = warnings
@@ -283,10 +286,9 @@ def _gains(args: argparse.Namespace) -> int:
         warnings += [f'--pose puts {j} at {q:g}, outside its range ({lo:g} to {hi:g})'
                      for j, q, lo, hi in zip(plant.joint_names, plant.design_pose, low, high)
                      if not lo <= q <= hi]
-    elif np.any(plant.design_pose != 0.0):
-        warnings.append('q = 0 lies outside the range of ' + ', '.join(
-            f'{j} (designed at {q:.4g})' for j, q in zip(plant.joint_names, plant.design_pose)
-            if q != 0.0) + ': set --pose to where the robot works')
+    else:       # where the demo designs: its reference's centre
+        from . import closed_loop as CL
+        plant.set_design_pose(CL.design_pose(args.plant, plant))
     kp, kd = PL.honest_gains(plant, hz, factor, zeta)
     warnings += [f'{name} {value:.4g} on {joint} is above what the controller accepts '
                  f'({name} <= {params[name].high:g}): a lower natural frequency or reference'
@@ -294,14 +296,15 @@ def _gains(args: argparse.Namespace) -> int:
                  for joint, value in zip(plant.joint_names, gains) if value > params[name].high]
     warnings += PL.rate_check(plant, kd, rate, kp)
     gravity = plant.design_gravity()
+    sag = np.where(plant.hinge, SAG_WARNING, SAG_WARNING_SLIDE)
     warnings += [f'{joint}: gravity takes {g:.3g} here, so PD alone holds it about {e:.2g} '
                  'off its target (gravity / kp): the PD-only baseline sags there, learning '
                  'takes that over'
-                 for joint, g, e in zip(plant.joint_names, gravity, np.abs(gravity) / kp)
-                 if e > SAG_WARNING]
+                 for joint, g, e, s in zip(plant.joint_names, gravity, np.abs(gravity) / kp, sag)
+                 if e > s]
     # (a dead band matters against the joint's travel: a gripper's finger moves 0.04 m)
     width = np.diff(plant.position_range, axis=1)[:, 0]
-    band = np.minimum(SAG_WARNING, np.where(np.isfinite(width), 0.1 * width, np.inf))
+    band = np.minimum(sag, np.where(np.isfinite(width), 0.1 * width, np.inf))
     warnings += [f'{joint}: Coulomb friction {f:.3g} stops PD alone up to {f / k:.2g} off its '
                  'target (friction / kp, a dead band): the PD-only baseline sticks there, '
                  'and learning a stick-slip plant was worse than PD in some 10 s windows'
@@ -677,9 +680,10 @@ def build_parser() -> argparse.ArgumentParser:
                             "(default: control_rate_hz's default)")
     gains.add_argument('--pose', type=_numbers, default=None,
                        help='joint positions to design at, comma-separated (one, or one per '
-                            "joint; default: q = 0, or the nearest end of a joint's range "
-                            "that excludes it): an arm's inertia depends on its pose, so "
-                            'design where the robot works')
+                            "joint; default: where 'lnn-control demo' designs, the centre of "
+                            "its reference: q = 0 kept 10 %% of each joint's range clear of "
+                            "its ends): an arm's inertia depends on its pose, so design "
+                            'where the robot works')
     gains.add_argument('--delay-ticks', type=_count, default=0,
                        help='control periods between a command and its effect (actuation '
                             'delay): checks that the PD loop is stable with it (default 0: '

@@ -85,6 +85,17 @@ def model_params(path: str, joints: Sequence[str] | None = None) -> dict[str, An
     from .plants import honest_gains, significant
 
     plant = Plant(path, joints=joints)
+    amplitude, offset = fitted_reference(plant)
+    plant.set_design_pose(offset)           # the gains for where the robot works
+    kp, kd = honest_gains(plant)
+    return {'joints': list(plant.joint_names), 'kp': significant(kp, 6),
+            'kd': significant(kd, 6), 'command_limit': plant.effort_limit.tolist(),
+            'reference.amplitude': amplitude.round(6).tolist(),
+            'reference.offset': offset.round(6).tolist()}
+
+
+def fitted_reference(plant: Plant) -> tuple[np.ndarray, np.ndarray]:
+    """Return the default reference's amplitude and offset, fitted into the joints' ranges."""
     defaults = schema.by_name()
     amplitude = np.full(plant.n, defaults['reference.amplitude'].default[0])
     offset = np.full(plant.n, defaults['reference.offset'].default[0])
@@ -92,13 +103,24 @@ def model_params(path: str, joints: Sequence[str] | None = None) -> dict[str, An
     margin = RANGE_MARGIN * np.where(np.isfinite(high - low), high - low, 0.0)
     low, high = low + margin, high - margin
     amplitude = np.minimum(amplitude, 0.5 * (high - low))
-    offset = np.clip(offset, low + amplitude, high - amplitude)
-    plant.set_design_pose(offset)           # the gains for where the robot works
-    kp, kd = honest_gains(plant)
-    return {'joints': list(plant.joint_names), 'kp': significant(kp, 6),
-            'kd': significant(kd, 6), 'command_limit': plant.effort_limit.tolist(),
-            'reference.amplitude': amplitude.round(6).tolist(),
-            'reference.offset': offset.round(6).tolist()}
+    return amplitude, np.clip(offset, low + amplitude, high - amplitude)
+
+
+def design_pose(plant_name: str, plant: Plant) -> np.ndarray:
+    """
+    Return where a demo of ``plant_name`` designs its gains: its reference's centre.
+
+    A bundled or zoo plant: the offset its parameters give (each joint of ``plant``); an
+    MJCF file: the default reference's, fitted into each joint's range.
+    """
+    if plant_name in schema.BUNDLED_PLANTS or zoo_member(plant_name):
+        params = plant_params(plant_name, {'command_limit': 1.0})
+        default = schema.by_name()['reference.offset'].default
+        offset = np.broadcast_to(np.asarray(params.get('reference.offset', default), float),
+                                 (len(params['joints']),))
+        by_joint = dict(zip(params['joints'], offset))
+        return np.array([by_joint.get(j, 0.0) for j in plant.joint_names])
+    return fitted_reference(plant)[1]
 
 
 @dataclass
@@ -234,6 +256,18 @@ def rms(trace: Trace, start: float, stop: float) -> float:
     return float(np.sqrt(np.mean((trace.q_d[sel] - trace.q[sel]) ** 2)))
 
 
+def rms_per_joint(trace: Trace, start: float, stop: float) -> np.ndarray:
+    """RMS per joint of the tracking error in [start, stop): one figure per unit (m, rad)."""
+    sel = (trace.t >= start) & (trace.t < stop)
+    if not sel.any():
+        return np.full(trace.q.shape[1], np.nan)
+    return np.sqrt(np.mean((trace.q_d[sel] - trace.q[sel]) ** 2, axis=0))
+
+
+def _ratios(a: np.ndarray, b: np.ndarray) -> list:
+    return [ratio(float(x), float(y)) for x, y in zip(a, b)]
+
+
 def ratio(a: float, b: float) -> float | None:
     """Return a / b; None where it means nothing (b zero: PD tracks exactly; or NaN)."""
     return a / b if b > 0.0 and np.isfinite(a) and np.isfinite(b) else None
@@ -319,6 +353,9 @@ def summarize(pd: Trace, adaptive: Trace, duration: float,
     before = (max(0.0, end - WINDOW_S), end)
     out = {'rms_pd': rms(pd, *before), 'rms_adaptive': rms(adaptive, *before)}
     out['ratio'] = ratio(out['rms_adaptive'], out['rms_pd'])
+    if pd.q.shape[1] > 1:       # the pooled figure mixes joints (and metres with radians)
+        out['ratio_per_joint'] = _ratios(rms_per_joint(adaptive, *before),
+                                         rms_per_joint(pd, *before))
     windows = {'before_s': [round(w, 6) for w in before]}
     if payload_change_at is not None:
         a, b = (min(payload_change_at + w, duration) for w in AFTER_WINDOW_S)
@@ -326,6 +363,9 @@ def summarize(pd: Trace, adaptive: Trace, duration: float,
         out['rms_pd_after'] = rms(pd, a, b)
         out['rms_adaptive_after'] = rms(adaptive, a, b)
         out['ratio_after_change'] = ratio(out['rms_adaptive_after'], out['rms_pd_after'])
+        if pd.q.shape[1] > 1:
+            out['ratio_after_change_per_joint'] = _ratios(rms_per_joint(adaptive, a, b),
+                                                          rms_per_joint(pd, a, b))
         out['recovery_ratio'] = ratio(out['rms_adaptive_after'], out['rms_adaptive'])
         out['recovery_time_s'] = (recovery_time(adaptive, payload_change_at, out['rms_adaptive'])
                                   if b > a else None)

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 from lnn_control import cli
+from lnn_control import closed_loop
 from lnn_control import schema
 import numpy as np
 import pytest
@@ -171,11 +172,24 @@ def test_gains_scan_for_unmeasured_modes_above_the_natural_frequency_too(tmp_pat
     assert 'does not measure (spring)' in out.err
 
 
+def test_gains_name_a_sag_of_centimetres_on_a_slide(tmp_path, capsys):
+    """A 10 kg lift: PD alone 5 cm low, unnamed while the threshold was 0.1 'rad or m'."""
+    path = tmp_path / 'lift.xml'
+    path.write_text("""<mujoco><option timestep="0.001"/><worldbody>
+      <body name="carriage"><joint name="z" type="slide" axis="0 0 1" range="-0.5 0.5"/>
+        <geom type="box" size="0.1 0.1 0.1" mass="10"/></body></worldbody>
+      <actuator><motor joint="z" ctrlrange="-400 400"/></actuator></mujoco>""")
+    assert cli.main(['gains', '--plant', str(path)]) == 0
+    err = capsys.readouterr().err
+    assert 'z: gravity takes 98.1 here, so PD alone holds it about 0.051 off' in err
+
+
 def test_gains_design_at_a_pose_and_print_significant_digits(tmp_path, capsys):
     """
     An arm's inertia depends on its pose: --pose designs where the robot works.
 
-    q = 0 outside a joint's range is designed at the nearest end and said so; gains are
+    By default where the demo designs, the centre of its reference (``gains`` designed at
+    q = 0 and the demo at the centre: 311 and 686 for one yaw joint's kp); gains are
     printed to 4 significant digits (a 25 g finger's kd, 4.4e-4, printed as 0.0 to three
     decimals: an undamped loop for whoever copied it); gravity that PD alone leaves far
     off its target is named.
@@ -195,8 +209,9 @@ def test_gains_design_at_a_pose_and_print_significant_digits(tmp_path, capsys):
     assert cli.main(['gains', '--plant', str(path)]) == 0
     out = capsys.readouterr()
     at_zero = json.loads(out.out)
-    assert at_zero['pose'] == [0.2, 0.0, 0.0]
-    assert 'q = 0 lies outside the range of j1 (designed at 0.2)' in out.err
+    demo = closed_loop.plant_params(str(path))
+    assert at_zero['pose'] == [0.83, 0.0, 0.0] == demo['reference.offset']   # range clear
+    assert at_zero['kp'] == pytest.approx(demo['kp'], rel=1e-3)
     assert 0.0 < at_zero['kd'][2] < 1e-3 and at_zero['command_limit'][2] == 0.00012
     assert 'PD alone holds it about' in out.err          # a horizontal arm against gravity
     assert cli.main(['gains', '--plant', str(path), '--pose', '1.2,-1.5,0']) == 0
@@ -366,12 +381,16 @@ def test_the_demo_says_when_the_pd_loop_both_arms_run_chatters(tmp_path, capsys)
                                         '1.91 > 1)']
     controller = summary['controller']
     assert controller['joints'] == ['joint1', 'joint2'] and controller['control_rate_hz'] == 50
+    assert len(summary['ratio_per_joint']) == 2         # the pooled ratio mixes joints
     assert len(controller['kp']) == len(controller['kd']) == len(controller['command_limit']) == 2
     assert summary['unmeasured_modes'] == []
     assert cli.main(['demo', '--mode', 'offline', '--duration', '1', '--out', str(out),
                      '--quiet']) == 0
     assert 'warning' not in capsys.readouterr().err
-    assert json.loads((out / 'summary.json').read_text())['pd_loop_check'] == []
+    summary = json.loads((out / 'summary.json').read_text())
+    assert summary['pd_loop_check'] == []
+    # what it tracked (the node's default, topic, follows messages a demo does not send)
+    assert summary['controller']['reference.mode'] == 'sum_of_sines'
     # the pole, which the controller does not measure, as gains names it
     assert cli.main(['demo', '--mode', 'offline', '--plant', 'cartpole', '--duration', '1',
                      '--out', str(out), '--quiet']) == 0
