@@ -681,9 +681,10 @@ def build_parser() -> argparse.ArgumentParser:
     gains.add_argument('--pose', type=_numbers, default=None,
                        help='joint positions to design at, comma-separated (one, or one per '
                             "joint; default: where 'lnn-control demo' designs, the centre of "
-                            "its reference: q = 0 kept 10 %% of each joint's range clear of "
-                            "its ends): an arm's inertia depends on its pose, so design "
-                            'where the robot works')
+                            "its reference: q = 0, or moved into a joint's range so that "
+                            'the reference keeps 10 %% of the range clear of its ends): an '
+                            "arm's inertia depends on its pose, so design where the robot "
+                            'works')
     gains.add_argument('--delay-ticks', type=_count, default=0,
                        help='control periods between a command and its effect (actuation '
                             'delay): checks that the PD loop is stable with it (default 0: '

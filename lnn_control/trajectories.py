@@ -248,11 +248,6 @@ class DesiredState:
         self._period_s = 1.0                      # the generated reference's period
         self._probe = np.zeros((3, n_joints))     # the generated reference now (``resume``)
 
-    @property
-    def started(self) -> bool:
-        """Whether ``update`` has set a state since construction or ``restart``."""
-        return self._t0_ns is not None
-
     def configure(self, mode: str, amplitude, frequency_hz: float, offset, seed: int) -> None:
         """Generate ``mode`` (``topic``: follow the references received); blend if running."""
         n = self.n
@@ -329,6 +324,12 @@ class DesiredState:
             q = np.asarray(q, float)
             near = q - _whole_turns(q - self._probe[0])
             self._start_blend(None, np.where(self.continuous, near, q), seconds)
+
+    def end_blend(self) -> None:
+        """Follow the new reference alone from now (what it starts from has the blend in it)."""
+        self.blend_s = 0.0
+        self._old = None
+        self._blend_start_ns = None
 
     def shift_time(self, step_ns: int) -> None:
         """Keep a generated reference where it was after the clock stepped by ``step_ns``."""

@@ -160,8 +160,9 @@ class WaypointTrajectory:
         is dropped too: no tick would sample the segment to it (stamped 0.985 s in the
         past, a waypoint 15 ms after arrival was a step of 1 rad).
 
-        Returns False, and does nothing, for a stamped trajectory with every waypoint
-        behind (it ended in the past).
+        Returns False, and does nothing, for a stamped trajectory that ends before
+        ``lead_ns`` from now (in the past, or too soon for a tick to follow it: the last
+        waypoint 15 ms after a take-over at 100 Hz was a step of 1 rad).
         """
         n = len(q)
         start = tuple(np.array(x, float) for x in (q, qd, qdd))
@@ -177,8 +178,8 @@ class WaypointTrajectory:
             ahead = np.flatnonzero(at >= now_ns)
             if ahead.size > 1 and now_ns < at[ahead[0]] < now_ns + lead_ns:
                 ahead = ahead[1:]
-            if not ahead.size and self.start_ns is not None:
-                return False
+            if self.start_ns is not None and (not ahead.size or at[-1] < now_ns + lead_ns):
+                return False        # stamped, it ends before a tick could follow it
             i = int(ahead[0]) if ahead.size else at.size - 1
             pos, vel, acc = self._points
             turns = np.zeros(n)

@@ -701,12 +701,14 @@ def test_a_stamped_trajectory_that_ended_before_its_time_came_is_refused(rig):
     r.send([0.0, 0.0])
     r.send_reference([0.3, 0.3])
     r.tick()
-    # stamped 1 s ago, it ends 5 ms after it arrives: before the next tick
-    r.send_trajectory([(1.005, [1.0, 1.0], None, None)], stamp_ns=r.now_ns - 10**9)
-    desired, _ = _follow(r, 10)
-    np.testing.assert_array_equal(desired, 0.3)        # not jumped to
-    assert r.node.rejected_trajectory['ends_in_the_past'] == 1
-    assert not r.node._trajectory.received
+    # stamped 1 s ago, it ends 5 ms after it arrives (before the next tick) or 15 ms
+    # after (too soon after that tick for another to follow it: a step of 0.7 rad)
+    for t, refused in ((1.005, 1), (1.015, 2)):
+        r.send_trajectory([(t, [1.0, 1.0], None, None)], stamp_ns=r.now_ns - 10**9)
+        desired, _ = _follow(r, 10)
+        np.testing.assert_array_equal(desired, 0.3)        # not jumped to
+        assert r.node.rejected_trajectory['ends_in_the_past'] == refused
+        assert not r.node._trajectory.received
 
 
 def test_a_trajectory_replacing_one_mid_motion_runs_on_without_a_stall(rig):
@@ -738,11 +740,55 @@ def test_a_trajectory_sent_during_a_drop_out_starts_from_the_robot(rig):
             r.send_trajectory([(2.0, [1.0, 1.0], [0.0, 0.0], None)])
         r.tick()
     commands = []
-    for _ in range(150):
+    for _ in range(250):
         r.send([0.3, -0.1])
         commands.append(r.tick())
     np.testing.assert_allclose(commands[0], [0.0, 0.0], atol=1e-9)   # from where it is
     assert np.abs(np.diff(commands, axis=0)).max() < 0.5
+    np.testing.assert_allclose(r.node.desired.q, [1.0, 1.0])        # the new one, 2 s on
+
+
+@pytest.mark.parametrize('before', ['hold', 'ended'])
+def test_a_trajectory_sent_during_a_drop_out_from_a_set_point_starts_from_the_robot(
+        rig, before):
+    """The resume blend runs only where the reference moved on: from a hold it stepped."""
+    r = rig({'learning_enabled': False, 'kd': [0.0], 'kp': [10.0], 'command_limit': [100.0],
+             'sensor_timeout_s': 0.05})
+    r.send([0.0, 0.0])
+    r.tick()
+    if before == 'ended':
+        r.send_trajectory([(0.1, [0.0, 0.0], None, None)])
+        _follow(r, 20)
+    for k in range(50):
+        if k == 25:
+            r.send_trajectory([(2.0, [1.0, 1.0], [0.0, 0.0], None)])
+        r.tick()
+    commands = []
+    for _ in range(3):
+        r.send([0.3, -0.1])
+        commands.append(r.tick())
+    np.testing.assert_allclose(commands[0], [0.0, 0.0], atol=1e-9)   # was [-3, 1]
+    assert np.abs(commands).max() < 0.05
+
+
+def test_a_trajectory_taken_over_during_a_blend_is_not_blended_again(rig):
+    """From the blend's mix, blended on: a step of 0.13 rad and the trajectory at half speed."""
+    r = rig({'learning_enabled': False, 'kd': [0.0], 'kp': [10.0], 'command_limit': [100.0],
+             'sensor_timeout_s': 0.05})
+    r.send([0.0, 0.0])
+    r.tick()
+    r.send_trajectory([(0.0, [0.0, 0.0], [1.0, 1.0], None),
+                       (10.0, [10.0, 10.0], [1.0, 1.0], None)])
+    _follow(r, 20)
+    r.tick(50)                                  # a drop-out: the trajectory runs on
+    before, _ = _follow(r, 30)                  # 0.3 s into the 1 s blend from the robot
+    q = r.node.desired.q.copy()
+    r.send_trajectory([(1.0, list(q + 1.01), [1.0, 1.0], None)])   # on at 1 rad/s
+    after, _ = _follow(r, 150)
+    steps = np.diff(np.concatenate([before, after])[:, 0])
+    assert np.abs(steps).max() < 0.02
+    np.testing.assert_allclose(after[100], q + 1.01, atol=1e-9)    # its waypoint, in time
+    np.testing.assert_allclose(after[-1], q + 1.01, atol=1e-9)     # and held there
 
 
 def test_diagnostics_say_what_a_trajectory_waits_for(rig):

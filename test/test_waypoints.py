@@ -86,9 +86,11 @@ def test_a_waypoint_closer_than_a_tick_is_dropped_when_another_follows():
     traj = WaypointTrajectory(-S, [1.005, 2.0], [[1.0], [1.2]])
     traj.begin(0, [-0.5], [0.0], [0.0], lead_ns=S // 100)
     np.testing.assert_allclose(_at(traj, 0.5)[0], [0.35])       # -0.5 -> 1.2 over 1 s
-    last = WaypointTrajectory(-S, [1.005], [[1.0]])             # the last one is kept
-    last.begin(0, [-0.5], [0.0], [0.0], lead_ns=S // 100)
-    np.testing.assert_allclose(_at(last, 0.005)[0], [1.0])
+    last = WaypointTrajectory(-S, [1.005], [[1.0]])             # stamped: it ends too soon
+    assert not last.begin(0, [-0.5], [0.0], [0.0], lead_ns=S // 100)
+    soon = WaypointTrajectory(None, [0.005], [[1.0]])          # unstamped: a set point now
+    assert soon.begin(0, [-0.5], [0.0], [0.0], lead_ns=S // 100)
+    np.testing.assert_allclose(_at(soon, 0.005)[0], [1.0])
 
 
 def test_a_waypoint_at_the_take_over_time_is_where_it_starts():

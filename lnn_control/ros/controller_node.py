@@ -557,10 +557,11 @@ class LnnControllerNode(ControllerServices, Node):
             # the reference (generated or received) moved on (a 0.5 s drop-out mid-sine stepped the
             # desired position by 0.66 rad, the command to 75 % of its limit)
             received = self._received()
-            if loop.stale:
+            resuming = loop.stale
+            if resuming:
                 self.desired.resume(now, self._q, received)
             self.desired.update(now, received)
-            self._take_over_trajectory(now)
+            self._take_over_trajectory(now, resuming)
         d = self.desired
         event = loop.act(now, (self._q, self._qd), (d.q, d.qd, d.qdd))
         view[:] = loop.command
@@ -600,19 +601,30 @@ class LnnControllerNode(ControllerServices, Node):
             return self._trajectory
         return self._reference if self._reference.received else None
 
-    def _take_over_trajectory(self, now: int) -> None:
+    def _take_over_trajectory(self, now: int, resuming: bool) -> None:
         """
         Start a pending trajectory whose time has come, from this tick's desired state.
 
-        It is followed from the next tick, so the desired state runs on unbroken (after a
-        sensor drop-out, on from the blend that starts at the measured position).
+        The desired state runs on unbroken, and a blend running (a reference.* change, a
+        resume) ends there: the trajectory starts from what it had mixed (blended on, it
+        was mixed in twice: a step of 0.13 rad). Control resuming after a sensor drop-out
+        (``resuming``), it starts from the measured position at rest (continuous joints
+        in the branch of the desired position), whatever the reference before did.
         """
         d = self.desired
         if self._trajectory.pending is None or d.generator is not None:
             return
-        outcome = self._trajectory.take_over(now, d.q, d.qd, d.qdd, self.period_ns)
+        if resuming:
+            q = self._q - np.where(self.controller.continuous, 2 * np.pi * np.round(
+                (self._q - d.q) / (2 * np.pi)), 0.0)
+            start = (q, np.zeros_like(q), np.zeros_like(q))
+        else:
+            start = (d.q, d.qd, d.qdd)
+        outcome = self._trajectory.take_over(now, *start, self.period_ns)
         if outcome == STARTED:
             self._reference.forget()
+            d.end_blend()
+            self._trajectory.sample(now, d.q, d.qd, d.qdd)     # (its start: this tick's)
         elif outcome == ENDS_IN_THE_PAST:
             self._refuse(self.rejected_trajectory, outcome,
                          f'a ~/joint_trajectory message: {self._trajectory.problem}')

@@ -7,9 +7,9 @@ before anything is kept (a refusal leaves the trajectory being followed as it wa
 the semantics are that controller's: ``header.stamp`` 0 starts it at the next tick, a
 stamp when the node clock gets there (the reference followed until then runs on); every
 joint of the controller must be named; waypoint times increase; a stamped trajectory
-that has ended when it would start is refused; one without waypoints stops the motion
-(brought to rest within ``STOP_S``); the newest accepted message, trajectory or
-``~/reference``, is followed.
+that ends before a control period after it would start is refused; one without
+waypoints stops the motion (brought to rest within ``STOP_S``); the newest accepted
+message, trajectory or ``~/reference``, is followed.
 Interpolation and the take-over are in the core (``waypoints``). Effort fields are not
 used: the feedforward is what the controller learns.
 """
@@ -49,7 +49,6 @@ class TrajectoryFromMessages:
         self.limits = np.full((2, len(self.joints)), np.inf)    # |position|, |velocity|
         self.pending: Optional[WaypointTrajectory] = None
         self.active: Optional[WaypointTrajectory] = None
-        self.time_ns = 0            # arrival of the latest accepted message
         self.problem = ''           # why the latest refused message was refused (for the log)
 
     @property
@@ -73,7 +72,6 @@ class TrajectoryFromMessages:
         if isinstance(trajectory, str):
             return trajectory
         self.pending = trajectory
-        self.time_ns = now_ns
         return None
 
     def take_over(self, now_ns: int, q, qd, qdd, period_ns: int = 0) -> Optional[str]:
@@ -131,18 +129,21 @@ class TrajectoryFromMessages:
         if not msg.points:
             return WaypointTrajectory(start_ns, [], [], stop_s=STOP_S)
         order = [names.index(x) for x in self.joints]
-        m = len(msg.points)
-        times = np.array([_duration_s(p.time_from_start) for p in msg.points])
+        points = msg.points
+        m = len(points)
+        times = np.fromiter((_duration_s(p.time_from_start) for p in points), float, m)
         fields = []
         for field in ('positions', 'velocities', 'accelerations'):
-            lengths = {len(getattr(p, field)) for p in msg.points}
+            rows = [getattr(p, field) for p in points]      # array('d') each
+            lengths = set(map(len, rows))
             if lengths == {0}:
                 fields.append(None)
                 continue
             if lengths != {len(names)}:
                 return self._refused(C.LENGTH_MISMATCH, f'every waypoint needs {len(names)} '
                                      f'{field} or none; got {sorted(lengths)}')
-            values = np.array([getattr(p, field) for p in msg.points], float).reshape(m, n)
+            # one copy of the buffers (a list of 10,000 arrays into numpy took 20 ms)
+            values = np.frombuffer(b''.join(rows), float).reshape(m, n)
             fields.append(values[:, order])
         positions, velocities, accelerations = fields
         if positions is None:
