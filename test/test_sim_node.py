@@ -452,3 +452,34 @@ def test_closed_loop_with_the_controller_in_lockstep(context, spinner):
     assert sim.resends == 0
     q = sim.plant.position()[0]
     assert abs(q) < 1.0 and np.abs(sim.plant.effort()).max() > 0     # tracking, bounded
+
+
+def test_a_joint_trajectory_is_followed_in_closed_loop_through_the_simulator(context, spinner):
+    """A planner's trajectory (as joint_trajectory_controller takes it) moves the pendulum."""
+    from lnn_control.ros import controller_node
+    from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+    ns = unique_namespace()
+    cli = clock_remap(ns)
+    sim = SimNode(context=context, namespace=ns, cli_args=cli, idle_period_s=0.02)
+    ctl = controller_node.LnnControllerNode(
+        context=context, namespace=ns, cli_args=cli,
+        parameter_overrides=[Parameter('use_sim_time', value=True),
+                             Parameter('reservoir.size', value=50)])
+    planner = rclpy.create_node('planner', namespace=ns, context=context)
+    pub = planner.create_publisher(JointTrajectory, 'lnn_controller/joint_trajectory', RELIABLE)
+    loop = spinner(sim, ctl, planner)
+    assert loop.spin_until(lambda: sim.started and sim.time_ns >= 200_000_000
+                           and pub.get_subscription_count() > 0, timeout=60)
+    msg = JointTrajectory(joint_names=['joint1'])
+    for t, q in ((1.0, 0.25), (2.0, 0.5)):
+        p = JointTrajectoryPoint(positions=[q], velocities=[0.25 if t < 2.0 else 0.0])
+        p.time_from_start.sec = int(t)
+        msg.points.append(p)
+    pub.publish(msg)
+    assert loop.spin_until(lambda: ctl._trajectory.active is not None, timeout=30)
+    begin = ctl._trajectory.active.end_ns - 2_000_000_000
+    assert loop.spin_until(lambda: sim.time_ns >= begin + 4_000_000_000, timeout=120)
+    assert sim.time_ns >= begin + 4_000_000_000 and not any(sim.rejected.values())
+    np.testing.assert_allclose(ctl.desired.q, [0.5])            # held at its last waypoint
+    assert abs(sim.plant.position()[0] - 0.5) < 0.05            # and the pendulum there
+    assert ctl.rejected_trajectory == dict.fromkeys(ctl.rejected_trajectory, 0)
