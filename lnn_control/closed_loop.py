@@ -6,7 +6,7 @@ their tracking errors compare directly, and computes the summary figures.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 import os
 from typing import Any, Callable, Mapping, Sequence
 
@@ -282,6 +282,11 @@ def worst_window_ratio(pd: Trace, adaptive: Trace, window: float = WINDOW_S,
     return max((r for r in ratios if r is not None), default=float('nan'))
 
 
+def _joint(trace: Trace, j: int) -> Trace:
+    """Return the trace of joint ``j`` alone (for figures per joint)."""
+    return replace(trace, q_d=trace.q_d[:, j:j + 1], q=trace.q[:, j:j + 1])
+
+
 def _rolling_rms(trace: Trace, w: int) -> np.ndarray:
     """RMS error over the ``w`` ticks ending at each tick from the w-th on."""
     sq = np.concatenate([[0.0], np.cumsum(np.mean((trace.q_d - trace.q) ** 2, axis=1))])
@@ -414,6 +419,9 @@ def report(mode: str, plant: str, neuron: str, seed: int, pd: Trace, adaptive: T
            'payload_scale_after': PAYLOAD_SCALE if payload_change_at else 1.0,
            'seed': seed, **summarize(pd, adaptive, duration, payload_change_at, settled),
            'worst_window_ratio': worst_window_ratio(pd, adaptive)}
+    if pd.q.shape[1] > 1:       # which joint it was (the pooled window adds m to rad)
+        out['worst_window_ratio_per_joint'] = [
+            worst_window_ratio(_joint(pd, j), _joint(adaptive, j)) for j in range(pd.q.shape[1])]
     events = adaptive.meta.get('interventions')
     if events is not None:
         out['supervisor'] = {

@@ -208,3 +208,18 @@ def test_a_minute_at_rest_where_no_effort_is_needed_keeps_what_was_learned(monke
     before = CL.rms(adaptive, 20.0, 30.0) / CL.rms(pd, 20.0, 30.0)
     after = CL.rms(adaptive, 104.0, 124.0) / CL.rms(pd, 104.0, 124.0)
     assert before < 0.03 and after < 0.03, (before, after)
+
+
+def test_the_summary_gives_each_joints_ratios_the_pooled_ones_mix_units():
+    """A SCARA's quill in metres at 0.01x PD hid revolute joints at 0.04-0.09x in the pool."""
+    t = np.arange(0, 40.0, 0.01)
+    q_d = np.zeros((t.size, 2))
+    pd = CL.Trace(t, q_d, np.column_stack([0.1 * np.ones(t.size), 0.001 * np.ones(t.size)]),
+                  np.zeros((t.size, 2)), np.zeros(t.size))
+    worse = np.where((t >= 11.0) & (t < 21.0), 0.002, 0.0005)     # joint 1: 2x PD there
+    adaptive = CL.Trace(t, q_d, np.column_stack([0.05 * np.ones(t.size), worse]),
+                        np.zeros((t.size, 2)), np.zeros(t.size))
+    out = CL.report('offline', 'p', 'esn', 0, pd, adaptive, 40.0, None)
+    assert out['ratio_per_joint'] == pytest.approx([0.5, 0.5])      # the last 10 s
+    assert out['worst_window_ratio_per_joint'] == pytest.approx([0.5, 2.0])
+    assert out['worst_window_ratio'] == pytest.approx(0.5, abs=0.01)   # the pool: joint 0
