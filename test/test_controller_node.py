@@ -727,22 +727,37 @@ def test_a_trajectory_replacing_one_mid_motion_runs_on_without_a_stall(rig):
     np.testing.assert_allclose(steps, 0.01, atol=1e-9)
 
 
+# PD alone (kp 10, no kd): a command is 10 x the desired position's distance from the robot
+DROP_OUT = {'learning_enabled': False, 'kd': [0.0], 'kp': [10.0], 'command_limit': [100.0],
+            'sensor_timeout_s': 0.05}
+
+
+def _drop_out(r, sent=None, ticks=50):
+    """Tick ``ticks`` periods without joint_states; half-way, send the trajectory ``sent``."""
+    for k in range(ticks):
+        if sent is not None and k == ticks // 2:
+            r.send_trajectory(sent)
+        r.tick()
+
+
+def _resume(r, ticks, at=(0.3, -0.1)):
+    """joint_states again, the robot moved to ``at`` meanwhile: the commands of ``ticks``."""
+    commands = []
+    for _ in range(ticks):
+        r.send(list(at))
+        commands.append(r.tick())
+    return commands
+
+
 def test_a_trajectory_sent_during_a_drop_out_starts_from_the_robot(rig):
-    r = rig({'learning_enabled': False, 'kd': [0.0], 'kp': [10.0], 'command_limit': [100.0],
-             'sensor_timeout_s': 0.05})
+    r = rig(DROP_OUT)
     r.send([0.0, 0.0])
     r.tick()
     r.send_trajectory([(0.0, [0.0, 0.0], [1.0, -1.0], None),
                        (3.0, [3.0, -3.0], [1.0, -1.0], None)])
     _follow(r, 20)
-    for k in range(50):                         # 0.5 s without joint_states
-        if k == 25:
-            r.send_trajectory([(2.0, [1.0, 1.0], [0.0, 0.0], None)])
-        r.tick()
-    commands = []
-    for _ in range(250):
-        r.send([0.3, -0.1])
-        commands.append(r.tick())
+    _drop_out(r, [(2.0, [1.0, 1.0], [0.0, 0.0], None)])     # 0.5 s without joint_states
+    commands = _resume(r, 250)
     np.testing.assert_allclose(commands[0], [0.0, 0.0], atol=1e-9)   # from where it is
     assert np.abs(np.diff(commands, axis=0)).max() < 0.5
     np.testing.assert_allclose(r.node.desired.q, [1.0, 1.0])        # the new one, 2 s on
@@ -752,35 +767,27 @@ def test_a_trajectory_sent_during_a_drop_out_starts_from_the_robot(rig):
 def test_a_trajectory_sent_during_a_drop_out_from_a_set_point_starts_from_the_robot(
         rig, before):
     """The resume blend runs only where the reference moved on: from a hold it stepped."""
-    r = rig({'learning_enabled': False, 'kd': [0.0], 'kp': [10.0], 'command_limit': [100.0],
-             'sensor_timeout_s': 0.05})
+    r = rig(DROP_OUT)
     r.send([0.0, 0.0])
     r.tick()
     if before == 'ended':
         r.send_trajectory([(0.1, [0.0, 0.0], None, None)])
         _follow(r, 20)
-    for k in range(50):
-        if k == 25:
-            r.send_trajectory([(2.0, [1.0, 1.0], [0.0, 0.0], None)])
-        r.tick()
-    commands = []
-    for _ in range(3):
-        r.send([0.3, -0.1])
-        commands.append(r.tick())
+    _drop_out(r, [(2.0, [1.0, 1.0], [0.0, 0.0], None)])
+    commands = _resume(r, 3)
     np.testing.assert_allclose(commands[0], [0.0, 0.0], atol=1e-9)   # was [-3, 1]
     assert np.abs(commands).max() < 0.05
 
 
 def test_a_trajectory_taken_over_during_a_blend_is_not_blended_again(rig):
     """From the blend's mix, blended on: a step of 0.13 rad and the trajectory at half speed."""
-    r = rig({'learning_enabled': False, 'kd': [0.0], 'kp': [10.0], 'command_limit': [100.0],
-             'sensor_timeout_s': 0.05})
+    r = rig(DROP_OUT)
     r.send([0.0, 0.0])
     r.tick()
     r.send_trajectory([(0.0, [0.0, 0.0], [1.0, 1.0], None),
                        (10.0, [10.0, 10.0], [1.0, 1.0], None)])
     _follow(r, 20)
-    r.tick(50)                                  # a drop-out: the trajectory runs on
+    _drop_out(r)                                # the trajectory runs on
     before, _ = _follow(r, 30)                  # 0.3 s into the 1 s blend from the robot
     q = r.node.desired.q.copy()
     r.send_trajectory([(1.0, list(q + 1.01), [1.0, 1.0], None)])   # on at 1 rad/s
@@ -958,19 +965,14 @@ def test_control_resumes_from_where_the_robot_is_after_a_sensor_drop_out(rig):
 
 def test_a_trajectory_that_ran_on_through_a_drop_out_is_blended_into_from_the_robot(rig):
     """A 1 rad/s trajectory through 0.5 s without joint_states stepped the position 0.5 rad."""
-    r = rig({'learning_enabled': False, 'kd': [0.0], 'kp': [10.0], 'command_limit': [100.0],
-             'sensor_timeout_s': 0.05})
+    r = rig(DROP_OUT)
     r.send([0.0, 0.0])
     r.tick()
     r.send_trajectory([(0.0, [0.0, 0.0], [1.0, -1.0], None),
                        (3.0, [3.0, -3.0], [1.0, -1.0], None)])
     _follow(r, 20)
-    for _ in range(50):                         # 0.5 s without joint_states
-        r.tick()
-    commands = []
-    for _ in range(150):
-        r.send([0.3, -0.1])
-        commands.append(r.tick())
+    _drop_out(r)                                # 0.5 s without joint_states
+    commands = _resume(r, 150)
     np.testing.assert_allclose(commands[0], [0.0, 0.0], atol=1e-9)   # from where it is
     assert np.abs(np.diff(commands, axis=0)).max() < 0.5   # 10 kp x 1 rad/s: 0.1 a tick
     expected = np.zeros((3, 2))

@@ -431,16 +431,21 @@ def test_scheduled_payload_change_also_in_real_time(harness):
 # ----------------------------------------------------------------------------------------
 # closed loop with the real controller
 
-def test_closed_loop_with_the_controller_in_lockstep(context, spinner):
+def _sim_and_controller(context, **params):
+    """Start the simulator and lnn_controller (sim time, N=50, ``params``) in a new namespace."""
     from lnn_control.ros import controller_node
     ns = unique_namespace()
     cli = clock_remap(ns)
     sim = SimNode(context=context, namespace=ns, cli_args=cli, idle_period_s=0.02)
     ctl = controller_node.LnnControllerNode(
         context=context, namespace=ns, cli_args=cli,
-        parameter_overrides=[Parameter('use_sim_time', value=True),
-                             Parameter('reference.mode', value='sum_of_sines'),
-                             Parameter('reservoir.size', value=50)])
+        parameter_overrides=[Parameter(k, value=v) for k, v in
+                             {'use_sim_time': True, 'reservoir.size': 50, **params}.items()])
+    return ns, sim, ctl
+
+
+def test_closed_loop_with_the_controller_in_lockstep(context, spinner):
+    _, sim, ctl = _sim_and_controller(context, **{'reference.mode': 'sum_of_sines'})
     loop = spinner(sim, ctl)
     loop.spin_until(lambda: sim.time_ns >= 2_000_000_000, timeout=60)
     assert sim.time_ns >= 2_000_000_000 and sim.started
@@ -456,15 +461,8 @@ def test_closed_loop_with_the_controller_in_lockstep(context, spinner):
 
 def test_a_joint_trajectory_is_followed_in_closed_loop_through_the_simulator(context, spinner):
     """A planner's trajectory (as joint_trajectory_controller takes it) moves the pendulum."""
-    from lnn_control.ros import controller_node
     from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
-    ns = unique_namespace()
-    cli = clock_remap(ns)
-    sim = SimNode(context=context, namespace=ns, cli_args=cli, idle_period_s=0.02)
-    ctl = controller_node.LnnControllerNode(
-        context=context, namespace=ns, cli_args=cli,
-        parameter_overrides=[Parameter('use_sim_time', value=True),
-                             Parameter('reservoir.size', value=50)])
+    ns, sim, ctl = _sim_and_controller(context)
     planner = rclpy.create_node('planner', namespace=ns, context=context)
     pub = planner.create_publisher(JointTrajectory, 'lnn_controller/joint_trajectory', RELIABLE)
     loop = spinner(sim, ctl, planner)
