@@ -12,6 +12,8 @@ from typing import Sequence
 from numba import njit
 import numpy as np
 
+from .waypoints import nearest_branch, sample_polynomials, stop_coefficients, whole_turns
+
 
 def _finite(name: str, a: np.ndarray) -> np.ndarray:
     if not np.isfinite(a).all():
@@ -321,9 +323,7 @@ class DesiredState:
         else:
             return
         if not np.array_equal(self._probe[0], self.q):
-            q = np.asarray(q, float)
-            near = q - _whole_turns(q - self._probe[0])
-            self._start_blend(None, np.where(self.continuous, near, q), seconds)
+            self._start_blend(None, nearest_branch(q, self._probe[0], self.continuous), seconds)
 
     def end_blend(self) -> None:
         """Follow the new reference alone from now (what it starts from has the blend in it)."""
@@ -392,9 +392,9 @@ class DesiredState:
         # unbroken through the blend (whole turns added; at the end it is as received)
         if starting:
             self._new_turns[:] = 0.0
-            self._turns[:] = np.where(self.continuous, _whole_turns(self.q - old_q), 0.0)
+            self._turns[:] = np.where(self.continuous, whole_turns(self.q - old_q), 0.0)
         else:
-            self._new_turns -= np.where(self.continuous, _whole_turns(self.q - self._new), 0.0)
+            self._new_turns -= np.where(self.continuous, whole_turns(self.q - self._new), 0.0)
         self._new[:] = self.q
         self.q += self._new_turns
         mixed = self._mixed
@@ -409,11 +409,6 @@ MAX_NESTED_BLENDS = 8   # blends of blends kept (changes faster than a reference
 STOP_S = 0.25
 # After a sensor drop-out, from the measured position into a received reference that moved on.
 RESUME_RECEIVED_S = 1.0
-
-
-def _whole_turns(x: np.ndarray) -> np.ndarray:
-    """Return the multiple of 2 pi nearest ``x``."""
-    return 2.0 * np.pi * np.round(x / (2.0 * np.pi))
 
 
 def _active(ref, t: float):
@@ -446,21 +441,13 @@ class _Stop:
     """
 
     def __init__(self, q0, qd0, qdd0, start_s: float, seconds: float):
-        T = self.seconds = float(seconds)
+        self.seconds = float(seconds)
         self.start_s = float(start_s)
-        q0, v0, a0 = (np.array(x, float) for x in (q0, qd0, qdd0))
-        h = 0.5 * v0 * T
-        self._c = np.array([q0, v0, 0.5 * a0,
-                            (20 * h - 12 * v0 * T - 3 * a0 * T * T) / (2 * T ** 3),
-                            (-30 * h + 16 * v0 * T + 3 * a0 * T * T) / (2 * T ** 4),
-                            (12 * h - 6 * v0 * T - a0 * T * T) / (2 * T ** 5)])
+        self._c = stop_coefficients(self.seconds, q0, qd0, qdd0)
 
     def sample(self, t: float, out_q, out_qd, out_qdd) -> None:
         x = min(max(t - self.start_s, 0.0), self.seconds)
-        c = self._c
-        out_q[:] = c[0] + x * (c[1] + x * (c[2] + x * (c[3] + x * (c[4] + x * c[5]))))
-        out_qd[:] = c[1] + x * (2 * c[2] + x * (3 * c[3] + x * (4 * c[4] + x * 5 * c[5])))
-        out_qdd[:] = 2 * c[2] + x * (6 * c[3] + x * (12 * c[4] + x * 20 * c[5]))
+        sample_polynomials(self._c, x, out_q, out_qd, out_qdd)
 
 
 class _Blend:

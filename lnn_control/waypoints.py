@@ -33,7 +33,7 @@ TURN = 2.0 * math.pi
 
 
 @njit(cache=True)
-def _sample_polynomials(c, x, out_q, out_qd, out_qdd):
+def sample_polynomials(c, x, out_q, out_qd, out_qdd):
     """Each joint's quintic (coefficients c[j, 0..5], lowest first) and its derivatives at x."""
     for j in range(c.shape[0]):
         a = c[j]
@@ -45,7 +45,33 @@ def _sample_polynomials(c, x, out_q, out_qd, out_qdd):
 def warm_up() -> None:
     """Compile (or load from numba's cache) the sampling kernel before the first tick."""
     z = np.zeros(1)
-    _sample_polynomials(np.zeros((1, 6)), 0.0, z, z.copy(), z.copy())
+    sample_polynomials(np.zeros((1, 6)), 0.0, z, z.copy(), z.copy())
+
+
+def whole_turns(x) -> np.ndarray:
+    """Return the multiple of 2 pi nearest ``x``."""
+    return TURN * np.round(np.asarray(x, float) / TURN)
+
+
+def nearest_branch(q, ref, continuous) -> np.ndarray:
+    """Return ``q``, its ``continuous`` joints moved by whole turns within half a turn of ref."""
+    q = np.asarray(q, float)
+    return q - np.where(continuous, whole_turns(q - ref), 0.0)
+
+
+def stop_coefficients(T: float, q0, v0, a0) -> np.ndarray:
+    """
+    Coefficients (n, 6) of a quintic from (q0, v0, a0) to rest over T s.
+
+    Position, velocity and acceleration continuous where it starts, velocity and
+    acceleration 0 where it ends, half the distance the start velocity would cover.
+    """
+    q0, v0, a0 = (np.asarray(x, float) for x in (q0, v0, a0))
+    h = 0.5 * v0 * T
+    return np.stack([q0, v0, 0.5 * a0,
+                     (20 * h - 12 * v0 * T - 3 * a0 * T * T) / (2 * T ** 3),
+                     (-30 * h + 16 * v0 * T + 3 * a0 * T * T) / (2 * T ** 4),
+                     (12 * h - 6 * v0 * T - a0 * T * T) / (2 * T ** 5)], axis=-1)
 
 
 def segment_coefficients(order: int, T, start, end) -> np.ndarray:
@@ -170,8 +196,8 @@ class WaypointTrajectory:
         if self.is_stop:
             T = self.stop_s
             knots = np.array([now_ns, now_ns + int(round(T * 1e9))], np.int64)
-            end = (start[0] + 0.5 * start[1] * T, np.zeros(n), np.zeros(n))
-            first = segment_coefficients(QUINTIC, T, start, end)
+            last = start[0] + 0.5 * start[1] * T
+            first = stop_coefficients(T, *start)
             i, turns = 0, np.zeros(n)
         else:
             at = t0 + np.round(self.times_s * 1e9).astype(np.int64)
@@ -184,8 +210,7 @@ class WaypointTrajectory:
             pos, vel, acc = self._points
             turns = np.zeros(n)
             if self._continuous is not None:
-                turns[self._continuous] = TURN * np.round(
-                    (start[0] - pos[i])[self._continuous] / TURN)
+                turns = np.where(self._continuous, whole_turns(start[0] - pos[i]), 0.0)
             end = (pos[i] + turns, vel[i], acc[i])
             T = (at[i] - now_ns) * 1e-9
             if T > 0.0:
@@ -195,11 +220,11 @@ class WaypointTrajectory:
                 first[:, 0] = end[0]
             first[:, 0] -= turns        # (added back to every segment in ``sample``)
             knots = np.concatenate(([now_ns], at[i:]))
-            end = (pos[-1] + turns,)
+            last = pos[-1] + turns
         self._knots_ns = knots
         self._first, self._offset = first, i
         self._turns = turns if turns.any() else None
-        self._end = np.array(end[0])
+        self._end = last
         self._segment = 0
         return True
 
@@ -212,11 +237,11 @@ class WaypointTrajectory:
             out_qdd[:] = 0.0
             return
         i = self._segment
-        if not knots[i] <= now_ns < knots[i + 1]:     # (the clock went back: search)
+        if not knots[i] <= now_ns < knots[i + 1]:     # (a later segment, or the clock went back)
             i = min(max(int(np.searchsorted(knots, now_ns, 'right')) - 1, 0), len(knots) - 2)
             self._segment = i
         x = max(now_ns - int(knots[i]), 0) * 1e-9
         c = self._first if i == 0 else self._between[self._offset + i - 1]
-        _sample_polynomials(c, x, out_q, out_qd, out_qdd)
+        sample_polynomials(c, x, out_q, out_qd, out_qdd)
         if self._turns is not None:
             out_q += self._turns

@@ -1,6 +1,6 @@
 """Waypoint trajectories (JointTrajectory): joint_trajectory_controller's splines, take-over."""
 from lnn_control.trajectories import _Stop
-from lnn_control.waypoints import (_sample_polynomials, CUBIC, LINEAR, QUINTIC,
+from lnn_control.waypoints import (CUBIC, LINEAR, QUINTIC, sample_polynomials,
                                    segment_coefficients, WaypointTrajectory)
 import numpy as np
 import pytest
@@ -28,7 +28,7 @@ def test_the_kernel_matches_numpys_polynomials():
     rng = np.random.default_rng(3)
     c = rng.standard_normal((4, 6))
     out = np.zeros((3, 4))
-    _sample_polynomials(c, 0.37, *out)
+    sample_polynomials(c, 0.37, *out)
     for j in range(4):
         p = np.polynomial.Polynomial(c[j])
         np.testing.assert_allclose(out[:, j], [p(0.37), p.deriv()(0.37), p.deriv(2)(0.37)],

@@ -56,6 +56,7 @@ from ..loop import ControlLoop, REFUSED, RESUMED, STALE, STATE_FIELDS
 from ..readout_file import ReadoutStore
 from ..timing import TickStats
 from ..trajectories import DesiredState
+from ..waypoints import nearest_branch
 
 NODE_NAME = 'lnn_controller'
 # Node-level failure counted alongside the message rejections.
@@ -615,8 +616,7 @@ class LnnControllerNode(ControllerServices, Node):
         if self._trajectory.pending is None or d.generator is not None:
             return
         if resuming:
-            q = self._q - np.where(self.controller.continuous, 2 * np.pi * np.round(
-                (self._q - d.q) / (2 * np.pi)), 0.0)
+            q = nearest_branch(self._q, d.q, self.controller.continuous)
             start = (q, np.zeros_like(q), np.zeros_like(q))
         else:
             start = (d.q, d.qd, d.qdd)
