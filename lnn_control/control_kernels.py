@@ -407,17 +407,20 @@ def load_io(q, qd, q_d, qd_d, qdd_d, io, scales, headroom, wrap):
 
 
 @njit(cache=True)
-def bounded_command(pd, ff, ff_limit, limit, out):
+def bounded_command(pd, ff, ff_limit, limit, out, excess):
     """
     Bound the command: ff <- clip(ff, +-ff_limit); out = clip(pd + ff, +-limit).
 
+    ``excess``: what the clip took off each feedforward (0 where it took nothing).
     Returns 1 when the feedforward was clipped plus 2 when the command was.
     """
     code = 0
     for j in range(out.shape[0]):
         f = ff[j]
+        excess[j] = 0.0
         if f > ff_limit[j] or f < -ff_limit[j]:
             f = min(max(f, -ff_limit[j]), ff_limit[j])
+            excess[j] = ff[j] - f
             ff[j] = f
             if ff_limit[j] > 0.0:       # 0: the feedforward switched off, not clipped
                 code |= 1
@@ -483,7 +486,7 @@ def warm_up() -> None:
     """
     io, out = np.ones((5, 1)), np.zeros(1)
     feedback_error_inputs(io, np.ones(3), np.ones(1), np.ones(1), out, np.zeros(8))
-    bounded_command(out, out.copy(), np.ones(1), np.ones(1), np.zeros(1))
+    bounded_command(out, out.copy(), np.ones(1), np.ones(1), np.zeros(1), np.zeros(1))
     state_table(out, out, out, out, out, out, np.zeros((1, 6)))
     unwrap_angles(io, np.zeros((WRAP_ROWS, 1)))
     carry_on(out, out, out, 0.0, np.ones(1), np.ones(1), out.copy(), out.copy(), out.copy())

@@ -81,6 +81,7 @@ class AdaptiveController(InverseModelTick):
         self.kp = self.kd = self.command_limit = None
         self.learning_enabled = True
         self._ff_limit = np.zeros(n)
+        self._ff_excess = np.zeros(n)     # what the feedforward bound took off this tick
         self.feedforward_clipped = 0      # ticks on which the feedforward bound acted
         self.saturated_ticks = 0          # ticks with the command at command_limit
         self._saturated = False           # the previous command saturated: do not learn
@@ -372,7 +373,7 @@ class AdaptiveController(InverseModelTick):
         elif self.supervisor.pd_gain != 1.0:   # a loop that keeps cycling: kept softer
             self._pd *= self.supervisor.pd_gain
         code = CK.bounded_command(self._pd, self._ff, self._ff_limit, self.command_limit,
-                                  self._command)
+                                  self._command, self._ff_excess)
         self._at_bound = code & 1
         self._saturated = code >= 2
         if code:
@@ -433,13 +434,17 @@ class AdaptiveController(InverseModelTick):
         """
         Take one RLS step of both readouts; False when one was refused as numerically unusable.
 
-        (That readout is then unchanged and the supervisor acts.) ``error`` is the a-priori
-        error of the summed readouts. The slow readout learns the whole feedforward: its own
-        a-priori error adds back what the fast one supplied. The fast one learns what the slow
-        one leaves after its step (its a-posteriori residual) minus its own prediction.
+        (That readout is then unchanged and the supervisor acts.) ``error`` is the PD output;
+        the summed readouts' a-priori error is that less what the feedforward bound took off
+        their prediction: their target is the feedforward applied plus the PD output (learned
+        as if the unbounded prediction had been applied, a bounded or switched-off
+        feedforward wound the readout up to 50x the command limit). The slow readout learns
+        the whole feedforward: its own a-priori error adds back what the fast one supplied.
+        The fast one learns what the slow one leaves after its step (its a-posteriori
+        residual) minus its own prediction.
         """
         err = self._err
-        np.copyto(err, error)
+        np.subtract(error, self._ff_excess, out=err)
         fast = self.fast_active
         if fast:
             err += self._ff_fast

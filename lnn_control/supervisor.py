@@ -100,6 +100,7 @@ LEARNING_CODE = float(STATES.index(LEARNING))
 ACTIONS = ('rollback', 'pd_only', 'pd_eased', 'pd_detuned', 'pd_restored', 'gain_restored',
            'resume')
 GAIN_CUT = 0.1
+GAIN_FLOOR = 1e-6            # cuts stop here (a zero gain means a learner switched off)
 GOOD_FRACTION = 0.5          # snapshots are taken while rho < GOOD_FRACTION * trip_ratio
 MAX_BACKOFF = 32             # PD-only holds grow to at most this many hold_s
 # The largest initial covariance the sweep validated (benchmarks/bench_sweep.py DELTAS)
@@ -228,6 +229,11 @@ class LearningSupervisor:
     window_s = _setting('window_s')
     hold_s = _setting('hold_s')
 
+    @property
+    def _hold_time_s(self) -> float:
+        """Return how long a hold lasts: ``hold_s``, at least a window (the kernel's SV_HOLD)."""
+        return float(self._stats[CK.SV_HOLD]) * self.ctrl.dt
+
     def _derive(self, **settings) -> None:
         """Carry the settings into the kernel's units (ticks, EWMA coefficient)."""
         for name, value in settings.items():
@@ -248,9 +254,13 @@ class LearningSupervisor:
         """
         self._gains[0] = command_limit
         self._gains[1] = 1.0 / np.where(kp > 0, kp, command_limit)
-        wc_dt = kp / np.where(kd > 0, kd, 1.0) * self.ctrl.dt
-        self._gains[2] = np.where(kd > 0, wc_dt / (1.0 + wc_dt), 1.0)
-        self._bandwidth_dt = float(np.min(wc_dt[kd > 0])) if np.any(kd > 0) else np.inf
+        # A joint without kp or kd has no such bandwidth: its efforts are not low-passed
+        # and it does not bound the gain cap (kp 0 there made the cap 0, i.e. none, and the
+        # whole feedforward of that joint read as an echo).
+        loop = (kp > 0) & (kd > 0)
+        wc_dt = kp / np.where(loop, kd, 1.0) * self.ctrl.dt
+        self._gains[2] = np.where(loop, wc_dt / (1.0 + wc_dt), 1.0)
+        self._bandwidth_dt = float(np.min(wc_dt[loop])) if np.any(loop) else np.inf
         self.gain_capped = self._gain_capped      # the cap follows the gains
 
     @property
@@ -600,9 +610,9 @@ class LearningSupervisor:
         elif action == CK.SV_TO_PD_ONLY:
             self._pd_only(f'still harmful with the rolled-back readout ({self._harm()})')
         elif self.state == FROZEN:
-            self._resume(f'error ratio {rho:.2f} after {self.hold_s:g} s frozen')
+            self._resume(f'error ratio {rho:.2f} after {self._hold_time_s:g} s frozen')
         else:
-            hold = self.hold_s * self._stats[CK.SV_HOLD_FACTOR]
+            hold = self._hold_time_s * self._stats[CK.SV_HOLD_FACTOR]
             self._resume(f'restart from zero after {hold:g} s of PD only'
                          if not any(r.w.any() for r in self.ctrl.readouts())
                          else f'the frozen readout applies again after {hold:g} s of PD only')
@@ -705,14 +715,18 @@ class LearningSupervisor:
     def _rollback(self, reason: str, learners: bool = False) -> None:
         """Roll back, freeze and cut (``learners``: the readouts' own fault whenever)."""
         spared = not learners and self._in_failed_trials_wake()
-        if spared:
+        # Learning off: a frozen readout applied tripped; nothing learns, so nothing to cut
+        # (cut on every such trip, the gain reached 0 in half an hour and zeroed the readout).
+        idle = not self.ctrl.learning_enabled
+        if spared or idle:
             self._only_fast_cut = False      # nothing cut: nothing owed by a PD-only hold
-        response = "no cut (the failed trial's cycle)" if spared else self._cut()
+        response = ('no cut (learning is off)' if idle else
+                    "no cut (the failed trial's cycle)" if spared else self._cut())
         for r, good, g in zip(self.ctrl.readouts(), self._good, self.readout_gains()):
             self._restore(r, good, g)
         self._hold(FROZEN)
         self._record('rollback', f'{reason}: readout rolled back to the last good snapshot, '
-                                 f'learning frozen for {self.hold_s:g} s, {response}')
+                                 f'learning frozen for {self._hold_time_s:g} s, {response}')
         self._reset_timers()
         self._disarm_time_if_done()
 
@@ -756,7 +770,8 @@ class LearningSupervisor:
             self.fast_cut = 0.0
             return 'fast learner switched off'
         self._climb.tripped = max(self._climb.tripped, self.gain_scale)
-        self.gain_scale *= GAIN_CUT ** (2 if self._owed_cut else 1)
+        cut = GAIN_CUT ** (2 if self._owed_cut else 1)
+        self.gain_scale = max(GAIN_FLOOR, self.gain_scale * cut)
         self._owed_cut = False
         return f'adaptation gain now x{self.gain_scale:g}'
 
@@ -857,7 +872,7 @@ class LearningSupervisor:
         hold_factor = self._stats[CK.SV_HOLD_FACTOR] = self._next_hold_factor
         self._next_hold_factor = min(MAX_BACKOFF, 2 * hold_factor)
         self._record('pd_only', f'{reason}: feedforward zeroed (PD only) for '
-                                f'{self.hold_s * hold_factor:g} s')
+                                f'{self._hold_time_s * hold_factor:g} s')
         self._reset_timers()
 
     def _resume(self, reason: str) -> None:

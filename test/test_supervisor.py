@@ -148,10 +148,15 @@ def test_a_feedforward_switched_off_is_not_a_feedforward_at_its_bound():
     from lnn_control import control_kernels as CK
     out = np.zeros(2)
     ff = np.array([0.3, -0.2])
-    assert CK.bounded_command(np.array([0.1, 0.1]), ff, np.zeros(2), np.ones(2), out) == 0
+    excess = np.zeros(2)
+    assert CK.bounded_command(np.array([0.1, 0.1]), ff, np.zeros(2), np.ones(2), out,
+                              excess) == 0
     assert not ff.any()
+    np.testing.assert_array_equal(excess, [0.3, -0.2])       # what the readout predicted
     ff = np.array([0.3, -0.2])
-    assert CK.bounded_command(np.array([0.1, 0.1]), ff, np.full(2, 0.25), np.ones(2), out) == 1
+    assert CK.bounded_command(np.array([0.1, 0.1]), ff, np.full(2, 0.25), np.ones(2), out,
+                              excess) == 1
+    np.testing.assert_allclose(excess, [0.05, 0.0])
 
 
 @pytest.mark.slow
@@ -1155,3 +1160,81 @@ def test_a_robot_resting_where_it_needs_no_effort_is_not_judged_on_vanishing_eff
     codes = [CK.supervise(np.array([0.5]), np.array([-0.45]), np.array([0.05]), gains, lp, 0,
                           False, st) for _ in range(10)]
     assert CK.SV_ROLLBACK in codes and st[CK.SV_WHY] == CK.SV_WHY_RHO
+
+
+def test_trips_with_learning_off_cut_nothing_and_cuts_stop_at_a_floor(tmp_path):
+    """
+    A frozen readout that trips is rolled back, but nothing learns, so nothing is cut.
+
+    Cut on every such trip (learning off, the plant changed), the gain reached 0 in half an
+    hour: the readout was zeroed, saving wrote a file loading refused, and a plant-change
+    restart raised out of ``step``. With learning on, cuts stop at ``GAIN_FLOOR``.
+    """
+    from lnn_control import supervisor as SV
+    name = 'pendulum_viscous'
+    ctrl = AdaptiveController(zoo.controller_params(name))
+    _loop(ctrl, zoo.model_name(name), 15.0)
+    sv = ctrl.supervisor
+    assert sv.snapshots > 0          # a rollback restores a readout that learned
+    ctrl.update_params({'learning_enabled': False})
+    for _ in range(40):
+        sv._rollback('injected')
+        sv._resume('injected')
+    assert sv.gain_scale == 1.0 and ctrl.slow.w.any()
+    rollbacks = [i.reason for i in sv.interventions if i.action == 'rollback']
+    assert len(rollbacks) == 40 and all('no cut (learning is off)' in r for r in rollbacks)
+    ctrl.update_params({'learning_enabled': True})
+    for _ in range(40):
+        sv._rollback('injected')
+        sv._resume('injected')
+    assert sv.gain_scale == SV.GAIN_FLOOR and ctrl.slow.w.any()
+    ctrl.plant_changed('injected')                       # restarts at the cut gain: no raise
+    path = str(tmp_path / 'readout.npz')
+    ctrl.save(path)
+    assert AdaptiveController(zoo.controller_params(name)).load(path) is None
+
+
+def test_a_hold_is_reported_as_long_as_it_lasts():
+    """hold_s below window_s: the kernel holds a full window, and the log says so."""
+    ctrl = AdaptiveController({**CL.plant_params('pendulum'), 'supervisor.hold_s': 0.1,
+                               'supervisor.window_s': 1.0})
+    ctrl.supervisor._rollback('injected')
+    assert 'learning frozen for 1 s' in ctrl.supervisor.interventions[-1].reason
+
+
+def test_a_joint_without_kp_neither_voids_the_gain_cap_nor_reads_as_an_echo():
+    """A joint with kp 0 (damping only): its bandwidth 0 made the gain cap 0 (none)."""
+    params = zoo.controller_params('arm_geared')
+    kp = list(params['kp'])
+    ctrl = AdaptiveController({**params, 'kp': [0.0, *kp[1:]]})
+    sv = ctrl.supervisor
+    assert 0.0 < sv.gain_cap_per_step < 1.0
+    assert sv._gains[2, 0] == 1.0              # that joint's efforts are not low-passed
+    sv.gain_capped = True
+    assert all(r.gain_cap == sv.gain_cap_per_step for r in ctrl.readouts())
+
+
+def test_a_bounded_or_switched_off_feedforward_does_not_wind_the_readout_up():
+    """
+    The readouts learn towards the feedforward applied plus the PD output.
+
+    Learned as if their unbounded prediction had been applied, with ``feedforward_limit``
+    0 (or a low bound) the slow readout's prediction grew without bound (207 N m against a
+    command limit of 14 after 60 s) and, switched back on with the supervisor off, the
+    arm tracked 16x worse than PD.
+    """
+    name = 'pendulum_viscous'
+    params = {**zoo.controller_params(name), 'supervisor.enabled': False}
+    ctrl = AdaptiveController(params)
+    _loop(ctrl, zoo.model_name(name), 10.0)
+    limit = float(ctrl.command_limit[0])
+    for bound in (0.0, 0.02):
+        ctrl.update_params({'feedforward_limit': bound})
+        _loop(ctrl, zoo.model_name(name), 30.0)
+        raw = ctrl.slow.predict(ctrl._phi)
+        assert np.abs(raw).max() < 0.5 * limit, (bound, raw, limit)
+    ctrl.update_params({'feedforward_limit': 0.8})
+    err = _loop(ctrl, zoo.model_name(name), 5.0)
+    pd = _loop(AdaptiveController({**params, 'learning_enabled': False}), zoo.model_name(name),
+               5.0)
+    assert _rms(err, ctrl.dt, 0.0, 5.0) < _rms(pd, ctrl.dt, 0.0, 5.0)
