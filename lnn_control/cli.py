@@ -92,7 +92,9 @@ def _demo(args: argparse.Namespace) -> int:
         summary['controller']['reference.mode'] = 'sum_of_sines'
     summary['pd_loop_check'] = pd_check
     summary['unmeasured_modes'] = modes
-    summary['warnings'] = warnings
+    for line in (outcome := _outcome_warnings(summary, joints)):
+        print(f'warning: {line}', file=sys.stderr)
+    summary['warnings'] = warnings + outcome
     summary = _write_json(os.path.join(args.out, 'summary.json'), summary)
     tracking_figure(traces, os.path.join(args.out, 'tracking.png'),
                     title=f'{args.plant}, {args.neuron} reservoir ({summary["mode"]}): '
@@ -105,6 +107,20 @@ def _demo(args: argparse.Namespace) -> int:
     written = ['summary.json', 'tracking.png'] + (['run.mcap'] if args.mode != 'offline' else [])
     print(f'wrote {", ".join(os.path.join(args.out, w) for w in written)}')
     return 0
+
+
+def _outcome_warnings(summary: dict, joints) -> list[str]:
+    """
+    Name each joint that learning left worse than PD alone over some 10 s window.
+
+    Judged per joint: the pooled figure adds the joints' errors, so one of millimetres
+    beside one of centimetres could be 1.5x PD's while the pool read 0.13.
+    """
+    per_joint = summary.get('worst_window_ratio_per_joint') or [summary['worst_window_ratio']]
+    return [f'{joint}: tracking {ratio:.2f}x worse than PD alone over its worst 10 s window; '
+            'try rls.fast_learner: false, and lnn-control gains --delay-ticks 1 for its PD loop'
+            for joint, ratio in zip(joints, per_joint)
+            if ratio is not None and ratio == ratio and ratio > 1.0]
 
 
 def _comparison_warnings(plant_name: str, resolved: dict, chosen: bool):
@@ -294,6 +310,12 @@ def _gains(args: argparse.Namespace) -> int:
                  f'({name} <= {params[name].high:g}): a lower natural frequency or reference'
                  for name, gains in (('kp', kp), ('kd', kd))
                  for joint, value in zip(plant.joint_names, gains) if value > params[name].high]
+    try:
+        plant.steps_per(1.0 / rate)
+    except ValueError as exc:      # what lnn_sim and the demo say when they refuse it
+        nearest = PL.advised_rate(plant, rate)
+        warnings.append(f'--control-rate-hz {rate:g}: {exc}, so lnn_sim and the demo refuse it'
+                        + (f'; {nearest:g} Hz is the next they run' if nearest else ''))
     warnings += PL.rate_check(plant, kd, rate, kp)
     gravity = plant.design_gravity()
     sag = np.where(plant.hinge, SAG_WARNING, SAG_WARNING_SLIDE)
@@ -333,7 +355,7 @@ def _gains(args: argparse.Namespace) -> int:
     if args.delay_ticks:
         if args.delay_ticks > MAX_DELAY_TICKS:
             raise ValueError(f'--delay-ticks: at most {MAX_DELAY_TICKS}; got {args.delay_ticks}')
-        radius, delay_warnings = PL.delay_check(plant, kp, kd, rate, args.delay_ticks)
+        radius, delay_warnings = PL.delay_check(plant, kp, kd, rate, args.delay_ticks, factor)
         warnings += delay_warnings
     print(json.dumps({'plant': args.plant, 'joints': list(plant.joint_names),
                       'pose': PL.significant(plant.design_pose),

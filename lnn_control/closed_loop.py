@@ -51,8 +51,9 @@ def plant_params(plant: str, extra: Mapping[str, Any] | None = None) -> dict[str
     elif zoo_member(plant):
         from . import zoo
         overrides = zoo.controller_params(zoo_member(plant))
-    else:
-        overrides = model_params(plant, (extra or {}).get('joints'))
+    else:       # (a reference centre of the user's: the gains are designed there)
+        overrides = model_params(plant, (extra or {}).get('joints'),
+                                 (extra or {}).get('reference.offset'))
     overrides.update(extra or {})
     if not np.all(np.isfinite(overrides.get('command_limit', 0.0))):
         raise ValueError(f'{plant}: an actuator has no ctrlrange, so no command_limit follows '
@@ -71,7 +72,8 @@ def zoo_member(plant: str) -> str | None:
 RANGE_MARGIN = 0.1    # the generated reference keeps this fraction of a joint's range clear
 
 
-def model_params(path: str, joints: Sequence[str] | None = None) -> dict[str, Any]:
+def model_params(path: str, joints: Sequence[str] | None = None,
+                 offset: Any = None) -> dict[str, Any]:
     """
     Joints, honest gains, command limits and reference of an MJCF model (``Plant`` refuses others).
 
@@ -80,18 +82,25 @@ def model_params(path: str, joints: Sequence[str] | None = None) -> dict[str, An
     The reference is the default one, fitted into each joint's range where the model gives
     one (``RANGE_MARGIN`` clear of either end): a target the joint cannot reach would judge
     the controller against its end stops. The gains are designed at the reference's centre,
-    where the robot works (``Plant.set_design_pose``).
+    where the robot works (``Plant.set_design_pose``): ``offset`` if given (the user's
+    ``reference.offset``; a 7-joint arm's ready pose needs 1.8x the kp of its zero pose
+    on the shoulder), else the fitted one.
     """
     from .plants import honest_gains, significant
 
     plant = Plant(path, joints=joints)
-    amplitude, offset = fitted_reference(plant)
-    plant.set_design_pose(offset)           # the gains for where the robot works
+    amplitude, fitted = fitted_reference(plant)
+    try:
+        pose = fitted if offset is None else np.broadcast_to(np.asarray(offset, float),
+                                                             (plant.n,))
+    except (TypeError, ValueError):         # (its parameter check says what is wrong)
+        pose = fitted
+    plant.set_design_pose(pose)             # the gains for where the robot works
     kp, kd = honest_gains(plant)
     return {'joints': list(plant.joint_names), 'kp': significant(kp, 6),
             'kd': significant(kd, 6), 'command_limit': plant.effort_limit.tolist(),
             'reference.amplitude': amplitude.round(6).tolist(),
-            'reference.offset': offset.round(6).tolist()}
+            'reference.offset': fitted.round(6).tolist()}
 
 
 def fitted_reference(plant: Plant) -> tuple[np.ndarray, np.ndarray]:

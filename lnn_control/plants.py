@@ -219,7 +219,8 @@ def pd_loop_radius(mass_matrix: np.ndarray, kp: np.ndarray, kd: np.ndarray, dt: 
 
 
 def delay_check(plant: 'Plant', kp: np.ndarray, kd: np.ndarray, rate_hz: float,
-                delay_ticks: int) -> tuple[float, list[str]]:
+                delay_ticks: int, bandwidth_factor: float = BANDWIDTH_FACTOR
+                ) -> tuple[float, list[str]]:
     """
     Judge the PD loop with ``delay_ticks`` of actuation delay at ``rate_hz``: (radius, warnings).
 
@@ -229,8 +230,9 @@ def delay_check(plant: 'Plant', kp: np.ndarray, kd: np.ndarray, rate_hz: float,
     and so did the named zoo's arm_friction and arm_heavy_tip (1.14, 1.37); 24 arms that
     did not cycle read at most 0.99, 7 read 1.02-1.26, among them every arm that a kick
     sent into a cycle at its limits (bistable). The warning says how to get below 1 with a
-    margin (``ADVICE_MARGIN``): a lower natural frequency (the same damping ratio) or a
-    higher rate, and whether that rate is within the node's range.
+    margin (``ADVICE_MARGIN``): a lower natural frequency (the same damping ratio; as the
+    ``--bandwidth-factor`` that gives it, ``bandwidth_factor`` being the one used) or a
+    higher rate the model runs (``advised_rate``), and whether it is within the node's range.
     """
     m = plant.nominal_mass_matrix()
     kp, kd = np.asarray(kp, dtype=float), np.asarray(kd, dtype=float)
@@ -249,18 +251,26 @@ def delay_check(plant: 'Plant', kp: np.ndarray, kd: np.ndarray, rate_hz: float,
         m, kp * c * c, kd * c, 1.0 / rate_hz, delay_ticks))
     wn_scale = math.floor(100 * ADVICE_MARGIN * boundary) / 100
     advice = (f'lower the natural frequency to {wn_scale:.2f}x (kp x {wn_scale ** 2:.4g}, '
-              f'kd x {wn_scale:.2f}; --bandwidth-factor {wn_scale:.2f}x the one used)'
+              f'kd x {wn_scale:.2f}: --bandwidth-factor '
+              f'{math.floor(100 * wn_scale * bandwidth_factor) / 100:g})'
               if wn_scale >= 0.01 else 'no usable natural frequency is stable with the margin '
               f'(the boundary lies at {100 * boundary:.2g} % of this one)')
     if pd_loop_radius(m, kp, kd, 1.0 / (100.0 * rate_hz), delay_ticks) < 1.0:
         boundary = stable_scale(1e-2, 1.0, lambda c: pd_loop_radius(
             m, kp, kd, c / rate_hz, delay_ticks))
-        rate = math.ceil(rate_hz / (ADVICE_MARGIN * boundary))
-        advice += (f', or control at >= {rate} Hz if the delay is {delay_ticks} period(s) of '
-                   'this loop whatever its rate (a fixed latency in seconds grows in ticks '
-                   'with the rate: there only the lower frequency helps)')
-        if rate > MAX_CONTROL_RATE_HZ:
-            advice += f" -- above the node's {MAX_CONTROL_RATE_HZ:g} Hz, so not with this node"
+        least = rate_hz / (ADVICE_MARGIN * boundary)
+        rate = advised_rate(plant, least)       # one the model's timesteps make
+        when = (f'if the delay is {delay_ticks} period(s) of this loop whatever its rate (a '
+                'fixed latency in seconds grows in ticks with the rate: there only the lower '
+                'frequency helps)')
+        if rate:
+            advice += f', or control at >= {rate:g} Hz {when}'
+        elif rate is None:
+            advice += (f', or control at >= {math.ceil(least)} Hz {when} -- above the '
+                       f"node's {MAX_CONTROL_RATE_HZ:g} Hz, so not with this node")
+        else:
+            advice += (f' (no rate from {least:.3g} Hz up is a whole number of Hz and of the '
+                       f"model's {plant.timestep:g} s timesteps)")
     pose = ', '.join(f'{x:.3g}' for x in plant.design_pose)
     return radius, [f'with {delay_ticks} tick(s) of actuation delay at {rate_hz:g} Hz the PD '
                     f'loop is unstable at q = ({pose}) (spectral radius {radius:.3f} >= 1): '

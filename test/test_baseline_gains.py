@@ -156,3 +156,26 @@ def test_a_damping_ratio_below_the_honest_rule_is_flagged():
     assert note.startswith('damping ratio 0.40 < 0.7 on joint1'), note
     assert pd_loop_check(plant, {**params, 'kp': [params['kp'][0], 0.0],
                                  'kd': [params['kd'][0], 0.0]}) == []   # no loop to damp
+
+
+def test_delay_advice_gives_a_rate_the_model_runs_and_the_bandwidth_factor_to_type(capsys):
+    """
+    A 2 ms model: '>= 181 Hz' was advised, which lnn_sim refuses, and 200 Hz went unflagged.
+
+    The rate advised is a whole number of Hz and of the model's timesteps; the lower
+    natural frequency is given as the --bandwidth-factor that makes it.
+    """
+    from lnn_control import cli, zoo
+    from lnn_control.plants import delay_check, honest_gains
+    plant = Plant(zoo.model_name('arm_heavy_tip'))
+    _, warnings = delay_check(plant, *honest_gains(plant), 100.0, 1)
+    rate = float(warnings[0].split('control at >= ')[1].split(' Hz')[0])
+    assert plant.steps_per(1.0 / rate) >= 1 and rate == int(rate)
+    factor = float(warnings[0].split('--bandwidth-factor ')[1].split(')')[0])
+    scale = float(warnings[0].split('frequency to ')[1].split('x')[0])
+    assert factor == pytest.approx(4.0 * scale, abs=0.011)
+    assert cli.main(['gains', '--plant', 'zoo/arm_heavy_tip', '--control-rate-hz', '300']) == 0
+    err = capsys.readouterr().err
+    assert '--control-rate-hz 300' in err and 'refuse it' in err, err
+    assert cli.main(['gains', '--plant', 'zoo/arm_heavy_tip', '--control-rate-hz', '250']) == 0
+    assert 'refuse it' not in capsys.readouterr().err

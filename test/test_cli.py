@@ -622,3 +622,13 @@ def test_demo_says_when_a_range_in_degrees_shrank_the_reference(tmp_path, capsys
     assert cli.main(['demo', '--mode', 'offline', '--plant', str(wide), '--duration', '5',
                      '--param', 'reference.amplitude=0.04', '--out', str(out), '--quiet']) == 0
     assert 'degrees' not in capsys.readouterr().err
+
+
+def test_the_demo_names_a_joint_learning_left_worse_than_pd():
+    """A 7-joint arm's base joint was 1.47x PD over 10 s; the pooled figure read 0.13."""
+    from lnn_control import cli
+    summary = {'worst_window_ratio': 0.13, 'worst_window_ratio_per_joint': [1.47, 0.2, 0.9]}
+    warnings = cli._outcome_warnings(summary, ['joint1', 'joint2', 'joint3'])
+    assert len(warnings) == 1 and warnings[0].startswith('joint1: tracking 1.47x worse')
+    assert cli._outcome_warnings({'worst_window_ratio': 1.2}, ['q'])[0].startswith('q: ')
+    assert cli._outcome_warnings({'worst_window_ratio': float('nan')}, ['q']) == []
