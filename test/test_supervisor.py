@@ -1011,8 +1011,11 @@ def test_a_fast_learner_pumping_an_unmeasured_mode_is_caught_after_the_arming_ti
     tick of delay: the capped fast learner pumps the pole (0.6 Hz, inside the loop's
     bandwidth). The echo figure reads 1.2-2.5 from the first seconds, so no snapshot ever
     armed it, and rho reads 0.4 (the command grows with the error): before, the error
-    grew to 5x PD's over 50 s (1.5x over 30-40 s). Now the echo trips soon after the
-    arming time, the fast learner goes off and the run ends below PD.
+    grew to 5x PD's over 50 s (1.5x over 30-40 s). Now the echo, armed by time, trips
+    while the pumping grows, the fast learner goes off, and no 10 s window after the first
+    is worse than PD. (Its trip came 1.4 s after the arming time, with a window of 1.27x
+    PD before it, until the readouts learned towards the feedforward applied: since, the
+    pumping grows more slowly and the trip comes at 54 s, the worst window 0.77x.)
     """
     from lnn_control.plants import honest_gains
     from lnn_control.supervisor import ARM_AFTER_S
@@ -1020,13 +1023,13 @@ def test_a_fast_learner_pumping_an_unmeasured_mode_is_caught_after_the_arming_ti
     kp, kd = honest_gains(Plant(zoo.model_name(name)), max_reference_hz=0.2)
     params = {**zoo.controller_params(name), 'kp': kp.tolist(), 'kd': kd.tolist(),
               'reference.frequency_hz': 0.2, 'reservoir.seed': 0, 'reference.seed': 0}
-    pd, adaptive = (CL.run(zoo.model_name(name), params, 40.0, learning=learning,
+    pd, adaptive = (CL.run(zoo.model_name(name), params, 60.0, learning=learning,
                            delay_ticks=1) for learning in (False, True))
     echo = [(t, why) for t, action, why in adaptive.meta['interventions']
             if action == 'rollback' and 'oscillation' in why]
-    assert echo and ARM_AFTER_S <= echo[0][0] < ARM_AFTER_S + 5.0, adaptive.meta['interventions']
+    assert echo and ARM_AFTER_S <= echo[0][0], adaptive.meta['interventions']
     assert all('fast learner switched off' in why for _, why in echo)   # its step only
-    assert CL.rms(adaptive, 30.0, 40.0) <= 0.8 * CL.rms(pd, 30.0, 40.0)    # was 1.5x
+    assert CL.worst_window_ratio(pd, adaptive) < 0.9                    # was 1.5x
 
 
 def test_armed_by_time_the_echo_figure_judges_only_a_capped_fast_learner():
