@@ -90,6 +90,9 @@ def _demo(args: argparse.Namespace) -> int:
                                        'reference.offset', 'reference.frequency_hz')}
     if summary['controller']['reference.mode'] == 'topic':    # what the demo tracks then
         summary['controller']['reference.mode'] = 'sum_of_sines'
+    if args.payload_change_at is not None:       # (lnn_sim picks the same body)
+        from .plants import Plant
+        summary['payload_body'] = Plant(_plant_model(args.plant), joints=joints).payload_body
     summary['pd_loop_check'] = pd_check
     summary['unmeasured_modes'] = modes
     for line in (outcome := _outcome_warnings(summary, joints)):

@@ -21,7 +21,9 @@ def tracking_figure(traces: Sequence, path: str, title: str = '',
     import matplotlib.pyplot as plt
 
     predicting = [tr for tr in traces if tr.prediction is not None]
-    fig, axes = plt.subplots(4 + bool(predicting), 1, figsize=(11, 11 + 2.5 * bool(predicting)),
+    wide = traces[0].q.shape[1] > 3        # legends beside the panels (below)
+    fig, axes = plt.subplots(4 + bool(predicting), 1,
+                             figsize=(14 if wide else 11, 11 + 2.5 * bool(predicting)),
                              sharex=True)
     colors = ('tab:red', 'tab:blue', 'tab:green', 'tab:purple')
     n_joints = traces[0].q.shape[1]
@@ -64,7 +66,12 @@ def tracking_figure(traces: Sequence, path: str, title: str = '',
         for t_event in anomalies:
             ax.axvline(t_event, color='tab:pink', ls='-.', lw=1.0)
         ax.grid(True, alpha=0.3)
-        ax.legend(loc='upper right', fontsize=8)
+        if wide:      # a line per joint and arm: beside the panel, not over it
+            entries = len(ax.get_legend_handles_labels()[0])
+            ax.legend(loc='upper left', bbox_to_anchor=(1.01, 1.0), fontsize=6,
+                      borderaxespad=0.0, ncol=max(1, -(-entries // 8)))
+        else:
+            ax.legend(loc='upper right', fontsize=8)
     if payload_change_at is not None:
         axes[0].annotate('payload x2', (payload_change_at, axes[0].get_ylim()[1]),
                          fontsize=8, color='gray', va='top')
@@ -86,7 +93,7 @@ def tracking_figure(traces: Sequence, path: str, title: str = '',
                          rotation=90)
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches='tight' if wide else None)
     plt.close(fig)
 
 
