@@ -126,6 +126,40 @@ def _outcome_warnings(summary: dict, joints) -> list[str]:
             if ratio is not None and ratio == ratio and ratio > 1.0]
 
 
+def _model_warnings(plant, kp) -> list[str]:
+    """
+    Say what the honest rule leaves out on this model at its design pose, with these kp.
+
+    Gravity that PD alone holds off its target (a sag), Coulomb friction that stops it off
+    its target (a dead band), joint springs that pull it: ``gains`` and the demo alike.
+    """
+    import numpy as np
+
+    gravity = plant.design_gravity()
+    sag = np.where(plant.hinge, SAG_WARNING, SAG_WARNING_SLIDE)
+    unit = np.where(plant.hinge, 'N m', 'N')
+    out = [f'{joint}: gravity takes {g:.3g} {u} here, so PD alone holds it about {e:.2g} '
+           f'{"rad" if u == "N m" else "m"} off its target (gravity / kp): the PD-only '
+           'baseline sags there, learning takes that over'
+           for joint, g, e, s, u in zip(plant.joint_names, gravity, np.abs(gravity) / kp, sag,
+                                        unit)
+           if e > s]
+    # (a dead band matters against the joint's travel: a gripper's finger moves 0.04 m)
+    width = np.diff(plant.position_range, axis=1)[:, 0]
+    band = np.minimum(sag, np.where(np.isfinite(width), 0.1 * width, np.inf))
+    out += [f'{joint}: Coulomb friction {f:.3g} stops PD alone up to {f / k:.2g} off its '
+            'target (friction / kp, a dead band): the PD-only baseline sticks there, '
+            'and learning a stick-slip plant was worse than PD in some 10 s windows'
+            for joint, f, k, b in zip(plant.joint_names, plant.friction, kp, band)
+            if f / k > b]
+    out += [f'{joint}: a joint spring of {c:.3g} against kp {k:.3g}, which the rule '
+            "leaves out: PD alone is pulled toward the spring's rest position (off by up "
+            f'to {c / (c + k):.2g} of the way) and is less damped than designed'
+            for joint, c, k in zip(plant.joint_names, plant.stiffness, kp)
+            if c > STIFFNESS_WARNING * k]
+    return out
+
+
 def _comparison_warnings(plant_name: str, resolved: dict, chosen: bool):
     """
     Return what may spoil a demo's comparison: (pd_loop_check, unmeasured_modes, warnings).
@@ -156,7 +190,8 @@ def _comparison_warnings(plant_name: str, resolved: dict, chosen: bool):
         hint += ' --pose ' + ','.join(f'{q:g}' for q in plant.design_pose)
     warnings = [f'{line}; see {hint}' for line in (
         [f'the PD loop of both arms: {line}' for line in pd_check]
-        + PL.unmeasured_mode_warnings(modes, natural_hz, bool(resolved['rls.fast_learner'])))]
+        + PL.unmeasured_mode_warnings(modes, natural_hz, bool(resolved['rls.fast_learner']))
+        + _model_warnings(plant, kp))]
     span = np.broadcast_to(0.0 if resolved['reference.mode'] == 'hold' else
                            np.asarray(resolved['reference.amplitude'], dtype=float), plant.n)
     centre = np.broadcast_to(np.asarray(resolved['reference.offset'], dtype=float), plant.n)
@@ -277,8 +312,6 @@ def _params(args: argparse.Namespace) -> int:
 
 
 def _gains(args: argparse.Namespace) -> int:
-    import numpy as np
-
     from . import plants as PL
 
     # Unset options take the rule's values, which live in plants only.
@@ -320,26 +353,7 @@ def _gains(args: argparse.Namespace) -> int:
         warnings.append(f'--control-rate-hz {rate:g}: {exc}, so lnn_sim and the demo refuse it'
                         + (f'; {nearest:g} Hz is the next they run' if nearest else ''))
     warnings += PL.rate_check(plant, kd, rate, kp)
-    gravity = plant.design_gravity()
-    sag = np.where(plant.hinge, SAG_WARNING, SAG_WARNING_SLIDE)
-    warnings += [f'{joint}: gravity takes {g:.3g} here, so PD alone holds it about {e:.2g} '
-                 'off its target (gravity / kp): the PD-only baseline sags there, learning '
-                 'takes that over'
-                 for joint, g, e, s in zip(plant.joint_names, gravity, np.abs(gravity) / kp, sag)
-                 if e > s]
-    # (a dead band matters against the joint's travel: a gripper's finger moves 0.04 m)
-    width = np.diff(plant.position_range, axis=1)[:, 0]
-    band = np.minimum(sag, np.where(np.isfinite(width), 0.1 * width, np.inf))
-    warnings += [f'{joint}: Coulomb friction {f:.3g} stops PD alone up to {f / k:.2g} off its '
-                 'target (friction / kp, a dead band): the PD-only baseline sticks there, '
-                 'and learning a stick-slip plant was worse than PD in some 10 s windows'
-                 for joint, f, k, b in zip(plant.joint_names, plant.friction, kp, band)
-                 if f / k > b]
-    warnings += [f'{joint}: a joint spring of {c:.3g} against kp {k:.3g}, which the rule '
-                 "leaves out: PD alone is pulled toward the spring's rest position (off by up "
-                 f'to {c / (c + k):.2g} of the way) and is less damped than designed'
-                 for joint, c, k in zip(plant.joint_names, plant.stiffness, kp)
-                 if c > STIFFNESS_WARNING * k]
+    warnings += _model_warnings(plant, kp)
     # What the node's command_limit is: joint effort, the control range times gain and gear
     # (the control range itself would be off by the gear: 50-200x on a geared arm).
     limits = [PL.significant([x])[0] if math.isfinite(x) else None for x in plant.effort_limit]

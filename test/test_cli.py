@@ -181,7 +181,14 @@ def test_gains_name_a_sag_of_centimetres_on_a_slide(tmp_path, capsys):
       <actuator><motor joint="z" ctrlrange="-400 400"/></actuator></mujoco>""")
     assert cli.main(['gains', '--plant', str(path)]) == 0
     err = capsys.readouterr().err
-    assert 'z: gravity takes 98.1 here, so PD alone holds it about 0.051 off' in err
+    assert 'z: gravity takes 98.1 N here, so PD alone holds it about 0.051 m off' in err
+    # the demo says the same (its summary.json too), with the gains command to see it
+    out = tmp_path / 'demo'
+    assert cli.main(['demo', '--mode', 'offline', '--plant', str(path), '--duration', '2',
+                     '--out', str(out), '--quiet']) == 0
+    warnings = json.loads((out / 'summary.json').read_text())['warnings']
+    assert any(w.startswith('z: gravity takes 98.1 N here') and 'lnn-control gains' in w
+               for w in warnings), warnings
 
 
 def test_gains_design_at_a_pose_and_print_significant_digits(tmp_path, capsys):
