@@ -1015,7 +1015,7 @@ def test_a_fast_learner_pumping_an_unmeasured_mode_is_caught_after_the_arming_ti
     while the pumping grows, the fast learner goes off, and no 10 s window after the first
     is worse than PD. (Its trip came 1.4 s after the arming time, with a window of 1.27x
     PD before it, until the readouts learned towards the feedforward applied: since, the
-    pumping grows more slowly and the trip comes at 54 s, the worst window 0.77x.)
+    pumping grows more slowly and the trip comes at 54 s, the worst window 0.84x.)
     """
     from lnn_control.plants import honest_gains
     from lnn_control.supervisor import ARM_AFTER_S
