@@ -120,8 +120,9 @@ def _outcome_warnings(summary: dict, joints) -> list[str]:
     beside one of centimetres could be 1.5x PD's while the pool read 0.13.
     """
     per_joint = summary.get('worst_window_ratio_per_joint') or [summary['worst_window_ratio']]
-    return [f'{joint}: tracking {ratio:.2f}x worse than PD alone over its worst 10 s window; '
-            'try rls.fast_learner: false, and lnn-control gains --delay-ticks 1 for its PD loop'
+    return [f'{joint}: over its worst 10 s window the error was {ratio:.2f}x that of PD '
+            'alone (worse than PD); try rls.fast_learner: false, and lnn-control gains '
+            '--delay-ticks 1 for its PD loop'
             for joint, ratio in zip(joints, per_joint)
             if ratio is not None and ratio == ratio and ratio > 1.0]
 
@@ -135,6 +136,8 @@ def _model_warnings(plant, kp) -> list[str]:
     """
     import numpy as np
 
+    kp = np.broadcast_to(np.asarray(kp, dtype=float), (plant.n,))
+    kp = np.where(kp > 0.0, kp, np.inf)        # (no position loop: nothing to hold off)
     gravity = plant.design_gravity()
     sag = np.where(plant.hinge, SAG_WARNING, SAG_WARNING_SLIDE)
     unit = np.where(plant.hinge, 'N m', 'N')

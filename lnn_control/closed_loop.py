@@ -95,6 +95,8 @@ def model_params(path: str, joints: Sequence[str] | None = None,
                                                              (plant.n,))
     except (TypeError, ValueError):         # (its parameter check says what is wrong)
         pose = fitted
+    if not np.all(np.isfinite(pose)):
+        pose = fitted
     plant.set_design_pose(pose)             # the gains for where the robot works
     kp, kd = honest_gains(plant)
     return {'joints': list(plant.joint_names), 'kp': significant(kp, 6),

@@ -434,9 +434,10 @@ class AdaptiveController(InverseModelTick):
         """
         Take one RLS step of both readouts; False when one was refused as numerically unusable.
 
-        (That readout is then unchanged and the supervisor acts.) ``error`` is the PD output;
-        the summed readouts' a-priori error is that less what the feedforward bound took off
-        their prediction: their target is the feedforward applied plus the PD output (learned
+        (That readout is then unchanged and the supervisor acts.) ``error`` is the PD output
+        (``feedback_error``; ``inverse_model`` passes its own, used as it is); the summed
+        readouts' a-priori error is that less what the feedforward bound took off their
+        prediction: their target is the feedforward applied plus the PD output (learned
         as if the unbounded prediction had been applied, a bounded or switched-off
         feedforward wound the readout up to 50x the command limit). The slow readout learns
         the whole feedforward: its own a-priori error adds back what the fast one supplied.
@@ -444,7 +445,10 @@ class AdaptiveController(InverseModelTick):
         residual) minus its own prediction.
         """
         err = self._err
-        np.subtract(error, self._ff_excess, out=err)
+        if self.mode == 'feedback_error':
+            np.subtract(error, self._ff_excess, out=err)
+        else:       # inverse_model: its error is the command applied less its prediction
+            np.copyto(err, error)
         fast = self.fast_active
         if fast:
             err += self._ff_fast

@@ -265,11 +265,12 @@ def delay_check(plant: 'Plant', kp: np.ndarray, kd: np.ndarray, rate_hz: float,
                 'frequency helps)')
         if rate:
             advice += f', or control at >= {rate:g} Hz {when}'
-        elif rate is None:
+        elif least > MAX_CONTROL_RATE_HZ:
             advice += (f', or control at >= {math.ceil(least)} Hz {when} -- above the '
                        f"node's {MAX_CONTROL_RATE_HZ:g} Hz, so not with this node")
-        else:
-            advice += (f' (no rate from {least:.3g} Hz up is a whole number of Hz and of the '
+        else:       # (None: the next the model runs is above the node's; 0: none runs)
+            advice += (f' (no rate from {least:.3g} Hz up to the largest control_rate_hz, '
+                       f'{MAX_CONTROL_RATE_HZ:g}, is a whole number of Hz and of the '
                        f"model's {plant.timestep:g} s timesteps)")
     pose = ', '.join(f'{x:.3g}' for x in plant.design_pose)
     return radius, [f'with {delay_ticks} tick(s) of actuation delay at {rate_hz:g} Hz the PD '

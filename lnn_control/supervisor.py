@@ -599,7 +599,7 @@ class LearningSupervisor:
                     self._disarm()
             elif (echo and rho < GOOD_FRACTION * self.trip_ratio
                     and self.ctrl.fast is not None and self.fast_cut == 1.0
-                    and not self._in_failed_trials_wake()):
+                    and self.ctrl.learning_enabled and not self._in_failed_trials_wake()):
                 self._cut_fast(self._harm())
             elif refused_step:
                 self._rollback('RLS step refused as numerically unusable', learners=True)

@@ -158,9 +158,10 @@ def test_a_damping_ratio_below_the_honest_rule_is_flagged():
                                  'kd': [params['kd'][0], 0.0]}) == []   # no loop to damp
 
 
-def test_delay_advice_gives_a_rate_the_model_runs_and_the_bandwidth_factor_to_type(capsys):
+def test_delay_advice_gives_a_rate_the_model_runs_and_the_bandwidth_factor_to_type(
+        capsys, tmp_path):
     """
-    A 2 ms model: '>= 181 Hz' was advised, which lnn_sim refuses, and 200 Hz went unflagged.
+    A 2 ms model got '>= 181 Hz', which lnn_sim refuses, and 200 Hz went unflagged.
 
     The rate advised is a whole number of Hz and of the model's timesteps; the lower
     natural frequency is given as the --bandwidth-factor that makes it.
@@ -179,3 +180,23 @@ def test_delay_advice_gives_a_rate_the_model_runs_and_the_bandwidth_factor_to_ty
     assert '--control-rate-hz 300' in err and 'refuse it' in err, err
     assert cli.main(['gains', '--plant', 'zoo/arm_heavy_tip', '--control-rate-hz', '250']) == 0
     assert 'refuse it' not in capsys.readouterr().err
+    # A 0.2 ms model runs 2500, 1250, 1000 ... Hz: a rate needed between 1250 and 2000 Hz
+    # was advised as itself and called above the node's 2000 Hz.
+    path = tmp_path / 'fine.xml'
+    path.write_text("""<mujoco><option timestep="0.0002"/><worldbody>
+      <body name="upper"><joint name="shoulder" axis="0 1 0"/>
+        <geom type="capsule" fromto="0 0 0 0.4 0 0" size="0.03" mass="1.5"/>
+        <body name="fore" pos="0.4 0 0"><joint name="elbow" axis="0 1 0"/>
+          <geom type="capsule" fromto="0 0 0 0.35 0 0" size="0.03" mass="1"/></body></body>
+    </worldbody><actuator><motor joint="shoulder" ctrllimited="true" ctrlrange="-60 60"/>
+      <motor joint="elbow" ctrllimited="true" ctrlrange="-30 30"/></actuator></mujoco>""")
+    fine = Plant(str(path))
+    kp, kd = honest_gains(fine)
+    said = [w[0] for w in (delay_check(fine, kp * s * s, kd * s, 500.0, 1)[1]
+                           for s in np.linspace(1.0, 30.0, 300)) if w]
+    assert any('no rate from' in w and 'largest control_rate_hz, 2000' in w for w in said)
+    for w in said:
+        if 'control at >= ' in w:
+            rate = float(w.split('control at >= ')[1].split(' Hz')[0])
+            assert (rate > 2000) == ('above the node' in w), w
+            assert rate > 2000 or fine.steps_per(1.0 / rate) >= 1

@@ -636,6 +636,16 @@ def test_the_demo_names_a_joint_learning_left_worse_than_pd():
     from lnn_control import cli
     summary = {'worst_window_ratio': 0.13, 'worst_window_ratio_per_joint': [1.47, 0.2, 0.9]}
     warnings = cli._outcome_warnings(summary, ['joint1', 'joint2', 'joint3'])
-    assert len(warnings) == 1 and warnings[0].startswith('joint1: tracking 1.47x worse')
+    assert len(warnings) == 1 and warnings[0].startswith('joint1: over its worst 10 s window '
+                                                         'the error was 1.47x that of PD')
     assert cli._outcome_warnings({'worst_window_ratio': 1.2}, ['q'])[0].startswith('q: ')
     assert cli._outcome_warnings({'worst_window_ratio': float('nan')}, ['q']) == []
+
+
+def test_the_model_warnings_skip_a_joint_without_kp():
+    """A joint with kp 0 (damping only) has no position loop to hold off: it read 'inf m'."""
+    from lnn_control import cli, zoo
+    from lnn_control.plants import Plant
+    plant = Plant(zoo.model_name('lift'))
+    assert any('gravity takes' in w for w in cli._model_warnings(plant, [100.0]))
+    assert cli._model_warnings(plant, [0.0]) == []

@@ -247,3 +247,7 @@ def test_a_users_reference_centre_is_where_the_gains_of_their_model_are_designed
     assert bent['reference.offset'] == [0.0, 2.0]
     fixed = CL.plant_params(str(path), {'reference.offset': [0.0, 2.0], 'kp': [50.0, 20.0]})
     assert fixed['kp'] == [50.0, 20.0]                  # gains of the user's are theirs
+    from lnn_control import schema
+    for bad in ([float('nan'), 0.0], [0.0, 1.0, 2.0]):  # refused as the parameter it is
+        with pytest.raises(ValueError, match='reference.offset'):
+            schema.resolve(CL.plant_params(str(path), {'reference.offset': bad}))

@@ -700,3 +700,27 @@ def test_continuous_joints_must_be_controlled_joints():
         make(continuous_joints=['j1', 'j1'])
     with pytest.raises(ValueError, match='read-only'):
         make().update_params({'continuous_joints': ['j1']})
+
+
+def test_the_inverse_model_learns_from_its_own_error_whatever_the_feedforward_bound_took():
+    """
+    Only feedback-error learning subtracts what the bound took (its target is the applied).
+
+    The inverse model's error is the command applied less its prediction already; it was
+    given the previous tick's clip of another prediction as well (389 of 399 steps wrong
+    with feedforward_limit 0.1).
+    """
+    ctrl = make(**{'controller.mode': 'inverse_model', 'feedforward_limit': 0.1,
+                   'rls.fast_learner': False})
+    seen = []
+    update = ctrl.slow.update
+
+    def spy(phi, err):
+        seen.append((err.copy(), ctrl._prev[2] - ctrl.slow.predict(phi)))
+        return update(phi, err)
+    ctrl.slow.update = spy
+    for measured, desired in signals(200):
+        ctrl.step(measured, desired)
+    assert ctrl.feedforward_clipped > 100 and len(seen) > 100
+    for given, wanted in seen:
+        np.testing.assert_allclose(given, wanted, rtol=1e-9, atol=1e-12)

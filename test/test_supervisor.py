@@ -1183,9 +1183,12 @@ def test_trips_with_learning_off_cut_nothing_and_cuts_stop_at_a_floor(tmp_path):
     for _ in range(40):
         sv._rollback('injected')
         sv._resume('injected')
-    assert sv.gain_scale == 1.0 and ctrl.slow.w.any()
+    sv._stats[CK.SV_WHY] = CK.SV_WHY_ECHO        # an echo trip with rho low: the same
+    sv._act(CK.SV_ROLLBACK, False)
+    sv._resume('injected')
+    assert sv.gain_scale == 1.0 and sv.fast_cut == 1.0 and ctrl.slow.w.any()
     rollbacks = [i.reason for i in sv.interventions if i.action == 'rollback']
-    assert len(rollbacks) == 40 and all('no cut (learning is off)' in r for r in rollbacks)
+    assert len(rollbacks) == 41 and all('no cut (learning is off)' in r for r in rollbacks)
     ctrl.update_params({'learning_enabled': True})
     for _ in range(40):
         sv._rollback('injected')
