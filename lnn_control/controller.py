@@ -439,7 +439,7 @@ class AdaptiveController(InverseModelTick):
         readouts' a-priori error is that less what the feedforward bound took off their
         prediction: their target is the feedforward applied plus the PD output (learned
         as if the unbounded prediction had been applied, a bounded or switched-off
-        feedforward wound the readout up to 50x the command limit). The slow readout learns
+        feedforward wound the readout up to 15x the command limit). The slow readout learns
         the whole feedforward: its own a-priori error adds back what the fast one supplied.
         The fast one learns what the slow one leaves after its step (its a-posteriori
         residual) minus its own prediction.
