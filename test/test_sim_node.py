@@ -408,6 +408,13 @@ def test_realtime_mode_is_alive(harness):
     assert h.states[-1].effort[0] == 4.0                   # last valid effort kept
 
 
+def test_the_first_state_in_real_time_is_stamped_by_the_node_clock(harness):
+    """It was stamped 0 (1970) while every later one had the wall clock."""
+    h = harness([('lockstep', False)])
+    first = stamp(h.sim._state.header.stamp)       # published at construction
+    assert abs(first - h.sim.get_clock().now().nanoseconds) < 5_000_000_000
+
+
 def test_scheduled_payload_change_also_in_real_time(harness):
     """
     payload_change.time_s in real time: simulated seconds after the first command.

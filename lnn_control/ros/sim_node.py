@@ -133,7 +133,8 @@ class SimNode(Node):
         RP.attach(self, schema.SIMULATOR, None, self._apply_parameters,
                   combined=self.config.combined_problems)
         self._create_interfaces(idle_period_s)
-        self._publish_state(self.time_ns)
+        # (in real time stamped by the node clock, as every later state: not 1970)
+        self._publish_state(self.time_ns if self.lockstep else self.get_clock().now().nanoseconds)
         if self.lockstep:
             self._publish_clock()
         self.get_logger().info(
