@@ -1917,3 +1917,14 @@ def test_controller_state_table_every_nth_tick(rig):
         r.tick()
     r.tick(4)
     r.wait(lambda: len(got) == 7, 'a table on each of the 5 ticks at decimation 1')
+
+
+def test_good_supervisor_events_are_logged_as_info_and_trips_as_warnings(rig):
+    """A step of gain given back (or a trial of more PD gain) is not a trip: it was a WARN."""
+    r = rig({'prediction.enabled': False})
+    warnings = record_warnings(r.node)
+    sv = r.node.controller.supervisor
+    for action in ('gain_restored', 'pd_restored', 'resume', 'rollback'):
+        sv._record(action, f'injected {action}', episode=False)
+    r.node._log_new_events()
+    assert [w.split(':')[1].split()[0] for w in warnings] == ['rollback'], warnings

@@ -682,7 +682,8 @@ class LnnControllerNode(ControllerServices, Node):
         """Log each supervisor intervention, detected plant change and anomaly once."""
         ctrl, log = self.controller, self.get_logger()
         for event in ctrl.supervisor.interventions[self._interventions_logged:]:
-            common.log_outcome(log, event.action == 'resume', f'learning supervisor: '
+            good = event.action in ('resume', 'gain_restored', 'pd_restored')   # not trips
+            common.log_outcome(log, good, f'learning supervisor: '
                                f'{event.action} after {event.time_s:.2f} s of control: '
                                f'{event.reason}')
             self._interventions_logged += 1
