@@ -399,7 +399,7 @@ class AdaptiveController(InverseModelTick):
                 if self._was_saturated:
                     self.saturation_pauses += 1
                 else:
-                    refused = not self._learn(self._phi, self._pd)
+                    refused = not self._learn(self._phi, self._pd, self._ff_excess)
             self.learning_error = float(np.sqrt(self._pd @ self._pd))
         # nothing learned to judge: PD alone (a hold runs on, to its end)
         if self.learning_enabled or self._ff.any() or not self.supervisor.learning_allowed:
@@ -430,25 +430,26 @@ class AdaptiveController(InverseModelTick):
     def _learning_now(self) -> bool:
         return self.learning_enabled and self.supervisor.learning_allowed
 
-    def _learn(self, phi: np.ndarray, error: np.ndarray) -> bool:
+    def _learn(self, phi: np.ndarray, error: np.ndarray,
+               clipped: np.ndarray | None = None) -> bool:
         """
         Take one RLS step of both readouts; False when one was refused as numerically unusable.
 
-        (That readout is then unchanged and the supervisor acts.) ``error`` is the PD output
-        (``feedback_error``; ``inverse_model`` passes its own, used as it is); the summed
-        readouts' a-priori error is that less what the feedforward bound took off their
-        prediction: their target is the feedforward applied plus the PD output (learned
-        as if the unbounded prediction had been applied, a bounded or switched-off
-        feedforward wound the readout up to 15x the command limit). The slow readout learns
-        the whole feedforward: its own a-priori error adds back what the fast one supplied.
-        The fast one learns what the slow one leaves after its step (its a-posteriori
-        residual) minus its own prediction.
+        (That readout is then unchanged and the supervisor acts.) ``error`` less ``clipped``
+        is the a-priori error of the summed readouts. Feedback-error learning passes the PD
+        output and what the feedforward bound took off their prediction: their target is the
+        feedforward applied plus the PD output (learned as if the unbounded prediction had
+        been applied, a bounded or switched-off feedforward wound the readout up to 15x the
+        command limit); the inverse model passes its own error, nothing clipped. The slow
+        readout learns the whole feedforward: its own a-priori error adds back what the fast
+        one supplied. The fast one learns what the slow one leaves after its step (its
+        a-posteriori residual) minus its own prediction.
         """
         err = self._err
-        if self.mode == 'feedback_error':
-            np.subtract(error, self._ff_excess, out=err)
-        else:       # inverse_model: its error is the command applied less its prediction
+        if clipped is None:
             np.copyto(err, error)
+        else:
+            np.subtract(error, clipped, out=err)
         fast = self.fast_active
         if fast:
             err += self._ff_fast

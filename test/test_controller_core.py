@@ -520,7 +520,7 @@ def test_control_loop_stale_zero_resume_and_refusal():
     assert 'non-finite' in loop.refusal and (loop.command == 0).all()
     # a learning step that refuses (after the command went out) is reported, not raised
     loop.sensor_received(60_000_000)
-    loop.controller._learn = lambda phi, error: (_ for _ in ()).throw(ValueError('refused'))
+    loop.controller._learn = lambda *args: (_ for _ in ()).throw(ValueError('refused'))
     assert loop.act(70_000_000, measured, desired) is None and np.abs(loop.command).max() > 0
     assert loop.adapt() == REFUSED and loop.refusal == 'refused'
     hold = ControlLoop(make(), sensor_timeout_s=0.02, stale_action='hold')
