@@ -343,6 +343,10 @@ class ReadRunner(CopyRunner):
 
     name = 'read_floor'
 
+    def __init__(self, nf):         # (no destination: nothing is written)
+        self.src = np.random.default_rng(0).standard_normal((nf, nf))
+        self.times = []
+
     def warm_up(self, n):
         for _ in range(n):
             triangle_sum(self.src)

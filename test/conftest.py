@@ -85,3 +85,22 @@ def lint_paths(monkeypatch):
     """
     monkeypatch.chdir(Path(__file__).resolve().parents[1])
     return ['lnn_control', 'test', 'benchmarks', 'launch', 'setup.py']
+
+
+TWO_LINK_ARM = """<mujoco><option timestep="{timestep}"/><worldbody>
+  <body name="upper"><joint name="shoulder" axis="0 1 0"/>
+    <geom type="capsule" fromto="0 0 0 0.4 0 0" size="0.03" mass="1.5"/>
+    <body name="fore" pos="0.4 0 0"><joint name="elbow" axis="0 1 0"/>
+      <geom type="capsule" fromto="0 0 0 0.35 0 0" size="0.03" mass="1"/></body></body>
+</worldbody><actuator><motor joint="shoulder" ctrllimited="true" ctrlrange="-60 60"/>
+  <motor joint="elbow" ctrllimited="true" ctrlrange="-30 30"/></actuator></mujoco>"""
+
+
+@pytest.fixture
+def two_link_arm(tmp_path):
+    """Return ``write(timestep)``: a user's MJCF of a plain vertical 2-link arm, its path."""
+    def write(timestep=0.002):
+        path = tmp_path / f'arm_{timestep:g}.xml'
+        path.write_text(TWO_LINK_ARM.format(timestep=timestep))
+        return str(path)
+    return write

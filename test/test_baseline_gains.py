@@ -159,7 +159,7 @@ def test_a_damping_ratio_below_the_honest_rule_is_flagged():
 
 
 def test_delay_advice_gives_a_rate_the_model_runs_and_the_bandwidth_factor_to_type(
-        capsys, tmp_path):
+        capsys, two_link_arm):
     """
     A 2 ms model got '>= 181 Hz', which lnn_sim refuses, and 200 Hz went unflagged.
 
@@ -182,15 +182,7 @@ def test_delay_advice_gives_a_rate_the_model_runs_and_the_bandwidth_factor_to_ty
     assert 'refuse it' not in capsys.readouterr().err
     # A 0.2 ms model runs 2500, 1250, 1000 ... Hz: a rate needed between 1250 and 2000 Hz
     # was advised as itself and called above the node's 2000 Hz.
-    path = tmp_path / 'fine.xml'
-    path.write_text("""<mujoco><option timestep="0.0002"/><worldbody>
-      <body name="upper"><joint name="shoulder" axis="0 1 0"/>
-        <geom type="capsule" fromto="0 0 0 0.4 0 0" size="0.03" mass="1.5"/>
-        <body name="fore" pos="0.4 0 0"><joint name="elbow" axis="0 1 0"/>
-          <geom type="capsule" fromto="0 0 0 0.35 0 0" size="0.03" mass="1"/></body></body>
-    </worldbody><actuator><motor joint="shoulder" ctrllimited="true" ctrlrange="-60 60"/>
-      <motor joint="elbow" ctrllimited="true" ctrlrange="-30 30"/></actuator></mujoco>""")
-    fine = Plant(str(path))
+    fine = Plant(two_link_arm(0.0002))
     kp, kd = honest_gains(fine)
     said = [w[0] for w in (delay_check(fine, kp * s * s, kd * s, 500.0, 1)[1]
                            for s in np.linspace(1.0, 30.0, 300)) if w]

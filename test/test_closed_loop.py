@@ -225,29 +225,23 @@ def test_the_summary_gives_each_joints_ratios_the_pooled_ones_mix_units():
     assert out['worst_window_ratio'] == pytest.approx(0.5, abs=0.01)   # the pool: joint 0
 
 
-def test_a_users_reference_centre_is_where_the_gains_of_their_model_are_designed(tmp_path):
+def test_a_users_reference_centre_is_where_the_gains_of_their_model_are_designed(
+        two_link_arm):
     """--param reference.offset on an MJCF: the gains were designed at the default centre."""
     from lnn_control.plants import honest_gains, Plant
-    path = tmp_path / 'arm.xml'
-    path.write_text("""<mujoco><option timestep="0.002"/><worldbody>
-      <body name="upper"><joint name="shoulder" axis="0 1 0"/>
-        <geom type="capsule" fromto="0 0 0 0.4 0 0" size="0.03" mass="1.5"/>
-        <body name="fore" pos="0.4 0 0"><joint name="elbow" axis="0 1 0"/>
-          <geom type="capsule" fromto="0 0 0 0.35 0 0" size="0.03" mass="1"/></body></body>
-    </worldbody><actuator><motor joint="shoulder" ctrllimited="true" ctrlrange="-60 60"/>
-      <motor joint="elbow" ctrllimited="true" ctrlrange="-30 30"/></actuator></mujoco>""")
-    default = CL.plant_params(str(path))
-    bent = CL.plant_params(str(path), {'reference.offset': [0.0, 2.0]})
-    plant = Plant(str(path))
+    path = two_link_arm()
+    default = CL.plant_params(path)
+    bent = CL.plant_params(path, {'reference.offset': [0.0, 2.0]})
+    plant = Plant(path)
     plant.set_design_pose([0.0, 2.0])
     kp, kd = honest_gains(plant)
     np.testing.assert_allclose(bent['kp'], kp, rtol=1e-5)
     np.testing.assert_allclose(bent['kd'], kd, rtol=1e-5)
     assert bent['kp'][0] < 0.7 * default['kp'][0]       # the elbow bent: less inertia
     assert bent['reference.offset'] == [0.0, 2.0]
-    fixed = CL.plant_params(str(path), {'reference.offset': [0.0, 2.0], 'kp': [50.0, 20.0]})
+    fixed = CL.plant_params(path, {'reference.offset': [0.0, 2.0], 'kp': [50.0, 20.0]})
     assert fixed['kp'] == [50.0, 20.0]                  # gains of the user's are theirs
     from lnn_control import schema
     for bad in ([float('nan'), 0.0], [0.0, 1.0, 2.0]):  # refused as the parameter it is
         with pytest.raises(ValueError, match='reference.offset'):
-            schema.resolve(CL.plant_params(str(path), {'reference.offset': bad}))
+            schema.resolve(CL.plant_params(path, {'reference.offset': bad}))

@@ -740,6 +740,17 @@ def _drop_out(r, sent=None, ticks=50):
         r.tick()
 
 
+def _ramping(rig):
+    """Return a DROP_OUT rig that has followed a 1 rad/s trajectory on both joints 20 ticks."""
+    r = rig(DROP_OUT)
+    r.send([0.0, 0.0])
+    r.tick()
+    r.send_trajectory([(0.0, [0.0, 0.0], [1.0, -1.0], None),
+                       (3.0, [3.0, -3.0], [1.0, -1.0], None)])
+    _follow(r, 20)
+    return r
+
+
 def _resume(r, ticks, at=(0.3, -0.1)):
     """joint_states again, the robot moved to ``at`` meanwhile: the commands of ``ticks``."""
     commands = []
@@ -750,12 +761,7 @@ def _resume(r, ticks, at=(0.3, -0.1)):
 
 
 def test_a_trajectory_sent_during_a_drop_out_starts_from_the_robot(rig):
-    r = rig(DROP_OUT)
-    r.send([0.0, 0.0])
-    r.tick()
-    r.send_trajectory([(0.0, [0.0, 0.0], [1.0, -1.0], None),
-                       (3.0, [3.0, -3.0], [1.0, -1.0], None)])
-    _follow(r, 20)
+    r = _ramping(rig)
     _drop_out(r, [(2.0, [1.0, 1.0], [0.0, 0.0], None)])     # 0.5 s without joint_states
     commands = _resume(r, 250)
     np.testing.assert_allclose(commands[0], [0.0, 0.0], atol=1e-9)   # from where it is
@@ -965,12 +971,7 @@ def test_control_resumes_from_where_the_robot_is_after_a_sensor_drop_out(rig):
 
 def test_a_trajectory_that_ran_on_through_a_drop_out_is_blended_into_from_the_robot(rig):
     """A 1 rad/s trajectory through 0.5 s without joint_states stepped the position 0.5 rad."""
-    r = rig(DROP_OUT)
-    r.send([0.0, 0.0])
-    r.tick()
-    r.send_trajectory([(0.0, [0.0, 0.0], [1.0, -1.0], None),
-                       (3.0, [3.0, -3.0], [1.0, -1.0], None)])
-    _follow(r, 20)
+    r = _ramping(rig)
     _drop_out(r)                                # 0.5 s without joint_states
     commands = _resume(r, 150)
     np.testing.assert_allclose(commands[0], [0.0, 0.0], atol=1e-9)   # from where it is
