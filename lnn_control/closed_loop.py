@@ -14,7 +14,7 @@ import numpy as np
 
 from . import schema
 from .controller import AdaptiveController
-from .loop import ControlLoop, REFUSED
+from .loop import ControlLoop, REFUSED, supervisor_state
 from .plants import Plant
 from .share import share_directory
 from .trajectories import make_reference
@@ -250,7 +250,8 @@ def run(plant_name: str, controller_params: Mapping[str, Any], duration: float,
         ctrl.save(readout_path)
     sv = ctrl.supervisor
     meta = {'interventions': [(i.time_s, i.action, i.reason) for i in sv.interventions],
-            'supervisor_state': sv.state, 'gain_scale': sv.gain_scale, 'pd_scale': sv.pd_gain,
+            'supervisor_state': supervisor_state(ctrl), 'gain_scale': sv.gain_scale,
+            'pd_scale': sv.pd_gain,
             'change_detections': [d.time_s for d in ctrl.change_detector.detections]}
     if fm is not None:
         meta['anomalies'] = [d.time_s for d in fm.detector.detections]

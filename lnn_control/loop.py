@@ -16,6 +16,7 @@ import numpy as np
 from . import control_kernels as CK
 from .controller import AdaptiveController
 from .schema import by_name
+from .supervisor import LEARNING
 
 STALE_ACTIONS = by_name()['stale_sensor_action'].choices
 
@@ -31,6 +32,8 @@ CHATTER_WARN = -0.5
 # loop itself saturates or oscillates (every such hold over the named zoo and 60 random
 # plants was on a plant whose PD loop is unstable or in a limit cycle).
 PD_ONLY_SATURATION_WARN = 0.1
+# The time of the latest measurement after a clock jump: none on the new clock yet.
+NO_MEASUREMENT_NS = -(1 << 62)
 
 
 class ControlLoop:
@@ -72,10 +75,12 @@ class ControlLoop:
         """
         Handle time going backwards: forget the reservoir state and the stale episode.
 
-        What was learned is kept.
+        A measurement from before the jump has no age on the new clock: every tick is
+        stale until ``sensor_received`` (it was taken as measured at 0, fresh again after
+        a jump to near 0). What was learned is kept.
         """
         self.stale = False
-        self.sensor_time_ns = 0
+        self.sensor_time_ns = NO_MEASUREMENT_NS
         self.controller.reset_state()
 
     def tick(self, now_ns: int, measured, desired) -> str | None:
@@ -151,7 +156,7 @@ class ControlLoop:
         """Return what a front end should report as wrong with the loop or the learning."""
         state = self.controller.supervisor.state
         return ((['joint_states stale'] if self.stale else [])
-                + ([f'learning supervisor: {state}'] if state != 'learning' else [])
+                + ([f'learning supervisor: {state}'] if state != LEARNING else [])
                 + list(self.pd_health().values()))
 
     def pd_health(self) -> dict[str, str]:
@@ -195,7 +200,7 @@ class ControlLoop:
             ('sensor stale', self.stale),
             ('stale episodes', self.stale_episodes),
             ('readout updates', ctrl.slow.updates),
-            ('supervisor state', sv.state if sv.enabled else 'disabled'),
+            ('supervisor state', supervisor_state(ctrl)),
             ('supervisor error ratio estimate', sv.ratio),
             ('supervisor oscillation ratio', sv.oscillation),
             ('command lag-1 correlation (lowest joint)', sv.chatter[0]),
@@ -226,6 +231,20 @@ class ControlLoop:
                   for h, e in zip(fm.horizons, fm.error_rms)),
                 ('prediction anomaly score', fm.detector.score),
                 ('prediction anomalies', len(fm.detector.detections))]
+
+
+def supervisor_state(controller: AdaptiveController) -> str:
+    """
+    Say the learning supervisor's state as a user reads it.
+
+    With learning off it still watches the (frozen) readout, but nothing is learning.
+    """
+    sv = controller.supervisor
+    if not sv.enabled:
+        return 'disabled'
+    if sv.state == LEARNING and not controller.learning_enabled:
+        return 'watching (learning off)'
+    return sv.state
 
 
 def _last_intervention(supervisor) -> str:

@@ -530,6 +530,38 @@ def test_control_loop_stale_zero_resume_and_refusal():
     np.testing.assert_array_equal(hold.command, last)
 
 
+def test_after_a_clock_jump_the_old_measurement_is_never_fresh():
+    """Back to near 0, the measurement from before the jump is stale until a new one comes."""
+    from lnn_control.loop import RESUMED, STALE, ControlLoop
+
+    loop = ControlLoop(make(), sensor_timeout_s=0.02, stale_action='zero')
+    (measured, desired), = signals(1)
+    loop.sensor_received(5_000_000_000)
+    loop.tick(5_010_000_000, measured, desired)
+    assert np.abs(loop.command).max() > 0
+    loop.clock_jumped()                    # a simulation reset: the clock restarts at 0
+    assert loop.tick(10_000_000, measured, desired) == STALE
+    assert (loop.command == 0).all()
+    loop.sensor_received(20_000_000)
+    assert loop.tick(20_000_000, measured, desired) == RESUMED
+    assert np.abs(loop.command).max() > 0
+
+
+def test_with_learning_off_the_supervisor_is_reported_watching():
+    """A PD-only node's /diagnostics and summary do not say its supervisor is learning."""
+    from lnn_control.loop import ControlLoop, supervisor_state
+
+    supervised = {'supervisor.enabled': True}
+    loop = ControlLoop(make(learning_enabled=False, **supervised), sensor_timeout_s=1.0)
+    assert dict(loop.status())['supervisor state'] == 'watching (learning off)'
+    assert not [p for p in loop.problems() if 'supervisor' in p]
+    assert supervisor_state(make(learning_enabled=False)) == 'disabled'
+    on = make(**supervised)
+    assert supervisor_state(on) == 'learning'
+    on.supervisor._pd_only('injected by the test')
+    assert supervisor_state(on) == 'pd_only'
+
+
 @pytest.mark.slow
 def test_a_pd_loop_chattering_at_the_control_rate_is_reported():
     """
