@@ -60,11 +60,14 @@ def traces_from_mcap(path: str) -> tuple[list[CL.Trace], dict[str, str]]:
         err = np.linalg.norm(kp * (q_d - q) + kd * (qd_d - qd), axis=1)
         meta_arm = _supervisor_from_diagnostics(data.get('/diagnostics', []),
                                                 f'/{ns}/lnn_controller', desired['stamp_ns'][0])
-        prediction, horizon = _predictions(data.get(f'/{ns}/lnn_controller/prediction', []),
-                                           joints, desired['stamp_ns'][d],
-                                           int(meta.get('prediction_horizon_ticks', 0)))
-        if prediction is not None:
-            meta_arm['horizons'] = (horizon,)
+        found = [_predictions(data.get(f'/{ns}/lnn_controller/{topic}', []), joints,
+                              desired['stamp_ns'][d], int(meta.get(key, 0)))
+                 for topic, key in (('prediction', 'prediction_horizon_ticks'),
+                                    ('long_prediction', 'prediction_long_horizon_ticks'))]
+        found = [(p, h) for p, h in found if p is not None]
+        prediction = np.concatenate([p for p, _ in found], axis=1) if found else None
+        if found:
+            meta_arm['horizons'] = tuple(h for _, h in found)
         traces.append(CL.Trace(t, q_d, q, u, err, qd, prediction,
                                label='adaptive' if learning else 'PD only', meta=meta_arm))
     return traces, meta

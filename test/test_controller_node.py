@@ -318,7 +318,7 @@ def test_a_continuous_joint_is_controlled_the_shortest_way_in_the_branch_it_repo
     r.tester.create_subscription(JointState, 'lnn_controller/prediction', prediction.append,
                                  RELIABLE)
     r.wait(lambda: (r.node._state_pub.get_subscription_count() > 0
-                    and r.node._prediction_pub.get_subscription_count() > 0), 'discovery')
+                    and r.node._predictions[0][1].get_subscription_count() > 0), 'discovery')
     r.send([2000.1, 1.5])                             # j2 beyond its limit: dropped
     assert r.node.rejected['implausible'] == 1 and r.node.sensor_messages == 0
     r.send([2000.1, 0.5])                             # j1 far beyond it: continuous
@@ -1850,22 +1850,29 @@ def test_plant_changes_on_diagnostics_and_the_plant_changed_service(rig):
 
 
 def test_prediction_published_stamped_with_the_time_it_predicts(rig):
-    r = rig({'prediction.horizon_ticks': 3})
-    got = []
+    r = rig({'prediction.horizon_ticks': 3, 'prediction.long_horizon_s': 0.2})
+    got, long = [], []
     r.tester.create_subscription(JointState, 'lnn_controller/prediction', got.append, RELIABLE)
-    r.wait(lambda: r.node._prediction_pub.get_subscription_count() > 0, 'discovery')
+    r.tester.create_subscription(JointState, 'lnn_controller/long_prediction', long.append,
+                                 RELIABLE)
+    r.wait(lambda: all(p.get_subscription_count() > 0 for _, p, *_ in r.node._predictions),
+           'discovery')
     for k in range(6):
         r.send([0.1 * k, -0.05 * k], [0.3, -0.2])
         r.tick()
-    r.wait(lambda: len(got) == 6, 'six predictions')
+    r.wait(lambda: len(got) == 6 and len(long) == 6, 'six predictions of each horizon')
     ctrl = r.node.controller
-    last = got[-1]
-    assert list(last.name) == ['j1', 'j2']
-    assert C.stamp_to_ns(last.header.stamp) == r.now_ns + 3 * PERIOD_NS
-    np.testing.assert_array_equal(last.position, ctrl.forward.prediction(0)[0])
-    np.testing.assert_array_equal(last.velocity, ctrl.forward.prediction(0)[1])
-    assert [C.stamp_to_ns(m.header.stamp) for m in got] == [
-        (k + 1 + 3) * PERIOD_NS for k in range(6)]
+    long_ticks = round(0.2 * 1e9 / PERIOD_NS)
+    assert ctrl.forward.horizons == (3, long_ticks)
+    for i, (ticks, received) in enumerate(((3, got), (long_ticks, long))):
+        last = received[-1]
+        assert list(last.name) == ['j1', 'j2']
+        assert C.stamp_to_ns(last.header.stamp) == r.now_ns + ticks * PERIOD_NS
+        np.testing.assert_array_equal(last.position, ctrl.forward.prediction(i)[0])
+        np.testing.assert_array_equal(last.velocity, ctrl.forward.prediction(i)[1])
+        assert [C.stamp_to_ns(m.header.stamp) for m in received] == [
+            (k + 1 + ticks) * PERIOD_NS for k in range(6)]
+    assert list(long[-1].position) != list(got[-1].position)    # another readout's
     keys = key_values(r.node.diagnostics().status[0])
     assert keys['prediction anomalies'] == '0'
     assert 'prediction error 3 ticks ahead (RMS, input-scale units)' in keys
@@ -1875,6 +1882,13 @@ def test_prediction_published_stamped_with_the_time_it_predicts(rig):
     r.tick()
     assert r.node._anomalies_logged == 1
     assert key_values(r.node.diagnostics().status[0])['prediction anomalies'] == '1'
+
+
+def test_no_long_prediction_topic_without_a_long_horizon(rig):
+    r = rig({'prediction.long_horizon_s': 0.0})
+    topics = [p.topic_name for _, p, *_ in r.node._predictions]
+    assert len(topics) == 1 and topics[0].endswith('/lnn_controller/prediction')
+    assert r.node.controller.forward.memory is None
 
 
 def test_controller_state_table_every_nth_tick(rig):

@@ -99,6 +99,9 @@ def test_demo_cli_ros_mode_writes_summary_figure_and_recording(tmp_path):
     # the learning supervisor, as the node reported it on /diagnostics
     assert summary['supervisor']['final_state'] == 'learning'
     assert summary['supervisor']['interventions'] == 0
+    # both horizons, as ~/prediction and ~/long_prediction published them (0.5 s: 50 ticks)
+    assert summary['prediction']['horizons_ticks'] == [1, 50]
+    assert all(np.isfinite(summary['prediction']['nrmse_before_change']))
     for name in ('summary.json', 'tracking.png', 'run.mcap'):
         assert os.path.getsize(out / name) > 0
 
@@ -167,6 +170,7 @@ def test_demo_over_ros_at_another_control_rate_steps_the_simulator_at_that_rate(
     from lnn_control.recording import traces_from_mcap
     for trace in traces_from_mcap(str(out / 'run.mcap'))[0]:     # 2 s of 20 ms ticks
         assert trace.t.size == 100 and np.allclose(np.diff(trace.t), 0.02)
+        assert trace.meta['horizons'] == (1, 25)         # 0.5 s at 50 Hz
 
 
 def test_parameters_on_the_command_line_keep_their_types():

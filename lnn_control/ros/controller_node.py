@@ -10,7 +10,8 @@ forward_command_controller (``interface_name: effort``)::
                   joint_trajectory_controller's topic)        -> node
     node -> commands (std_msgs/Float64MultiArray, RELIABLE, one value per joint)
     node -> /diagnostics (diagnostic_msgs/DiagnosticArray, 1 Hz)
-    node -> ~/desired, ~/prediction (sensor_msgs/JointState, every tick)
+    node -> ~/desired, ~/prediction, ~/long_prediction (sensor_msgs/JointState,
+            every tick; the predictions stamped with the time they predict)
     node -> ~/controller_state (std_msgs/Float64MultiArray, joints x
             reference, feedback, error, pd_effort, feedforward, command;
             every ``controller_state_decimation`` ticks)
@@ -179,13 +180,17 @@ class LnnControllerNode(ControllerServices, Node):
         self._state_msg = C.StateTableMessage(self.joints, STATE_FIELDS)
         self._state_countdown = 0
         forward = self.controller.forward
-        if forward is not None:     # stamped with the time it predicts
-            self._prediction_pub = self.create_publisher(JointState, '~/prediction',
-                                                         common.LATCHED_QOS)
-            self._prediction_msg = JointState(name=list(self.joints))
-            self._prediction_q = np.zeros(len(self.joints))
-            self._prediction_ns = int(round(forward.horizons[0] * 1e9
-                                            / self.controller.config.control_rate_hz))
+        # (horizon index, publisher, message, position buffer, how far ahead [ns]): each
+        # prediction is stamped with the time it predicts
+        self._predictions: list[tuple] = []
+        if forward is not None:     # the reservoir readout's horizon, then the memory's
+            period_ns = 1e9 / self.controller.config.control_rate_hz
+            for i, topic in enumerate(('~/prediction', '~/long_prediction')[
+                    :len(forward.horizons)]):
+                publisher = self.create_publisher(JointState, topic, common.LATCHED_QOS)
+                self._predictions.append((i, publisher, JointState(name=list(self.joints)),
+                                          np.zeros(len(self.joints)),
+                                          int(round(forward.horizons[i] * period_ns))))
         for topic, callback in (('joint_states', self._on_joint_states),
                                 ('~/reference', self._on_reference)):
             self.create_subscription(JointState, topic, callback,
@@ -663,13 +668,14 @@ class LnnControllerNode(ControllerServices, Node):
             self._publisher.publish(self._state_pub, self._state_msg.msg)
 
     def _publish_prediction(self, now: int) -> None:
-        msg, predicted = self._prediction_msg, self.controller.forward.prediction(0)
-        C.set_stamp(msg.header.stamp, now + self._prediction_ns)
-        # (continuous joints: in the branch their joint_states came in)
-        position = np.subtract(predicted[0], self.controller.position_offset,
-                               out=self._prediction_q)
-        msg.position, msg.velocity = position, predicted[1]
-        self._publisher.publish(self._prediction_pub, msg)
+        forward, offset = self.controller.forward, self.controller.position_offset
+        for i, publisher, msg, position, ahead_ns in self._predictions:
+            predicted = forward.prediction(i)
+            C.set_stamp(msg.header.stamp, now + ahead_ns)
+            # (continuous joints: in the branch their joint_states came in)
+            msg.position = np.subtract(predicted[0], offset, out=position)
+            msg.velocity = predicted[1]
+            self._publisher.publish(publisher, msg)
 
     def _events_pending(self) -> bool:
         ctrl = self.controller

@@ -132,7 +132,9 @@ def run(plant: str, neuron: str, duration: float, out: str, payload_change_at: f
         'payload_change_at_s': payload_change_at or 0.0, 'seed': seed,
         'mode': 'ros-lockstep' if lockstep else 'ros-realtime', 'joints': ','.join(joints),
         'kp': json.dumps(list(cfg['kp'])), 'kd': json.dumps(list(cfg['kd'])),
-        'prediction_horizon_ticks': str(cfg['prediction.horizon_ticks'])})
+        'prediction_horizon_ticks': str(cfg['prediction.horizon_ticks']),
+        'prediction_long_horizon_ticks': str(
+            round(cfg['prediction.long_horizon_s'] / (1.0 / cfg['control_rate_hz'])))})
     procs: list[subprocess.Popen] = []
     log = open(os.path.join(out, 'nodes.log'), 'w', encoding='utf-8')
     env = dict(os.environ, PYTHONUNBUFFERED='1')
@@ -190,6 +192,8 @@ def _recording_topics() -> list[tuple]:
                    (f'/{ns}/commands', Float64MultiArray, RECORD_LATCHED_QOS),
                    (f'/{ns}/lnn_controller/desired', JointState, RECORD_LATCHED_QOS),
                    (f'/{ns}/lnn_controller/prediction', JointState, RECORD_LATCHED_QOS),
+                   (f'/{ns}/lnn_controller/long_prediction', JointState,
+                    RECORD_LATCHED_QOS),
                    (f'/{ns}/lnn_controller/controller_state', Float64MultiArray,
                     RECORD_LATCHED_QOS)]
     return topics
