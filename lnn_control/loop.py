@@ -73,13 +73,15 @@ class ControlLoop:
 
     def clock_jumped(self) -> None:
         """
-        Handle time going backwards: forget the reservoir state and the stale episode.
+        Handle time going backwards or a clock step: forget the reservoir state.
 
-        A measurement from before the jump has no age on the new clock: every tick is
-        stale until ``sensor_received`` (it was taken as measured at 0, fresh again after
-        a jump to near 0). What was learned is kept.
+        A measurement from before the jump has no age on the new clock (taken as measured
+        at 0 it was fresh again after a jump to near 0): the loop is stale until
+        ``sensor_received``, and control then resumes as after any drop-out (RESUMED: a
+        front end blends from where the robot is; a jump in a drop-out skipped that
+        blend). Not counted as a stale episode. What was learned is kept.
         """
-        self.stale = False
+        self.stale = True
         self.sensor_time_ns = NO_MEASUREMENT_NS
         self.controller.reset_state()
 

@@ -1050,7 +1050,7 @@ def test_off_simulated_time_the_loop_runs_on_the_steady_clock_and_survives_a_clo
     """
     from rclpy.clock import ClockType
     r = rig({'learning_enabled': False, 'kd': [0.0], 'reference.mode': 'hold',
-             'reference.offset': [0.0, 0.0]}, sim_time=False)
+             'reference.offset': [0.0, 0.0], 'sensor_timeout_s': 1.0}, sim_time=False)
     node = r.node
     assert {t.clock.clock_type for t in (node._timer, node._diagnostics_timer)} == {
         ClockType.STEADY_TIME}
@@ -1465,6 +1465,52 @@ def test_clock_jumping_back_waits_for_fresh_joint_states(rig):
     r.send([0.0, 0.0])                       # stamped with the new, earlier time: accepted
     assert r.node.sensor_messages == 2
     assert r.tick() is not None
+
+
+def test_a_sensor_silent_after_a_clock_jump_gets_zero_effort(rig):
+    """
+    After a jump no tick runs until joint_states come; a driver keeps the last command.
+
+    A sensor silent (or refused) after the jump left the last torque applied for good;
+    now zero effort once sensor_timeout_s has passed, as for a drop-out without a jump.
+    """
+    r = rig({'learning_enabled': False, 'sensor_timeout_s': 0.05, 'reference.mode': 'hold',
+             'reference.offset': [0.0, 0.0]})
+    r.now_ns = 10**9
+    r.send([0.3, -0.2])
+    r.tick(3)
+    assert np.abs(r.commands[-1]).max() > 0
+    r.now_ns = PERIOD_NS                     # simulation reset; the sensor stays silent
+    msg = Clock()
+    msg.clock.nanosec = r.now_ns
+    r.clock.publish(msg)
+    r.wait(lambda: not r.node._have_sensor, 'the clock-jump handler')
+    published = r.node.commands_published
+    r.tick(4)                                # 40 ms: within the timeout, nothing yet
+    assert r.node.commands_published == published
+    r.tick(3)            # (at once: the stall watchdog would zero it later, on wall time)
+    assert r.node.commands_published == published + 1
+    r.wait(lambda: not np.any(r.commands[-1]), 'the zero command received')
+    r.tick(5)
+    assert r.node.commands_published == published + 1      # once
+
+
+def test_a_clock_step_in_a_drop_out_still_resumes_from_where_the_robot_is(rig):
+    """The jump cleared the drop-out, so the desired state stepped instead of blending."""
+    r = rig({'learning_enabled': False, 'sensor_timeout_s': 0.05, 'reference.mode': 'sine',
+             'reference.amplitude': [0.5, 0.5], 'reference.frequency_hz': 0.5})
+    r.now_ns = 10**9
+    for _ in range(30):                      # the robot follows the reference
+        r.send(list(r.node.desired.q))
+        r.tick()
+    held = list(r.node.desired.q)
+    r.tick(60)                               # 0.6 s drop-out: the reference runs on
+    assert r.node.loop.stale
+    r.node._on_clock_jump(None, 'the system clock stepped', step_ns=1)   # as _on_tick does
+    r.send(held)
+    r.tick()
+    np.testing.assert_allclose(r.node.desired.q, held, atol=0.02)   # blended, not stepped
+    assert r.node.desired.blend_s > 0
 
 
 def test_after_a_reset_a_state_sent_before_it_is_not_the_hold_pose(rig):

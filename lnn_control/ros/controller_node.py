@@ -140,6 +140,7 @@ class LnnControllerNode(ControllerServices, Node):
         self.desired = DesiredState(n, self.controller.continuous)
         self._have_sensor = False
         self._jumped_back = False       # the clock jumped back; no state accepted since
+        self._silent_since_ns: Optional[int] = None   # a clock jump; no state accepted since
         self._sensor_wall_ns = 0       # monotonic clock, for the latency statistics
         # sync_to_joint_state_stamps (sim time): the tick of time t waits, at most
         # until the next tick, for the joint_states stamped t, which a lock-step
@@ -396,6 +397,7 @@ class LnnControllerNode(ControllerServices, Node):
         if not self._have_sensor:
             self._have_sensor = True
             self._jumped_back = False
+            self._silent_since_ns = None
             self.desired.hold[:] = self._q
             self.get_logger().info('first valid joint_states: control starts')
         # Only the state of the waiting tick's time releases it (a repeat of the previous
@@ -524,6 +526,7 @@ class LnnControllerNode(ControllerServices, Node):
         self._sensor_stamp_ns = self._refused_stamp_ns = 0
         self._deferred_tick_ns = None
         self._jumped_back = step_ns is None
+        self._silent_since_ns = self.get_clock().now().nanoseconds
         self.loop.clock_jumped()
         self.readout_store.restart_schedule()     # the next autosave is due on the new clock
         self.get_logger().warning(f'{what}: waiting for joint_states')
@@ -532,6 +535,7 @@ class LnnControllerNode(ControllerServices, Node):
     def _on_tick(self) -> None:
         self.stats.callbacks += 1
         if not self._have_sensor:
+            self._zero_if_silent_since_jump()
             return          # never command a robot we have not heard from
         now = self.get_clock().now().nanoseconds
         step = 0 if self._on_sim_time else self._system_clock_step(now, time.monotonic_ns())
@@ -544,6 +548,23 @@ class LnnControllerNode(ControllerServices, Node):
             self._deferred_tick_ns = now
             return
         self._tick(now)
+
+    def _zero_if_silent_since_jump(self) -> None:
+        """
+        Command zero effort once if no joint_states came within sensor_timeout_s of a jump.
+
+        No tick runs until one comes on the new clock, and a driver keeps applying the last
+        command it got: a silent or refused sensor left that torque on for good.
+        """
+        since = self._silent_since_ns
+        if (since is None or self.loop.stale_action != 'zero' or self._sync_stamps
+                or self.get_clock().now().nanoseconds - since <= self.loop.timeout_ns):
+            return
+        self._silent_since_ns = None
+        if self._command.view.any() and self._publish_zero_effort():
+            self.get_logger().warning(
+                f'no valid joint_states for sensor_timeout_s '
+                f'{self.loop.timeout_ns * 1e-9:g} s since the clock jump: zero effort')
 
     def _tick(self, now: int) -> None:
         start = time.perf_counter_ns()
