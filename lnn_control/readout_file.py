@@ -82,6 +82,9 @@ def save_npz(path: str, arrays: dict[str, np.ndarray]) -> None:
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=_temp_prefix(path), suffix='.npz')
     try:
+        # the file's own mode, or what open() gives a new one (mkstemp's 0600 took every
+        # other account's access, a backup's or another node's, at the first autosave)
+        os.fchmod(fd, _mode_of(path))
         with os.fdopen(fd, 'wb') as f:
             np.savez(f, **arrays)
             f.flush()
@@ -96,6 +99,26 @@ def save_npz(path: str, arrays: dict[str, np.ndarray]) -> None:
         os.fsync(dir_fd)           # the rename itself survives a power cut
     finally:
         os.close(dir_fd)
+
+
+def _mode_of(path: str) -> int:
+    """Return the permission bits of ``path``, or 0o666 less the umask for a new file."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    """Read the process umask without setting it (os.umask would race other threads)."""
+    try:
+        with open('/proc/self/status', encoding='ascii') as f:
+            for line in f:
+                if line.startswith('Umask:'):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o022
 
 
 def _temp_prefix(path: str) -> str:
@@ -279,6 +302,9 @@ def install_controller(ctrl, loaded: LoadedReadout) -> Optional[str]:
     ctrl.supervisor.fast_cut = loaded.fast_cut
     ctrl.supervisor.gain_capped = loaded.gain_capped
     ctrl.supervisor.gain_tripped = loaded.gain_tripped
+    fast_gain = ctrl.supervisor.readout_gains()[1:]
+    if len(loaded.states) < len(ctrl.readouts()) and 0.0 < fast_gain[0] < 1.0:
+        ctrl.fast.restart_covariance(fast_gain[0])   # fresh, at the gain the file's cuts left
     return loaded.note
 
 
@@ -400,6 +426,10 @@ class ReadoutStore:
         self.withheld_because: Optional[str] = None   # ... the last time, why
         self.last_error: Optional[str] = None
         self._loads_pending = 0       # load_request()s not finished (swapped in or refused)
+        # loads asked for: an autosave snapshot taken before one is not written after it
+        # (it replaced the file just loaded with the readout from before the load)
+        self._loads_asked = 0
+        self._file_lock = threading.Lock()   # an autosave's check and write; a load on the caller
         # the I/O thread's work, in order: autosaves, requests, flush marks; None stops it
         self._queue: queue.Queue = queue.Queue()
         self._autosave_waiting = False
@@ -536,8 +566,12 @@ class ReadoutStore:
                            'nothing will be saved there; learning starts fresh')
         ok, message = self._load_request().run().finish()
         if not ok:
-            message = (f'readout_path {self.path} refused ({message}); kept as '
-                       f'{set_aside(self.path)}; learning starts fresh')
+            try:
+                kept = f'kept as {set_aside(self.path)}'
+            except OSError as e:         # a read-only directory: it stays, never written
+                kept = f'could not be set aside ({e}); ' + self._guard(
+                    self.path, 'was refused at start')
+            message = f'readout_path {self.path} refused ({message}); {kept}; learning starts fresh'
         return ok, message
 
     def save(self) -> tuple[bool, str]:
@@ -605,7 +639,9 @@ class ReadoutStore:
 
     def load(self) -> tuple[bool, str]:
         """Load ``path`` on the calling thread; (ok, message); a refused file is guarded."""
-        return self._load_request(refused=NOT_LOADED, guard=True).run().finish()
+        request = self._load_request(refused=NOT_LOADED, guard=True)
+        with self._file_lock:           # not while an autosave writes an older readout
+            return request.run().finish()
 
     def load_request(self, wake: Optional[Callable[[], None]] = None) -> Request:
         """
@@ -630,6 +666,7 @@ class ReadoutStore:
             return Request.answered(False, 'readout_path is empty')
         path, ctrl = self.path, self.ctrl
         self._loads_pending += pending
+        self._loads_asked += 1
 
         def finish(loaded, error):
             self._loads_pending -= pending
@@ -671,7 +708,8 @@ class ReadoutStore:
             self.skipped += 1
             return False
         self._autosave_waiting = True
-        self._queue.put(functools.partial(self._autosave, self.path, self._snapshot()))
+        self._queue.put(functools.partial(self._autosave, self.path, self._snapshot(),
+                                          self._loads_asked))
         self._checked(written=True)
         return True
 
@@ -706,17 +744,21 @@ class ReadoutStore:
         finally:
             self._spare = arrays
 
-    def _autosave(self, path: str, arrays: dict[str, np.ndarray]) -> None:
+    def _autosave(self, path: str, arrays: dict[str, np.ndarray], loads_asked: int) -> None:
         self._autosave_waiting = False
-        why = self._written_by_another(path)
-        if why:
-            self._spare = arrays
-            self.last_error = f'autosave to {path} skipped: {why}'
-            return
-        try:
-            self._write(path, arrays)
-            self._own.add(path)
-            self.saves += 1
-            self.last_error = None
-        except (OSError, ValueError) as e:
-            self.last_error = f'autosave to {path} failed: {e}'
+        with self._file_lock:
+            if loads_asked != self._loads_asked:    # a load was asked for since the copy
+                self._spare = arrays
+                return
+            why = self._written_by_another(path)
+            if why:
+                self._spare = arrays
+                self.last_error = f'autosave to {path} skipped: {why}'
+                return
+            try:
+                self._write(path, arrays)
+                self._own.add(path)
+                self.saves += 1
+                self.last_error = None
+            except (OSError, ValueError) as e:
+                self.last_error = f'autosave to {path} failed: {e}'

@@ -82,6 +82,31 @@ def test_a_file_that_cannot_be_loaded_is_set_aside_and_learning_starts_fresh(tmp
     assert not fresh.slow.w.any() and fresh.slow.updates == 0
 
 
+def test_a_refused_file_that_cannot_be_set_aside_is_left_unwritten(tmp_path, monkeypatch):
+    """A read-only directory: the rename raised out of load_at_start and the node never started."""
+    import lnn_control.readout_file as RF
+
+    def read_only(src, dst):
+        raise PermissionError(13, 'Permission denied', src)
+    path = tmp_path / 'readout.npz'
+    trained().save(str(path))
+    foreign_joints(path)
+    before = path.read_bytes()
+    fresh = AdaptiveController(BASE, dt=0.01)
+    store = ReadoutStore(fresh, str(path), 0.01)
+    monkeypatch.setattr(RF.os, 'rename', read_only)
+    try:
+        ok, message = store.load_at_start()
+        assert not ok and 'could not be set aside' in message and 'starts fresh' in message
+        assert not fresh.slow.w.any()
+        store.tick(0)
+        assert not store.tick(20_000_000) and store.doubtful()   # never written automatically
+        assert store.save_at_shutdown()[0] is None
+    finally:
+        store.close()
+    assert path.read_bytes() == before
+
+
 def test_a_file_a_requested_load_refused_is_not_autosaved_over(tmp_path):
     """
     Another robot's readout copied to readout_path, then ~/load_readout: refused.
@@ -309,6 +334,43 @@ def test_a_busy_writer_skips_instead_of_queueing(tmp_path, monkeypatch):
         store.close()
 
 
+@pytest.mark.parametrize('asynchronous', [False, True])
+def test_an_autosave_copied_before_a_load_never_replaces_the_file_loaded(
+        tmp_path, asynchronous):
+    """
+    The copy was queued behind a slow write; the load came before it was written.
+
+    It then replaced the file just loaded with the readout from before the load (on
+    simulated time, where ``~/load_readout`` is synchronous, every time).
+    """
+    path = tmp_path / 'r.npz'
+    ctrl = trained()
+    store = ReadoutStore(ctrl, str(path), 0.05)
+    try:
+        store.save()
+        other = trained(300)                 # the operator puts a backup there and loads it
+        other.save(str(tmp_path / 'backup.npz'))
+        os.replace(tmp_path / 'backup.npz', path)
+        gate = threading.Event()
+        store._queue.put(gate.wait)          # a slow disk: the I/O thread is busy
+        store.tick(0)
+        assert store.tick(60_000_000)        # the old readout's copy waits behind it
+        if asynchronous:
+            request = store.load_request()
+            gate.set()
+            assert request.wait(10.0) and request.finish()[0]
+        else:
+            threading.Timer(0.05, gate.set).start()
+            assert store.load()[0]
+        np.testing.assert_array_equal(ctrl.slow.w, other.slow.w)
+        store.flush()
+        on_disk = np.load(path)
+        np.testing.assert_array_equal(on_disk['slow/w'], other.slow.w)
+        assert store.last_error is None
+    finally:
+        store.close()
+
+
 def test_requests_do_the_file_work_on_the_io_thread_in_order(tmp_path, monkeypatch):
     """
     A save request copies the readout at once and says success only once it is written.
@@ -526,6 +588,38 @@ def test_a_readout_saved_with_the_fast_learner_toggled_loads_its_slow_readout(
         fresh = AdaptiveController(BASE, dt=0.01).fast
         assert not ctrl.fast.w.any() and ctrl.fast.updates == 0
         np.testing.assert_array_equal(ctrl.fast.covariance(), fresh.covariance())
+
+
+def test_a_fast_readout_started_for_a_file_without_one_takes_the_files_cut_gain(tmp_path):
+    """It restarted at full gain while the file's supervisor cuts said x0.01."""
+    path = tmp_path / 'readout.npz'
+    saved = trained(**{'rls.fast_learner': False})
+    saved.supervisor.gain_scale, saved.supervisor.gain_tripped = 0.01, 0.1
+    saved.save(str(path))
+    ctrl = trained()
+    ctrl.load(str(path))
+    assert ctrl.supervisor.readout_gains() == (0.01, 0.01)
+    fresh = AdaptiveController(BASE, dt=0.01).fast
+    np.testing.assert_allclose(ctrl.fast.covariance(), 0.01 * fresh.covariance())
+
+
+def test_saves_keep_the_files_permissions_and_give_a_new_one_what_open_would(tmp_path):
+    """A save through mkstemp (0600) took a 0644 file's access from every other account."""
+    path = tmp_path / 'readout.npz'
+    ctrl = trained()
+    old = os.umask(0o027)
+    try:
+        ctrl.save(str(path))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640          # 0o666 less the umask
+    path.chmod(0o644)
+    store = ReadoutStore(ctrl, str(path), 0.0)
+    try:
+        assert store.save()[0]
+    finally:
+        store.close()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
 
 
 def test_a_file_that_is_no_readout_is_refused_without_pointing_at_unpickling(tmp_path):
