@@ -61,6 +61,7 @@ class ChangeDetector:
         self.dt = float(dt)
         self._enabled = bool(enabled)
         self._inv_kp = np.ones(n)
+        self._kd = np.zeros(n)
         self._st = st = np.zeros(CK.CD_SIZE)     # the kernel's state, then its settings
         self._hist = np.zeros(CK.CD_BINS)
         st[CK.CD_A_SHORT] = min(1.0, self.dt / short_s)
@@ -95,15 +96,17 @@ class ChangeDetector:
             self.restart()       # what it saw before it was switched off is stale
         self._enabled = bool(value)
 
-    def set_gains(self, kp: np.ndarray, command_limit: np.ndarray) -> None:
+    def set_gains(self, kp: np.ndarray, kd: np.ndarray, command_limit: np.ndarray) -> None:
         """
         Set the error units: effort / kp (effort / command_limit where kp is 0).
 
-        New gains change the loop and the units: the history starts anew.
+        New gains change the loop and the units: the history starts anew (kd too: it
+        changes the error level, which would read as a plant change).
         """
         inv_kp = 1.0 / np.where(kp > 0, kp, command_limit)
-        if not np.array_equal(inv_kp, self._inv_kp):
+        if not (np.array_equal(inv_kp, self._inv_kp) and np.array_equal(kd, self._kd)):
             self._inv_kp[:] = inv_kp
+            self._kd[:] = kd
             self.restart()
 
     def restart(self) -> None:

@@ -205,7 +205,7 @@ class AdaptiveController(InverseModelTick):
                                                and np.array_equal(limits[1], self._ff_limit)):
                     self.supervisor.limits_changed(bool(np.any(self.command_limit < limits[0])
                                                         or np.any(self._ff_limit < limits[1])))
-            self.change_detector.set_gains(self.kp, self.command_limit)
+            self.change_detector.set_gains(self.kp, self.kd, self.command_limit)
 
     def readouts(self) -> Sequence[RLSReadout]:
         return (self.slow,) if self.fast is None else (self.slow, self.fast)
@@ -348,7 +348,14 @@ class AdaptiveController(InverseModelTick):
         change) finishes a previous tick's pending learning first.
         """
         self.adapt()
-        if self._load_io(measured, desired):
+        try:
+            grew = self._load_io(measured, desired)
+        except ValueError:
+            # refused: a front end applies zero (or holds), not the last command, so the
+            # inverse model has no transition to learn from at the next tick
+            self._has_prev = False
+            raise
+        if grew:
             self._rescale_readouts()
         io = self._io
         self._refused = False

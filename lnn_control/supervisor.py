@@ -277,9 +277,17 @@ class LearningSupervisor:
         if not enabled and self.state != LEARNING:
             # nothing would end the hold: learning would stay frozen (or PD only) for good
             self._resume('supervisor disabled')
+        elif enabled:   # a rollback goes back no further (to the zeros it had: all learned)
+            self._snapshot_now()
         self.stop_easing()
         self.restore_pd('supervisor ' + ('enabled' if enabled else 'disabled'))
         self._reset_timers()        # re-enabled: judge from fresh statistics
+
+    def _snapshot_now(self) -> None:
+        """Take the readouts as they are for the snapshots a rollback returns to."""
+        for good, cand, r in zip(self._good, self._candidate, self.ctrl.readouts()):
+            good[:] = r.w
+            cand[:] = r.w
 
     @property
     def gain_capped(self) -> bool:
@@ -375,9 +383,7 @@ class LearningSupervisor:
         self.detune, self._last_ease, self._trials = 1.0, -1, _Trials()
         self._climb = _Climb()
         self._eased_hold = False
-        for good, cand, r in zip(self._good, self._candidate, self.ctrl.readouts()):
-            good[:] = r.w
-            cand[:] = r.w
+        self._snapshot_now()
         self._reset_timers()
 
     def rescale_snapshots(self, factors) -> None:
@@ -881,7 +887,5 @@ class LearningSupervisor:
             self._arm_tick = self._ticks_from_now(ARM_AFTER_S)
         self.state = LEARNING
         self._record('resume', f'{reason}: learning resumes')
-        for good, cand, r in zip(self._good, self._candidate, self.ctrl.readouts()):
-            good[:] = r.w
-            cand[:] = r.w
+        self._snapshot_now()
         self._reset_timers()

@@ -37,7 +37,8 @@ def test_kernel_matches_the_plain_reference():
     errors = np.concatenate([_bursty(rng, 2000, 0.01), _bursty(rng, 500, 0.2),
                              _bursty(rng, 1000, 0.01)])
     det = CD.ChangeDetector(2, DT, threshold=0.5)
-    det.set_gains(np.array([10.0, 0.0]), np.array([5.0, 2.0]))    # kp 0: command limit
+    det.set_gains(np.array([10.0, 0.0]), np.array([1.0, 0.1]),
+                  np.array([5.0, 2.0]))                            # kp 0: command limit
     ref = ChangeCusum(DT, CD.SHORT_S, CD.HISTORY_S, CD.BASELINE_S, CD.QUANTILE, CD.EXCESS, 0.5)
     inv_kp = np.array([0.1, 0.5])
     fired = []
@@ -85,6 +86,20 @@ def test_warm_up_restart_and_disabled():
 
 def _pendulum_params(**extra):
     return CL.plant_params('pendulum', extra)
+
+
+def test_new_gains_kd_too_start_the_history_anew():
+    """A kd change moves the loop's error level as a kp change does; it was kept."""
+    det = CD.ChangeDetector(2, DT, threshold=0.5)
+    limit = np.array([5.0, 2.0])
+    det.set_gains(np.array([10.0, 4.0]), np.array([1.0, 0.4]), limit)
+    for k in range(100):
+        det.observe(np.array([0.01, 0.02]))
+    ticks = det._st[CK.CD_TICKS]
+    det.set_gains(np.array([10.0, 4.0]), np.array([1.0, 0.4]), limit)    # the same: kept
+    assert ticks > 0 and det._st[CK.CD_TICKS] == ticks
+    det.set_gains(np.array([10.0, 4.0]), np.array([2.0, 0.4]), limit)
+    assert det._st[CK.CD_TICKS] == 0
 
 
 def test_a_payload_change_restarts_the_covariances_and_keeps_the_weights():

@@ -530,6 +530,36 @@ def test_control_loop_stale_zero_resume_and_refusal():
     np.testing.assert_array_equal(hold.command, last)
 
 
+def test_the_inverse_model_learns_no_transition_across_a_refused_tick():
+    """Zero was applied at the refused tick; the next one learned the command before it."""
+    from lnn_control.loop import REFUSED, ControlLoop
+
+    ctrl = make(**{'controller.mode': 'inverse_model'})
+    loop = ControlLoop(ctrl, sensor_timeout_s=1.0)
+    ticks = signals(60)
+    for k, (measured, desired) in enumerate(ticks[:50]):
+        loop.tick(k * 10_000_000, measured, desired)
+    bad = (np.array([np.nan, 0.0]), ticks[50][0][1])
+    assert loop.tick(500_000_000, bad, ticks[50][1]) == REFUSED
+    updates = ctrl.slow.updates
+    loop.tick(510_000_000, *ticks[51])       # its previous tick is unknown: nothing to learn
+    assert ctrl.slow.updates == updates
+    loop.tick(520_000_000, *ticks[52])
+    assert ctrl.slow.updates == updates + 1
+
+
+def test_a_supervisor_switched_on_live_rolls_back_no_further_than_what_it_found():
+    """Its snapshot was the zeros from construction: the first trip wiped all learned."""
+    ctrl = make(**{'supervisor.enabled': False})
+    for measured, desired in signals(300):
+        ctrl.step(measured, desired)
+    learned = ctrl.slow.w.copy()
+    assert np.abs(learned).max() > 0
+    ctrl.update_params({'supervisor.enabled': True})
+    ctrl.supervisor._rollback('injected by the test')
+    np.testing.assert_array_equal(ctrl.slow.w, learned)
+
+
 def test_after_a_clock_jump_the_old_measurement_is_never_fresh():
     """Back to near 0, the measurement from before the jump is stale until a new one comes."""
     from lnn_control.loop import RESUMED, ControlLoop
