@@ -258,7 +258,10 @@ class AdaptiveController(InverseModelTick):
         only one side has was taken (``load_controller``).
         """
         self.adapt()
+        before = self.normalizer.scale.copy()
         note = readout_file.load_controller(self, path)
+        if self.forward is not None:    # not saved: its weights follow the loaded scales
+            self.forward.rescale_inputs(self.normalizer.input_factors(before))
         self.change_detector.restart()
         self._apply_forgetting()    # the live parameters stay their source of truth
         return note

@@ -86,10 +86,10 @@ class InputNormalizer:
         """Count a change of scale (``track`` or ``CK.load_io`` found one)."""
         self.changes += 1
 
-    def input_factors(self) -> np.ndarray:
-        """Per input: new scale / scale before the last change (1 for unscaled inputs)."""
+    def input_factors(self, before: np.ndarray | None = None) -> np.ndarray:
+        """Per input: new scale / scale ``before`` (default: before the last change); 1 unscaled."""
         idx = self.input_index
-        ratio = self.scale / self._before
+        ratio = self.scale / (self._before if before is None else before)
         return np.where(idx >= 0, ratio[np.maximum(idx, 0)], 1.0)
 
     @property

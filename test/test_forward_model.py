@@ -136,6 +136,27 @@ def test_controller_reports_predictions_and_can_switch_them_off():
         ctrl.update_params({'prediction.horizon_ticks': 2})        # read-only
 
 
+def test_a_loaded_readouts_input_scales_carry_the_forward_model_with_them(tmp_path):
+    """The model is not saved; its weights stayed in the old units after a load."""
+    params = {'joints': ['a', 'b'], 'kp': [10.0], 'kd': [1.0], 'reservoir.size': 40}
+
+    def trained(amplitude):
+        ctrl = AdaptiveController(params)
+        for k in range(200):
+            t = 0.01 * k
+            q, qd = amplitude * np.sin([t, 2 * t]), amplitude * np.cos([t, 2 * t])
+            ctrl.step((0.9 * q, 0.9 * qd), (q, qd, -q))
+        return ctrl
+    trained(0.3).save(str(tmp_path / 'small.npz'))
+    ctrl = trained(3.0)
+    w, scale = ctrl.forward.w.copy(), ctrl.normalizer.scale.copy()
+    ctrl.load(str(tmp_path / 'small.npz'))
+    factors = ctrl.normalizer.input_factors(scale)
+    assert factors.min() < 0.5
+    m = factors.size
+    np.testing.assert_allclose(ctrl.forward.w[:, :, 1:1 + m], w[:, :, 1:1 + m] * factors)
+
+
 def test_pack_copies_arrays_into_one_buffer_that_the_kernels_read_as_the_same_views():
     arrays = [np.arange(5.0), np.arange(6.0).reshape(2, 3), np.arange(24.0).reshape(2, 3, 4)]
     buf, index, views = FK.pack(arrays)
