@@ -32,8 +32,12 @@ class InverseModelTick:
         u = self._u
         np.divide(q, s[:n], out=u[:n])
         np.divide(qd, s[n:2 * n], out=u[n:2 * n])
-        np.divide(q_d + qd_d * dt, s[:n], out=u[2 * n:3 * n])
-        np.divide(qd_d + qdd_d * dt, s[n:2 * n], out=u[3 * n:4 * n])
+        ahead = u[2 * n:4 * n]      # the desired state a tick ahead, scaled (in place)
+        np.multiply(qd_d, dt, out=ahead[:n])
+        ahead[:n] += q_d
+        np.multiply(qdd_d, dt, out=ahead[n:])
+        ahead[n:] += qd_d
+        ahead /= s[:2 * n]
         np.sin(q, out=u[4 * n:5 * n])
         np.cos(q, out=u[5 * n:])
         self._features(self.reservoir, u, self._phi)

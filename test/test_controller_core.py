@@ -560,6 +560,21 @@ def test_a_supervisor_switched_on_live_rolls_back_no_further_than_what_it_found(
     np.testing.assert_array_equal(ctrl.slow.w, learned)
 
 
+@pytest.mark.parametrize('bad', [np.nan, np.inf, -np.inf])
+def test_the_loop_never_lets_a_non_finite_command_out(bad):
+    from lnn_control.loop import ControlLoop
+
+    ctrl = make()
+    loop = ControlLoop(ctrl, sensor_timeout_s=1.0)
+    (measured, desired), = signals(1)
+    ctrl.act = lambda *args: np.array([1.0, bad])
+    loop.act(0, measured, desired)
+    assert (loop.command == 0).all()
+    ctrl.act = lambda *args: np.array([1e6, -1e6])      # the largest limits: let through
+    loop.act(0, measured, desired)
+    np.testing.assert_array_equal(loop.command, [1e6, -1e6])
+
+
 def test_after_a_clock_jump_the_old_measurement_is_never_fresh():
     """Back to near 0, the measurement from before the jump is stale until a new one comes."""
     from lnn_control.loop import RESUMED, ControlLoop
