@@ -310,8 +310,12 @@ class DesiredState:
         1 rad/s trajectory stepped the desired position 0.5 rad). A reference that did
         not move (hold, a dwell, a set point) is taken up as it is. A continuous joint's
         ``q`` is taken within half a turn of the reference (a blend from another branch
-        would turn the joint round for nothing).
+        would turn the joint round for nothing). A generated reference ``restart`` began
+        again begins here (a bag looped, use_sim_time toggled: the robot was not reset with
+        the clock; from its offset the effort stepped to the limit).
         """
+        if self._t0_ns is None and self.generator is not None:
+            self._t0_ns = now_ns    # restarted (a clock jump): from its start, from where q is
         if self._t0_ns is None:
             return
         if self.generator is not None:

@@ -1513,6 +1513,26 @@ def test_a_clock_step_in_a_drop_out_still_resumes_from_where_the_robot_is(rig):
     assert r.node.desired.blend_s > 0
 
 
+def test_a_generated_reference_restarted_by_a_jump_begins_from_where_the_robot_is(rig):
+    """A bag loop or use_sim_time toggled: the sine began again at its offset, a step."""
+    r = rig({'learning_enabled': False, 'reference.mode': 'sine',
+             'reference.amplitude': [0.5, 0.5], 'reference.frequency_hz': 0.5})
+    r.now_ns = 10**9
+    for _ in range(50):                      # the robot follows the reference
+        r.send(list(r.node.desired.q))
+        r.tick()
+    where = list(r.node.desired.q)
+    assert abs(where[0]) > 0.3
+    r.now_ns = PERIOD_NS                     # /clock loops back; the robot stays put
+    msg = Clock()
+    msg.clock.nanosec = r.now_ns
+    r.clock.publish(msg)
+    r.wait(lambda: not r.node._have_sensor, 'the clock-jump handler')
+    r.send(where, stamp_ns=r.now_ns)
+    r.tick()
+    np.testing.assert_allclose(r.node.desired.q, where, atol=0.02)   # blended, not stepped
+
+
 def test_after_a_reset_a_state_sent_before_it_is_not_the_hold_pose(rig):
     """
     A state of the old timeline delivered after /clock jumped back is refused.
