@@ -136,6 +136,15 @@ class Rig:
                            + sum(node.rejected_trajectory.values())) > before,
                   'joint_trajectory to be handled')
 
+    def reset_clock(self, now_ns=PERIOD_NS):
+        """Jump /clock back to ``now_ns`` (a simulation reset) and wait for the node's handler."""
+        self.now_ns = now_ns
+        msg = Clock()
+        msg.clock.sec, msg.clock.nanosec = divmod(now_ns, 1_000_000_000)
+        self.clock.publish(msg)
+        self.wait(lambda: (self.node.get_clock().now().nanoseconds == now_ns
+                           and not self.node._have_sensor), 'the clock-jump handler')
+
     def tick(self, n=1):
         """Advance simulated time by ``n`` control periods, one timer call each."""
         for _ in range(n):
@@ -1455,11 +1464,7 @@ def test_clock_jumping_back_waits_for_fresh_joint_states(rig):
     r.send([0.0, 0.0])
     r.tick(3)
     published = r.node.commands_published
-    r.now_ns = PERIOD_NS                     # simulation reset: time goes back to 10 ms
-    msg = Clock()
-    msg.clock.nanosec = r.now_ns
-    r.clock.publish(msg)
-    r.wait(lambda: r.node.get_clock().now().nanoseconds == PERIOD_NS, 'the clock reset')
+    r.reset_clock()                          # simulation reset: time goes back to 10 ms
     r.tick(2)                                # rcl restarts the timer one period after a jump
     assert r.node.commands_published == published       # old sensor data is not used
     r.send([0.0, 0.0])                       # stamped with the new, earlier time: accepted
@@ -1480,11 +1485,7 @@ def test_a_sensor_silent_after_a_clock_jump_gets_zero_effort(rig):
     r.send([0.3, -0.2])
     r.tick(3)
     assert np.abs(r.commands[-1]).max() > 0
-    r.now_ns = PERIOD_NS                     # simulation reset; the sensor stays silent
-    msg = Clock()
-    msg.clock.nanosec = r.now_ns
-    r.clock.publish(msg)
-    r.wait(lambda: not r.node._have_sensor, 'the clock-jump handler')
+    r.reset_clock()                          # simulation reset; the sensor stays silent
     published = r.node.commands_published
     r.tick(4)                                # 40 ms: within the timeout, nothing yet
     assert r.node.commands_published == published
@@ -1495,15 +1496,20 @@ def test_a_sensor_silent_after_a_clock_jump_gets_zero_effort(rig):
     assert r.node.commands_published == published + 1      # once
 
 
-def test_a_clock_step_in_a_drop_out_still_resumes_from_where_the_robot_is(rig):
-    """The jump cleared the drop-out, so the desired state stepped instead of blending."""
-    r = rig({'learning_enabled': False, 'sensor_timeout_s': 0.05, 'reference.mode': 'sine',
-             'reference.amplitude': [0.5, 0.5], 'reference.frequency_hz': 0.5})
+def _following_a_sine(rig, ticks, **overrides):
+    """Return a rig whose robot followed a generated sine for ``ticks``, and where it is."""
+    r = rig({'learning_enabled': False, 'reference.mode': 'sine',
+             'reference.amplitude': [0.5, 0.5], 'reference.frequency_hz': 0.5, **overrides})
     r.now_ns = 10**9
-    for _ in range(30):                      # the robot follows the reference
+    for _ in range(ticks):
         r.send(list(r.node.desired.q))
         r.tick()
-    held = list(r.node.desired.q)
+    return r, list(r.node.desired.q)
+
+
+def test_a_clock_step_in_a_drop_out_still_resumes_from_where_the_robot_is(rig):
+    """The jump cleared the drop-out, so the desired state stepped instead of blending."""
+    r, held = _following_a_sine(rig, 30, sensor_timeout_s=0.05)
     r.tick(60)                               # 0.6 s drop-out: the reference runs on
     assert r.node.loop.stale
     r.node._on_clock_jump(None, 'the system clock stepped', step_ns=1)   # as _on_tick does
@@ -1515,19 +1521,9 @@ def test_a_clock_step_in_a_drop_out_still_resumes_from_where_the_robot_is(rig):
 
 def test_a_generated_reference_restarted_by_a_jump_begins_from_where_the_robot_is(rig):
     """A bag loop or use_sim_time toggled: the sine began again at its offset, a step."""
-    r = rig({'learning_enabled': False, 'reference.mode': 'sine',
-             'reference.amplitude': [0.5, 0.5], 'reference.frequency_hz': 0.5})
-    r.now_ns = 10**9
-    for _ in range(50):                      # the robot follows the reference
-        r.send(list(r.node.desired.q))
-        r.tick()
-    where = list(r.node.desired.q)
+    r, where = _following_a_sine(rig, 50)
     assert abs(where[0]) > 0.3
-    r.now_ns = PERIOD_NS                     # /clock loops back; the robot stays put
-    msg = Clock()
-    msg.clock.nanosec = r.now_ns
-    r.clock.publish(msg)
-    r.wait(lambda: not r.node._have_sensor, 'the clock-jump handler')
+    r.reset_clock()                          # /clock loops back; the robot stays put
     r.send(where, stamp_ns=r.now_ns)
     r.tick()
     np.testing.assert_allclose(r.node.desired.q, where, atol=0.02)   # blended, not stepped
@@ -1549,11 +1545,7 @@ def test_after_a_reset_a_state_sent_before_it_is_not_the_hold_pose(rig):
         r.send([0.5, 0.5], stamp_ns=r.now_ns)
         r.tick()
     before_reset = r.now_ns
-    r.now_ns = PERIOD_NS
-    msg = Clock()
-    msg.clock.nanosec = r.now_ns
-    r.clock.publish(msg)
-    r.wait(lambda: not r.node._have_sensor, 'the clock-jump handler')
+    r.reset_clock()
     r.send([0.5, 0.5], stamp_ns=before_reset)           # in flight across the reset
     assert r.node.rejected[C.STAMP_IN_FUTURE] == 1 and not r.node._have_sensor
     for _ in range(3):
@@ -1628,11 +1620,7 @@ def test_after_a_clock_reset_diagnostics_measure_the_rate_on_the_new_clock(rig):
     r.send_reference([0.2, 0.2])
     r.tick(3)
     r.node.diagnostics()                     # the window starts at 3.03 s
-    r.now_ns = PERIOD_NS                     # simulation reset
-    msg = Clock()
-    msg.clock.nanosec = r.now_ns
-    r.clock.publish(msg)
-    r.wait(lambda: r.node.get_clock().now().nanoseconds == PERIOD_NS, 'the clock reset')
+    r.reset_clock()                          # simulation reset
     assert not r.node._reference.received    # the old reference is not commanded on
     r.send([0.0, 0.0])
     r.tick(10)

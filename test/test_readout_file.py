@@ -62,14 +62,18 @@ def foreign_joints(path):
     trained(joints=['a', 'b']).save(str(path))
 
 
-@pytest.mark.parametrize('damage', [corrupt, truncate, pickled, empty, foreign_reservoir,
-                                    foreign_joints])
-def test_a_file_that_cannot_be_loaded_is_set_aside_and_learning_starts_fresh(tmp_path, damage):
+def _damaged(tmp_path, damage):
+    """Return a saved readout file ``damage`` spoiled, its bytes, and a fresh controller."""
     path = tmp_path / 'readout.npz'
     trained().save(str(path))
     damage(path)
-    before = path.read_bytes()
-    fresh = AdaptiveController(BASE, dt=0.01)
+    return path, path.read_bytes(), AdaptiveController(BASE, dt=0.01)
+
+
+@pytest.mark.parametrize('damage', [corrupt, truncate, pickled, empty, foreign_reservoir,
+                                    foreign_joints])
+def test_a_file_that_cannot_be_loaded_is_set_aside_and_learning_starts_fresh(tmp_path, damage):
+    path, before, fresh = _damaged(tmp_path, damage)
     store = ReadoutStore(fresh, str(path), 0.0)
     try:
         ok, message = store.load_at_start()
@@ -88,11 +92,7 @@ def test_a_refused_file_that_cannot_be_set_aside_is_left_unwritten(tmp_path, mon
 
     def read_only(src, dst):
         raise PermissionError(13, 'Permission denied', src)
-    path = tmp_path / 'readout.npz'
-    trained().save(str(path))
-    foreign_joints(path)
-    before = path.read_bytes()
-    fresh = AdaptiveController(BASE, dt=0.01)
+    path, before, fresh = _damaged(tmp_path, foreign_joints)
     store = ReadoutStore(fresh, str(path), 0.01)
     monkeypatch.setattr(RF.os, 'rename', read_only)
     try:
