@@ -500,6 +500,7 @@ class AdaptiveController(InverseModelTick):
         pendulums kept half the benefit (docs/zoo.md). O(N^2): an event, not a tick.
         """
         self.adapt()                     # a pending tick learns on the old covariance
+        self.supervisor.plant_changed()
         gains = self.supervisor.readout_gains()
         self.slow.restart_covariance(gains[0] * RESTART_GAIN)
         if self.fast_active:

@@ -1244,3 +1244,21 @@ def test_a_bounded_or_switched_off_feedforward_does_not_wind_the_readout_up():
     pd = _loop(AdaptiveController({**params, 'learning_enabled': False}), zoo.model_name(name),
                5.0)
     assert _rms(err, ctrl.dt, 0.0, 5.0) < _rms(pd, ctrl.dt, 0.0, 5.0)
+
+
+def test_a_plant_change_brings_the_next_trial_of_full_pd_gains_forward():
+    """A heavier payload can make full gains stable; the softer loop waited a doubled wait."""
+    from lnn_control.supervisor import TRIAL_AFTER_CHANGE_S
+
+    ctrl = AdaptiveController({**zoo.controller_params('arm_friction'), 'supervisor.enabled': True})
+    sv = ctrl.supervisor
+    ctrl.plant_changed('told')
+    assert sv._trials.at == -1                      # full gains: nothing to try
+    sv.detune, sv._trials.at, sv._trials.wait_s = 0.7, 10**6, 160.0
+    ctrl.plant_changed('told')
+    assert sv._trials.at == ctrl.ticks + round(TRIAL_AFTER_CHANGE_S / ctrl.dt)
+    assert sv._trials.wait_s == 20.0
+    sv._trials.until = ctrl.ticks + 100             # a trial running: left as it is
+    at = sv._trials.at
+    ctrl.plant_changed('told')
+    assert sv._trials.at == at
