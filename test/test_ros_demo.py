@@ -106,6 +106,17 @@ def test_demo_cli_ros_mode_writes_summary_figure_and_recording(tmp_path):
         assert os.path.getsize(out / name) > 0
 
 
+@pytest.mark.parametrize('param, horizons', [('prediction.long_horizon_s=0', [1]),
+                                             ('prediction.enabled=false', None)])
+def test_demo_over_ros_records_the_predictions_the_nodes_publish(tmp_path, param, horizons):
+    """A prediction topic no node publishes kept the demo waiting 120 s for the nodes."""
+    out = tmp_path / 'p'
+    assert cli.main(['demo', '--duration', '2', '--param', param, '--out', str(out),
+                     '--quiet']) == 0
+    summary = json.loads((out / 'summary.json').read_text())
+    assert summary.get('prediction', {}).get('horizons_ticks') == horizons
+
+
 def test_demo_over_ros_takes_a_zoo_plant_and_a_users_own_model(tmp_path, monkeypatch):
     """
     Over ROS, as offline: ``zoo/<name>`` and an MJCF file, with no parameter file.

@@ -127,14 +127,19 @@ def run(plant: str, neuron: str, duration: float, out: str, payload_change_at: f
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
     watch = _TickWatch(node)
-    recorder = McapRecorder(node, mcap_path, _recording_topics(), metadata={
+    # the forward model's topics, as the nodes will publish them (none: none recorded; a
+    # topic without a publisher kept the demo waiting for the nodes until it timed out)
+    long_ticks = int(round(cfg['prediction.long_horizon_s'] / (1.0 / cfg['control_rate_hz'])))
+    predictions = (('prediction',) + (('long_prediction',) if long_ticks else ())
+                   if cfg['prediction.enabled'] and cfg['controller.mode'] == 'feedback_error'
+                   else ())
+    recorder = McapRecorder(node, mcap_path, _recording_topics(predictions), metadata={
         'plant': plant, 'neuron': neuron, 'duration_s': duration,
         'payload_change_at_s': payload_change_at or 0.0, 'seed': seed,
         'mode': 'ros-lockstep' if lockstep else 'ros-realtime', 'joints': ','.join(joints),
         'kp': json.dumps(list(cfg['kp'])), 'kd': json.dumps(list(cfg['kd'])),
         'prediction_horizon_ticks': str(cfg['prediction.horizon_ticks']),
-        'prediction_long_horizon_ticks': str(
-            round(cfg['prediction.long_horizon_s'] / (1.0 / cfg['control_rate_hz'])))})
+        'prediction_long_horizon_ticks': str(long_ticks)})
     procs: list[subprocess.Popen] = []
     log = open(os.path.join(out, 'nodes.log'), 'w', encoding='utf-8')
     env = dict(os.environ, PYTHONUNBUFFERED='1')
@@ -173,7 +178,7 @@ def run(plant: str, neuron: str, duration: float, out: str, payload_change_at: f
     return summary, traces
 
 
-def _recording_topics() -> list[tuple]:
+def _recording_topics(predictions=('prediction', 'long_prediction')) -> list[tuple]:
     """
     Return what the demo records.
 
@@ -191,11 +196,10 @@ def _recording_topics() -> list[tuple]:
         topics += [(f'/{ns}/joint_states', JointState, RECORD_LATCHED_QOS),
                    (f'/{ns}/commands', Float64MultiArray, RECORD_LATCHED_QOS),
                    (f'/{ns}/lnn_controller/desired', JointState, RECORD_LATCHED_QOS),
-                   (f'/{ns}/lnn_controller/prediction', JointState, RECORD_LATCHED_QOS),
-                   (f'/{ns}/lnn_controller/long_prediction', JointState,
-                    RECORD_LATCHED_QOS),
                    (f'/{ns}/lnn_controller/controller_state', Float64MultiArray,
-                    RECORD_LATCHED_QOS)]
+                    RECORD_LATCHED_QOS),
+                   *((f'/{ns}/lnn_controller/{topic}', JointState, RECORD_LATCHED_QOS)
+                     for topic in predictions)]
     return topics
 
 
