@@ -340,6 +340,8 @@ def test_a_continuous_joint_is_controlled_the_shortest_way_in_the_branch_it_repo
     np.testing.assert_allclose(table[:, 1], [2000.1, 0.5], atol=1e-9)      # as measured
     np.testing.assert_allclose(table[:, 2], [error, -0.3], atol=1e-9)
     assert abs(prediction[-1].position[0] - 2000.1) < 0.5
+    # reported wrapped and without velocity: differenced the short way round
+    np.testing.assert_array_equal(r.node._sensor.continuous, [True, False])
 
 
 def test_an_unreadable_parameter_request_is_refused_and_control_goes_on(rig):

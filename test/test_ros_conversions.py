@@ -332,6 +332,42 @@ def test_a_stamp_far_ahead_of_the_clock_is_refused_and_does_not_block_the_next()
     assert C.STAMP_IN_FUTURE in C.REASONS
 
 
+def test_a_wrapped_continuous_joint_is_differenced_the_short_way_round():
+    """A wheel reported in [-pi, pi) without velocity read -627 rad/s at every wrap."""
+    merged = C.MergedJointStates(['wheel', 'arm'], differentiate=True, interval_s=0.01,
+                                 continuous=np.array([True, False]))
+    q, qd = np.zeros(2), np.zeros(2)
+    t0 = 10_000_000_000
+    for k, a in enumerate(math.pi + 0.01 * np.arange(-3, 4)):       # +1 rad/s through pi
+        wrapped = (a + math.pi) % (2 * math.pi) - math.pi
+        stamp = t0 + k * 10_000_000
+        assert merged.read(C.joint_state(['wheel', 'arm'], [wrapped, 0.01 * k],
+                                         stamp_ns=stamp), q, qd, now_ns=stamp) is None
+        if k:
+            np.testing.assert_allclose(qd, [1.0, 1.0], atol=1e-6)
+    plain = C.MergedJointStates(['wheel'], differentiate=True, interval_s=0.01)
+    plain.read(C.joint_state(['wheel'], [3.14], stamp_ns=t0), q[:1], qd[:1], now_ns=t0)
+    plain.read(C.joint_state(['wheel'], [-3.14], stamp_ns=t0 + 10_000_000), q[:1], qd[:1],
+               now_ns=t0 + 10_000_000)
+    assert qd[0] < -600.0                    # not continuous: the difference as it is
+
+
+def test_a_velocity_missing_now_and_then_is_differenced_from_the_message_before():
+    """It was differenced from the last message without one (0.5 s back: 0.0 for -6.28)."""
+    merged = C.MergedJointStates(['j'], differentiate=True, interval_s=0.01)
+    q, qd = np.zeros(1), np.zeros(1)
+    t0 = 10_000_000_000
+    for k in range(101):                     # q = sin(2 pi t) at 100 Hz
+        t = 0.01 * k
+        velocity = math.nan if k in (0, 50, 75) else 2 * math.pi * math.cos(2 * math.pi * t)
+        stamp = t0 + k * 10_000_000
+        assert merged.read(C.joint_state(['j'], [math.sin(2 * math.pi * t)], [velocity],
+                                         stamp_ns=stamp), q, qd, now_ns=stamp) is None
+        if k in (50, 75):
+            difference = (math.sin(2 * math.pi * t) - math.sin(2 * math.pi * (t - 0.01))) / 0.01
+            assert qd[0] == pytest.approx(difference, abs=1e-9)
+
+
 def test_velocity_optional_when_not_required():
     reader = C.JointStateReader(('a', 'b'), require_velocity=False)
     reason, q, qd = read(reader, C.joint_state(['b', 'a'], [2.0, 1.0]))

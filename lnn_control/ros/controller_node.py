@@ -156,7 +156,8 @@ class LnnControllerNode(ControllerServices, Node):
         # from one publisher or several (split drivers), merged by joint name; without
         # velocity the velocity is the positions' difference
         self._sensor = C.MergedJointStates(self.joints, differentiate=True,
-                                           interval_s=self.period_ns * 1e-9)
+                                           interval_s=self.period_ns * 1e-9,
+                                           continuous=self.controller.continuous)
         self._differentiating_logged = False
         self._reference = C.ReferenceFromMessages(self.joints)
         self._trajectory = TrajectoryFromMessages(self.joints, self.controller.continuous)

@@ -106,14 +106,16 @@ class JointStateReader:
 
     def __init__(self, joints: Sequence[str], require_velocity: bool = True,
                  ignore_foreign: bool = False, differentiate: bool = False,
-                 interval_s: float = 0.0):
+                 interval_s: float = 0.0, continuous: Optional[np.ndarray] = None):
         self.joints = tuple(joints)
         self._ours = frozenset(self.joints)
         self.n = len(self.joints)
         self.require_velocity = bool(require_velocity)
         self.ignore_foreign = bool(ignore_foreign)
-        # messages without velocity: the difference of successive positions
-        self.velocity = VelocityFromPositions(self.n, interval_s) if differentiate else None
+        # messages without velocity: the difference of successive positions (continuous
+        # joints' the short way round: they may come wrapped)
+        self.velocity = (VelocityFromPositions(self.n, interval_s, continuous)
+                         if differentiate else None)
         self._foreign: Optional[list] = None     # the last name list without our joints
         self.last_stamp_ns = 0
         self.resyncs = 0
@@ -224,10 +226,11 @@ class JointStateReader:
             measuring.fill(False)
         if not np.isfinite(self._state).all():
             return NON_FINITE
-        differentiate = self.velocity is not None and not measuring.all()
-        if differentiate:       # judged below like a measured velocity
-            np.copyto(self._qd, self.velocity.estimate(self._q, stamp if stamp else now_ns,
-                                                       bool(stamp)), where=~measuring)
+        if self.velocity is not None:     # every message: a joint's velocity that comes
+            # only sometimes is differenced from the message before, not the last without
+            estimate = self.velocity.estimate(self._q, stamp if stamp else now_ns, bool(stamp))
+            if not measuring.all():        # judged below like a measured velocity
+                np.copyto(self._qd, estimate, where=~measuring)
         np.abs(self._state, out=self._magnitude)
         if (self._magnitude > self._limits).any():
             return IMPLAUSIBLE
@@ -244,7 +247,7 @@ class JointStateReader:
         self._behind = self._behind_stamp = 0
         if stamp:
             self.last_stamp_ns = stamp
-        if differentiate:
+        if self.velocity is not None:
             self.velocity.commit(self._q)
         self.measured[:] = measuring
         out_position[:] = self._q
@@ -263,9 +266,10 @@ class _Source:
     """One publisher's share of our joints: its own reader, so its own stamp order."""
 
     def __init__(self, joints: Sequence[str], index: np.ndarray, n: int, differentiate: bool,
-                 interval_s: float):
+                 interval_s: float, continuous: np.ndarray):
         self.reader = JointStateReader([joints[i] for i in index], require_velocity=False,
-                                       differentiate=differentiate, interval_s=interval_s)
+                                       differentiate=differentiate, interval_s=interval_s,
+                                       continuous=continuous[index])
         self.index = index
         self.mask = np.zeros(n, dtype=bool)
         self.mask[index] = True
@@ -300,11 +304,13 @@ class MergedJointStates:
     """
 
     def __init__(self, joints: Sequence[str], differentiate: bool = True,
-                 interval_s: float = 0.0):
+                 interval_s: float = 0.0, continuous: Optional[np.ndarray] = None):
         self.joints = tuple(joints)
         self.n = n = len(self.joints)
         self.differentiate = bool(differentiate)
         self.interval_s = float(interval_s)      # see JointStateReader
+        self.continuous = (np.zeros(n, dtype=bool) if continuous is None
+                           else np.asarray(continuous, dtype=bool).copy())
         self.max_sources = max(MAX_SOURCES, n + 1)
         self._sources: dict[tuple, _Source] = {}
         self._names: Optional[list] = None     # the last name list and its source
@@ -378,7 +384,7 @@ class MergedJointStates:
         source = self._sources.pop(key, None)     # re-inserted: most recently heard last
         if source is None:
             source = _Source(self.joints, np.array(key, dtype=np.intp), self.n,
-                             self.differentiate, self.interval_s)
+                             self.differentiate, self.interval_s, self.continuous)
             source.set_limits(*self._limits)
             if len(self._sources) >= self.max_sources:
                 del self._sources[next(iter(self._sources))]
@@ -479,10 +485,16 @@ class VelocityFromPositions:
     0.5 mrad at 100 Hz).
     """
 
-    def __init__(self, n: int, interval_s: float = 0.0):
+    def __init__(self, n: int, interval_s: float = 0.0, continuous: Optional[np.ndarray] = None):
         self.qd = np.zeros(n)
         self._next = np.zeros(n)
         self._q = np.zeros(n)
+        # angles that wrap: their difference taken within half a turn (a wheel reported
+        # in [-pi, pi) read -627 rad/s at every wrap, or was refused as implausible)
+        self._wrap = (np.zeros(n, dtype=bool) if continuous is None
+                      else np.asarray(continuous, dtype=bool).copy())
+        self._wraps = bool(self._wrap.any())
+        self._wrapped = np.zeros(n)
         self._t_ns: Optional[int] = None
         self._stamped = False
         self._prior_s = max(0.0, float(interval_s))
@@ -506,8 +518,14 @@ class VelocityFromPositions:
             repeat = True
         else:
             dt = (t_ns - self._t_ns) * 1e-9
-            np.subtract(q, self._q, out=self._next)
-            self._next /= max(dt, 0.5 * self._interval_s)
+            d = np.subtract(q, self._q, out=self._next)
+            if self._wraps:
+                w = self._wrapped
+                np.add(d, np.pi, out=w)
+                np.remainder(w, 2.0 * np.pi, out=w)
+                w -= np.pi
+                np.copyto(d, w, where=self._wrap)
+            d /= max(dt, 0.5 * self._interval_s)
         self._pending = (t_ns, stamped, dt, repeat)
         return self._next
 
