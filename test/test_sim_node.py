@@ -177,6 +177,7 @@ def test_scheduled_payload_change_happens_at_the_same_loop_tick(harness):
         scales.append(h.sim.plant.payload_scale)
     # first command = commanded step 0; the change applies before commanded step 5
     assert scales == [1.0] * 4 + [3.0] * 4
+    assert h.sim.get_parameter('payload_scale').value == 3.0     # as the plant has it
 
 
 def test_paused_holds_time_and_commands_until_released(harness):

@@ -75,6 +75,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 import numpy as np
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rosgraph_msgs.msg import Clock as ClockMsg
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
@@ -358,10 +359,16 @@ class SimNode(Node):
         self._publish_state(self.get_clock().now().nanoseconds)
 
     def _change_payload(self) -> None:
-        """Apply the scheduled payload change (``payload_change.*``)."""
-        self.plant.payload_scale = self._change_scale
+        """
+        Apply the scheduled payload change (``payload_change.*``) as the parameter.
+
+        So ``payload_scale`` reads what the plant has (it kept the old value).
+        """
         self.get_logger().info(f'scheduled payload change: payload_scale {self._change_scale:g} '
                                f'at {self.time_ns * 1e-9:.2f} s sim time')
+        (result,) = self.set_parameters([Parameter('payload_scale', value=self._change_scale)])
+        if not result.successful:            # (the same range: cannot happen)
+            self.plant.payload_scale = self._change_scale
 
     # -- state ---------------------------------------------------------------------------------
     def _publish_state(self, stamp_ns: int) -> None:
