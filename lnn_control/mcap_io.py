@@ -21,10 +21,40 @@ __all__ = ['read', 'message_counts', 'metadata', 'topic_types', 'joint_states', 
            'clock_times', 'diagnostics_values', 'stamp_ns']
 
 
+MAGIC = b'\x89MCAP0\r\n'     # an MCAP file begins and, once closed, ends with it
+
+
 def _reader(f):
-    from mcap.reader import make_reader
+    """
+    Return a reader of ``f``: by its summary if it was closed, else from its start.
+
+    A recording killed mid-way has no summary; read as a stream (``_until_cut``) it gives
+    what reached the disk (the seeking reader raised on it).
+    """
+    from mcap.reader import make_reader, NonSeekingReader
     from mcap_ros2.decoder import DecoderFactory
-    return make_reader(f, decoder_factories=[DecoderFactory()])
+    factories = [DecoderFactory()]
+    f.seek(0, 2)
+    size = f.seek(max(0, f.tell() - len(MAGIC)))
+    closed = size >= len(MAGIC) and f.read(len(MAGIC)) == MAGIC
+    f.seek(0)
+    return (make_reader(f, decoder_factories=factories) if closed
+            else NonSeekingReader(f, decoder_factories=factories))
+
+
+def _until_cut(records):
+    """Yield ``records`` up to where a file cut short ends (a partial record: dropped)."""
+    from mcap.exceptions import McapError
+    try:
+        yield from records
+    except McapError:
+        return
+
+
+def _summary(reader):
+    """Return the reader's summary; None for a file read as a stream (not closed)."""
+    from mcap.reader import NonSeekingReader
+    return None if isinstance(reader, NonSeekingReader) else reader.get_summary()
 
 
 def read(path: str, topics: Optional[Iterable[str]] = None) -> dict[str, list[tuple[int, Any]]]:
@@ -38,13 +68,16 @@ def read(path: str, topics: Optional[Iterable[str]] = None) -> dict[str, list[tu
     out: dict[str, list[tuple[int, Any]]] = {t: [] for t in wanted or ()}
     with open(path, 'rb') as f:
         reader = _reader(f)
-        if wanted is None:
-            summary = reader.get_summary()
-            if summary is not None:
-                out.update({ch.topic: [] for ch in summary.channels.values()})
-        for _schema, channel, message, decoded in reader.iter_decoded_messages(
-                topics=wanted, log_time_order=True):
+        summary = _summary(reader)
+        if wanted is None and summary is not None:
+            out.update({ch.topic: [] for ch in summary.channels.values()})
+        # (read as a stream, in file order: sorted, it yielded nothing before a cut end)
+        for _schema, channel, message, decoded in _until_cut(reader.iter_decoded_messages(
+                topics=wanted, log_time_order=summary is not None)):
             out.setdefault(channel.topic, []).append((message.log_time, decoded))
+    if summary is None:         # read as a stream: in file order
+        for messages in out.values():
+            messages.sort(key=lambda m: m[0])
     return out
 
 
@@ -52,7 +85,7 @@ def message_counts(path: str) -> dict[str, int]:
     """{topic: number of messages}, from the file summary (falls back to a full scan)."""
     with open(path, 'rb') as f:
         reader = _reader(f)
-        summary = reader.get_summary()
+        summary = _summary(reader)
         if summary is not None and summary.statistics is not None:
             counts = {ch.topic: 0 for ch in summary.channels.values()}
             for cid, n in summary.statistics.channel_message_counts.items():
@@ -60,7 +93,7 @@ def message_counts(path: str) -> dict[str, int]:
                 counts[topic] = counts.get(topic, 0) + n
             return counts
         counts = {}
-        for _schema, channel, _message in reader.iter_messages():
+        for _schema, channel, _message in _until_cut(reader.iter_messages(log_time_order=False)):
             counts[channel.topic] = counts.get(channel.topic, 0) + 1
         return counts
 
@@ -68,7 +101,7 @@ def message_counts(path: str) -> dict[str, int]:
 def metadata(path: str, name: str = 'lnn_control') -> dict[str, str]:
     """Return the key/value metadata record ``name`` the recorder wrote (empty if none)."""
     with open(path, 'rb') as f:
-        for record in _reader(f).iter_metadata():
+        for record in _until_cut(_reader(f).iter_metadata()):
             if record.name == name:
                 return dict(record.metadata)
     return {}
@@ -77,9 +110,12 @@ def metadata(path: str, name: str = 'lnn_control') -> dict[str, str]:
 def topic_types(path: str) -> dict[str, str]:
     """{topic: schema name, e.g. 'sensor_msgs/msg/JointState'}."""
     with open(path, 'rb') as f:
-        summary = _reader(f).get_summary()
-    if summary is None:
-        raise ValueError(f'{path}: no summary (file not closed properly?)')
+        reader = _reader(f)
+        summary = _summary(reader)
+        if summary is None:     # not closed (or no summary written): the channels seen
+            return {channel.topic: schema.name for schema, channel, _ in
+                    _until_cut(reader.iter_messages(log_time_order=False))
+                    if schema is not None}
     return {ch.topic: summary.schemas[ch.schema_id].name
             for ch in summary.channels.values() if ch.schema_id in summary.schemas}
 

@@ -192,6 +192,33 @@ def test_empty_recording_and_close_stops_recording(context, tmp_path):
     assert mcap_io.read(path) == {topic: []}
 
 
+def test_a_recording_killed_mid_way_keeps_all_but_its_last_chunk(context, tmp_path):
+    """30 s at 100 Hz sat in a 1 MiB chunk in memory (only the header on disk), unreadable."""
+    node = rclpy.create_node('recorder', namespace=unique_namespace(), context=context)
+    topic = node.get_namespace() + '/joint_states'
+    path = tmp_path / 'run.mcap'
+    recorder = McapRecorder(node, str(path), [('joint_states', JointState)],
+                            metadata={'plant': 'pendulum'})
+    try:
+        for k in range(3000):
+            msg = JointState(name=['j'], position=[0.001 * k], velocity=[0.0])
+            msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(k * 10**7, 10**9)
+            recorder._subscriptions[0].callback(serialize_message(msg))
+        cut = tmp_path / 'killed.mcap'               # what a kill -9 now leaves on disk
+        cut.write_bytes(path.read_bytes())
+    finally:
+        recorder.close()
+        node.destroy_node()
+    counts = mcap_io.message_counts(str(cut))
+    assert 3000 - counts[topic] < 1000, counts       # all but the last 64 KiB chunk
+    got = mcap_io.read(str(cut))[topic]
+    assert len(got) == counts[topic]
+    assert [m.position[0] for _, m in got] == [0.001 * k for k in range(len(got))]
+    assert mcap_io.metadata(str(cut)) == {'plant': 'pendulum'}
+    assert mcap_io.topic_types(str(cut)) == {topic: 'sensor_msgs/msg/JointState'}
+    assert mcap_io.message_counts(str(path)) == {topic: 3000}       # closed: all
+
+
 def test_predictions_are_matched_to_the_tick_that_made_them_with_the_stored_horizon():
     """
     In real time the recorder can match ~/prediction later than ~/desired.

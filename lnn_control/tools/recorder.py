@@ -169,6 +169,9 @@ def _stamp_reader(msg_type: type) -> Optional[Callable[[bytes], Optional[int]]]:
     return read
 
 
+CHUNK_BYTES = 64 * 1024      # messages held in memory before they are written
+
+
 def demo_topics(controller: str = 'lnn_controller') -> list[tuple]:
     """
     (topic, type, QoS) of a simulator + controller run, absolute names.
@@ -211,8 +214,13 @@ class McapRecorder:
         self.path = str(path)
         self._time = time_source
         self._lock = threading.Lock()
+        # In chunks of CHUNK_BYTES, each handed to the OS when written (``callback``): a
+        # recording killed mid-way keeps all but its last chunk (1 MiB chunks and the file
+        # buffer kept 30 s at 100 Hz in memory: only the header was on disk); ``mcap_io``
+        # reads such a file up to where it ends.
         self._file = open(self.path, 'wb')
-        self._writer = Writer(self._file, compression=CompressionType[compression.upper()])
+        self._writer = Writer(self._file, chunk_size=CHUNK_BYTES,
+                              compression=CompressionType[compression.upper()])
         self._writer.start(profile='ros2', library='lnn_control recorder')
         if metadata:
             self._writer.add_metadata('lnn_control', {str(k): str(v) for k, v in metadata.items()})
@@ -247,6 +255,7 @@ class McapRecorder:
                 self._writer.add_message(channel_id=holder['channel'], log_time=received,
                                          data=bytes(data), publish_time=published,
                                          sequence=self.counts[holder['topic']])
+                self._file.flush()      # (a no-op unless a chunk was written)
                 self.counts[holder['topic']] += 1
 
         sub = self.node.create_subscription(msg_type, topic, callback, qos, raw=True)
