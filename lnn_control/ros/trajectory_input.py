@@ -125,6 +125,8 @@ class TrajectoryFromMessages:
         missing = [x for x in self.joints if x not in names]
         if missing and msg.points:
             return self._refused(C.MISSING_JOINT, f'every joint must be named; missing {missing}')
+        if msg.header.stamp.nanosec >= 1_000_000_000:     # as joint_states: not a time
+            return self._refused(C.MALFORMED, 'header.stamp.nanosec is 1e9 or more')
         start_ns = C.stamp_to_ns(msg.header.stamp) or None
         if not msg.points:
             return WaypointTrajectory(start_ns, [], [], stop_s=STOP_S)
