@@ -28,6 +28,10 @@ MAX_DURATION_S = 86400.0
 MIN_DURATION_S = 1.0       # lnn-control demo: shorter has no figures to speak of
 MAX_BANDWIDTH_FACTOR = 100.0   # lnn-control gains (the honest rule is 4)
 MAX_DAMPING_RATIO = 10.0
+MIN_DAMPING_RATIO = 0.05       # below it the loop has no damping to speak of
+MIN_REFERENCE_HZ = 1e-3        # below it the rule's kp is all but 0
+MAX_POSE = 1e3                 # rad or m (MuJoCo reset the state at 1e17 and beyond)
+MAX_RANDOM_PLANTS = 1000       # lnn-control zoo --random
 MAX_DELAY_TICKS = 100      # lnn-control gains --delay-ticks
 SAG_WARNING = 0.1          # gains warns where gravity / kp is above this [rad] ...
 SAG_WARNING_SLIDE = 0.02   # ... [m] (0.1 m let a lift's 4 cm pass unnamed)
@@ -127,12 +131,14 @@ def _outcome_warnings(summary: dict, joints) -> list[str]:
             if ratio is not None and ratio == ratio and ratio > 1.0]
 
 
-def _model_warnings(plant, kp) -> list[str]:
+def _model_warnings(plant, kp, command_limit=None) -> list[str]:
     """
     Say what the honest rule leaves out on this model at its design pose, with these kp.
 
-    Gravity that PD alone holds off its target (a sag), Coulomb friction that stops it off
-    its target (a dead band), joint springs that pull it: ``gains`` and the demo alike.
+    An actuator too weak to hold the joint against gravity (``command_limit``: no
+    controller tracks there), gravity that PD alone holds off its target (a sag), Coulomb
+    friction that stops it off its target (a dead band), joint springs that pull it:
+    ``gains`` and the demo alike.
     """
     import numpy as np
 
@@ -141,12 +147,20 @@ def _model_warnings(plant, kp) -> list[str]:
     gravity = plant.design_gravity()
     sag = np.where(plant.hinge, SAG_WARNING, SAG_WARNING_SLIDE)
     unit = np.where(plant.hinge, 'N m', 'N')
-    out = [f'{joint}: gravity takes {g:.3g} {u} here, so PD alone holds it about {e:.2g} '
-           f'{"rad" if u == "N m" else "m"} off its target (gravity / kp): the PD-only '
-           'baseline sags there, learning takes that over'
-           for joint, g, e, s, u in zip(plant.joint_names, gravity, np.abs(gravity) / kp, sag,
-                                        unit)
-           if e > s]
+    limit = np.broadcast_to(np.inf if command_limit is None else
+                            np.asarray(command_limit, dtype=float), (plant.n,))
+    weak = [f'{joint}: gravity takes {g:.3g} {u} here, more than command_limit {c:.3g}: the '
+            'actuator cannot hold the joint there, so neither PD nor learning can track '
+            '(both arms fall; a stronger motor, a lighter load or another pose)'
+            for joint, g, c, u in zip(plant.joint_names, gravity, limit, unit)
+            if abs(g) > c]
+    out = weak + [
+        f'{joint}: gravity takes {g:.3g} {u} here, so PD alone holds it about {e:.2g} '
+        f'{"rad" if u == "N m" else "m"} off its target (gravity / kp): the PD-only '
+        'baseline sags there, learning takes that over'
+        for joint, g, e, s, u, c in zip(plant.joint_names, gravity, np.abs(gravity) / kp,
+                                        sag, unit, limit)
+        if e > s and abs(g) <= c]
     # (a dead band matters against the joint's travel: a gripper's finger moves 0.04 m)
     width = np.diff(plant.position_range, axis=1)[:, 0]
     band = np.minimum(sag, np.where(np.isfinite(width), 0.1 * width, np.inf))
@@ -194,7 +208,7 @@ def _comparison_warnings(plant_name: str, resolved: dict, chosen: bool):
     warnings = [f'{line}; see {hint}' for line in (
         [f'the PD loop of both arms: {line}' for line in pd_check]
         + PL.unmeasured_mode_warnings(modes, natural_hz, bool(resolved['rls.fast_learner']))
-        + _model_warnings(plant, kp))]
+        + _model_warnings(plant, kp, resolved['command_limit']))]
     span = np.broadcast_to(0.0 if resolved['reference.mode'] == 'hold' else
                            np.asarray(resolved['reference.amplitude'], dtype=float), plant.n)
     centre = np.broadcast_to(np.asarray(resolved['reference.offset'], dtype=float), plant.n)
@@ -299,6 +313,13 @@ def _params(args: argparse.Namespace) -> int:
         values = dict(schema.defaults(schema.SCHEMAS[args.node]))
         node = 'lnn_controller' if args.node == 'controller' else 'lnn_sim'
         extra = _param_overrides(args.param)
+        if args.node == 'simulator':    # (they were dropped without a word)
+            known = schema.by_name(schema.SIMULATOR)
+            for name, value in extra.items():
+                if name not in known:
+                    raise ValueError(f'--param {name}: not a parameter of lnn_sim')
+                if (reason := schema.check(known[name], value)):
+                    raise ValueError(f'--param {name}: {reason}')
         if args.plant:      # a file to start from: the plant's joints, gains, limits
             from . import closed_loop as CL
             plant = os.path.abspath(args.plant) if os.path.isfile(args.plant) else args.plant
@@ -307,8 +328,10 @@ def _params(args: argparse.Namespace) -> int:
                 schema.resolve(params)                  # refused here, not by the node
                 values.update(params)
             else:           # its model and joints (an effort limit is not the simulator's)
-                joints = CL.plant_params(plant, {'command_limit': 1.0, **extra})['joints']
+                joints = CL.plant_params(plant, {'command_limit': 1.0})['joints']
                 values.update(model=_plant_model(plant), joints=list(joints))
+        if args.node == 'simulator':
+            values.update(extra)
 
         print(yaml.safe_dump({node: {'ros__parameters': values}}, sort_keys=False), end='')
     return 0
@@ -328,10 +351,17 @@ def _gains(args: argparse.Namespace) -> int:
                                  ('--max-reference-hz', params['reference.frequency_hz'], hz)):
         if (reason := schema.check(param, value)):
             raise ValueError(f'{option}: {reason}')
-    for option, value, high in (('--bandwidth-factor', factor, MAX_BANDWIDTH_FACTOR),
-                                ('--damping-ratio', zeta, MAX_DAMPING_RATIO)):
+    for option, value, low, high in (
+            ('--bandwidth-factor', factor, 0.0, MAX_BANDWIDTH_FACTOR),
+            ('--damping-ratio', zeta, MIN_DAMPING_RATIO, MAX_DAMPING_RATIO),
+            ('--max-reference-hz', hz, MIN_REFERENCE_HZ, math.inf)):
         if value > high:
             raise ValueError(f'{option}: at most {high:g}; got {value:g}')
+        if value < low:     # (1e-300 Hz gave kp 0 as "honest" gains)
+            raise ValueError(f'{option}: at least {low:g}; got {value:g}')
+    if args.pose is not None and max(map(abs, args.pose)) > MAX_POSE:
+        raise ValueError(f"--pose: at most {MAX_POSE:g} in magnitude (as lnn_sim's "
+                         f'initial_positions); got {args.pose}')
     joints = None if args.joints is None else _names(args.joints, '--joints')
     plant = PL.Plant(_plant_model(args.plant), joints=joints)   # bundled, zoo/<name>, MJCF
     warnings = []
@@ -356,7 +386,7 @@ def _gains(args: argparse.Namespace) -> int:
         warnings.append(f'--control-rate-hz {rate:g}: {exc}, so lnn_sim and the demo refuse it'
                         + (f'; {nearest:g} Hz is the next they run' if nearest else ''))
     warnings += PL.rate_check(plant, kd, rate, kp)
-    warnings += _model_warnings(plant, kp)
+    warnings += _model_warnings(plant, kp, plant.effort_limit)
     # What the node's command_limit is: joint effort, the control range times gain and gear
     # (the control range itself would be off by the gear: 50-200x on a geared arm).
     limits = [PL.significant([x])[0] if math.isfinite(x) else None for x in plant.effort_limit]
@@ -434,6 +464,10 @@ def _zoo(args: argparse.Namespace) -> int:
 
     from . import zoo, zoo_report
 
+    if args.random > MAX_RANDOM_PLANTS:     # (1e8 drew for minutes before a word)
+        raise ValueError(f'--random: at most {MAX_RANDOM_PLANTS}; got {args.random}')
+    if args.random_seed > 2**31 - 1:
+        raise ValueError(f'--random-seed: at most {2**31 - 1}; got {args.random_seed}')
     drawn = zoo.random_names(args.random_seed, args.random) if args.random > 0 else []
     plants = (_names(args.plants, '--plants') if args.plants
               else ([] if drawn and not args.list else list(zoo.names())))
@@ -787,12 +821,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, TimeoutError, RuntimeError) as exc:
-        print(f'lnn-control: error: {exc}', file=sys.stderr)
-        return 2
     except BrokenPipeError:     # `lnn-control params | head`: the reader has had enough
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except (ValueError, OSError, TimeoutError, RuntimeError) as exc:   # (a file not written)
+        print(f'lnn-control: error: {exc}', file=sys.stderr)
+        return 2
     except KeyboardInterrupt:   # Ctrl-C: what was written so far stays (a run.mcap plots)
         print('lnn-control: interrupted', file=sys.stderr)
         return 130

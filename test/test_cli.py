@@ -649,3 +649,59 @@ def test_the_model_warnings_skip_a_joint_without_kp():
     plant = Plant(zoo.model_name('lift'))
     assert any('gravity takes' in w for w in cli._model_warnings(plant, [100.0]))
     assert cli._model_warnings(plant, [0.0]) == []
+
+
+def test_an_actuator_too_weak_to_hold_the_joint_is_named_not_a_sag():
+    """Both arms fell (0.88 rad RMS) while the only warning said PD holds it 0.24 rad off."""
+    from lnn_control import cli, zoo
+    from lnn_control.plants import Plant
+    plant = Plant(zoo.model_name('lift'))
+    need = abs(plant.design_gravity()[0])
+    weak = cli._model_warnings(plant, [100.0], [0.5 * need])
+    assert 'cannot hold the joint' in weak[0] and not any('off its target (gravity' in w
+                                                          for w in weak), weak
+    strong = cli._model_warnings(plant, [100.0], [2.0 * need])
+    assert any('off its target (gravity' in w for w in strong)
+    assert not any('cannot hold' in w for w in strong)
+
+
+def test_a_file_that_cannot_be_written_is_an_error_line_not_a_traceback(monkeypatch, capsys):
+    """A plot written to a read-only file system ended in an OSError traceback."""
+    from lnn_control import cli
+
+    def read_only(args):
+        raise OSError(30, 'Read-only file system', 'x.png')
+    monkeypatch.setattr(cli, '_plot', read_only)
+    assert cli.main(['plot', 'run.mcap', '--out', 'x.png']) == 2
+    assert capsys.readouterr().err.startswith('lnn-control: error: [Errno 30] Read-only')
+
+
+@pytest.mark.parametrize('argv, fragment', [
+    (['gains', '--plant', 'pendulum', '--pose', '1e300'], '--pose: at most'),
+    (['gains', '--plant', 'pendulum', '--max-reference-hz', '1e-300'],
+     '--max-reference-hz: at least'),
+    (['gains', '--plant', 'pendulum', '--damping-ratio', '1e-300'], '--damping-ratio: at least'),
+    (['zoo', '--random', '100000000', '--list'], '--random: at most'),
+    (['zoo', '--random', '3', '--random-seed', '99999999999999999999', '--list'],
+     '--random-seed: at most'),
+    (['params', '--format', 'yaml', '--plant', 'arm2', '--node', 'simulator', '--param',
+      'nosuch=1'],
+     'nosuch: not a parameter of lnn_sim'),
+    (['params', '--format', 'yaml', '--plant', 'arm2', '--node', 'simulator', '--param',
+      'kp=1'],
+     'kp: not a parameter of lnn_sim'),
+])
+def test_options_a_user_mistypes_are_refused_before_any_work(argv, fragment, capsys):
+    """They gave garbage with exit 0, ran for minutes, or were dropped without a word."""
+    from lnn_control import cli
+    assert cli.main(argv) == 2
+    assert fragment in capsys.readouterr().err
+
+
+def test_params_for_the_simulator_take_its_parameters(capsys):
+    import yaml
+    from lnn_control import cli
+    assert cli.main(['params', '--format', 'yaml', '--plant', 'arm2', '--node', 'simulator',
+                     '--param', 'payload_scale=2.5']) == 0
+    assert yaml.safe_load(capsys.readouterr().out)['lnn_sim']['ros__parameters'][
+        'payload_scale'] == 2.5
