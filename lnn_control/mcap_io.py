@@ -34,9 +34,8 @@ def _reader(f):
     from mcap.reader import make_reader, NonSeekingReader
     from mcap_ros2.decoder import DecoderFactory
     factories = [DecoderFactory()]
-    f.seek(0, 2)
-    size = f.seek(max(0, f.tell() - len(MAGIC)))
-    closed = size >= len(MAGIC) and f.read(len(MAGIC)) == MAGIC
+    tail = f.seek(max(0, f.seek(0, 2) - len(MAGIC)))    # where the last magic would be
+    closed = tail >= len(MAGIC) and f.read(len(MAGIC)) == MAGIC
     f.seek(0)
     return (make_reader(f, decoder_factories=factories) if closed
             else NonSeekingReader(f, decoder_factories=factories))

@@ -302,9 +302,10 @@ def install_controller(ctrl, loaded: LoadedReadout) -> Optional[str]:
     ctrl.supervisor.fast_cut = loaded.fast_cut
     ctrl.supervisor.gain_capped = loaded.gain_capped
     ctrl.supervisor.gain_tripped = loaded.gain_tripped
-    fast_gain = ctrl.supervisor.readout_gains()[1:]
-    if len(loaded.states) < len(ctrl.readouts()) and 0.0 < fast_gain[0] < 1.0:
-        ctrl.fast.restart_covariance(fast_gain[0])   # fresh, at the gain the file's cuts left
+    if len(loaded.states) < len(ctrl.readouts()):    # the fast readout started fresh above:
+        gain = ctrl.supervisor.readout_gains()[1]      # at the gain the file's cuts left
+        if 0.0 < gain < 1.0:
+            ctrl.fast.restart_covariance(gain)
     return loaded.note
 
 
