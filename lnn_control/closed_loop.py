@@ -54,12 +54,33 @@ def plant_params(plant: str, extra: Mapping[str, Any] | None = None) -> dict[str
     else:       # (a reference centre of the user's: the gains are designed there)
         overrides = model_params(plant, (extra or {}).get('joints'),
                                  (extra or {}).get('reference.offset'))
+    _check_joints_kept(plant, overrides, extra or {})
     overrides.update(extra or {})
     if not np.all(np.isfinite(overrides.get('command_limit', 0.0))):
         raise ValueError(f'{plant}: an actuator has no ctrlrange, so no command_limit follows '
                          'from the model: give one (--param command_limit=... or a parameter '
                          'file)')
     return overrides
+
+
+def _check_joints_kept(plant: str, own: Mapping[str, Any], extra: Mapping[str, Any]) -> None:
+    """
+    Refuse other ``joints`` for a plant whose per-joint values ``extra`` leaves as they are.
+
+    (A bundled or zoo plant's kp, kd, ... belong to its joints: one message per parameter
+    said 'needs one value per joint' without saying why.)
+    """
+    joints = extra.get('joints')
+    old = own.get('joints')
+    if joints is None or old is None or list(joints) == list(old):
+        return
+    kept = [p.name for p in schema.CONTROLLER if p.per_joint and p.name not in extra
+            and np.size(own.get(p.name, 0.0)) == len(old) > 1]
+    if kept:
+        raise ValueError(f'joints {list(joints)}: {plant} sets {", ".join(kept)} per joint of '
+                         f'{list(old)}; give them for the new joints too (--param '
+                         f'{kept[0]}=[...]), or run its MJCF model, whose gains are designed '
+                         'for the joints named (lnn-control gains --plant <model> --joints ...)')
 
 
 def zoo_member(plant: str) -> str | None:

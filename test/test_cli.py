@@ -705,3 +705,16 @@ def test_params_for_the_simulator_take_its_parameters(capsys):
                      '--param', 'payload_scale=2.5']) == 0
     assert yaml.safe_load(capsys.readouterr().out)['lnn_sim']['ros__parameters'][
         'payload_scale'] == 2.5
+
+
+def test_other_joints_for_a_bundled_plant_say_which_values_to_give():
+    """One 'needs one value per joint' per parameter the user never set, and no why."""
+    from lnn_control import closed_loop as CL
+    with pytest.raises(ValueError) as refused:
+        CL.plant_params('arm2', {'joints': ['joint2']})
+    assert str(refused.value).count('per joint') == 1 and 'kp, kd, command_limit' in str(
+        refused.value)
+    given = CL.plant_params('arm2', {'joints': ['joint2'], 'kp': [30.0], 'kd': [2.0],
+                                     'command_limit': [5.0], 'reference.amplitude': [0.3]})
+    assert given['joints'] == ['joint2']
+    assert CL.plant_params('arm2', {'joints': ['joint1', 'joint2']})['kp']    # the same: kept
