@@ -207,7 +207,8 @@ def _comparison_warnings(plant_name: str, resolved: dict, chosen: bool):
         hint += ' --pose ' + ','.join(f'{q:g}' for q in plant.design_pose)
     warnings = [f'{line}; see {hint}' for line in (
         [f'the PD loop of both arms: {line}' for line in pd_check]
-        + PL.unmeasured_mode_warnings(modes, natural_hz, bool(resolved['rls.fast_learner']))
+        + PL.unmeasured_mode_warnings(modes, natural_hz, bool(resolved['rls.fast_learner']),
+                                      PL.unjudged_joints(plant))
         + _model_warnings(plant, kp, resolved['command_limit']))]
     span = np.broadcast_to(0.0 if resolved['reference.mode'] == 'hold' else
                            np.asarray(resolved['reference.amplitude'], dtype=float), plant.n)
@@ -399,7 +400,8 @@ def _gains(args: argparse.Namespace) -> int:
                  if math.isfinite(low) and math.isfinite(high) and not math.isclose(-low, high)]
     bandwidth_hz = hz * factor        # the natural frequency [Hz]
     modes = PL.unmeasured_modes(plant, kp, kd, PL.MODE_SCAN_FACTOR * bandwidth_hz)
-    warnings += PL.unmeasured_mode_warnings(modes, bandwidth_hz)
+    warnings += PL.unmeasured_mode_warnings(modes, bandwidth_hz,
+                                            unjudged=PL.unjudged_joints(plant))
     figure = PL.kd_dt_per_effective_inertia(plant, kd, rate)
     radius = None
     if args.delay_ticks:

@@ -342,12 +342,27 @@ def unmeasured_modes(plant: 'Plant', kp: np.ndarray, kd: np.ndarray,
     return found
 
 
-def unmeasured_mode_warnings(modes: list[dict], max_hz: float,
-                             fast_learner: bool = True) -> list[str]:
-    """Say what each mode of ``unmeasured_modes`` risks, and what to watch and do."""
+def unjudged_joints(plant: 'Plant') -> list[str]:
+    """Return the ball and free joints, whose modes ``unmeasured_modes`` does not judge."""
+    m = plant.model
+    kinds = (int(mujoco.mjtJoint.mjJNT_BALL), int(mujoco.mjtJoint.mjJNT_FREE))
+    return [_joint_name(m, j) or f'joint {j}' for j in range(m.njnt) if m.jnt_type[j] in kinds]
+
+
+def unmeasured_mode_warnings(modes: list[dict], max_hz: float, fast_learner: bool = True,
+                             unjudged: Sequence[str] = ()) -> list[str]:
+    """
+    Say what each mode of ``unmeasured_modes`` risks, and what to watch and do.
+
+    ``unjudged``: ball and free joints (``unjudged_joints``), whose modes were not checked:
+    said too, so a clean report is not read as a checked one.
+    """
     advice = ('; if the command grows while the error does, set rls.fast_learner: false'
               if fast_learner else '')
-    return [f'a lightly damped mode at {mode["hz"]:g} Hz (damping ratio '
+    unchecked = ([f'{", ".join(unjudged)}: ball or free joints, whose modes are not checked '
+                  '(linearised, they read wrong): a load swinging on them can be pumped by '
+                  f'learning as an unmeasured mode can{advice}'] if unjudged else [])
+    return unchecked + [f'a lightly damped mode at {mode["hz"]:g} Hz (damping ratio '
             f'{mode["damping_ratio"]:.3g}) in joints the controller does not measure '
             f'({", ".join(mode["joints"])}), within {MODE_SCAN_FACTOR:g}x the PD loop\'s '
             f'natural frequency ({max_hz:.3g} Hz): '

@@ -271,3 +271,9 @@ def test_no_mode_is_judged_in_a_ball_joint(tmp_path):
     plant = Plant(str(path))
     kp, kd = honest_gains(plant)
     assert unmeasured_modes(plant, kp, kd, 2.2) == []
+    # ... and the user is told it was not checked (an empty report read as a clean one)
+    from lnn_control.plants import unjudged_joints, unmeasured_mode_warnings
+    assert unjudged_joints(plant) == ['wrist']
+    said = unmeasured_mode_warnings([], 2.2, unjudged=unjudged_joints(plant))
+    assert len(said) == 1 and said[0].startswith('wrist: ball or free joints')
+    assert unjudged_joints(Plant('arm2')) == []
