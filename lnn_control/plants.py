@@ -362,12 +362,13 @@ def unmeasured_mode_warnings(modes: list[dict], max_hz: float, fast_learner: boo
     unchecked = ([f'{", ".join(unjudged)}: ball or free joints, whose modes are not checked '
                   '(linearised, they read wrong): a load swinging on them can be pumped by '
                   f'learning as an unmeasured mode can{advice}'] if unjudged else [])
-    return unchecked + [f'a lightly damped mode at {mode["hz"]:g} Hz (damping ratio '
-            f'{mode["damping_ratio"]:.3g}) in joints the controller does not measure '
-            f'({", ".join(mode["joints"])}), within {MODE_SCAN_FACTOR:g}x the PD loop\'s '
-            f'natural frequency ({max_hz:.3g} Hz): '
-            f'learning can pump it (README "Known limit"){advice}'
-            for mode in modes]
+    return unchecked + [
+        f'a lightly damped mode at {mode["hz"]:g} Hz (damping ratio '
+        f'{mode["damping_ratio"]:.3g}) in joints the controller does not measure '
+        f'({", ".join(mode["joints"])}), within {MODE_SCAN_FACTOR:g}x the PD loop\'s '
+        f'natural frequency ({max_hz:.3g} Hz): '
+        f'learning can pump it (README "Known limit"){advice}'
+        for mode in modes]
 
 
 def _name(model: mujoco.MjModel, obj: mujoco.mjtObj, i: int) -> str:
