@@ -152,12 +152,13 @@ class AdaptiveController(InverseModelTick):
                      if rls.fast_learner else None)
 
     def _make_forward_model(self, p) -> ForwardModel | None:
-        if not p.enabled or self.mode != 'feedback_error':
-            return None     # inverse_model: its slow readout learns on other features
-        long = int(round(p.long_horizon_s / self.dt))
-        return ForwardModel(self.n, self._phi.size, (p.horizon_ticks,), self.dt,
+        horizons = prediction_horizons(p.enabled, self.mode, p.horizon_ticks,
+                                       p.long_horizon_s, self.dt)
+        if horizons is None:
+            return None
+        return ForwardModel(self.n, self._phi.size, horizons[:1], self.dt,
                             p.anomaly_threshold, self.config.rls.forgetting_factor,
-                            memory_horizon=long)
+                            memory_horizon=horizons[1])
 
     def update_params(self, changes: Mapping[str, Any]) -> None:
         """
@@ -530,6 +531,19 @@ class AdaptiveController(InverseModelTick):
     def input_scales(self) -> dict[str, np.ndarray]:
         """Normalisers in use (automatic or explicit), per joint."""
         return self.normalizer.scales
+
+
+def prediction_horizons(enabled: bool, mode: str, horizon_ticks: int, long_horizon_s: float,
+                        dt: float) -> tuple[int, int] | None:
+    """
+    Return the forward model's horizons (ticks; the long one 0: none), or None for no model.
+
+    From the ``prediction.*`` settings: what the node publishes on ``~/prediction`` and
+    ``~/long_prediction``, and so what a recording of it holds.
+    """
+    if not enabled or mode != 'feedback_error':
+        return None     # inverse_model: its slow readout learns on other features
+    return int(horizon_ticks), int(round(long_horizon_s / dt))
 
 
 def _warm_up_kernels() -> None:

@@ -25,6 +25,7 @@ import numpy as np
 from .. import closed_loop as CL
 from .. import mcap_io
 from .. import schema
+from ..controller import prediction_horizons
 from ..recording import ARMS, CONTROL_PERIOD_S, traces_from_mcap
 
 
@@ -129,10 +130,12 @@ def run(plant: str, neuron: str, duration: float, out: str, payload_change_at: f
     watch = _TickWatch(node)
     # the forward model's topics, as the nodes will publish them (none: none recorded; a
     # topic without a publisher kept the demo waiting for the nodes until it timed out)
-    long_ticks = int(round(cfg['prediction.long_horizon_s'] / (1.0 / cfg['control_rate_hz'])))
-    predictions = (('prediction',) + (('long_prediction',) if long_ticks else ())
-                   if cfg['prediction.enabled'] and cfg['controller.mode'] == 'feedback_error'
-                   else ())
+    horizons = prediction_horizons(cfg['prediction.enabled'], cfg['controller.mode'],
+                                   cfg['prediction.horizon_ticks'],
+                                   cfg['prediction.long_horizon_s'], 1.0 / cfg['control_rate_hz'])
+    long_ticks = horizons[1] if horizons else 0
+    predictions = (() if horizons is None else
+                   ('prediction',) + (('long_prediction',) if long_ticks else ()))
     recorder = McapRecorder(node, mcap_path, _recording_topics(predictions), metadata={
         'plant': plant, 'neuron': neuron, 'duration_s': duration,
         'payload_change_at_s': payload_change_at or 0.0, 'seed': seed,
