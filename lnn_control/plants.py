@@ -289,6 +289,10 @@ UNMEASURED_MODE_DAMPING = 0.1
 MODE_SCAN_FACTOR = 2.0
 
 
+# ball and free joints: ``unmeasured_modes`` leaves their modes out (see there)
+UNJUDGED_JOINT_TYPES = (int(mujoco.mjtJoint.mjJNT_BALL), int(mujoco.mjtJoint.mjJNT_FREE))
+
+
 def unmeasured_modes(plant: 'Plant', kp: np.ndarray, kd: np.ndarray,
                      max_hz: float) -> list[dict]:
     """
@@ -323,8 +327,7 @@ def unmeasured_modes(plant: 'Plant', kp: np.ndarray, kd: np.ndarray,
     s = np.log(z.astype(complex)) / m.opt.timestep
     measured = np.zeros(nv, dtype=bool)
     measured[plant._vadr] = True
-    rotational = np.isin(m.jnt_type[m.dof_jntid], (int(mujoco.mjtJoint.mjJNT_BALL),
-                                                   int(mujoco.mjtJoint.mjJNT_FREE)))
+    rotational = np.isin(m.jnt_type[m.dof_jntid], UNJUDGED_JOINT_TYPES)
     found = []
     for k in np.argsort(s.imag):
         hz, size_s = s[k].imag / (2 * math.pi), abs(s[k])
@@ -345,8 +348,8 @@ def unmeasured_modes(plant: 'Plant', kp: np.ndarray, kd: np.ndarray,
 def unjudged_joints(plant: 'Plant') -> list[str]:
     """Return the ball and free joints, whose modes ``unmeasured_modes`` does not judge."""
     m = plant.model
-    kinds = (int(mujoco.mjtJoint.mjJNT_BALL), int(mujoco.mjtJoint.mjJNT_FREE))
-    return [_joint_name(m, j) or f'joint {j}' for j in range(m.njnt) if m.jnt_type[j] in kinds]
+    return [_joint_name(m, j) or f'joint {j}' for j in range(m.njnt)
+            if m.jnt_type[j] in UNJUDGED_JOINT_TYPES]
 
 
 def unmeasured_mode_warnings(modes: list[dict], max_hz: float, fast_learner: bool = True,
