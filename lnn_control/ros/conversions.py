@@ -17,6 +17,7 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray, MultiArrayDimension
 
 from ..control_kernels import carry_on
+from ..waypoints import nearest_branch
 
 NON_FINITE = 'non_finite'
 MISSING_JOINT = 'missing_joint'
@@ -494,7 +495,6 @@ class VelocityFromPositions:
         self._wrap = (np.zeros(n, dtype=bool) if continuous is None
                       else np.asarray(continuous, dtype=bool).copy())
         self._wraps = bool(self._wrap.any())
-        self._wrapped = np.zeros(n)
         self._t_ns: Optional[int] = None
         self._stamped = False
         self._prior_s = max(0.0, float(interval_s))
@@ -518,14 +518,11 @@ class VelocityFromPositions:
             repeat = True
         else:
             dt = (t_ns - self._t_ns) * 1e-9
-            d = np.subtract(q, self._q, out=self._next)
-            if self._wraps:
-                w = self._wrapped
-                np.add(d, np.pi, out=w)
-                np.remainder(w, 2.0 * np.pi, out=w)
-                w -= np.pi
-                np.copyto(d, w, where=self._wrap)
-            d /= max(dt, 0.5 * self._interval_s)
+            if self._wraps:      # the step within half a turn, as the error is taken
+                np.subtract(nearest_branch(q, self._q, self._wrap), self._q, out=self._next)
+            else:
+                np.subtract(q, self._q, out=self._next)
+            self._next /= max(dt, 0.5 * self._interval_s)
         self._pending = (t_ns, stamped, dt, repeat)
         return self._next
 
