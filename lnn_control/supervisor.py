@@ -74,7 +74,10 @@ Responses, with hysteresis (``hold_s``) and escalation:
    scratch, with a tick of delay); kept for good, their cuts left a model that had
    long learned well re-adapting at x0.01 or without its fast learner. After
    ``CLIMB_AFTER_S`` of learning without a trip (holds and learning off not counted),
-   at a good snapshot, one step of the ladder is given back: a 10x cut, up to one cut
+   at the end of two snapshot intervals in which rho stayed below the trip ratio (a
+   good snapshot asks half of it, which a learner cut to x0.01 can take 40 s to reach:
+   random arms with delay tracked at 0.5x PD until then), one step of the ladder is
+   given back: a 10x cut, up to one cut
    below the highest gain a trip cut (given back to the gain that tripped, the
    start-up trips came again; that gain is learned state, saved with the readout),
    else the fast learner back on; the step cap stays. A trip within
@@ -362,7 +365,7 @@ class LearningSupervisor:
     def _reset_timers(self) -> None:
         self._stats[:CK.SV_CLEARED] = 0.0
         self._lp[:3] = 0.0          # the chatter statistics run on: they judge the loop
-        self._candidate_ok = False
+        self._candidate_ok = self._candidate_harmless = False
 
     @property
     def state(self) -> str:
@@ -660,9 +663,11 @@ class LearningSupervisor:
         Take a new snapshot candidate, promoting the previous one if rho stayed low since.
 
         Called every 2 windows: the previous candidate becomes the good snapshot if rho
-        stayed low through the whole interval since it was taken.
+        stayed low through the whole interval since it was taken; after two intervals
+        with rho below the trip ratio a step of the trip ladder may come back (response 6).
         """
         good = self._stats[CK.SV_MAX] < GOOD_FRACTION * self.trip_ratio
+        harmless = self._stats[CK.SV_MAX] < self.trip_ratio
         if good and self._candidate_ok:
             for g, c in zip(self._good, self._candidate):
                 g[:] = c
@@ -674,7 +679,7 @@ class LearningSupervisor:
             self._owed_cut = False
         if self.ctrl.learning_enabled:      # (called while learning, every 2 windows)
             self._climb.learned += int(self._stats[CK.SV_INTERVAL])
-            if good and self._candidate_ok:
+            if harmless and self._candidate_harmless:
                 self._climb_if_due()
         if (not self._stats[CK.SV_ARMED] and self.ctrl.ticks >= self._arm_tick
                 and self._time_arming_holds()):
@@ -682,7 +687,7 @@ class LearningSupervisor:
             self._armed_by_time = True
         for c, r in zip(self._candidate, self.ctrl.readouts()):
             c[:] = r.w
-        self._candidate_ok = good
+        self._candidate_ok, self._candidate_harmless = good, harmless
         self._stats[CK.SV_INTERVAL] = 0.0
         self._stats[CK.SV_MAX] = 0.0
         self._stats[CK.SV_ECHO_MAX] = 0.0
@@ -701,7 +706,7 @@ class LearningSupervisor:
             cl.at, cl.learned = -1, 0
 
     def _climb_if_due(self) -> None:
-        """Give back one step of the trip ladder after learning went well (response 6)."""
+        """Give back one step of the trip ladder after learning did no harm (response 6)."""
         cl, ctrl = self._climb, self.ctrl
         if (self.state != LEARNING or self.detune < 1.0 or self._trials.until >= 0
                 or self.easing or not ctrl.learning_enabled or cl.learned * ctrl.dt < cl.wait_s):

@@ -747,14 +747,14 @@ def test_an_arm_whose_pd_loop_cycles_with_the_delay_learns_with_a_softer_loop():
     assert CL.worst_window_ratio(pd, adaptive) <= 1.0
 
 
-def _learn_well(ctrl, seconds, learning=True):
-    """Advance ``seconds`` of good learning through the supervisor's snapshot path."""
+def _learn_well(ctrl, seconds, learning=True, rho_max=0.0):
+    """Advance ``seconds`` of learning (rho at most ``rho_max``) through the snapshot path."""
     sv = ctrl.supervisor
     interval = 2 * int(sv._stats[CK.SV_WINDOW])
     for _ in range(int(round(seconds / (interval * ctrl.dt)))):
         ctrl.ticks += interval
-        sv._stats[CK.SV_INTERVAL], sv._stats[CK.SV_MAX] = interval, 0.0
-        sv._candidate_ok = ctrl.learning_enabled = learning
+        sv._stats[CK.SV_INTERVAL], sv._stats[CK.SV_MAX] = interval, rho_max
+        ctrl.learning_enabled = learning
         sv._take_snapshot()
     ctrl.learning_enabled = True
 
@@ -820,6 +820,31 @@ def test_learning_that_went_well_gets_back_a_step_of_the_ladder_and_a_trip_takes
     assert 'fast learner switched off' in sv.interventions[-1].reason
     ctrl.reset_learning()
     assert sv.gain_tripped == 0.0 and sv._climb.wait_s == S.CLIMB_AFTER_S[0]
+
+
+def test_learning_that_does_no_harm_gets_a_step_back_before_it_is_good():
+    """
+    A learner cut to x0.01 can take 40 s to read rho below half the trip ratio.
+
+    Random arms with a tick of delay tracked at 0.5x PD until then; intervals with rho below
+    the trip ratio count, and one above it does not.
+    """
+    from lnn_control import supervisor as S
+    ctrl = AdaptiveController(zoo.controller_params('pendulum_viscous'))
+    sv = ctrl.supervisor
+    _trips(ctrl, 4)                                 # capped, fast learner off, x0.1, x0.01
+    snapshots = sv.snapshots
+    harmless, harmful = 0.8 * sv.trip_ratio, 1.05 * sv.trip_ratio
+    assert harmless > S.GOOD_FRACTION * sv.trip_ratio      # not good
+    _learn_well(ctrl, S.CLIMB_AFTER_S[0] - 2.0, rho_max=harmless)
+    _learn_well(ctrl, 2.0, rho_max=harmful)
+    assert sv.readout_gains() == pytest.approx((0.01, 0.0))
+    _learn_well(ctrl, 2.0, rho_max=harmless)        # the interval after a harmful one
+    assert sv.readout_gains() == pytest.approx((0.01, 0.0))
+    _learn_well(ctrl, 2.0, rho_max=harmless)
+    assert sv.readout_gains() == pytest.approx((0.1, 0.0))
+    assert sv.interventions[-1].action == 'gain_restored'
+    assert sv.snapshots == snapshots                # none of it was a good snapshot
 
 
 def test_time_held_after_a_trip_does_not_count_as_learning_without_one():
