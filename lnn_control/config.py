@@ -24,6 +24,37 @@ _TYPES = {schema.BOOL: bool, schema.INT: int, schema.DOUBLE: float, schema.STRIN
           schema.DOUBLE_ARRAY: np.ndarray, schema.STRING_ARRAY: tuple}
 
 
+def _per_joint(values: Any, n: int) -> np.ndarray | None:
+    """Broadcast a per-joint array to n joints; None if it has another size (refused anyway)."""
+    arr = np.asarray(values, dtype=np.float64).reshape(-1)
+    return np.broadcast_to(arr, (n,)) if arr.size in (1, n) else None
+
+
+def _reference_beyond_limits(value) -> list[str]:
+    """
+    Return why a generated reference leaves limits.position (not on continuous joints).
+
+    Every generated mode stays within offset +- amplitude (hold: at offset). Beyond the
+    plausibility limit the robot's own joint_states are dropped as implausible: the sensor
+    goes stale and the node applies its stale-sensor action while the reference pulls on.
+    """
+    mode, joints = value('reference.mode'), list(value('joints'))
+    n = len(joints)
+    if mode == 'topic' or not n:
+        return []
+    offset, amplitude, limit = (_per_joint(value(name), n) for name in (
+        'reference.offset', 'reference.amplitude', 'limits.position'))
+    if offset is None or amplitude is None or limit is None:
+        return []
+    reach = np.abs(offset) + (0.0 if mode == 'hold' else amplitude)
+    continuous = set(value('continuous_joints'))
+    return [f'the generated reference (reference.mode {mode}) reaches {reach[j]:g} on '
+            f'{joints[j]}, beyond limits.position {limit[j]:g}: joint_states there would be '
+            'dropped as implausible and the robot left to the stale-sensor action; raise '
+            'limits.position or bring reference.offset and reference.amplitude within it'
+            for j in range(n) if joints[j] not in continuous and reach[j] > limit[j]]
+
+
 def _typed(p: schema.Param, value: Any) -> Any:
     if p.kind == schema.DOUBLE_ARRAY:
         arr = np.array(value, dtype=np.float64)
@@ -156,7 +187,7 @@ class Config(Mapping):
         if (stray := [j for j in value('continuous_joints') if j not in value('joints')]):
             problems.append(f'continuous_joints names {", ".join(map(repr, stray))}, not among '
                             f'joints {list(value("joints"))}')
-        return problems
+        return problems + _reference_beyond_limits(value)
 
     def apply(self, changes: Mapping[str, Any], started: bool = True) -> dict[str, Any]:
         """

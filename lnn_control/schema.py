@@ -80,8 +80,11 @@ CONTROLLER = (
           '~/joint_trajectory waypoints with |position| above it are dropped (reason '
           'implausible), never learned from, and '
           'cannot start control. Generous by default: it catches garbage (a corrupt '
-          'message, a unit mix-up), not a robot leaving its workspace; set it to your '
-          "joints' range (continuous_joints are exempt).",
+          'message, a unit mix-up), not a robot leaving its workspace; set to your '
+          "joints' range, leave a margin for overshoot: beyond it the robot's own "
+          'joint_states are dropped and it is left to stale_sensor_action. A value that '
+          'the measured or desired state, the trajectory held or the generated reference '
+          'already exceed is refused (continuous_joints are exempt).',
           0.0, 1e9, per_joint=True, open_low=True),
     Param('limits.velocity', DOUBLE_ARRAY, [1000.0],
           'Plausibility limit per joint [rad/s or m/s] on |velocity|, as limits.position.',

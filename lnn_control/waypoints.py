@@ -161,6 +161,13 @@ class WaypointTrajectory:
     def is_stop(self) -> bool:
         return not self.times_s.size
 
+    def peaks(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """Per joint the largest |position| and |velocity| of the waypoints (None: a stop)."""
+        if not self.times_s.size:
+            return None
+        q, qd, _ = self._points
+        return np.abs(q).max(axis=0), np.abs(qd).max(axis=0)
+
     @property
     def end_ns(self) -> Optional[int]:
         """When the last waypoint is reached (before ``begin``: as stamped, else None)."""

@@ -94,6 +94,22 @@ def test_a_reference_timeout_shorter_than_one_control_period_is_refused():
     assert cfg.apply({'reference_timeout_s': 0.01}) == {'reference_timeout_s': 0.01}
 
 
+def test_a_generated_reference_beyond_the_plausibility_limits_is_refused():
+    """The robot's joint_states there would be dropped as implausible (it went limp)."""
+    with pytest.raises(ValueError, match='reference.mode hold.* reaches 2 on a, beyond '
+                                         'limits.position 1'):
+        Config({'joints': ['a'], 'limits.position': [1.0], 'reference.mode': 'hold',
+                'reference.offset': [2.0]})
+    cfg = Config({'joints': ['a', 'b'], 'limits.position': [1.0, 3.0],
+                  'reference.mode': 'sine'})
+    (problem,) = cfg.combined_problems({'reference.amplitude': [0.6, 2.0],
+                                        'reference.offset': [0.5]})
+    assert 'reaches 1.1 on a, beyond limits.position 1' in problem
+    assert cfg.combined_problems({'reference.mode': 'topic', 'reference.offset': [5.0]}) == []
+    assert cfg.combined_problems({'continuous_joints': ['a'], 'reference.offset': [5.0],
+                                  'limits.position': [1.0, 6.0]}) == []
+
+
 def test_combined_problems_judge_the_changes_with_the_current_values():
     cfg = Config({'joints': ['a'], 'control_rate_hz': 100.0})
     assert cfg.combined_problems({}) == []

@@ -317,6 +317,39 @@ def test_plausibility_limits_are_live_and_apply_to_the_reference(rig):
     np.testing.assert_allclose(r.tick(), [4.5, 3.0])  # kp 10 x (0.45, 1.8 - 1.5)
 
 
+def test_limits_the_robot_or_its_trajectory_already_exceed_are_refused(rig):
+    """
+    Beyond them its own joint_states are dropped: the robot would be left without effort.
+
+    (From a review: limits.position lowered under a joint at 1.5 rad was accepted; every
+    joint_states was then refused as implausible and the command stayed zero.)
+    """
+    r = rig({'learning_enabled': False, 'kd': [0.0]})
+    r.send([1.5, 0.0], qd=[0.8, 0.0])
+    r.send_reference([1.5, 0.0])
+    r.tick()
+
+    def refused(name, value):
+        (result,) = r.node.set_parameters([Parameter(name, value=value)])
+        assert not result.successful
+        return result.reason
+
+    assert 'the measured position of j1 reaches 1.5, beyond the new limits.position 1' in \
+        refused('limits.position', [1.0])
+    assert 'the desired position of j1 reaches 1.5' in refused('limits.position', [1.0])
+    assert 'the measured position of j1 reaches 0.8, beyond the new limits.velocity 0.5' \
+        in refused('limits.velocity', [0.5])
+    assert r.node.controller.config['limits.position'].tolist() == [1000.0] * 2   # unchanged
+    r.send([0.2, 0.0])
+    r.send_reference([0.2, 0.0])
+    r.tick()
+    r.send_trajectory([(0.0, [0.2, 0.0], None, None), (2.0, [1.6, 0.0], None, None)])
+    r.tick()
+    assert 'the ~/joint_trajectory held of j1 reaches 1.6' in refused('limits.position', [1.0])
+    (result,) = r.node.set_parameters([Parameter('limits.position', value=[2.0, 1.0])])
+    assert result.successful, result.reason
+
+
 def test_a_continuous_joint_is_controlled_the_shortest_way_in_the_branch_it_reports(rig):
     """A wheel's joint_states some turns out: no 2 pi errors, no implausible drops."""
     r = rig({'continuous_joints': ['j1'], 'learning_enabled': False, 'kd': [0.0],

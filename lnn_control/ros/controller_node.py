@@ -122,7 +122,8 @@ class LnnControllerNode(ControllerServices, Node):
         self._diag_dropped = ({}, {}, {})  # per input: dropped up to the last report
         self._diag_skipped = 0          # autosaves skipped (writer busy) up to the last report
         RP.attach(self, schema.CONTROLLER, ctrl.n, self._apply_parameters,
-                  combined=lambda changes: ctrl.config.combined_problems(changes))
+                  combined=lambda changes: (ctrl.config.combined_problems(changes)
+                                            + self._limits_problems(changes)))
         self._create_interfaces()
         self.get_logger().info(
             f'controlling {list(self.joints)} at {cfg.control_rate_hz:g} Hz '
@@ -338,6 +339,41 @@ class LnnControllerNode(ControllerServices, Node):
         if any(k.startswith(('reference.', 'limits.')) for k in changes):
             # (a new reference blends in from where the old one is: only when there is one)
             self._configure_inputs(any(k.startswith('reference.') for k in changes))
+
+    def _limits_problems(self, changes: dict[str, Any]) -> list[str]:
+        """
+        Return why new plausibility limits do not fit the robot, its desired state or path.
+
+        Beyond them its own joint_states would be dropped as implausible: the sensor goes
+        stale and the robot is left to the stale-sensor action (zero effort by default)
+        while the reference pulls on (continuous joints are exempt from limits.position).
+        """
+        names = ('limits.position', 'limits.velocity')
+        if not changes.keys() & set(names):
+            return []
+        ctrl = self.controller
+        n = ctrl.n
+        limits = [np.asarray(changes.get(name, ctrl.config[name]), float).reshape(-1)
+                  for name in names]
+        if any(v.size not in (1, n) for v in limits):
+            return []                    # refused on its own size
+        position, velocity = (np.broadcast_to(v, (n,)) for v in limits)
+        position = np.where(ctrl.continuous, np.inf, position)
+        states = [('the desired position', np.abs(self.desired.q), None)]
+        if self._have_sensor:
+            states = [('the measured position', np.abs(self._q), np.abs(self._qd)), *states]
+        states += [('the ~/joint_trajectory held', q, qd) for q, qd in self._trajectory.peaks()]
+        problems = []
+        for what, q, qd in states:
+            for name, value, limit in ((names[0], q, position), (names[1], qd, velocity)):
+                if value is None:
+                    continue
+                for j in np.flatnonzero(value > limit):
+                    problems.append(
+                        f'{what} of {self.joints[j]} reaches {value[j]:g}, beyond the new '
+                        f'{name} {limit[j]:g}: its joint_states would be dropped as '
+                        'implausible and the robot left to the stale-sensor action')
+        return problems
 
     def _configure_inputs(self, reference: bool = True) -> None:
         """Carry the reference (if ``reference``) and plausibility limits into their readers."""

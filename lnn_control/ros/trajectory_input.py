@@ -61,6 +61,11 @@ class TrajectoryFromMessages:
         self.limits[0] = position
         self.limits[1] = velocity
 
+    def peaks(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Return the largest |position| and |velocity| per joint of each trajectory held."""
+        return [p for t in (self.active, self.pending) if t is not None
+                for p in (t.peaks(),) if p is not None]
+
     def forget(self) -> None:
         """Follow no trajectory (a new clock, another input, a generated reference)."""
         self.pending = None
