@@ -51,7 +51,7 @@ class Param:
     read_only: bool = False
     per_joint: bool = False
     open_low: bool = False   # value must be strictly greater than ``low``
-    unique: bool = False     # string[]: no entry may repeat
+    unique: bool = False     # string[] of names: none repeated, empty or with a comma
 
 
 CONTROLLER = (
@@ -352,6 +352,10 @@ def check(param: Param, value: Any, n_joints: int | None = None) -> str | None:
             return f'{param.name} must not contain a NUL character'
         if param.unique and len(set(value)) != len(value):
             return f'{param.name} must not repeat a name'
+        if param.unique and any(not v or ',' in v for v in value):
+            return (f'{param.name} must not hold an empty name or a comma (the names are '
+                    f'joined with commas in ~/controller_state and on the command line); '
+                    f'got {list(value)}')
         return None
     values = list(value) if kind == DOUBLE_ARRAY else [value]
     if kind == INT and (isinstance(value, bool) or not isinstance(value, (int, np.integer))):

@@ -63,6 +63,9 @@ def test_per_joint_sizes_and_flags_come_from_the_schema():
         Config({'joints': ['a', 'a']})
     with pytest.raises(ValueError, match='joints must not repeat a name'):
         Config({'joints': ['x', 'x']}, schema.SIMULATOR)
+    for names in ([''], ['a,b', 'c']):     # ~/controller_state's label could not be split
+        with pytest.raises(ValueError, match='joints must not hold an empty name or a comma'):
+            Config({'joints': names})
 
 
 def test_the_simulator_schema_has_its_own_sections():
