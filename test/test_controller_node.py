@@ -666,6 +666,7 @@ def test_a_stamped_trajectory_starts_at_its_stamp_and_the_reference_runs_until_t
     (lambda m: setattr(m.header.stamp, 'sec', 0) or setattr(m.header.stamp, 'nanosec', 1),
      'ends_in_the_past'),
     (lambda m: setattr(m.header.stamp, 'nanosec', 3_000_000_000), 'malformed'),   # (+3 s)
+    (lambda m: setattr(m.points[1].time_from_start, 'nanosec', 1_100_000_000), 'malformed'),
 ])
 def test_a_bad_trajectory_is_refused_with_its_reason_and_the_one_followed_runs_on(
         rig, mutate, reason):

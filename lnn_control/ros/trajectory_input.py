@@ -138,6 +138,8 @@ class TrajectoryFromMessages:
         order = [names.index(x) for x in self.joints]
         points = msg.points
         m = len(points)
+        if any(p.time_from_start.nanosec >= 1_000_000_000 for p in points):
+            return self._refused(C.MALFORMED, 'a time_from_start.nanosec is 1e9 or more')
         times = np.fromiter((_duration_s(p.time_from_start) for p in points), float, m)
         fields = []
         for field in ('positions', 'velocities', 'accelerations'):
