@@ -161,12 +161,21 @@ class WaypointTrajectory:
     def is_stop(self) -> bool:
         return not self.times_s.size
 
-    def peaks(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """Per joint the largest |position| and |velocity| of the waypoints (None: a stop)."""
+    def peaks(self, now_ns: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """
+        Return per joint the largest |position| and |velocity| of the waypoints still ahead.
+
+        Once begun, those passed by ``now_ns`` no longer count (the last always does: the
+        motion rests there). None for a stop.
+        """
         if not self.times_s.size:
             return None
         q, qd, _ = self._points
-        return np.abs(q).max(axis=0), np.abs(qd).max(axis=0)
+        first = 0
+        if self._knots_ns is not None:
+            ahead = np.flatnonzero(self._knots_ns[1:] >= now_ns)
+            first = self._offset + (int(ahead[0]) if ahead.size else self._knots_ns.size - 2)
+        return np.abs(q[first:]).max(axis=0), np.abs(qd[first:]).max(axis=0)
 
     @property
     def end_ns(self) -> Optional[int]:

@@ -343,10 +343,16 @@ def test_limits_the_robot_or_its_trajectory_already_exceed_are_refused(rig):
     r.send([0.2, 0.0])
     r.send_reference([0.2, 0.0])
     r.tick()
-    r.send_trajectory([(0.0, [0.2, 0.0], None, None), (2.0, [1.6, 0.0], None, None)])
+    r.send_trajectory([(0.0, [0.2, 0.0], None, None), (1.0, [1.6, 0.0], None, None),
+                       (2.0, [0.2, 0.0], None, None)])
     r.tick()
     assert 'the ~/joint_trajectory held of j1 reaches 1.6' in refused('limits.position', [1.0])
     (result,) = r.node.set_parameters([Parameter('limits.position', value=[2.0, 1.0])])
+    assert result.successful, result.reason
+    for _ in range(210):                    # past the waypoint at 1.6 rad: it counts no more
+        r.send([0.2, 0.0])
+        r.tick()
+    (result,) = r.node.set_parameters([Parameter('limits.position', value=[1.0])])
     assert result.successful, result.reason
 
 

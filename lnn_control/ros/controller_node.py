@@ -362,7 +362,9 @@ class LnnControllerNode(ControllerServices, Node):
         states = [('the desired position', np.abs(self.desired.q), None)]
         if self._have_sensor:
             states = [('the measured position', np.abs(self._q), np.abs(self._qd)), *states]
-        states += [('the ~/joint_trajectory held', q, qd) for q, qd in self._trajectory.peaks()]
+        now = self.get_clock().now().nanoseconds
+        states += [('the ~/joint_trajectory held', q, qd)
+                   for q, qd in self._trajectory.peaks(now)]
         problems = []
         for what, q, qd in states:
             for name, value, limit in ((names[0], q, position), (names[1], qd, velocity)):

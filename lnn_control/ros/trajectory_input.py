@@ -61,10 +61,10 @@ class TrajectoryFromMessages:
         self.limits[0] = position
         self.limits[1] = velocity
 
-    def peaks(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Return the largest |position| and |velocity| per joint of each trajectory held."""
+    def peaks(self, now_ns: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Return per trajectory held the largest |position| and |velocity| still ahead."""
         return [p for t in (self.active, self.pending) if t is not None
-                for p in (t.peaks(),) if p is not None]
+                for p in (t.peaks(now_ns),) if p is not None]
 
     def forget(self) -> None:
         """Follow no trajectory (a new clock, another input, a generated reference)."""
