@@ -18,7 +18,7 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from . import schema
+from . import schema, trajectories
 
 _TYPES = {schema.BOOL: bool, schema.INT: int, schema.DOUBLE: float, schema.STRING: str,
           schema.DOUBLE_ARRAY: np.ndarray, schema.STRING_ARRAY: tuple}
@@ -32,27 +32,34 @@ def _per_joint(values: Any, n: int) -> np.ndarray | None:
 
 def _reference_beyond_limits(value) -> list[str]:
     """
-    Return why a generated reference leaves limits.position (not on continuous joints).
+    Return why a generated reference leaves limits.position or limits.velocity.
 
-    Every generated mode stays within offset +- amplitude (hold: at offset). Beyond the
-    plausibility limit the robot's own joint_states are dropped as implausible: the sensor
-    goes stale and the node applies its stale-sensor action while the reference pulls on.
+    Beyond them the robot's own joint_states are dropped as implausible while it follows:
+    the sensor goes stale and the node applies its stale-sensor action while the reference
+    pulls on (continuous joints have no position limit).
     """
     mode, joints = value('reference.mode'), list(value('joints'))
     n = len(joints)
     if mode == 'topic' or not n:
         return []
-    offset, amplitude, limit = (_per_joint(value(name), n) for name in (
-        'reference.offset', 'reference.amplitude', 'limits.position'))
-    if offset is None or amplitude is None or limit is None:
+    arrays = [_per_joint(value(name), n) for name in (
+        'reference.offset', 'reference.amplitude', 'limits.position', 'limits.velocity')]
+    if any(a is None for a in arrays):
         return []
-    reach = np.abs(offset) + (0.0 if mode == 'hold' else amplitude)
+    offset, amplitude, position, velocity = arrays
+    reach = trajectories.reach(mode, amplitude, value('reference.frequency_hz'), offset)
     continuous = set(value('continuous_joints'))
-    return [f'the generated reference (reference.mode {mode}) reaches {reach[j]:g} on '
-            f'{joints[j]}, beyond limits.position {limit[j]:g}: joint_states there would be '
-            'dropped as implausible and the robot left to the stale-sensor action; raise '
-            'limits.position or bring reference.offset and reference.amplitude within it'
-            for j in range(n) if joints[j] not in continuous and reach[j] > limit[j]]
+    problems = []
+    for what, peak, name, limit in (('reaches', reach[0], 'limits.position', position),
+                                    ('moves at up to', reach[1], 'limits.velocity', velocity)):
+        problems += [
+            f'the generated reference (reference.mode {mode}) {what} {peak[j]:g} on '
+            f'{joints[j]}, beyond {name} {limit[j]:g}: joint_states there would be dropped '
+            'as implausible and the robot left to the stale-sensor action; raise the limit '
+            'or bring reference.offset, amplitude or frequency_hz within it'
+            for j in range(n) if peak[j] > limit[j]
+            and not (name == 'limits.position' and joints[j] in continuous)]
+    return problems
 
 
 def _typed(p: schema.Param, value: Any) -> Any:

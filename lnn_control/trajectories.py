@@ -205,6 +205,20 @@ def make_reference(mode: str, n_joints: int, amplitude, frequency_hz, offset=Non
     raise ValueError(f'unknown reference mode {mode!r}; choose one of {", ".join(MODES)}')
 
 
+def reach(mode: str, amplitude, frequency_hz: float, offset) -> tuple[np.ndarray, np.ndarray]:
+    """
+    Return per joint bounds of |position| and |velocity| a generated reference reaches.
+
+    Every mode stays within offset +- amplitude (hold: at offset). Peak speeds: a sine
+    2 pi f A; the sum of sines (amplitudes A x 0.5 / 0.3 / 0.2 at f x 0.15 / 0.3 / 0.55 /
+    0.55) at most pi f A; a minimum-jerk move of up to 2 A in 1 / f s 1.875 x 2 A f.
+    """
+    amplitude, offset = (np.asarray(x, dtype=float) for x in (amplitude, offset))
+    speed = {'hold': 0.0, 'sine': 2.0 * math.pi, 'sum_of_sines': math.pi,
+             'point_to_point': 3.75}[mode] * float(frequency_hz) * amplitude
+    return np.abs(offset) + (0.0 if mode == 'hold' else amplitude), speed
+
+
 class DesiredState:
     """
     This tick's desired state (``q``, ``qd``, ``qdd``, one value per joint).

@@ -166,7 +166,8 @@ class WaypointTrajectory:
         Return per joint the largest |position| and |velocity| of the waypoints still ahead.
 
         Once begun, those passed by ``now_ns`` no longer count (the last always does: the
-        motion rests there). None for a stop.
+        motion rests there). The velocity includes each remaining segment's mean speed
+        (positions only: the speed between waypoints). None for a stop.
         """
         if not self.times_s.size:
             return None
@@ -175,7 +176,11 @@ class WaypointTrajectory:
         if self._knots_ns is not None:
             ahead = np.flatnonzero(self._knots_ns[1:] >= now_ns)
             first = self._offset + (int(ahead[0]) if ahead.size else self._knots_ns.size - 2)
-        return np.abs(q[first:]).max(axis=0), np.abs(qd[first:]).max(axis=0)
+        speed = np.abs(qd[first:]).max(axis=0)
+        if q.shape[0] - first > 1:
+            mean = np.abs(np.diff(q[first:], axis=0)) / np.diff(self.times_s[first:])[:, None]
+            speed = np.maximum(speed, mean.max(axis=0))
+        return np.abs(q[first:]).max(axis=0), speed
 
     @property
     def end_ns(self) -> Optional[int]:

@@ -111,6 +111,9 @@ def test_a_generated_reference_beyond_the_plausibility_limits_is_refused():
     assert cfg.combined_problems({'reference.mode': 'topic', 'reference.offset': [5.0]}) == []
     assert cfg.combined_problems({'continuous_joints': ['a'], 'reference.offset': [5.0],
                                   'limits.position': [1.0, 6.0]}) == []
+    (problem,) = cfg.combined_problems({'reference.frequency_hz': 0.5,
+                                        'limits.velocity': [5.0, 1.0]})   # b: 2 pi 0.5 0.5
+    assert 'moves at up to 1.5708 on b, beyond limits.velocity 1' in problem
 
 
 def test_combined_problems_judge_the_changes_with_the_current_values():

@@ -334,10 +334,15 @@ def test_limits_the_robot_or_its_trajectory_already_exceed_are_refused(rig):
         assert not result.successful
         return result.reason
 
-    assert 'the measured position of j1 reaches 1.5, beyond the new limits.position 1' in \
+    assert 'the measured state of j1 reaches 1.5, beyond the new limits.position 1' in \
         refused('limits.position', [1.0])
-    assert 'the desired position of j1 reaches 1.5' in refused('limits.position', [1.0])
-    assert 'the measured position of j1 reaches 0.8, beyond the new limits.velocity 0.5' \
+    assert 'the desired state of j1 reaches 1.5' in refused('limits.position', [1.0])
+    assert 'the measured state of j1 reaches 0.8, beyond the new limits.velocity 0.5' \
+        in refused('limits.velocity', [0.5])
+    r.send([1.5, 0.0])
+    r.send_reference([1.5, 0.0], qd=[0.0, 0.9])
+    r.tick()
+    assert 'the desired state of j2 reaches 0.9, beyond the new limits.velocity 0.5' \
         in refused('limits.velocity', [0.5])
     assert r.node.controller.config['limits.position'].tolist() == [1000.0] * 2   # unchanged
     r.send([0.2, 0.0])
@@ -347,6 +352,9 @@ def test_limits_the_robot_or_its_trajectory_already_exceed_are_refused(rig):
                        (2.0, [0.2, 0.0], None, None)])
     r.tick()
     assert 'the ~/joint_trajectory held of j1 reaches 1.6' in refused('limits.position', [1.0])
+    # positions only: 1.4 rad in 1 s between the waypoints (as their arrival is judged)
+    assert 'the ~/joint_trajectory held of j1 reaches 1.4, beyond the new limits.velocity' \
+        in refused('limits.velocity', [1.0])
     (result,) = r.node.set_parameters([Parameter('limits.position', value=[2.0, 1.0])])
     assert result.successful, result.reason
     for _ in range(210):                    # past the waypoint at 1.6 rad: it counts no more

@@ -1,6 +1,6 @@
 """References: analytic derivatives, allocation-free sampling, factory."""
-from lnn_control.trajectories import (DesiredState, Hold, make_reference, PointToPoint, Sine,
-                                      SumOfSines)
+from lnn_control.trajectories import (DesiredState, Hold, make_reference, MODES, PointToPoint,
+                                      reach, Sine, SumOfSines)
 import numpy as np
 import pytest
 
@@ -285,3 +285,16 @@ def test_a_continuous_joint_blends_into_a_wrapped_received_reference_without_a_s
         q.append(d.q[0])
     steps = (np.diff(q) + np.pi) % (2 * np.pi) - np.pi       # as the controller sees them
     assert np.abs(steps).max() < 0.01
+
+
+def test_reach_bounds_what_every_generated_mode_reaches():
+    """The plausibility check of a generated reference (config) relies on these bounds."""
+    amplitude, frequency, offset = np.array([0.7, 0.2]), 0.9, np.array([0.2, -0.5])
+    for mode in MODES:
+        ref = make_reference(mode, 2, amplitude, frequency, offset, seed=3)
+        samples = np.array([ref(t)[:2] for t in np.arange(0.0, 120.0, 0.002)])
+        q_bound, qd_bound = reach(mode, amplitude, frequency, offset)
+        peak_q, peak_qd = np.abs(samples).max(axis=0)
+        assert (peak_q <= q_bound + 1e-12).all() and (peak_qd <= qd_bound + 1e-12).all(), mode
+        if mode != 'hold':                      # and not far above what is reached
+            assert (peak_qd > 0.5 * qd_bound).all(), mode

@@ -359,17 +359,15 @@ class LnnControllerNode(ControllerServices, Node):
             return []                    # refused on its own size
         position, velocity = (np.broadcast_to(v, (n,)) for v in limits)
         position = np.where(ctrl.continuous, np.inf, position)
-        states = [('the desired position', np.abs(self.desired.q), None)]
+        states = [('the desired state', np.abs(self.desired.q), np.abs(self.desired.qd))]
         if self._have_sensor:
-            states = [('the measured position', np.abs(self._q), np.abs(self._qd)), *states]
+            states = [('the measured state', np.abs(self._q), np.abs(self._qd)), *states]
         now = self.get_clock().now().nanoseconds
         states += [('the ~/joint_trajectory held', q, qd)
                    for q, qd in self._trajectory.peaks(now)]
         problems = []
-        for what, q, qd in states:
+        for what, q, qd in states:          # (position, then velocity)
             for name, value, limit in ((names[0], q, position), (names[1], qd, velocity)):
-                if value is None:
-                    continue
                 for j in np.flatnonzero(value > limit):
                     problems.append(
                         f'{what} of {self.joints[j]} reaches {value[j]:g}, beyond the new '
