@@ -76,7 +76,8 @@ Responses, with hysteresis (``hold_s``) and escalation:
    ``CLIMB_AFTER_S`` of learning without a trip (holds and learning off not counted),
    at the end of two snapshot intervals in which rho stayed below the trip ratio (a
    good snapshot asks half of it, which a learner cut to x0.01 can take 40 s to reach:
-   random arms with delay tracked at 0.5x PD until then), one step of the ladder is
+   random arms with delay tracked at 0.5x PD until then; a trip on probation then rolls
+   back to the readouts as they were at the climb), one step of the ladder is
    given back: a 10x cut, up to one cut
    below the highest gain a trip cut (given back to the gain that tripped, the
    start-up trips came again; that gain is learned state, saved with the readout),
@@ -680,7 +681,7 @@ class LearningSupervisor:
         if self.ctrl.learning_enabled:      # (called while learning, every 2 windows)
             self._climb.learned += int(self._stats[CK.SV_INTERVAL])
             if harmless and self._candidate_harmless:
-                self._climb_if_due()
+                self._climb_if_due(good and self._candidate_ok)
         if (not self._stats[CK.SV_ARMED] and self.ctrl.ticks >= self._arm_tick
                 and self._time_arming_holds()):
             self._stats[CK.SV_ARMED] = 1.0
@@ -705,8 +706,14 @@ class LearningSupervisor:
                 cl.wait_s = min(2.0 * cl.wait_s, CLIMB_AFTER_S[1])
             cl.at, cl.learned = -1, 0
 
-    def _climb_if_due(self) -> None:
-        """Give back one step of the trip ladder after learning did no harm (response 6)."""
+    def _climb_if_due(self, at_good_snapshot: bool) -> None:
+        """
+        Give back one step of the trip ladder after learning did no harm (response 6).
+
+        Not at a good snapshot, the readouts as they are become the one a trip on probation
+        rolls back to (the last good one may be far older, or the zero readout a PD-only
+        hold restarted from: the harmless learning since would be lost).
+        """
         cl, ctrl = self._climb, self.ctrl
         if (self.state != LEARNING or self.detune < 1.0 or self._trials.until >= 0
                 or self.easing or not ctrl.learning_enabled or cl.learned * ctrl.dt < cl.wait_s):
@@ -723,6 +730,9 @@ class LearningSupervisor:
             self.fast_cut = 1.0
             ctrl.fast.restart_covariance(self.readout_gains()[1])   # weights: kept, or zero
         if given:
+            if not at_good_snapshot:        # (the give-back keeps every weight)
+                for g, r in zip(self._good, ctrl.readouts()):
+                    g[:] = r.w
             cl.at, cl.learned, (cl.gain, cl.fast) = ctrl.ticks, 0, before
             self._record('gain_restored', f'{cl.wait_s:g} s of learning without a trip: '
                                           f'{given}')

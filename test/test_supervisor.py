@@ -834,6 +834,7 @@ def test_learning_that_does_no_harm_gets_a_step_back_before_it_is_good():
     sv = ctrl.supervisor
     _trips(ctrl, 4)                                 # capped, fast learner off, x0.1, x0.01
     snapshots = sv.snapshots
+    ctrl.slow.w[:] = 0.01                           # learned since
     harmless, harmful = 0.8 * sv.trip_ratio, 1.05 * sv.trip_ratio
     assert harmless > S.GOOD_FRACTION * sv.trip_ratio      # not good
     _learn_well(ctrl, S.CLIMB_AFTER_S[0] - 2.0, rho_max=harmless)
@@ -845,6 +846,10 @@ def test_learning_that_does_no_harm_gets_a_step_back_before_it_is_good():
     assert sv.readout_gains() == pytest.approx((0.1, 0.0))
     assert sv.interventions[-1].action == 'gain_restored'
     assert sv.snapshots == snapshots                # none of it was a good snapshot
+    ctrl.slow.w[:] = 0.5                            # learned on probation, then a trip:
+    sv._rollback('test trip on probation of the gain')
+    assert sv.readout_gains() == pytest.approx((0.01, 0.0))
+    np.testing.assert_array_equal(ctrl.slow.w, 0.01)   # back to the climb, not to zero
 
 
 def test_time_held_after_a_trip_does_not_count_as_learning_without_one():
