@@ -24,7 +24,7 @@ _TYPES = {schema.BOOL: bool, schema.INT: int, schema.DOUBLE: float, schema.STRIN
           schema.DOUBLE_ARRAY: np.ndarray, schema.STRING_ARRAY: tuple}
 
 
-def _per_joint(values: Any, n: int) -> np.ndarray | None:
+def per_joint(values: Any, n: int) -> np.ndarray | None:
     """Broadcast a per-joint array to n joints; None if it has another size (refused anyway)."""
     arr = np.asarray(values, dtype=np.float64).reshape(-1)
     return np.broadcast_to(arr, (n,)) if arr.size in (1, n) else None
@@ -42,7 +42,7 @@ def _reference_beyond_limits(value) -> list[str]:
     n = len(joints)
     if mode == 'topic' or not n:
         return []
-    arrays = [_per_joint(value(name), n) for name in (
+    arrays = [per_joint(value(name), n) for name in (
         'reference.offset', 'reference.amplitude', 'limits.position', 'limits.velocity')]
     if any(a is None for a in arrays):
         return []

@@ -731,8 +731,7 @@ class LearningSupervisor:
             ctrl.fast.restart_covariance(self.readout_gains()[1])   # weights: kept, or zero
         if given:
             if not at_good_snapshot:        # (the give-back keeps every weight)
-                for g, r in zip(self._good, ctrl.readouts()):
-                    g[:] = r.w
+                self._snapshot_now()
             cl.at, cl.learned, (cl.gain, cl.fast) = ctrl.ticks, 0, before
             self._record('gain_restored', f'{cl.wait_s:g} s of learning without a trip: '
                                           f'{given}')

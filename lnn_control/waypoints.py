@@ -169,7 +169,7 @@ class WaypointTrajectory:
         motion rests there). The velocity includes each remaining segment's mean speed
         (positions only: the speed between waypoints). None for a stop.
         """
-        if not self.times_s.size:
+        if self.is_stop:
             return None
         q, qd, _ = self._points
         first = 0

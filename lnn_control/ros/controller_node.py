@@ -52,6 +52,7 @@ from .controller_services import ControllerServices
 from .trajectory_input import (ENDS_IN_THE_PAST, REASONS as TRAJECTORY_REASONS, STARTED,
                                TrajectoryFromMessages)
 from .. import schema
+from ..config import per_joint
 from ..controller import AdaptiveController
 from ..loop import ControlLoop, REFUSED, RESUMED, STALE, STATE_FIELDS
 from ..readout_file import ReadoutStore
@@ -353,11 +354,10 @@ class LnnControllerNode(ControllerServices, Node):
             return []
         ctrl = self.controller
         n = ctrl.n
-        limits = [np.asarray(changes.get(name, ctrl.config[name]), float).reshape(-1)
-                  for name in names]
-        if any(v.size not in (1, n) for v in limits):
+        position, velocity = (per_joint(changes.get(name, ctrl.config[name]), n)
+                              for name in names)
+        if position is None or velocity is None:
             return []                    # refused on its own size
-        position, velocity = (np.broadcast_to(v, (n,)) for v in limits)
         position = np.where(ctrl.continuous, np.inf, position)
         states = [('the desired state', np.abs(self.desired.q), np.abs(self.desired.qd))]
         if self._have_sensor:
