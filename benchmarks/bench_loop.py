@@ -5,28 +5,33 @@ Per rate (default 1000 and 500 Hz), in one run, with four processes on the machi
 
 * plant (subprocess): publishes joint_states at the rate, stamped with its
   ``time.perf_counter_ns()`` at publish (CLOCK_MONOTONIC, system-wide on Linux);
-* receiver (subprocess): subscribes to both subjects' command topics, as a robot's
+* receiver (subprocess): subscribes to every subject's command topic, as a robot's
   driver does, and records each message's arrival (``perf_counter_ns`` in its
   callback, EventsExecutor);
-* this process hosts the two subjects in turn, alternated (bare first, then node, the
-  order swapped every round), in the same executor kind and the same conditions:
-  ``bare``, a node with nothing but a timer at the rate publishing a preallocated
-  Float64MultiArray (carrying its publish time, so the receiver also measures the
-  command's transport), and ``node``, the LnnControllerNode (esn, N=300, learning on);
+* this process hosts three subjects in turn (the order rotated every round), in the
+  same executor kind and the same conditions: ``bare``, a node with nothing but a timer
+  at the rate publishing a preallocated Float64MultiArray (carrying its publish time,
+  so the receiver also measures the command's transport); ``minimal``, the same timer
+  that also subscribes to joint_states (sensor QoS) and sends -K times the newest
+  position: the least a controller written with rclpy does, so ``node - minimal`` is
+  what the LnnControllerNode's own work costs and ``minimal - bare`` what receiving
+  the sensor costs in rclpy; and ``node``, the LnnControllerNode (esn, N=300, learning
+  on);
 * load: ``quiet``, or ``loaded`` with a CPU-bound competing process
-  (``python -c 'while True: pass'``) running through both subjects' phases.
+  (``python -c 'while True: pass'``) running through every subject's phases.
 
 Each subject is timed in two views: ``timer`` (in-process: intervals between timer
-callback entries, from the bare node's record and the node's TickStats) and ``recv``
+callback entries, from the timers' records and the node's TickStats) and ``recv``
 (intervals between command arrivals at the receiver). Printed: interval p50 / p99 /
 max, late ticks (interval > 1.5 periods) and the achieved rate (messages / s); for the
 node the sensor-to-command latency (plant publish of the joint_states a tick used ->
 command published, same monotonic clock), the command's transport (bare: publish ->
 arrival) and, inside the tick, when the command went out and when the tick (its
-learning step after the command) was done. Options, each measured for both subjects:
-``--executors``, ``--gc`` (``default`` or ``quiet``: lnn_control.realtime.QuietGc,
-gc.freeze() + gc.disable() with a 1 Hz timed collection), ``--priorities``
-(SCHED_FIFO of the spinning thread).
+learning step after the command) was done; and the CPU time per tick of this process
+and of its spinning thread (which runs every callback) while each subject ran.
+Options, each measured for every subject: ``--executors``, ``--gc`` (``default`` or
+``quiet``: lnn_control.realtime.QuietGc, gc.freeze() + gc.disable() with a 1 Hz timed
+collection), ``--priorities`` (SCHED_FIFO of the spinning thread).
 
 Targets (1 kHz and 500 Hz): node p99 interval within 0.1 ms of the bare timer's and
 no more late ticks, quiet and loaded. The exit code never depends on them.
@@ -50,12 +55,13 @@ from lnn_control.ros import isolate_domain
 import numpy as np
 
 LATE = 1.5          # an interval over LATE periods is a late tick
+SUBJECTS = ('bare', 'minimal', 'node')
 
 
 def merged(windows, t_ns, period_s):
     """Interval statistics over several [t0, t1) windows of one series (no cross-window gap)."""
     t = np.asarray(t_ns, dtype=np.int64)
-    parts = [np.diff(t[(t >= a) & (t < b)]) for a, b in windows]
+    parts = [np.diff(t[(t >= a) & (t < b)]) for a, b, *_ in windows]
     iv = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
     return interval_stats(np.concatenate(([0], np.cumsum(iv))), period_s, (('late', LATE),))
 
@@ -115,8 +121,8 @@ def run_receiver(args):
     rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
     node = rclpy.create_node('bench_receiver', namespace=args.namespace)
     size = 1_000_000
-    rec = {k: np.zeros(size, dtype=np.int64) for k in ('bare', 'node', 'bare_sent')}
-    count = {'bare': 0, 'node': 0}
+    rec = {k: np.zeros(size, dtype=np.int64) for k in (*SUBJECTS, 'bare_sent')}
+    count = dict.fromkeys(SUBJECTS, 0)
 
     def make(subject):
         arrivals, sent = rec[subject], rec['bare_sent']
@@ -130,38 +136,53 @@ def run_receiver(args):
                 count[subject] = i + 1
         return on_command
 
-    for subject in ('bare', 'node'):
+    for subject in SUBJECTS:
         node.create_subscription(Float64MultiArray, f'{subject}/commands', make(subject),
                                  RECORD_QOS)
     _spin_until_signal(node)
-    np.savez(args.out, bare=rec['bare'][:count['bare']], node=rec['node'][:count['node']],
+    np.savez(args.out, **{k: rec[k][:count[k]] for k in SUBJECTS},
              bare_sent=rec['bare_sent'][:count['bare']])
     return 0
 
 
 # -- subjects in this process ---------------------------------------------------------
 class BareTimer:
-    """A node with one timer that publishes a preallocated Float64MultiArray; its record."""
+    """
+    A node with one timer that publishes a preallocated Float64MultiArray; its record.
 
-    def __init__(self, context, namespace, rate, capacity):
+    ``joint_states`` (a topic): it also subscribes to the plant's joint_states (sensor
+    QoS, as the controller) and sends -K times the newest position: the least a
+    controller written with rclpy does.
+    """
+
+    def __init__(self, context, namespace, rate, capacity, name='bare', joint_states=None):
         import rclpy
+        from sensor_msgs.msg import JointState
         from std_msgs.msg import Float64MultiArray
 
-        from lnn_control.ros.common import LATCHED_QOS
-        self.node = rclpy.create_node('bare_timer', namespace=namespace + '/bare',
+        from lnn_control.ros.common import LATCHED_QOS, SENSOR_QOS
+        self.node = rclpy.create_node(f'{name}_timer', namespace=f'{namespace}/{name}',
                                       context=context)
         self.pub = self.node.create_publisher(Float64MultiArray, 'commands', LATCHED_QOS)
-        self.msg = Float64MultiArray(data=[0.0])
+        self.msg = Float64MultiArray(data=[0.0, 0.0])
+        self.position = 0.0
         self.starts = np.zeros(capacity, dtype=np.int64)
         self.count = 0
         self.timer = self.node.create_timer(1.0 / rate, self.tick)
         self.timer.cancel()
+        if joint_states:
+            self.node.create_subscription(JointState, joint_states, self.on_joint_states,
+                                          SENSOR_QOS)
+
+    def on_joint_states(self, msg):
+        self.position = msg.position[0]
 
     def tick(self):
         t = time.perf_counter_ns()
         if self.count < self.starts.size:
             self.starts[self.count] = t
             self.count += 1
+        self.msg.data[1] = -16.0 * self.position
         self.msg.data[0] = float(time.perf_counter_ns())
         self.pub.publish(self.msg)
 
@@ -183,16 +204,21 @@ def make_controller(context, namespace, rate, size, neuron, capacity, extra=None
 
 
 def run_phase(executor, node, timer, duration, settle):
-    """Spin one subject alone: its timer runs only now; return its measured window."""
+    """
+    Spin one subject alone: its timer runs only now; return its measured window.
+
+    (t0, t1, process CPU s, this thread's CPU s) over the window: the thread that spins
+    runs the callbacks, the process's other threads are the middleware's.
+    """
     executor.add_node(node)
     timer.reset()
     spin_for(executor, settle, timeout_s=0.05)
-    t0 = time.perf_counter_ns()
+    t0, cpu0, thread0 = time.perf_counter_ns(), time.process_time(), time.thread_time()
     spin_for(executor, duration, timeout_s=0.05)
-    t1 = time.perf_counter_ns()
+    t1, cpu1, thread1 = time.perf_counter_ns(), time.process_time(), time.thread_time()
     timer.cancel()
     executor.remove_node(node)
-    return t0, t1
+    return t0, t1, cpu1 - cpu0, thread1 - thread0
 
 
 def run_rate(args, context, rate, combos, loads):
@@ -208,11 +234,12 @@ def run_rate(args, context, rate, combos, loads):
     phase_s = args.duration + args.settle
     capacity = int(rate * (len(combos) * len(loads) * args.rounds * phase_s + 60))
     bare = BareTimer(context, ns, rate, capacity)
+    minimal = BareTimer(context, ns, rate, capacity, 'minimal', f'{ns}/joint_states')
     from lnn_control.cli import _param_overrides
     node = make_controller(context, ns, rate, args.size, args.neuron, capacity,
                            _param_overrides(args.param))
     gc_policy = QuietGc()
-    for n in (bare.node, node):
+    for n in (bare.node, minimal.node, node):
         n.create_timer(1.0, gc_policy.collect)
     windows = {}
     try:
@@ -238,10 +265,12 @@ def run_rate(args, context, rate, combos, loads):
                         gc_policy.start()
                     if prio:
                         os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(prio))
-                    w = windows.setdefault((load, kind, gc_mode, prio), {'bare': [], 'node': []})
+                    w = windows.setdefault((load, kind, gc_mode, prio),
+                                           {k: [] for k in SUBJECTS})
+                    order = [('bare', bare.node, bare.timer),
+                             ('minimal', minimal.node, minimal.timer), ('node', node, node._timer)]
                     for r in range(args.rounds):
-                        order = [('bare', bare.node, bare.timer), ('node', node, node._timer)]
-                        for name, n, timer in (order if r % 2 == 0 else order[::-1]):
+                        for name, n, timer in order[r % 3:] + order[:r % 3]:
                             w[name].append(run_phase(executor, n, timer, args.duration,
                                                      args.settle))
                     if prio:
@@ -258,23 +287,23 @@ def run_rate(args, context, rate, combos, loads):
             p.send_signal(signal.SIGINT)
         for p in (plant, receiver):
             p.wait(timeout=60)
-    results = summarize(rate, windows, np.load(out), bare, node.stats)
+    results = summarize(rate, windows, np.load(out), bare, minimal, node.stats)
     if results:
         results[0]['gc_collect_max_ms'] = gc_policy.max_pause_ns * 1e-6
-    for n in (bare.node, node):
+    for n in (bare.node, minimal.node, node):
         n.destroy_node()
     return results
 
 
 def _in_windows(t, windows):
     sel = np.zeros(t.size, dtype=bool)
-    for a, b in windows:
+    for a, b, *_ in windows:
         sel |= (t >= a) & (t < b)
     return sel
 
 
-def summarize(rate, windows, recv, bare, s):
-    """One row per (load, option): both subjects in both views, latency and transport."""
+def summarize(rate, windows, recv, bare, minimal, s):
+    """One row per (load, option): every subject in both views, latency and transport."""
     n = min(s.count, s.capacity)
     node_starts, compute = s.starts_ns[:n], s.compute_ns[:n]
     results = []
@@ -283,9 +312,9 @@ def summarize(rate, windows, recv, bare, s):
         row = {'rate_hz': rate, 'load': load, 'executor': kind, 'gc': gc_mode,
                'priority': prio,
                'bare_timer': merged(w['bare'], bare.starts[:bare.count], period),
-               'bare_recv': merged(w['bare'], recv['bare'], period),
-               'node_timer': merged(w['node'], node_starts, period),
-               'node_recv': merged(w['node'], recv['node'], period)}
+               'minimal_timer': merged(w['minimal'], minimal.starts[:minimal.count], period),
+               'node_timer': merged(w['node'], node_starts, period)}
+        row.update((f'{k}_recv', merged(w[k], recv[k], period)) for k in SUBJECTS)
         sel = _in_windows(node_starts, w['node'])
         row['node_compute'] = dist(compute[sel])
         row['command_after_entry'] = dist(s.command_ns[:n][sel])
@@ -295,6 +324,13 @@ def summarize(rate, windows, recv, bare, s):
         arr, sent = recv['bare'], recv['bare_sent']
         bsel = _in_windows(arr, w['bare'])
         row['command_transport'] = dist(arr[bsel] - sent[bsel])
+        ticks = {'bare': int(_in_windows(bare.starts[:bare.count], w['bare']).sum()),
+                 'minimal': int(_in_windows(minimal.starts[:minimal.count], w['minimal']).sum()),
+                 'node': int(sel.sum())}
+        row['cpu_per_tick_us'] = {
+            subject: {'process': 1e6 * sum(x[2] for x in w[subject]) / max(1, ticks[subject]),
+                      'callbacks': 1e6 * sum(x[3] for x in w[subject]) / max(1, ticks[subject])}
+            for subject in SUBJECTS}
         results.append(row)
     return results
 
@@ -308,14 +344,15 @@ def report(row):
     print(f'{row["rate_hz"]:g} Hz {row["load"]:<6} executor {row["executor"]:<6} '
           f'gc {row["gc"]:<7} priority {row["priority"]}')
     print('  subject view    p50 ms p99 ms  max ms late %  rate/s')
-    for key in ('bare_timer', 'node_timer', 'bare_recv', 'node_recv'):
-        subject, view = key.split('_')
-        print(f'  {subject:<7} {view:<6} {cells(row[key])}')
     for view in ('timer', 'recv'):
-        b, n = row[f'bare_{view}'], row[f'node_{view}']
-        if b.get('n') and n.get('n'):
-            print(f'  {view:<6} node - bare: p99 {n["p99_ms"] - b["p99_ms"]:+.3f} ms, late '
-                  f'{100 * (n["late"] - b["late"]):+.2f} points')
+        for subject in SUBJECTS:
+            print(f'  {subject:<7} {view:<6} {cells(row[f"{subject}_{view}"])}')
+    for view in ('timer', 'recv'):
+        for a, b in (('node', 'bare'), ('minimal', 'bare'), ('node', 'minimal')):
+            x, y = row[f'{a}_{view}'], row[f'{b}_{view}']
+            if x.get('n') and y.get('n'):
+                print(f'  {view:<6} {a} - {b}: p99 {x["p99_ms"] - y["p99_ms"]:+.3f} ms, late '
+                      f'{100 * (x["late"] - y["late"]):+.2f} points')
     lat, tr, c, out = (row['latency_sensor_to_command'], row['command_transport'],
                        row['node_compute'], row['command_after_entry'])
     if lat and tr and c and out:
@@ -324,6 +361,10 @@ def report(row):
               f'p99 {tr["p99_ms"]:.3f} ms')
         print(f'  tick: command out after p50 {out["p50_ms"]:.3f} p99 {out["p99_ms"]:.3f} ms, '
               f'whole tick (learning included) p50 {c["p50_ms"]:.3f} p99 {c["p99_ms"]:.3f} ms')
+    cpu = row['cpu_per_tick_us']
+    print('  CPU per tick (process / the spinning thread): ' + ', '.join(
+        f'{subject} {cpu[subject]["process"]:.0f} / {cpu[subject]["callbacks"]:.0f} us'
+        for subject in SUBJECTS))
     sys.stdout.flush()
 
 
