@@ -5,8 +5,8 @@ Per-tick cost of the adaptive readout: reservoir step + RLS update.
 Compares, in one run and on one thread, for N in {100, 300, 1000, 2000}
 reservoir neurons, 14 inputs (2 joints x 7) and 2 outputs, float64:
 
-- ``lnn_control``: ``Reservoir.step`` (Numba, CSR) + ``RLSReadout.predict`` /
-  ``update`` (fused lazy rank-1 RLS over the upper triangle of P);
+- ``lnn_control``: ``Reservoir.step`` (Numba, CSR) + ``RLSReadout.train`` (prediction,
+  a-priori error and the fused lazy rank-1 RLS over the upper triangle of P: one call);
 - ``reservoirpy``: ``(Reservoir >> RLS).partial_fit`` on one time step
   (reservoirpy 0.4.x, an optional benchmark dependency), with the very same
   W_in, W (scipy CSR), bias and leak as lnn_control's reservoir;
@@ -188,18 +188,15 @@ def make_lnn(res, m, n_out=N_OUTPUTS):
     readout = RLSReadout(m + res.size, n_out, forgetting_factor=FORGETTING,
                          initial_covariance=DELTA)
     phi = np.empty(m + res.size)
-    out = np.empty(n_out)
     err = np.empty(n_out)
-    step, predict, update, subtract = res.step, readout.predict, readout.update, np.subtract
+    step, train = res.step, readout.train
 
     def tick(u, y):
+        """Return the a-priori error (target - prediction), as the numpy reference does."""
         x = step(u)
         phi[:m] = u
         phi[m:] = x
-        predict(phi, out)
-        subtract(y, out, out=err)
-        update(phi, err)
-        return out
+        return train(phi, y, err)       # prediction, error and RLS step: one Numba call
     return tick
 
 
@@ -404,14 +401,14 @@ def rpy_reservoir_check(res, m, n_ticks=50):
 
 
 def parity_check(res, m, n_ticks=50):
-    """lnn_control vs the numpy reference on the same data: max |prediction diff|."""
+    """lnn_control vs the numpy reference on the same data: max |prediction diff| (= of errors)."""
     a, b = make_lnn(res.twin(), m), make_numpy(res, m)
     u, y = signals(n_ticks, m, seed=7)
     worst = 0.0
     for k in range(n_ticks):
-        pa = a(u[k, 0], y[k, 0]).copy()
-        err_b = b(u[k, 0], y[k, 0])          # reference returns the a-priori error
-        worst = max(worst, float(np.max(np.abs(pa - (y[k, 0] - err_b)))))
+        err_a = a(u[k, 0], y[k, 0]).copy()    # both return the a-priori error
+        err_b = b(u[k, 0], y[k, 0])
+        worst = max(worst, float(np.max(np.abs(err_a - err_b))))
     return worst
 
 

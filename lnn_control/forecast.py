@@ -180,7 +180,7 @@ def _online(feats: np.ndarray, targets: np.ndarray, train: slice,
     target, out = np.empty(1), np.empty(1)
     for k in range(train.start, train.stop):
         target[0] = targets[k]
-        readout.train(feats[k], target)
+        readout.train(feats[k], target, out)     # (one kernel call, nothing allocated)
     return lambda phi: readout.predict(phi, out)[0]
 
 

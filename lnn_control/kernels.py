@@ -355,6 +355,20 @@ def rls_step(p, w, x, bias, err, phi, g, y, st):
 
 
 @njit(cache=True)
+def rls_train(p, w, x, bias, target, err, phi, g, y, st):
+    """
+    Write the a-priori error ``target`` - w.T [1, x] into ``err``, then ``rls_step``.
+
+    (A supervised step, as a time-series readout learns; a controller, which sends its
+    command between the prediction and the update, calls ``readout`` and ``rls_step``.)
+    """
+    readout(w, x, bias, err)
+    for k in range(err.shape[0]):
+        err[k] = target[k] - err[k]
+    return rls_step(p, w, x, bias, err, phi, g, y, st)
+
+
+@njit(cache=True)
 def rls_restart(p, g, st, d):
     """Set P = d I, trace cap d n, nothing pending (the weights are the caller's)."""
     n = p.shape[0]

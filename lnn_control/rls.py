@@ -126,6 +126,10 @@ class RLSReadout:
         else:   # one kernel call: features, finiteness check, the fused RLS step
             post = K.rls_step(self.p, self.w, phi, self.bias, error, self._phi, self._g,
                               self._y, self._st)
+        return self._stepped(post)
+
+    def _stepped(self, post: float) -> float:
+        """Count a step's outcome; raise ValueError when the kernel refused it."""
         if post < 0.0:
             self.rejected += 1
             if post == -2.0:
@@ -136,20 +140,31 @@ class RLSReadout:
             self.updates += 1
         return post
 
-    def train(self, phi: np.ndarray, target: np.ndarray) -> np.ndarray:
+    def train(self, phi: np.ndarray, target: np.ndarray,
+              out: np.ndarray | None = None) -> np.ndarray:
         """
-        Make one update towards ``target``; return the a-priori error.
+        Make one update towards ``target``; return the a-priori error (into ``out``).
 
-        A convenience over ``update``.
+        Prediction, error and update in one kernel call (``kernels.rls_train``); with
+        ``out`` and a float64 ``target`` nothing is allocated. Refusals as ``update``.
         """
+        self._check_features(phi)
         target = np.asarray(target, dtype=float)
         if target.shape != (self.n_outputs,):
             raise ValueError(f'readout expects {self.n_outputs} targets, got shape {target.shape}')
-        self.predict(phi, self._err)
-        np.subtract(target, self._err, out=self._err)
-        err = self._err.copy()
-        self.update(phi, self._err)
-        return err
+        if out is None:
+            out = np.empty(self.n_outputs)
+        elif out.shape != (self.n_outputs,):   # the kernel would write past its end
+            raise ValueError(f'readout has {self.n_outputs} outputs, out has shape {out.shape}')
+        if self.frozen:
+            self.predict(phi, out)
+            np.subtract(target, out, out=out)
+            post = 1.0 if K.all_finite(phi) and K.all_finite(out) else -2.0
+        else:
+            post = K.rls_train(self.p, self.w, phi, self.bias, target, out, self._phi,
+                               self._g, self._y, self._st)
+        self._stepped(post)
+        return out
 
     def restart_covariance(self, gain_scale: float = 1.0) -> None:
         """

@@ -225,6 +225,34 @@ def test_update_refuses_bad_data_unchanged(forgetting, phi, err, match):
     assert r.updates == snap['updates'] + 1
 
 
+@pytest.mark.parametrize('forgetting', MODES)
+@pytest.mark.parametrize('bias', [True, False])
+def test_train_is_predict_then_update_in_one_call(forgetting, bias):
+    """Train (one kernel call) = predict, subtract, update, bit for bit; frozen: no step."""
+    a = RLSReadout(5, 2, 0.99, 3.0, forgetting=forgetting, bias=bias)
+    b = copy.deepcopy(a)
+    rng = np.random.default_rng(4)
+    out = np.empty(2)
+    for k in range(60):
+        x, target = rng.standard_normal(5), rng.standard_normal(2)
+        if k == 40:
+            a.frozen = b.frozen = True
+        got = a.train(x, target, out)
+        assert got is out
+        expected = target - b.predict(x)
+        b.update(x, expected.copy())
+        np.testing.assert_array_equal(got, expected)
+        np.testing.assert_array_equal(a.w, b.w)
+    np.testing.assert_array_equal(a.covariance(), b.covariance())
+    assert a.updates == b.updates == 40
+    snap = _snapshot(a)
+    with pytest.raises(ValueError, match='non-finite'):     # frozen: still refused
+        a.train(np.ones(5), np.array([np.inf, 0.0]), out)
+    with pytest.raises(ValueError, match='2 outputs'):
+        a.train(np.ones(5), np.ones(2), np.empty(3))
+    _assert_same(a, snap)
+
+
 def test_train_and_predict_refuse_bad_shapes():
     r = _trained()
     snap = _snapshot(r)
