@@ -355,17 +355,22 @@ def rls_step(p, w, x, bias, err, phi, g, y, st):
 
 
 @njit(cache=True)
-def rls_train(p, w, x, bias, target, err, phi, g, y, st):
+def rls_train(p, w, x, bias, target, err, phi, g, y, st, out):
     """
-    Write the a-priori error ``target`` - w.T [1, x] into ``err``, then ``rls_step``.
+    Take ``rls_step`` with the a-priori error ``target`` - w.T [1, x]; copy it to ``out``.
 
-    (A supervised step, as a time-series readout learns; a controller, which sends its
-    command between the prediction and the update, calls ``readout`` and ``rls_step``.)
+    The error is computed in the scratch ``err`` and copied last, so ``out`` may be any
+    float64 array, even ``target`` or ``x``. (A supervised step, as a time-series readout
+    learns; a controller, which sends its command between the prediction and the update,
+    calls ``readout`` and ``rls_step``.)
     """
     readout(w, x, bias, err)
     for k in range(err.shape[0]):
         err[k] = target[k] - err[k]
-    return rls_step(p, w, x, bias, err, phi, g, y, st)
+    post = rls_step(p, w, x, bias, err, phi, g, y, st)
+    for k in range(err.shape[0]):
+        out[k] = err[k]
+    return post
 
 
 @njit(cache=True)

@@ -146,7 +146,8 @@ class RLSReadout:
         Make one update towards ``target``; return the a-priori error (into ``out``).
 
         Prediction, error and update in one kernel call (``kernels.rls_train``); with
-        ``out`` and a float64 ``target`` nothing is allocated. Refusals as ``update``.
+        ``out`` (a writeable float64 array; it may be ``target``) and a float64 ``target``
+        nothing is allocated. Refusals as ``update``; ``out`` then holds the refused error.
         """
         self._check_features(phi)
         target = np.asarray(target, dtype=float)
@@ -156,13 +157,17 @@ class RLSReadout:
             out = np.empty(self.n_outputs)
         elif out.shape != (self.n_outputs,):   # the kernel would write past its end
             raise ValueError(f'readout has {self.n_outputs} outputs, out has shape {out.shape}')
+        elif out.dtype != np.float64 or not out.flags.writeable:
+            raise ValueError(f'out must be a writeable float64 array, got {out.dtype}'
+                             f'{"" if out.flags.writeable else " (read-only)"}')
         if self.frozen:
-            self.predict(phi, out)
-            np.subtract(target, out, out=out)
-            post = 1.0 if K.all_finite(phi) and K.all_finite(out) else -2.0
+            self.predict(phi, self._err)
+            np.subtract(target, self._err, out=self._err)
+            post = 1.0 if K.all_finite(phi) and K.all_finite(self._err) else -2.0
+            out[:] = self._err
         else:
-            post = K.rls_train(self.p, self.w, phi, self.bias, target, out, self._phi,
-                               self._g, self._y, self._st)
+            post = K.rls_train(self.p, self.w, phi, self.bias, target, self._err, self._phi,
+                               self._g, self._y, self._st, out)
         self._stepped(post)
         return out
 
@@ -299,6 +304,7 @@ def warm_up() -> None:
             for bias in (True, False):
                 r = RLSReadout(n, 1, 0.99, 1.0, forgetting=forgetting, bias=bias)
                 r.update(phi, np.ones(1))
+                r.train(phi, np.ones(1), np.empty(1))
                 r.predict(phi)
                 r.covariance()
         r._st[K.ST_PENDING_SCALE] = 2.0 ** 40       # the pass that folds the scale into P

@@ -250,7 +250,30 @@ def test_train_is_predict_then_update_in_one_call(forgetting, bias):
         a.train(np.ones(5), np.array([np.inf, 0.0]), out)
     with pytest.raises(ValueError, match='2 outputs'):
         a.train(np.ones(5), np.ones(2), np.empty(3))
+    readonly = np.empty(2)
+    readonly.flags.writeable = False
+    for bad in (np.empty(2, dtype=np.float32), np.empty(2, dtype=np.int64), readonly):
+        with pytest.raises(ValueError, match='writeable float64'):
+            a.train(np.ones(5), np.ones(2), bad)
     _assert_same(a, snap)
+
+
+@pytest.mark.parametrize('frozen', [False, True])
+def test_train_into_its_own_target(frozen):
+    """Train into the target array itself: the a-priori error, the same step."""
+    a = RLSReadout(3, 2, 0.99, 3.0)
+    a.gain_cap = 0.5
+    b = copy.deepcopy(a)
+    a.frozen = b.frozen = frozen
+    rng = np.random.default_rng(5)
+    for _ in range(30):
+        x, target = rng.standard_normal(3), rng.standard_normal(2)
+        expected = b.train(x, target.copy())
+        got = a.train(x, target, target)
+        assert got is target
+        np.testing.assert_array_equal(got, expected)
+        np.testing.assert_array_equal(a.w, b.w)
+    np.testing.assert_array_equal(a.covariance(), b.covariance())
 
 
 def test_train_and_predict_refuse_bad_shapes():
