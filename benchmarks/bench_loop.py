@@ -8,10 +8,11 @@ Per rate (default 1000 and 500 Hz), in one run, with four processes on the machi
 * receiver (subprocess): subscribes to every subject's command topic, as a robot's
   driver does, and records each message's arrival (``perf_counter_ns`` in its
   callback, EventsExecutor);
-* this process hosts three subjects in turn (the order rotated every round), in the
+* this process hosts three subjects in turn (the order reversed every other round), in the
   same executor kind and the same conditions: ``bare``, a node with nothing but a timer
   at the rate publishing a preallocated Float64MultiArray (carrying its publish time,
-  so the receiver also measures the command's transport); ``minimal``, the same timer
+  so the receiver also measures the command's transport, and a second number as the
+  minimal one does); ``minimal``, the same timer
   that also subscribes to joint_states (sensor QoS) and sends -K times the newest
   position: the least a controller written with rclpy does, so ``node - minimal`` is
   what the LnnControllerNode's own work costs and ``minimal - bare`` what receiving
@@ -28,7 +29,10 @@ node the sensor-to-command latency (plant publish of the joint_states a tick use
 command published, same monotonic clock), the command's transport (bare: publish ->
 arrival) and, inside the tick, when the command went out and when the tick (its
 learning step after the command) was done; and the CPU time per tick of this process
-and of its spinning thread (which runs every callback) while each subject ran.
+and of its spinning thread (which runs every callback) while each subject ran (the
+process's middleware threads also receive joint_states for the subscriptions of the
+subjects not running). ``--breakdown`` adds the node's calls in a tick, each timed by
+thread CPU time (wrapped: run it apart from the timing rows).
 Options, each measured for every subject: ``--executors``, ``--gc`` (``default`` or
 ``quiet``: lnn_control.realtime.QuietGc, gc.freeze() + gc.disable() with a 1 Hz timed
 collection), ``--priorities`` (SCHED_FIFO of the spinning thread).
@@ -41,6 +45,7 @@ no more late ticks, quiet and loaded. The exit code never depends on them.
 from __future__ import annotations
 
 import argparse
+import collections
 import itertools
 import json
 import os
@@ -155,6 +160,8 @@ class BareTimer:
     controller written with rclpy does.
     """
 
+    GAIN = 16.0         # K of the minimal controller's command -K q
+
     def __init__(self, context, namespace, rate, capacity, name='bare', joint_states=None):
         import rclpy
         from sensor_msgs.msg import JointState
@@ -182,7 +189,7 @@ class BareTimer:
         if self.count < self.starts.size:
             self.starts[self.count] = t
             self.count += 1
-        self.msg.data[1] = -16.0 * self.position
+        self.msg.data[1] = -self.GAIN * self.position
         self.msg.data[0] = float(time.perf_counter_ns())
         self.pub.publish(self.msg)
 
@@ -221,8 +228,51 @@ def run_phase(executor, node, timer, duration, settle):
     return t0, t1, cpu1 - cpu0, thread1 - thread0
 
 
+def instrument(node, calls):
+    """
+    Time the node's calls in a tick by thread CPU time (``--breakdown``) into ``calls``.
+
+    ``calls``: a defaultdict(list), {what: [ns per call]}.
+
+    Wrappers on the instance, and on the class for the joint_states callback (the
+    subscription holds the method it was created with: patch before the node exists and
+    call again after). Their own cost lands in the tick: use apart from the timing rows.
+    """
+    from lnn_control.ros.controller_node import LnnControllerNode
+    clock = time.thread_time_ns
+
+    def wrap(owner, name, label):
+        call = getattr(owner, name)
+
+        def wrapper(*args):
+            t0 = clock()
+            out = call(*args)
+            calls[label].append(clock() - t0)
+            return out
+        setattr(owner, name, wrapper)
+    if node is None:
+        wrap(LnnControllerNode, '_on_joint_states', 'joint_states callback')
+        return
+    for owner, name, label in ((node.loop, 'act', 'ControlLoop.act (the command)'),
+                               (node.loop, 'adapt', 'ControlLoop.adapt (learning)'),
+                               (node.desired, 'update', 'desired state'),
+                               (node, '_publish_prediction', 'prediction topics'),
+                               (node, '_publish_state', '~/controller_state'),
+                               (node, 'diagnostics', '/diagnostics message (1 Hz)')):
+        wrap(owner, name, label)
+    topics = {id(node._commands_pub): 'command publish', id(node._desired_pub): '~/desired publish'}
+    publish = node._publisher.publish
+
+    def timed_publish(publisher, msg):
+        t0 = clock()
+        out = publish(publisher, msg)
+        calls[topics.get(id(publisher), 'other publishes')].append(clock() - t0)
+        return out
+    node._publisher.publish = timed_publish
+
+
 def run_rate(args, context, rate, combos, loads):
-    """Measure both subjects at one rate under every load and option; return raw windows."""
+    """Measure every subject at one rate under every load and option; return raw windows."""
     from lnn_control.realtime import QuietGc
     from lnn_control.ros.common import make_executor
 
@@ -236,8 +286,13 @@ def run_rate(args, context, rate, combos, loads):
     bare = BareTimer(context, ns, rate, capacity)
     minimal = BareTimer(context, ns, rate, capacity, 'minimal', f'{ns}/joint_states')
     from lnn_control.cli import _param_overrides
+    calls = collections.defaultdict(list) if args.breakdown else None
+    if calls is not None:
+        instrument(None, calls)
     node = make_controller(context, ns, rate, args.size, args.neuron, capacity,
                            _param_overrides(args.param))
+    if calls is not None:
+        instrument(node, calls)
     gc_policy = QuietGc()
     for n in (bare.node, minimal.node, node):
         n.create_timer(1.0, gc_policy.collect)
@@ -254,7 +309,9 @@ def run_rate(args, context, rate, combos, loads):
         executor.shutdown()
         if node.commands_published == 0:
             raise RuntimeError('no joint_states from the plant within 60 s')
-        time.sleep(1.0)                 # the receiver's discovery of both publishers
+        if calls is not None:
+            calls.clear()               # (start-up: the first joint_states, warm-up)
+        time.sleep(1.0)                 # the receiver's discovery of the publishers
         for load in loads:
             hog = (subprocess.Popen([sys.executable, '-c', 'while True: pass'])
                    if load == 'loaded' else None)
@@ -269,8 +326,8 @@ def run_rate(args, context, rate, combos, loads):
                                            {k: [] for k in SUBJECTS})
                     order = [('bare', bare.node, bare.timer),
                              ('minimal', minimal.node, minimal.timer), ('node', node, node._timer)]
-                    for r in range(args.rounds):
-                        for name, n, timer in order[r % 3:] + order[:r % 3]:
+                    for r in range(args.rounds):     # every other round reversed
+                        for name, n, timer in (order if r % 2 == 0 else order[::-1]):
                             w[name].append(run_phase(executor, n, timer, args.duration,
                                                      args.settle))
                     if prio:
@@ -290,6 +347,10 @@ def run_rate(args, context, rate, combos, loads):
     results = summarize(rate, windows, np.load(out), bare, minimal, node.stats)
     if results:
         results[0]['gc_collect_max_ms'] = gc_policy.max_pause_ns * 1e-6
+        if calls is not None:
+            results[0]['node_calls_cpu_us'] = {
+                k: {'calls': len(v), 'p50': float(np.median(v)) * 1e-3,
+                    'p99': float(np.percentile(v, 99)) * 1e-3} for k, v in calls.items() if v}
     for n in (bare.node, minimal.node, node):
         n.destroy_node()
     return results
@@ -382,6 +443,9 @@ def main(argv=None):
                         choices=('default', 'quiet'))
     parser.add_argument('--priorities', type=int, nargs='+', default=[0],
                         help='SCHED_FIFO priority of this process while spinning (0: off)')
+    parser.add_argument('--breakdown', action='store_true',
+                        help="time the node's calls in a tick (thread CPU per call); the "
+                        'wrappers cost time of their own: run it apart from the timing rows')
     parser.add_argument('--size', type=int, default=300)
     parser.add_argument('--neuron', default='esn')
     parser.add_argument('--param', action='append', default=[], metavar='NAME=VALUE',
@@ -420,6 +484,9 @@ def main(argv=None):
                     report(row)
                 print(f'  gc.collect() pause max {rows[0]["gc_collect_max_ms"]:.3f} ms',
                       flush=True)
+                for what, c in rows[0].get('node_calls_cpu_us', {}).items():
+                    print(f'  node, thread CPU per call: {what:<32} p50 {c["p50"]:7.1f} us  '
+                          f'p99 {c["p99"]:7.1f} us  ({c["calls"]} calls)')
                 results += rows
     finally:
         rclpy.try_shutdown(context=context)
