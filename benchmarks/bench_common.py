@@ -1,8 +1,8 @@
 """
-What the ROS benchmarks share: statistics of a series of event times, and a timed spin.
+What the benchmarks share: statistics of event times, a timed spin, timed calls.
 
-Imported by ``bench_loop.py`` and ``bench_fleet.py`` from their own directory (a script's
-directory is first on ``sys.path``).
+Imported by ``bench_loop.py``, ``bench_fleet.py`` and ``bench_tick.py`` from their own
+directory (a script's directory is first on ``sys.path``).
 """
 from __future__ import annotations
 
@@ -38,3 +38,20 @@ def spin_for(executor, seconds, until=None, timeout_s=0.02):
         if until is not None and until():
             return True
     return until is not None and until()
+
+
+def time_calls(owner, name: str, record, clock=time.perf_counter_ns) -> None:
+    """
+    Replace ``owner.name`` with a wrapper that passes each call's duration to ``record``.
+
+    In ``clock``'s nanoseconds (``time.thread_time_ns``: the calling thread's CPU time).
+    The wrapper's own two clock reads count against the call.
+    """
+    call = getattr(owner, name)
+
+    def wrapper(*args):
+        t0 = clock()
+        out = call(*args)
+        record(clock() - t0)
+        return out
+    setattr(owner, name, wrapper)

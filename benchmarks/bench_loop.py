@@ -55,7 +55,7 @@ import sys
 import time
 import uuid
 
-from bench_common import interval_stats, spin_for
+from bench_common import interval_stats, spin_for, time_calls
 from lnn_control.ros import isolate_domain
 import numpy as np
 
@@ -242,14 +242,7 @@ def instrument(node, calls):
     clock = time.thread_time_ns
 
     def wrap(owner, name, label):
-        call = getattr(owner, name)
-
-        def wrapper(*args):
-            t0 = clock()
-            out = call(*args)
-            calls[label].append(clock() - t0)
-            return out
-        setattr(owner, name, wrapper)
+        time_calls(owner, name, calls[label].append, clock)
     if node is None:
         wrap(LnnControllerNode, '_on_joint_states', 'joint_states callback')
         return
@@ -263,7 +256,7 @@ def instrument(node, calls):
     topics = {id(node._commands_pub): 'command publish', id(node._desired_pub): '~/desired publish'}
     publish = node._publisher.publish
 
-    def timed_publish(publisher, msg):
+    def timed_publish(publisher, msg):      # (its label depends on the publisher)
         t0 = clock()
         out = publish(publisher, msg)
         calls[topics.get(id(publisher), 'other publishes')].append(clock() - t0)
@@ -309,8 +302,8 @@ def run_rate(args, context, rate, combos, loads):
         executor.shutdown()
         if node.commands_published == 0:
             raise RuntimeError('no joint_states from the plant within 60 s')
-        if calls is not None:
-            calls.clear()               # (start-up: the first joint_states, warm-up)
+        for recorded in (calls or {}).values():
+            recorded.clear()            # (start-up: the first joint_states, warm-up)
         time.sleep(1.0)                 # the receiver's discovery of the publishers
         for load in loads:
             hog = (subprocess.Popen([sys.executable, '-c', 'while True: pass'])

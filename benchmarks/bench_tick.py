@@ -431,25 +431,16 @@ def controller_overhead(n=300, ticks=2000, skip=200):
     [us], each layer's median per tick, the medians of the tick less the layers (all of
     them; all but the forward model) and how many of those ticks took an RLS step.
     """
+    from bench_common import time_calls
     from lnn_control.controller import AdaptiveController
 
     ctrl = AdaptiveController({'joints': ['j1', 'j2'], 'kp': [50.0, 20.0], 'kd': [5.0, 2.0],
                                'command_limit': [40.0, 20.0], 'reservoir.size': n})
-    spent = {'forward model': 0, 'supervisor': 0, 'change detector': 0}
+    spent = {'forward model': [], 'supervisor': [], 'change detector': []}
     clock = time.perf_counter_ns
-
-    def timed(owner, name, part):
-        call = getattr(owner, name)
-
-        def wrapper(*args):
-            t0 = clock()
-            out = call(*args)
-            spent[part] += clock() - t0
-            return out
-        setattr(owner, name, wrapper)
-    timed(ctrl, '_forecast', 'forward model')
-    timed(ctrl.supervisor, 'observe', 'supervisor')
-    timed(ctrl.change_detector, 'observe', 'change detector')
+    time_calls(ctrl, '_forecast', spent['forward model'].append, clock)
+    time_calls(ctrl.supervisor, 'observe', spent['supervisor'].append, clock)
+    time_calls(ctrl.change_detector, 'observe', spent['change detector'].append, clock)
     w = 2 * np.pi * np.array([0.3, 0.5])
     rows = []
     for k in range(ticks):
@@ -457,11 +448,12 @@ def controller_overhead(n=300, ticks=2000, skip=200):
         q_d = 0.5 * np.sin(w * t)
         measured = (q_d * 0.98, 0.5 * w * np.cos(w * t))
         desired = (q_d, 0.5 * w * np.cos(w * t), -0.5 * w * w * np.sin(w * t))
-        spent.update(dict.fromkeys(spent, 0))
+        for calls in spent.values():
+            calls.clear()
         updates = ctrl.slow.updates
         t0 = clock()
         ctrl.step(measured, desired)
-        rows.append((clock() - t0, *spent.values(), ctrl.slow.updates - updates))
+        rows.append((clock() - t0, *map(sum, spent.values()), ctrl.slow.updates - updates))
     r = np.array(rows[skip:], dtype=np.float64)
     tick, forward, supervisor, detector, learned = r.T
     us = {'tick': tick, 'forward model': forward, 'supervisor': supervisor,
