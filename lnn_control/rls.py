@@ -160,15 +160,14 @@ class RLSReadout:
         elif out.dtype != np.float64 or not out.flags.writeable:
             raise ValueError(f'out must be a writeable float64 array, got {out.dtype}'
                              f'{"" if out.flags.writeable else " (read-only)"}')
-        if self.frozen:
+        if self.frozen:     # (no step: update's finiteness check and counting)
             self.predict(phi, self._err)
             np.subtract(target, self._err, out=self._err)
-            post = 1.0 if K.all_finite(phi) and K.all_finite(self._err) else -2.0
             out[:] = self._err
+            self.update(phi, self._err)
         else:
-            post = K.rls_train(self.p, self.w, phi, self.bias, target, self._err, self._phi,
-                               self._g, self._y, self._st, out)
-        self._stepped(post)
+            self._stepped(K.rls_train(self.p, self.w, phi, self.bias, target, self._err,
+                                      self._phi, self._g, self._y, self._st, out))
         return out
 
     def restart_covariance(self, gain_scale: float = 1.0) -> None:

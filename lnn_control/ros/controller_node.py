@@ -358,7 +358,7 @@ class LnnControllerNode(ControllerServices, Node):
                               for name in names)
         if position is None or velocity is None:
             return []                    # refused on its own size
-        position = np.where(ctrl.continuous, np.inf, position)
+        position = self._plausible_positions(position)
         states = [('the desired state', np.abs(self.desired.q), np.abs(self.desired.qd))]
         if self._have_sensor:
             states = [('the measured state', np.abs(self._q), np.abs(self._qd)), *states]
@@ -388,9 +388,13 @@ class LnnControllerNode(ControllerServices, Node):
                 self.desired.hold[:] = self.desired.q
             self.desired.configure(ref.mode, ref.amplitude, ref.frequency_hz, ref.offset,
                                    ref.seed)
-        position = np.where(self.controller.continuous, np.inf, cfg.limits.position)
+        position = self._plausible_positions(cfg.limits.position)
         for reader in (self._sensor, self._reference.reader, self._trajectory):
             reader.set_limits(position, cfg.limits.velocity)
+
+    def _plausible_positions(self, limit) -> np.ndarray:
+        """Return limits.position as the readers apply it: none on continuous joints."""
+        return np.where(self.controller.continuous, np.inf, limit)
 
     # -- inputs ------------------------------------------------------------------------
     def _on_joint_states(self, msg: JointState) -> None:
