@@ -424,7 +424,7 @@ def controller_overhead(n=300, ticks=2000, skip=200):
     steps, the forward model's anomaly restarts the covariances), so comparing their
     ticks compared their states, not the layers (one run read -17 % for the safety
     layers and +38 % for the forward model). Here one controller with the defaults runs,
-    and the calls of its forward model (``_forecast``), its learning supervisor
+    and the calls of its forward model (``_forecast_step``), its learning supervisor
     (``supervisor.observe``) and its change detector (``change_detector.observe``) are
     timed inside its ticks (their wrappers' own cost, two clock reads, counts against
     them). Returns, over the ticks after the first ``skip`` (start-up), the median tick
@@ -438,7 +438,7 @@ def controller_overhead(n=300, ticks=2000, skip=200):
                                'command_limit': [40.0, 20.0], 'reservoir.size': n})
     spent = {'forward model': [], 'supervisor': [], 'change detector': []}
     clock = time.perf_counter_ns
-    time_calls(ctrl, '_forecast', spent['forward model'].append, clock)
+    time_calls(ctrl, '_forecast_step', spent['forward model'].append, clock)
     time_calls(ctrl.supervisor, 'observe', spent['supervisor'].append, clock)
     time_calls(ctrl.change_detector, 'observe', spent['change detector'].append, clock)
     w = 2 * np.pi * np.array([0.3, 0.5])

@@ -59,7 +59,6 @@ class ChangeDetector:
                  short_s: float = SHORT_S, baseline_s: float = BASELINE_S,
                  excess: float = EXCESS):
         self.dt = float(dt)
-        self._enabled = bool(enabled)
         self._inv_kp = np.ones(n)
         self._kd = np.zeros(n)
         self._st = st = np.zeros(CK.CD_SIZE)     # the kernel's state, then its settings
@@ -70,6 +69,8 @@ class ChangeDetector:
         st[CK.CD_QUANTILE] = QUANTILE
         st[CK.CD_LOG_EXCESS] = float(np.log(excess))
         st[CK.CD_DT] = self.dt
+        self._enabled = False
+        self.enabled = enabled
         self.threshold = threshold
         self.detections: list[Detection] = []
 
@@ -95,6 +96,7 @@ class ChangeDetector:
         if bool(value) and not self._enabled:
             self.restart()       # what it saw before it was switched off is stale
         self._enabled = bool(value)
+        self._st[CK.CD_ENABLED] = float(self._enabled)
 
     def set_gains(self, kp: np.ndarray, kd: np.ndarray, command_limit: np.ndarray) -> None:
         """

@@ -207,7 +207,8 @@ CD_TOTAL = 5    # total weight in the histogram
 CD_TOP = 6      # highest histogram bin filled since the last (re)start
 CD_CLEARED = 7  # entries below this restart with the detector; the settings follow
 CD_A_SHORT, CD_A_HIST, CD_WARM, CD_QUANTILE, CD_LOG_EXCESS, CD_DT, CD_THRESHOLD = range(7, 14)
-CD_SIZE = 14
+CD_ENABLED = 14  # 1.0: the test runs (the forward model's kernel reads it here)
+CD_SIZE = 15
 # The histogram of log(CD_SHORT) the typical level is read from.
 CD_LOG_LOW, CD_LOG_HIGH, CD_BINS = -46.0, 18.0, 256
 

@@ -21,6 +21,7 @@ it re-learns at its initial rate (see change_detector.py).
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Mapping, Sequence
 
@@ -96,7 +97,11 @@ class AdaptiveController(InverseModelTick):
                                               enabled=cfg.change_detection.enabled)
         self._detector_mark = 0           # supervisor episodes seen by the detector
         self._k_scale = 0.0               # this tick's slow RLS gain factor (0: no step)
-        self.forward = self._make_forward_model(cfg.prediction)
+        self.forward = fm = self._make_forward_model(cfg.prediction)
+        if fm is not None:   # its step bound to the tick's arrays (all made once, above)
+            self._forecast_step = functools.partial(fm.step, self._phi, self._measured,
+                                                    self._command, self._state_scale,
+                                                    self.slow._g)
         self._apply(cfg)
         sv = cfg.supervisor
         self.supervisor = LearningSupervisor(self, sv.trip_ratio, sv.window_s, sv.hold_s,
@@ -415,8 +420,8 @@ class AdaptiveController(InverseModelTick):
         # nothing learned to judge: PD alone (a hold runs on, to its end)
         if self.learning_enabled or self._ff.any() or not self.supervisor.learning_allowed:
             self.supervisor.observe(self._pd, self._ff, self._command, self._at_bound, refused)
-        if self.forward is not None:
-            self._forecast()
+        if self.forward is not None and self._forecast_step(self._k_scale) & 1:
+            self._anomaly()
         io = self._io
         self._prev[0], self._prev[1], self._prev[2] = io[0], io[1], self._command
         self._has_prev = True
@@ -482,14 +487,11 @@ class AdaptiveController(InverseModelTick):
             return False
         return True
 
-    def _forecast(self) -> None:
-        """Step the forward model; an anomaly is recorded and may restart the covariances."""
-        fm = self.forward
-        if fm.step(self._phi, self._measured, self._command, self._state_scale,
-                   self.slow._g, self._k_scale):
-            fm.detector.record(self.ticks, 'one-step prediction error rose and stayed up')
-            if self.config.prediction.anomaly_restarts_learning:
-                self.plant_changed('the forward model flagged an anomaly')
+    def _anomaly(self) -> None:
+        """Record the forward model's anomaly; it may restart the covariances."""
+        self.forward.detector.record(self.ticks, 'one-step prediction error rose and stayed up')
+        if self.config.prediction.anomaly_restarts_learning:
+            self.plant_changed('the forward model flagged an anomaly')
 
     def plant_changed(self, reason: str) -> None:
         """

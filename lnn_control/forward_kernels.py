@@ -3,7 +3,7 @@ Numba kernel of the forward model (``forward_model.py``): one call per tick.
 
 Every array the model keeps (its work rows, rings, readouts, anomaly test, memory
 readout) is a view into one buffer, described by an index table (``pack``), so the
-tick (``forecast``) passes 11 arguments, not 38 in two calls: through numba's
+tick (``forecast``) passes 8 arguments, not 38 in two calls: through numba's
 dispatcher each array argument costs ~0.05 us to pass and each call ~0.4 us, as much
 as the work itself.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 from numba import njit
 import numpy as np
 
-from .control_kernels import change_cusum, FRICTION_BAND
+from .control_kernels import CD_ENABLED, change_cusum, FRICTION_BAND
 from .kernels import readout, rls_restart, rls_step
 
 # Layout of the state vector (then one gain factor per ring slot).
@@ -20,28 +20,31 @@ FM_HEAD = 0      # ring slot of the next tick
 FM_COUNT = 1     # ticks stored in the ring (up to its length)
 FM_TICKS = 2     # ticks since the last restart
 FM_SIZE = 3
-# Rows of the work array: vectors carried from tick to tick, then H rows each of the
-# base (the plant readout's part of a prediction), predictions and errors.
+# Rows of the work array: vectors carried from tick to tick, the horizons, then H rows
+# each of the base (the plant readout's part of a prediction), predictions and errors.
 W_X_PREV, W_PLANT, W_INV_SCALE, W_U_SCALE, W_FACTORS, W_Z, W_Z_PREV, W_POWER, W_ARGS, W_UNIT = (
     range(10))
 W_CORR = 10      # the anomaly statistic's averages per joint (see command_correlation)
-W_BASE = 11
+W_HORIZONS = 11  # the reservoir readouts' horizons [ticks], ascending
+W_BASE = 12
 # Columns of the W_ARGS row: the anomaly test's settings (see change_cusum), the plant
-# readout's initial covariance, the command scale's headroom, the error average's rate.
-A_SHORT, A_HIST, A_WARM, A_QUANTILE, A_EXCESS, A_DT, A_THRESHOLD, A_P0, A_HEADROOM, A_ERR = (
-    range(10))
-N_ARGS = 10
+# readout's initial covariance, the command scale's headroom, the error average's rate,
+# the memory readout's horizon (0: none).
+(A_SHORT, A_HIST, A_WARM, A_QUANTILE, A_EXCESS, A_DT, A_THRESHOLD, A_P0, A_HEADROOM, A_ERR,
+ A_MEMORY_H) = range(11)
+N_ARGS = 11
 
 
-@njit(cache=True)
-def forward_tick(x, command, scale, phi, gain, k_scale, detect, wk, ring, st, w, horizons,
-                 p, wp, rphi, g, y, rst, cd_st, cd_hist):
+@njit(cache=True, inline='always')
+def forward_tick(x, command, scale, phi, gain, k_scale, wk, ring, st, w, p, wp, rphi, g, y,
+                 rst, cd_st, cd_hist):
     """
     One tick of the forward model; returns 1 on an anomaly, + 2 if the command scale grew.
 
     + 4 when the plant readout's RLS step was refused. First the plant readout (P ``p``,
     weights ``wp``, scratch ``rphi``, ``g``, ``y``, state ``rst``) takes the step it
-    predicted last tick and its velocity error goes through the anomaly test (an anomaly
+    predicted last tick and its velocity error goes through the anomaly test (if the
+    detector's state ``cd_st`` has it enabled; an anomaly
     restarts its covariance: re-learn the changed plant fast). Then this tick's inputs
     are built (a grown command scale rescales their weights and restarts P), the plant
     readout predicts one tick ahead and ``forward_step`` does the reservoir readouts.
@@ -50,6 +53,7 @@ def forward_tick(x, command, scale, phi, gain, k_scale, detect, wk, ring, st, w,
     n, nh = m // 2, w.shape[0]
     nz = 6 * n
     a, inv, e1 = wk[W_ARGS], wk[W_INV_SCALE, :m], wk[W_PLANT, :m]
+    horizons = wk[W_HORIZONS, :nh]
     code = 0
     for o in range(m):
         inv[o] = 1.0 / scale[o]
@@ -61,8 +65,9 @@ def forward_tick(x, command, scale, phi, gain, k_scale, detect, wk, ring, st, w,
         for o in range(m):
             e1[o] *= inv[o]
         corr = wk[W_CORR]
-        if detect and command_correlation(e1[n:], wk[W_Z_PREV, 5 * n:nz], a[A_SHORT],
-                                          max(a[A_ERR], 1.0 / st[FM_TICKS]), corr) and \
+        if cd_st[CD_ENABLED] != 0.0 and \
+                command_correlation(e1[n:], wk[W_Z_PREV, 5 * n:nz], a[A_SHORT],
+                                    max(a[A_ERR], 1.0 / st[FM_TICKS]), corr) and \
                 change_cusum(corr[3 * n:3 * n + 1], wk[W_UNIT, :1], 1.0, a[A_HIST], a[A_WARM],
                              a[A_QUANTILE], a[A_EXCESS], a[A_DT], a[A_THRESHOLD], cd_st,
                              cd_hist):
@@ -136,57 +141,61 @@ def forward_step(w, horizons, phi, g, k_scale, x, base, inv_scale, ring, st, pre
     """
     Step the reservoir readouts of the forward model: learn from the ring, predict, store.
 
-    w (H, m, F): per horizon h a readout of [1, phi] predicting x(t + h) - x(t) - base(t)
-    (x: the measured (q, qd), m = 2n; base: what the plant readout supplies). First, for
-    each horizon, the prediction made h ticks ago is compared with x (the error, times
-    ``inv_scale``, goes to ``err[i]``) and, if that tick learned, its readout takes an
-    RLS step on that tick's features with that tick's gain: the slow readout's ``g``
-    x ``k_scale`` (k_scale 0: no step). Then this tick's features, gain, state, base and
-    predictions are stored in the ring: per slot phi (F - 1), gain (F), x (m), base and
-    predictions (H m each). st: see FM_*, then the gain factor of each ring slot.
+    w (H, m, F): per horizon h (``horizons``, ascending) a readout of [1, phi] predicting
+    x(t + h) - x(t) - base(t) (x: the measured (q, qd), m = 2n; base: what the plant
+    readout supplies). For each horizon, the prediction made h ticks ago is compared
+    with x (the error, times ``inv_scale``, goes to ``err[i]``) and, if that tick
+    learned, its readout takes an RLS step on that tick's features with that tick's
+    gain: the slow readout's ``g`` x ``k_scale`` (k_scale 0: no step); then it predicts
+    from this tick's phi. This tick's features, gain, state, base and predictions are
+    stored in the ring: per slot phi (F - 1), gain (F), x (m), base and predictions
+    (H m each). st: see FM_*, then the gain factor of each ring slot.
+    At h = 1 nothing learned between that prediction and now, so its error is the
+    a-priori error: phi is stored only for longer horizons.
     """
     nh, m, nf = w.shape
     slots = ring.shape[0]
     c_gain, c_x = nf - 1, 2 * nf - 1
     c_base, c_pred = c_x + m, c_x + m + nh * m
     head, count = int(st[FM_HEAD]), int(st[FM_COUNT])
-    for i in range(nh):
-        h = horizons[i]
-        if count < h:
-            for o in range(m):
-                err[i, o] = 0.0
-            continue
-        past = ring[(head - h) % slots]
-        learn = st[FM_SIZE + (head - h) % slots] != 0.0
-        # slices indexed from 0: no wraparound checks, so LLVM vectorises the loops
-        p_phi, p_gain = past[:nf - 1], past[c_gain:c_gain + nf]
-        for o in range(m):
-            err[i, o] = (x[o] - past[c_pred + i * m + o]) * inv_scale[o]
-            if learn:
-                wo = w[i, o]
-                wx = wo[1:]
-                acc = 0.0
-                for f in range(nf - 1):
-                    acc += wx[f] * p_phi[f]
-                e = x[o] - past[c_x + o] - past[c_base + i * m + o] - (wo[0] + acc)
-                for f in range(nf):
-                    wo[f] += p_gain[f] * e
-    now = ring[head]
+    now = ring[head]            # (never a slot read below: slots = longest horizon + 1)
     st[FM_SIZE + head] = k_scale
     n_phi, n_gain = now[:nf - 1], now[c_gain:c_gain + nf]
-    for f in range(nf - 1):
-        n_phi[f] = phi[f]
+    if horizons[nh - 1] > 1:
+        for f in range(nf - 1):
+            n_phi[f] = phi[f]
     for f in range(nf):
         n_gain[f] = g[f] * k_scale
     for o in range(m):
         now[c_x + o] = x[o]
     for i in range(nh):
+        h = int(horizons[i])
+        ready = count >= h
+        slot = (head - h) % slots
+        past = ring[slot]
+        learn = ready and st[FM_SIZE + slot] != 0.0
+        # slices indexed from 0: no wraparound checks, so LLVM vectorises the loops
+        p_phi, p_gain = past[:nf - 1], past[c_gain + 1:c_gain + nf]
         for o in range(m):
-            wx = w[i, o, 1:]
+            wo = w[i, o]
+            wx = wo[1:]
+            e = x[o] - past[c_pred + i * m + o]
+            err[i, o] = e * inv_scale[o] if ready else 0.0
             acc = 0.0
-            for f in range(nf - 1):
-                acc += wx[f] * phi[f]
-            pred[i, o] = x[o] + base[i, o] + w[i, o, 0] + acc
+            if learn:       # its RLS step and this tick's prediction in one pass over w
+                if h > 1:
+                    for f in range(nf - 1):
+                        acc += wx[f] * p_phi[f]
+                    e = x[o] - past[c_x + o] - past[c_base + i * m + o] - (wo[0] + acc)
+                    acc = 0.0
+                wo[0] += past[c_gain] * e
+                for f in range(nf - 1):
+                    wx[f] += p_gain[f] * e
+                    acc += wx[f] * phi[f]
+            else:
+                for f in range(nf - 1):
+                    acc += wx[f] * phi[f]
+            pred[i, o] = x[o] + base[i, o] + wo[0] + acc
             now[c_base + i * m + o] = base[i, o]
             now[c_pred + i * m + o] = pred[i, o]
     st[FM_HEAD] = (head + 1) % slots
@@ -227,9 +236,10 @@ def plant_inputs(q, qd, u, scale, u_scale, headroom, factors, z):
 MEMORY_TAUS_S = (0.1, 0.3, 1.0, 3.0)
 MEMORY_SIGNALS = 4
 MEMORY_FEATURES = MEMORY_SIGNALS * (1 + len(MEMORY_TAUS_S))
+MEMORY_LEARN_EVERY = 5      # ticks per RLS step of the memory readout (see memory_step)
 
 
-@njit(cache=True)
+@njit(cache=True, inline='always')
 def memory_step(x, phi, scale, decay, h, traces, ring, mst, p, w, rphi, g, y, rst, err, out,
                 power, a_err):
     """
@@ -237,9 +247,11 @@ def memory_step(x, phi, scale, decay, h, traces, ring, mst, p, w, rphi, g, y, rs
 
     Per joint j the features are q_d, qd_d (from phi and the input scales), q, qd and
     their traces at rates ``decay``; one readout (P ``p``, weights ``w`` over [1, z], 2n
-    outputs) takes one RLS step on the pair (z(t - h), x(t)) and predicts from z(t).
-    ring (slots, F + 2n): features and predictions per tick; mst: head, count; power:
-    running squared error in input-scale units (rate a_err).
+    outputs) takes one RLS step on the pair (z(t - h), x(t)) every
+    ``MEMORY_LEARN_EVERY`` ticks (successive ticks' pairs differ little; its forgetting
+    factor is the per-tick one to that power) and predicts from z(t) every tick.
+    ring (slots, F + 2n): features and predictions per tick; mst: head, count, ticks;
+    power: running squared error in input-scale units (rate a_err).
     """
     n = x.shape[0] // 2
     slots, nf = ring.shape[0], MEMORY_FEATURES * n
@@ -251,10 +263,11 @@ def memory_step(x, phi, scale, decay, h, traces, ring, mst, p, w, rphi, g, y, rs
             d = (x[o] - past[nf + o]) / scale[o]
             e2 += d * d
         power[0] += a_err * (e2 / (2 * n) - power[0])
-        readout(w, past[:nf], True, err)
-        for o in range(2 * n):
-            err[o] = x[o] - err[o]
-        rls_step(p, w, past[:nf], True, err, rphi, g, y, rst)
+        if mst[2] % MEMORY_LEARN_EVERY == 0.0:
+            readout(w, past[:nf], True, err)
+            for o in range(2 * n):
+                err[o] = x[o] - err[o]
+            rls_step(p, w, past[:nf], True, err, rphi, g, y, rst)
     z = ring[head]
     for j in range(n):
         b = MEMORY_FEATURES * j
@@ -274,6 +287,7 @@ def memory_step(x, phi, scale, decay, h, traces, ring, mst, p, w, rphi, g, y, rs
         z[nf + o] = out[o]
     mst[0] = (head + 1) % slots
     mst[1] = min(count + 1, slots)
+    mst[2] += 1.0
 
 
 # -- one buffer for every array of the model (``pack``, ``forecast``) ----------------
@@ -332,20 +346,21 @@ FORWARD_ARRAYS, MEMORY_ARRAYS = 12, 13
 
 
 @njit(cache=True)
-def forecast(x, command, scale, phi, gain, k_scale, detect, horizons, memory_h, buf, index):
+def forecast(buf, index, phi, x, command, scale, gain, k_scale):
     """
     One tick of the whole forward model: ``forward_tick``, then ``memory_step``.
 
-    Their arrays are views of ``buf`` (rows ``I_*`` of ``index``, see ``pack``); returns
-    ``forward_tick``'s code.
+    Their arrays are views of ``buf`` (rows ``I_*`` of ``index``, see ``pack``; first,
+    so that ``ForwardModel.step`` can bind them); returns ``forward_tick``'s code.
     """
     b, ix = buf, index
     wk = _view2(b, ix, I_WK)
-    code = forward_tick(x, command, scale, phi, gain, k_scale, detect, wk, _view2(b, ix, I_RING),
-                        _view1(b, ix, I_ST), _view3(b, ix, I_W), horizons, _view2(b, ix, I_P),
+    code = forward_tick(x, command, scale, phi, gain, k_scale, wk, _view2(b, ix, I_RING),
+                        _view1(b, ix, I_ST), _view3(b, ix, I_W), _view2(b, ix, I_P),
                         _view2(b, ix, I_WP), _view1(b, ix, I_RPHI), _view1(b, ix, I_G),
                         _view1(b, ix, I_Y), _view1(b, ix, I_RST), _view1(b, ix, I_CD_ST),
                         _view1(b, ix, I_CD_HIST))
+    memory_h = int(wk[W_ARGS, A_MEMORY_H])
     if memory_h > 0:
         memory_step(x, phi, scale, _view1(b, ix, I_DECAY), memory_h, _view3(b, ix, I_TRACES),
                     _view2(b, ix, I_MRING), _view1(b, ix, I_MST), _view2(b, ix, I_MP),

@@ -34,6 +34,8 @@ changed plant in seconds. ROS-free.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from . import forward_kernels as FK
@@ -52,10 +54,16 @@ class ForwardModel:
     """
     Predictions of the measured (q, qd) ``horizons`` ticks ahead, learned online.
 
-    ``step`` once per control tick, after the command is computed; ``prediction(i)``
-    is then the state predicted for ``horizons[i]`` ticks later (rows: position,
-    velocity). ``error_rms[i]`` is the running RMS of that horizon's error in units
-    of the input scales; ``detector`` the anomaly test on the one-step error.
+    ``step(phi, x, command, scale, gain, k_scale)`` once per control tick, after the
+    command is computed, learns from what this tick measured and predicts ahead: phi the
+    reservoir features (no bias), x the measured q then qd (2n), scale the position and
+    velocity input scales (2n), gain and k_scale the slow readout's ``P [1, phi]`` and
+    1 / (lambda + phi' P phi) of this tick's step (k_scale 0: it did not learn). One
+    kernel call, no allocation; it returns the kernel's code, bit 0 set on an anomaly
+    (``FK.forward_tick``). ``prediction(i)`` is then the state predicted for
+    ``horizons[i]`` ticks later (rows: position, velocity). ``error_rms[i]`` is the
+    running RMS of that horizon's error in units of the input scales; ``detector`` the
+    anomaly test on the one-step error.
     """
 
     def __init__(self, n_joints: int, n_inputs: int, horizons: tuple[int, ...], dt: float,
@@ -70,7 +78,7 @@ class ForwardModel:
         # the reservoir readouts' horizons, then the memory readout's
         self.horizons = horizons + ((int(memory_horizon),) if memory_horizon else ())
         m, nh, nf, slots = 2 * n_joints, len(horizons), n_inputs + 1, horizons[-1] + 1
-        self._horizons = np.array(horizons, dtype=np.int64)
+        self._nh = nh
         self.w = np.zeros((nh, m, nf))
         self._ring = np.zeros((slots, 2 * nf - 1 + m + 2 * nh * m))
         self._st = np.zeros(FK.FM_SIZE + slots)
@@ -82,7 +90,8 @@ class ForwardModel:
         wk[FK.W_U_SCALE] = 1e-3                    # grows to the command's range
         wk[FK.W_UNIT] = 1.0
         wk[FK.W_ARGS, :FK.N_ARGS] = (*d.settings, self.plant.initial_covariance, COMMAND_HEADROOM,
-                                     min(1.0, self.dt / ERROR_AVERAGE_S))
+                                     min(1.0, self.dt / ERROR_AVERAGE_S), memory_horizon)
+        wk[FK.W_HORIZONS, :nh] = horizons
         self._pack()
 
     def _pack(self) -> None:
@@ -104,24 +113,13 @@ class ForwardModel:
         self._buf, self._index, views = FK.pack([getattr(o, a) for o, a in owners])
         for (owner, attr), view in zip(owners, views):
             setattr(owner, attr, view)
-        nh, m = len(self._horizons), 2 * self.n
+        nh, m = self._nh, 2 * self.n
         self._base = self._wk[FK.W_BASE:FK.W_BASE + nh, :m]
         self._pred = self._wk[FK.W_BASE + nh:FK.W_BASE + 2 * nh, :m]
-        self._memory_h = mem.horizon if mem is not None else 0
 
-    def step(self, phi: np.ndarray, x: np.ndarray, command: np.ndarray, scale: np.ndarray,
-             gain: np.ndarray, k_scale: float) -> bool:
-        """
-        Learn from what this tick measured and predict ahead; True on an anomaly.
-
-        phi: the reservoir features (no bias); x: measured q then qd (2n); scale: the
-        position and velocity input scales (2n); gain, k_scale: the slow readout's
-        ``P [1, phi]`` and 1 / (lambda + phi' P phi) of this tick's step (k_scale 0: it
-        did not learn). One kernel call, no allocation.
-        """
-        code = FK.forecast(x, command, scale, phi, gain, k_scale, self.detector.enabled,
-                           self._horizons, self._memory_h, self._buf, self._index)
-        return bool(code & 1)
+        # step(phi, x, command, scale, gain, k_scale): the kernel bound to the buffer, so
+        # a tick is one C-level call (a method in between cost 0.6 us of a 5 us model)
+        self.step = functools.partial(FK.forecast, self._buf, self._index)
 
     @property
     def ticks(self) -> int:
@@ -136,18 +134,18 @@ class ForwardModel:
         """Set the plant and memory readouts' (``rls.forgetting_factor``, as at start-up)."""
         self.plant.forgetting_factor = float(value)
         if self.memory is not None:
-            self.memory.readout.forgetting_factor = float(value)
+            self.memory.readout.forgetting_factor = float(value) ** FK.MEMORY_LEARN_EVERY
 
     def prediction(self, i: int = 0) -> np.ndarray:
         """Return (2, n) position and velocity predicted for horizons[i] ticks ahead."""
-        if i >= len(self._horizons):
+        if i >= self._nh:
             return self.memory.out.reshape(2, self.n)
         return self._pred[i].reshape(2, self.n)
 
     @property
     def error_rms(self) -> np.ndarray:
         """Return the running RMS prediction error per horizon, in input-scale units."""
-        power = self._wk[FK.W_POWER, :len(self._horizons)]
+        power = self._wk[FK.W_POWER, :self._nh]
         if self.memory is not None:
             power = np.append(power, self.memory.power)
         return np.sqrt(power)
@@ -196,8 +194,8 @@ class MemoryReadout:
         self._decay = np.array([dt / (tau + dt) for tau in FK.MEMORY_TAUS_S])
         self._traces = np.zeros((n, len(FK.MEMORY_TAUS_S), FK.MEMORY_SIGNALS))
         self._ring = np.zeros((horizon + 1, nf + 2 * n))
-        self._mst = np.zeros(2)
-        self.readout = RLSReadout(nf, 2 * n, forgetting_factor, MEMORY_P0)
+        self._mst = np.zeros(3)
+        self.readout = RLSReadout(nf, 2 * n, forgetting_factor ** FK.MEMORY_LEARN_EVERY, MEMORY_P0)
         self._err = np.zeros(2 * n)
         self.out = np.zeros(2 * n)
         self._power = np.zeros(1)

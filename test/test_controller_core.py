@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import lnn_control
+from lnn_control import forward_kernels as FK
 from lnn_control import readout_file, schema
 from lnn_control.controller import AdaptiveController
 import numpy as np
@@ -244,7 +245,8 @@ def test_update_params_applies_live_settings_without_touching_weights(trained_ct
     assert ctrl.fast.forgetting_factor == lam_fast
     # the forward model's own readouts take it live too, as they do at start-up
     assert ctrl.forward.plant.forgetting_factor == lam_slow
-    assert ctrl.forward.memory.readout.forgetting_factor == lam_slow
+    # (the memory readout learns every MEMORY_LEARN_EVERY ticks: the same time constant)
+    assert ctrl.forward.memory.readout.forgetting_factor == lam_slow ** FK.MEMORY_LEARN_EVERY
     assert ctrl.params['rls.forgetting_factor'] == lam_slow
     assert_unchanged(ctrl, snap)
     # the new gains act on the next tick
