@@ -183,7 +183,8 @@ def run(plant_name: str, controller_params: Mapping[str, Any], duration: float,
         position_noise: float = 0.0, velocity_noise: float = 0.0, delay_ticks: int = 0,
         noise_seed: int = 0, change: str = 'payload', friction_scale: float = FRICTION_SCALE,
         on_change: Callable[[AdaptiveController], None] | None = None,
-        readout_path: str = '', reference=None) -> Trace:
+        readout_path: str = '', reference=None,
+        on_step: Callable[[int, Plant, np.ndarray], None] | None = None) -> Trace:
     """
     Simulate one closed-loop run; ``learning=False`` gives the PD-only arm.
 
@@ -206,6 +207,10 @@ def run(plant_name: str, controller_params: Mapping[str, Any], duration: float,
 
     ``reference``: what the run tracks, an object whose ``sample(t, q, qd, qdd)`` writes
     the desired state at ``t`` seconds (default: the one ``reference.*`` generates).
+
+    ``on_step(tick, plant, effort)``, if given, is called each tick just before the plant
+    takes ``effort`` (the command applied, after any delay): lets a benchmark shadow the
+    plant (benchmarks/bench_detection_bound.py).
     """
     if change not in CHANGES:
         raise ValueError(f"change must be one of {', '.join(CHANGES)}; got {change!r}")
@@ -259,6 +264,8 @@ def run(plant_name: str, controller_params: Mapping[str, Any], duration: float,
         if pending:
             pending.append(u)
             u = pending.pop(0)
+        if on_step is not None:
+            on_step(k, plant, u)
         plant.step(u, dt)
         log_e[k] = ctrl.learning_error
         if fm is not None:

@@ -142,6 +142,22 @@ def test_friction_step_is_applied_and_re_learned():
     assert seen == [50]
 
 
+def test_on_step_sees_each_effort_the_plant_takes_after_the_delay():
+    """The hook gets the plant before it steps and the effort it steps with."""
+    params = CL.plant_params('pendulum')
+    seen = []
+
+    def hook(k, plant, u):
+        seen.append((k, plant.position().copy(), u.copy()))
+
+    tr = CL.run('pendulum', params, 0.3, delay_ticks=2, on_step=hook)
+    assert [k for k, _, _ in seen] == list(range(30))
+    np.testing.assert_array_equal([q for _, q, _ in seen], tr.q)
+    # two ticks of delay: zero first, then the commands of two ticks before
+    np.testing.assert_array_equal([u for _, _, u in seen[:2]], np.zeros((2, 1)))
+    np.testing.assert_array_equal([u for _, _, u in seen[2:]], tr.command[:-2])
+
+
 def test_a_users_model_gets_a_reference_inside_its_joint_ranges(tmp_path):
     """A 0.3 m slide got the default +-0.5 reference: judged against its end stops."""
     path = tmp_path / 'lift.xml'
