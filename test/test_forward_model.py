@@ -12,15 +12,18 @@ pytestmark = pytest.mark.unit
 NOISE = {'position_noise': 0.5e-3, 'velocity_noise': 5e-3}
 
 
-def test_reservoir_readouts_take_exact_delayed_rls_steps_on_the_shared_gain():
+@pytest.mark.parametrize('horizons', [(1,), (1, 3), (2, 5)])
+def test_reservoir_readouts_take_exact_delayed_rls_steps_on_the_shared_gain(horizons):
     """
     Each horizon's readout equals RLS run on (features of t, state of t + h) pairs.
 
     With the covariance of the readout whose gain it borrows: a numpy reference keeps its
     own P on the same features and applies each tick's gain when the target arrives.
+    (One tick ahead alone, the kernel keeps no features: its a-priori error is that of
+    the prediction it stored.)
     """
     rng = np.random.default_rng(3)
-    n_in, horizons, ticks = 6, (1, 3), 60
+    n_in, ticks = 6, 60
     slow = RLSReadout(n_in, 1, 1.0, 0.5)             # lambda 1: no trace cap acting
     fm = ForwardModel(1, n_in, horizons, 0.01, 0.3, 0.9999, detect=False)
     p = 0.5 * np.eye(n_in + 1)
@@ -83,6 +86,45 @@ def test_memory_readout_predicts_a_sum_of_sines_half_a_second_ahead():
     assert mem.readout.w.any() and mem.power == 0.0
     mem.reset()
     assert not mem.readout.w.any()
+
+
+def test_memory_readout_steps_every_fifth_tick_and_tracks_its_error_every_tick():
+    """Its RLS step every MEMORY_LEARN_EVERY ticks (the cost); the prediction every tick."""
+    h = 3
+    mem = MemoryReadout(1, h, 0.01, 0.9999)
+    assert mem.readout.forgetting_factor == pytest.approx(0.9999 ** FK.MEMORY_LEARN_EVERY)
+    stepped, powers, outs = [], [], []
+    for k in range(40):
+        x = np.array([np.sin(0.1 * k), np.cos(0.1 * k)])
+        w = mem.readout.w.copy()
+        mem.step(x, x, np.ones(2))
+        stepped.append(not np.array_equal(w, mem.readout.w))
+        powers.append(mem.power)
+        outs.append(mem.out.copy())
+    expected = [k >= h and k % FK.MEMORY_LEARN_EVERY == 0 for k in range(40)]
+    assert stepped == expected
+    assert all(a != b for a, b in zip(powers[h:], powers[h + 1:]))     # every tick
+    first = FK.MEMORY_LEARN_EVERY       # (before its first step it predicts zeros)
+    assert all(not np.array_equal(a, b) for a, b in zip(outs[first:], outs[first + 1:]))
+
+
+def test_the_anomaly_test_follows_the_detectors_switch():
+    """The kernel reads the detector's own state: switched off, a change is not flagged."""
+    def flags(enabled_after):
+        fm = ForwardModel(1, 4, (1,), 0.01, 0.05, 0.9999)
+        rng = np.random.default_rng(0)
+        out = []
+        for t in range(1500):
+            if t == 1000:
+                fm.detector.enabled = enabled_after
+            u = np.array([np.sin(0.05 * t) + 0.1 * rng.standard_normal()])
+            gain = 2.0 if t >= 1000 else 1.0      # the plant's response to the command
+            x = np.array([0.0, gain * u[0] + 0.01 * rng.standard_normal()])
+            out.append(fm.step(np.full(4, 0.1), x, u, np.ones(2), np.ones(5), 0.0) & 1)
+        return sum(out[1000:])
+
+    assert flags(True) >= 1
+    assert flags(False) == 0
 
 
 def test_anomaly_statistic_is_the_errors_correlation_with_the_command():
