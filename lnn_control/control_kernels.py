@@ -209,6 +209,10 @@ CD_CLEARED = 7  # entries below this restart with the detector; the settings fol
 CD_A_SHORT, CD_A_HIST, CD_WARM, CD_QUANTILE, CD_LOG_EXCESS, CD_DT, CD_THRESHOLD = range(7, 14)
 CD_ENABLED = 14  # 1.0: the test runs (the forward model's kernel reads it here)
 CD_SIZE = 15
+# (Kernels compile these indices in as constants, and numba checks only a kernel's own
+# file for a stale cache: after changing them here, delete the cached kernels of the
+# files that import them, forward_kernels.py's too: `make clean`, or the *.nbi / *.nbc
+# files in lnn_control/__pycache__.)
 # The histogram of log(CD_SHORT) the typical level is read from.
 CD_LOG_LOW, CD_LOG_HIGH, CD_BINS = -46.0, 18.0, 256
 

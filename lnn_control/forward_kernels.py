@@ -12,6 +12,7 @@ from __future__ import annotations
 from numba import njit
 import numpy as np
 
+# (compiled in as constants: see control_kernels' note on stale caches after a change)
 from .control_kernels import CD_ENABLED, change_cusum, FRICTION_BAND
 from .kernels import readout, rls_restart, rls_step
 
@@ -236,7 +237,7 @@ def plant_inputs(q, qd, u, scale, u_scale, headroom, factors, z):
 MEMORY_TAUS_S = (0.1, 0.3, 1.0, 3.0)
 MEMORY_SIGNALS = 4
 MEMORY_FEATURES = MEMORY_SIGNALS * (1 + len(MEMORY_TAUS_S))
-MEMORY_LEARN_EVERY = 5      # ticks per RLS step of the memory readout (see memory_step)
+MEMORY_LEARN_EVERY = 3      # ticks per RLS step of the memory readout (see memory_step)
 
 
 @njit(cache=True, inline='always')

@@ -376,6 +376,30 @@ def test_save_load_gives_identical_commands(tmp_path, trained_ctrl_factory, mode
     np.testing.assert_array_equal(a.fast.w, b.fast.w)
 
 
+def test_forward_model_keeps_stepping_its_own_state_after_every_rebuild_path(
+        tmp_path, trained_ctrl_factory):
+    """
+    The controller steps the forward model through a call bound to arrays made once.
+
+    After a reset, a load, a parameter change, a plant change and a scale growth it
+    must still step the model's own state (a stale binding would leave it standing).
+    """
+    ctrl = trained_ctrl_factory()
+    path = str(tmp_path / 'ctrl.npz')
+    ctrl.save(path)
+    big = [(np.full(2, 5.0), np.zeros(2)), (np.full(2, 5.0), np.zeros(2), np.zeros(2))]
+    for change in (ctrl.reset_learning, lambda: ctrl.load(path),
+                   lambda: ctrl.update_params({'kp': [3.0, 4.0]}),
+                   lambda: ctrl.plant_changed('test'), lambda: ctrl.step(*big)):
+        change()
+        state, pred = ctrl.forward._buf.copy(), ctrl.forward.prediction(0).copy()
+        for measured, desired in signals(3, seed=7, n=ctrl.n):
+            ctrl.step(measured, desired)
+        assert ctrl.forward.ticks >= 1           # (a scale growth restarts its ring)
+        assert not np.array_equal(ctrl.forward._buf, state)
+        assert not np.array_equal(ctrl.forward.prediction(0), pred)
+
+
 def test_load_keeps_forgetting_factors_consistent_with_parameters(
         tmp_path, trained_ctrl_factory):
     """
