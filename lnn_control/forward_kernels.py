@@ -44,11 +44,11 @@ def forward_tick(x, command, scale, phi, gain, k_scale, wk, ring, st, w, p, wp, 
 
     + 4 when the plant readout's RLS step was refused. First the plant readout (P ``p``,
     weights ``wp``, scratch ``rphi``, ``g``, ``y``, state ``rst``) takes the step it
-    predicted last tick and its velocity error goes through the anomaly test (if the
-    detector's state ``cd_st`` has it enabled; an anomaly
-    restarts its covariance: re-learn the changed plant fast). Then this tick's inputs
-    are built (a grown command scale rescales their weights and restarts P), the plant
-    readout predicts one tick ahead and ``forward_step`` does the reservoir readouts.
+    predicted last tick and its velocity error goes through the anomaly test, if the
+    detector's state ``cd_st`` has it on (an anomaly restarts its covariance: re-learn
+    the changed plant fast). Then this tick's inputs are built (a grown command scale
+    rescales their weights and restarts P), the plant readout predicts one tick ahead
+    and ``forward_step`` does the reservoir readouts.
     """
     m = x.shape[0]
     n, nh = m // 2, w.shape[0]

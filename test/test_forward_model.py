@@ -88,7 +88,7 @@ def test_memory_readout_predicts_a_sum_of_sines_half_a_second_ahead():
     assert not mem.readout.w.any()
 
 
-def test_memory_readout_steps_every_fifth_tick_and_tracks_its_error_every_tick():
+def test_memory_readout_steps_every_few_ticks_and_tracks_its_error_every_tick():
     """Its RLS step every MEMORY_LEARN_EVERY ticks (the cost); the prediction every tick."""
     h = 3
     mem = MemoryReadout(1, h, 0.01, 0.9999)
