@@ -134,7 +134,7 @@ class ForwardModel:
         """Set the plant and memory readouts' (``rls.forgetting_factor``, as at start-up)."""
         self.plant.forgetting_factor = float(value)
         if self.memory is not None:
-            self.memory.readout.forgetting_factor = float(value) ** FK.MEMORY_LEARN_EVERY
+            self.memory.set_forgetting_factor(value)
 
     def prediction(self, i: int = 0) -> np.ndarray:
         """Return (2, n) position and velocity predicted for horizons[i] ticks ahead."""
@@ -195,7 +195,8 @@ class MemoryReadout:
         self._traces = np.zeros((n, len(FK.MEMORY_TAUS_S), FK.MEMORY_SIGNALS))
         self._ring = np.zeros((horizon + 1, nf + 2 * n))
         self._mst = np.zeros(3)
-        self.readout = RLSReadout(nf, 2 * n, forgetting_factor ** FK.MEMORY_LEARN_EVERY, MEMORY_P0)
+        self.readout = RLSReadout(nf, 2 * n, 1.0, MEMORY_P0)
+        self.set_forgetting_factor(forgetting_factor)
         self._err = np.zeros(2 * n)
         self.out = np.zeros(2 * n)
         self._power = np.zeros(1)
@@ -204,6 +205,10 @@ class MemoryReadout:
     @property
     def power(self) -> float:
         return float(self._power[0])
+
+    def set_forgetting_factor(self, per_tick: float) -> None:
+        """Forget at ``per_tick`` per control tick: its RLS steps come every few ticks."""
+        self.readout.forgetting_factor = float(per_tick) ** FK.MEMORY_LEARN_EVERY
 
     def step(self, x: np.ndarray, phi: np.ndarray, scale: np.ndarray) -> None:
         """Step on its own (a ``ForwardModel`` steps it inside its one kernel call)."""
