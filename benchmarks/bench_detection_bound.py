@@ -51,10 +51,14 @@ def _state(plant: Plant) -> np.ndarray:
     return out
 
 
-def _replay(plant: Plant, state: np.ndarray, efforts, dt: float) -> np.ndarray:
-    """Measured q, qd (rows: ticks) of the unchanged plant from ``state`` under ``efforts``."""
+def _set_state(plant: Plant, state: np.ndarray) -> None:
     mujoco.mj_setState(plant.model, plant.data, state, STATE)
     mujoco.mj_forward(plant.model, plant.data)
+
+
+def _replay(plant: Plant, state: np.ndarray, efforts, dt: float) -> np.ndarray:
+    """Measured q, qd (rows: ticks) of the unchanged plant from ``state`` under ``efforts``."""
+    _set_state(plant, state)
     rows = [np.r_[plant.position(), plant.velocity()]]
     for u in efforts:
         plant.step(u, dt)
@@ -76,9 +80,8 @@ def trial(job) -> dict:
         if 'pre_state' in rec:
             rec['efforts'].append(np.array(u))
         if abs(t - CHANGE_AT_S) < rec['dt'] / 2:      # (the change acts from the next step)
-            rec['twin'] = twin = Plant(model, joints=real.joint_names)
-            mujoco.mj_setState(twin.model, twin.data, _state(real), STATE)
-            mujoco.mj_forward(twin.model, twin.data)
+            rec['twin'] = Plant(model, joints=real.joint_names)
+            _set_state(rec['twin'], _state(real))
             rec['k0'] = len(rec['efforts']) - 1
         if 'twin' in rec:
             twin = rec['twin']
@@ -98,7 +101,7 @@ def trial(job) -> dict:
     out['time_to'] = {f'{lv:g}': (round(float(np.argmax(cum >= lv)) * dt, 3)
                                   if (cum >= lv).any() else None) for lv in LEVELS}
     # the state 2 s before the change unknown: fit it (central differences) and keep the rest
-    twin = Plant(model, joints=rec['twin'].joint_names)
+    twin = rec['twin']          # (unchanged; each replay sets its whole state)
     ticks = k0 + round(max(TIMES) / dt)
     efforts, x0 = rec['efforts'][:ticks], rec['pre_state']
     base = _replay(twin, x0, efforts, dt)
