@@ -581,6 +581,25 @@ def test_the_ros_demos_pd_arm_never_touches_the_readout_file():
     assert 'readout_path:=""' in pd and 'readout_path:="/tmp/r.npz"' not in pd
 
 
+def test_the_ros_demos_arms_keep_their_roles_over_a_params_file():
+    """A file from `lnn-control params` set learning_enabled and reference.mode: topic.
+
+    Both arms learned, and the nodes waited for a reference no one published (ratio 1.0).
+    """
+    from lnn_control.tools import demo
+    extra = {'learning_enabled': True, 'reference.mode': 'topic', 'kp': [9.0]}
+    pd = ' '.join(demo.controller_command('pd', 'pendulum', False, extra))
+    adaptive = ' '.join(demo.controller_command('adaptive', 'pendulum', True, extra))
+    assert 'learning_enabled:=false' in pd and 'learning_enabled:=true' not in pd
+    assert 'learning_enabled:=true' in adaptive
+    for command in (pd, adaptive):
+        assert 'reference.mode:="sum_of_sines"' in command and '"topic"' not in command
+        assert 'kp:=[9.0]' in command
+    chosen = ' '.join(demo.controller_command('pd', 'pendulum', False,
+                                              {'reference.mode': 'point_to_point'}))
+    assert 'reference.mode:="point_to_point"' in chosen       # a generated mode is the user's
+
+
 @pytest.mark.parametrize('text', ['kp: [300, 20]\n',
                                   'other_node:\n  ros__parameters:\n    kp: [3.0]\n'])
 def test_a_params_file_with_nothing_for_the_controller_is_refused(tmp_path, capsys, text):
