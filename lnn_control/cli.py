@@ -334,7 +334,10 @@ def _params(args: argparse.Namespace) -> int:
         if args.node == 'simulator':
             values.update(extra)
 
-        print(yaml.safe_dump({node: {'ros__parameters': values}}, sort_keys=False), end='')
+        # keyed '/**' as config/*.yaml: a '<node>:' key applies only in the root
+        # namespace, so under `namespace:=arm1` the node ran on its defaults without a word
+        print(f'# {node} parameters (lnn-control params); "/**": whatever the namespace')
+        print(yaml.safe_dump({'/**': {'ros__parameters': values}}, sort_keys=False), end='')
     return 0
 
 

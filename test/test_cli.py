@@ -456,6 +456,15 @@ def test_yaml_export_round_trips_through_the_schema(tmp_path, capsys):
         str(path), 'lnn_controller'))['reservoir.size'] == 300
 
 
+def test_a_generated_params_file_applies_in_any_namespace(capsys):
+    """Keyed 'lnn_controller:', it was ignored under `namespace:=arm1` (root only)."""
+    import yaml
+
+    for node in ('controller', 'simulator'):
+        assert cli.main(['params', '--format', 'yaml', '--node', node]) == 0
+        assert list(yaml.safe_load(capsys.readouterr().out)) == ['/**']
+
+
 def test_console_script_is_installed():
     bindir = os.path.dirname(sys.executable)
     exe = os.path.join(bindir, 'lnn-control')
@@ -722,7 +731,7 @@ def test_params_for_the_simulator_take_its_parameters(capsys):
     from lnn_control import cli
     assert cli.main(['params', '--format', 'yaml', '--plant', 'arm2', '--node', 'simulator',
                      '--param', 'payload_scale=2.5']) == 0
-    assert yaml.safe_load(capsys.readouterr().out)['lnn_sim']['ros__parameters'][
+    assert yaml.safe_load(capsys.readouterr().out)['/**']['ros__parameters'][
         'payload_scale'] == 2.5
 
 
