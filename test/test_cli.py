@@ -591,7 +591,8 @@ def test_the_ros_demos_pd_arm_never_touches_the_readout_file():
 
 
 def test_the_ros_demos_arms_keep_their_roles_over_a_params_file():
-    """A file from `lnn-control params` set learning_enabled and reference.mode: topic.
+    """
+    A file from `lnn-control params` set learning_enabled and reference.mode: topic.
 
     Both arms learned, and the nodes waited for a reference no one published (ratio 1.0).
     """
