@@ -57,16 +57,17 @@ class ChangeDetector:
 
     def __init__(self, n: int, dt: float, threshold: float, enabled: bool = True,
                  short_s: float = SHORT_S, baseline_s: float = BASELINE_S,
-                 excess: float = EXCESS):
+                 excess: float = EXCESS, history_s: float = HISTORY_S,
+                 quantile: float = QUANTILE):
         self.dt = float(dt)
         self._inv_kp = np.ones(n)
         self._kd = np.zeros(n)
         self._st = st = np.zeros(CK.CD_SIZE)     # the kernel's state, then its settings
         self._hist = np.zeros(CK.CD_BINS)
         st[CK.CD_A_SHORT] = min(1.0, self.dt / short_s)
-        st[CK.CD_A_HIST] = min(1.0, self.dt / HISTORY_S)
+        st[CK.CD_A_HIST] = min(1.0, self.dt / history_s)
         st[CK.CD_WARM] = float(round(baseline_s / self.dt))
-        st[CK.CD_QUANTILE] = QUANTILE
+        st[CK.CD_QUANTILE] = quantile
         st[CK.CD_LOG_EXCESS] = float(np.log(excess))
         st[CK.CD_DT] = self.dt
         self._enabled = False

@@ -151,7 +151,7 @@ CONTROLLER = (
     Param('prediction.long_horizon_s', DOUBLE, 0.5,
           'A second, longer prediction horizon [s], published on ~/long_prediction '
           '(0: none).', 0.0, 5.0, read_only=True),
-    Param('prediction.anomaly_threshold', DOUBLE, 0.5,
+    Param('prediction.anomaly_threshold', DOUBLE, 0.05,
           'Evidence an anomaly needs [s]: the change-detection test on the one-step '
           "prediction error's correlation with the command. Lower flags smaller changes "
           'sooner, with more false alarms.',
