@@ -67,6 +67,11 @@ def _demo(args: argparse.Namespace) -> int:
     extra = {**from_zoo,
              **{k: v for k, v in from_file.items() if not k.startswith(schema.ROS_OWN)},
              **_param_overrides(args.param)}
+    if extra.pop('learning_enabled', True) is not True:     # (the arms are what they are)
+        warnings_first = ['learning_enabled false is not used: the demo compares PD alone '
+                          'with the adaptive controller learning']
+    else:
+        warnings_first = []
     for name, option, value in (('reservoir.neuron_model', '--neuron', args.neuron),
                                 ('reservoir.seed', '--seed', args.seed),
                                 ('reference.seed', '--seed', args.seed)):
@@ -77,6 +82,7 @@ def _demo(args: argparse.Namespace) -> int:
     resolved = schema.resolve(CL.plant_params(args.plant, extra))
     joints = resolved['joints']
     pd_check, modes, warnings = _comparison_warnings(args.plant, resolved, 'joints' in extra)
+    warnings = warnings_first + warnings
     for line in warnings:
         print(f'warning: {line}', file=sys.stderr)
     _make_out(args.out)
@@ -334,10 +340,12 @@ def _params(args: argparse.Namespace) -> int:
         if args.node == 'simulator':
             values.update(extra)
 
-        # keyed '/**' as config/*.yaml: a '<node>:' key applies only in the root
-        # namespace, so under `namespace:=arm1` the node ran on its defaults without a word
-        print(f'# {node} parameters (lnn-control params); "/**": whatever the namespace')
-        print(yaml.safe_dump({'/**': {'ros__parameters': values}}, sort_keys=False), end='')
+        # a '<node>:' key applies only in the root namespace (under `namespace:=arm1` the
+        # node ran on its defaults without a word): the controller's '/**' as
+        # config/*.yaml, the simulator's '/**/lnn_sim' (never the controller's)
+        key = '/**' if args.node == 'controller' else f'/**/{node}'
+        print(f'# {node} parameters (lnn-control params); "{key}": whatever the namespace')
+        print(yaml.safe_dump({key: {'ros__parameters': values}}, sort_keys=False), end='')
     return 0
 
 

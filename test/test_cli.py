@@ -460,9 +460,9 @@ def test_a_generated_params_file_applies_in_any_namespace(capsys):
     """Keyed 'lnn_controller:', it was ignored under `namespace:=arm1` (root only)."""
     import yaml
 
-    for node in ('controller', 'simulator'):
+    for node, key in (('controller', '/**'), ('simulator', '/**/lnn_sim')):
         assert cli.main(['params', '--format', 'yaml', '--node', node]) == 0
-        assert list(yaml.safe_load(capsys.readouterr().out)) == ['/**']
+        assert list(yaml.safe_load(capsys.readouterr().out)) == [key]
 
 
 def test_console_script_is_installed():
@@ -597,7 +597,8 @@ def test_the_ros_demos_arms_keep_their_roles_over_a_params_file():
     Both arms learned, and the nodes waited for a reference no one published (ratio 1.0).
     """
     from lnn_control.tools import demo
-    extra = {'learning_enabled': True, 'reference.mode': 'topic', 'kp': [9.0]}
+    extra = {'learning_enabled': True, 'reference.mode': 'topic', 'kp': [9.0],
+             'sync_to_joint_state_stamps': False}
     pd = ' '.join(demo.controller_command('pd', 'pendulum', False, extra))
     adaptive = ' '.join(demo.controller_command('adaptive', 'pendulum', True, extra))
     assert 'learning_enabled:=false' in pd and 'learning_enabled:=true' not in pd
@@ -605,9 +606,25 @@ def test_the_ros_demos_arms_keep_their_roles_over_a_params_file():
     for command in (pd, adaptive):
         assert 'reference.mode:="sum_of_sines"' in command and '"topic"' not in command
         assert 'kp:=[9.0]' in command
+        assert 'sync_to_joint_state_stamps:=true' in command      # lock-step's clock
+        assert 'sync_to_joint_state_stamps:=false' not in command
     chosen = ' '.join(demo.controller_command('pd', 'pendulum', False,
                                               {'reference.mode': 'point_to_point'}))
     assert 'reference.mode:="point_to_point"' in chosen       # a generated mode is the user's
+
+
+def test_a_params_file_with_learning_off_does_not_make_the_demo_compare_pd_with_pd(
+        tmp_path, capsys):
+    """Offline, the file's learning_enabled false reached the adaptive arm: ratio 1.0."""
+    path = tmp_path / 'p.yaml'
+    path.write_text('/**:\n  ros__parameters:\n    learning_enabled: false\n')
+    assert cli.main(['demo', '--mode', 'offline', '--duration', '5', '--params-file',
+                     str(path), '--out', str(tmp_path / 'run'), '--quiet']) == 0
+    out = capsys.readouterr()
+    assert 'learning_enabled false is not used' in out.err
+    summary = json.loads((tmp_path / 'run' / 'summary.json').read_text())
+    assert summary['ratio'] < 0.9
+    assert any('learning_enabled' in w for w in summary['warnings'])
 
 
 @pytest.mark.parametrize('text', ['kp: [300, 20]\n',
@@ -732,7 +749,7 @@ def test_params_for_the_simulator_take_its_parameters(capsys):
     from lnn_control import cli
     assert cli.main(['params', '--format', 'yaml', '--plant', 'arm2', '--node', 'simulator',
                      '--param', 'payload_scale=2.5']) == 0
-    assert yaml.safe_load(capsys.readouterr().out)['/**']['ros__parameters'][
+    assert yaml.safe_load(capsys.readouterr().out)['/**/lnn_sim']['ros__parameters'][
         'payload_scale'] == 2.5
 
 

@@ -64,11 +64,12 @@ def _args(ns: str, params: Mapping[str, Any], params_file: str | None = None) ->
 def controller_command(ns: str, plant: str, learning: bool, extra: Mapping[str, Any],
                        lockstep: bool = True,
                        control_rate_hz: float = 1.0 / CONTROL_PERIOD_S) -> list[str]:
-    # what makes an arm PD-only or adaptive, and what the demo tracks, after the user's
-    # settings: a parameter file from `lnn-control params` sets learning_enabled and
-    # reference.mode 'topic' (no one publishes a reference here: the generated one)
+    # what makes an arm PD-only or adaptive, its clock, and what the demo tracks, after
+    # the user's settings: a file from `lnn-control params` sets learning_enabled,
+    # sync_to_joint_state_stamps false and reference.mode 'topic' (no one publishes a
+    # reference here: the generated one)
     mode = extra.get('reference.mode', 'topic')
-    params = {'use_sim_time': lockstep, 'sync_to_joint_state_stamps': lockstep, **extra,
+    params = {**extra, 'use_sim_time': lockstep, 'sync_to_joint_state_stamps': lockstep,
               'reference.mode': 'sum_of_sines' if mode == 'topic' else mode,
               'learning_enabled': learning, 'control_rate_hz': control_rate_hz}
     if not learning:        # the PD arm must not load, nor overwrite, the adaptive readout
