@@ -11,12 +11,13 @@ payload x2 at 40 s of 60 s, the tracking RMS over 30-40 s (before the change) an
 - PD + gravity feedforward from the nominal model (``mj_inverse`` at the desired pose,
   at rest);
 - PD + computed torque from the nominal model (``mj_inverse`` at the desired pose,
-  velocity and acceleration): what a perfect model of the nominal robot gives;
+  velocity and acceleration; unactuated joints as they are): what a perfect model of
+  the nominal robot gives a fully actuated one;
 - the adaptive controller (defaults), as the demo runs it offline.
 
 Usage::
 
-    PYTHONPATH=. python benchmarks/bench_baselines.py [--plants pendulum,arm2]
+    PYTHONPATH=. python benchmarks/bench_baselines.py [--plants pendulum,arm2,cartpole]
 """
 from __future__ import annotations
 
@@ -59,7 +60,9 @@ def textbook(plant_name: str, params: dict, law: str) -> CL.Trace:
         e = q_d - q
         integral = integral + e * dt
         u = kp * e + kd * (qd_d - qd) + ki * integral
-        if law in ('gravity', 'computed_torque'):
+        if law in ('gravity', 'computed_torque'):      # the other joints as they are
+            nd.qpos[:], nd.qacc[:] = plant.data.qpos, 0.0
+            nd.qvel[:] = plant.data.qvel if law == 'computed_torque' else 0.0
             nd.qpos[nominal._qadr] = q_d
             nd.qvel[vadr] = qd_d if law == 'computed_torque' else 0.0
             nd.qacc[vadr] = qdd_d if law == 'computed_torque' else 0.0
@@ -72,7 +75,7 @@ def textbook(plant_name: str, params: dict, law: str) -> CL.Trace:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    ap.add_argument('--plants', default='pendulum,arm2')
+    ap.add_argument('--plants', default='pendulum,arm2,cartpole')
     args = ap.parse_args(argv)
     print('| plant | controller | RMS 30-40 s / PD | RMS 45-50 s (payload x2) / PD |')
     print('|---|---|---|---|')
