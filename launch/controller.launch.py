@@ -1,9 +1,13 @@
 r"""
 The adaptive controller alone, for a real (or any ros2_control) robot.
 
-    ros2 launch lnn_control controller.launch.py
+    ros2 launch lnn_control controller.launch.py params_file:=/path/to/my_robot.yaml
     ros2 launch lnn_control controller.launch.py namespace:=robot1 \
         params_file:=/path/to/my_robot.yaml commands_topic:=my_effort_controller/commands
+
+Without ``params_file`` it runs the bundled pendulum's (``config/pendulum.yaml``): its
+joints, gains and limits, for that simulation only; ``lnn-control params --format yaml
+--plant my_robot.xml`` (or ``lnn-control gains``) starts a file for your robot.
 
 The node reads ``joint_states`` (joint_state_broadcaster) and publishes
 ``commands`` (std_msgs/Float64MultiArray, one effort per entry of ``joints``),
@@ -27,7 +31,8 @@ def generate_launch_description():
             'params_file',
             default_value=PathJoinSubstitution(
                 [FindPackageShare('lnn_control'), 'config', 'pendulum.yaml']),
-            description='lnn_controller parameter file (joints, gains, limits, ...).'),
+            description='lnn_controller parameter file (joints, gains, limits, ...); '
+                        "default: the bundled pendulum's, for its simulation only."),
         DeclareLaunchArgument(
             'commands_topic', default_value='effort_controller/commands',
             description='Command topic of the forward_command_controller (effort).'),
