@@ -67,11 +67,9 @@ def _demo(args: argparse.Namespace) -> int:
     extra = {**from_zoo,
              **{k: v for k, v in from_file.items() if not k.startswith(schema.ROS_OWN)},
              **_param_overrides(args.param)}
-    if extra.pop('learning_enabled', True) is not True:     # (the arms are what they are)
-        warnings_first = ['learning_enabled false is not used: the demo compares PD alone '
-                          'with the adaptive controller learning']
-    else:
-        warnings_first = []
+    ignored = ([] if extra.pop('learning_enabled', True) is True else   # (each arm's own)
+               ['learning_enabled false is not used: the demo compares PD alone with the '
+                'adaptive controller learning'])
     for name, option, value in (('reservoir.neuron_model', '--neuron', args.neuron),
                                 ('reservoir.seed', '--seed', args.seed),
                                 ('reference.seed', '--seed', args.seed)):
@@ -82,7 +80,7 @@ def _demo(args: argparse.Namespace) -> int:
     resolved = schema.resolve(CL.plant_params(args.plant, extra))
     joints = resolved['joints']
     pd_check, modes, warnings = _comparison_warnings(args.plant, resolved, 'joints' in extra)
-    warnings = warnings_first + warnings
+    warnings = ignored + warnings
     for line in warnings:
         print(f'warning: {line}', file=sys.stderr)
     _make_out(args.out)
@@ -98,8 +96,8 @@ def _demo(args: argparse.Namespace) -> int:
                              for k in ('joints', 'kp', 'kd', 'command_limit', 'control_rate_hz',
                                        'reference.mode', 'reference.amplitude',
                                        'reference.offset', 'reference.frequency_hz')}
-    if summary['controller']['reference.mode'] == 'topic':    # what the demo tracks then
-        summary['controller']['reference.mode'] = 'sum_of_sines'
+    summary['controller']['reference.mode'] = CL.generated_mode(       # what it tracked
+        summary['controller']['reference.mode'])
     if args.payload_change_at is not None:       # (lnn_sim picks the same body)
         from .plants import Plant
         summary['payload_body'] = Plant(_plant_model(args.plant), joints=joints).payload_body

@@ -171,10 +171,14 @@ class Trace:
     meta: dict = field(default_factory=dict)
 
 
+def generated_mode(mode: str) -> str:
+    """Return the reference mode a run tracks: its own, or with none ('topic') the sum of sines."""
+    return 'sum_of_sines' if mode == 'topic' else mode
+
+
 def generated_reference(n: int, mode: str, amplitude, frequency_hz, offset, seed: int):
-    """Return the reference a run tracks: its mode, or with none ('topic') the sum of sines."""
-    return make_reference('sum_of_sines' if mode == 'topic' else mode, n, amplitude,
-                          frequency_hz, offset, seed=seed)
+    """Return the reference a run tracks (``generated_mode``)."""
+    return make_reference(generated_mode(mode), n, amplitude, frequency_hz, offset, seed=seed)
 
 
 def run(plant_name: str, controller_params: Mapping[str, Any], duration: float,

@@ -68,9 +68,8 @@ def controller_command(ns: str, plant: str, learning: bool, extra: Mapping[str, 
     # the user's settings: a file from `lnn-control params` sets learning_enabled,
     # sync_to_joint_state_stamps false and reference.mode 'topic' (no one publishes a
     # reference here: the generated one)
-    mode = extra.get('reference.mode', 'topic')
     params = {**extra, 'use_sim_time': lockstep, 'sync_to_joint_state_stamps': lockstep,
-              'reference.mode': 'sum_of_sines' if mode == 'topic' else mode,
+              'reference.mode': CL.generated_mode(extra.get('reference.mode', 'topic')),
               'learning_enabled': learning, 'control_rate_hz': control_rate_hz}
     if not learning:        # the PD arm must not load, nor overwrite, the adaptive readout
         params['readout_path'] = ''
