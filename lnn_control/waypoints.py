@@ -46,6 +46,7 @@ def warm_up() -> None:
     """Compile (or load from numba's cache) the sampling kernel before the first tick."""
     z = np.zeros(1)
     sample_polynomials(np.zeros((1, 6)), 0.0, z, z.copy(), z.copy())
+    segment_peaks(np.zeros((1, 1, 6)), [0.0])
 
 
 def whole_turns(x) -> np.ndarray:
@@ -72,6 +73,39 @@ def stop_coefficients(T: float, q0, v0, a0) -> np.ndarray:
                      (20 * h - 12 * v0 * T - 3 * a0 * T * T) / (2 * T ** 3),
                      (-30 * h + 16 * v0 * T + 3 * a0 * T * T) / (2 * T ** 4),
                      (12 * h - 6 * v0 * T - a0 * T * T) / (2 * T ** 5)], axis=-1)
+
+
+# Times per segment at which ``segment_peaks`` samples it, its ends included.
+PATH_SAMPLES = 16
+
+
+@njit(cache=True)
+def _segment_peaks(c, spans, samples, out_q, out_qd):
+    for k in range(c.shape[0]):
+        for s in range(samples):
+            x = spans[k] * s / (samples - 1)
+            for j in range(c.shape[1]):
+                a = c[k, j]
+                q = abs(a[0] + x * (a[1] + x * (a[2] + x * (a[3] + x * (a[4] + x * a[5])))))
+                qd = abs(a[1] + x * (2.0 * a[2] + x * (3.0 * a[3]
+                                                       + x * (4.0 * a[4] + x * 5.0 * a[5]))))
+                out_q[j] = max(out_q[j], q) if q == q else np.inf   # (NaN: inf - inf)
+                out_qd[j] = max(out_qd[j], qd) if qd == qd else np.inf
+
+
+def segment_peaks(c, spans) -> tuple[np.ndarray, np.ndarray]:
+    """
+    Return per joint the largest |position| and |velocity| of segments, sampled.
+
+    ``c``: coefficients (k, n, 6) as ``segment_coefficients`` gives them; ``spans``: their
+    k durations [s]. Each is sampled at ``PATH_SAMPLES`` evenly spaced times, its ends
+    included: a check of plausibility (it finds a path flung far out, not a slight
+    overshoot). inf where the values overflow.
+    """
+    c = np.ascontiguousarray(c, dtype=float)
+    out_q, out_qd = np.zeros(c.shape[1]), np.zeros(c.shape[1])
+    _segment_peaks(c, np.asarray(spans, float).reshape(-1), PATH_SAMPLES, out_q, out_qd)
+    return out_q, out_qd
 
 
 def segment_coefficients(order: int, T, start, end) -> np.ndarray:
@@ -181,6 +215,18 @@ class WaypointTrajectory:
             mean = np.abs(np.diff(q[first:], axis=0)) / np.diff(self.times_s[first:])[:, None]
             speed = np.maximum(speed, mean.max(axis=0))
         return np.abs(q[first:]).max(axis=0), speed
+
+    def between_peaks(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """Return ``segment_peaks`` of the segments between the waypoints (None: none)."""
+        if self.times_s.size < 2:
+            return None
+        return segment_peaks(self._between, np.diff(self.times_s))
+
+    def first_peaks(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """Return ``segment_peaks`` of the segment from the state taken over (after ``begin``)."""
+        if self._first is None:
+            return None
+        return segment_peaks(self._first[None], [(self._knots_ns[1] - self._knots_ns[0]) * 1e-9])
 
     @property
     def end_ns(self) -> Optional[int]:

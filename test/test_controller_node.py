@@ -681,6 +681,8 @@ def test_a_stamped_trajectory_starts_at_its_stamp_and_the_reference_runs_until_t
      'ends_in_the_past'),
     (lambda m: setattr(m.header.stamp, 'nanosec', 3_000_000_000), 'malformed'),   # (+3 s)
     (lambda m: setattr(m.points[1].time_from_start, 'nanosec', 1_100_000_000), 'malformed'),
+    # waypoints within the limits, splines between them not (4e6 rad, was followed)
+    (lambda m: [p.accelerations.extend([1e9, 0.0]) for p in m.points], 'implausible'),
 ])
 def test_a_bad_trajectory_is_refused_with_its_reason_and_the_one_followed_runs_on(
         rig, mutate, reason):
@@ -703,6 +705,29 @@ def test_a_bad_trajectory_is_refused_with_its_reason_and_the_one_followed_runs_o
     status = r.node.diagnostics().status[0]
     assert status.level == DiagnosticStatus.WARN
     assert f'~/joint_trajectory dropped since the last report ({reason} 1)' in status.message
+
+
+def test_a_trajectory_flung_beyond_the_limits_to_its_first_waypoint_is_refused(rig):
+    """
+    One waypoint within the limits, an acceleration of 1e9 there: refused at the take-over.
+
+    The spline to it reached 4e6 rad: followed, the robot was driven at its command limit
+    and the input scales grew for good.
+    """
+    r = rig({'learning_enabled': False})
+    r.send([0.0, 0.0])
+    r.send_trajectory([(0.2, [0.3, 0.3], None, None)])
+    _follow(r, 30)
+    scales = r.node.controller.normalizer.scale.copy()
+    r.send_trajectory([(0.5, [0.1, 0.1], [0.0, 0.0], [1e9, 0.0])])
+    desired, _ = _follow(r, 30)
+    assert r.node.rejected_trajectory['implausible'] == 1, r.node.rejected_trajectory
+    np.testing.assert_allclose(desired, 0.3)     # the accepted one, untouched
+    np.testing.assert_array_equal(r.node.controller.normalizer.scale, scales)
+    r.send_trajectory([(0.5, [0.1, 0.1], [0.0, 0.0], [1.0, 0.0])])   # a sane one: followed
+    desired, _ = _follow(r, 60)
+    np.testing.assert_allclose(desired[-1], 0.1)
+    assert sum(r.node.rejected_trajectory.values()) == 1
 
 
 def test_an_empty_trajectory_stops_the_motion_within_a_quarter_second(rig):

@@ -692,7 +692,7 @@ class LnnControllerNode(ControllerServices, Node):
             self._reference.forget()
             d.end_blend()
             self._trajectory.sample(now, d.q, d.qd, d.qdd)     # (its start: this tick's)
-        elif outcome == ENDS_IN_THE_PAST:
+        elif outcome in (ENDS_IN_THE_PAST, C.IMPLAUSIBLE):
             self._refuse(self.rejected_trajectory, outcome,
                          f'a ~/joint_trajectory message: {self._trajectory.problem}')
 

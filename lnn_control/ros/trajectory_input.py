@@ -84,8 +84,10 @@ class TrajectoryFromMessages:
         Start the pending trajectory if its time has come, from the desired state at now.
 
         Returns None (none pending), ``WAITING``, ``STARTED`` (the reference followed
-        until now is left from the next tick) or ``ENDS_IN_THE_PAST`` (stamped, it had
-        ended when its time came: dropped, the reference followed runs on).
+        until now is left from the next tick), ``ENDS_IN_THE_PAST`` (stamped, it had
+        ended when its time came) or ``IMPLAUSIBLE`` (the spline from that state to its
+        first waypoint leaves the limits); refused, it is dropped and the input followed
+        runs on.
         """
         p = self.pending
         if p is None:
@@ -96,6 +98,10 @@ class TrajectoryFromMessages:
         if not p.begin(now_ns, q, qd, qdd, period_ns):
             self.problem = 'every waypoint was behind when its start time came'
             return ENDS_IN_THE_PAST
+        if self._beyond(p.first_peaks()):
+            self.problem = ('the spline to its first waypoint leaves limits.position or '
+                            'limits.velocity (its velocity or acceleration is garbage)')
+            return C.IMPLAUSIBLE
         self.active = p
         return STARTED
 
@@ -180,8 +186,21 @@ class TrajectoryFromMessages:
                 late = (now_ns - end_ns) * 1e-9
                 return self._refused(ENDS_IN_THE_PAST,
                                      f'stamped to end {late:.3f} s before it arrived')
-        return WaypointTrajectory(start_ns, times, positions, velocities, accelerations,
-                                  continuous=self.continuous, stop_s=STOP_S)
+        trajectory = WaypointTrajectory(start_ns, times, positions, velocities, accelerations,
+                                        continuous=self.continuous, stop_s=STOP_S)
+        # waypoints within the limits, but velocities or accelerations that fling the
+        # splines between them far out (an acceleration of 1e9: 4e6 rad, learned from)
+        if self._beyond(trajectory.between_peaks()):
+            return self._refused(C.IMPLAUSIBLE, 'the splines between waypoints leave '
+                                 'limits.position or limits.velocity')
+        return trajectory
+
+    def _beyond(self, peaks) -> bool:
+        """Whether ``peaks`` (|position|, |velocity| per joint) exceed the limits."""
+        if peaks is None:
+            return False
+        bound = np.where(self.continuous, CONTINUOUS_BOUND, self.limits[0])
+        return not ((peaks[0] <= bound).all() and (peaks[1] <= self.limits[1]).all())
 
     def _refused(self, reason: str, why: str) -> str:
         self.problem = why
