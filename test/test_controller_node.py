@@ -1548,6 +1548,22 @@ def test_clock_jumping_back_waits_for_fresh_joint_states(rig):
     assert r.tick() is not None
 
 
+def test_a_clock_message_before_1970_is_dropped_and_control_goes_on(rig):
+    """A negative /clock sec made rclpy's time source raise in the executor: the node ended."""
+    r = rig({'learning_enabled': False})
+    r.send([0.0, 0.0])
+    r.tick(3)
+    bad = Clock()
+    bad.clock.sec = -1
+    r.clock.publish(bad)
+    # (the executor raised ValueError while spinning here)
+    r.wait(lambda: getattr(r.node, 'clock_refused', 0) == 1, 'the refusal')
+    assert r.node.get_clock().now().nanoseconds == r.now_ns      # the clock stayed
+    assert key_values(r.node.diagnostics().status[0])['/clock rejected: malformed'] == '1'
+    r.send([0.0, 0.0])
+    assert r.tick() is not None and r.node.stats.callbacks == 4
+
+
 def test_a_sensor_silent_after_a_clock_jump_gets_zero_effort(rig):
     """
     After a jump no tick runs until joint_states come; a driver keeps the last command.

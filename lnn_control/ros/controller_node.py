@@ -220,6 +220,8 @@ class LnnControllerNode(ControllerServices, Node):
                             callback_group=files)
         self.create_service(Trigger, '~/plant_changed', self._srv_plant_changed,
                             qos_profile=common.SERVICE_QOS)
+        self.clock_refused = 0          # /clock messages rclpy cannot read (see _guard_clock)
+        self._guard_clock()
         self._jump_handle = self.get_clock().create_jump_callback(
             JumpThreshold(min_forward=None, min_backward=Duration(nanoseconds=-1),
                           on_clock_change=True),
@@ -244,6 +246,29 @@ class LnnControllerNode(ControllerServices, Node):
         self._diagnostics_watchdog = self.create_timer(
             0.25, self._publish_diagnostics_if_stalled,
             clock=Clock(clock_type=ClockType.STEADY_TIME))
+
+    def _guard_clock(self) -> None:
+        """
+        Refuse a ``/clock`` message rclpy cannot read, instead of exiting.
+
+        A time before 1970 (a negative ``sec``) made rclpy's time source raise ValueError
+        in the executor: the node ended and control stopped. It is dropped, counted on
+        ``/diagnostics`` and logged; the node clock stays where it was. Also for the
+        subscription rclpy makes when ``use_sim_time`` is set live.
+        """
+        source = self._time_source
+        read = source.clock_callback
+
+        def guarded(msg) -> None:
+            try:
+                read(msg)
+            except ValueError as e:
+                self.clock_refused += 1
+                self._refusal_log.warn(('/clock', C.MALFORMED), f'dropped a /clock message '
+                                       f'({e}); {self.clock_refused} so far')
+        source.clock_callback = guarded
+        if source._clock_sub is not None:
+            source._clock_sub.callback = guarded
 
     def command_zero_effort(self, timeout_s: float = 1.0) -> bool:
         """
@@ -820,6 +845,7 @@ class LnnControllerNode(ControllerServices, Node):
             ('joint_states without our joints (ignored)', self.foreign_messages),
             ('joint_states publishers merged (joint sets)', self._sensor.sources),
             ('joint_states stamps: new time bases followed', self._sensor.resyncs),
+            ('/clock rejected: malformed', self.clock_refused),
             ('joint_states velocity', 'position differences: '
              + ', '.join(self._sensor.differenced())
              if self.sensor_messages and not self._sensor.has_velocity else 'measured'),
