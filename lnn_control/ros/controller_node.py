@@ -254,10 +254,14 @@ class LnnControllerNode(ControllerServices, Node):
         A time before 1970 (a negative ``sec``) made rclpy's time source raise ValueError
         in the executor: the node ended and control stopped. It is dropped, counted on
         ``/diagnostics`` and logged; the node clock stays where it was. Also for the
-        subscription rclpy makes when ``use_sim_time`` is set live.
+        subscription rclpy makes when ``use_sim_time`` is set live. (The time source's
+        attributes are rclpy's own, not its API: where a release lacks them, no guard.)
         """
-        source = self._time_source
-        read = source.clock_callback
+        source = getattr(self, '_time_source', None)
+        read = getattr(source, 'clock_callback', None)
+        if read is None:
+            self.get_logger().debug('no /clock guard: rclpy time source without clock_callback')
+            return
 
         def guarded(msg) -> None:
             try:
@@ -267,8 +271,9 @@ class LnnControllerNode(ControllerServices, Node):
                 self._refusal_log.warn(('/clock', C.MALFORMED), f'dropped a /clock message '
                                        f'({e}); {self.clock_refused} so far')
         source.clock_callback = guarded
-        if source._clock_sub is not None:
-            source._clock_sub.callback = guarded
+        subscription = getattr(source, '_clock_sub', None)
+        if subscription is not None:
+            subscription.callback = guarded
 
     def command_zero_effort(self, timeout_s: float = 1.0) -> bool:
         """
