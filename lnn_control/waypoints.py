@@ -76,7 +76,7 @@ def stop_coefficients(T: float, q0, v0, a0) -> np.ndarray:
 
 
 # Times per segment at which ``segment_peaks`` samples it, its ends included.
-PATH_SAMPLES = 16
+SAMPLES_PER_SEGMENT = 16
 
 
 @njit(cache=True)
@@ -98,13 +98,13 @@ def segment_peaks(c, spans) -> tuple[np.ndarray, np.ndarray]:
     Return per joint the largest |position| and |velocity| of segments, sampled.
 
     ``c``: coefficients (k, n, 6) as ``segment_coefficients`` gives them; ``spans``: their
-    k durations [s]. Each is sampled at ``PATH_SAMPLES`` evenly spaced times, its ends
+    k durations [s]. Each is sampled at ``SAMPLES_PER_SEGMENT`` evenly spaced times, its ends
     included: a check of plausibility (it finds a path flung far out, not a slight
     overshoot). inf where the values overflow.
     """
     c = np.ascontiguousarray(c, dtype=float)
     out_q, out_qd = np.zeros(c.shape[1]), np.zeros(c.shape[1])
-    _segment_peaks(c, np.asarray(spans, float).reshape(-1), PATH_SAMPLES, out_q, out_qd)
+    _segment_peaks(c, np.asarray(spans, float).reshape(-1), SAMPLES_PER_SEGMENT, out_q, out_qd)
     return out_q, out_qd
 
 
@@ -223,8 +223,12 @@ class WaypointTrajectory:
         return segment_peaks(self._between, np.diff(self.times_s))
 
     def first_peaks(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """Return ``segment_peaks`` of the segment from the state taken over (after ``begin``)."""
-        if self._first is None:
+        """
+        Return ``segment_peaks`` of the segment from the state taken over (after ``begin``).
+
+        None for a stop: its path is this package's own, from wherever the motion was.
+        """
+        if self._first is None or self.is_stop:
             return None
         return segment_peaks(self._first[None], [(self._knots_ns[1] - self._knots_ns[0]) * 1e-9])
 

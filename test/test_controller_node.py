@@ -707,6 +707,17 @@ def test_a_bad_trajectory_is_refused_with_its_reason_and_the_one_followed_runs_o
     assert f'~/joint_trajectory dropped since the last report ({reason} 1)' in status.message
 
 
+def test_a_splines_overshoot_within_twice_the_limits_is_followed(rig):
+    """A rest-to-rest cubic at limits.velocity's mean speed peaks at 1.5x it: not garbage."""
+    r = rig({'learning_enabled': False, 'limits.position': [1.0], 'limits.velocity': [2.0]})
+    r.send([0.0, 0.0])
+    r.send_trajectory([(0.5, [0.0, 0.0], [0.0, 0.0], None),
+                       (1.0, [1.0, 1.0], [0.0, 0.0], None)])
+    assert sum(r.node.rejected_trajectory.values()) == 0, r.node.rejected_trajectory
+    desired, _ = _follow(r, 110)
+    np.testing.assert_allclose(desired[-1], 1.0)
+
+
 def test_a_trajectory_flung_beyond_the_limits_to_its_first_waypoint_is_refused(rig):
     """
     One waypoint within the limits, an acceleration of 1e9 there: refused at the take-over.
@@ -1548,7 +1559,7 @@ def test_clock_jumping_back_waits_for_fresh_joint_states(rig):
     assert r.tick() is not None
 
 
-def test_a_clock_message_before_1970_is_dropped_and_control_goes_on(rig):
+def test_a_clock_message_with_a_negative_time_is_dropped_and_control_goes_on(rig):
     """A negative /clock sec made rclpy's time source raise in the executor: the node ended."""
     r = rig({'learning_enabled': False})
     r.send([0.0, 0.0])
@@ -1562,6 +1573,22 @@ def test_a_clock_message_before_1970_is_dropped_and_control_goes_on(rig):
     assert key_values(r.node.diagnostics().status[0])['/clock rejected: malformed'] == '1'
     r.send([0.0, 0.0])
     assert r.tick() is not None and r.node.stats.callbacks == 4
+
+
+def test_a_negative_clock_is_dropped_on_the_subscription_use_sim_time_set_live_makes(rig):
+    r = rig({'learning_enabled': False}, sim_time=False)
+    (result,) = r.node.set_parameters([Parameter('use_sim_time', value=True)])
+    assert result.successful
+    r.wait(lambda: r.clock.get_subscription_count() > 0, 'the /clock subscription')
+    good = Clock()
+    good.clock.nanosec = PERIOD_NS
+    r.clock.publish(good)
+    r.wait(lambda: r.node.get_clock().now().nanoseconds == PERIOD_NS, 'the sim clock')
+    bad = Clock()
+    bad.clock.sec = -1
+    r.clock.publish(bad)
+    r.wait(lambda: r.node.clock_refused == 1, 'the refusal')
+    assert r.node.get_clock().now().nanoseconds == PERIOD_NS
 
 
 def test_a_sensor_silent_after_a_clock_jump_gets_zero_effort(rig):

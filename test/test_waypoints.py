@@ -1,7 +1,7 @@
 """Waypoint trajectories (JointTrajectory): joint_trajectory_controller's splines, take-over."""
 from lnn_control.trajectories import _Stop
 from lnn_control.waypoints import (CUBIC, LINEAR, QUINTIC, sample_polynomials,
-                                   segment_coefficients, WaypointTrajectory)
+                                   segment_coefficients, segment_peaks, WaypointTrajectory)
 import numpy as np
 import pytest
 
@@ -122,6 +122,35 @@ def test_no_waypoints_is_a_stop_continuous_and_at_rest_within_its_time():
         np.testing.assert_allclose(_at(traj, 1.0 + t), expected, atol=1e-12)
     np.testing.assert_allclose(_at(traj, 1.0), start, atol=1e-12)
     np.testing.assert_array_equal(_at(traj, 1.25)[1:], 0.0)
+
+
+def test_segment_peaks_sample_each_segment_on_its_own_time_and_flag_overflow_as_inf():
+    # rest to rest from 1 to 2 over 2 s (a cubic): |q| peaks at 2, |qd| at 1.5 x 0.5
+    c = segment_coefficients(CUBIC, np.array([[2.0]]), ([[1.0]], [[0.0]], [[0.0]]),
+                             ([[2.0]], [[0.0]], [[0.0]]))
+    q, qd = segment_peaks(c, [2.0])
+    np.testing.assert_allclose(q, [2.0])
+    assert 0.74 < qd[0] <= 0.75             # (16 samples: just off the peak at t = 1 s)
+    # a second one, 0 to 1, on its own time from 0 (on the time since the first began,
+    # 2-4 s, it would read |q| 3)
+    q2, _ = segment_peaks(np.concatenate([c, c - [[[1.0, 0, 0, 0, 0, 0]]]]), [2.0, 2.0])
+    np.testing.assert_allclose(q2, q)
+    wild = c.copy()
+    wild[0, 0, 5] = 1e308                   # overflows within the segment
+    assert np.isinf(segment_peaks(wild, [2.0])[0]).all()
+    wild[0, 0, 5] = np.nan
+    assert np.isinf(segment_peaks(wild, [2.0])[1]).all()
+
+
+def test_a_stop_has_no_first_segment_to_judge():
+    """Its path is the package's own, from wherever the motion was: never refused."""
+    stop = WaypointTrajectory(None, [], [], stop_s=0.25)
+    assert stop.begin(S, [0.8, 0.0], [1.9, 0.0], [50.0, 0.0])
+    assert stop.first_peaks() is None and stop.between_peaks() is None
+    moving = WaypointTrajectory(None, [0.5], [[0.0, 0.0]], [[0.0, 0.0]])
+    assert moving.begin(S, [0.8, 0.0], [1.9, 0.0], [50.0, 0.0])
+    q, qd = moving.first_peaks()
+    assert q[0] >= 0.8 and qd[0] >= 1.9
 
 
 def test_continuous_joints_start_the_short_way_round_then_go_as_sent():

@@ -251,8 +251,8 @@ class LnnControllerNode(ControllerServices, Node):
         """
         Refuse a ``/clock`` message rclpy cannot read, instead of exiting.
 
-        A time before 1970 (a negative ``sec``) made rclpy's time source raise ValueError
-        in the executor: the node ended and control stopped. It is dropped, counted on
+        A negative time (``sec`` < 0) made rclpy's time source raise ValueError in the
+        executor: the node ended and control stopped. It is dropped, counted on
         ``/diagnostics`` and logged; the node clock stays where it was. Also for the
         subscription rclpy makes when ``use_sim_time`` is set live. (The time source's
         attributes are rclpy's own, not its API: where a release lacks them, no guard.)
@@ -264,12 +264,13 @@ class LnnControllerNode(ControllerServices, Node):
             return
 
         def guarded(msg) -> None:
-            try:
-                read(msg)
-            except ValueError as e:
+            if msg.clock.sec < 0:       # (nanosec is unsigned: the one time rclpy refuses)
                 self.clock_refused += 1
-                self._refusal_log.warn(('/clock', C.MALFORMED), f'dropped a /clock message '
-                                       f'({e}); {self.clock_refused} so far')
+                self._refusal_log.warn(('/clock', C.MALFORMED), 'dropped a /clock message '
+                                       f'with a negative time (sec {msg.clock.sec}); '
+                                       f'{self.clock_refused} so far')
+                return
+            read(msg)
         source.clock_callback = guarded
         subscription = getattr(source, '_clock_sub', None)
         if subscription is not None:

@@ -32,6 +32,10 @@ STARTED, WAITING = 'started', 'waiting'
 # A continuous joint's waypoint beyond this is garbage (whole turns of a float this large
 # are no longer exact; limits.position does not bound continuous joints).
 CONTINUOUS_BOUND = 1e9
+# The splines between waypoints may overshoot them (a rest-to-rest cubic peaks at 1.5x its
+# mean speed, a quintic at 1.875x): beyond this x the limits they are garbage, not overshoot
+# (an acceleration of 1e9 at a waypoint: 4e6 rad).
+SPLINE_MARGIN = 2.0
 
 
 def _duration_s(d) -> float:
@@ -47,6 +51,7 @@ class TrajectoryFromMessages:
         self.continuous = (np.zeros(len(self.joints), bool) if continuous is None
                            else np.array(continuous, bool))
         self.limits = np.full((2, len(self.joints)), np.inf)    # |position|, |velocity|
+        self._bounds = self.limits.copy()      # the same, continuous joints' at CONTINUOUS_BOUND
         self.pending: Optional[WaypointTrajectory] = None
         self.active: Optional[WaypointTrajectory] = None
         self.problem = ''           # why the latest refused message was refused (for the log)
@@ -60,6 +65,8 @@ class TrajectoryFromMessages:
         """Refuse waypoints whose |position| or |velocity| exceeds these (one per joint)."""
         self.limits[0] = position
         self.limits[1] = velocity
+        self._bounds[0] = np.where(self.continuous, CONTINUOUS_BOUND, self.limits[0])
+        self._bounds[1] = self.limits[1]
 
     def peaks(self, now_ns: int) -> list[tuple[np.ndarray, np.ndarray]]:
         """Return per trajectory held the largest |position| and |velocity| still ahead."""
@@ -98,9 +105,10 @@ class TrajectoryFromMessages:
         if not p.begin(now_ns, q, qd, qdd, period_ns):
             self.problem = 'every waypoint was behind when its start time came'
             return ENDS_IN_THE_PAST
-        if self._beyond(p.first_peaks()):
-            self.problem = ('the spline to its first waypoint leaves limits.position or '
-                            'limits.velocity (its velocity or acceleration is garbage)')
+        if self._beyond_limits(p.first_peaks(), SPLINE_MARGIN):
+            self.problem = (f'the spline to its first waypoint leaves {SPLINE_MARGIN:g}x '
+                            'limits.position or limits.velocity (its velocity or acceleration '
+                            'is garbage)')
             return C.IMPLAUSIBLE
         self.active = p
         return STARTED
@@ -171,9 +179,8 @@ class TrajectoryFromMessages:
         if times[0] < 0.0 or np.any(np.diff(times) <= 0.0):
             return self._refused(C.MALFORMED, 'time_from_start must start at or after 0 and '
                                  'increase from waypoint to waypoint')
-        bound = np.where(self.continuous, CONTINUOUS_BOUND, self.limits[0])
-        if (np.abs(positions) > bound).any() or (
-                velocities is not None and (np.abs(velocities) > self.limits[1]).any()):
+        if (np.abs(positions) > self._bounds[0]).any() or (
+                velocities is not None and (np.abs(velocities) > self._bounds[1]).any()):
             return self._refused(C.IMPLAUSIBLE, 'a waypoint is outside limits.position or '
                                  'limits.velocity')
         if m > 1 and (np.abs(np.diff(positions, axis=0))
@@ -190,17 +197,17 @@ class TrajectoryFromMessages:
                                         continuous=self.continuous, stop_s=STOP_S)
         # waypoints within the limits, but velocities or accelerations that fling the
         # splines between them far out (an acceleration of 1e9: 4e6 rad, learned from)
-        if self._beyond(trajectory.between_peaks()):
-            return self._refused(C.IMPLAUSIBLE, 'the splines between waypoints leave '
-                                 'limits.position or limits.velocity')
+        if self._beyond_limits(trajectory.between_peaks(), SPLINE_MARGIN):
+            return self._refused(C.IMPLAUSIBLE, f'the splines between waypoints leave '
+                                 f'{SPLINE_MARGIN:g}x limits.position or limits.velocity')
         return trajectory
 
-    def _beyond(self, peaks) -> bool:
-        """Whether ``peaks`` (|position|, |velocity| per joint) exceed the limits."""
+    def _beyond_limits(self, peaks, margin: float) -> bool:
+        """Whether ``peaks`` (|position|, |velocity| per joint) exceed margin x the limits."""
         if peaks is None:
             return False
-        bound = np.where(self.continuous, CONTINUOUS_BOUND, self.limits[0])
-        return not ((peaks[0] <= bound).all() and (peaks[1] <= self.limits[1]).all())
+        return not ((peaks[0] <= margin * self._bounds[0]).all()
+                    and (peaks[1] <= margin * self._bounds[1]).all())
 
     def _refused(self, reason: str, why: str) -> str:
         self.problem = why
