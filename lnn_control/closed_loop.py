@@ -46,6 +46,10 @@ def plant_params(plant: str, extra: Mapping[str, Any] | None = None) -> dict[str
     effort limits), so that it runs before any parameter file is written; for the joints
     in ``extra`` if it names some (the others' motors then apply no effort).
     """
+    if extra and 'joints' in extra:     # (joints=5 ended in a TypeError traceback)
+        reason = schema.check(schema.by_name()['joints'], extra['joints'])
+        if reason:
+            raise ValueError(reason)
     if plant in schema.BUNDLED_PLANTS:
         overrides = schema.load_yaml_overrides(config_path(plant), 'lnn_controller')
     elif zoo_member(plant):

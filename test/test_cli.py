@@ -764,3 +764,24 @@ def test_other_joints_for_a_bundled_plant_say_which_values_to_give():
                                      'command_limit': [5.0], 'reference.amplitude': [0.3]})
     assert given['joints'] == ['joint2']
     assert CL.plant_params('arm2', {'joints': ['joint1', 'joint2']})['kp']    # the same: kept
+
+
+@pytest.mark.parametrize('plant', ['pendulum', 'zoo/pendulum_tiny', 'MODEL'])
+@pytest.mark.parametrize('value', ['5', 'true'])
+def test_joints_that_are_not_a_list_are_refused_with_a_reason(plant, value, tmp_path, capsys):
+    """--param joints=5 (or joints: 5 in a file) ended in a TypeError traceback."""
+    plant = os.path.join(os.path.dirname(cli.__file__), 'models', 'arm2.xml') \
+        if plant == 'MODEL' else plant
+    out = tmp_path / 'run'
+    assert cli.main(['demo', '--mode', 'offline', '--duration', '1', '--plant', plant,
+                     '--param', f'joints={value}', '--out', str(out)]) == 2
+    assert 'joints must be a list of strings' in capsys.readouterr().err
+    assert not out.exists()
+    path = tmp_path / 'p.yaml'
+    path.write_text(f'/**:\n  ros__parameters:\n    joints: {value}\n')
+    assert cli.main(['demo', '--mode', 'offline', '--duration', '1', '--plant', plant,
+                     '--params-file', str(path), '--out', str(out)]) == 2
+    assert 'joints must be a list of strings' in capsys.readouterr().err
+    assert cli.main(['params', '--format', 'yaml', '--plant', plant,
+                     '--param', f'joints={value}']) == 2
+    assert 'joints must be a list of strings' in capsys.readouterr().err
