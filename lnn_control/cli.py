@@ -83,6 +83,9 @@ def _demo(args: argparse.Namespace) -> int:
     warnings = ignored + warnings
     for line in warnings:
         print(f'warning: {line}', file=sys.stderr)
+    if (readout := extra.get('readout_path', '')):    # (saved at the end: the run was lost)
+        folder = os.path.dirname(os.path.realpath(os.path.expanduser(readout)))
+        _make_out(folder, f'readout_path {readout}: its directory {folder}')
     _make_out(args.out)
     if args.mode == 'offline':
         traces, summary = _offline(args, extra)
@@ -577,16 +580,21 @@ def _forecast(args: argparse.Namespace) -> int:
     return 0
 
 
-def _make_out(path: str) -> None:
-    """Create the output directory, or say why it cannot be (before any work is done)."""
+def _make_out(path: str, what: str | None = None) -> None:
+    """
+    Create the output directory, or say why it cannot be (before any work is done).
+
+    ``what`` names it in the refusal (default: ``--out <path>``).
+    """
+    what = what or f'--out {path}'
     if os.path.exists(path) and not os.path.isdir(path):
-        raise ValueError(f'--out {path} exists and is not a directory')
+        raise ValueError(f'{what} exists and is not a directory')
     try:
         os.makedirs(path, exist_ok=True)
         with tempfile.TemporaryFile(dir=path):    # writable? (a run's end is too late to say)
             pass
     except OSError as exc:
-        raise ValueError(f'--out {path}: {exc.strerror or exc}') from None
+        raise ValueError(f'{what}: {exc.strerror or exc}') from None
 
 
 def _write_json(path: str, value):

@@ -785,3 +785,20 @@ def test_joints_that_are_not_a_list_are_refused_with_a_reason(plant, value, tmp_
     assert cli.main(['params', '--format', 'yaml', '--plant', plant,
                      '--param', f'joints={value}']) == 2
     assert 'joints must be a list of strings' in capsys.readouterr().err
+
+
+def test_a_readout_path_that_cannot_be_saved_is_refused_before_the_run(tmp_path, capsys):
+    """
+    Its directory a file: the offline demo ran, then failed to save the readout.
+
+    summary.json and tracking.png were never written: the whole run was lost.
+    """
+    blocker = tmp_path / 'a_file'
+    blocker.write_text('')
+    out = tmp_path / 'run'
+    assert cli.main(['demo', '--mode', 'offline', '--duration', '1', '--quiet', '--param',
+                     f'readout_path={blocker}/r.npz', '--out', str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f'readout_path {blocker}/r.npz: its directory {blocker} exists and is not a ' \
+        'directory' in err, err
+    assert not out.exists()
