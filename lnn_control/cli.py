@@ -67,6 +67,9 @@ def _demo(args: argparse.Namespace) -> int:
     extra = {**from_zoo,
              **{k: v for k, v in from_file.items() if not k.startswith(schema.ROS_OWN)},
              **_param_overrides(args.param)}
+    if 'learning_enabled' in extra and (reason := schema.check(       # (5 passed as false)
+            schema.by_name()['learning_enabled'], extra['learning_enabled'])):
+        raise ValueError(reason)
     ignored = ([] if extra.pop('learning_enabled', True) is True else   # (each arm's own)
                ['learning_enabled false is not used: the demo compares PD alone with the '
                 'adaptive controller learning'])

@@ -802,3 +802,13 @@ def test_a_readout_path_that_cannot_be_saved_is_refused_before_the_run(tmp_path,
     assert f'readout_path {blocker}/r.npz: its directory {blocker} exists and is not a ' \
         'directory' in err, err
     assert not out.exists()
+
+
+@pytest.mark.parametrize('value', ['5', 'yes_please', '[true]'])
+def test_a_learning_enabled_that_is_not_a_bool_is_refused(value, tmp_path, capsys):
+    """learning_enabled=5 ran with 'learning_enabled false is not used' (exit 0)."""
+    out = tmp_path / 'run'
+    assert cli.main(['demo', '--mode', 'offline', '--duration', '1', '--quiet', '--param',
+                     f'learning_enabled={value}', '--out', str(out)]) == 2
+    assert 'learning_enabled must be a bool' in capsys.readouterr().err
+    assert not out.exists()
