@@ -454,7 +454,7 @@ def load_yaml_overrides(path: str, node_name: str) -> dict[str, Any]:
     with open(path, encoding='utf-8') as f:
         try:
             doc = yaml.safe_load(f) or {}
-        except yaml.YAMLError as exc:
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:    # (the latter said no path)
             raise ValueError(f'{path}: not YAML ({" ".join(str(exc).split())})') from None
     merged: dict[str, Any] = {}
     if not isinstance(doc, dict):

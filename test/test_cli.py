@@ -812,3 +812,15 @@ def test_a_learning_enabled_that_is_not_a_bool_is_refused(value, tmp_path, capsy
                      f'learning_enabled={value}', '--out', str(out)]) == 2
     assert 'learning_enabled must be a bool' in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_a_params_file_that_is_not_text_is_named_in_the_refusal(tmp_path, capsys):
+    """Bytes that are not UTF-8 said only "'utf-8' codec can't decode byte 0xff": no file."""
+    path = tmp_path / 'p.yaml'
+    path.write_bytes(b'\x00\xff\xfe')
+    out = tmp_path / 'run'
+    assert cli.main(['demo', '--mode', 'offline', '--duration', '1', '--params-file',
+                     str(path), '--out', str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f'{path}: not YAML (' in err and "can't decode byte 0xff" in err, err
+    assert not out.exists()
