@@ -343,6 +343,8 @@ def _params(args: argparse.Namespace) -> int:
                 values.update(model=_plant_model(plant), joints=list(joints))
         if args.node == 'simulator':
             values.update(extra)
+            if args.plant:      # refused here, not by lnn_sim (the file was written, exit 0)
+                _check_simulator_plant(values)
 
         # a '<node>:' key applies only in the root namespace (under `namespace:=arm1` the
         # node ran on its defaults without a word): the controller's '/**' as
@@ -351,6 +353,29 @@ def _params(args: argparse.Namespace) -> int:
         print(f'# {node} parameters (lnn-control params); "{key}": whatever the namespace')
         print(yaml.safe_dump({key: {'ros__parameters': values}}, sort_keys=False), end='')
     return 0
+
+
+def _check_simulator_plant(values: dict) -> None:
+    """
+    Refuse what lnn_sim would refuse of its model, joints and initial_positions.
+
+    (As ``SimNode`` checks them at start: the model loads, has the joints, and the initial
+    positions are one or one per joint, inside the joints' ranges.)
+    """
+    from .plants import Plant
+
+    plant = Plant(values['model'], list(values['joints']) or None)
+    q0 = [float(q) for q in values['initial_positions']]
+    if len(q0) not in (0, 1, plant.n):
+        raise ValueError(f'--param initial_positions needs 0, 1 or {plant.n} values (one per '
+                         f'joint of {list(plant.joint_names)}); got {len(q0)}')
+    outside = [f'{j} {q:g} (range {lo:g} to {hi:g})'
+               for j, q, (lo, hi) in zip(plant.joint_names, q0 * plant.n if len(q0) == 1
+                                         else q0, plant.position_range)
+               if not lo <= q <= hi]
+    if outside:
+        raise ValueError('--param initial_positions outside the joint range of the model: '
+                         + ', '.join(outside))
 
 
 def _gains(args: argparse.Namespace) -> int:

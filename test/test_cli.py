@@ -824,3 +824,18 @@ def test_a_params_file_that_is_not_text_is_named_in_the_refusal(tmp_path, capsys
     err = capsys.readouterr().err
     assert f'{path}: not YAML (' in err and "can't decode byte 0xff" in err, err
     assert not out.exists()
+
+
+@pytest.mark.parametrize('param, fragment', [
+    ('initial_positions=[0.1,0.2,0.3]', 'initial_positions needs 0, 1 or 2 values'),
+    ('initial_positions=[3.0]', 'cart 3 (range -2 to 2)'),
+    ('joints=[elbow]', "no hinge or slide joint named ['elbow']"),
+    ('model=no_such_plant', 'unknown plant'),
+])
+def test_params_for_the_simulator_refuse_what_lnn_sim_refuses(param, fragment, capsys):
+    """They were written with exit 0, and lnn_sim started on the file exited 1."""
+    plant = 'arm2' if param.startswith('initial_positions=[0.1') else 'cartpole'
+    assert cli.main(['params', '--format', 'yaml', '--node', 'simulator', '--plant', plant,
+                     '--param', param]) == 2
+    out = capsys.readouterr()
+    assert fragment in out.err and not out.out, out.err
