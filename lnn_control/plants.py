@@ -460,6 +460,9 @@ class Plant:
         except ValueError as exc:     # MuJoCo's parser: several lines, no file name
             detail = ' '.join(str(exc).split())
             raise ValueError(f'{path}: not a MuJoCo model ({detail})') from None
+        if not self.model.opt.timestep > 0:     # (MuJoCo takes 0: a ZeroDivisionError later)
+            raise ValueError(f'{path}: <option timestep> must be > 0; got '
+                             f'{self.model.opt.timestep:g}')
         self.data = mujoco.MjData(self.model)
         m = self.model
 

@@ -839,3 +839,16 @@ def test_params_for_the_simulator_refuse_what_lnn_sim_refuses(param, fragment, c
                      '--param', param]) == 2
     out = capsys.readouterr()
     assert fragment in out.err and not out.out, out.err
+
+
+@pytest.mark.parametrize('command', [['gains'], ['demo', '--mode', 'offline', '--duration', '1'],
+                                     ['params', '--format', 'yaml', '--node', 'simulator']])
+def test_a_model_with_a_zero_timestep_is_refused_with_a_reason(command, tmp_path, capsys):
+    """<option timestep="0"/> compiled, then gains and demo ended in a ZeroDivisionError."""
+    path = tmp_path / 'ts0.xml'
+    path.write_text('<mujoco><option timestep="0"/><worldbody><body><joint name="j" '
+                    'type="hinge"/><geom size="0.1" mass="1"/></body></worldbody><actuator>'
+                    '<motor joint="j" ctrlrange="-1 1" ctrllimited="true"/></actuator></mujoco>')
+    out = ['--out', str(tmp_path / 'run')] if command[0] == 'demo' else []
+    assert cli.main(command + ['--plant', str(path)] + out) == 2
+    assert f'{path}: <option timestep> must be > 0; got 0' in capsys.readouterr().err

@@ -333,6 +333,17 @@ def test_invalid_parameters_refuse_to_start(context, overrides, fragment):
     assert fragment in str(err.value)
 
 
+def test_a_model_with_a_zero_timestep_refuses_to_start(context, tmp_path):
+    """<option timestep="0"/> ended lnn_sim in a ZeroDivisionError traceback."""
+    path = tmp_path / 'ts0.xml'
+    path.write_text('<mujoco><option timestep="0"/><worldbody><body><joint name="j" '
+                    'type="hinge"/><geom size="0.1" mass="1"/></body></worldbody><actuator>'
+                    '<motor joint="j" ctrlrange="-1 1" ctrllimited="true"/></actuator></mujoco>')
+    with pytest.raises(ValueError, match='invalid parameters') as err:
+        SimNode(context=context, parameter_overrides=[Parameter('model', value=str(path))])
+    assert '<option timestep> must be > 0; got 0' in str(err.value)
+
+
 def test_main_exits_with_1_on_invalid_parameters():
     assert sim_node.main(['--ros-args', '-p', 'model:=no_such_plant']) == 1
 
