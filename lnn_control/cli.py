@@ -356,26 +356,11 @@ def _params(args: argparse.Namespace) -> int:
 
 
 def _check_simulator_plant(values: dict) -> None:
-    """
-    Refuse what lnn_sim would refuse of its model, joints and initial_positions.
-
-    (As ``SimNode`` checks them at start: the model loads, has the joints, and the initial
-    positions are one or one per joint, inside the joints' ranges.)
-    """
+    """Refuse what lnn_sim would refuse at start: its model, joints and initial_positions."""
     from .plants import Plant
 
     plant = Plant(values['model'], list(values['joints']) or None)
-    q0 = [float(q) for q in values['initial_positions']]
-    if len(q0) not in (0, 1, plant.n):
-        raise ValueError(f'--param initial_positions needs 0, 1 or {plant.n} values (one per '
-                         f'joint of {list(plant.joint_names)}); got {len(q0)}')
-    outside = [f'{j} {q:g} (range {lo:g} to {hi:g})'
-               for j, q, (lo, hi) in zip(plant.joint_names, q0 * plant.n if len(q0) == 1
-                                         else q0, plant.position_range)
-               if not lo <= q <= hi]
-    if outside:
-        raise ValueError('--param initial_positions outside the joint range of the model: '
-                         + ', '.join(outside))
+    plant.initial_positions(values['initial_positions'])
 
 
 def _gains(args: argparse.Namespace) -> int:

@@ -561,6 +561,25 @@ class Plant:
         self.set_design_pose(np.clip(0.0, low, high))
         self.reset()
 
+    def initial_positions(self, values) -> np.ndarray:
+        """
+        Return the start state of ``values`` (none: zeros; one: every joint; or one per joint).
+
+        ValueError with the reason for another count or a position outside a joint's range,
+        where MuJoCo's joint limit would kick the robot back hard at start.
+        """
+        q0 = np.asarray(values, dtype=float).reshape(-1)
+        if q0.size not in (0, 1, self.n):
+            raise ValueError(f'initial_positions needs 0, 1 or {self.n} values (one per joint '
+                             f'of {list(self.joint_names)}); got {q0.size}')
+        q0 = np.broadcast_to(q0, (self.n,)).copy() if q0.size else np.zeros(self.n)
+        outside = [f'{j} {q:g} (range {lo:g} to {hi:g})' for j, q, (lo, hi)
+                   in zip(self.joint_names, q0, self.position_range) if not lo <= q <= hi]
+        if outside:
+            raise ValueError('initial_positions outside the joint range of the model: '
+                             + ', '.join(outside))
+        return q0
+
     def set_design_pose(self, q) -> None:
         """
         Evaluate the nominal matrices (gain design, rate and delay checks) at pose ``q``.

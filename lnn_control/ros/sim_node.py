@@ -153,18 +153,10 @@ class SimNode(Node):
         except ValueError as e:
             raise ValueError(f'invalid parameters: {e}') from e
         self.joints = plant.joint_names
-        n = plant.n
-        q0 = np.asarray(cfg.initial_positions, dtype=float)
-        if q0.size not in (0, 1, n):
-            raise ValueError(f'invalid parameters: initial_positions needs 0, 1 or {n} values '
-                             f'(one per joint of {list(self.joints)}); got {q0.size}')
-        self._q0 = np.broadcast_to(q0, (n,)).copy() if q0.size else np.zeros(n)
-        low, high = plant.position_range.T
-        outside = [f'{j} {q:g} (range {lo:g} to {hi:g})'
-                   for j, q, lo, hi in zip(self.joints, self._q0, low, high) if not lo <= q <= hi]
-        if outside:         # MuJoCo's joint limit would kick the robot back hard at start
-            raise ValueError('invalid parameters: initial_positions outside the joint range '
-                             f'of the model: {", ".join(outside)}')
+        try:
+            self._q0 = plant.initial_positions(cfg.initial_positions)
+        except ValueError as e:
+            raise ValueError(f'invalid parameters: {e}') from None
         if self.lockstep:
             try:
                 plant.steps_per(self.control_period_s)
