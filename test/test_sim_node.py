@@ -254,6 +254,17 @@ def test_each_rejection_reason_is_logged_not_hidden_by_another(harness):
     assert reasons == ['length_mismatch', 'non_finite'], warnings
 
 
+def test_a_rejected_commands_warning_says_what_came(harness):
+    """The count for a wrong length, the values otherwise (1e300 read 'got 1')."""
+    h = harness()
+    h.start()
+    warnings = record_warnings(h.sim)
+    for bad in ([1.0, 2.0], [1e300]):
+        h.command(bad)
+    assert h.spin_until(lambda: sum(h.sim.rejected.values()) == 2)
+    assert 'got 2 values)' in warnings[0] and 'got 1e+300)' in warnings[1], warnings
+
+
 def test_effort_is_clipped_to_the_actuator_limit(harness):
     h = harness()
     h.start()

@@ -247,11 +247,13 @@ class SimNode(Node):
         if reason is None:
             return data
         self.rejected[reason] += 1
+        got = (f'{len(msg.data)} values' if reason == LENGTH_MISMATCH else   # (the count: 1)
+               ', '.join(f'{v:g}' for v in data[:8]) + (' ...' if data.size > 8 else ''))
         self._refusal_log.warn(
             reason,
             f'rejected command ({reason}: expected {self.plant.n} finite values, at most '
             f'{MAX_EFFORT:g} in size, for '
-            f'{list(self.joints)}, got {len(msg.data)}); {self.rejected[reason]} so far; '
+            f'{list(self.joints)}, got {got}); {self.rejected[reason]} so far; '
             'keeping the last valid effort' + ('' if not self.lockstep else ', time not advanced'))
         return None
 
