@@ -487,7 +487,8 @@ class Plant:
             passive = [j for j in missing if j in hinges]
             said = ([f'no hinge or slide joint named {unknown} in the model'] * bool(unknown)
                     + [f'joints {passive} are not actuated'] * bool(passive))
-            what = '; '.join(said) or 'no joint to control'
+            what = '; '.join(said) or ('joints is empty: name the ones to control' if by_name
+                                       else 'no joint to control')
             raise ValueError(
                 f'{model}: {what}; actuated (a <motor> on a hinge or slide joint): '
                 f'{", ".join(by_name) or "none"}'

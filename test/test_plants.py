@@ -256,6 +256,12 @@ def test_what_is_not_an_effort_motor_is_refused_with_a_reason(tmp_path, actuator
         _plant_with(tmp_path, actuator)
 
 
+def test_an_empty_joints_list_is_refused_as_empty_not_as_a_model_without_motors():
+    with pytest.raises(ValueError, match='joints is empty: name the ones to control; '
+                                         'actuated .*: joint1'):
+        Plant('pendulum', joints=[])
+
+
 def test_no_mode_is_judged_in_a_ball_joint(tmp_path):
     """A neutral ball at the tip read 0.35 Hz, damping ratio -0.71: a mode that does not exist."""
     path = tmp_path / 'ball.xml'
