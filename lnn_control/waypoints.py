@@ -81,16 +81,16 @@ SAMPLES_PER_SEGMENT = 16
 
 @njit(cache=True)
 def _segment_peaks(c, spans, samples, out_q, out_qd):
+    n = c.shape[1]
+    q, qd, qdd = np.empty(n), np.empty(n), np.empty(n)
     for k in range(c.shape[0]):
+        segment = c[k]
         for s in range(samples):
-            x = spans[k] * s / (samples - 1)
-            for j in range(c.shape[1]):
-                a = c[k, j]
-                q = abs(a[0] + x * (a[1] + x * (a[2] + x * (a[3] + x * (a[4] + x * a[5])))))
-                qd = abs(a[1] + x * (2.0 * a[2] + x * (3.0 * a[3]
-                                                       + x * (4.0 * a[4] + x * 5.0 * a[5]))))
-                out_q[j] = max(out_q[j], q) if q == q else np.inf   # (NaN: inf - inf)
-                out_qd[j] = max(out_qd[j], qd) if qd == qd else np.inf
+            sample_polynomials(segment, spans[k] * s / (samples - 1), q, qd, qdd)
+            for j in range(n):
+                a, b = abs(q[j]), abs(qd[j])
+                out_q[j] = max(out_q[j], a) if a == a else np.inf   # (NaN: inf - inf)
+                out_qd[j] = max(out_qd[j], b) if b == b else np.inf
 
 
 def segment_peaks(c, spans) -> tuple[np.ndarray, np.ndarray]:
