@@ -51,7 +51,7 @@ class TrajectoryFromMessages:
         self.continuous = (np.zeros(len(self.joints), bool) if continuous is None
                            else np.array(continuous, bool))
         self.limits = np.full((2, len(self.joints)), np.inf)    # |position|, |velocity|
-        self._bounds = self.limits.copy()      # the same, continuous joints' at CONTINUOUS_BOUND
+        self._position_bound = self.limits[0].copy()   # continuous joints': CONTINUOUS_BOUND
         self.pending: Optional[WaypointTrajectory] = None
         self.active: Optional[WaypointTrajectory] = None
         self.problem = ''           # why the latest refused message was refused (for the log)
@@ -65,8 +65,7 @@ class TrajectoryFromMessages:
         """Refuse waypoints whose |position| or |velocity| exceeds these (one per joint)."""
         self.limits[0] = position
         self.limits[1] = velocity
-        self._bounds[0] = np.where(self.continuous, CONTINUOUS_BOUND, self.limits[0])
-        self._bounds[1] = self.limits[1]
+        self._position_bound = np.where(self.continuous, CONTINUOUS_BOUND, self.limits[0])
 
     def peaks(self, now_ns: int) -> list[tuple[np.ndarray, np.ndarray]]:
         """Return per trajectory held the largest |position| and |velocity| still ahead."""
@@ -179,8 +178,8 @@ class TrajectoryFromMessages:
         if times[0] < 0.0 or np.any(np.diff(times) <= 0.0):
             return self._refused(C.MALFORMED, 'time_from_start must start at or after 0 and '
                                  'increase from waypoint to waypoint')
-        if (np.abs(positions) > self._bounds[0]).any() or (
-                velocities is not None and (np.abs(velocities) > self._bounds[1]).any()):
+        if (np.abs(positions) > self._position_bound).any() or (
+                velocities is not None and (np.abs(velocities) > self.limits[1]).any()):
             return self._refused(C.IMPLAUSIBLE, 'a waypoint is outside limits.position or '
                                  'limits.velocity')
         if m > 1 and (np.abs(np.diff(positions, axis=0))
@@ -206,8 +205,8 @@ class TrajectoryFromMessages:
         """Whether ``peaks`` (|position|, |velocity| per joint) exceed margin x the limits."""
         if peaks is None:
             return False
-        return not ((peaks[0] <= margin * self._bounds[0]).all()
-                    and (peaks[1] <= margin * self._bounds[1]).all())
+        return not ((peaks[0] <= margin * self._position_bound).all()
+                    and (peaks[1] <= margin * self.limits[1]).all())
 
     def _refused(self, reason: str, why: str) -> str:
         self.problem = why
